@@ -1,0 +1,530 @@
+/* rs_breaker.c - the circuit breaker state machine. */
+#include "rs_breaker.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const STATE_NAMES[RS_STATE_COUNT] = {
+    "CLOSED", "DEGRADED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"};
+
+static const char *const REASON_NAMES[RS_REASON_COUNT] = {
+    "consecutive_failures", "failure_rate",      "slow_call_rate",
+    "health_critical",      "health_low",        "health_recovered",
+    "ejection_capped",      "cooldown_elapsed",  "probe_failed",
+    "probes_succeeded",     "half_open_timeout", "force_open",
+    "disable",              "reset",             "manual_open",
+    "manual_close"};
+
+static const char *const FIELD_NAMES[RS_BF_COUNT][2] = {
+    {"failure_threshold", ">= 0"},
+    {"failure_rate_threshold", "(0, 1]"},
+    {"slow_call_duration", "> 0"},
+    {"slow_call_rate_threshold", "(0, 1]"},
+    {"window_size", "[1, 1000000]"},
+    {"window_duration", ">= 1e-08 seconds"},
+    {"minimum_calls", "[0, window_size] for a count window"},
+    {"cooldown", ">= 0"},
+    {"cooldown_multiplier", ">= 1.0"},
+    {"cooldown_max", ">= cooldown"},
+    {"half_open_probes", "[0, 1000000]"},
+    {"half_open_max_wait", "> 0"},
+    {"ewma_alpha", "[0.01, 1.0]"},
+    {"sensitivity", "[0.5, 5.0]"},
+    {"min_health_score", "[0.0, 1.0]"},
+    {"latency_window", "[1, 1000000]"},
+};
+
+const char *rs_state_name(int state) {
+    return state >= 0 && state < RS_STATE_COUNT ? STATE_NAMES[state] : "UNKNOWN";
+}
+
+const char *rs_reason_name(int reason) {
+    return reason >= 0 && reason < RS_REASON_COUNT ? REASON_NAMES[reason] : "unknown";
+}
+
+const char *rs_breaker_field_name(int field) {
+    return field >= 0 && field < RS_BF_COUNT ? FIELD_NAMES[field][0] : NULL;
+}
+
+const char *rs_breaker_field_range(int field) {
+    return field >= 0 && field < RS_BF_COUNT ? FIELD_NAMES[field][1] : NULL;
+}
+
+void rs_breaker_config_default(rs_breaker_config *c) {
+    memset(c, 0, sizeof *c);
+    c->failure_threshold = 5;
+    c->failure_rate_enabled = 0;
+    c->failure_rate_threshold = 1.0;
+    c->slow_call_enabled = 0;
+    c->slow_call_ms = 1.0;
+    c->slow_call_rate_threshold = 1.0;
+    c->window_size = 100;
+    c->window_duration_ns = 0;
+    c->minimum_calls = 10;
+    c->cooldown_ns = 60 * RS_NS_PER_SEC;
+    c->cooldown_multiplier = 2.0;
+    c->cooldown_max_ns = 600 * RS_NS_PER_SEC;
+    c->half_open_probes = 3;
+    c->half_open_max_wait_ns = 0;
+    c->adaptive = 1;
+    c->ewma_alpha = 0.3;
+    c->sensitivity = 2.0;
+    c->min_health_score = 0.3;
+    c->latency_window = 50;
+}
+
+static int in_range(double x, double lo, double hi) { return x >= lo && x <= hi; }
+
+int rs_breaker_config_check(const rs_breaker_config *c) {
+#define BAD(f) (RS_EFIELD_BASE + (f))
+    if (c->failure_rate_enabled && !(c->failure_rate_threshold > 0.0 && c->failure_rate_threshold <= 1.0))
+        return BAD(RS_BF_FAILURE_RATE_THRESHOLD);
+    if (c->slow_call_enabled && !(c->slow_call_ms > 0.0 && isfinite(c->slow_call_ms)))
+        return BAD(RS_BF_SLOW_CALL_DURATION);
+    if (!(c->slow_call_rate_threshold > 0.0 && c->slow_call_rate_threshold <= 1.0))
+        return BAD(RS_BF_SLOW_CALL_RATE_THRESHOLD);
+    if (c->window_size < 1 || c->window_size > RS_WINDOW_MAX_SIZE)
+        return BAD(RS_BF_WINDOW_SIZE);
+    if (c->window_duration_ns != 0 && c->window_duration_ns < RS_WINDOW_BUCKETS)
+        return BAD(RS_BF_WINDOW_DURATION);
+    if (c->window_duration_ns == 0 && c->minimum_calls > c->window_size)
+        return BAD(RS_BF_MINIMUM_CALLS);
+    if (!(c->cooldown_multiplier >= 1.0 && isfinite(c->cooldown_multiplier)))
+        return BAD(RS_BF_COOLDOWN_MULTIPLIER);
+    if (c->cooldown_max_ns < c->cooldown_ns)
+        return BAD(RS_BF_COOLDOWN_MAX);
+    if (c->half_open_probes > RS_WINDOW_MAX_SIZE)
+        return BAD(RS_BF_HALF_OPEN_PROBES);
+    if (!in_range(c->ewma_alpha, 0.01, 1.0))
+        return BAD(RS_BF_EWMA_ALPHA);
+    if (!in_range(c->sensitivity, 0.5, 5.0))
+        return BAD(RS_BF_SENSITIVITY);
+    if (!in_range(c->min_health_score, 0.0, 1.0))
+        return BAD(RS_BF_MIN_HEALTH_SCORE);
+    if (c->latency_window < 1 || c->latency_window > RS_WINDOW_MAX_SIZE)
+        return BAD(RS_BF_LATENCY_WINDOW);
+    return RS_OK;
+#undef BAD
+}
+
+rs_status rs_ejector_init(rs_ejector *e, uint32_t max_percent) {
+    if (max_percent > 100) {
+        return RS_EINVAL;
+    }
+    memset(e, 0, sizeof *e);
+    e->max_percent = max_percent;
+    return RS_OK;
+}
+
+int rs_ejector_can_eject(const rs_ejector *e) {
+    uint64_t allowed = (uint64_t)e->members * e->max_percent / 100;
+    if (allowed < 1) {
+        allowed = 1;
+    }
+    return e->ejected < allowed;
+}
+
+static int is_ejected(int state) {
+    return state == RS_STATE_OPEN || state == RS_STATE_HALF_OPEN || state == RS_STATE_FORCED_OPEN;
+}
+
+int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) {
+    memset(b, 0, sizeof *b);
+    int st = rs_breaker_config_check(c);
+    if (st != RS_OK) {
+        return st;
+    }
+    b->cfg = *c;
+    st = c->window_duration_ns ? rs_window_init_time(&b->window, c->window_duration_ns, now_ns)
+                               : rs_window_init_count(&b->window, c->window_size);
+    if (st != RS_OK) {
+        rs_window_free(&b->window);
+        return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_WINDOW_SIZE : st;
+    }
+    st = rs_latring_init(&b->latencies, c->latency_window);
+    if (st != RS_OK) {
+        rs_window_free(&b->window);
+        rs_latring_free(&b->latencies);
+        return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_LATENCY_WINDOW : st;
+    }
+    rs_ewma_init(&b->ewma, c->ewma_alpha);
+    b->state = RS_STATE_CLOSED;
+    b->now_ns = now_ns;
+    b->cooldown_cur_ns = c->cooldown_ns;
+    b->last_latency_ms = -1.0;
+    return RS_OK;
+}
+
+void rs_breaker_free(rs_breaker *b) {
+    rs_breaker_set_ejector(b, NULL);
+    rs_window_free(&b->window);
+    rs_latring_free(&b->latencies);
+}
+
+void rs_breaker_set_ejector(rs_breaker *b, rs_ejector *e) {
+    if (b->ejector) {
+        b->ejector->members--;
+        if (is_ejected(b->state)) {
+            b->ejector->ejected--;
+        }
+    }
+    b->ejector = e;
+    if (e) {
+        e->members++;
+        if (is_ejected(b->state)) {
+            e->ejected++;
+        }
+    }
+}
+
+/* ---- derived values ---------------------------------------------------- */
+
+double rs_breaker_signal(const rs_breaker *b) {
+    double s = b->ewma.mean - b->cfg.sensitivity * rs_ewma_stddev(&b->ewma);
+    return s < 0.0 ? 0.0 : (s > 1.0 ? 1.0 : s);
+}
+
+uint32_t rs_breaker_effective_threshold(const rs_breaker *b) {
+    uint32_t t = b->cfg.failure_threshold;
+    if (!b->cfg.adaptive || t == 0) {
+        return t;
+    }
+    double s = rs_breaker_signal(b);
+    uint32_t e;
+    if (s > 0.7) {
+        e = t / 3;
+    } else if (s > 0.5) {
+        e = t / 2;
+    } else if (s > 0.3) {
+        e = (uint32_t)((uint64_t)t * 3 / 4);
+    } else {
+        return t;
+    }
+    return e ? e : 1;
+}
+
+double rs_latency_score(double m) {
+    if (m <= 100.0) return 1.0 - 0.05 * (m / 100.0);
+    if (m <= 1000.0) return 0.95 - 0.45 * ((m - 100.0) / 900.0);
+    if (m <= 5000.0) return 0.5 - 0.5 * ((m - 1000.0) / 4000.0);
+    return 0.0;
+}
+
+double rs_jitter_score(double s) {
+    if (s <= 50.0) return 1.0 - 0.2 * (s / 50.0);
+    if (s <= 200.0) return 0.8 - 0.5 * ((s - 50.0) / 150.0);
+    if (s <= 500.0) return 0.3 - 0.3 * ((s - 200.0) / 300.0);
+    return 0.0;
+}
+
+double rs_breaker_success_rate(const rs_breaker *b) {
+    const rs_window *w = &b->window;
+    return w->total ? (double)(w->total - w->failures) / (double)w->total : 1.0;
+}
+
+double rs_breaker_health(const rs_breaker *b) {
+    double sr = rs_breaker_success_rate(b);
+    double ls = 1.0, js = 1.0;
+    if (b->latencies.n) {
+        ls = rs_latency_score(rs_latring_mean(&b->latencies));
+        js = rs_jitter_score(rs_latring_stddev(&b->latencies));
+    }
+    return 0.5 * sr + 0.3 * ls + 0.2 * js;
+}
+
+uint64_t rs_breaker_remaining(const rs_breaker *b) {
+    if (b->state != RS_STATE_OPEN) {
+        return 0;
+    }
+    uint64_t elapsed = b->now_ns - b->opened_at_ns;
+    return elapsed >= b->cooldown_cur_ns ? 0 : b->cooldown_cur_ns - elapsed;
+}
+
+/* ---- transitions ------------------------------------------------------- */
+
+static void transition(rs_breaker *b, int new_state, int reason) {
+    int old = b->state;
+    b->state = new_state;
+    int soft = (old == RS_STATE_CLOSED && new_state == RS_STATE_DEGRADED) ||
+               (old == RS_STATE_DEGRADED && new_state == RS_STATE_CLOSED);
+    if (!soft) {
+        b->epoch++;
+    }
+    b->counters.transitions[new_state]++;
+    if (b->ejector) {
+        b->ejector->ejected += (uint32_t)is_ejected(new_state);
+        b->ejector->ejected -= (uint32_t)is_ejected(old);
+    }
+    if (b->pending_len == RS_BREAKER_PENDING) {
+        /* Never reached while the caller drains after each operation. */
+        b->pending_head = (b->pending_head + 1) % RS_BREAKER_PENDING;
+        b->pending_len--;
+        b->pending_dropped++;
+    }
+    rs_transition *t = &b->pending[(b->pending_head + b->pending_len) % RS_BREAKER_PENDING];
+    b->pending_len++;
+    t->old_state = (uint8_t)old;
+    t->new_state = (uint8_t)new_state;
+    t->reason = (uint8_t)reason;
+    t->consecutive_failures = b->consecutive_failures;
+    t->success_rate = rs_breaker_success_rate(b);
+    t->latency_ms = b->last_latency_ms;
+}
+
+int rs_breaker_pop_transition(rs_breaker *b, rs_transition *t) {
+    if (!b->pending_len) {
+        return 0;
+    }
+    *t = b->pending[b->pending_head];
+    b->pending_head = (b->pending_head + 1) % RS_BREAKER_PENDING;
+    b->pending_len--;
+    return 1;
+}
+
+static void clear_window_stats(rs_breaker *b) {
+    rs_window_clear(&b->window, b->now_ns);
+    rs_latring_clear(&b->latencies);
+    b->consecutive_failures = 0;
+}
+
+static void go_open(rs_breaker *b, int reason) {
+    b->opened_at_ns = b->now_ns;
+    b->ever_opened = 1;
+    transition(b, RS_STATE_OPEN, reason);
+}
+
+static void go_closed(rs_breaker *b, int reason) {
+    clear_window_stats(b);
+    b->cooldown_cur_ns = b->cfg.cooldown_ns;
+    transition(b, RS_STATE_CLOSED, reason);
+}
+
+static void reopen(rs_breaker *b, int reason) {
+    double grown = (double)b->cooldown_cur_ns * b->cfg.cooldown_multiplier;
+    b->cooldown_cur_ns =
+        grown >= (double)b->cfg.cooldown_max_ns ? b->cfg.cooldown_max_ns : (uint64_t)grown;
+    go_open(b, reason);
+}
+
+/* An automatic trip from CLOSED or DEGRADED, subject to the ejection budget. */
+static void trip(rs_breaker *b, int reason) {
+    if (b->ejector && !rs_ejector_can_eject(b->ejector)) {
+        b->ejector->vetoed++;
+        b->counters.vetoed++;
+        if (b->state == RS_STATE_CLOSED) {
+            transition(b, RS_STATE_DEGRADED, RS_REASON_EJECTION_CAPPED);
+        }
+        return;
+    }
+    go_open(b, reason);
+}
+
+static void ewma_period(rs_breaker *b, double rate) { rs_ewma_update(&b->ewma, rate); }
+
+void rs_breaker_tick(rs_breaker *b, uint64_t now_ns) {
+    if (RS_LIKELY(now_ns > b->now_ns)) {
+        b->now_ns = now_ns;
+    }
+    double rate;
+    if (b->window.timed && rs_window_roll(&b->window, b->now_ns, &rate)) {
+        ewma_period(b, rate);
+    }
+    if (b->state == RS_STATE_OPEN) {
+        if (b->now_ns - b->opened_at_ns >= b->cooldown_cur_ns) {
+            if (b->cfg.half_open_probes == 0) {
+                go_closed(b, RS_REASON_COOLDOWN_ELAPSED);
+            } else {
+                b->half_open_since_ns = b->now_ns;
+                b->probes_granted = 0;
+                b->probe_successes = 0;
+                transition(b, RS_STATE_HALF_OPEN, RS_REASON_COOLDOWN_ELAPSED);
+            }
+        }
+    } else if (b->state == RS_STATE_HALF_OPEN && b->cfg.half_open_max_wait_ns &&
+               b->now_ns - b->half_open_since_ns >= b->cfg.half_open_max_wait_ns) {
+        reopen(b, RS_REASON_HALF_OPEN_TIMEOUT);
+    }
+}
+
+rs_status rs_breaker_acquire(rs_breaker *b, uint64_t now_ns, rs_permit *p,
+                             uint64_t *remaining_ns) {
+    rs_breaker_tick(b, now_ns);
+    switch (b->state) {
+    case RS_STATE_CLOSED:
+    case RS_STATE_DEGRADED:
+    case RS_STATE_DISABLED:
+        p->epoch = b->epoch;
+        p->kind = RS_PERMIT_NORMAL;
+        b->counters.permitted++;
+        return RS_OK;
+    case RS_STATE_HALF_OPEN:
+        if (b->probes_granted < b->cfg.half_open_probes) {
+            b->probes_granted++;
+            p->epoch = b->epoch;
+            p->kind = RS_PERMIT_PROBE;
+            b->counters.permitted++;
+            return RS_OK;
+        }
+        *remaining_ns = 0;
+        break;
+    case RS_STATE_OPEN:
+        *remaining_ns = rs_breaker_remaining(b);
+        break;
+    default: /* FORCED_OPEN */
+        *remaining_ns = UINT64_MAX;
+        break;
+    }
+    b->counters.rejected++;
+    return RS_EREJECTED;
+}
+
+/* Trip rules, in order; returns a reason or -1. */
+static int trip_reason(const rs_breaker *b) {
+    const rs_breaker_config *c = &b->cfg;
+    const rs_window *w = &b->window;
+    if (c->failure_threshold && b->consecutive_failures >= rs_breaker_effective_threshold(b)) {
+        return RS_REASON_CONSECUTIVE_FAILURES;
+    }
+    if (w->total == 0 || w->total < c->minimum_calls) {
+        return -1;
+    }
+    if (c->failure_rate_enabled &&
+        (double)w->failures / (double)w->total >= c->failure_rate_threshold) {
+        return RS_REASON_FAILURE_RATE;
+    }
+    if (c->slow_call_enabled && (double)w->slow / (double)w->total >= c->slow_call_rate_threshold) {
+        return RS_REASON_SLOW_CALL_RATE;
+    }
+    if (rs_breaker_health(b) < c->min_health_score / 2.0) {
+        return RS_REASON_HEALTH_CRITICAL;
+    }
+    return -1;
+}
+
+static void evaluate_closed(rs_breaker *b) {
+    int reason = trip_reason(b);
+    if (reason >= 0) {
+        trip(b, reason);
+        return;
+    }
+    const rs_window *w = &b->window;
+    if (w->total == 0 || w->total < b->cfg.minimum_calls) {
+        return;
+    }
+    double h = rs_breaker_health(b);
+    if (b->state == RS_STATE_CLOSED && h < b->cfg.min_health_score) {
+        transition(b, RS_STATE_DEGRADED, RS_REASON_HEALTH_LOW);
+    } else if (b->state == RS_STATE_DEGRADED && h > 0.7) {
+        transition(b, RS_STATE_CLOSED, RS_REASON_HEALTH_RECOVERED);
+    }
+}
+
+static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latency_ms,
+                    uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    const rs_breaker_config *c = &b->cfg;
+    unsigned flags = failed ? RS_OUTCOME_FAILED : 0u;
+    if (latency_ms >= 0.0) {
+        rs_latring_push(&b->latencies, latency_ms);
+        if (c->slow_call_enabled && latency_ms >= c->slow_call_ms) {
+            flags |= RS_OUTCOME_SLOW;
+            b->counters.slow++;
+        }
+        b->last_latency_ms = latency_ms;
+    } else {
+        b->last_latency_ms = -1.0;
+    }
+    double rate;
+    if (rs_window_add(&b->window, flags, &rate)) {
+        ewma_period(b, rate);
+    }
+    if (failed) {
+        b->counters.failures++;
+        b->consecutive_failures++;
+    } else {
+        b->counters.successes++;
+        b->consecutive_failures = 0;
+    }
+    if (p && p->epoch != b->epoch) {
+        b->counters.stale++;
+        return;
+    }
+    switch (b->state) {
+    case RS_STATE_CLOSED:
+    case RS_STATE_DEGRADED:
+        evaluate_closed(b);
+        break;
+    case RS_STATE_HALF_OPEN:
+        if (failed) {
+            reopen(b, RS_REASON_PROBE_FAILED);
+        } else if (++b->probe_successes >= c->half_open_probes) {
+            go_closed(b, RS_REASON_PROBES_SUCCEEDED);
+        }
+        break;
+    default: /* OPEN, FORCED_OPEN (permit-less only), DISABLED: statistics only */
+        break;
+    }
+}
+
+void rs_breaker_success(rs_breaker *b, const rs_permit *p, double latency_ms, uint64_t now_ns) {
+    outcome(b, p, 0, latency_ms, now_ns);
+}
+
+void rs_breaker_failure(rs_breaker *b, const rs_permit *p, double latency_ms, uint64_t now_ns) {
+    outcome(b, p, 1, latency_ms, now_ns);
+}
+
+void rs_breaker_release(rs_breaker *b, const rs_permit *p, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    b->counters.released++;
+    if (p && p->epoch == b->epoch && p->kind == RS_PERMIT_PROBE &&
+        b->state == RS_STATE_HALF_OPEN && b->probes_granted > 0) {
+        b->probes_granted--;
+    }
+}
+
+/* ---- manual control ---------------------------------------------------- */
+
+void rs_breaker_force_open(rs_breaker *b, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    if (b->state != RS_STATE_FORCED_OPEN) {
+        transition(b, RS_STATE_FORCED_OPEN, RS_REASON_FORCE_OPEN);
+    }
+}
+
+void rs_breaker_disable(rs_breaker *b, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    if (b->state != RS_STATE_DISABLED) {
+        transition(b, RS_STATE_DISABLED, RS_REASON_DISABLE);
+    }
+}
+
+void rs_breaker_open(rs_breaker *b, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    if (b->state != RS_STATE_OPEN) {
+        go_open(b, RS_REASON_MANUAL_OPEN);
+    }
+}
+
+void rs_breaker_close(rs_breaker *b, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    if (b->state != RS_STATE_CLOSED) {
+        go_closed(b, RS_REASON_MANUAL_CLOSE);
+    }
+}
+
+void rs_breaker_reset(rs_breaker *b, uint64_t now_ns) {
+    rs_breaker_tick(b, now_ns);
+    clear_window_stats(b);
+    rs_ewma_reset(&b->ewma);
+    b->cooldown_cur_ns = b->cfg.cooldown_ns;
+    b->probes_granted = 0;
+    b->probe_successes = 0;
+    b->last_latency_ms = -1.0;
+    b->ever_opened = 0;
+    b->opened_at_ns = 0;
+    if (b->state != RS_STATE_CLOSED) {
+        transition(b, RS_STATE_CLOSED, RS_REASON_RESET);
+    }
+    memset(&b->counters, 0, sizeof b->counters);
+}

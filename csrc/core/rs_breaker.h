@@ -1,0 +1,228 @@
+/* rs_breaker.h - the circuit breaker state machine (SPEC section 2).
+ *
+ * Every operation takes the current time in nanoseconds. Time is clamped so
+ * that it never goes backwards inside one breaker (several threads may read
+ * a clock and arrive out of order). Each operation first "ticks": it rolls a
+ * time window, turns OPEN into HALF_OPEN (or CLOSED with zero probes) once
+ * the cooldown has elapsed, and turns an undecided HALF_OPEN back into OPEN
+ * after half_open_max_wait. Operations never fail once the breaker is
+ * initialised; transitions are queued for the caller to drain and report.
+ *
+ * Ownership: rs_breaker_init allocates the window and latency ring through
+ * the rs_alloc hooks; rs_breaker_free releases them. An rs_ejector is owned
+ * by the caller and must outlive every breaker attached to it. */
+#ifndef RS_BREAKER_H
+#define RS_BREAKER_H
+
+#include "rs_common.h"
+#include "rs_ewma.h"
+#include "rs_window.h"
+
+typedef enum rs_state {
+    RS_STATE_CLOSED = 0,
+    RS_STATE_DEGRADED = 1,
+    RS_STATE_OPEN = 2,
+    RS_STATE_HALF_OPEN = 3,
+    RS_STATE_FORCED_OPEN = 4,
+    RS_STATE_DISABLED = 5,
+    RS_STATE_COUNT = 6
+} rs_state;
+
+typedef enum rs_reason {
+    RS_REASON_CONSECUTIVE_FAILURES = 0,
+    RS_REASON_FAILURE_RATE,
+    RS_REASON_SLOW_CALL_RATE,
+    RS_REASON_HEALTH_CRITICAL,
+    RS_REASON_HEALTH_LOW,
+    RS_REASON_HEALTH_RECOVERED,
+    RS_REASON_EJECTION_CAPPED,
+    RS_REASON_COOLDOWN_ELAPSED,
+    RS_REASON_PROBE_FAILED,
+    RS_REASON_PROBES_SUCCEEDED,
+    RS_REASON_HALF_OPEN_TIMEOUT,
+    RS_REASON_FORCE_OPEN,
+    RS_REASON_DISABLE,
+    RS_REASON_RESET,
+    RS_REASON_MANUAL_OPEN,
+    RS_REASON_MANUAL_CLOSE,
+    RS_REASON_COUNT
+} rs_reason;
+
+/* Names used in logs and stats: "CLOSED", ...; "consecutive_failures", ... */
+const char *rs_state_name(int state);
+const char *rs_reason_name(int reason);
+
+typedef struct rs_breaker_config {
+    uint32_t failure_threshold;       /* consecutive failures; 0 = rule off */
+    int failure_rate_enabled;
+    double failure_rate_threshold;    /* (0, 1] */
+    int slow_call_enabled;
+    double slow_call_ms;              /* > 0 */
+    double slow_call_rate_threshold;  /* (0, 1] */
+    uint32_t window_size;             /* count window, [1, RS_WINDOW_MAX_SIZE] */
+    uint64_t window_duration_ns;      /* 0 = count window, else >= 10 ns */
+    uint32_t minimum_calls;           /* <= window_size for a count window */
+    uint64_t cooldown_ns;
+    double cooldown_multiplier;       /* >= 1 */
+    uint64_t cooldown_max_ns;         /* >= cooldown_ns */
+    uint32_t half_open_probes;        /* [0, RS_WINDOW_MAX_SIZE] */
+    uint64_t half_open_max_wait_ns;   /* 0 = off */
+    int adaptive;
+    double ewma_alpha;                /* [0.01, 1] */
+    double sensitivity;               /* [0.5, 5] */
+    double min_health_score;          /* [0, 1] */
+    uint32_t latency_window;          /* [1, RS_WINDOW_MAX_SIZE] */
+} rs_breaker_config;
+
+/* Fills c with the SPEC defaults. */
+void rs_breaker_config_default(rs_breaker_config *c);
+
+/* Configuration fields, for error reporting: a bad field makes init return
+ * RS_EFIELD_BASE + field. */
+typedef enum rs_breaker_field {
+    RS_BF_FAILURE_THRESHOLD = 0,
+    RS_BF_FAILURE_RATE_THRESHOLD,
+    RS_BF_SLOW_CALL_DURATION,
+    RS_BF_SLOW_CALL_RATE_THRESHOLD,
+    RS_BF_WINDOW_SIZE,
+    RS_BF_WINDOW_DURATION,
+    RS_BF_MINIMUM_CALLS,
+    RS_BF_COOLDOWN,
+    RS_BF_COOLDOWN_MULTIPLIER,
+    RS_BF_COOLDOWN_MAX,
+    RS_BF_HALF_OPEN_PROBES,
+    RS_BF_HALF_OPEN_MAX_WAIT,
+    RS_BF_EWMA_ALPHA,
+    RS_BF_SENSITIVITY,
+    RS_BF_MIN_HEALTH_SCORE,
+    RS_BF_LATENCY_WINDOW,
+    RS_BF_COUNT
+} rs_breaker_field;
+
+/* Parameter name and allowed range of a field, e.g. "ewma_alpha",
+ * "[0.01, 1.0]". NULL for an unknown field. */
+const char *rs_breaker_field_name(int field);
+const char *rs_breaker_field_range(int field);
+
+/* Returns RS_OK or RS_EFIELD_BASE + the first bad field. */
+int rs_breaker_config_check(const rs_breaker_config *c);
+
+/* Shared ejection budget of a group of breakers: at most max_percent of the
+ * members may be ejected (OPEN, HALF_OPEN or FORCED_OPEN) at once, but one
+ * member always may. Automatic trips past the budget are vetoed. */
+typedef struct rs_ejector {
+    uint32_t max_percent; /* [0, 100] */
+    uint32_t members;
+    uint32_t ejected;
+    uint64_t vetoed;
+} rs_ejector;
+
+rs_status rs_ejector_init(rs_ejector *e, uint32_t max_percent);
+int rs_ejector_can_eject(const rs_ejector *e);
+
+enum { RS_PERMIT_NORMAL = 0, RS_PERMIT_PROBE = 1 };
+
+typedef struct rs_permit {
+    uint64_t epoch;
+    int kind; /* RS_PERMIT_* */
+} rs_permit;
+
+typedef struct rs_transition {
+    uint8_t old_state;
+    uint8_t new_state;
+    uint8_t reason;
+    uint64_t consecutive_failures;
+    double success_rate; /* over the window, 1.0 when empty */
+    double latency_ms;   /* latency of the outcome that caused it, or -1 */
+} rs_transition;
+
+#define RS_BREAKER_PENDING 8
+
+typedef struct rs_breaker_counters {
+    uint64_t permitted;
+    uint64_t rejected;
+    uint64_t successes;
+    uint64_t failures;
+    uint64_t slow;
+    uint64_t released;
+    uint64_t stale;   /* outcomes from an earlier epoch */
+    uint64_t vetoed;  /* trips refused by the ejection budget */
+    uint64_t transitions[RS_STATE_COUNT]; /* entries into each state */
+} rs_breaker_counters;
+
+typedef struct rs_breaker {
+    rs_breaker_config cfg;
+    int state;
+    uint64_t epoch;
+    uint64_t now_ns;          /* latest time seen (time never goes backwards) */
+    uint64_t opened_at_ns;
+    int ever_opened;
+    uint64_t half_open_since_ns;
+    uint64_t cooldown_cur_ns; /* grows on each reopen from HALF_OPEN */
+    uint32_t probes_granted;
+    uint32_t probe_successes;
+    uint64_t consecutive_failures;
+    double last_latency_ms;   /* -1 when the last outcome had none */
+    rs_window window;
+    rs_latring latencies;
+    rs_ewma ewma;
+    rs_ejector *ejector;      /* borrowed, may be NULL */
+    rs_breaker_counters counters;
+    rs_transition pending[RS_BREAKER_PENDING];
+    uint32_t pending_head;
+    uint32_t pending_len;
+    uint64_t pending_dropped;
+} rs_breaker;
+
+/* Validates c and allocates the windows. Returns RS_OK, RS_ENOMEM, or
+ * RS_EFIELD_BASE + field for a bad field; on failure nothing needs freeing. */
+int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns);
+void rs_breaker_free(rs_breaker *b);
+
+/* Attaches b to an ejector (counted as a member) or detaches it (e = NULL). */
+void rs_breaker_set_ejector(rs_breaker *b, rs_ejector *e);
+
+/* Lazy time-driven transitions; every operation below calls it first. */
+void rs_breaker_tick(rs_breaker *b, uint64_t now_ns);
+
+/* Returns RS_OK and fills *p, or RS_EREJECTED. On rejection *remaining_ns is
+ * the time until HALF_OPEN (0 when already half-open), or UINT64_MAX when
+ * forced open. */
+rs_status rs_breaker_acquire(rs_breaker *b, uint64_t now_ns, rs_permit *p,
+                             uint64_t *remaining_ns);
+
+/* Outcomes of a permit. latency_ms < 0 means "no latency sample". An
+ * outcome from an earlier epoch updates statistics but drives no transition.
+ * A NULL permit reports an outcome of a call made without a permit: it is
+ * treated as a permit of the current epoch (a probe when HALF_OPEN) and
+ * drives transitions except in OPEN and FORCED_OPEN. */
+void rs_breaker_success(rs_breaker *b, const rs_permit *p, double latency_ms,
+                        uint64_t now_ns);
+void rs_breaker_failure(rs_breaker *b, const rs_permit *p, double latency_ms,
+                        uint64_t now_ns);
+/* Gives the permit back without an outcome (cancelled or ignored call). */
+void rs_breaker_release(rs_breaker *b, const rs_permit *p, uint64_t now_ns);
+
+/* Manual control. */
+void rs_breaker_force_open(rs_breaker *b, uint64_t now_ns);
+void rs_breaker_disable(rs_breaker *b, uint64_t now_ns);
+void rs_breaker_reset(rs_breaker *b, uint64_t now_ns);
+void rs_breaker_open(rs_breaker *b, uint64_t now_ns);
+void rs_breaker_close(rs_breaker *b, uint64_t now_ns);
+
+/* Derived values at the last tick. */
+double rs_breaker_signal(const rs_breaker *b);
+uint32_t rs_breaker_effective_threshold(const rs_breaker *b);
+double rs_breaker_health(const rs_breaker *b);
+double rs_breaker_success_rate(const rs_breaker *b);
+/* Nanoseconds until HALF_OPEN while OPEN; 0 otherwise. */
+uint64_t rs_breaker_remaining(const rs_breaker *b);
+
+/* Health-score parts, exposed for tests. */
+double rs_latency_score(double mean_ms);
+double rs_jitter_score(double stddev_ms);
+
+/* Pops the oldest queued transition into *t; returns 0 when none. */
+int rs_breaker_pop_transition(rs_breaker *b, rs_transition *t);
+
+#endif /* RS_BREAKER_H */

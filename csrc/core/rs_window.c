@@ -1,0 +1,179 @@
+/* rs_window.c - outcome windows and the latency ring. */
+#include "rs_window.h"
+
+#include <math.h>
+#include <string.h>
+
+static void reset_counts(rs_window *w) {
+    w->pos = 0;
+    w->filled = 0;
+    w->period_n = 0;
+    w->period_f = 0;
+    memset(w->buckets, 0, sizeof w->buckets);
+    w->total = 0;
+    w->failures = 0;
+    w->slow = 0;
+}
+
+rs_status rs_window_init_count(rs_window *w, uint32_t size) {
+    memset(w, 0, sizeof *w);
+    if (size < 1 || size > RS_WINDOW_MAX_SIZE) {
+        return RS_EINVAL;
+    }
+    w->ring = rs_calloc(size, 1);
+    if (!w->ring) {
+        return RS_ENOMEM;
+    }
+    w->size = size;
+    w->period = size / 10 ? size / 10 : 1;
+    return RS_OK;
+}
+
+rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns) {
+    memset(w, 0, sizeof *w);
+    if (duration_ns < RS_WINDOW_BUCKETS) {
+        return RS_EINVAL;
+    }
+    w->timed = 1;
+    w->width_ns = duration_ns / RS_WINDOW_BUCKETS;
+    w->head_id = now_ns / w->width_ns;
+    return RS_OK;
+}
+
+void rs_window_free(rs_window *w) {
+    rs_free(w->ring);
+    w->ring = NULL;
+}
+
+void rs_window_clear(rs_window *w, uint64_t now_ns) {
+    reset_counts(w);
+    if (w->timed) {
+        w->head_id = now_ns / w->width_ns;
+    }
+}
+
+static void drop_bucket(rs_window *w, rs_bucket *b) {
+    w->total -= b->total;
+    w->failures -= b->failures;
+    w->slow -= b->slow;
+    b->total = b->failures = b->slow = 0;
+}
+
+int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate) {
+    if (!w->timed) {
+        return 0;
+    }
+    uint64_t id = now_ns / w->width_ns;
+    if (RS_LIKELY(id <= w->head_id)) {
+        return 0;
+    }
+    rs_bucket *head = &w->buckets[w->head_id % RS_WINDOW_BUCKETS];
+    int closed = 0;
+    if (head->total > 0) {
+        *period_rate = (double)head->failures / (double)head->total;
+        closed = 1;
+    }
+    uint64_t steps = id - w->head_id;
+    if (steps > RS_WINDOW_BUCKETS) {
+        steps = RS_WINDOW_BUCKETS;
+    }
+    for (uint64_t k = 1; k <= steps; k++) {
+        drop_bucket(w, &w->buckets[(w->head_id + k) % RS_WINDOW_BUCKETS]);
+    }
+    w->head_id = id;
+    return closed;
+}
+
+int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
+    unsigned failed = (flags & RS_OUTCOME_FAILED) ? 1u : 0u;
+    unsigned slow = (flags & RS_OUTCOME_SLOW) ? 1u : 0u;
+    w->total++;
+    w->failures += failed;
+    w->slow += slow;
+    if (w->timed) {
+        rs_bucket *b = &w->buckets[w->head_id % RS_WINDOW_BUCKETS];
+        b->total++;
+        b->failures += failed;
+        b->slow += slow;
+        return 0;
+    }
+    if (w->filled == w->size) {
+        uint8_t old = w->ring[w->pos];
+        w->total--;
+        w->failures -= (old & RS_OUTCOME_FAILED) ? 1u : 0u;
+        w->slow -= (old & RS_OUTCOME_SLOW) ? 1u : 0u;
+    } else {
+        w->filled++;
+    }
+    w->ring[w->pos] = (uint8_t)(failed | (slow << 1));
+    w->pos = w->pos + 1 == w->size ? 0 : w->pos + 1;
+    w->period_n++;
+    w->period_f += failed;
+    if (w->period_n == w->period) {
+        *period_rate = (double)w->period_f / (double)w->period_n;
+        w->period_n = 0;
+        w->period_f = 0;
+        return 1;
+    }
+    return 0;
+}
+
+rs_status rs_latring_init(rs_latring *l, uint32_t cap) {
+    memset(l, 0, sizeof *l);
+    if (cap < 1 || cap > RS_WINDOW_MAX_SIZE) {
+        return RS_EINVAL;
+    }
+    l->values = rs_calloc(cap, sizeof(double));
+    if (!l->values) {
+        return RS_ENOMEM;
+    }
+    l->cap = cap;
+    return RS_OK;
+}
+
+void rs_latring_free(rs_latring *l) {
+    rs_free(l->values);
+    l->values = NULL;
+}
+
+void rs_latring_clear(rs_latring *l) {
+    l->n = 0;
+    l->pos = 0;
+    l->sum = 0.0;
+    l->sumsq = 0.0;
+}
+
+void rs_latring_push(rs_latring *l, double ms) {
+    if (l->n == l->cap) {
+        double old = l->values[l->pos];
+        l->sum -= old;
+        l->sumsq -= old * old;
+    } else {
+        l->n++;
+    }
+    l->values[l->pos] = ms;
+    l->sum += ms;
+    l->sumsq += ms * ms;
+    if (++l->pos == l->cap) {
+        /* Oldest-first order is now 0..cap-1: recompute the sums exactly. */
+        double s = 0.0, q = 0.0;
+        for (uint32_t i = 0; i < l->n; i++) {
+            s += l->values[i];
+            q += l->values[i] * l->values[i];
+        }
+        l->sum = s;
+        l->sumsq = q;
+        l->pos = 0;
+    }
+}
+
+double rs_latring_mean(const rs_latring *l) { return l->n ? l->sum / (double)l->n : 0.0; }
+
+double rs_latring_stddev(const rs_latring *l) {
+    if (!l->n) {
+        return 0.0;
+    }
+    double mean = l->sum / (double)l->n;
+    double var = l->sumsq / (double)l->n - mean * mean;
+    return var > 0.0 ? sqrt(var) : 0.0;
+}

@@ -1,0 +1,89 @@
+/* rs_window.h - sliding windows of call outcomes, and a ring of latencies.
+ *
+ * rs_window counts outcomes (total, failures, slow) over either the last N
+ * outcomes (count window) or the last `duration` nanoseconds split into
+ * RS_WINDOW_BUCKETS buckets (time window). Both also cut the stream into
+ * periods - every max(1, N / 10) outcomes, or one bucket - and report each
+ * finished period's failure rate, which feeds the breaker's EWMA. A time
+ * period with no outcomes is skipped.
+ *
+ * rs_latring keeps the last `cap` latencies (milliseconds) with their running
+ * sum and sum of squares; the sums are recomputed exactly each time the ring
+ * wraps, so rounding drift cannot accumulate. */
+#ifndef RS_WINDOW_H
+#define RS_WINDOW_H
+
+#include "rs_common.h"
+
+#define RS_WINDOW_BUCKETS 10
+#define RS_WINDOW_MAX_SIZE 1000000u
+
+enum { RS_OUTCOME_FAILED = 1, RS_OUTCOME_SLOW = 2 };
+
+typedef struct rs_bucket {
+    uint32_t total;
+    uint32_t failures;
+    uint32_t slow;
+} rs_bucket;
+
+typedef struct rs_window {
+    int timed;
+    /* count window */
+    uint8_t *ring; /* RS_OUTCOME_* flags, owned; NULL for a time window */
+    uint32_t size;
+    uint32_t pos;
+    uint32_t filled;
+    uint32_t period;   /* outcomes per period */
+    uint32_t period_n; /* outcomes in the current period */
+    uint32_t period_f; /* failures in the current period */
+    /* time window */
+    uint64_t width_ns; /* bucket width */
+    uint64_t head_id;  /* now_ns / width_ns of the newest bucket */
+    rs_bucket buckets[RS_WINDOW_BUCKETS];
+    /* totals over the whole window */
+    uint64_t total;
+    uint64_t failures;
+    uint64_t slow;
+} rs_window;
+
+/* Returns RS_EINVAL unless 1 <= size <= RS_WINDOW_MAX_SIZE, RS_ENOMEM if the
+ * ring cannot be allocated; w is then safe to pass to rs_window_free. */
+rs_status rs_window_init_count(rs_window *w, uint32_t size);
+/* Returns RS_EINVAL unless duration_ns >= RS_WINDOW_BUCKETS. */
+rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns);
+void rs_window_free(rs_window *w);
+
+/* Empties the window and the current period. */
+void rs_window_clear(rs_window *w, uint64_t now_ns);
+
+/* Time window: moves the window to now_ns, dropping buckets that fell out.
+ * Returns 1 and stores the failure rate of the bucket that just ended in
+ * *period_rate when that bucket held outcomes, else 0. A count window never
+ * rolls. now_ns must not go backwards (the caller clamps it). */
+int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate);
+
+/* Adds one outcome (RS_OUTCOME_* flags) at the current position. Returns 1
+ * and stores the finished period's failure rate when the outcome completes a
+ * count-window period, else 0. */
+int rs_window_add(rs_window *w, unsigned flags, double *period_rate);
+
+typedef struct rs_latring {
+    double *values; /* owned */
+    uint32_t cap;
+    uint32_t n;
+    uint32_t pos;
+    double sum;
+    double sumsq;
+} rs_latring;
+
+/* Returns RS_EINVAL unless 1 <= cap <= RS_WINDOW_MAX_SIZE, RS_ENOMEM when
+ * the ring cannot be allocated. */
+rs_status rs_latring_init(rs_latring *l, uint32_t cap);
+void rs_latring_free(rs_latring *l);
+void rs_latring_clear(rs_latring *l);
+void rs_latring_push(rs_latring *l, double ms);
+/* Mean and population standard deviation; 0 when empty. */
+double rs_latring_mean(const rs_latring *l);
+double rs_latring_stddev(const rs_latring *l);
+
+#endif /* RS_WINDOW_H */

@@ -1,0 +1,1861 @@
+/* breaker.c - CircuitBreaker engine types.
+ *
+ *   Breaker        the state machine of rs_breaker plus outcome classification
+ *                  (failure_on / ignore / failure_if / result_failure); the
+ *                  public resil.CircuitBreaker subclasses it in Python.
+ *   Permit         a permit taken by acquire() or `with breaker:`.
+ *   Guarded        what @breaker returns: a vectorcall wrapper of a function
+ *                  or coroutine function.
+ *   GuardedAwaitable  the awaitable of a guarded coroutine call or of
+ *                  call_async(): takes its permit when first resumed.
+ *   EjectionPool   the shared ejection budget of a BreakerGroup.
+ *   CircuitOpenError  raised on rejection, with .name, .state, .remaining.
+ */
+#include "resil_py.h"
+
+#include <math.h>
+#include <structmember.h>
+
+enum { OUT_SUCCESS = 0, OUT_FAILURE = 1, OUT_RELEASE = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    rs_breaker core;
+    resil_state *st;
+    PyObject *name;
+    PyObject *clock;
+    int clock_kind;
+    PyObject *failure_on;     /* tuple of exception classes */
+    PyObject *ignore;         /* tuple of exception classes, may be empty */
+    PyObject *failure_if;     /* callable or NULL */
+    PyObject *result_failure; /* callable or NULL */
+    PyObject *pool;           /* EjectionPool or NULL */
+    int initialised;
+} BreakerObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *breaker; /* BreakerObject, strong */
+    PyObject *prev;    /* enclosing `with` permit, strong, may be NULL */
+    rs_permit permit;
+    uint64_t t0;
+    int done;
+} PermitObject;
+
+typedef struct {
+    PyObject_HEAD
+    BreakerObject *breaker;
+    PyObject *fn;
+    PyObject *dict;
+    PyObject *weakreflist;
+    vectorcallfunc vectorcall;
+    int is_async;
+} GuardedObject;
+
+typedef struct {
+    PyObject_HEAD
+    BreakerObject *breaker;
+    PyObject *iter;   /* the coroutine, then the iterator being delegated to */
+    PyObject *fn;     /* call_async: called when first resumed */
+    PyObject *args;
+    PyObject *kwargs;
+    rs_permit permit;
+    uint64_t t0;
+    int phase;        /* 0 created, 1 running with a permit, 2 finished */
+} AwaitObject;
+
+typedef struct {
+    PyObject_HEAD
+    rs_ejector ej;
+} PoolObject;
+
+typedef struct {
+    PyBaseExceptionObject base;
+    PyObject *name;
+    PyObject *state;
+    PyObject *remaining;
+} OpenErrorObject;
+
+/* ---- exception helpers ------------------------------------------------- */
+
+/* Takes the raised exception (normalised instance, traceback attached). */
+static PyObject *fetch_exc(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) {
+        PyException_SetTraceback(v, tb);
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+/* Raises exc again; steals the reference. */
+static void restore_exc(PyObject *exc) {
+    if (!exc) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+static void set_stop_iteration(PyObject *value) {
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (e) {
+        PyErr_SetObject(PyExc_StopIteration, e);
+        Py_DECREF(e);
+    }
+}
+
+/* Takes a pending StopIteration and returns its value (new reference). */
+static PyObject *fetch_stop_value(void) {
+    PyObject *exc = fetch_exc();
+    if (!exc) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *v = PyObject_GetAttrString(exc, "value");
+    Py_DECREF(exc);
+    return v;
+}
+
+/* Raises what gen.throw(typ, val, tb) would raise in a finished generator. */
+static void raise_thrown(PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+    }
+}
+
+/* ---- breaker helpers --------------------------------------------------- */
+
+static inline int breaker_now(BreakerObject *b, uint64_t *now) {
+    return resil_clock_read(b->clock_kind, b->clock, now);
+}
+
+/* The time at the end of a call: a failing Python clock must not lose the
+ * outcome, so its error is reported as unraisable and the last time used. */
+static inline uint64_t breaker_now_end(BreakerObject *b) {
+    uint64_t now;
+    if (RS_UNLIKELY(breaker_now(b, &now) < 0)) {
+        PyErr_WriteUnraisable((PyObject *)b);
+        return b->core.now_ns;
+    }
+    return now;
+}
+
+static inline double latency_ms(uint64_t t0, uint64_t t1) {
+    return t1 > t0 ? (double)(t1 - t0) / 1e6 : 0.0;
+}
+
+static void drain_slow(BreakerObject *b) {
+    resil_state *st = b->st;
+    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+    rs_transition t;
+    while (rs_breaker_pop_transition(&b->core, &t)) {
+        PyObject *lat = t.latency_ms >= 0.0 ? PyFloat_FromDouble(t.latency_ms) : Py_NewRef(Py_None);
+        PyObject *fails = PyLong_FromUnsignedLongLong(t.consecutive_failures);
+        PyObject *rate = PyFloat_FromDouble(t.success_rate);
+        PyObject *r = NULL;
+        if (lat && fails && rate) {
+            r = PyObject_CallMethodObjArgs((PyObject *)b, st->str_on_transition,
+                                           st->states[t.old_state], st->states[t.new_state],
+                                           st->reasons[t.reason], fails, rate, lat, NULL);
+        }
+        if (!r) {
+            PyErr_WriteUnraisable((PyObject *)b);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(lat);
+        Py_XDECREF(fails);
+        Py_XDECREF(rate);
+    }
+    restore_exc(saved);
+}
+
+/* Reports queued transitions to self._on_transition; never raises. */
+static inline void drain(BreakerObject *b) {
+    if (RS_UNLIKELY(b->core.pending_len)) {
+        drain_slow(b);
+    }
+}
+
+static PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns);
+
+static void raise_open(BreakerObject *b, uint64_t remaining_ns) {
+    PyObject *exc = make_open_error(b, remaining_ns);
+    if (exc) {
+        PyErr_SetObject(b->st->CircuitOpenError, exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* Takes a permit or raises CircuitOpenError. */
+static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
+    if (breaker_now(b, t0) < 0) {
+        return -1;
+    }
+    uint64_t remaining;
+    if (RS_UNLIKELY(rs_breaker_acquire(&b->core, *t0, p, &remaining) != RS_OK)) {
+        raise_open(b, remaining);
+        drain(b);
+        return -1;
+    }
+    drain(b);
+    return 0;
+}
+
+/* Classifies an exception instance. On a failure_if error that error is
+ * left raised (chained to exc) and OUT_FAILURE returned. */
+static int classify_exc(BreakerObject *b, PyObject *exc) {
+    PyObject *tp = (PyObject *)Py_TYPE(exc);
+    if (PyErr_GivenExceptionMatches(tp, b->st->cancel_types)) {
+        return OUT_RELEASE;
+    }
+    if (PyTuple_GET_SIZE(b->ignore) && PyErr_GivenExceptionMatches(tp, b->ignore)) {
+        return OUT_RELEASE;
+    }
+    if (!PyErr_GivenExceptionMatches(tp, b->failure_on)) {
+        return OUT_SUCCESS;
+    }
+    if (!b->failure_if) {
+        return OUT_FAILURE;
+    }
+    PyObject *r = PyObject_CallOneArg(b->failure_if, exc);
+    int truth = r ? PyObject_IsTrue(r) : -1;
+    Py_XDECREF(r);
+    if (truth < 0) {
+        PyObject *err = fetch_exc();
+        PyException_SetContext(err, Py_NewRef(exc));
+        restore_exc(err);
+        return OUT_FAILURE;
+    }
+    return truth ? OUT_FAILURE : OUT_SUCCESS;
+}
+
+/* Classifies the raised exception, leaving an exception raised. */
+static int classify_current(BreakerObject *b) {
+    if (PyErr_ExceptionMatches(b->st->cancel_types)) {
+        return OUT_RELEASE;
+    }
+    if (PyTuple_GET_SIZE(b->ignore) && PyErr_ExceptionMatches(b->ignore)) {
+        return OUT_RELEASE;
+    }
+    if (!PyErr_ExceptionMatches(b->failure_on)) {
+        return OUT_SUCCESS;
+    }
+    if (!b->failure_if) {
+        return OUT_FAILURE;
+    }
+    PyObject *exc = fetch_exc();
+    int kind = classify_exc(b, exc);
+    if (PyErr_Occurred()) { /* failure_if raised: its error, chained, wins */
+        Py_DECREF(exc);
+    } else {
+        restore_exc(exc);
+    }
+    return kind;
+}
+
+static inline void record(BreakerObject *b, const rs_permit *p, int kind, double lat, uint64_t now) {
+    if (kind == OUT_SUCCESS) {
+        rs_breaker_success(&b->core, p, lat, now);
+    } else if (kind == OUT_FAILURE) {
+        rs_breaker_failure(&b->core, p, lat, now);
+    } else {
+        rs_breaker_release(&b->core, p, now);
+    }
+}
+
+/* Records the outcome of a finished call and returns res (or NULL with the
+ * call's exception). result_failure errors replace the result. */
+static PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res) {
+    uint64_t t1 = breaker_now_end(b);
+    double lat = latency_ms(t0, t1);
+    int kind;
+    if (RS_LIKELY(res != NULL)) {
+        kind = OUT_SUCCESS;
+        if (b->result_failure) {
+            PyObject *r = PyObject_CallOneArg(b->result_failure, res);
+            int truth = r ? PyObject_IsTrue(r) : -1;
+            Py_XDECREF(r);
+            if (truth != 0) {
+                kind = OUT_FAILURE;
+            }
+            if (truth < 0) {
+                Py_CLEAR(res);
+            }
+        }
+    } else {
+        kind = classify_current(b);
+    }
+    record(b, p, kind, lat, t1);
+    drain(b);
+    return res;
+}
+
+/* ---- ResilError and CircuitOpenError ------------------------------------
+ * Both are C heap types with a known layout (a Python-level base would add a
+ * __weakref__ slot where CircuitOpenError keeps its fields). */
+
+static traverseproc base_exc_traverse(void) {
+    return ((PyTypeObject *)PyExc_BaseException)->tp_traverse;
+}
+
+static inquiry base_exc_clear(void) { return ((PyTypeObject *)PyExc_BaseException)->tp_clear; }
+
+static int resilerr_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    return base_exc_traverse()(self, visit, arg);
+}
+
+static void resilerr_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    base_exc_clear()(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot resilerr_slots[] = {
+    {Py_tp_doc, "Base class of every error resil raises on its own account."},
+    {Py_tp_traverse, resilerr_traverse},
+    {Py_tp_dealloc, resilerr_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec resilerr_spec = {
+    .name = "resil.ResilError",
+    .basicsize = sizeof(PyBaseExceptionObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = resilerr_slots,
+};
+
+int resil_errors_init_types(PyObject *module, resil_state *st) {
+    st->ResilError = PyType_FromModuleAndSpec(module, &resilerr_spec, PyExc_Exception);
+    if (!st->ResilError) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "ResilError", st->ResilError);
+}
+
+static PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns) {
+    PyTypeObject *tp = (PyTypeObject *)b->st->CircuitOpenError;
+    PyObject *state = b->st->states[b->core.state];
+    PyObject *rem = remaining_ns == UINT64_MAX ? Py_NewRef(Py_None)
+                                                : PyFloat_FromDouble((double)remaining_ns / 1e9);
+    if (!rem) {
+        return NULL;
+    }
+    PyObject *args = PyTuple_Pack(3, b->name, state, rem);
+    if (!args) {
+        Py_DECREF(rem);
+        return NULL;
+    }
+    OpenErrorObject *e = (OpenErrorObject *)((PyTypeObject *)PyExc_BaseException)->tp_new(tp, args, NULL);
+    Py_DECREF(args);
+    if (!e) {
+        Py_DECREF(rem);
+        return NULL;
+    }
+    e->name = Py_NewRef(b->name);
+    e->state = Py_NewRef(state);
+    e->remaining = rem;
+    return (PyObject *)e;
+}
+
+static int openerr_init(OpenErrorObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"name", "state", "remaining", NULL};
+    PyObject *name = Py_None, *state = Py_None, *remaining = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:CircuitOpenError", kwlist, &name, &state,
+                                     &remaining)) {
+        return -1;
+    }
+    Py_XSETREF(self->base.args, PyTuple_Pack(3, name, state, remaining));
+    if (!self->base.args) {
+        return -1;
+    }
+    Py_XSETREF(self->name, Py_NewRef(name));
+    Py_XSETREF(self->state, Py_NewRef(state));
+    Py_XSETREF(self->remaining, Py_NewRef(remaining));
+    return 0;
+}
+
+static int openerr_traverse(OpenErrorObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->name);
+    Py_VISIT(self->state);
+    Py_VISIT(self->remaining);
+    return base_exc_traverse()((PyObject *)self, visit, arg);
+}
+
+static int openerr_clear(OpenErrorObject *self) {
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->remaining);
+    return base_exc_clear()((PyObject *)self);
+}
+
+static void openerr_dealloc(OpenErrorObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    openerr_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *openerr_str(OpenErrorObject *self) {
+    PyObject *name = self->name ? self->name : Py_None;
+    PyObject *state = self->state ? self->state : Py_None;
+    PyObject *sname = PyObject_GetAttrString(state, "name");
+    if (!sname) {
+        PyErr_Clear();
+        sname = PyObject_Str(state);
+        if (!sname) {
+            return NULL;
+        }
+    }
+    PyObject *r;
+    if (self->remaining && PyFloat_Check(self->remaining)) {
+        char buf[64];
+        PyOS_snprintf(buf, sizeof buf, "%.3f", PyFloat_AS_DOUBLE(self->remaining));
+        r = PyUnicode_FromFormat("circuit %R is %U; half-open in %ss", name, sname, buf);
+    } else {
+        r = PyUnicode_FromFormat("circuit %R is %U; calls are rejected", name, sname);
+    }
+    Py_DECREF(sname);
+    return r;
+}
+
+static PyMemberDef openerr_members[] = {
+    {"name", T_OBJECT, offsetof(OpenErrorObject, name), READONLY, "The breaker's name."},
+    {"state", T_OBJECT, offsetof(OpenErrorObject, state), READONLY, "The breaker's state (resil.State)."},
+    {"remaining", T_OBJECT, offsetof(OpenErrorObject, remaining), READONLY,
+     "Seconds until HALF_OPEN (0.0 when half-open and out of probes), None when forced open."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot openerr_slots[] = {
+    {Py_tp_doc, "CircuitOpenError(name, state, remaining)\n--\n\n"
+                "Raised when a circuit breaker rejects a call."},
+    {Py_tp_init, openerr_init},
+    {Py_tp_traverse, openerr_traverse},
+    {Py_tp_clear, openerr_clear},
+    {Py_tp_dealloc, openerr_dealloc},
+    {Py_tp_str, openerr_str},
+    {Py_tp_members, openerr_members},
+    {0, NULL},
+};
+
+static PyType_Spec openerr_spec = {
+    .name = "resil.CircuitOpenError",
+    .basicsize = sizeof(OpenErrorObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = openerr_slots,
+};
+
+/* ---- EjectionPool ------------------------------------------------------ */
+
+static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"max_ejection_percent", NULL};
+    PyObject *pct = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:EjectionPool", kwlist, &pct)) {
+        return NULL;
+    }
+    if (!PyLong_Check(pct) || PyBool_Check(pct)) {
+        PyErr_Format(PyExc_TypeError, "max_ejection_percent must be an int, not %.100s",
+                     Py_TYPE(pct)->tp_name);
+        return NULL;
+    }
+    long v = PyLong_AsLong(pct);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        v = -1;
+    }
+    if (v < 0 || v > 100) {
+        PyErr_Format(PyExc_ValueError, "max_ejection_percent must be in [0, 100], got %R", pct);
+        return NULL;
+    }
+    PoolObject *self = (PoolObject *)type->tp_alloc(type, 0);
+    if (self) {
+        rs_ejector_init(&self->ej, (uint32_t)v);
+    }
+    return (PyObject *)self;
+}
+
+static void pool_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *pool_stats(PoolObject *self, PyObject *Py_UNUSED(ignored)) {
+    return Py_BuildValue("{sIsIsIsK}", "max_ejection_percent", self->ej.max_percent, "members",
+                         self->ej.members, "ejected", self->ej.ejected, "vetoed",
+                         (unsigned long long)self->ej.vetoed);
+}
+
+static PyMethodDef pool_methods[] = {
+    {"stats", (PyCFunction)pool_stats, METH_NOARGS,
+     "stats() -> dict\n\nmax_ejection_percent, members, ejected and vetoed trips."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot pool_slots[] = {
+    {Py_tp_doc, "EjectionPool(max_ejection_percent)\n--\n\n"
+                "The shared ejection budget of a BreakerGroup (implementation detail)."},
+    {Py_tp_new, pool_new},
+    {Py_tp_dealloc, pool_dealloc},
+    {Py_tp_methods, pool_methods},
+    {0, NULL},
+};
+
+static PyType_Spec pool_spec = {
+    .name = "resil._resil.EjectionPool",
+    .basicsize = sizeof(PoolObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = pool_slots,
+};
+
+/* ---- Breaker: construction --------------------------------------------- */
+
+static int bad_field(int field, PyObject *value) {
+    PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_breaker_field_name(field),
+                 rs_breaker_field_range(field), value ? value : Py_None);
+    return -1;
+}
+
+static int as_u32(PyObject *o, int field, uint32_t *out) {
+    if (!PyLong_Check(o) || PyBool_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", rs_breaker_field_name(field),
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v < 0 || v > (long long)UINT32_MAX) {
+        return bad_field(field, o);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int as_double(PyObject *o, int field, double *out) {
+    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", rs_breaker_field_name(field),
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(o);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            return bad_field(field, o);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int as_ns(PyObject *o, int field, uint64_t *out) {
+    double s;
+    if (as_double(o, field, &s) < 0) {
+        return -1;
+    }
+    if (!(s >= 0.0 && s <= 9.2e9)) {
+        return bad_field(field, o);
+    }
+    *out = (uint64_t)llround(s * 1e9);
+    return 0;
+}
+
+/* failure_on / ignore: an exception class or a tuple of them -> a tuple. */
+static PyObject *exc_tuple(PyObject *o, const char *name) {
+    if (PyExceptionClass_Check(o)) {
+        return PyTuple_Pack(1, o);
+    }
+    if (PyTuple_Check(o)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++) {
+            if (!PyExceptionClass_Check(PyTuple_GET_ITEM(o, i))) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s must be an exception class or a tuple of them; item %zd is %R", name,
+                             i, PyTuple_GET_ITEM(o, i));
+                return NULL;
+            }
+        }
+        return Py_NewRef(o);
+    }
+    PyErr_Format(PyExc_TypeError, "%s must be an exception class or a tuple of them, not %.100s",
+                 name, Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+static int opt_callable(PyObject *o, const char *name, PyObject **out) {
+    if (o == NULL || o == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    if (!PyCallable_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s", name,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = Py_NewRef(o);
+    return 0;
+}
+
+static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"name", "failure_threshold", "failure_rate_threshold",
+                             "slow_call_duration", "slow_call_rate_threshold", "window_size",
+                             "window_duration", "minimum_calls", "cooldown",
+                             "cooldown_multiplier", "cooldown_max", "half_open_probes",
+                             "half_open_max_wait", "adaptive", "ewma_alpha", "sensitivity",
+                             "min_health_score", "latency_window", "failure_on", "ignore",
+                             "failure_if", "result_failure", "clock", NULL};
+    PyObject *name = NULL;
+    PyObject *v[RS_BF_COUNT] = {NULL};
+    PyObject *adaptive = NULL, *failure_on = NULL, *ignore = NULL, *failure_if = NULL,
+             *result_failure = NULL, *clock = NULL;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", kwlist, &name,
+            &v[RS_BF_FAILURE_THRESHOLD], &v[RS_BF_FAILURE_RATE_THRESHOLD],
+            &v[RS_BF_SLOW_CALL_DURATION], &v[RS_BF_SLOW_CALL_RATE_THRESHOLD], &v[RS_BF_WINDOW_SIZE],
+            &v[RS_BF_WINDOW_DURATION], &v[RS_BF_MINIMUM_CALLS], &v[RS_BF_COOLDOWN],
+            &v[RS_BF_COOLDOWN_MULTIPLIER], &v[RS_BF_COOLDOWN_MAX], &v[RS_BF_HALF_OPEN_PROBES],
+            &v[RS_BF_HALF_OPEN_MAX_WAIT], &adaptive, &v[RS_BF_EWMA_ALPHA], &v[RS_BF_SENSITIVITY],
+            &v[RS_BF_MIN_HEALTH_SCORE], &v[RS_BF_LATENCY_WINDOW], &failure_on, &ignore,
+            &failure_if, &result_failure, &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    if (name && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    rs_breaker_config c;
+    rs_breaker_config_default(&c);
+#define U32(f, dst) if (v[f] && as_u32(v[f], f, &(dst)) < 0) return NULL
+#define DBL(f, dst) if (v[f] && v[f] != Py_None && as_double(v[f], f, &(dst)) < 0) return NULL
+#define NS(f, dst) if (v[f] && v[f] != Py_None && as_ns(v[f], f, &(dst)) < 0) return NULL
+    U32(RS_BF_FAILURE_THRESHOLD, c.failure_threshold);
+    DBL(RS_BF_FAILURE_RATE_THRESHOLD, c.failure_rate_threshold);
+    c.failure_rate_enabled = v[RS_BF_FAILURE_RATE_THRESHOLD] && v[RS_BF_FAILURE_RATE_THRESHOLD] != Py_None;
+    if (v[RS_BF_SLOW_CALL_DURATION] && v[RS_BF_SLOW_CALL_DURATION] != Py_None) {
+        double s;
+        if (as_double(v[RS_BF_SLOW_CALL_DURATION], RS_BF_SLOW_CALL_DURATION, &s) < 0) {
+            return NULL;
+        }
+        c.slow_call_enabled = 1;
+        c.slow_call_ms = s * 1000.0;
+    }
+    if (v[RS_BF_SLOW_CALL_RATE_THRESHOLD] == Py_None) {
+        return bad_field(RS_BF_SLOW_CALL_RATE_THRESHOLD, Py_None), NULL;
+    }
+    DBL(RS_BF_SLOW_CALL_RATE_THRESHOLD, c.slow_call_rate_threshold);
+    U32(RS_BF_WINDOW_SIZE, c.window_size);
+    if (v[RS_BF_WINDOW_DURATION] && v[RS_BF_WINDOW_DURATION] != Py_None) {
+        NS(RS_BF_WINDOW_DURATION, c.window_duration_ns);
+        if (c.window_duration_ns < RS_WINDOW_BUCKETS) {
+            return bad_field(RS_BF_WINDOW_DURATION, v[RS_BF_WINDOW_DURATION]), NULL;
+        }
+    }
+    U32(RS_BF_MINIMUM_CALLS, c.minimum_calls);
+    if (v[RS_BF_COOLDOWN] == Py_None) {
+        return bad_field(RS_BF_COOLDOWN, Py_None), NULL;
+    }
+    NS(RS_BF_COOLDOWN, c.cooldown_ns);
+    DBL(RS_BF_COOLDOWN_MULTIPLIER, c.cooldown_multiplier);
+    if (v[RS_BF_COOLDOWN_MAX] == Py_None) {
+        return bad_field(RS_BF_COOLDOWN_MAX, Py_None), NULL;
+    }
+    NS(RS_BF_COOLDOWN_MAX, c.cooldown_max_ns);
+    U32(RS_BF_HALF_OPEN_PROBES, c.half_open_probes);
+    if (v[RS_BF_HALF_OPEN_MAX_WAIT] && v[RS_BF_HALF_OPEN_MAX_WAIT] != Py_None) {
+        NS(RS_BF_HALF_OPEN_MAX_WAIT, c.half_open_max_wait_ns);
+        if (c.half_open_max_wait_ns == 0) {
+            return bad_field(RS_BF_HALF_OPEN_MAX_WAIT, v[RS_BF_HALF_OPEN_MAX_WAIT]), NULL;
+        }
+    }
+    DBL(RS_BF_EWMA_ALPHA, c.ewma_alpha);
+    DBL(RS_BF_SENSITIVITY, c.sensitivity);
+    DBL(RS_BF_MIN_HEALTH_SCORE, c.min_health_score);
+    U32(RS_BF_LATENCY_WINDOW, c.latency_window);
+#undef U32
+#undef DBL
+#undef NS
+    if (adaptive) {
+        if (!PyBool_Check(adaptive)) {
+            PyErr_Format(PyExc_TypeError, "adaptive must be a bool, not %.100s",
+                         Py_TYPE(adaptive)->tp_name);
+            return NULL;
+        }
+        c.adaptive = adaptive == Py_True;
+    }
+    int check = rs_breaker_config_check(&c);
+    if (check != RS_OK) {
+        int field = check - RS_EFIELD_BASE;
+        return bad_field(field, v[field]), NULL;
+    }
+    if (!clock || clock == Py_None) {
+        clock = st->default_clock;
+    }
+    int kind = resil_clock_kind(st, clock);
+    if (kind < 0) {
+        return NULL;
+    }
+    uint64_t now;
+    if (resil_clock_read(kind, clock, &now) < 0) {
+        return NULL;
+    }
+    BreakerObject *self = (BreakerObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->st = st;
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    self->name = name ? Py_NewRef(name) : PyUnicode_FromString("default");
+    self->failure_on = failure_on ? exc_tuple(failure_on, "failure_on")
+                                  : PyTuple_Pack(1, PyExc_Exception);
+    self->ignore = ignore ? exc_tuple(ignore, "ignore") : PyTuple_New(0);
+    if (!self->name || !self->failure_on || !self->ignore ||
+        opt_callable(failure_if, "failure_if", &self->failure_if) < 0 ||
+        opt_callable(result_failure, "result_failure", &self->result_failure) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    int rc = rs_breaker_init(&self->core, &c, now);
+    if (rc != RS_OK) {
+        Py_DECREF(self);
+        if (rc == RS_ENOMEM) {
+            return PyErr_NoMemory();
+        }
+        return bad_field(rc - RS_EFIELD_BASE, v[rc - RS_EFIELD_BASE]), NULL;
+    }
+    self->initialised = 1;
+    return (PyObject *)self;
+}
+
+static int breaker_traverse(BreakerObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->name);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->failure_on);
+    Py_VISIT(self->ignore);
+    Py_VISIT(self->failure_if);
+    Py_VISIT(self->result_failure);
+    Py_VISIT(self->pool);
+    return 0;
+}
+
+static int breaker_clear(BreakerObject *self) {
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->failure_on);
+    Py_CLEAR(self->ignore);
+    Py_CLEAR(self->failure_if);
+    Py_CLEAR(self->result_failure);
+    /* The clock and pool are kept until dealloc: the core may still read them. */
+    return 0;
+}
+
+static void breaker_dealloc(BreakerObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->initialised) {
+        rs_breaker_free(&self->core); /* detaches from the pool first */
+        self->initialised = 0;
+    }
+    breaker_clear(self);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->pool);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* ---- Breaker: permits and outcomes -------------------------------------- */
+
+static PermitObject *new_permit(BreakerObject *b, const rs_permit *p, uint64_t t0) {
+    PermitObject *pm = PyObject_GC_New(PermitObject, b->st->Permit_type);
+    if (!pm) {
+        return NULL;
+    }
+    pm->breaker = Py_NewRef((PyObject *)b);
+    pm->prev = NULL;
+    pm->permit = *p;
+    pm->t0 = t0;
+    pm->done = 0;
+    PyObject_GC_Track(pm);
+    return pm;
+}
+
+static PyObject *breaker_acquire(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
+    rs_permit p;
+    uint64_t t0;
+    if (take_permit(self, &p, &t0) < 0) {
+        return NULL;
+    }
+    PermitObject *pm = new_permit(self, &p, t0);
+    if (!pm) {
+        rs_breaker_release(&self->core, &p, t0);
+    }
+    return (PyObject *)pm;
+}
+
+/* Parses (permit=None, latency_ms=None) for the record_* methods. */
+static int parse_outcome_args(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, const char *fname, PermitObject **permit,
+                              double *lat, int *lat_given) {
+    PyObject *pobj = Py_None, *lobj = Py_None;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", fname, nargs);
+        return -1;
+    }
+    if (nargs > 0) pobj = args[0];
+    if (nargs > 1) lobj = args[1];
+    if (kwnames) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *val = args[nargs + i];
+            if (PyUnicode_CompareWithASCIIString(k, "permit") == 0 && nargs < 1) {
+                pobj = val;
+            } else if (PyUnicode_CompareWithASCIIString(k, "latency_ms") == 0 && nargs < 2) {
+                lobj = val;
+            } else {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword argument %R",
+                             fname, k);
+                return -1;
+            }
+        }
+    }
+    if (pobj == Py_None) {
+        *permit = NULL;
+    } else if (Py_IS_TYPE(pobj, self->st->Permit_type)) {
+        PermitObject *pm = (PermitObject *)pobj;
+        if (pm->breaker != (PyObject *)self) {
+            PyErr_Format(PyExc_ValueError, "%s(): the permit belongs to another breaker", fname);
+            return -1;
+        }
+        if (pm->done) {
+            PyErr_Format(PyExc_ValueError, "%s(): the permit has already reported its outcome", fname);
+            return -1;
+        }
+        *permit = pm;
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s(): permit must be a Permit from acquire() or None, not %.100s",
+                     fname, Py_TYPE(pobj)->tp_name);
+        return -1;
+    }
+    *lat_given = lobj != Py_None;
+    if (*lat_given) {
+        if (PyBool_Check(lobj) || !(PyFloat_Check(lobj) || PyLong_Check(lobj))) {
+            PyErr_Format(PyExc_TypeError, "latency_ms must be a number or None, not %.100s",
+                         Py_TYPE(lobj)->tp_name);
+            return -1;
+        }
+        *lat = PyFloat_AsDouble(lobj);
+        if (*lat == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (!(*lat >= 0.0 && isfinite(*lat))) {
+            PyErr_Format(PyExc_ValueError, "latency_ms must be a finite number >= 0, got %R", lobj);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *record_outcome(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, int kind, const char *fname) {
+    PermitObject *pm;
+    double lat = -1.0;
+    int given;
+    if (parse_outcome_args(self, args, nargs, kwnames, fname, &pm, &lat, &given) < 0) {
+        return NULL;
+    }
+    uint64_t now;
+    if (breaker_now(self, &now) < 0) {
+        return NULL;
+    }
+    if (pm && !given) {
+        lat = latency_ms(pm->t0, now);
+    }
+    if (pm) {
+        pm->done = 1;
+    }
+    record(self, pm ? &pm->permit : NULL, kind, lat, now);
+    drain(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *breaker_record_success(BreakerObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames) {
+    return record_outcome(self, args, nargs, kwnames, OUT_SUCCESS, "record_success");
+}
+
+static PyObject *breaker_record_failure(BreakerObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames) {
+    return record_outcome(self, args, nargs, kwnames, OUT_FAILURE, "record_failure");
+}
+
+static PyObject *breaker_release(BreakerObject *self, PyObject *permit) {
+    if (!Py_IS_TYPE(permit, self->st->Permit_type)) {
+        PyErr_Format(PyExc_TypeError, "release(): permit must be a Permit from acquire(), not %.100s",
+                     Py_TYPE(permit)->tp_name);
+        return NULL;
+    }
+    PermitObject *pm = (PermitObject *)permit;
+    if (pm->breaker != (PyObject *)self) {
+        PyErr_SetString(PyExc_ValueError, "release(): the permit belongs to another breaker");
+        return NULL;
+    }
+    if (pm->done) {
+        PyErr_SetString(PyExc_ValueError, "release(): the permit has already reported its outcome");
+        return NULL;
+    }
+    uint64_t now;
+    if (breaker_now(self, &now) < 0) {
+        return NULL;
+    }
+    pm->done = 1;
+    rs_breaker_release(&self->core, &pm->permit, now);
+    drain(self);
+    Py_RETURN_NONE;
+}
+
+/* call(fn, /, *args, **kwargs) */
+static PyObject *breaker_call(BreakerObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call() needs the function to call");
+        return NULL;
+    }
+    rs_permit p;
+    uint64_t t0;
+    if (take_permit(self, &p, &t0) < 0) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    return finish_call(self, &p, t0, res);
+}
+
+/* ---- Breaker: `with breaker:` ------------------------------------------- */
+
+static PyObject *breaker_enter(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
+    rs_permit p;
+    uint64_t t0;
+    if (take_permit(self, &p, &t0) < 0) {
+        return NULL;
+    }
+    PyObject *top = NULL;
+    PermitObject *pm = NULL;
+    PyObject *token = NULL;
+    if (PyContextVar_Get(self->st->permit_var, Py_None, &top) < 0) {
+        goto error;
+    }
+    pm = new_permit(self, &p, t0);
+    if (!pm) {
+        goto error;
+    }
+    pm->prev = top == Py_None ? NULL : Py_NewRef(top);
+    token = PyContextVar_Set(self->st->permit_var, (PyObject *)pm);
+    if (!token) {
+        goto error;
+    }
+    Py_DECREF(token);
+    Py_DECREF(pm);
+    Py_XDECREF(top);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(pm);
+    Py_XDECREF(top);
+    rs_breaker_release(&self->core, &p, t0);
+    return NULL;
+}
+
+static PyObject *breaker_exit(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "__exit__ takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *top = NULL;
+    if (PyContextVar_Get(self->st->permit_var, Py_None, &top) < 0) {
+        return NULL;
+    }
+    if (!Py_IS_TYPE(top, self->st->Permit_type) || ((PermitObject *)top)->breaker != (PyObject *)self) {
+        Py_DECREF(top);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "breaker __exit__ without a matching __enter__ in this context");
+        return NULL;
+    }
+    PermitObject *pm = (PermitObject *)top;
+    PyObject *token = PyContextVar_Set(self->st->permit_var, pm->prev ? pm->prev : Py_None);
+    if (!token) {
+        Py_DECREF(top);
+        return NULL;
+    }
+    Py_DECREF(token);
+    uint64_t t1 = breaker_now_end(self);
+    double lat = latency_ms(pm->t0, t1);
+    int kind = OUT_SUCCESS;
+    PyObject *exc = args[1];
+    if (args[0] != Py_None) {
+        if (exc == Py_None || !PyExceptionInstance_Check(exc)) {
+            /* __exit__(type, None, None): make an instance for failure_if */
+            exc = PyObject_CallNoArgs(args[0]);
+            if (!exc) {
+                Py_DECREF(top);
+                return NULL;
+            }
+        } else {
+            Py_INCREF(exc);
+        }
+        kind = classify_exc(self, exc);
+        Py_DECREF(exc);
+    }
+    pm->done = 1;
+    record(self, &pm->permit, kind, lat, t1);
+    Py_DECREF(top);
+    drain(self);
+    if (PyErr_Occurred()) { /* failure_if raised */
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
+/* ---- Breaker: manual control, reads ------------------------------------ */
+
+#define MANUAL(fname, corefn)                                                        \
+    static PyObject *fname(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {      \
+        uint64_t now;                                                                \
+        if (breaker_now(self, &now) < 0) {                                           \
+            return NULL;                                                             \
+        }                                                                            \
+        corefn(&self->core, now);                                                    \
+        drain(self);                                                                 \
+        Py_RETURN_NONE;                                                              \
+    }
+
+MANUAL(breaker_force_open, rs_breaker_force_open)
+MANUAL(breaker_disable, rs_breaker_disable)
+MANUAL(breaker_reset, rs_breaker_reset)
+MANUAL(breaker_open, rs_breaker_open)
+MANUAL(breaker_close, rs_breaker_close)
+#undef MANUAL
+
+static int tick(BreakerObject *self) {
+    uint64_t now;
+    if (breaker_now(self, &now) < 0) {
+        return -1;
+    }
+    rs_breaker_tick(&self->core, now);
+    drain(self);
+    return 0;
+}
+
+static PyObject *breaker_get_state(BreakerObject *self, void *Py_UNUSED(closure)) {
+    if (tick(self) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self->st->states[self->core.state]);
+}
+
+static PyObject *breaker_get_name(BreakerObject *self, void *Py_UNUSED(closure)) {
+    return Py_NewRef(self->name);
+}
+
+static PyObject *breaker_get_clock(BreakerObject *self, void *Py_UNUSED(closure)) {
+    return Py_NewRef(self->clock);
+}
+
+static PyObject *remaining_obj(BreakerObject *self) {
+    if (self->core.state == RS_STATE_FORCED_OPEN) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble((double)rs_breaker_remaining(&self->core) / 1e9);
+}
+
+static PyObject *breaker_get_remaining(BreakerObject *self, void *Py_UNUSED(closure)) {
+    if (tick(self) < 0) {
+        return NULL;
+    }
+    return remaining_obj(self);
+}
+
+static PyObject *breaker_get_health(BreakerObject *self, void *Py_UNUSED(closure)) {
+    if (tick(self) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(rs_breaker_health(&self->core));
+}
+
+static PyObject *breaker_get_threshold(BreakerObject *self, void *Py_UNUSED(closure)) {
+    if (tick(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(rs_breaker_effective_threshold(&self->core));
+}
+
+static int set_item(PyObject *d, const char *key, PyObject *value) {
+    if (!value) {
+        return -1;
+    }
+    int rc = PyDict_SetItemString(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *breaker_stats(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (tick(self) < 0) {
+        return NULL;
+    }
+    const rs_breaker *b = &self->core;
+    const rs_breaker_counters *k = &b->counters;
+    const rs_window *w = &b->window;
+    PyObject *d = PyDict_New();
+    PyObject *tr = PyDict_New();
+    if (!d || !tr) {
+        goto error;
+    }
+    for (int i = 0; i < RS_STATE_COUNT; i++) {
+        if (set_item(tr, rs_state_name(i), PyLong_FromUnsignedLongLong(k->transitions[i])) < 0) {
+            goto error;
+        }
+    }
+    double total = (double)w->total;
+    if (PyDict_SetItemString(d, "name", self->name) < 0 ||
+        PyDict_SetItemString(d, "state", self->st->states[b->state]) < 0 ||
+        set_item(d, "epoch", PyLong_FromUnsignedLongLong(b->epoch)) < 0 ||
+        set_item(d, "permitted", PyLong_FromUnsignedLongLong(k->permitted)) < 0 ||
+        set_item(d, "rejected", PyLong_FromUnsignedLongLong(k->rejected)) < 0 ||
+        set_item(d, "successes", PyLong_FromUnsignedLongLong(k->successes)) < 0 ||
+        set_item(d, "failures", PyLong_FromUnsignedLongLong(k->failures)) < 0 ||
+        set_item(d, "slow_calls", PyLong_FromUnsignedLongLong(k->slow)) < 0 ||
+        set_item(d, "released", PyLong_FromUnsignedLongLong(k->released)) < 0 ||
+        set_item(d, "stale_outcomes", PyLong_FromUnsignedLongLong(k->stale)) < 0 ||
+        set_item(d, "vetoed_trips", PyLong_FromUnsignedLongLong(k->vetoed)) < 0 ||
+        set_item(d, "consecutive_failures", PyLong_FromUnsignedLongLong(b->consecutive_failures)) < 0 ||
+        set_item(d, "window_calls", PyLong_FromUnsignedLongLong(w->total)) < 0 ||
+        set_item(d, "window_failures", PyLong_FromUnsignedLongLong(w->failures)) < 0 ||
+        set_item(d, "window_slow_calls", PyLong_FromUnsignedLongLong(w->slow)) < 0 ||
+        set_item(d, "failure_rate", PyFloat_FromDouble(w->total ? (double)w->failures / total : 0.0)) < 0 ||
+        set_item(d, "slow_call_rate", PyFloat_FromDouble(w->total ? (double)w->slow / total : 0.0)) < 0 ||
+        set_item(d, "success_rate", PyFloat_FromDouble(rs_breaker_success_rate(b))) < 0 ||
+        set_item(d, "ewma_failure_rate", PyFloat_FromDouble(b->ewma.mean)) < 0 ||
+        set_item(d, "ewma_stddev", PyFloat_FromDouble(rs_ewma_stddev(&b->ewma))) < 0 ||
+        set_item(d, "ewma_signal", PyFloat_FromDouble(rs_breaker_signal(b))) < 0 ||
+        set_item(d, "effective_threshold", PyLong_FromUnsignedLong(rs_breaker_effective_threshold(b))) < 0 ||
+        set_item(d, "health_score", PyFloat_FromDouble(rs_breaker_health(b))) < 0 ||
+        set_item(d, "avg_latency_ms", PyFloat_FromDouble(rs_latring_mean(&b->latencies))) < 0 ||
+        set_item(d, "jitter_ms", PyFloat_FromDouble(rs_latring_stddev(&b->latencies))) < 0 ||
+        set_item(d, "latency_samples", PyLong_FromUnsignedLong(b->latencies.n)) < 0 ||
+        set_item(d, "cooldown", PyFloat_FromDouble((double)b->cooldown_cur_ns / 1e9)) < 0 ||
+        set_item(d, "remaining", remaining_obj(self)) < 0 ||
+        set_item(d, "half_open_probes_granted", PyLong_FromUnsignedLong(b->probes_granted)) < 0 ||
+        set_item(d, "half_open_probe_successes", PyLong_FromUnsignedLong(b->probe_successes)) < 0 ||
+        set_item(d, "last_opened", b->ever_opened ? PyFloat_FromDouble((double)b->opened_at_ns / 1e9)
+                                                  : Py_NewRef(Py_None)) < 0 ||
+        PyDict_SetItemString(d, "transitions", tr) < 0) {
+        goto error;
+    }
+    Py_DECREF(tr);
+    return d;
+error:
+    Py_XDECREF(d);
+    Py_XDECREF(tr);
+    return NULL;
+}
+
+static PyObject *breaker_config(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
+    const rs_breaker_config *c = &self->core.cfg;
+    PyObject *none = Py_None;
+    PyObject *frt = c->failure_rate_enabled ? PyFloat_FromDouble(c->failure_rate_threshold) : Py_NewRef(none);
+    PyObject *scd = c->slow_call_enabled ? PyFloat_FromDouble(c->slow_call_ms / 1000.0) : Py_NewRef(none);
+    PyObject *wd = c->window_duration_ns ? PyFloat_FromDouble((double)c->window_duration_ns / 1e9) : Py_NewRef(none);
+    PyObject *hmw = c->half_open_max_wait_ns ? PyFloat_FromDouble((double)c->half_open_max_wait_ns / 1e9) : Py_NewRef(none);
+    PyObject *r = NULL;
+    if (frt && scd && wd && hmw) {
+        r = Py_BuildValue(
+            "{sOsIsOsOsdsIsOsIsdsdsdsIsOsOsdsdsdsIsOsOsOsO}", "name", self->name,
+            "failure_threshold", c->failure_threshold, "failure_rate_threshold", frt,
+            "slow_call_duration", scd, "slow_call_rate_threshold", c->slow_call_rate_threshold,
+            "window_size", c->window_size, "window_duration", wd, "minimum_calls", c->minimum_calls,
+            "cooldown", (double)c->cooldown_ns / 1e9, "cooldown_multiplier", c->cooldown_multiplier,
+            "cooldown_max", (double)c->cooldown_max_ns / 1e9, "half_open_probes", c->half_open_probes,
+            "half_open_max_wait", hmw, "adaptive", c->adaptive ? Py_True : Py_False, "ewma_alpha",
+            c->ewma_alpha, "sensitivity", c->sensitivity, "min_health_score", c->min_health_score,
+            "latency_window", c->latency_window, "failure_on", self->failure_on, "ignore", self->ignore,
+            "failure_if", self->failure_if ? self->failure_if : none, "result_failure",
+            self->result_failure ? self->result_failure : none);
+    }
+    Py_XDECREF(frt);
+    Py_XDECREF(scd);
+    Py_XDECREF(wd);
+    Py_XDECREF(hmw);
+    return r;
+}
+
+static PyObject *breaker_attach(BreakerObject *self, PyObject *pool) {
+    if (!Py_IS_TYPE(pool, self->st->EjectionPool_type)) {
+        PyErr_SetString(PyExc_TypeError, "_attach() needs an EjectionPool");
+        return NULL;
+    }
+    if (self->pool) {
+        PyErr_SetString(PyExc_ValueError, "the breaker already belongs to a group");
+        return NULL;
+    }
+    self->pool = Py_NewRef(pool);
+    rs_breaker_set_ejector(&self->core, &((PoolObject *)pool)->ej);
+    Py_RETURN_NONE;
+}
+
+static PyObject *breaker_on_transition(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    (void)args;
+    (void)nargs;
+    Py_RETURN_NONE;
+}
+
+/* ---- Guarded ----------------------------------------------------------- */
+
+static PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObject *args,
+                                PyObject *kwargs) {
+    AwaitObject *a = PyObject_GC_New(AwaitObject, b->st->Awaitable_type);
+    if (!a) {
+        return NULL;
+    }
+    a->breaker = (BreakerObject *)Py_NewRef((PyObject *)b);
+    a->iter = coro;
+    a->fn = fn;
+    a->args = args;
+    a->kwargs = kwargs;
+    a->phase = 0;
+    a->t0 = 0;
+    PyObject_GC_Track(a);
+    return (PyObject *)a;
+}
+
+static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    BreakerObject *b = g->breaker;
+    rs_permit p;
+    uint64_t t0;
+    if (take_permit(b, &p, &t0) < 0) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
+    return finish_call(b, &p, t0, res);
+}
+
+static PyObject *guarded_call_async(GuardedObject *g, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames) {
+    PyObject *coro = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
+    if (!coro) {
+        return NULL;
+    }
+    PyObject *a = make_awaitable(g->breaker, coro, NULL, NULL, NULL);
+    if (!a) {
+        Py_DECREF(coro);
+    }
+    return a;
+}
+
+static PyObject *guarded_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"breaker", "fn", "is_async", NULL};
+    PyObject *breaker, *fn;
+    int is_async = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:Guarded", kwlist, &breaker, &fn, &is_async)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(breaker, st->Breaker_type)) {
+        PyErr_SetString(PyExc_TypeError, "Guarded needs a CircuitBreaker");
+        return NULL;
+    }
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "cannot guard a non-callable %.100s", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    GuardedObject *g = (GuardedObject *)type->tp_alloc(type, 0);
+    if (!g) {
+        return NULL;
+    }
+    g->breaker = (BreakerObject *)Py_NewRef(breaker);
+    g->fn = Py_NewRef(fn);
+    g->is_async = is_async;
+    g->vectorcall = is_async ? (vectorcallfunc)guarded_call_async : (vectorcallfunc)guarded_call_sync;
+    return (PyObject *)g;
+}
+
+static int guarded_traverse(GuardedObject *g, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(g));
+    Py_VISIT(g->breaker);
+    Py_VISIT(g->fn);
+    Py_VISIT(g->dict);
+    return 0;
+}
+
+static int guarded_clear(GuardedObject *g) {
+    Py_CLEAR(g->breaker);
+    Py_CLEAR(g->fn);
+    Py_CLEAR(g->dict);
+    return 0;
+}
+
+static void guarded_dealloc(GuardedObject *g) {
+    PyTypeObject *tp = Py_TYPE(g);
+    PyObject_GC_UnTrack(g);
+    if (g->weakreflist) {
+        PyObject_ClearWeakRefs((PyObject *)g);
+    }
+    guarded_clear(g);
+    tp->tp_free((PyObject *)g);
+    Py_DECREF(tp);
+}
+
+static PyObject *guarded_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *guarded_repr(GuardedObject *g) {
+    if (!g->breaker) {
+        return PyUnicode_FromString("<resil guarded function>");
+    }
+    return PyUnicode_FromFormat("<resil guarded %R of breaker %R>", g->fn, g->breaker->name);
+}
+
+static PyObject *guarded_get_breaker(GuardedObject *g, void *Py_UNUSED(closure)) {
+    return Py_NewRef((PyObject *)g->breaker);
+}
+
+static PyMemberDef guarded_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(GuardedObject, vectorcall), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(GuardedObject, dict), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(GuardedObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef guarded_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"breaker", (getter)guarded_get_breaker, NULL, "The breaker guarding this function.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot guarded_slots[] = {
+    {Py_tp_doc, "A function or coroutine function guarded by a circuit breaker."},
+    {Py_tp_new, guarded_new},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, guarded_traverse},
+    {Py_tp_clear, guarded_clear},
+    {Py_tp_dealloc, guarded_dealloc},
+    {Py_tp_descr_get, guarded_descr_get},
+    {Py_tp_repr, guarded_repr},
+    {Py_tp_members, guarded_members},
+    {Py_tp_getset, guarded_getset},
+    {0, NULL},
+};
+
+static PyType_Spec guarded_spec = {
+    .name = "resil._resil.Guarded",
+    .basicsize = sizeof(GuardedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = guarded_slots,
+};
+
+/* ---- GuardedAwaitable -------------------------------------------------- */
+
+/* Takes the permit and, for call_async, makes the awaitable. */
+static int aw_start(AwaitObject *a) {
+    BreakerObject *b = a->breaker;
+    if (take_permit(b, &a->permit, &a->t0) < 0) {
+        a->phase = 2;
+        if (a->iter) { /* the guarded coroutine never runs: close it quietly */
+            PyObject *saved = fetch_exc();
+            PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+            if (!r) {
+                PyErr_WriteUnraisable(a->iter);
+            }
+            Py_XDECREF(r);
+            Py_CLEAR(a->iter);
+            restore_exc(saved);
+        }
+        Py_CLEAR(a->fn);
+        Py_CLEAR(a->args);
+        Py_CLEAR(a->kwargs);
+        return -1;
+    }
+    a->phase = 1;
+    if (a->fn) {
+        PyObject *res = PyObject_Call(a->fn, a->args, a->kwargs);
+        Py_CLEAR(a->fn);
+        Py_CLEAR(a->args);
+        Py_CLEAR(a->kwargs);
+        if (!res) {
+            a->phase = 2;
+            finish_call(b, &a->permit, a->t0, NULL);
+            return -1;
+        }
+        if (PyCoro_CheckExact(res)) {
+            a->iter = res;
+        } else {
+            PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
+            if (!am || !am->am_await) {
+                PyErr_Format(PyExc_TypeError, "call_async() needs a function returning an awaitable, got %.100s",
+                             Py_TYPE(res)->tp_name);
+                Py_DECREF(res);
+                a->phase = 2;
+                rs_breaker_release(&b->core, &a->permit, a->t0);
+                drain(b);
+                return -1;
+            }
+            a->iter = am->am_await(res);
+            Py_DECREF(res);
+            if (!a->iter) {
+                a->phase = 2;
+                finish_call(b, &a->permit, a->t0, NULL);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static PySendResult aw_finish(AwaitObject *a, PySendResult r, PyObject **result) {
+    a->phase = 2;
+    Py_CLEAR(a->iter);
+    PyObject *res = finish_call(a->breaker, &a->permit, a->t0, r == PYGEN_RETURN ? *result : NULL);
+    *result = res;
+    return res ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
+    if (RS_UNLIKELY(a->phase != 1)) {
+        if (a->phase == 2) {
+            PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        if (aw_start(a) < 0) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+    }
+    PySendResult r = PyIter_Send(a->iter, arg, result);
+    if (RS_LIKELY(r == PYGEN_NEXT)) {
+        return r;
+    }
+    return aw_finish(a, r, result);
+}
+
+static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
+    PyObject *res;
+    PySendResult r = aw_send(a, arg, &res);
+    if (r == PYGEN_NEXT) {
+        return res;
+    }
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(res);
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_iternext(AwaitObject *a) {
+    PyObject *res;
+    PySendResult r = aw_send(a, Py_None, &res);
+    if (r == PYGEN_NEXT) {
+        return res;
+    }
+    if (r == PYGEN_RETURN) {
+        if (res != Py_None) {
+            set_stop_iteration(res);
+        }
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    if (a->phase != 1) {
+        if (a->phase == 0) {
+            a->phase = 2;
+            Py_CLEAR(a->fn);
+            Py_CLEAR(a->args);
+            Py_CLEAR(a->kwargs);
+            if (a->iter) {
+                PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+                Py_CLEAR(a->iter);
+                if (!r) {
+                    return NULL;
+                }
+                Py_DECREF(r);
+            }
+        }
+        raise_thrown(args, nargs);
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttrString(a->iter, "throw");
+    PyObject *res;
+    if (!meth) {
+        PyErr_Clear();
+        raise_thrown(args, nargs);
+        res = NULL;
+    } else {
+        res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
+        Py_DECREF(meth);
+        if (res) {
+            return res; /* the inner awaitable yielded again */
+        }
+    }
+    PySendResult r = PYGEN_ERROR;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        res = fetch_stop_value();
+        if (res) {
+            r = PYGEN_RETURN;
+        }
+    }
+    r = aw_finish(a, r, &res);
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(res);
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
+    if (a->phase == 1) {
+        a->phase = 2;
+        PyObject *r = NULL;
+        PyObject *meth = PyObject_GetAttrString(a->iter, "close");
+        if (meth) {
+            r = PyObject_CallNoArgs(meth);
+            Py_DECREF(meth);
+        } else {
+            PyErr_Clear();
+            r = Py_NewRef(Py_None);
+        }
+        Py_CLEAR(a->iter);
+        uint64_t now = breaker_now_end(a->breaker);
+        rs_breaker_release(&a->breaker->core, &a->permit, now);
+        drain(a->breaker);
+        return r;
+    }
+    if (a->phase == 0) {
+        a->phase = 2;
+        Py_CLEAR(a->fn);
+        Py_CLEAR(a->args);
+        Py_CLEAR(a->kwargs);
+        if (a->iter) {
+            PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+            Py_CLEAR(a->iter);
+            return r;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *aw_await(PyObject *self) { return Py_NewRef(self); }
+
+static int aw_traverse(AwaitObject *a, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(a));
+    Py_VISIT(a->breaker);
+    Py_VISIT(a->iter);
+    Py_VISIT(a->fn);
+    Py_VISIT(a->args);
+    Py_VISIT(a->kwargs);
+    return 0;
+}
+
+static int aw_clear(AwaitObject *a) {
+    Py_CLEAR(a->iter);
+    Py_CLEAR(a->fn);
+    Py_CLEAR(a->args);
+    Py_CLEAR(a->kwargs);
+    return 0;
+}
+
+static void aw_dealloc(AwaitObject *a) {
+    PyTypeObject *tp = Py_TYPE(a);
+    PyObject_GC_UnTrack(a);
+    if (a->phase == 1 && a->breaker) {
+        /* Dropped mid-flight: give the permit back so a probe is not lost. */
+        rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
+    }
+    aw_clear(a);
+    Py_CLEAR(a->breaker);
+    PyObject_GC_Del(a);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef aw_methods[] = {
+    {"send", (PyCFunction)aw_send_method, METH_O, "send(value)"},
+    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL, "throw(typ[, val[, tb]])"},
+    {"close", (PyCFunction)aw_close, METH_NOARGS, "close()"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot aw_slots[] = {
+    {Py_tp_doc, "The awaitable of a call guarded by a circuit breaker; the permit is taken\n"
+                "when it is first resumed."},
+    {Py_am_await, aw_await},
+    {Py_am_send, aw_send},
+    {Py_tp_iter, aw_await},
+    {Py_tp_iternext, aw_iternext},
+    {Py_tp_methods, aw_methods},
+    {Py_tp_traverse, aw_traverse},
+    {Py_tp_clear, aw_clear},
+    {Py_tp_dealloc, aw_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec aw_spec = {
+    .name = "resil._resil.GuardedAwaitable",
+    .basicsize = sizeof(AwaitObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = aw_slots,
+};
+
+/* call_async(fn, /, *args, **kwargs) */
+static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_async() needs the function to call");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "call_async() needs a callable, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    PyObject *pos = PyTuple_New(nargs - 1);
+    PyObject *kw = NULL;
+    if (!pos) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(pos, i - 1, Py_NewRef(args[i]));
+    }
+    if (kwnames && PyTuple_GET_SIZE(kwnames)) {
+        kw = PyDict_New();
+        if (!kw) {
+            Py_DECREF(pos);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_DECREF(pos);
+                Py_DECREF(kw);
+                return NULL;
+            }
+        }
+    }
+    PyObject *a = make_awaitable(self, NULL, Py_NewRef(args[0]), pos, kw);
+    if (!a) {
+        Py_DECREF(args[0]);
+        Py_DECREF(pos);
+        Py_XDECREF(kw);
+    }
+    return a;
+}
+
+/* ---- Permit ------------------------------------------------------------ */
+
+static int permit_traverse(PermitObject *p, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(p));
+    Py_VISIT(p->breaker);
+    Py_VISIT(p->prev);
+    return 0;
+}
+
+static int permit_clear(PermitObject *p) {
+    Py_CLEAR(p->breaker);
+    Py_CLEAR(p->prev);
+    return 0;
+}
+
+static void permit_dealloc(PermitObject *p) {
+    PyTypeObject *tp = Py_TYPE(p);
+    PyObject_GC_UnTrack(p);
+    permit_clear(p);
+    PyObject_GC_Del(p);
+    Py_DECREF(tp);
+}
+
+static PyObject *permit_get_epoch(PermitObject *p, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(p->permit.epoch);
+}
+static PyObject *permit_get_probe(PermitObject *p, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(p->permit.kind == RS_PERMIT_PROBE);
+}
+static PyObject *permit_get_done(PermitObject *p, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(p->done);
+}
+static PyObject *permit_get_breaker(PermitObject *p, void *Py_UNUSED(c)) {
+    return Py_NewRef(p->breaker ? p->breaker : Py_None);
+}
+
+static PyObject *permit_repr(PermitObject *p) {
+    return PyUnicode_FromFormat("<Permit epoch=%llu%s%s>", (unsigned long long)p->permit.epoch,
+                                p->permit.kind == RS_PERMIT_PROBE ? " probe" : "",
+                                p->done ? " done" : "");
+}
+
+static PyGetSetDef permit_getset[] = {
+    {"epoch", (getter)permit_get_epoch, NULL, "The breaker epoch the permit was granted in.", NULL},
+    {"probe", (getter)permit_get_probe, NULL, "True for a half-open probe permit.", NULL},
+    {"done", (getter)permit_get_done, NULL, "True once the outcome was reported.", NULL},
+    {"breaker", (getter)permit_get_breaker, NULL, "The breaker that granted it.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot permit_slots[] = {
+    {Py_tp_doc, "A permit to make one call; report it once with record_success,\n"
+                "record_failure or release."},
+    {Py_tp_traverse, permit_traverse},
+    {Py_tp_clear, permit_clear},
+    {Py_tp_dealloc, permit_dealloc},
+    {Py_tp_repr, permit_repr},
+    {Py_tp_getset, permit_getset},
+    {0, NULL},
+};
+
+static PyType_Spec permit_spec = {
+    .name = "resil.Permit",
+    .basicsize = sizeof(PermitObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = permit_slots,
+};
+
+/* ---- Breaker type ------------------------------------------------------ */
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef breaker_methods[] = {
+    {"acquire", (PyCFunction)breaker_acquire, METH_NOARGS,
+     "acquire() -> Permit\n\nTakes a permit or raises CircuitOpenError."},
+    {"record_success", (PyCFunction)(void (*)(void))breaker_record_success, FASTKW,
+     "record_success(permit=None, latency_ms=None)\n\n"
+     "Reports a success. latency_ms defaults to the time since acquire(); a None\n"
+     "permit reports a call made without one."},
+    {"record_failure", (PyCFunction)(void (*)(void))breaker_record_failure, FASTKW,
+     "record_failure(permit=None, latency_ms=None)\n\nReports a failure; see record_success."},
+    {"release", (PyCFunction)breaker_release, METH_O,
+     "release(permit)\n\nGives a permit back without an outcome (cancelled or ignored call)."},
+    {"call", (PyCFunction)(void (*)(void))breaker_call, FASTKW,
+     "call(fn, /, *args, **kwargs)\n\nCalls fn through the breaker."},
+    {"call_async", (PyCFunction)(void (*)(void))breaker_call_async, FASTKW,
+     "call_async(fn, /, *args, **kwargs) -> awaitable\n\n"
+     "Awaits fn(*args, **kwargs) through the breaker; fn is called when awaited."},
+    {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL, NULL},
+    {"force_open", (PyCFunction)breaker_force_open, METH_NOARGS,
+     "force_open()\n\nRejects every call until reset(), close() or disable()."},
+    {"disable", (PyCFunction)breaker_disable, METH_NOARGS,
+     "disable()\n\nAdmits every call and records it, never trips."},
+    {"reset", (PyCFunction)breaker_reset, METH_NOARGS,
+     "reset()\n\nBack to CLOSED with every count, the EWMA and the cooldown growth cleared."},
+    {"open", (PyCFunction)breaker_open, METH_NOARGS,
+     "open()\n\nOpens now, as a trip would; HALF_OPEN follows after the cooldown."},
+    {"close", (PyCFunction)breaker_close, METH_NOARGS,
+     "close()\n\nCloses now, as successful probes would (the EWMA is kept)."},
+    {"stats", (PyCFunction)breaker_stats, METH_NOARGS, "stats() -> dict"},
+    {"config", (PyCFunction)breaker_config, METH_NOARGS,
+     "config() -> dict\n\nThe configuration, in constructor units."},
+    {"_attach", (PyCFunction)breaker_attach, METH_O, NULL},
+    {"_on_transition", (PyCFunction)(void (*)(void))breaker_on_transition, METH_FASTCALL,
+     "_on_transition(old, new, reason, fail_count, success_rate, latency_ms)\n\n"
+     "Called after every state change; subclasses override it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef breaker_getset[] = {
+    {"state", (getter)breaker_get_state, NULL, "The current State.", NULL},
+    {"name", (getter)breaker_get_name, NULL, "The breaker's name.", NULL},
+    {"clock", (getter)breaker_get_clock, NULL, "The clock the breaker reads.", NULL},
+    {"remaining", (getter)breaker_get_remaining, NULL,
+     "Seconds until HALF_OPEN while OPEN, 0.0 otherwise, None when forced open.", NULL},
+    {"health_score", (getter)breaker_get_health, NULL, "The health score in [0, 1].", NULL},
+    {"effective_threshold", (getter)breaker_get_threshold, NULL,
+     "The consecutive-failure threshold after adaptive scaling.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot breaker_slots[] = {
+    {Py_tp_doc, "The circuit breaker engine; use resil.CircuitBreaker."},
+    {Py_tp_new, breaker_new},
+    {Py_tp_traverse, breaker_traverse},
+    {Py_tp_clear, breaker_clear},
+    {Py_tp_dealloc, breaker_dealloc},
+    {Py_tp_methods, breaker_methods},
+    {Py_tp_getset, breaker_getset},
+    {0, NULL},
+};
+
+static PyType_Spec breaker_spec = {
+    .name = "resil._resil.Breaker",
+    .basicsize = sizeof(BreakerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = breaker_slots,
+};
+
+static int add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out) {
+    *out = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
+    if (!*out) {
+        return -1;
+    }
+    return PyModule_AddType(module, *out);
+}
+
+int resil_breaker_init_types(PyObject *module, resil_state *st) {
+    PyTypeObject *openerr;
+    if (add_type(module, &breaker_spec, NULL, &st->Breaker_type) < 0 ||
+        add_type(module, &permit_spec, NULL, &st->Permit_type) < 0 ||
+        add_type(module, &guarded_spec, NULL, &st->Guarded_type) < 0 ||
+        add_type(module, &aw_spec, NULL, &st->Awaitable_type) < 0 ||
+        add_type(module, &pool_spec, NULL, &st->EjectionPool_type) < 0 ||
+        add_type(module, &openerr_spec, st->ResilError, &openerr) < 0) {
+        return -1;
+    }
+    st->CircuitOpenError = (PyObject *)openerr;
+    return 0;
+}

@@ -1,0 +1,283 @@
+/* clock.c - MonotonicClock and VirtualClock.
+ *
+ * The engine reads a VirtualClock's field directly, without calling Python,
+ * and MonotonicClock through clock_gettime(CLOCK_MONOTONIC). */
+#include "resil_py.h"
+
+#include <math.h>
+#include <time.h>
+
+/* 2**63 ns is about 292 years: the largest time a clock may show. */
+#define MAX_SECONDS 9.2e9
+
+static inline uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * RS_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
+    if (PyBool_Check(seconds) || !(PyFloat_Check(seconds) || PyLong_Check(seconds))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds (int or float), not %.100s",
+                     name, Py_TYPE(seconds)->tp_name);
+        return -1;
+    }
+    double s = PyFloat_AsDouble(seconds);
+    if (s == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!(s >= 0.0 && s <= MAX_SECONDS)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a finite number of seconds in [0, 9.2e9], got %R",
+                     name, seconds);
+        return -1;
+    }
+    *out = (uint64_t)llround(s * 1e9);
+    return 0;
+}
+
+int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns) {
+    if (RS_LIKELY(kind == CLOCK_MONOTONIC_KIND)) {
+        *now_ns = monotonic_ns();
+        return 0;
+    }
+    if (kind == CLOCK_VIRTUAL_KIND) {
+        *now_ns = ((VirtualClockObject *)clock)->now_ns;
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethod(clock, "now", NULL);
+    if (!r) {
+        return -1;
+    }
+    double s = PyFloat_AsDouble(r);
+    if (s == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(r);
+        return -1;
+    }
+    if (!(s >= 0.0 && s <= MAX_SECONDS)) {
+        PyErr_Format(PyExc_ValueError, "clock.now() must return seconds in [0, 9.2e9], got %R", r);
+        Py_DECREF(r);
+        return -1;
+    }
+    Py_DECREF(r);
+    *now_ns = (uint64_t)llround(s * 1e9);
+    return 0;
+}
+
+int resil_clock_kind(resil_state *st, PyObject *clock) {
+    if (Py_IS_TYPE(clock, st->MonotonicClock_type)) {
+        return CLOCK_MONOTONIC_KIND;
+    }
+    if (Py_IS_TYPE(clock, st->VirtualClock_type)) {
+        return CLOCK_VIRTUAL_KIND;
+    }
+    PyObject *now = PyObject_GetAttr(clock, st->str_now);
+    if (!now) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "clock must be a resil.MonotonicClock, a resil.VirtualClock or an object "
+                     "with a now() method returning seconds, not %.100s",
+                     Py_TYPE(clock)->tp_name);
+        return -1;
+    }
+    int ok = PyCallable_Check(now);
+    Py_DECREF(now);
+    if (!ok) {
+        PyErr_SetString(PyExc_TypeError, "clock.now must be callable");
+        return -1;
+    }
+    return CLOCK_PYTHON_KIND;
+}
+
+/* ---- MonotonicClock ---------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+} MonotonicClockObject;
+
+static PyObject *mono_now(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    (void)self;
+    return PyFloat_FromDouble((double)monotonic_ns() / 1e9);
+}
+
+static PyObject *mono_now_ns(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    (void)self;
+    return PyLong_FromUnsignedLongLong(monotonic_ns());
+}
+
+static PyObject *mono_repr(PyObject *self) {
+    (void)self;
+    return PyUnicode_FromString("MonotonicClock()");
+}
+
+static void plain_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *mono_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":MonotonicClock", kwlist)) {
+        return NULL;
+    }
+    return type->tp_alloc(type, 0);
+}
+
+static PyMethodDef mono_methods[] = {
+    {"now", mono_now, METH_NOARGS, "now() -> float\n\nSeconds on the monotonic clock."},
+    {"now_ns", mono_now_ns, METH_NOARGS, "now_ns() -> int\n\nNanoseconds on the monotonic clock."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot mono_slots[] = {
+    {Py_tp_doc, "MonotonicClock()\n--\n\n"
+                "The default clock: CLOCK_MONOTONIC, read by the engine without calling Python."},
+    {Py_tp_new, mono_new},
+    {Py_tp_dealloc, plain_dealloc},
+    {Py_tp_repr, mono_repr},
+    {Py_tp_methods, mono_methods},
+    {0, NULL},
+};
+
+static PyType_Spec mono_spec = {
+    .name = "resil.MonotonicClock",
+    .basicsize = sizeof(MonotonicClockObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = mono_slots,
+};
+
+/* ---- VirtualClock ------------------------------------------------------ */
+
+static PyObject *vclock_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"start", NULL};
+    PyObject *start = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:VirtualClock", kwlist, &start)) {
+        return NULL;
+    }
+    uint64_t ns = 0;
+    if (start && resil_seconds_to_ns(start, "start", &ns) < 0) {
+        return NULL;
+    }
+    VirtualClockObject *self = (VirtualClockObject *)type->tp_alloc(type, 0);
+    if (self) {
+        self->now_ns = ns;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *vclock_now(VirtualClockObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyFloat_FromDouble((double)self->now_ns / 1e9);
+}
+
+static PyObject *vclock_now_ns(VirtualClockObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromUnsignedLongLong(self->now_ns);
+}
+
+static PyObject *vclock_advance(VirtualClockObject *self, PyObject *seconds) {
+    if (PyFloat_Check(seconds) || (PyLong_Check(seconds) && !PyBool_Check(seconds))) {
+        double s = PyFloat_AsDouble(seconds);
+        if (s == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (s < 0.0) {
+            PyErr_Format(PyExc_ValueError,
+                         "advance(seconds) needs seconds >= 0 (time never goes backwards), got %R",
+                         seconds);
+            return NULL;
+        }
+    }
+    uint64_t ns;
+    if (resil_seconds_to_ns(seconds, "seconds", &ns) < 0) {
+        return NULL;
+    }
+    if (ns > (uint64_t)(MAX_SECONDS * 1e9) - self->now_ns) {
+        PyErr_SetString(PyExc_OverflowError, "VirtualClock would pass 9.2e9 seconds");
+        return NULL;
+    }
+    self->now_ns += ns;
+    Py_RETURN_NONE;
+}
+
+static PyObject *vclock_advance_ns(VirtualClockObject *self, PyObject *arg) {
+    unsigned long long ns = PyLong_AsUnsignedLongLong(arg);
+    if (ns == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_SetString(PyExc_ValueError, "advance_ns(ns) needs an int >= 0 (time never goes backwards)");
+        }
+        return NULL;
+    }
+    if (ns > (uint64_t)(MAX_SECONDS * 1e9) - self->now_ns) {
+        PyErr_SetString(PyExc_OverflowError, "VirtualClock would pass 9.2e9 seconds");
+        return NULL;
+    }
+    self->now_ns += ns;
+    Py_RETURN_NONE;
+}
+
+static PyObject *vclock_set(VirtualClockObject *self, PyObject *seconds) {
+    uint64_t ns;
+    if (resil_seconds_to_ns(seconds, "seconds", &ns) < 0) {
+        return NULL;
+    }
+    if (ns < self->now_ns) {
+        PyErr_Format(PyExc_ValueError,
+                     "set(seconds) cannot move time backwards: now is %.9f, got %R",
+                     (double)self->now_ns / 1e9, seconds);
+        return NULL;
+    }
+    self->now_ns = ns;
+    Py_RETURN_NONE;
+}
+
+static PyObject *vclock_repr(VirtualClockObject *self) {
+    PyObject *f = PyFloat_FromDouble((double)self->now_ns / 1e9);
+    if (!f) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("VirtualClock(now=%R)", f);
+    Py_DECREF(f);
+    return r;
+}
+
+static PyMethodDef vclock_methods[] = {
+    {"now", (PyCFunction)vclock_now, METH_NOARGS, "now() -> float\n\nThe virtual time in seconds."},
+    {"now_ns", (PyCFunction)vclock_now_ns, METH_NOARGS, "now_ns() -> int\n\nThe virtual time in nanoseconds."},
+    {"advance", (PyCFunction)vclock_advance, METH_O,
+     "advance(seconds)\n\nMoves time forward; a negative value raises ValueError."},
+    {"advance_ns", (PyCFunction)vclock_advance_ns, METH_O,
+     "advance_ns(ns)\n\nMoves time forward by an exact number of nanoseconds."},
+    {"set", (PyCFunction)vclock_set, METH_O,
+     "set(seconds)\n\nMoves time to `seconds`; an earlier time raises ValueError."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot vclock_slots[] = {
+    {Py_tp_doc, "VirtualClock(start=0.0)\n--\n\n"
+                "A clock that moves only when told, for deterministic tests. The engine reads it\n"
+                "without calling Python. Time never goes backwards."},
+    {Py_tp_new, vclock_new},
+    {Py_tp_dealloc, plain_dealloc},
+    {Py_tp_repr, vclock_repr},
+    {Py_tp_methods, vclock_methods},
+    {0, NULL},
+};
+
+static PyType_Spec vclock_spec = {
+    .name = "resil.VirtualClock",
+    .basicsize = sizeof(VirtualClockObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = vclock_slots,
+};
+
+int resil_clock_init_types(PyObject *module, resil_state *st) {
+    st->MonotonicClock_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &mono_spec, NULL);
+    if (!st->MonotonicClock_type || PyModule_AddType(module, st->MonotonicClock_type) < 0) {
+        return -1;
+    }
+    st->VirtualClock_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &vclock_spec, NULL);
+    if (!st->VirtualClock_type || PyModule_AddType(module, st->VirtualClock_type) < 0) {
+        return -1;
+    }
+    st->default_clock = PyObject_CallNoArgs((PyObject *)st->MonotonicClock_type);
+    return st->default_clock ? 0 : -1;
+}

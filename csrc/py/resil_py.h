@@ -1,0 +1,72 @@
+/* resil_py.h - declarations shared by the binding's translation units.
+ * The binding is the only C that includes Python.h. */
+#ifndef RESIL_PY_H
+#define RESIL_PY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#include "../core/rs_breaker.h"
+
+#if PY_VERSION_HEX < 0x030B0000
+#define PyType_GetModuleByDef _PyType_GetModuleByDef
+#endif
+
+#if PY_VERSION_HEX < 0x030A0000
+#error "resil needs Python 3.10 or newer"
+#endif
+
+enum { CLOCK_MONOTONIC_KIND = 0, CLOCK_VIRTUAL_KIND = 1, CLOCK_PYTHON_KIND = 2 };
+
+typedef struct {
+    PyTypeObject *MonotonicClock_type;
+    PyTypeObject *VirtualClock_type;
+    PyTypeObject *Breaker_type;
+    PyTypeObject *Permit_type;
+    PyTypeObject *Guarded_type;
+    PyTypeObject *Awaitable_type;
+    PyTypeObject *EjectionPool_type;
+    PyObject *ResilError;
+    PyObject *CircuitOpenError;
+    PyObject *State;                      /* IntEnum class */
+    PyObject *states[RS_STATE_COUNT];     /* its members */
+    PyObject *reasons[RS_REASON_COUNT];   /* interned reason strings */
+    PyObject *cancel_types;               /* tuple of cancellation exceptions */
+    PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
+    PyObject *str_on_transition;
+    PyObject *str_now;
+    PyObject *default_clock;              /* a shared MonotonicClock */
+} resil_state;
+
+extern struct PyModuleDef resil_module;
+
+static inline resil_state *get_state(PyObject *module) {
+    return (resil_state *)PyModule_GetState(module);
+}
+
+static inline resil_state *get_state_by_type(PyTypeObject *tp) {
+    PyObject *m = PyType_GetModuleByDef(tp, &resil_module);
+    return m ? get_state(m) : NULL;
+}
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t now_ns;
+} VirtualClockObject;
+
+/* Reads the clock selected by kind: 0 monotonic, 1 a VirtualClock (vclock),
+ * 2 any object with now() -> seconds. Returns -1 with an exception set. */
+int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns);
+/* Classifies a clock object; returns -1 with TypeError when it has no now(). */
+int resil_clock_kind(resil_state *st, PyObject *clock);
+/* Converts seconds (int or float) to nanoseconds, validating finite, >= 0
+ * and representable; name is the parameter for the error message. */
+int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out);
+
+int resil_clock_init_types(PyObject *module, resil_state *st);
+int resil_breaker_init_types(PyObject *module, resil_state *st);
+/* ResilError; CircuitOpenError is made with the breaker types. */
+int resil_errors_init_types(PyObject *module, resil_state *st);
+
+#endif /* RESIL_PY_H */

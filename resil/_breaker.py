@@ -1,0 +1,230 @@
+"""Circuit breakers: resil.CircuitBreaker and resil.BreakerGroup (SPEC section 2)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from resil import _resil
+from resil._resil import State
+
+__all__ = ["CircuitBreaker", "BreakerGroup", "StateListener"]
+
+_log = logging.getLogger("resil.breaker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``listener(breaker, old_state, new_state, reason)``
+StateListener = Callable[["CircuitBreaker", State, State, str], object]
+
+_EJECTED = (State.OPEN, State.HALF_OPEN, State.FORCED_OPEN)
+
+
+def _mark_coroutine_function(wrapper: Any, fn: Callable[..., Any]) -> None:
+    """Makes inspect/asyncio.iscoroutinefunction(wrapper) true, as for fn."""
+    if sys.version_info >= (3, 12):
+        inspect.markcoroutinefunction(wrapper)
+    else:  # pragma: no cover - exercised on 3.10/3.11 only
+        # 3.10 and 3.11 look for a function-like object with a coroutine code.
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            wrapper.__code__ = code
+            wrapper.__defaults__ = getattr(fn, "__defaults__", None)
+            wrapper.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)
+
+
+class CircuitBreaker(_resil.Breaker):
+    """A circuit breaker whose state machine runs in C.
+
+    Every call takes a permit, then reports success, failure or release with
+    its latency. States are :class:`resil.State`: CLOSED, DEGRADED, OPEN,
+    HALF_OPEN, FORCED_OPEN and DISABLED.
+
+    Parameters (all keyword-only except ``name``; durations in seconds):
+
+    - ``name="default"``: label in errors, logs and metrics.
+    - ``failure_threshold=5``: consecutive failures that trip (0: rule off).
+    - ``failure_rate_threshold=None``: trip when the window's failure rate is
+      at least this, in (0, 1].
+    - ``slow_call_duration=None``: a call at least this long counts as slow.
+    - ``slow_call_rate_threshold=1.0``: trip when the slow-call rate is at
+      least this, in (0, 1] (needs ``slow_call_duration``).
+    - ``window_size=100``: count window of the last N outcomes.
+    - ``window_duration=None``: if set, a time window of this many seconds in
+      10 buckets instead.
+    - ``minimum_calls=10``: rate and health rules act once the window holds
+      this many outcomes.
+    - ``cooldown=60.0``: seconds OPEN before HALF_OPEN.
+    - ``cooldown_multiplier=2.0``: each reopen from HALF_OPEN multiplies the
+      cooldown, up to ``cooldown_max=600.0``.
+    - ``half_open_probes=3``: probe permits in HALF_OPEN; that many successes
+      close the circuit. 0: OPEN goes straight to CLOSED after the cooldown.
+    - ``half_open_max_wait=None``: an undecided HALF_OPEN reopens after this.
+    - ``adaptive=True``, ``ewma_alpha=0.3`` in [0.01, 1], ``sensitivity=2.0``
+      in [0.5, 5]: the failure threshold shrinks under chronic failure.
+    - ``min_health_score=0.3`` in [0, 1]: below it CLOSED becomes DEGRADED,
+      below half of it the circuit trips; above 0.7 DEGRADED recovers.
+    - ``latency_window=50``: latencies kept for the health score.
+    - ``failure_on=(Exception,)``: exception types that count as failures.
+    - ``ignore=()``: exception types that count as nothing (wins over
+      ``failure_on``).
+    - ``failure_if=None``: ``predicate(exc) -> bool`` refining ``failure_on``.
+    - ``result_failure=None``: ``predicate(result) -> bool``; a true answer
+      counts the returned value as a failure (the value is still returned).
+    - ``clock=None``: a :class:`resil.MonotonicClock` (default), a
+      :class:`resil.VirtualClock`, or any object with ``now() -> seconds``.
+
+    Use it as ``@breaker``, ``with breaker:``, ``async with breaker:``,
+    ``breaker.call(fn, ...)``, ``await breaker.call_async(fn, ...)``, or with
+    ``acquire()`` and ``record_success`` / ``record_failure`` / ``release``.
+    A rejected call raises :class:`resil.CircuitOpenError`. Cancellation
+    (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
+    ``GeneratorExit``) releases the permit and is re-raised.
+    """
+
+    _listeners: tuple[StateListener, ...] = ()
+    _last_opened_wall: float | None = None
+
+    def __call__(self, fn: F) -> F:
+        """Decorates a function or coroutine function so that each call goes
+        through this breaker. Generator and async generator functions are
+        refused: the breaker would guard only their creation."""
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"cannot guard generator function {fn!r}: a breaker would only see "
+                "its creation; guard the calls it makes instead")
+        is_async = inspect.iscoroutinefunction(fn)
+        wrapper = _resil.Guarded(self, fn, is_async)
+        functools.update_wrapper(wrapper, fn)
+        if is_async:
+            _mark_coroutine_function(wrapper, fn)
+        return wrapper  # type: ignore[return-value]
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def on_state_change(self, listener: StateListener) -> StateListener:
+        """Calls ``listener(breaker, old, new, reason)`` after every state
+        change. A listener that raises is logged and never breaks the
+        breaker. Returns the listener, so this works as a decorator."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
+        self._listeners = self._listeners + (listener,)
+        return listener
+
+    def remove_listener(self, listener: StateListener) -> None:
+        """Removes a listener added with on_state_change; ValueError if absent."""
+        listeners = list(self._listeners)
+        listeners.remove(listener)
+        self._listeners = tuple(listeners)
+
+    @property
+    def last_opened(self) -> float | None:
+        """Unix time of the last transition to OPEN, or None."""
+        return self._last_opened_wall
+
+    def _on_transition(self, old: State, new: State, reason: str, fail_count: int,
+                       success_rate: float, latency_ms: float | None) -> None:
+        if new == State.OPEN:
+            self._last_opened_wall = time.time()
+        level = logging.WARNING if new in (State.OPEN, State.FORCED_OPEN) else logging.INFO
+        if _log.isEnabledFor(level):
+            transition = f"{old.name} -> {new.name}"
+            _log.log(
+                level, "circuit %r %s (%s)", self.name, transition, reason,
+                extra={
+                    "endpoint": self.name,
+                    "state_transition": transition,
+                    "reason": reason,
+                    "fail_count": fail_count,
+                    "success_rate": f"{success_rate * 100:.2f}%",
+                    "latency_ms": latency_ms,
+                },
+            )
+        for listener in self._listeners:
+            try:
+                listener(self, old, new, reason)
+            except Exception:
+                _log.exception("state-change listener %r of circuit %r failed",
+                               listener, self.name)
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self.state.name}>"
+
+
+class BreakerGroup(Mapping[str, CircuitBreaker]):
+    """Per-endpoint circuit breakers sharing one configuration.
+
+    ``group[endpoint]`` creates the endpoint's breaker on first use with
+    ``breaker_defaults`` (any :class:`CircuitBreaker` keyword). At most
+    ``max_ejection_percent`` (default 100) of the endpoints may be ejected
+    (OPEN, HALF_OPEN or FORCED_OPEN) at once, but one endpoint always may; a
+    trip beyond that leaves the breaker DEGRADED and is counted in
+    ``stats()["vetoed_trips"]``. Manual ``open()`` and ``force_open()`` are
+    not limited.
+    """
+
+    def __init__(self, *, max_ejection_percent: int = 100, **breaker_defaults: Any) -> None:
+        if "name" in breaker_defaults:
+            raise TypeError("BreakerGroup names each breaker after its endpoint; do not pass name")
+        self._pool = _resil.EjectionPool(max_ejection_percent)
+        # Fail now, not at the first endpoint, on a bad default.
+        CircuitBreaker("validation", **breaker_defaults)
+        self._defaults = dict(breaker_defaults)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, endpoint: str) -> CircuitBreaker:
+        breaker = self._breakers.get(endpoint)
+        if breaker is not None:
+            return breaker
+        if not isinstance(endpoint, str):
+            raise TypeError(f"endpoint must be a str, not {type(endpoint).__name__}")
+        with self._lock:
+            breaker = self._breakers.get(endpoint)
+            if breaker is None:
+                breaker = CircuitBreaker(endpoint, **self._defaults)
+                breaker._attach(self._pool)
+                self._breakers[endpoint] = breaker
+        return breaker
+
+    def __contains__(self, endpoint: object) -> bool:
+        return endpoint in self._breakers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._breakers))
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+    def record_success(self, endpoint: str, latency_ms: float | None = None) -> None:
+        """Reports a success of a call to endpoint made without a permit."""
+        self[endpoint].record_success(None, latency_ms)
+
+    def record_failure(self, endpoint: str, latency_ms: float | None = None) -> None:
+        """Reports a failure of a call to endpoint made without a permit."""
+        self[endpoint].record_failure(None, latency_ms)
+
+    def stats(self) -> dict[str, Any]:
+        """Group counts and every endpoint's ``stats()`` under ``endpoints``."""
+        pool = self._pool.stats()
+        return {
+            "endpoints": {name: b.stats() for name, b in list(self._breakers.items())},
+            "max_ejection_percent": pool["max_ejection_percent"],
+            "ejected": pool["ejected"],
+            "vetoed_trips": pool["vetoed"],
+        }
+
+    def __repr__(self) -> str:
+        return f"<BreakerGroup endpoints={len(self)}>"

@@ -1,0 +1,165 @@
+"""``python -m resil demo``: a simulated dependency through a circuit breaker.
+
+The dependency is healthy, then flaky, then down, then slow, then healthy
+again. Everything runs on a :class:`resil.VirtualClock` (each call advances
+it by its simulated latency), so the demo takes a second of real time and
+prints the same timeline on every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from dataclasses import dataclass
+from typing import TextIO
+
+from resil import CircuitBreaker, CircuitOpenError, VirtualClock
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    calls: int
+    failure_rate: float
+    latency_ms: tuple[float, float]  # uniform range
+
+
+PHASES = (
+    Phase("healthy", 120, 0.01, (20.0, 60.0)),
+    Phase("flaky", 120, 0.30, (40.0, 120.0)),
+    Phase("outage", 160, 0.95, (150.0, 250.0)),
+    Phase("slow", 160, 0.04, (3500.0, 6500.0)),
+    Phase("recovered", 200, 0.0, (20.0, 40.0)),
+)
+
+INTERVAL = 0.25  # seconds between calls
+
+
+class DependencyError(ConnectionError):
+    """The simulated dependency failed."""
+
+
+class _TimelineHandler(logging.Handler):
+    """Writes the breaker's structured transition records into the timeline."""
+
+    def __init__(self, out: TextIO, clock: VirtualClock) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+        self.clock = clock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        f = record.__dict__
+        latency = f.get("latency_ms")
+        shown = "-" if latency is None else f"{latency:.0f}ms"
+        self.out.write(
+            f"{self.clock.now():9.2f}s   >>> {f['state_transition']}  reason={f['reason']} "
+            f"fail_count={f['fail_count']} success_rate={f['success_rate']} "
+            f"latency={shown}\n")
+
+
+class Dependency:
+    """A remote call whose behaviour follows the current phase."""
+
+    def __init__(self, clock: VirtualClock, seed: int) -> None:
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.phase = PHASES[0]
+        self.calls = 0
+
+    def __call__(self, request: int) -> int:
+        self.calls += 1
+        lo, hi = self.phase.latency_ms
+        self.clock.advance(self.rng.uniform(lo, hi) / 1000.0)
+        if self.rng.random() < self.phase.failure_rate:
+            raise DependencyError(f"request {request} failed during {self.phase.name}")
+        return request
+
+
+def run(out: TextIO, seed: int = 7, every: int = 20) -> dict[str, int]:
+    """Runs the demo, writing the timeline to ``out``; returns the totals."""
+    clock = VirtualClock()
+    dependency = Dependency(clock, seed)
+    breaker = CircuitBreaker(
+        "inventory-api",
+        failure_threshold=6,
+        failure_rate_threshold=0.5,
+        window_size=100,
+        minimum_calls=20,
+        cooldown=10.0,
+        cooldown_max=60.0,
+        half_open_probes=3,
+        sensitivity=1.0,
+        min_health_score=0.5,
+        clock=clock,
+    )
+    # Transitions are logged on "resil.breaker" with structured fields; show them inline.
+    log = logging.getLogger("resil.breaker")
+    handler = _TimelineHandler(out, clock)
+    log.addHandler(handler)
+    saved_level, saved_propagate = log.level, log.propagate
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return _run(out, clock, dependency, breaker, every)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved_level)
+        log.propagate = saved_propagate
+
+
+def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: CircuitBreaker,
+         every: int) -> dict[str, int]:
+    guarded = breaker(dependency)
+    out.write("resil demo: a dependency behind a circuit breaker, on a virtual clock\n")
+    out.write("breaker: failure_threshold=6, failure_rate_threshold=0.5, minimum_calls=20, "
+              "cooldown=10s (x2 per reopen, max 60s), half_open_probes=3, min_health_score=0.5\n\n")
+    header = (f"{'time':>10}  {'phase':<10} {'state':<10} {'fail%':>6} {'ewma':>6} "
+              f"{'signal':>6} {'thresh':>6} {'health':>6} {'latency':>8} {'ok':>5} "
+              f"{'failed':>6} {'rejected':>8}\n")
+    out.write(header)
+    ok = failed = rejected = 0
+    request = 0
+    for phase in PHASES:
+        dependency.phase = phase
+        for _ in range(phase.calls):
+            request += 1
+            try:
+                guarded(request)
+                ok += 1
+            except CircuitOpenError:
+                rejected += 1
+            except DependencyError:
+                failed += 1
+            clock.advance(INTERVAL)
+            if request % every == 0:
+                s = breaker.stats()
+                out.write(
+                    f"{clock.now():9.2f}s  {phase.name:<10} {s['state'].name:<10} "
+                    f"{s['failure_rate'] * 100:6.1f} {s['ewma_failure_rate']:6.3f} "
+                    f"{s['ewma_signal']:6.3f} {s['effective_threshold']:6d} "
+                    f"{s['health_score']:6.3f} {s['avg_latency_ms']:7.0f}ms {ok:5d} "
+                    f"{failed:6d} {rejected:8d}\n")
+    s = breaker.stats()
+    out.write(
+        f"\n{request} requests: {ok} succeeded, {failed} failed, {rejected} rejected by the "
+        f"breaker (the dependency saw {dependency.calls}); transitions: "
+        + ", ".join(f"{k}={v}" for k, v in s["transitions"].items() if v)
+        + "\n")
+    return {"requests": request, "ok": ok, "failed": failed, "rejected": rejected,
+            "dependency_calls": dependency.calls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m resil demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument("--every", type=int, default=20,
+                        help="print a timeline row every N requests (default 20)")
+    args = parser.parse_args(argv)
+    if args.every < 1:
+        parser.error("--every must be at least 1")
+    run(sys.stdout, seed=args.seed, every=args.every)
+    return 0
