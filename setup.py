@@ -12,8 +12,10 @@ from setuptools import Extension, setup
 debug = os.environ.get("RESIL_DEBUG") == "1"
 sanitize = os.environ.get("RESIL_SANITIZE") == "1"
 
+# Hidden visibility: only PyInit__resil is exported, so LTO may inline the
+# core into the binding (exported symbols could be interposed).
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers",
-                "-fno-strict-aliasing"]
+                "-fno-strict-aliasing", "-fvisibility=hidden"]
 link_args: list[str] = []
 undef: list[str] = []
 macros: list[tuple[str, str | None]] = []
@@ -22,7 +24,9 @@ if debug:
     undef.append("NDEBUG")
     macros.append(("RS_DEBUG", "1"))
 else:
-    compile_args += ["-O2"]
+    # LTO lets the binding and the core inline across files (window, ring, breaker).
+    compile_args += ["-O2", "-flto"]
+    link_args += ["-O2", "-flto"]
 if sanitize:
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
     compile_args += flags

@@ -124,6 +124,9 @@ int rs_ejector_can_eject(const rs_ejector *e) {
     return e->ejected < allowed;
 }
 
+static uint32_t compute_threshold(const rs_breaker *b);
+static void update_latency_part(rs_breaker *b);
+
 static int is_ejected(int state) {
     return state == RS_STATE_OPEN || state == RS_STATE_HALF_OPEN || state == RS_STATE_FORCED_OPEN;
 }
@@ -148,6 +151,8 @@ int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) 
         return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_LATENCY_WINDOW : st;
     }
     rs_ewma_init(&b->ewma, c->ewma_alpha);
+    b->eff_threshold = compute_threshold(b);
+    update_latency_part(b);
     b->state = RS_STATE_CLOSED;
     b->now_ns = now_ns;
     b->cooldown_cur_ns = c->cooldown_ns;
@@ -184,7 +189,9 @@ double rs_breaker_signal(const rs_breaker *b) {
     return s < 0.0 ? 0.0 : (s > 1.0 ? 1.0 : s);
 }
 
-uint32_t rs_breaker_effective_threshold(const rs_breaker *b) {
+uint32_t rs_breaker_effective_threshold(const rs_breaker *b) { return b->eff_threshold; }
+
+static uint32_t compute_threshold(const rs_breaker *b) {
     uint32_t t = b->cfg.failure_threshold;
     if (!b->cfg.adaptive || t == 0) {
         return t;
@@ -203,17 +210,19 @@ uint32_t rs_breaker_effective_threshold(const rs_breaker *b) {
     return e ? e : 1;
 }
 
+/* Linear inside each band; x * (1.0 / w) rather than x / w keeps divisions
+ * off the per-call path (the reference model uses the same expressions). */
 double rs_latency_score(double m) {
-    if (m <= 100.0) return 1.0 - 0.05 * (m / 100.0);
-    if (m <= 1000.0) return 0.95 - 0.45 * ((m - 100.0) / 900.0);
-    if (m <= 5000.0) return 0.5 - 0.5 * ((m - 1000.0) / 4000.0);
+    if (m <= 100.0) return 1.0 - 0.05 * (m * (1.0 / 100.0));
+    if (m <= 1000.0) return 0.95 - 0.45 * ((m - 100.0) * (1.0 / 900.0));
+    if (m <= 5000.0) return 0.5 - 0.5 * ((m - 1000.0) * (1.0 / 4000.0));
     return 0.0;
 }
 
 double rs_jitter_score(double s) {
-    if (s <= 50.0) return 1.0 - 0.2 * (s / 50.0);
-    if (s <= 200.0) return 0.8 - 0.5 * ((s - 50.0) / 150.0);
-    if (s <= 500.0) return 0.3 - 0.3 * ((s - 200.0) / 300.0);
+    if (s <= 50.0) return 1.0 - 0.2 * (s * (1.0 / 50.0));
+    if (s <= 200.0) return 0.8 - 0.5 * ((s - 50.0) * (1.0 / 150.0));
+    if (s <= 500.0) return 0.3 - 0.3 * ((s - 200.0) * (1.0 / 300.0));
     return 0.0;
 }
 
@@ -222,14 +231,18 @@ double rs_breaker_success_rate(const rs_breaker *b) {
     return w->total ? (double)(w->total - w->failures) / (double)w->total : 1.0;
 }
 
-double rs_breaker_health(const rs_breaker *b) {
-    double sr = rs_breaker_success_rate(b);
+/* The latency and jitter parts change only when a sample is added. */
+static void update_latency_part(rs_breaker *b) {
     double ls = 1.0, js = 1.0;
     if (b->latencies.n) {
         ls = rs_latency_score(rs_latring_mean(&b->latencies));
         js = rs_jitter_score(rs_latring_stddev(&b->latencies));
     }
-    return 0.5 * sr + 0.3 * ls + 0.2 * js;
+    b->latency_part = 0.3 * ls + 0.2 * js;
+}
+
+double rs_breaker_health(const rs_breaker *b) {
+    return 0.5 * rs_breaker_success_rate(b) + b->latency_part;
 }
 
 uint64_t rs_breaker_remaining(const rs_breaker *b) {
@@ -284,6 +297,7 @@ int rs_breaker_pop_transition(rs_breaker *b, rs_transition *t) {
 static void clear_window_stats(rs_breaker *b) {
     rs_window_clear(&b->window, b->now_ns);
     rs_latring_clear(&b->latencies);
+    update_latency_part(b);
     b->consecutive_failures = 0;
 }
 
@@ -319,12 +333,12 @@ static void trip(rs_breaker *b, int reason) {
     go_open(b, reason);
 }
 
-static void ewma_period(rs_breaker *b, double rate) { rs_ewma_update(&b->ewma, rate); }
+static void ewma_period(rs_breaker *b, double rate) {
+    rs_ewma_update(&b->ewma, rate);
+    b->eff_threshold = compute_threshold(b);
+}
 
-void rs_breaker_tick(rs_breaker *b, uint64_t now_ns) {
-    if (RS_LIKELY(now_ns > b->now_ns)) {
-        b->now_ns = now_ns;
-    }
+static void tick_slow(rs_breaker *b) {
     double rate;
     if (b->window.timed && rs_window_roll(&b->window, b->now_ns, &rate)) {
         ewma_period(b, rate);
@@ -346,9 +360,22 @@ void rs_breaker_tick(rs_breaker *b, uint64_t now_ns) {
     }
 }
 
+/* Fast path: a CLOSED or DEGRADED breaker on a count window only keeps the
+ * time; everything else (rolling a time window, lazy transitions) is slow. */
+RS_INLINE void tick(rs_breaker *b, uint64_t now_ns) {
+    if (RS_LIKELY(now_ns > b->now_ns)) {
+        b->now_ns = now_ns;
+    }
+    if (RS_UNLIKELY(b->state > RS_STATE_DEGRADED || b->window.timed)) {
+        tick_slow(b);
+    }
+}
+
+void rs_breaker_tick(rs_breaker *b, uint64_t now_ns) { tick(b, now_ns); }
+
 rs_status rs_breaker_acquire(rs_breaker *b, uint64_t now_ns, rs_permit *p,
                              uint64_t *remaining_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     switch (b->state) {
     case RS_STATE_CLOSED:
     case RS_STATE_DEGRADED:
@@ -378,16 +405,20 @@ rs_status rs_breaker_acquire(rs_breaker *b, uint64_t now_ns, rs_permit *p,
     return RS_EREJECTED;
 }
 
-/* Trip rules, in order; returns a reason or -1. */
-static int trip_reason(const rs_breaker *b) {
+/* Trip rules, in order; returns a reason or -1. *health is set when the
+ * window holds minimum_calls outcomes (the gate of the rate and health
+ * rules), else left negative. */
+static int trip_reason(const rs_breaker *b, double *health) {
     const rs_breaker_config *c = &b->cfg;
     const rs_window *w = &b->window;
-    if (c->failure_threshold && b->consecutive_failures >= rs_breaker_effective_threshold(b)) {
+    *health = -1.0;
+    if (c->failure_threshold && b->consecutive_failures >= b->eff_threshold) {
         return RS_REASON_CONSECUTIVE_FAILURES;
     }
     if (w->total == 0 || w->total < c->minimum_calls) {
         return -1;
     }
+    *health = rs_breaker_health(b);
     if (c->failure_rate_enabled &&
         (double)w->failures / (double)w->total >= c->failure_rate_threshold) {
         return RS_REASON_FAILURE_RATE;
@@ -395,23 +426,22 @@ static int trip_reason(const rs_breaker *b) {
     if (c->slow_call_enabled && (double)w->slow / (double)w->total >= c->slow_call_rate_threshold) {
         return RS_REASON_SLOW_CALL_RATE;
     }
-    if (rs_breaker_health(b) < c->min_health_score / 2.0) {
+    if (*health < c->min_health_score / 2.0) {
         return RS_REASON_HEALTH_CRITICAL;
     }
     return -1;
 }
 
 static void evaluate_closed(rs_breaker *b) {
-    int reason = trip_reason(b);
+    double h;
+    int reason = trip_reason(b, &h);
     if (reason >= 0) {
         trip(b, reason);
         return;
     }
-    const rs_window *w = &b->window;
-    if (w->total == 0 || w->total < b->cfg.minimum_calls) {
+    if (h < 0.0) { /* fewer than minimum_calls outcomes */
         return;
     }
-    double h = rs_breaker_health(b);
     if (b->state == RS_STATE_CLOSED && h < b->cfg.min_health_score) {
         transition(b, RS_STATE_DEGRADED, RS_REASON_HEALTH_LOW);
     } else if (b->state == RS_STATE_DEGRADED && h > 0.7) {
@@ -421,11 +451,12 @@ static void evaluate_closed(rs_breaker *b) {
 
 static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latency_ms,
                     uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     const rs_breaker_config *c = &b->cfg;
     unsigned flags = failed ? RS_OUTCOME_FAILED : 0u;
     if (latency_ms >= 0.0) {
         rs_latring_push(&b->latencies, latency_ms);
+        update_latency_part(b);
         if (c->slow_call_enabled && latency_ms >= c->slow_call_ms) {
             flags |= RS_OUTCOME_SLOW;
             b->counters.slow++;
@@ -475,7 +506,7 @@ void rs_breaker_failure(rs_breaker *b, const rs_permit *p, double latency_ms, ui
 }
 
 void rs_breaker_release(rs_breaker *b, const rs_permit *p, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     b->counters.released++;
     if (p && p->epoch == b->epoch && p->kind == RS_PERMIT_PROBE &&
         b->state == RS_STATE_HALF_OPEN && b->probes_granted > 0) {
@@ -486,37 +517,38 @@ void rs_breaker_release(rs_breaker *b, const rs_permit *p, uint64_t now_ns) {
 /* ---- manual control ---------------------------------------------------- */
 
 void rs_breaker_force_open(rs_breaker *b, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     if (b->state != RS_STATE_FORCED_OPEN) {
         transition(b, RS_STATE_FORCED_OPEN, RS_REASON_FORCE_OPEN);
     }
 }
 
 void rs_breaker_disable(rs_breaker *b, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     if (b->state != RS_STATE_DISABLED) {
         transition(b, RS_STATE_DISABLED, RS_REASON_DISABLE);
     }
 }
 
 void rs_breaker_open(rs_breaker *b, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     if (b->state != RS_STATE_OPEN) {
         go_open(b, RS_REASON_MANUAL_OPEN);
     }
 }
 
 void rs_breaker_close(rs_breaker *b, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     if (b->state != RS_STATE_CLOSED) {
         go_closed(b, RS_REASON_MANUAL_CLOSE);
     }
 }
 
 void rs_breaker_reset(rs_breaker *b, uint64_t now_ns) {
-    rs_breaker_tick(b, now_ns);
+    tick(b, now_ns);
     clear_window_stats(b);
     rs_ewma_reset(&b->ewma);
+    b->eff_threshold = compute_threshold(b);
     b->cooldown_cur_ns = b->cfg.cooldown_ns;
     b->probes_granted = 0;
     b->probe_successes = 0;

@@ -5,16 +5,10 @@
 #include "resil_py.h"
 
 #include <math.h>
-#include <time.h>
 
 /* 2**63 ns is about 292 years: the largest time a clock may show. */
 #define MAX_SECONDS 9.2e9
 
-static inline uint64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * RS_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
     if (PyBool_Check(seconds) || !(PyFloat_Check(seconds) || PyLong_Check(seconds))) {
@@ -35,15 +29,7 @@ int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
     return 0;
 }
 
-int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns) {
-    if (RS_LIKELY(kind == CLOCK_MONOTONIC_KIND)) {
-        *now_ns = monotonic_ns();
-        return 0;
-    }
-    if (kind == CLOCK_VIRTUAL_KIND) {
-        *now_ns = ((VirtualClockObject *)clock)->now_ns;
-        return 0;
-    }
+int resil_clock_read_python(PyObject *clock, uint64_t *now_ns) {
     PyObject *r = PyObject_CallMethod(clock, "now", NULL);
     if (!r) {
         return -1;

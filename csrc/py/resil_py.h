@@ -6,6 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../core/rs_breaker.h"
 
@@ -55,9 +56,28 @@ typedef struct {
     uint64_t now_ns;
 } VirtualClockObject;
 
-/* Reads the clock selected by kind: 0 monotonic, 1 a VirtualClock (vclock),
- * 2 any object with now() -> seconds. Returns -1 with an exception set. */
-int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns);
+static inline uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * RS_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* Calls clock.now() (seconds) and converts it; -1 with an exception set. */
+int resil_clock_read_python(PyObject *clock, uint64_t *now_ns);
+
+/* Reads the clock selected by kind: 0 monotonic, 1 a VirtualClock, 2 any
+ * object with now() -> seconds. Returns -1 with an exception set. */
+static inline int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns) {
+    if (RS_LIKELY(kind == CLOCK_MONOTONIC_KIND)) {
+        *now_ns = monotonic_ns();
+        return 0;
+    }
+    if (kind == CLOCK_VIRTUAL_KIND) {
+        *now_ns = ((VirtualClockObject *)clock)->now_ns;
+        return 0;
+    }
+    return resil_clock_read_python(clock, now_ns);
+}
 /* Classifies a clock object; returns -1 with TypeError when it has no now(). */
 int resil_clock_kind(resil_state *st, PyObject *clock);
 /* Converts seconds (int or float) to nanoseconds, validating finite, >= 0

@@ -54,23 +54,25 @@ class Ejector:
         return self.ejected < max(1, self.members * self.max_percent // 100)
 
 
+# Linear inside each band. Written x * (1.0 / w), as the engine does, so the
+# two agree to the last bit.
 def latency_score(m: float) -> float:
     if m <= 100.0:
-        return 1.0 - 0.05 * (m / 100.0)
+        return 1.0 - 0.05 * (m * (1.0 / 100.0))
     if m <= 1000.0:
-        return 0.95 - 0.45 * ((m - 100.0) / 900.0)
+        return 0.95 - 0.45 * ((m - 100.0) * (1.0 / 900.0))
     if m <= 5000.0:
-        return 0.5 - 0.5 * ((m - 1000.0) / 4000.0)
+        return 0.5 - 0.5 * ((m - 1000.0) * (1.0 / 4000.0))
     return 0.0
 
 
 def jitter_score(s: float) -> float:
     if s <= 50.0:
-        return 1.0 - 0.2 * (s / 50.0)
+        return 1.0 - 0.2 * (s * (1.0 / 50.0))
     if s <= 200.0:
-        return 0.8 - 0.5 * ((s - 50.0) / 150.0)
+        return 0.8 - 0.5 * ((s - 50.0) * (1.0 / 150.0))
     if s <= 500.0:
-        return 0.3 - 0.3 * ((s - 200.0) / 300.0)
+        return 0.3 - 0.3 * ((s - 200.0) * (1.0 / 300.0))
     return 0.0
 
 
@@ -160,7 +162,8 @@ class BreakerModel:
             var = sum(x * x for x in self.latencies) / n - mean * mean
             ls = latency_score(mean)
             js = jitter_score(math.sqrt(var) if var > 0 else 0.0)
-        return 0.5 * self.success_rate() + 0.3 * ls + 0.2 * js
+        # The engine caches the latency part per sample: same association here.
+        return 0.5 * self.success_rate() + (0.3 * ls + 0.2 * js)
 
     def remaining(self) -> int:
         if self.state != OPEN:

@@ -1,0 +1,43 @@
+"""The demo runs, is deterministic, and shows the breaker's whole life."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from resil import demo
+
+
+def test_demo_timeline_shows_every_phase_and_transition() -> None:
+    out = io.StringIO()
+    totals = demo.run(out, seed=7)
+    text = out.getvalue()
+    for transition in ("CLOSED -> OPEN", "OPEN -> HALF_OPEN", "HALF_OPEN -> OPEN",
+                       "HALF_OPEN -> CLOSED", "CLOSED -> DEGRADED", "DEGRADED -> CLOSED"):
+        assert transition in text, transition
+    for column in ("state", "fail%", "signal", "thresh", "health", "rejected"):
+        assert column in text
+    for phase in demo.PHASES:
+        assert phase.name in text
+    assert totals["requests"] == sum(p.calls for p in demo.PHASES)
+    assert totals["ok"] + totals["failed"] + totals["rejected"] == totals["requests"]
+    assert totals["dependency_calls"] == totals["ok"] + totals["failed"]
+    assert totals["rejected"] > 0
+
+
+def test_demo_is_deterministic_for_a_seed() -> None:
+    a, b = io.StringIO(), io.StringIO()
+    demo.run(a, seed=3)
+    demo.run(b, seed=3)
+    assert a.getvalue() == b.getvalue()
+
+
+def test_python_m_resil_demo() -> None:
+    proc = subprocess.run([sys.executable, "-m", "resil", "demo", "--every", "50"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "rejected by the breaker" in proc.stdout
+    assert proc.stderr == ""
+    bad = subprocess.run([sys.executable, "-m", "resil", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown command" in bad.stderr
