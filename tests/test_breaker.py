@@ -513,6 +513,19 @@ def test_listener_that_raises_is_logged_and_breaker_keeps_working(
         b.remove_listener(bad)
 
 
+def test_time_driven_transition_logs_no_latency(caplog: pytest.LogCaptureFixture) -> None:
+    clock = VirtualClock()
+    b = make(clock, failure_threshold=1, cooldown=1)
+    with caplog.at_level(logging.INFO, logger="resil.breaker"):
+        b.record_failure(b.acquire(), 42.0)
+        clock.advance(1)
+        assert b.state == State.HALF_OPEN
+        b.force_open()
+    got = [(r.state_transition, r.latency_ms) for r in caplog.records]
+    assert got == [("CLOSED -> OPEN", 42.0), ("OPEN -> HALF_OPEN", None),
+                   ("HALF_OPEN -> FORCED_OPEN", None)]
+
+
 def test_manual_control() -> None:
     clock = VirtualClock()
     b = make(clock, failure_threshold=1)

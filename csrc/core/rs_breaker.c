@@ -156,7 +156,7 @@ int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) 
     b->state = RS_STATE_CLOSED;
     b->now_ns = now_ns;
     b->cooldown_cur_ns = c->cooldown_ns;
-    b->last_latency_ms = -1.0;
+    b->cause_latency_ms = -1.0;
     return RS_OK;
 }
 
@@ -281,7 +281,7 @@ static void transition(rs_breaker *b, int new_state, int reason) {
     t->reason = (uint8_t)reason;
     t->consecutive_failures = b->consecutive_failures;
     t->success_rate = rs_breaker_success_rate(b);
-    t->latency_ms = b->last_latency_ms;
+    t->latency_ms = b->cause_latency_ms;
 }
 
 int rs_breaker_pop_transition(rs_breaker *b, rs_transition *t) {
@@ -449,9 +449,7 @@ static void evaluate_closed(rs_breaker *b) {
     }
 }
 
-static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latency_ms,
-                    uint64_t now_ns) {
-    tick(b, now_ns);
+static void apply_outcome(rs_breaker *b, const rs_permit *p, int failed, double latency_ms) {
     const rs_breaker_config *c = &b->cfg;
     unsigned flags = failed ? RS_OUTCOME_FAILED : 0u;
     if (latency_ms >= 0.0) {
@@ -461,9 +459,6 @@ static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latenc
             flags |= RS_OUTCOME_SLOW;
             b->counters.slow++;
         }
-        b->last_latency_ms = latency_ms;
-    } else {
-        b->last_latency_ms = -1.0;
     }
     double rate;
     if (rs_window_add(&b->window, flags, &rate)) {
@@ -495,6 +490,17 @@ static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latenc
     default: /* OPEN, FORCED_OPEN (permit-less only), DISABLED: statistics only */
         break;
     }
+}
+
+/* Transitions report the latency of the outcome that caused them, so it is
+ * in scope only while that outcome is applied (a time-driven or manual
+ * transition reports none). */
+static void outcome(rs_breaker *b, const rs_permit *p, int failed, double latency_ms,
+                    uint64_t now_ns) {
+    tick(b, now_ns);
+    b->cause_latency_ms = latency_ms >= 0.0 ? latency_ms : -1.0;
+    apply_outcome(b, p, failed, latency_ms);
+    b->cause_latency_ms = -1.0;
 }
 
 void rs_breaker_success(rs_breaker *b, const rs_permit *p, double latency_ms, uint64_t now_ns) {
@@ -552,7 +558,6 @@ void rs_breaker_reset(rs_breaker *b, uint64_t now_ns) {
     b->cooldown_cur_ns = b->cfg.cooldown_ns;
     b->probes_granted = 0;
     b->probe_successes = 0;
-    b->last_latency_ms = -1.0;
     b->ever_opened = 0;
     b->opened_at_ns = 0;
     if (b->state != RS_STATE_CLOSED) {

@@ -162,7 +162,7 @@ typedef struct rs_breaker {
     uint32_t probes_granted;
     uint32_t probe_successes;
     uint64_t consecutive_failures;
-    double last_latency_ms;   /* -1 when the last outcome had none */
+    double cause_latency_ms;  /* latency of the outcome being applied, else -1 */
     double latency_part;      /* 0.3 * latency score + 0.2 * jitter score, per sample */
     uint32_t eff_threshold;   /* effective threshold, recomputed when the EWMA moves */
     rs_window window;
