@@ -737,6 +737,30 @@ def test_open_error_pickles_and_formats() -> None:
     again = pickle.loads(pickle.dumps(err))
     assert (again.name, again.state, again.remaining) == ("db", State.OPEN, 1.5)
     assert "db" in str(err) and "OPEN" in str(err) and "1.500" in str(err)
+    assert repr(err) == "CircuitOpenError('db', <State.OPEN: 2>, 1.5)"
+
+
+def test_rejected_coroutine_call_creates_no_coroutine_and_admits_later() -> None:
+    clock = VirtualClock()
+    b = make(clock, cooldown=1, half_open_probes=1)
+    made = []
+
+    @b
+    async def f(x: int, *, y: int = 0) -> int:
+        made.append(x)
+        return x + y
+
+    async def main() -> None:
+        b.open()
+        with pytest.raises(CircuitOpenError):
+            await f(1, y=1)
+        aw = f(2, y=3)  # made while OPEN: arguments kept, no coroutine yet
+        clock.advance(1)  # ... and admitted when awaited after the cooldown
+        assert await aw == 5
+        assert b.state == State.CLOSED
+
+    asyncio.run(main())
+    assert made == [2]
 
 
 # ---- group ------------------------------------------------------------------

@@ -231,17 +231,20 @@ double rs_breaker_success_rate(const rs_breaker *b) {
     return w->total ? (double)(w->total - w->failures) / (double)w->total : 1.0;
 }
 
-/* The latency and jitter parts change only when a sample is added. */
-static void update_latency_part(rs_breaker *b) {
-    double ls = 1.0, js = 1.0;
-    if (b->latencies.n) {
-        ls = rs_latency_score(rs_latring_mean(&b->latencies));
-        js = rs_jitter_score(rs_latring_stddev(&b->latencies));
-    }
-    b->latency_part = 0.3 * ls + 0.2 * js;
-}
+/* The latency and jitter parts change only when a sample is added; they are
+ * recomputed when the score is next needed, not on every sample. */
+static void update_latency_part(rs_breaker *b) { b->latency_dirty = 1; }
 
-double rs_breaker_health(const rs_breaker *b) {
+double rs_breaker_health(rs_breaker *b) {
+    if (b->latency_dirty) {
+        double ls = 1.0, js = 1.0;
+        if (b->latencies.n) {
+            ls = rs_latency_score(rs_latring_mean(&b->latencies));
+            js = rs_jitter_score(rs_latring_stddev(&b->latencies));
+        }
+        b->latency_part = 0.3 * ls + 0.2 * js;
+        b->latency_dirty = 0;
+    }
     return 0.5 * rs_breaker_success_rate(b) + b->latency_part;
 }
 
@@ -405,10 +408,11 @@ rs_status rs_breaker_acquire(rs_breaker *b, uint64_t now_ns, rs_permit *p,
     return RS_EREJECTED;
 }
 
-/* Trip rules, in order; returns a reason or -1. *health is set when the
- * window holds minimum_calls outcomes (the gate of the rate and health
- * rules), else left negative. */
-static int trip_reason(const rs_breaker *b, double *health) {
+/* Trip rules, in order; returns a reason or -1. *health is left negative
+ * when the window holds fewer than minimum_calls outcomes (the gate of the
+ * rate and health rules); otherwise it is the score, or 1.0 when the score
+ * provably fires no health rule. */
+static int trip_reason(rs_breaker *b, double *health) {
     const rs_breaker_config *c = &b->cfg;
     const rs_window *w = &b->window;
     *health = -1.0;
@@ -418,7 +422,14 @@ static int trip_reason(const rs_breaker *b, double *health) {
     if (w->total == 0 || w->total < c->minimum_calls) {
         return -1;
     }
-    *health = rs_breaker_health(b);
+    /* health >= 0.5 * success rate (the latency part is >= 0): while that
+     * alone reaches min_health_score, no health rule can fire in CLOSED and
+     * the latency part need not be computed. */
+    if (b->state == RS_STATE_CLOSED && 0.5 * rs_breaker_success_rate(b) >= c->min_health_score) {
+        *health = 1.0;
+    } else {
+        *health = rs_breaker_health(b);
+    }
     if (c->failure_rate_enabled &&
         (double)w->failures / (double)w->total >= c->failure_rate_threshold) {
         return RS_REASON_FAILURE_RATE;

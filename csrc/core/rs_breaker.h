@@ -163,7 +163,8 @@ typedef struct rs_breaker {
     uint32_t probe_successes;
     uint64_t consecutive_failures;
     double cause_latency_ms;  /* latency of the outcome being applied, else -1 */
-    double latency_part;      /* 0.3 * latency score + 0.2 * jitter score, per sample */
+    double latency_part;      /* 0.3 * latency score + 0.2 * jitter score */
+    int latency_dirty;        /* latency_part needs recomputing (lazily) */
     uint32_t eff_threshold;   /* effective threshold, recomputed when the EWMA moves */
     rs_window window;
     rs_latring latencies;
@@ -215,7 +216,8 @@ void rs_breaker_close(rs_breaker *b, uint64_t now_ns);
 /* Derived values at the last tick. */
 double rs_breaker_signal(const rs_breaker *b);
 uint32_t rs_breaker_effective_threshold(const rs_breaker *b);
-double rs_breaker_health(const rs_breaker *b);
+/* Recomputes the latency part of the score first when samples changed. */
+double rs_breaker_health(rs_breaker *b);
 double rs_breaker_success_rate(const rs_breaker *b);
 /* Nanoseconds until HALF_OPEN while OPEN; 0 otherwise. */
 uint64_t rs_breaker_remaining(const rs_breaker *b);

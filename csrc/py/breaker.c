@@ -14,6 +14,7 @@
 #include "resil_py.h"
 
 #include <math.h>
+#include <string.h>
 #include <structmember.h>
 
 enum { OUT_SUCCESS = 0, OUT_FAILURE = 1, OUT_RELEASE = 2 };
@@ -367,7 +368,9 @@ static PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns) {
     if (!rem) {
         return NULL;
     }
-    PyObject *args = PyTuple_Pack(3, b->name, state, rem);
+    /* args stay the shared empty tuple: the fields are members, and
+     * __reduce__ / __repr__ / __str__ use them. */
+    PyObject *args = PyTuple_New(0);
     if (!args) {
         Py_DECREF(rem);
         return NULL;
@@ -391,7 +394,7 @@ static int openerr_init(OpenErrorObject *self, PyObject *args, PyObject *kwds) {
                                      &remaining)) {
         return -1;
     }
-    Py_XSETREF(self->base.args, PyTuple_Pack(3, name, state, remaining));
+    Py_XSETREF(self->base.args, PyTuple_New(0));
     if (!self->base.args) {
         return -1;
     }
@@ -447,6 +450,27 @@ static PyObject *openerr_str(OpenErrorObject *self) {
     return r;
 }
 
+static PyObject *openerr_reduce(OpenErrorObject *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *dict = self->base.dict;
+    return Py_BuildValue(dict && PyDict_GET_SIZE(dict) ? "O(OOO)O" : "O(OOO)", Py_TYPE(self),
+                         self->name ? self->name : Py_None, self->state ? self->state : Py_None,
+                         self->remaining ? self->remaining : Py_None, dict);
+}
+
+static PyObject *openerr_repr(OpenErrorObject *self) {
+    const char *name = strrchr(Py_TYPE(self)->tp_name, '.');
+    name = name ? name + 1 : Py_TYPE(self)->tp_name;
+    return PyUnicode_FromFormat("%s(%R, %R, %R)", name,
+                                self->name ? self->name : Py_None,
+                                self->state ? self->state : Py_None,
+                                self->remaining ? self->remaining : Py_None);
+}
+
+static PyMethodDef openerr_methods[] = {
+    {"__reduce__", (PyCFunction)openerr_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMemberDef openerr_members[] = {
     {"name", T_OBJECT, offsetof(OpenErrorObject, name), READONLY, "The breaker's name."},
     {"state", T_OBJECT, offsetof(OpenErrorObject, state), READONLY, "The breaker's state (resil.State)."},
@@ -463,6 +487,8 @@ static PyType_Slot openerr_slots[] = {
     {Py_tp_clear, openerr_clear},
     {Py_tp_dealloc, openerr_dealloc},
     {Py_tp_str, openerr_str},
+    {Py_tp_repr, openerr_repr},
+    {Py_tp_methods, openerr_methods},
     {Py_tp_members, openerr_members},
     {0, NULL},
 };
@@ -1135,7 +1161,7 @@ static PyObject *breaker_stats(BreakerObject *self, PyObject *Py_UNUSED(ignored)
     if (tick(self) < 0) {
         return NULL;
     }
-    const rs_breaker *b = &self->core;
+    rs_breaker *b = &self->core;
     const rs_breaker_counters *k = &b->counters;
     const rs_window *w = &b->window;
     PyObject *d = PyDict_New();
@@ -1273,8 +1299,41 @@ static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size
     return finish_call(b, &p, t0, res);
 }
 
+/* True when the breaker rejected at its last known time. Only a hint: it
+ * reads no clock, and the awaitable's first send decides for real. */
+static inline int likely_rejecting(const rs_breaker *b) {
+    switch (b->state) {
+    case RS_STATE_FORCED_OPEN:
+        return 1;
+    case RS_STATE_OPEN:
+        return b->now_ns - b->opened_at_ns < b->cooldown_cur_ns;
+    case RS_STATE_HALF_OPEN:
+        return b->probes_granted >= b->cfg.half_open_probes;
+    default:
+        return 0;
+    }
+}
+
+static int pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
+                     PyObject **kw);
+
 static PyObject *guarded_call_async(GuardedObject *g, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
+    if (RS_UNLIKELY(likely_rejecting(&g->breaker->core))) {
+        /* Keep the arguments instead of creating a coroutine that would only
+         * be closed: the first send takes the permit and calls fn if admitted. */
+        PyObject *pos, *kw;
+        if (pack_call(args, PyVectorcall_NARGS(nargsf), kwnames, &pos, &kw) < 0) {
+            return NULL;
+        }
+        PyObject *a = make_awaitable(g->breaker, NULL, Py_NewRef(g->fn), pos, kw);
+        if (!a) {
+            Py_DECREF(g->fn);
+            Py_DECREF(pos);
+            Py_XDECREF(kw);
+        }
+        return a;
+    }
     PyObject *coro = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
     if (!coro) {
         return NULL;
@@ -1653,6 +1712,34 @@ static PyType_Spec aw_spec = {
     .slots = aw_slots,
 };
 
+/* Packs vectorcall arguments into a tuple and a dict (NULL when no keywords). */
+static int pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
+                     PyObject **kw) {
+    *kw = NULL;
+    *pos = PyTuple_New(nargs);
+    if (!*pos) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(*pos, i, Py_NewRef(args[i]));
+    }
+    if (kwnames && PyTuple_GET_SIZE(kwnames)) {
+        *kw = PyDict_New();
+        if (!*kw) {
+            Py_CLEAR(*pos);
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_CLEAR(*pos);
+                Py_CLEAR(*kw);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* call_async(fn, /, *args, **kwargs) */
 static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
@@ -1666,27 +1753,9 @@ static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, 
                      Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    PyObject *pos = PyTuple_New(nargs - 1);
-    PyObject *kw = NULL;
-    if (!pos) {
+    PyObject *pos, *kw;
+    if (pack_call(args + 1, nargs - 1, kwnames, &pos, &kw) < 0) {
         return NULL;
-    }
-    for (Py_ssize_t i = 1; i < nargs; i++) {
-        PyTuple_SET_ITEM(pos, i - 1, Py_NewRef(args[i]));
-    }
-    if (kwnames && PyTuple_GET_SIZE(kwnames)) {
-        kw = PyDict_New();
-        if (!kw) {
-            Py_DECREF(pos);
-            return NULL;
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
-                Py_DECREF(pos);
-                Py_DECREF(kw);
-                return NULL;
-            }
-        }
     }
     PyObject *a = make_awaitable(self, NULL, Py_NewRef(args[0]), pos, kw);
     if (!a) {

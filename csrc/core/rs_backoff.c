@@ -1,0 +1,89 @@
+/* rs_backoff.c - exponential backoff with jitter. */
+#include "rs_backoff.h"
+
+#include <math.h>
+
+static const char *const FIELDS[RS_BOF_COUNT][2] = {
+    {"base", ">= 0 seconds"},
+    {"multiplier", ">= 1.0"},
+    {"max_delay", ">= base"},
+    {"jitter", "one of 'none', 'full', 'equal', 'decorrelated'"},
+};
+
+static const char *const JITTERS[RS_JITTER_COUNT] = {"none", "full", "equal", "decorrelated"};
+
+const char *rs_backoff_field_name(int field) {
+    return field >= 0 && field < RS_BOF_COUNT ? FIELDS[field][0] : NULL;
+}
+
+const char *rs_backoff_field_range(int field) {
+    return field >= 0 && field < RS_BOF_COUNT ? FIELDS[field][1] : NULL;
+}
+
+const char *rs_jitter_name(int jitter) {
+    return jitter >= 0 && jitter < RS_JITTER_COUNT ? JITTERS[jitter] : NULL;
+}
+
+int rs_backoff_init(rs_backoff *b, double base, double multiplier, double max_delay, int jitter,
+                    uint64_t seed) {
+    if (!(base >= 0.0 && isfinite(base))) return RS_EFIELD_BASE + RS_BOF_BASE;
+    if (!(multiplier >= 1.0 && isfinite(multiplier))) return RS_EFIELD_BASE + RS_BOF_MULTIPLIER;
+    if (!(max_delay >= base && isfinite(max_delay))) return RS_EFIELD_BASE + RS_BOF_MAX_DELAY;
+    if (jitter < 0 || jitter >= RS_JITTER_COUNT) return RS_EFIELD_BASE + RS_BOF_JITTER;
+    b->base = base;
+    b->multiplier = multiplier;
+    b->max_delay = max_delay;
+    b->jitter = jitter;
+    b->rng = seed;
+    return RS_OK;
+}
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+double rs_backoff_uniform(rs_backoff *b) {
+    /* 53 random bits + 1, scaled: (0, 1] in steps of 2**-53. */
+    return (double)((splitmix64(&b->rng) >> 11) + 1) * (1.0 / 9007199254740992.0);
+}
+
+double rs_backoff_raw(const rs_backoff *b, uint64_t attempt) {
+    if (b->base == 0.0) {
+        return 0.0;
+    }
+    double e = (double)(attempt > 63 ? 63 : attempt);
+    double d = b->base * pow(b->multiplier, e); /* may be +inf: capped below */
+    return d < b->max_delay ? d : b->max_delay;
+}
+
+double rs_backoff_delay(rs_backoff *b, uint64_t attempt, double prev) {
+    double d = rs_backoff_raw(b, attempt);
+    switch (b->jitter) {
+    case RS_JITTER_FULL:
+        d = d * rs_backoff_uniform(b);
+        break;
+    case RS_JITTER_EQUAL:
+        d = 0.5 * d + 0.5 * d * rs_backoff_uniform(b);
+        break;
+    case RS_JITTER_DECORRELATED: {
+        if (!(prev >= 0.0)) { /* not given (or NaN) */
+            prev = attempt == 0 ? b->base : rs_backoff_raw(b, attempt - 1);
+        }
+        double hi = 3.0 * prev; /* prev <= max_delay or caller's: may be inf */
+        if (!(hi >= b->base)) {
+            hi = b->base;
+        }
+        if (hi > b->max_delay) {
+            hi = b->max_delay;
+        }
+        d = b->base + (hi - b->base) * rs_backoff_uniform(b);
+        break;
+    }
+    default:
+        break;
+    }
+    return d < b->max_delay ? d : b->max_delay;
+}
