@@ -218,9 +218,12 @@ class BreakerGroup(Mapping[str, CircuitBreaker]):
 
     def stats(self) -> dict[str, Any]:
         """Group counts and every endpoint's ``stats()`` under ``endpoints``."""
+        # Endpoints first: reading them ticks lazy transitions (OPEN -> ...),
+        # which the pool's ejected count must reflect in the same snapshot.
+        endpoints = {name: b.stats() for name, b in list(self._breakers.items())}
         pool = self._pool.stats()
         return {
-            "endpoints": {name: b.stats() for name, b in list(self._breakers.items())},
+            "endpoints": endpoints,
             "max_ejection_percent": pool["max_ejection_percent"],
             "ejected": pool["ejected"],
             "vetoed_trips": pool["vetoed"],
