@@ -1,0 +1,417 @@
+"""A small interleaved micro-benchmark harness for benchmarks/bench_*.py.
+
+Method (the same for every benchmark that uses this module):
+
+- A *scenario* has one baseline loop and several contender loops. Every loop
+  runs the same statement N times and times itself with
+  ``time.perf_counter_ns``; N is calibrated per loop so that one loop takes
+  about ``loop_ms`` milliseconds.
+- Each loop is compiled from source on its own (``sync_loop`` /
+  ``async_loop``), so no two contenders share a code object: CPython 3.11
+  specialises bytecode per code object, and a shared loop would let one
+  contender's call site de-specialise another's (the baseline above all).
+  The names a loop uses are bound as default arguments, so they are local
+  (LOAD_FAST) lookups.
+- A scenario runs ``repeats`` rounds. In each round every loop (the baseline
+  included) runs once, in an order shuffled per round, with the garbage
+  collector disabled around each loop.
+- Per round, a contender's *overhead* is its ns/call minus the baseline's
+  ns/call in that same round; the table reports the median over rounds, the
+  interquartile range, and the median over rounds of the per-round ratio
+  ``overhead / reference overhead`` (the reference is resil's main entry).
+  Pairing by round cancels slow drifts of the machine (frequency, other
+  load) that hit every loop of a round alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib.metadata
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Contender",
+    "Scenario",
+    "ScenarioResult",
+    "sync_loop",
+    "async_loop",
+    "run_scenario",
+    "format_text",
+    "format_markdown",
+    "machine_facts",
+    "update_results",
+]
+
+RunFn = Callable[[int], int]
+"""``run(n)`` executes n iterations and returns the elapsed nanoseconds."""
+
+_SYNC_TEMPLATE = """\
+def run(n, _repeat=_repeat, _clock=_clock, {params}):
+    _it = _repeat(None, n)
+    _t0 = _clock()
+    for _ in _it:
+{body}
+    return _clock() - _t0
+"""
+
+_ASYNC_TEMPLATE = """\
+async def body(n, _repeat=_repeat, _clock=_clock, {params}):
+    _it = _repeat(None, n)
+    _t0 = _clock()
+    for _ in _it:
+{body}
+    return _clock() - _t0
+"""
+
+
+def _compile_loop(template: str, body: str, names: dict[str, Any], fn_name: str) -> Any:
+    params = ", ".join(f"{k}={k}" for k in names)
+    indented = "\n".join("        " + line for line in body.strip("\n").splitlines())
+    src = template.format(params=params or "_unused=None", body=indented)
+    ns: dict[str, Any] = {"_repeat": repeat, "_clock": time.perf_counter_ns, **names}
+    # A fresh compile per loop: its own code object, so its own
+    # specialisation caches.
+    exec(compile(src, f"<loop {body.strip()!r}>", "exec"), ns)
+    return ns[fn_name]
+
+
+def sync_loop(body: str, **names: Any) -> RunFn:
+    """A timed loop running ``body`` (one or more statements) per iteration.
+
+    ``names`` are bound as default arguments, i.e. fast locals in the loop.
+    """
+    return _compile_loop(_SYNC_TEMPLATE, body, names, "run")  # type: ignore[no-any-return]
+
+
+def async_loop(loop: asyncio.AbstractEventLoop, body: str, **names: Any) -> RunFn:
+    """Like sync_loop, but ``body`` runs inside a coroutine (so it may
+    ``await``) driven by ``loop``; the timing is taken inside the coroutine,
+    so the event loop's start-up per run is not counted."""
+    coro_fn = _compile_loop(_ASYNC_TEMPLATE, body, names, "body")
+
+    def run(n: int) -> int:
+        return loop.run_until_complete(coro_fn(n))  # type: ignore[no-any-return]
+
+    return run
+
+
+@dataclass
+class Contender:
+    """One timed loop of a scenario.
+
+    ``limit_ns``: a target for this contender's median overhead, checked
+    and shown with a verdict. ``quoted_ns``: a figure (or a low–high range)
+    quoted for this contender from elsewhere, shown for comparison. Both are
+    also shown scaled by the scenario's machine factor, when it has one.
+    ``after``: an untimed hook run after each loop (clean-up).
+    """
+
+    name: str
+    run: RunFn
+    limit_ns: float | None = None
+    quoted_ns: tuple[float, ...] = ()
+    after: Callable[[], None] | None = None
+    n: int = 0
+    ns_per_call: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    title: str
+    baseline: Contender
+    contenders: list[Contender]
+    reference: str
+    """Name of the contender the ratio column divides by."""
+    note: str = ""
+    quoted_baseline_ns: float | None = None
+    """The baseline's ns/call on the machine the targets were set on: the
+    machine factor is then this run's baseline over it."""
+    scale: float | None = None
+    """An explicit machine factor (wins over quoted_baseline_ns)."""
+    scale_source: str = "given by the benchmark"
+    """Where an explicit scale comes from, for the table's note."""
+
+
+@dataclass
+class Row:
+    name: str
+    ns_per_call: float
+    overhead: float | None
+    q1: float | None
+    q3: float | None
+    ratio: float | None
+    target: str
+    verdict: str
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    baseline_ns: float
+    rows: list[Row]
+    repeats: int
+    scale: float | None
+
+
+def _timed(c: Contender, n: int) -> int:
+    gc.collect()
+    gc.disable()
+    try:
+        ns = c.run(n)
+    finally:
+        gc.enable()
+    if c.after is not None:
+        c.after()
+    return ns
+
+
+def calibrate(c: Contender, loop_ns: float) -> int:
+    """Finds N so that one loop of c takes about loop_ns (also warms it up)."""
+    n = 64
+    floor = max(loop_ns / 20, 200_000.0)
+    while True:
+        ns = _timed(c, n)
+        if ns >= floor or n >= 1 << 30:
+            break
+        n *= 4 if ns < floor / 8 else 2
+    n = max(16, int(n * loop_ns / max(ns, 1)))
+    _timed(c, n)  # one full-length warm-up run
+    return n
+
+
+def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def run_scenario(s: Scenario, *, repeats: int, loop_ms: float, rng: random.Random,
+                 progress: Callable[[str], None] | None = None) -> ScenarioResult:
+    """Calibrates, then runs every loop of s once per round, shuffled."""
+    everyone = [s.baseline, *s.contenders]
+    names = [c.name for c in everyone]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate contender names in {s.title!r}")
+    if s.reference not in names:
+        raise ValueError(f"reference {s.reference!r} is not a contender of {s.title!r}")
+    for c in everyone:
+        c.n = calibrate(c, loop_ms * 1e6)
+        c.ns_per_call = []
+    for r in range(repeats):
+        order = everyone[:]
+        rng.shuffle(order)
+        for c in order:
+            c.ns_per_call.append(_timed(c, c.n) / c.n)
+        if progress is not None:
+            progress(f"{s.title}: round {r + 1}/{repeats}")
+
+    base = s.baseline.ns_per_call
+    base_med = statistics.median(base)
+    scale = s.scale
+    if scale is None and s.quoted_baseline_ns:
+        scale = base_med / s.quoted_baseline_ns
+    ref = next(c for c in everyone if c.name == s.reference)
+    ref_over = [x - b for x, b in zip(ref.ns_per_call, base)]
+    rows = [Row(s.baseline.name, base_med, None, None, None, None, "", "")]
+    for c in s.contenders:
+        over = [x - b for x, b in zip(c.ns_per_call, base)]
+        q1, q3 = _quartiles(over)
+        med = statistics.median(over)
+        ratio = None
+        if c is not ref:
+            # A round where the reference's overhead is lost in the noise
+            # has no meaningful ratio; leave it out.
+            ratios = [o / ro for o, ro in zip(over, ref_over) if ro > 0.5]
+            ratio = statistics.median(ratios) if ratios else None
+        rows.append(Row(c.name, statistics.median(c.ns_per_call), med, q1, q3, ratio,
+                        *_target(c, med, scale)))
+    return ScenarioResult(s, base_med, rows, repeats, scale)
+
+
+def _target(c: Contender, med: float, scale: float | None) -> tuple[str, str]:
+    """The target cell's text and the verdict."""
+    if c.limit_ns is not None:
+        text = f"≤ {c.limit_ns:,.0f}"
+        if scale is not None:
+            text += f" (≤ {c.limit_ns * scale:,.0f} scaled)"
+        if med <= c.limit_ns:
+            verdict = "met"
+        elif scale is not None and med <= c.limit_ns * scale:
+            verdict = "met scaled only"
+        else:
+            verdict = "MISSED"
+        return text, verdict
+    if c.quoted_ns:
+        text = "quoted " + "–".join(f"{x:,.0f}" for x in c.quoted_ns)
+        if scale is not None:
+            text += " (" + "–".join(f"{x * scale:,.0f}" for x in c.quoted_ns) + " scaled)"
+        return text, ""
+    return "", ""
+
+
+# ---- formatting -------------------------------------------------------------
+
+_HEAD = ("contender", "ns/call", "overhead ns", "IQR ns", "x resil", "target")
+
+
+def _fmt_ns(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}"
+
+
+def _row_cells(res: ScenarioResult, row: Row) -> tuple[str, ...]:
+    iqr = "—" if row.q1 is None else f"{_fmt_ns(row.q1)} – {_fmt_ns(row.q3)}"
+    if row.overhead is None:
+        ratio = "(baseline)"
+    elif row.name == res.scenario.reference:
+        ratio = "1.00"
+    else:
+        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
+    target = f"{row.target}: {row.verdict}" if row.verdict else row.target
+    return (row.name, _fmt_ns(row.ns_per_call), _fmt_ns(row.overhead), iqr, ratio, target)
+
+
+def _table(res: ScenarioResult) -> list[tuple[str, ...]]:
+    return [_row_cells(res, row) for row in res.rows]
+
+
+def _scale_note(res: ScenarioResult) -> str:
+    s = res.scenario
+    if s.scale is None and s.quoted_baseline_ns:
+        why = (f"this run's baseline, {res.baseline_ns:,.1f} ns, over the "
+               f"{s.quoted_baseline_ns:g} ns quoted with the targets")
+    else:
+        why = s.scale_source
+    return (f"Machine factor ×{res.scale:.2f} ({why}); *scaled* targets and quoted "
+            "figures are multiplied by it.")
+
+
+def format_text(res: ScenarioResult) -> str:
+    rows = [_HEAD, *_table(res)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
+    right = {1, 2, 3, 4}
+    lines = [f"== {res.scenario.title}"]
+    if res.scenario.note:
+        lines.append(f"   {res.scenario.note}")
+    if res.scale is not None:
+        lines.append(f"   {_scale_note(res)}")
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                               for i, c in enumerate(r)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(res: ScenarioResult) -> str:
+    lines = [f"### {res.scenario.title}", ""]
+    if res.scenario.note:
+        lines += [res.scenario.note, ""]
+    if res.scale is not None:
+        lines += [_scale_note(res), ""]
+    lines.append("| " + " | ".join(_HEAD) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * 4 + ["---"]) + "|")
+    for r in _table(res):
+        cells = [c.replace("|", "\\|") for c in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- header facts -----------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(("model name", "Model", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _nproc() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_facts(packages: Sequence[str]) -> list[tuple[str, str]]:
+    """Date (UTC), machine, CPU, nproc, Python and package versions."""
+    versions = []
+    for p in packages:
+        try:
+            versions.append(f"{p} {importlib.metadata.version(p)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{p} (not installed)")
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return [
+        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        ("machine", f"{platform.machine()}, {_cpu_model()}, nproc {_nproc()}"),
+        ("python", f"{platform.python_implementation()} {platform.python_version()} "
+                   f"({platform.python_compiler()})"),
+        ("packages", ", ".join(versions)),
+        ("load average at start", load),
+    ]
+
+
+# ---- RESULTS.md ---------------------------------------------------------------
+
+RESULTS_TITLE = "# Benchmark results"
+
+RESULTS_PREAMBLE = """\
+Each section is written by one benchmark in `benchmarks/` (run it with
+`--write-results`; without it the benchmark only prints) and replaces only
+its own section. Method, from `benchmarks/_harness.py`: resil and its peers
+run in one process; every loop runs the same statement N times (N set so one
+loop takes tens of milliseconds) and is compiled on its own, so contenders
+never share bytecode specialisation caches. Each scenario runs R rounds; in
+each round every loop, the bare baseline included, runs once in a shuffled
+order with the garbage collector off. *ns/call* is the median over rounds;
+*overhead* is, per round, a contender's ns/call minus the baseline's in that
+same round, median over rounds (IQR beside it); *x resil* is the median over
+rounds of the per-round ratio of a contender's overhead to resil's. Numbers
+are for the machine named in each section; compare rows within a table, not
+across machines."""
+
+
+def update_results(path: Path, heading: str, body: str) -> None:
+    """Writes ``heading`` + ``body`` as a level-2 section of path, replacing
+    that section if present and leaving every other section alone. The
+    top section (title and method note) is kept up to date too."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    # Split into the top part and level-2 sections ("## ...", not "###").
+    parts = re.split(r"(?m)^(?=## (?!#))", text)
+    top, sections = parts[0], parts[1:]
+    new_section = f"{heading}\n\n{body.strip()}\n\n"
+    for i, sec in enumerate(sections):
+        if sec.splitlines()[0].strip() == heading.strip():
+            sections[i] = new_section
+            break
+    else:
+        sections.append(new_section)
+    top = f"{RESULTS_TITLE}\n\n{RESULTS_PREAMBLE}\n\n"
+    out = top + "".join(s if s.endswith("\n\n") else s.rstrip("\n") + "\n\n" for s in sections)
+    path.write_text(out.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
