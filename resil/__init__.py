@@ -5,25 +5,40 @@ an implementation detail.
 """
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil._errors import OperationTimeout, RetryError
 from resil._resil import (
+    Backoff,
     CircuitOpenError,
     MonotonicClock,
     Permit,
     ResilError,
+    RetryBudget,
     State,
     VirtualClock,
 )
+from resil._retry import retry
+from resil._timeout import Operation, TimeoutManager
+from resil._virtual import VirtualEventLoop, run_virtual
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "BreakerGroup",
     "CircuitBreaker",
     "CircuitOpenError",
     "MonotonicClock",
+    "Operation",
+    "OperationTimeout",
     "Permit",
     "ResilError",
+    "RetryBudget",
+    "RetryError",
     "State",
     "StateListener",
+    "TimeoutManager",
     "VirtualClock",
+    "VirtualEventLoop",
+    "retry",
+    "run_virtual",
 ]

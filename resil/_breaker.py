@@ -29,6 +29,8 @@ _EJECTED = (State.OPEN, State.HALF_OPEN, State.FORCED_OPEN)
 
 def _mark_coroutine_function(wrapper: Any, fn: Callable[..., Any]) -> None:
     """Makes inspect/asyncio.iscoroutinefunction(wrapper) true, as for fn."""
+    if inspect.iscoroutinefunction(wrapper):
+        return
     if sys.version_info >= (3, 12):
         inspect.markcoroutinefunction(wrapper)
     else:  # pragma: no cover - exercised on 3.10/3.11 only

@@ -114,7 +114,8 @@ static int resil_exec(PyObject *module) {
     if (make_state_enum(module, st) < 0 || make_cancel_types(st) < 0) {
         return -1;
     }
-    if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0) {
+    if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
+        resil_retry_init_types(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -129,6 +130,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->Guarded_type);
     Py_VISIT(st->Awaitable_type);
     Py_VISIT(st->EjectionPool_type);
+    Py_VISIT(st->Backoff_type);
+    Py_VISIT(st->RetryBudget_type);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
     Py_VISIT(st->State);
@@ -150,6 +153,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->Guarded_type);
     Py_CLEAR(st->Awaitable_type);
     Py_CLEAR(st->EjectionPool_type);
+    Py_CLEAR(st->Backoff_type);
+    Py_CLEAR(st->RetryBudget_type);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
     Py_CLEAR(st->State);

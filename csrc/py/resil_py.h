@@ -28,6 +28,8 @@ typedef struct {
     PyTypeObject *Guarded_type;
     PyTypeObject *Awaitable_type;
     PyTypeObject *EjectionPool_type;
+    PyTypeObject *Backoff_type;
+    PyTypeObject *RetryBudget_type;
     PyObject *ResilError;
     PyObject *CircuitOpenError;
     PyObject *State;                      /* IntEnum class */
@@ -88,5 +90,6 @@ int resil_clock_init_types(PyObject *module, resil_state *st);
 int resil_breaker_init_types(PyObject *module, resil_state *st);
 /* ResilError; CircuitOpenError is made with the breaker types. */
 int resil_errors_init_types(PyObject *module, resil_state *st);
+int resil_retry_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

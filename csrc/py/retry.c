@@ -1,0 +1,387 @@
+/* retry.c - Backoff and RetryBudget: thin types over rs_backoff and rs_budget. */
+#include "resil_py.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../core/rs_backoff.h"
+#include "../core/rs_budget.h"
+
+typedef struct {
+    PyObject_HEAD
+    rs_backoff core;
+    uint64_t seed;
+} BackoffObject;
+
+typedef struct {
+    PyObject_HEAD
+    rs_budget core;
+    PyObject *clock;
+    int clock_kind;
+} BudgetObject;
+
+static int number(PyObject *o, const char *name, double *out) {
+    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", name, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(o);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        *out = INFINITY; /* rejected by the range check with the right message */
+    }
+    return 0;
+}
+
+static PyObject *random_seed(void) {
+    PyObject *os = PyImport_ImportModule("os");
+    if (!os) {
+        return NULL;
+    }
+    PyObject *bytes = PyObject_CallMethod(os, "urandom", "i", 8);
+    Py_DECREF(os);
+    if (!bytes) {
+        return NULL;
+    }
+    PyObject *seed = PyObject_CallMethod((PyObject *)&PyLong_Type, "from_bytes", "Os", bytes, "little");
+    Py_DECREF(bytes);
+    return seed;
+}
+
+/* ---- Backoff ----------------------------------------------------------- */
+
+static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"base", "multiplier", "max_delay", "jitter", "seed", NULL};
+    PyObject *base_o = NULL, *mult_o = NULL, *max_o = NULL, *seed_o = Py_None;
+    const char *jitter = "none";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$sO:Backoff", kwlist, &base_o, &mult_o,
+                                     &max_o, &jitter, &seed_o)) {
+        return NULL;
+    }
+    double base = 1.0, mult = 2.0, max_delay = 30.0;
+    if ((base_o && number(base_o, "base", &base) < 0) ||
+        (mult_o && number(mult_o, "multiplier", &mult) < 0) ||
+        (max_o && number(max_o, "max_delay", &max_delay) < 0)) {
+        return NULL;
+    }
+    int mode = -1;
+    for (int i = 0; i < RS_JITTER_COUNT; i++) {
+        if (strcmp(jitter, rs_jitter_name(i)) == 0) {
+            mode = i;
+        }
+    }
+    PyObject *seed = seed_o == Py_None ? random_seed() : Py_NewRef(seed_o);
+    if (!seed) {
+        return NULL;
+    }
+    if (!PyLong_Check(seed) || PyBool_Check(seed)) {
+        PyErr_Format(PyExc_TypeError, "seed must be an int or None, not %.100s", Py_TYPE(seed)->tp_name);
+        Py_DECREF(seed);
+        return NULL;
+    }
+    /* Any int seeds: its low 64 bits (two's complement for negatives). */
+    uint64_t s = (uint64_t)PyLong_AsUnsignedLongLongMask(seed);
+    Py_DECREF(seed);
+    if (s == (uint64_t)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    rs_backoff core;
+    int rc = rs_backoff_init(&core, base, mult, max_delay, mode, s);
+    if (rc != RS_OK) {
+        int f = rc - RS_EFIELD_BASE;
+        if (f == RS_BOF_JITTER) {
+            PyErr_Format(PyExc_ValueError, "jitter must be %s, got '%s'", rs_backoff_field_range(f),
+                         jitter);
+        } else {
+            PyObject *bad = f == RS_BOF_BASE ? base_o : f == RS_BOF_MULTIPLIER ? mult_o : max_o;
+            PyErr_Format(PyExc_ValueError, "%s must be a finite number %s, got %R",
+                         rs_backoff_field_name(f), rs_backoff_field_range(f), bad ? bad : Py_None);
+        }
+        return NULL;
+    }
+    BackoffObject *self = (BackoffObject *)type->tp_alloc(type, 0);
+    if (self) {
+        self->core = core;
+        self->seed = s;
+    }
+    return (PyObject *)self;
+}
+
+static void plain_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Attempt numbers: any int >= 0 (2**64 - 1 and beyond behave as 63). */
+static int attempt_arg(PyObject *o, uint64_t *out) {
+    if (!PyLong_Check(o) || PyBool_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "attempt must be an int, not %.100s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (!overflow && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "attempt must be >= 0, got %R", o);
+        return -1;
+    }
+    *out = overflow ? UINT64_MAX : (uint64_t)v;
+    return 0;
+}
+
+static PyObject *backoff_delay(BackoffObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    PyObject *attempt = NULL, *prev = Py_None;
+    if (nargs >= 1) attempt = args[0];
+    if (nargs >= 2) prev = args[1];
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "delay() takes at most 2 arguments");
+        return NULL;
+    }
+    if (kwnames) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            if (!attempt && PyUnicode_CompareWithASCIIString(k, "attempt") == 0) {
+                attempt = args[nargs + i];
+            } else if (nargs < 2 && PyUnicode_CompareWithASCIIString(k, "prev") == 0) {
+                prev = args[nargs + i];
+            } else {
+                PyErr_Format(PyExc_TypeError, "delay() got an unexpected keyword argument %R", k);
+                return NULL;
+            }
+        }
+    }
+    if (!attempt) {
+        PyErr_SetString(PyExc_TypeError, "delay() missing required argument 'attempt'");
+        return NULL;
+    }
+    uint64_t a;
+    if (attempt_arg(attempt, &a) < 0) {
+        return NULL;
+    }
+    double p = -1.0;
+    if (prev != Py_None) {
+        if (number(prev, "prev", &p) < 0) {
+            return NULL;
+        }
+        if (!(p >= 0.0)) {
+            PyErr_Format(PyExc_ValueError, "prev must be a number of seconds >= 0, got %R", prev);
+            return NULL;
+        }
+    }
+    return PyFloat_FromDouble(rs_backoff_delay(&self->core, a, p));
+}
+
+static PyObject *backoff_raw(BackoffObject *self, PyObject *attempt) {
+    uint64_t a;
+    if (attempt_arg(attempt, &a) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(rs_backoff_raw(&self->core, a));
+}
+
+static PyObject *backoff_get(BackoffObject *self, void *closure) {
+    switch ((int)(intptr_t)closure) {
+    case 0: return PyFloat_FromDouble(self->core.base);
+    case 1: return PyFloat_FromDouble(self->core.multiplier);
+    case 2: return PyFloat_FromDouble(self->core.max_delay);
+    case 3: return PyUnicode_FromString(rs_jitter_name(self->core.jitter));
+    default: return PyLong_FromUnsignedLongLong(self->seed);
+    }
+}
+
+static PyObject *backoff_repr(BackoffObject *self) {
+    PyObject *b = PyFloat_FromDouble(self->core.base);
+    PyObject *m = PyFloat_FromDouble(self->core.multiplier);
+    PyObject *x = PyFloat_FromDouble(self->core.max_delay);
+    PyObject *r = NULL;
+    if (b && m && x) {
+        r = PyUnicode_FromFormat("Backoff(base=%R, multiplier=%R, max_delay=%R, jitter='%s')", b,
+                                 m, x, rs_jitter_name(self->core.jitter));
+    }
+    Py_XDECREF(b);
+    Py_XDECREF(m);
+    Py_XDECREF(x);
+    return r;
+}
+
+static PyMethodDef backoff_methods[] = {
+    {"delay", (PyCFunction)(void (*)(void))backoff_delay, METH_FASTCALL | METH_KEYWORDS,
+     "delay(attempt, prev=None) -> float\n\n"
+     "Seconds to wait before retry number `attempt` (0 is the first retry), jittered.\n"
+     "`prev` is the previous delay, for decorrelated jitter."},
+    {"raw", (PyCFunction)backoff_raw, METH_O,
+     "raw(attempt) -> float\n\nThe un-jittered delay: base * multiplier**min(attempt, 63), capped."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef backoff_getset[] = {
+    {"base", (getter)backoff_get, NULL, "Delay of the first retry, seconds.", (void *)0},
+    {"multiplier", (getter)backoff_get, NULL, "Growth per attempt.", (void *)1},
+    {"max_delay", (getter)backoff_get, NULL, "Cap on every delay, seconds.", (void *)2},
+    {"jitter", (getter)backoff_get, NULL, "'none', 'full', 'equal' or 'decorrelated'.", (void *)3},
+    {"seed", (getter)backoff_get, NULL, "The PRNG seed (64 bits).", (void *)4},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot backoff_slots[] = {
+    {Py_tp_doc, "Backoff(base=1.0, multiplier=2.0, max_delay=30.0, *, jitter='none', seed=None)\n--\n\n"
+                "Exponential backoff with a cap and jitter, in C. base >= 0, multiplier >= 1,\n"
+                "max_delay >= base (seconds). jitter is 'none', 'full', 'equal' or\n"
+                "'decorrelated'. A seed gives the same delays on every platform; None draws\n"
+                "one from os.urandom. Every delay is finite, >= 0 and <= max_delay for any\n"
+                "attempt."},
+    {Py_tp_new, backoff_new},
+    {Py_tp_dealloc, plain_dealloc},
+    {Py_tp_repr, backoff_repr},
+    {Py_tp_methods, backoff_methods},
+    {Py_tp_getset, backoff_getset},
+    {0, NULL},
+};
+
+static PyType_Spec backoff_spec = {
+    .name = "resil.Backoff",
+    .basicsize = sizeof(BackoffObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = backoff_slots,
+};
+
+/* ---- RetryBudget ------------------------------------------------------- */
+
+static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"ratio", "min_per_second", "window", "clock", NULL};
+    PyObject *ratio_o = NULL, *mps_o = NULL, *window_o = NULL, *clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$O:RetryBudget", kwlist, &ratio_o, &mps_o,
+                                     &window_o, &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    double ratio = 0.2, mps = 3.0;
+    uint64_t window_ns = 10 * RS_NS_PER_SEC;
+    if ((ratio_o && number(ratio_o, "ratio", &ratio) < 0) ||
+        (mps_o && number(mps_o, "min_per_second", &mps) < 0) ||
+        (window_o && resil_seconds_to_ns(window_o, "window", &window_ns) < 0)) {
+        return NULL;
+    }
+    if (clock == Py_None) {
+        clock = st->default_clock;
+    }
+    int kind = resil_clock_kind(st, clock);
+    uint64_t now;
+    if (kind < 0 || resil_clock_read(kind, clock, &now) < 0) {
+        return NULL;
+    }
+    rs_budget core;
+    int rc = rs_budget_init(&core, ratio, mps, window_ns, now);
+    if (rc != RS_OK) {
+        int f = rc - RS_EFIELD_BASE;
+        PyObject *bad = f == RS_BGF_RATIO ? ratio_o : f == RS_BGF_MIN_PER_SECOND ? mps_o : window_o;
+        PyErr_Format(PyExc_ValueError, "%s must be a finite number %s, got %R",
+                     rs_budget_field_name(f), rs_budget_field_range(f), bad ? bad : Py_None);
+        return NULL;
+    }
+    BudgetObject *self = (BudgetObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->core = core;
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    return (PyObject *)self;
+}
+
+static int budget_traverse(BudgetObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static void budget_dealloc(BudgetObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->clock);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *budget_request(BudgetObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    rs_budget_request(&self->core, now);
+    Py_RETURN_NONE;
+}
+
+static PyObject *budget_try_retry(BudgetObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(rs_budget_try_retry(&self->core, now));
+}
+
+static PyObject *budget_stats(BudgetObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now, req, ret, last;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    rs_budget_counts(&self->core, now, &req, &ret, &last);
+    return Py_BuildValue("{sKsKsKsKsKsKsdsdsd}", "requests", (unsigned long long)req, "retries",
+                         (unsigned long long)ret, "retries_last_second", (unsigned long long)last,
+                         "total_requests", (unsigned long long)self->core.requests,
+                         "total_retries", (unsigned long long)self->core.retries, "denied",
+                         (unsigned long long)self->core.denied, "ratio", self->core.ratio,
+                         "min_per_second", self->core.min_per_second, "window",
+                         (double)(self->core.window.width_ns * RS_WINDOW_BUCKETS) / 1e9);
+}
+
+static PyMethodDef budget_methods[] = {
+    {"record_request", (PyCFunction)budget_request, METH_NOARGS,
+     "record_request()\n\nCounts a first attempt."},
+    {"try_retry", (PyCFunction)budget_try_retry, METH_NOARGS,
+     "try_retry() -> bool\n\nTrue, and counts the retry, when the budget allows one."},
+    {"stats", (PyCFunction)budget_stats, METH_NOARGS,
+     "stats() -> dict\n\nrequests, retries and retries_last_second in the window; totals; denied."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot budget_slots[] = {
+    {Py_tp_doc, "RetryBudget(ratio=0.2, min_per_second=3.0, window=10.0, *, clock=None)\n--\n\n"
+                "A retry budget shared by many calls: a retry is allowed while\n"
+                "(retries + 1) <= ratio * requests over `window` seconds, or while fewer than\n"
+                "`min_per_second` retries happened in the last second."},
+    {Py_tp_new, budget_new},
+    {Py_tp_traverse, budget_traverse},
+    {Py_tp_dealloc, budget_dealloc},
+    {Py_tp_methods, budget_methods},
+    {0, NULL},
+};
+
+static PyType_Spec budget_spec = {
+    .name = "resil.RetryBudget",
+    .basicsize = sizeof(BudgetObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = budget_slots,
+};
+
+int resil_retry_init_types(PyObject *module, resil_state *st) {
+    st->Backoff_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &backoff_spec, NULL);
+    if (!st->Backoff_type || PyModule_AddType(module, st->Backoff_type) < 0) {
+        return -1;
+    }
+    st->RetryBudget_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &budget_spec, NULL);
+    if (!st->RetryBudget_type || PyModule_AddType(module, st->RetryBudget_type) < 0) {
+        return -1;
+    }
+    return 0;
+}

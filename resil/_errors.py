@@ -1,0 +1,33 @@
+"""Errors raised by resil's Python layer (ResilError and CircuitOpenError are C types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resil._resil import ResilError
+
+__all__ = ["OperationTimeout", "RetryError"]
+
+
+class OperationTimeout(ResilError, TimeoutError):
+    """An operation ran out of time: a TimeoutManager deadline, or a retried
+    coroutine still running at its deadline. A subclass of TimeoutError."""
+
+
+class RetryError(ResilError):
+    """Retries ended on a result that ``retry_if_result`` called a failure.
+
+    ``.result`` is that last result and ``.attempts`` the number of calls made.
+    """
+
+    def __init__(self, message: str, *, result: Any = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.result = result
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_retry_error, (str(self), self.result, self.attempts))
+
+
+def _rebuild_retry_error(message: str, result: Any, attempts: int) -> RetryError:
+    return RetryError(message, result=result, attempts=attempts)

@@ -1,0 +1,278 @@
+"""Retries with backoff, deadlines and budgets (SPEC section 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from resil import _resil
+from resil._breaker import CircuitBreaker
+from resil._errors import OperationTimeout, RetryError
+from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
+
+__all__ = ["retry", "Backoff", "RetryBudget", "RetryError"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CANCELLATION = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+_REJECTING = (State.OPEN, State.FORCED_OPEN)
+
+
+def _default_retry_after(exc: BaseException) -> float | None:
+    value = getattr(exc, "retry_after", None)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class _Policy:
+    """The validated settings of one @retry, and the decisions between attempts."""
+
+    __slots__ = ("retries", "backoff", "retry_on", "retry_if_result", "deadline", "breaker",
+                 "budget", "retry_after", "on_retry", "clock")
+
+    def __init__(self, retries: int, backoff: Backoff | None, retry_on: Any,
+                 retry_if_result: Callable[[Any], object] | None, deadline: float | None,
+                 breaker: CircuitBreaker | None, budget: RetryBudget | None,
+                 retry_after: Callable[[BaseException], float | None] | None,
+                 on_retry: Callable[[int, float, object], object] | None,
+                 clock: Any) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(f"retries must be an int, not {type(retries).__name__}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries!r}")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise TypeError(f"backoff must be a resil.Backoff, not {type(backoff).__name__}")
+        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+            retry_on = (retry_on,)
+        if not (isinstance(retry_on, tuple)
+                and all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on)):
+            raise TypeError("retry_on must be an exception class or a tuple of them")
+        for name, fn in (("retry_if_result", retry_if_result), ("retry_after", retry_after),
+                         ("on_retry", on_retry)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, not {type(fn).__name__}")
+        if deadline is not None:
+            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+                raise TypeError(f"deadline must be a number of seconds or None, not "
+                                f"{type(deadline).__name__}")
+            if not deadline > 0 or deadline == float("inf"):
+                raise ValueError(f"deadline must be a finite number of seconds > 0, got {deadline!r}")
+        if breaker is not None and not isinstance(breaker, _resil.Breaker):
+            raise TypeError(f"breaker must be a resil.CircuitBreaker, not {type(breaker).__name__}")
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError(f"budget must be a resil.RetryBudget, not {type(budget).__name__}")
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError("clock must have a now() method returning seconds")
+        self.retries = retries
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.retry_on = retry_on
+        self.retry_if_result = retry_if_result
+        self.deadline = None if deadline is None else float(deadline)
+        self.breaker = breaker
+        self.budget = budget
+        self.retry_after = retry_after if retry_after is not None else _default_retry_after
+        self.on_retry = on_retry
+        self.clock = clock if clock is not None else MonotonicClock()
+
+    def next_delay(self, attempt: int, prev: float | None, error: object,
+                   started: float, now: float) -> float | None:
+        """The delay before the next attempt, or None to give up.
+
+        attempt is the 1-based number of the attempt that just failed; error
+        is its exception or its failing result."""
+        if attempt > self.retries:
+            return None
+        if self.breaker is not None and self.breaker.state in _REJECTING:
+            raise CircuitOpenError(self.breaker.name, self.breaker.state, self.breaker.remaining)
+        delay = self.backoff.delay(attempt - 1, prev)
+        if isinstance(error, BaseException):
+            hinted = self.retry_after(error)
+            if hinted is not None:
+                delay = min(max(float(hinted), 0.0), self.backoff.max_delay)
+        if self.deadline is not None and now + delay >= started + self.deadline:
+            return None
+        if self.budget is not None and not self.budget.try_retry():
+            return None
+        if self.on_retry is not None:
+            self.on_retry(attempt, delay, error)
+        return delay
+
+    def sleep(self, seconds: float) -> None:
+        if isinstance(self.clock, VirtualClock):
+            self.clock.advance(seconds)
+        elif seconds > 0:
+            time.sleep(seconds)
+
+
+def _give_up(error: object, attempts: int) -> BaseException:
+    if isinstance(error, BaseException):
+        return error
+    return RetryError(f"retries exhausted after {attempts} attempts; the last result "
+                      f"failed retry_if_result", result=error, attempts=attempts)
+
+
+def _sync_wrapper(fn: Callable[..., Any], policy: _Policy) -> Callable[..., Any]:
+    call = policy.breaker(fn) if policy.breaker is not None else fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        clock = policy.clock
+        started = clock.now()
+        if policy.budget is not None:
+            policy.budget.record_request()
+        prev: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = call(*args, **kwargs)
+            except CircuitOpenError:
+                raise
+            except policy.retry_on as exc:
+                if isinstance(exc, _CANCELLATION):
+                    raise
+                error: object = exc
+            else:
+                if policy.retry_if_result is None or not policy.retry_if_result(result):
+                    return result
+                error = result
+            now = clock.now()
+            if policy.deadline is not None and now >= started + policy.deadline:
+                raise _give_up(error, attempt)
+            try:
+                delay = policy.next_delay(attempt, prev, error, started, now)
+            except CircuitOpenError as rejected:
+                raise rejected from (error if isinstance(error, BaseException) else None)
+            if delay is None:
+                raise _give_up(error, attempt)
+            policy.sleep(delay)
+            prev = delay
+
+    return wrapper
+
+
+def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if policy.budget is not None:
+            policy.budget.record_request()
+        prev: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                awaitable: Awaitable[Any]
+                if policy.breaker is not None:
+                    awaitable = policy.breaker.call_async(fn, *args, **kwargs)
+                else:
+                    awaitable = fn(*args, **kwargs)
+                if policy.deadline is None:
+                    result = await awaitable
+                else:
+                    result = await _until(awaitable, started + policy.deadline, loop)
+            except (CircuitOpenError, OperationTimeout):
+                raise
+            except policy.retry_on as exc:
+                if isinstance(exc, _CANCELLATION):
+                    raise
+                error: object = exc
+            else:
+                if policy.retry_if_result is None or not policy.retry_if_result(result):
+                    return result
+                error = result
+            now = loop.time()
+            if policy.deadline is not None and now >= started + policy.deadline:
+                raise _give_up(error, attempt)
+            try:
+                delay = policy.next_delay(attempt, prev, error, started, now)
+            except CircuitOpenError as rejected:
+                raise rejected from (error if isinstance(error, BaseException) else None)
+            if delay is None:
+                raise _give_up(error, attempt)
+            await asyncio.sleep(delay)
+            prev = delay
+
+    return wrapper
+
+
+async def _until(awaitable: Awaitable[Any], deadline: float,
+                 loop: asyncio.AbstractEventLoop) -> Any:
+    """Awaits in a task of its own; cancels it at the loop-time deadline."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+    except BaseException:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        pass  # the attempt failed while being cancelled; the deadline still wins
+    raise OperationTimeout(f"attempt still running at the deadline ({deadline - loop.time():+.3f}s)")
+
+
+def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exception,),
+          retry_if_result: Callable[[Any], object] | None = None,
+          deadline: float | None = None, breaker: CircuitBreaker | None = None,
+          budget: RetryBudget | None = None,
+          retry_after: Callable[[BaseException], float | None] | None = None,
+          on_retry: Callable[[int, float, object], object] | None = None,
+          clock: Any = None) -> Callable[[F], F]:
+    """Retries a function or coroutine function: at most ``retries + 1`` calls.
+
+    - ``retries=3``: retries after the first call.
+    - ``backoff=Backoff()``: delays between attempts (1, 2, 4 s ... capped at
+      30 s, no jitter).
+    - ``retry_on=(Exception,)``: exception types that are retried; others,
+      and cancellation, propagate at once.
+    - ``retry_if_result=None``: ``predicate(result) -> bool``; a true answer
+      retries; when retries end on such a result, :class:`RetryError`
+      carries it as ``.result``.
+    - ``deadline=None``: seconds for the whole call, sleeps included. No sleep
+      crosses it: when the next delay would, the last error is raised. A
+      coroutine attempt still running at the deadline is cancelled and
+      :class:`OperationTimeout` raised; a plain function's attempt runs to its
+      end and no new attempt starts.
+    - ``breaker=None``: each attempt goes through this breaker; while it
+      rejects, :class:`CircuitOpenError` is raised at once, with no sleep.
+    - ``budget=None``: a shared :class:`RetryBudget`; a denied retry ends the
+      call with the last error.
+    - ``retry_after=None``: ``fn(exc) -> seconds | None`` overriding the next
+      delay (default: the exception's ``retry_after`` attribute), capped by
+      the backoff's ``max_delay``.
+    - ``on_retry=None``: ``fn(attempt, delay, error)`` called before each
+      sleep; attempt is the 1-based number of the attempt that failed, error
+      its exception or failing result.
+    - ``clock=None``: for plain functions, the clock deadlines and sleeps use
+      (a :class:`VirtualClock` is advanced instead of sleeping). Coroutine
+      functions use the running event loop's time and ``asyncio.sleep``; run
+      them with :func:`resil.run_virtual` for virtual time.
+    """
+    policy = _Policy(retries, backoff, retry_on, retry_if_result, deadline, breaker, budget,
+                     retry_after, on_retry, clock)
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"retry needs a callable, not {type(fn).__name__}")
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError(f"cannot retry generator function {fn!r}")
+        if inspect.iscoroutinefunction(fn):
+            if clock is not None:
+                raise ValueError("clock= applies to plain functions; a coroutine function takes "
+                                 "time from its event loop (use resil.run_virtual for virtual time)")
+            wrapper = _async_wrapper(fn, policy)
+        else:
+            wrapper = _sync_wrapper(fn, policy)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,101 @@
+"""Virtual time for asyncio: an event loop whose clock is a VirtualClock.
+
+When nothing is ready to run, the loop jumps the clock to its next timer
+instead of sleeping, so ``asyncio.sleep(3600)`` returns at once with the
+clock one hour later, and timeouts, retries and schedulers run
+deterministically in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from resil._resil import VirtualClock
+
+__all__ = ["VirtualEventLoop", "run_virtual"]
+
+T = TypeVar("T")
+
+_MIN_STEP = 1e-9  # the clock's resolution: every jump makes progress
+
+
+class _JumpingSelector(selectors.BaseSelector):
+    """Polls real I/O without blocking; a wait with a timeout advances the clock."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._inner = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._inner.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._inner.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._inner.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            # No timer is pending: only another thread can wake the loop.
+            return self._inner.select(None)
+        self._clock.advance(max(timeout, _MIN_STEP))
+        return []
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_map(self) -> Any:
+        return self._inner.get_map()
+
+
+class VirtualEventLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose ``time()`` is ``clock.now()``."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        if not isinstance(clock, VirtualClock):
+            raise TypeError(f"clock must be a resil.VirtualClock, not {type(clock).__name__}")
+        super().__init__(selector=_JumpingSelector(clock))
+        self.clock = clock
+
+    def time(self) -> float:
+        return self.clock.now()
+
+
+def run_virtual(main: Coroutine[Any, Any, T], clock: VirtualClock | None = None) -> T:
+    """Runs a coroutine to completion on a :class:`VirtualEventLoop`, like
+    ``asyncio.run``; ``clock`` defaults to a new ``VirtualClock()``."""
+    loop = VirtualEventLoop(clock if clock is not None else VirtualClock())
+    try:
+        with asyncio.Runner(loop_factory=lambda: loop) if hasattr(asyncio, "Runner") else _Runner310(loop) as runner:  # noqa: E501
+            return runner.run(main)
+    finally:
+        if not loop.is_closed():
+            loop.close()
+
+
+class _Runner310:
+    """asyncio.Runner for Python 3.10 (set the loop, run, shut generators down)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __enter__(self) -> _Runner310:
+        asyncio.set_event_loop(self._loop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            self._loop.close()
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(main)
