@@ -117,40 +117,45 @@ def _give_up(error: object, attempts: int) -> BaseException:
 def _sync_wrapper(fn: Callable[..., Any], policy: _Policy) -> Callable[..., Any]:
     call = policy.breaker(fn) if policy.breaker is not None else fn
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def after_first(error: BaseException | None, result: Any, has_result: bool,
+                    started: float | None, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        """Attempts 2..retries+1, after the first one (made in C) did not return."""
         clock = policy.clock
-        started = clock.now()
-        if policy.budget is not None:
-            policy.budget.record_request()
+        if started is None:
+            started = clock.now()
+        outcome: object = result if has_result else error
         prev: float | None = None
-        attempt = 0
+        attempt = 1
         while True:
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, CircuitOpenError) or isinstance(outcome, _CANCELLATION) \
+                        or not isinstance(outcome, policy.retry_on):
+                    raise outcome
+            now = clock.now()
+            if policy.deadline is not None and now >= started + policy.deadline:
+                raise _give_up(outcome, attempt)
+            try:
+                delay = policy.next_delay(attempt, prev, outcome, started, now)
+            except CircuitOpenError as rejected:
+                raise rejected from (outcome if isinstance(outcome, BaseException) else None)
+            if delay is None:
+                raise _give_up(outcome, attempt)
+            policy.sleep(delay)
+            prev = delay
             attempt += 1
             try:
                 result = call(*args, **kwargs)
-            except CircuitOpenError:
-                raise
-            except policy.retry_on as exc:
-                if isinstance(exc, _CANCELLATION):
-                    raise
-                error: object = exc
+            except BaseException as exc:  # classified at the top of the loop
+                outcome = exc
             else:
                 if policy.retry_if_result is None or not policy.retry_if_result(result):
                     return result
-                error = result
-            now = clock.now()
-            if policy.deadline is not None and now >= started + policy.deadline:
-                raise _give_up(error, attempt)
-            try:
-                delay = policy.next_delay(attempt, prev, error, started, now)
-            except CircuitOpenError as rejected:
-                raise rejected from (error if isinstance(error, BaseException) else None)
-            if delay is None:
-                raise _give_up(error, attempt)
-            policy.sleep(delay)
-            prev = delay
+                outcome = result
 
+    wrapper = _resil.Retrying(call, after_first, policy.retry_if_result, policy.budget,
+                              policy.clock if policy.deadline is not None else None)
+    functools.update_wrapper(wrapper, fn)
     return wrapper
 
 

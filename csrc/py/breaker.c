@@ -79,38 +79,6 @@ typedef struct {
 
 /* ---- exception helpers ------------------------------------------------- */
 
-/* Takes the raised exception (normalised instance, traceback attached). */
-static PyObject *fetch_exc(void) {
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (!t) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb && v) {
-        PyException_SetTraceback(v, tb);
-    }
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-#endif
-}
-
-/* Raises exc again; steals the reference. */
-static void restore_exc(PyObject *exc) {
-    if (!exc) {
-        return;
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-#endif
-}
-
 static void set_stop_iteration(PyObject *value) {
     if (value == Py_None) {
         PyErr_SetNone(PyExc_StopIteration);

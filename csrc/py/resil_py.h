@@ -86,6 +86,38 @@ int resil_clock_kind(resil_state *st, PyObject *clock);
  * and representable; name is the parameter for the error message. */
 int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out);
 
+/* Takes the raised exception (normalised instance, traceback attached). */
+static inline PyObject *fetch_exc(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) {
+        PyException_SetTraceback(v, tb);
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+/* Raises exc again; steals the reference. */
+static inline void restore_exc(PyObject *exc) {
+    if (!exc) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 int resil_clock_init_types(PyObject *module, resil_state *st);
 int resil_breaker_init_types(PyObject *module, resil_state *st);
 /* ResilError; CircuitOpenError is made with the breaker types. */

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <structmember.h>
 
 #include "../core/rs_backoff.h"
 #include "../core/rs_budget.h"
@@ -374,6 +375,210 @@ static PyType_Spec budget_spec = {
     .slots = budget_slots,
 };
 
+/* ---- Retrying: the first attempt of a sync @retry, in C ------------------
+ *
+ * Calls fn; a return that needs no retry goes straight back. Anything else -
+ * an exception, or a result retry_if_result calls a failure - goes to the
+ * Python loop: slow(error, result, has_result, started, args, kwargs), which
+ * makes the later attempts. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fn;
+    PyObject *slow;
+    PyObject *retry_if_result; /* or NULL */
+    BudgetObject *budget;      /* or NULL */
+    PyObject *clock;           /* read for `started` when not NULL */
+    int clock_kind;
+    PyObject *dict;
+    PyObject *weakreflist;
+    vectorcallfunc vectorcall;
+} RetryingObject;
+
+static int pack_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
+                     PyObject **kw) {
+    *kw = NULL;
+    *pos = PyTuple_New(nargs);
+    if (!*pos) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(*pos, i, Py_NewRef(args[i]));
+    }
+    *kw = PyDict_New();
+    if (!*kw) {
+        Py_CLEAR(*pos);
+        return -1;
+    }
+    if (kwnames) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                Py_CLEAR(*pos);
+                Py_CLEAR(*kw);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *retrying_call(RetryingObject *r, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    uint64_t now = 0;
+    if (r->budget) {
+        if (resil_clock_read(r->budget->clock_kind, r->budget->clock, &now) < 0) {
+            return NULL;
+        }
+        rs_budget_request(&r->budget->core, now);
+    }
+    uint64_t started = 0;
+    if (r->clock && resil_clock_read(r->clock_kind, r->clock, &started) < 0) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Vectorcall(r->fn, args, nargsf, kwnames);
+    PyObject *error = NULL;
+    if (RS_LIKELY(res != NULL)) {
+        if (!r->retry_if_result) {
+            return res;
+        }
+        PyObject *verdict = PyObject_CallOneArg(r->retry_if_result, res);
+        int truth = verdict ? PyObject_IsTrue(verdict) : -1;
+        Py_XDECREF(verdict);
+        if (truth <= 0) {
+            if (truth < 0) {
+                Py_CLEAR(res);
+            }
+            return res;
+        }
+    } else {
+        error = fetch_exc();
+    }
+    PyObject *pos = NULL, *kw = NULL, *out = NULL;
+    if (pack_args(args, PyVectorcall_NARGS(nargsf), kwnames, &pos, &kw) == 0) {
+        PyObject *started_s = r->clock ? PyFloat_FromDouble((double)started / 1e9) : Py_NewRef(Py_None);
+        if (started_s) {
+            out = PyObject_CallFunctionObjArgs(r->slow, error ? error : Py_None, res ? res : Py_None,
+                                               res ? Py_True : Py_False, started_s, pos, kw, NULL);
+            Py_DECREF(started_s);
+        }
+    }
+    Py_XDECREF(pos);
+    Py_XDECREF(kw);
+    Py_XDECREF(error);
+    Py_XDECREF(res);
+    return out;
+}
+
+static PyObject *retrying_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"fn", "slow", "retry_if_result", "budget", "clock", NULL};
+    PyObject *fn, *slow, *rir = Py_None, *budget = Py_None, *clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OOO:Retrying", kwlist, &fn, &slow, &rir,
+                                     &budget, &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    if (!PyCallable_Check(fn) || !PyCallable_Check(slow) || (rir != Py_None && !PyCallable_Check(rir))) {
+        PyErr_SetString(PyExc_TypeError, "Retrying needs callables");
+        return NULL;
+    }
+    if (budget != Py_None && !Py_IS_TYPE(budget, st->RetryBudget_type)) {
+        PyErr_SetString(PyExc_TypeError, "budget must be a RetryBudget or None");
+        return NULL;
+    }
+    int kind = 0;
+    if (clock != Py_None && (kind = resil_clock_kind(st, clock)) < 0) {
+        return NULL;
+    }
+    RetryingObject *r = (RetryingObject *)type->tp_alloc(type, 0);
+    if (!r) {
+        return NULL;
+    }
+    r->fn = Py_NewRef(fn);
+    r->slow = Py_NewRef(slow);
+    r->retry_if_result = rir == Py_None ? NULL : Py_NewRef(rir);
+    r->budget = budget == Py_None ? NULL : (BudgetObject *)Py_NewRef(budget);
+    r->clock = clock == Py_None ? NULL : Py_NewRef(clock);
+    r->clock_kind = kind;
+    r->vectorcall = (vectorcallfunc)retrying_call;
+    return (PyObject *)r;
+}
+
+static int retrying_traverse(RetryingObject *r, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(r));
+    Py_VISIT(r->fn);
+    Py_VISIT(r->slow);
+    Py_VISIT(r->retry_if_result);
+    Py_VISIT(r->budget);
+    Py_VISIT(r->clock);
+    Py_VISIT(r->dict);
+    return 0;
+}
+
+static int retrying_clear(RetryingObject *r) {
+    Py_CLEAR(r->fn);
+    Py_CLEAR(r->slow);
+    Py_CLEAR(r->retry_if_result);
+    Py_CLEAR(r->budget);
+    Py_CLEAR(r->clock);
+    Py_CLEAR(r->dict);
+    return 0;
+}
+
+static void retrying_dealloc(RetryingObject *r) {
+    PyTypeObject *tp = Py_TYPE(r);
+    PyObject_GC_UnTrack(r);
+    if (r->weakreflist) {
+        PyObject_ClearWeakRefs((PyObject *)r);
+    }
+    retrying_clear(r);
+    tp->tp_free((PyObject *)r);
+    Py_DECREF(tp);
+}
+
+static PyObject *retrying_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyMemberDef retrying_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(RetryingObject, vectorcall), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(RetryingObject, dict), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(RetryingObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef retrying_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot retrying_slots[] = {
+    {Py_tp_doc, "A function wrapped by resil.retry (implementation detail)."},
+    {Py_tp_new, retrying_new},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_traverse, retrying_traverse},
+    {Py_tp_clear, retrying_clear},
+    {Py_tp_dealloc, retrying_dealloc},
+    {Py_tp_descr_get, retrying_descr_get},
+    {Py_tp_members, retrying_members},
+    {Py_tp_getset, retrying_getset},
+    {0, NULL},
+};
+
+static PyType_Spec retrying_spec = {
+    .name = "resil._resil.Retrying",
+    .basicsize = sizeof(RetryingObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = retrying_slots,
+};
+
 int resil_retry_init_types(PyObject *module, resil_state *st) {
     st->Backoff_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &backoff_spec, NULL);
     if (!st->Backoff_type || PyModule_AddType(module, st->Backoff_type) < 0) {
@@ -383,5 +588,11 @@ int resil_retry_init_types(PyObject *module, resil_state *st) {
     if (!st->RetryBudget_type || PyModule_AddType(module, st->RetryBudget_type) < 0) {
         return -1;
     }
-    return 0;
+    PyObject *retrying = PyType_FromModuleAndSpec(module, &retrying_spec, NULL);
+    if (!retrying) {
+        return -1;
+    }
+    int rc = PyModule_AddType(module, (PyTypeObject *)retrying);
+    Py_DECREF(retrying);
+    return rc;
 }
