@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import TextIO
 
-from resil import CircuitBreaker, CircuitOpenError, VirtualClock
+from resil import Backoff, CircuitBreaker, CircuitOpenError, VirtualClock, retry
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,22 @@ def run(out: TextIO, seed: int = 7, every: int = 20) -> dict[str, int]:
 
 def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: CircuitBreaker,
          every: int) -> dict[str, int]:
-    guarded = breaker(dependency)
+    delays: list[float] = []  # one entry per retry
+
+    def on_retry(attempt: int, delay: float, error: object) -> None:
+        delays.append(delay)
+
+    # Each request: up to 2 retries with jittered backoff, every attempt
+    # through the breaker; an open breaker fails fast without sleeping.
+    call = retry(retries=2, backoff=Backoff(0.2, 2.0, 2.0, jitter="equal", seed=1),
+                 breaker=breaker, clock=clock, on_retry=on_retry)(dependency)
     out.write("resil demo: a dependency behind a circuit breaker, on a virtual clock\n")
     out.write("breaker: failure_threshold=6, failure_rate_threshold=0.5, minimum_calls=20, "
-              "cooldown=10s (x2 per reopen, max 60s), half_open_probes=3, min_health_score=0.5\n\n")
+              "cooldown=10s (x2 per reopen, max 60s), half_open_probes=3, min_health_score=0.5\n")
+    out.write("retry: 2 retries, backoff 0.2s x2 (max 2s, equal jitter), through the breaker\n\n")
     header = (f"{'time':>10}  {'phase':<10} {'state':<10} {'fail%':>6} {'ewma':>6} "
               f"{'signal':>6} {'thresh':>6} {'health':>6} {'latency':>8} {'ok':>5} "
-              f"{'failed':>6} {'rejected':>8}\n")
+              f"{'failed':>6} {'rejected':>8} {'retries':>7} {'slept':>7}\n")
     out.write(header)
     ok = failed = rejected = 0
     request = 0
@@ -125,7 +134,7 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
         for _ in range(phase.calls):
             request += 1
             try:
-                guarded(request)
+                call(request)
                 ok += 1
             except CircuitOpenError:
                 rejected += 1
@@ -139,14 +148,16 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
                     f"{s['failure_rate'] * 100:6.1f} {s['ewma_failure_rate']:6.3f} "
                     f"{s['ewma_signal']:6.3f} {s['effective_threshold']:6d} "
                     f"{s['health_score']:6.3f} {s['avg_latency_ms']:7.0f}ms {ok:5d} "
-                    f"{failed:6d} {rejected:8d}\n")
+                    f"{failed:6d} {rejected:8d} {len(delays):7d} {sum(delays):6.1f}s\n")
     s = breaker.stats()
     out.write(
         f"\n{request} requests: {ok} succeeded, {failed} failed, {rejected} rejected by the "
         f"breaker (the dependency saw {dependency.calls}); transitions: "
         + ", ".join(f"{k}={v}" for k, v in s["transitions"].items() if v)
         + "\n")
+    out.write(f"retries: {len(delays)} made, {sum(delays):.1f}s slept in all\n")
     return {"requests": request, "ok": ok, "failed": failed, "rejected": rejected,
+            "retries": len(delays),
             "dependency_calls": dependency.calls}
 
 

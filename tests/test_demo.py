@@ -22,8 +22,12 @@ def test_demo_timeline_shows_every_phase_and_transition() -> None:
         assert phase.name in text
     assert totals["requests"] == sum(p.calls for p in demo.PHASES)
     assert totals["ok"] + totals["failed"] + totals["rejected"] == totals["requests"]
-    assert totals["dependency_calls"] == totals["ok"] + totals["failed"]
-    assert totals["rejected"] > 0
+    # a request that ended ok or failed reached the dependency; a request makes
+    # at most one call plus one per retry (a retry may still be rejected)
+    assert totals["ok"] + totals["failed"] <= totals["dependency_calls"]
+    assert totals["dependency_calls"] <= totals["requests"] + totals["retries"]
+    assert totals["rejected"] > 0 and totals["retries"] > 0
+    assert "retries" in text and "slept" in text
 
 
 def test_demo_is_deterministic_for_a_seed() -> None:
