@@ -1,4 +1,4 @@
-"""Leak checks: a million calls through each breaker path, in a subprocess.
+"""Leak checks: a million calls through each breaker and retry path, in a subprocess.
 
 Each path runs 10,000 warm-up calls, then 1,000,000 calls under tracemalloc;
 memory traced by tracemalloc, the interpreter's allocated block count and the
@@ -35,6 +35,19 @@ SCRIPT = textwrap.dedent(r"""
         return x
 
     g_aok = b(aok)
+    r_ok = resil.retry(retries=3, clock=clock)(ok)
+    r_bad = resil.retry(retries=1, backoff=resil.Backoff(0.0, 1.0, 0.0), clock=clock)(bad)
+
+    def retry_success(n):
+        for i in range(n):
+            r_ok(i)
+
+    def retry_failure(n):
+        for i in range(n):
+            try:
+                r_bad(i)
+            except ValueError:
+                pass
 
     def success(n):
         for i in range(n):
@@ -80,7 +93,7 @@ SCRIPT = textwrap.dedent(r"""
                 await g_aok(i)
         asyncio.run(main())
 
-    watched = [b, rejecting, ok, bad, g_ok, g_bad, g_rej, aok, g_aok, ValueError,
+    watched = [b, rejecting, ok, bad, g_ok, g_bad, g_rej, aok, g_aok, r_ok, r_bad, ValueError,
                resil.CircuitOpenError, resil.State.OPEN, resil.State.CLOSED, clock]
 
     def measure(fn, n):
@@ -99,10 +112,13 @@ SCRIPT = textwrap.dedent(r"""
         return {"traced_bytes": mem1 - mem0, "blocks": blocks1 - blocks0,
                 "ref_deltas": [a - b for a, b in zip(refs1, refs0)]}
 
-    out = {name: measure(fn, N if name not in ("awaited",) else N // 4)
+    quarter = ("awaited", "retry_failure")
+    out = {name: measure(fn, N if name not in quarter else N // 4)
            for name, fn in [("success", success), ("call", call), ("failure", failure),
                             ("rejection", rejection), ("with", with_block),
-                            ("explicit", explicit), ("awaited", awaited)]}
+                            ("explicit", explicit), ("awaited", awaited),
+                            ("retry_success", retry_success),
+                            ("retry_failure", retry_failure)]}
     out["rejection_tb"] = sorted(depths)
     st = b.stats()
     out["counts"] = [st["successes"], st["failures"], rejecting.stats()["rejected"]]
@@ -116,7 +132,8 @@ def test_million_calls_per_path_leave_memory_and_refcounts_flat() -> None:
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    for path in ("success", "call", "failure", "rejection", "with", "explicit", "awaited"):
+    for path in ("success", "call", "failure", "rejection", "with", "explicit", "awaited",
+                 "retry_success", "retry_failure"):
         r = out[path]
         assert r["ref_deltas"] == [0] * len(r["ref_deltas"]), (path, r)
         # Bounded noise (interned ints, free lists), not growth per call.
