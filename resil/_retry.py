@@ -160,47 +160,70 @@ def _sync_wrapper(fn: Callable[..., Any], policy: _Policy) -> Callable[..., Any]
 
 
 def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+    breaker = policy.breaker
+    budget = policy.budget
+    retry_if_result = policy.retry_if_result
+    deadline = policy.deadline
+
+    def attempt_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return breaker.call_async(fn, *args, **kwargs) if breaker is not None else fn(*args, **kwargs)
+
+    async def after_first(outcome: object, started: float | None, args: tuple[Any, ...],
+                          kwargs: dict[str, Any]) -> Any:
+        """Attempts 2..retries+1, after the first one did not return."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        if policy.budget is not None:
-            policy.budget.record_request()
+        if started is None:
+            started = loop.time()
         prev: float | None = None
-        attempt = 0
+        attempt = 1
         while True:
-            attempt += 1
-            try:
-                awaitable: Awaitable[Any]
-                if policy.breaker is not None:
-                    awaitable = policy.breaker.call_async(fn, *args, **kwargs)
-                else:
-                    awaitable = fn(*args, **kwargs)
-                if policy.deadline is None:
-                    result = await awaitable
-                else:
-                    result = await _until(awaitable, started + policy.deadline, loop)
-            except (CircuitOpenError, OperationTimeout):
-                raise
-            except policy.retry_on as exc:
-                if isinstance(exc, _CANCELLATION):
-                    raise
-                error: object = exc
-            else:
-                if policy.retry_if_result is None or not policy.retry_if_result(result):
-                    return result
-                error = result
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, (CircuitOpenError, OperationTimeout)) \
+                        or isinstance(outcome, _CANCELLATION) \
+                        or not isinstance(outcome, policy.retry_on):
+                    raise outcome
             now = loop.time()
-            if policy.deadline is not None and now >= started + policy.deadline:
-                raise _give_up(error, attempt)
+            if deadline is not None and now >= started + deadline:
+                raise _give_up(outcome, attempt)
             try:
-                delay = policy.next_delay(attempt, prev, error, started, now)
+                delay = policy.next_delay(attempt, prev, outcome, started, now)
             except CircuitOpenError as rejected:
-                raise rejected from (error if isinstance(error, BaseException) else None)
+                raise rejected from (outcome if isinstance(outcome, BaseException) else None)
             if delay is None:
-                raise _give_up(error, attempt)
+                raise _give_up(outcome, attempt)
             await asyncio.sleep(delay)
             prev = delay
+            attempt += 1
+            try:
+                if deadline is None:
+                    result = await attempt_of(args, kwargs)
+                else:
+                    result = await _until(attempt_of(args, kwargs), started + deadline, loop)
+            except BaseException as exc:  # classified at the top of the loop
+                outcome = exc
+            else:
+                if retry_if_result is None or not retry_if_result(result):
+                    return result
+                outcome = result
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The first attempt, kept lean: the loop lives in after_first.
+        if budget is not None:
+            budget.record_request()
+        started: float | None = None
+        try:
+            if deadline is None:
+                result = await attempt_of(args, kwargs)
+            else:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                result = await _until(attempt_of(args, kwargs), started + deadline, loop)
+        except BaseException as exc:
+            return await after_first(exc, started, args, kwargs)
+        if retry_if_result is None or not retry_if_result(result):
+            return result
+        return await after_first(result, started, args, kwargs)
 
     return wrapper
 
