@@ -5,10 +5,12 @@ an implementation detail.
 """
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil._dedup import idempotent
 from resil._errors import OperationTimeout, RetryError
 from resil._resil import (
     Backoff,
     CircuitOpenError,
+    Deduplicator,
     MonotonicClock,
     Permit,
     ResilError,
@@ -27,6 +29,7 @@ __all__ = [
     "BreakerGroup",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Deduplicator",
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
@@ -39,6 +42,7 @@ __all__ = [
     "TimeoutManager",
     "VirtualClock",
     "VirtualEventLoop",
+    "idempotent",
     "retry",
     "run_virtual",
 ]

@@ -62,12 +62,24 @@ double rs_backoff_raw(const rs_backoff *b, uint64_t attempt) {
 double rs_backoff_delay(rs_backoff *b, uint64_t attempt, double prev) {
     double d = rs_backoff_raw(b, attempt);
     switch (b->jitter) {
-    case RS_JITTER_FULL:
-        d = d * rs_backoff_uniform(b);
+    case RS_JITTER_FULL: {
+        /* Rounding (a subnormal d, or the smallest draw) must not close the
+         * open end of (0, d]. */
+        double j = d * rs_backoff_uniform(b);
+        d = j > 0.0 || d == 0.0 ? j : nextafter(0.0, 1.0);
         break;
-    case RS_JITTER_EQUAL:
-        d = 0.5 * d + 0.5 * d * rs_backoff_uniform(b);
+    }
+    case RS_JITTER_EQUAL: {
+        /* ... nor of (d/2, d]. */
+        double half = 0.5 * d;
+        double j = half + 0.5 * d * rs_backoff_uniform(b);
+        if (j <= half && d > 0.0) {
+            j = nextafter(half, INFINITY);
+            j = j < d ? j : d;
+        }
+        d = j;
         break;
+    }
     case RS_JITTER_DECORRELATED: {
         if (!(prev >= 0.0)) { /* not given (or NaN) */
             prev = attempt == 0 ? b->base : rs_backoff_raw(b, attempt - 1);

@@ -6,6 +6,8 @@
  *   none          d
  *   full          d * u                       in (0, d]
  *   equal         d/2 + d/2 * u               in (d/2, d]
+ * (where rounding would reach the open end, the nearest double inside the
+ * band is used instead)
  *   decorrelated  base + (hi - base) * u,  hi = max(base, 3 * prev)
  * where prev defaults to the un-jittered delay of attempt - 1 (base for
  * attempt 0). Every result is finite, >= 0 and <= max_delay for every

@@ -115,7 +115,7 @@ static int resil_exec(PyObject *module) {
         return -1;
     }
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
-        resil_retry_init_types(module, st) < 0) {
+        resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0) {
         return -1;
     }
     return 0;

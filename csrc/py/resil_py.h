@@ -123,5 +123,6 @@ int resil_breaker_init_types(PyObject *module, resil_state *st);
 /* ResilError; CircuitOpenError is made with the breaker types. */
 int resil_errors_init_types(PyObject *module, resil_state *st);
 int resil_retry_init_types(PyObject *module, resil_state *st);
+int resil_dedup_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

@@ -6,6 +6,8 @@ the last bit.
 
 from __future__ import annotations
 
+import math
+
 MASK = (1 << 64) - 1
 MODES = ("none", "full", "equal", "decorrelated")
 
@@ -39,9 +41,14 @@ class BackoffModel:
     def delay(self, attempt: int, prev: float | None = None) -> float:
         d = self.raw(attempt)
         if self.jitter == "full":
-            d = d * self.uniform()
+            j = d * self.uniform()
+            d = j if j > 0.0 or d == 0.0 else math.nextafter(0.0, 1.0)
         elif self.jitter == "equal":
-            d = 0.5 * d + 0.5 * d * self.uniform()
+            half = 0.5 * d
+            j = half + 0.5 * d * self.uniform()
+            if j <= half and d > 0.0:
+                j = min(math.nextafter(half, math.inf), d)
+            d = j
         elif self.jitter == "decorrelated":
             if prev is None:
                 prev = self.base if attempt == 0 else self.raw(attempt - 1)

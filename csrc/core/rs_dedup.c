@@ -1,0 +1,282 @@
+/* rs_dedup.c - TTL set with time-ordered entries and an open-addressing table. */
+#include "rs_dedup.h"
+
+#include <string.h>
+
+#define INITIAL_POOL 64u
+
+static uint32_t table_size_for(uint32_t pool_size) {
+    uint32_t n = 8;
+    while (n < 2u * pool_size) {
+        n <<= 1;
+    }
+    return n;
+}
+
+/* Links entries [from, to) into the free list, in order. */
+static void add_free(rs_dedup *d, uint32_t from, uint32_t to) {
+    for (uint32_t i = to; i > from; i--) {
+        d->pool[i - 1].next = d->free_head;
+        d->pool[i - 1].key = NULL;
+        d->free_head = i - 1;
+    }
+}
+
+rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
+                        rs_key_release release, void *ctx) {
+    memset(d, 0, sizeof *d);
+    if (ttl_ns == 0 || capacity < 1 || capacity > RS_DEDUP_MAX_CAPACITY || !eq) {
+        return RS_EINVAL;
+    }
+    uint32_t pool_size = capacity < INITIAL_POOL ? capacity : INITIAL_POOL;
+    uint32_t tsize = table_size_for(pool_size);
+    d->pool = rs_calloc(pool_size, sizeof(rs_dedup_entry));
+    d->table = rs_calloc(tsize, sizeof(uint32_t));
+    if (!d->pool || !d->table) {
+        rs_free(d->pool);
+        rs_free(d->table);
+        memset(d, 0, sizeof *d);
+        return RS_ENOMEM;
+    }
+    d->ttl_ns = ttl_ns;
+    d->capacity = capacity;
+    d->pool_size = pool_size;
+    d->mask = tsize - 1;
+    d->free_head = RS_DEDUP_NIL;
+    add_free(d, 0, pool_size);
+    d->oldest = d->newest = RS_DEDUP_NIL;
+    d->eq = eq;
+    d->release = release;
+    d->ctx = ctx;
+    return RS_OK;
+}
+
+void rs_dedup_free(rs_dedup *d) {
+    rs_dedup_clear(d);
+    rs_free(d->pool);
+    rs_free(d->table);
+    d->pool = NULL;
+    d->table = NULL;
+}
+
+/* Finds the table cell holding key: 1 found (*slot set), 0 not found (*slot
+ * is the empty cell where it would go), -1 comparison error. */
+static int find(rs_dedup *d, uint64_t hash, void *key, uint32_t *slot) {
+    uint32_t i = (uint32_t)hash & d->mask;
+    for (;;) {
+        uint32_t cell = d->table[i];
+        if (!cell) {
+            *slot = i;
+            return 0;
+        }
+        rs_dedup_entry *e = &d->pool[cell - 1];
+        if (e->hash == hash) {
+            if (e->key == key) {
+                *slot = i;
+                return 1;
+            }
+            int r = d->eq(e->key, key, d->ctx);
+            if (r < 0) {
+                return -1;
+            }
+            if (r) {
+                *slot = i;
+                return 1;
+            }
+        }
+        i = (i + 1) & d->mask;
+    }
+}
+
+/* Empties table cell i, shifting later cells of the probe run back. */
+static void table_remove(rs_dedup *d, uint32_t i) {
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & d->mask;
+        uint32_t cell = d->table[j];
+        if (!cell) {
+            break;
+        }
+        uint32_t home = (uint32_t)d->pool[cell - 1].hash & d->mask;
+        /* The entry at j may stay when its home lies cyclically in (i, j]. */
+        int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) {
+            d->table[i] = cell;
+            d->pool[cell - 1].slot = i;
+            i = j;
+        }
+    }
+    d->table[i] = 0;
+}
+
+static void unlink_entry(rs_dedup *d, uint32_t idx) {
+    rs_dedup_entry *e = &d->pool[idx];
+    if (e->prev != RS_DEDUP_NIL) d->pool[e->prev].next = e->next; else d->oldest = e->next;
+    if (e->next != RS_DEDUP_NIL) d->pool[e->next].prev = e->prev; else d->newest = e->prev;
+}
+
+static void append_entry(rs_dedup *d, uint32_t idx) {
+    rs_dedup_entry *e = &d->pool[idx];
+    e->prev = d->newest;
+    e->next = RS_DEDUP_NIL;
+    if (d->newest != RS_DEDUP_NIL) d->pool[d->newest].next = idx; else d->oldest = idx;
+    d->newest = idx;
+}
+
+/* Removes entry idx entirely and hands its key back. */
+static void drop_entry(rs_dedup *d, uint32_t idx) {
+    rs_dedup_entry *e = &d->pool[idx];
+    void *key = e->key;
+    table_remove(d, e->slot);
+    unlink_entry(d, idx);
+    e->key = NULL;
+    e->next = d->free_head;
+    d->free_head = idx;
+    d->size--;
+    if (d->release) {
+        d->release(key, d->ctx);
+    }
+}
+
+/* Doubles the pool (up to capacity) and rehashes. Returns 0 or -1 (ENOMEM,
+ * nothing changed). */
+static int grow(rs_dedup *d) {
+    uint64_t want = (uint64_t)d->pool_size * 2;
+    uint32_t new_size = want > d->capacity ? d->capacity : (uint32_t)want;
+    uint32_t tsize = table_size_for(new_size);
+    rs_dedup_entry *pool = rs_alloc((size_t)new_size * sizeof(rs_dedup_entry));
+    uint32_t *table = rs_calloc(tsize, sizeof(uint32_t));
+    if (!pool || !table) {
+        rs_free(pool);
+        rs_free(table);
+        return -1;
+    }
+    memcpy(pool, d->pool, (size_t)d->pool_size * sizeof(rs_dedup_entry));
+    rs_free(d->pool);
+    rs_free(d->table);
+    d->pool = pool;
+    d->table = table;
+    d->mask = tsize - 1;
+    for (uint32_t idx = d->oldest; idx != RS_DEDUP_NIL; idx = pool[idx].next) {
+        uint32_t i = (uint32_t)pool[idx].hash & d->mask;
+        while (table[i]) {
+            i = (i + 1) & d->mask;
+        }
+        table[i] = idx + 1;
+        pool[idx].slot = i;
+    }
+    uint32_t old = d->pool_size;
+    d->pool_size = new_size;
+    add_free(d, old, new_size);
+    return 0;
+}
+
+static inline int expired(const rs_dedup *d, const rs_dedup_entry *e, uint64_t now_ns) {
+    return now_ns >= e->t_ns && now_ns - e->t_ns >= d->ttl_ns;
+}
+
+uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
+    uint32_t n = 0;
+    while (d->oldest != RS_DEDUP_NIL && (limit == 0 || n < limit) &&
+           expired(d, &d->pool[d->oldest], now_ns)) {
+        drop_entry(d, d->oldest);
+        d->expired++;
+        n++;
+    }
+    return n;
+}
+
+int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored) {
+    *stored = 0;
+    /* Amortised clean-up: a couple of expired entries per call. */
+    rs_dedup_expire(d, now_ns, 2);
+    uint32_t slot;
+    int r = find(d, hash, key, &slot);
+    if (r < 0) {
+        return -1;
+    }
+    if (r) {
+        uint32_t idx = d->table[slot] - 1;
+        rs_dedup_entry *e = &d->pool[idx];
+        if (!expired(d, e, now_ns)) {
+            d->duplicates++;
+            return 1;
+        }
+        /* Known but expired: record it again, now, as the newest. */
+        d->expired++;
+        e->t_ns = now_ns;
+        unlink_entry(d, idx);
+        append_entry(d, idx);
+        return 0;
+    }
+    if (d->size == d->pool_size && d->pool_size < d->capacity) {
+        if (grow(d) < 0) {
+            return -2;
+        }
+        /* the table was rebuilt: find the empty cell again (no comparison
+         * can match, the key is absent) */
+        slot = (uint32_t)hash & d->mask;
+        while (d->table[slot]) {
+            slot = (slot + 1) & d->mask;
+        }
+    } else if (d->size == d->capacity) {
+        drop_entry(d, d->oldest);
+        d->evicted++;
+        /* the removal may have shifted cells: look for the empty cell again */
+        slot = (uint32_t)hash & d->mask;
+        while (d->table[slot]) {
+            slot = (slot + 1) & d->mask;
+        }
+    }
+    uint32_t idx = d->free_head;
+    rs_dedup_entry *e = &d->pool[idx];
+    d->free_head = e->next;
+    e->hash = hash;
+    e->key = key;
+    e->t_ns = now_ns;
+    e->slot = slot;
+    d->table[slot] = idx + 1;
+    append_entry(d, idx);
+    d->size++;
+    *stored = 1;
+    return 0;
+}
+
+int rs_dedup_contains(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns) {
+    uint32_t slot;
+    int r = find(d, hash, key, &slot);
+    if (r <= 0) {
+        return r;
+    }
+    return !expired(d, &d->pool[d->table[slot] - 1], now_ns);
+}
+
+int rs_dedup_discard(rs_dedup *d, uint64_t hash, void *key) {
+    uint32_t slot;
+    int r = find(d, hash, key, &slot);
+    if (r <= 0) {
+        return r;
+    }
+    drop_entry(d, d->table[slot] - 1);
+    return 1;
+}
+
+void rs_dedup_clear(rs_dedup *d) {
+    while (d->oldest != RS_DEDUP_NIL) {
+        drop_entry(d, d->oldest);
+    }
+}
+
+int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg) {
+    for (uint32_t idx = d->oldest; idx != RS_DEDUP_NIL; idx = d->pool[idx].next) {
+        int r = fn(d->pool[idx].key, arg);
+        if (r) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+size_t rs_dedup_memory(const rs_dedup *d) {
+    return (size_t)d->pool_size * sizeof(rs_dedup_entry) + ((size_t)d->mask + 1) * sizeof(uint32_t);
+}

@@ -1,0 +1,88 @@
+/* rs_dedup.h - a TTL set of opaque keys for deduplication (SPEC section 5).
+ *
+ * Entries live in a pool and are linked in insertion-time order, so the
+ * oldest can be expired or evicted in O(1); an open-addressing table (linear
+ * probing, backward-shift deletion: no tombstones, so lookups never degrade)
+ * maps a key's hash to its entry. The pool and table grow by doubling up to
+ * `capacity`. Keys are opaque pointers compared by a caller-supplied
+ * function that may fail (Python's __eq__ can raise): a failed comparison
+ * aborts the operation with status -1, changing nothing but the expired
+ * entries it may already have dropped.
+ * The caller owns the keys; the set hands back every key it drops through
+ * the `release` callback. Time is a nanosecond argument. */
+#ifndef RS_DEDUP_H
+#define RS_DEDUP_H
+
+#include "rs_common.h"
+
+/* Returns 1 when equal, 0 when not, -1 on error (the operation stops). */
+typedef int (*rs_key_eq)(void *a, void *b, void *ctx);
+/* Called for each key the set drops (expired, evicted, discarded, cleared). */
+typedef void (*rs_key_release)(void *key, void *ctx);
+
+#define RS_DEDUP_MAX_CAPACITY (1u << 30)
+
+typedef struct rs_dedup_entry {
+    uint64_t hash;
+    void *key;
+    uint64_t t_ns;  /* when recorded */
+    uint32_t slot;  /* its table cell */
+    uint32_t prev;  /* time order; RS_DEDUP_NIL at the ends */
+    uint32_t next;
+} rs_dedup_entry;
+
+#define RS_DEDUP_NIL UINT32_MAX
+
+typedef struct rs_dedup {
+    uint64_t ttl_ns;
+    uint32_t capacity;  /* most live entries */
+    uint32_t pool_size; /* allocated entries (grows to capacity) */
+    uint32_t mask;      /* table size - 1 (a power of two >= 2 * pool_size) */
+    uint32_t *table;    /* entry index + 1; 0 = empty */
+    rs_dedup_entry *pool;
+    uint32_t free_head; /* free entries, linked by next */
+    uint32_t oldest, newest;
+    uint32_t size;      /* live entries (expired ones not yet dropped included) */
+    uint64_t duplicates, expired, evicted;
+    rs_key_eq eq;
+    rs_key_release release;
+    void *ctx;
+} rs_dedup;
+
+/* Returns RS_EINVAL unless ttl_ns > 0 and 1 <= capacity <= RS_DEDUP_MAX_CAPACITY,
+ * RS_ENOMEM when the first allocation fails. */
+rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
+                        rs_key_release release, void *ctx);
+/* Releases every key and frees the memory. */
+void rs_dedup_free(rs_dedup *d);
+
+/* The check-and-insert: returns 1 when key was recorded less than ttl ago
+ * (a duplicate, counted), 0 when it was not (it is now recorded at now_ns,
+ * evicting the oldest entry at capacity), -1 when a comparison failed, or -2
+ * when memory ran out (nothing changed in either case, expired entries
+ * aside). On 0 the set keeps
+ * the key: the caller must have given it a reference. If the key was known
+ * but expired, *stored is set to 0 and the caller keeps its reference;
+ * otherwise *stored tells whether the set took the key. */
+int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored);
+
+/* 1 when key is recorded and not expired, 0 when not, -1 on a failed comparison. */
+int rs_dedup_contains(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns);
+
+/* Drops key; returns 1 when it was there, 0 when not, -1 on a failed comparison. */
+int rs_dedup_discard(rs_dedup *d, uint64_t hash, void *key);
+
+/* Drops entries recorded ttl or more ago, at most `limit` of them (0: all);
+ * returns how many. */
+uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit);
+
+void rs_dedup_clear(rs_dedup *d);
+
+/* Calls fn for each live key, oldest first (for the garbage collector);
+ * stops at the first non-zero return and returns it. */
+int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg);
+
+/* Bytes allocated for the pool and table. */
+size_t rs_dedup_memory(const rs_dedup *d);
+
+#endif /* RS_DEDUP_H */

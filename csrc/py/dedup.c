@@ -1,0 +1,364 @@
+/* dedup.c - resil.Deduplicator over rs_dedup.
+ *
+ * The set holds a reference to each key. Keys are compared like dict keys
+ * (identity, then hash, then ==), so 1, 1.0 and True are one key. Two
+ * re-entrancy guards: a key's __eq__ that calls back into the same
+ * Deduplicator gets RuntimeError, and keys the core drops are released only
+ * after the core operation completes (their __del__ may run Python code). */
+#include "resil_py.h"
+
+#include <structmember.h>
+
+#include "../core/rs_dedup.h"
+
+typedef struct {
+    PyObject_HEAD
+    rs_dedup core;
+    PyObject *clock;
+    int clock_kind;
+    int busy;
+    int initialised;
+    PyObject **grave; /* keys dropped during the current operation */
+    Py_ssize_t grave_len, grave_cap;
+    PyObject *weakreflist;
+} DedupObject;
+
+static int key_eq(void *a, void *b, void *ctx) {
+    (void)ctx;
+    PyObject *x = (PyObject *)a, *y = (PyObject *)b;
+    Py_INCREF(x);
+    Py_INCREF(y);
+    int r = PyObject_RichCompareBool(x, y, Py_EQ);
+    Py_DECREF(x);
+    Py_DECREF(y);
+    return r;
+}
+
+static void key_release(void *key, void *ctx) {
+    DedupObject *self = (DedupObject *)ctx;
+    if (self->grave_len == self->grave_cap) {
+        Py_ssize_t cap = self->grave_cap ? self->grave_cap * 2 : 16;
+        PyObject **g = PyMem_Realloc(self->grave, (size_t)cap * sizeof(PyObject *));
+        if (!g) {
+            /* Out of memory for the list: release now (rare, and safe
+             * unless the key's __del__ re-enters this object). */
+            Py_DECREF((PyObject *)key);
+            return;
+        }
+        self->grave = g;
+        self->grave_cap = cap;
+    }
+    self->grave[self->grave_len++] = (PyObject *)key;
+}
+
+/* Releases the keys dropped by the last operation; keeps an error raised. */
+static void flush_grave(DedupObject *self) {
+    if (!self->grave_len) {
+        return;
+    }
+    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+    while (self->grave_len) {
+        PyObject *key = self->grave[--self->grave_len];
+        Py_DECREF(key);
+    }
+    restore_exc(saved);
+}
+
+static int enter(DedupObject *self) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Deduplicator used from inside a key's __eq__ during one of its own operations");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"ttl", "capacity", "clock", NULL};
+    PyObject *ttl_o = NULL, *cap_o = NULL, *clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$O:Deduplicator", kwlist, &ttl_o, &cap_o,
+                                     &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    uint64_t ttl_ns = 300 * RS_NS_PER_SEC;
+    if (ttl_o && resil_seconds_to_ns(ttl_o, "ttl", &ttl_ns) < 0) {
+        return NULL;
+    }
+    if (ttl_ns == 0) {
+        PyErr_Format(PyExc_ValueError, "ttl must be > 0 seconds, got %R", ttl_o);
+        return NULL;
+    }
+    long long cap = 100000;
+    if (cap_o) {
+        if (!PyLong_Check(cap_o) || PyBool_Check(cap_o)) {
+            PyErr_Format(PyExc_TypeError, "capacity must be an int, not %.100s", Py_TYPE(cap_o)->tp_name);
+            return NULL;
+        }
+        int overflow;
+        cap = PyLong_AsLongLongAndOverflow(cap_o, &overflow);
+        if (cap == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow || cap < 1 || cap > (long long)RS_DEDUP_MAX_CAPACITY) {
+            PyErr_Format(PyExc_ValueError, "capacity must be in [1, %u], got %R",
+                         RS_DEDUP_MAX_CAPACITY, cap_o);
+            return NULL;
+        }
+    }
+    if (clock == Py_None) {
+        clock = st->default_clock;
+    }
+    int kind = resil_clock_kind(st, clock);
+    if (kind < 0) {
+        return NULL;
+    }
+    DedupObject *self = (DedupObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, key_eq, key_release, self);
+    if (rc != RS_OK) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->initialised = 1;
+    return (PyObject *)self;
+}
+
+static int visit_key(void *key, void *arg) {
+    void **a = (void **)arg;
+    visitproc visit = (visitproc)a[0];
+    return visit((PyObject *)key, a[1]);
+}
+
+static int dedup_traverse(DedupObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->clock);
+    if (self->initialised) {
+        void *a[2] = {(void *)visit, arg};
+        int r = rs_dedup_visit(&self->core, visit_key, a);
+        if (r) {
+            return r;
+        }
+    }
+    for (Py_ssize_t i = 0; i < self->grave_len; i++) {
+        Py_VISIT(self->grave[i]);
+    }
+    return 0;
+}
+
+static int dedup_clear(DedupObject *self) {
+    if (self->initialised && !self->busy) {
+        rs_dedup_clear(&self->core);
+        flush_grave(self);
+    }
+    return 0;
+}
+
+static void dedup_dealloc(DedupObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    if (self->initialised) {
+        rs_dedup_free(&self->core);
+        self->initialised = 0;
+    }
+    flush_grave(self);
+    PyMem_Free(self->grave);
+    Py_CLEAR(self->clock);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static inline int key_hash(PyObject *key, uint64_t *out) {
+    Py_hash_t h = PyObject_Hash(key);
+    if (h == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (uint64_t)h;
+    return 0;
+}
+
+static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
+    uint64_t hash, now;
+    if (enter(self) < 0 || key_hash(key, &hash) < 0 ||
+        resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    int stored;
+    Py_INCREF(key); /* the set's reference, if it keeps the key */
+    self->busy = 1;
+    int r = rs_dedup_seen(&self->core, hash, key, now, &stored);
+    self->busy = 0;
+    if (!stored) {
+        Py_DECREF(key);
+    }
+    flush_grave(self);
+    if (r == -1) {
+        return NULL;
+    }
+    if (r == -2) {
+        return PyErr_NoMemory();
+    }
+    return PyBool_FromLong(r);
+}
+
+static int dedup_contains(DedupObject *self, PyObject *key) {
+    uint64_t hash, now;
+    if (enter(self) < 0 || key_hash(key, &hash) < 0 ||
+        resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return -1;
+    }
+    self->busy = 1;
+    int r = rs_dedup_contains(&self->core, hash, key, now);
+    self->busy = 0;
+    return r;
+}
+
+static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
+    uint64_t hash;
+    if (enter(self) < 0 || key_hash(key, &hash) < 0) {
+        return NULL;
+    }
+    self->busy = 1;
+    int r = rs_dedup_discard(&self->core, hash, key);
+    self->busy = 0;
+    flush_grave(self);
+    if (r < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(r);
+}
+
+/* Drops every expired entry (oldest first: stops at the first live one). */
+static int expire_all(DedupObject *self) {
+    uint64_t now;
+    if (enter(self) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return -1;
+    }
+    self->busy = 1;
+    rs_dedup_expire(&self->core, now, 0);
+    self->busy = 0;
+    flush_grave(self);
+    return 0;
+}
+
+static Py_ssize_t dedup_len(DedupObject *self) {
+    if (expire_all(self) < 0) {
+        return -1;
+    }
+    return (Py_ssize_t)self->core.size;
+}
+
+static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (enter(self) < 0) {
+        return NULL;
+    }
+    self->busy = 1;
+    rs_dedup_clear(&self->core);
+    self->busy = 0;
+    flush_grave(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (expire_all(self) < 0) {
+        return NULL;
+    }
+    const rs_dedup *d = &self->core;
+    return Py_BuildValue("{sIsKsKsKsIsdsn}", "size", d->size, "duplicates",
+                         (unsigned long long)d->duplicates, "expired", (unsigned long long)d->expired,
+                         "evicted", (unsigned long long)d->evicted, "capacity", d->capacity, "ttl",
+                         (double)d->ttl_ns / 1e9, "memory_bytes", (Py_ssize_t)rs_dedup_memory(d));
+}
+
+static PyObject *dedup_get(DedupObject *self, void *closure) {
+    switch ((int)(intptr_t)closure) {
+    case 0: return PyLong_FromUnsignedLongLong(self->core.duplicates);
+    case 1: return PyFloat_FromDouble((double)self->core.ttl_ns / 1e9);
+    case 2: return PyLong_FromUnsignedLong(self->core.capacity);
+    default: return Py_NewRef(self->clock);
+    }
+}
+
+static PyObject *dedup_repr(DedupObject *self) {
+    PyObject *ttl = PyFloat_FromDouble((double)self->core.ttl_ns / 1e9);
+    if (!ttl) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<Deduplicator ttl=%R capacity=%u size=%u>", ttl,
+                                       self->core.capacity, self->core.size);
+    Py_DECREF(ttl);
+    return r;
+}
+
+static PyMethodDef dedup_methods[] = {
+    {"seen", (PyCFunction)dedup_seen, METH_O,
+     "seen(key) -> bool\n\nTrue when key was recorded less than ttl ago (a duplicate, counted);\n"
+     "otherwise records it now and returns False. One check-and-insert."},
+    {"discard", (PyCFunction)dedup_discard, METH_O,
+     "discard(key) -> bool\n\nForgets key; True when it was recorded."},
+    {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS, "clear()\n\nForgets every key."},
+    {"stats", (PyCFunction)dedup_stats, METH_NOARGS,
+     "stats() -> dict\n\nsize, duplicates, expired, evicted, capacity, ttl, memory_bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef dedup_getset[] = {
+    {"duplicate_count", (getter)dedup_get, NULL, "Duplicates seen so far.", (void *)0},
+    {"ttl", (getter)dedup_get, NULL, "Seconds a key counts as seen.", (void *)1},
+    {"capacity", (getter)dedup_get, NULL, "Most keys kept; the oldest is evicted.", (void *)2},
+    {"clock", (getter)dedup_get, NULL, "The clock read for recording times.", (void *)3},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef dedup_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(DedupObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot dedup_slots[] = {
+    {Py_tp_members, dedup_members},
+    {Py_tp_doc, "Deduplicator(ttl=300.0, capacity=100000, *, clock=None)\n--\n\n"
+                "A TTL set for deduplication, in C. seen(key) is one check-and-insert.\n"
+                "Keys are hashable objects compared exactly, like dict keys: no false\n"
+                "positives. Expired keys are dropped incrementally (never by a full scan);\n"
+                "at capacity the oldest key is evicted and counted."},
+    {Py_tp_new, dedup_new},
+    {Py_tp_traverse, dedup_traverse},
+    {Py_tp_clear, dedup_clear},
+    {Py_tp_dealloc, dedup_dealloc},
+    {Py_tp_repr, dedup_repr},
+    {Py_tp_methods, dedup_methods},
+    {Py_tp_getset, dedup_getset},
+    {Py_sq_contains, dedup_contains},
+    {Py_sq_length, dedup_len},
+    {Py_mp_length, dedup_len},
+    {0, NULL},
+};
+
+static PyType_Spec dedup_spec = {
+    .name = "resil.Deduplicator",
+    .basicsize = sizeof(DedupObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = dedup_slots,
+};
+
+int resil_dedup_init_types(PyObject *module, resil_state *st) {
+    (void)st;
+    PyObject *tp = PyType_FromModuleAndSpec(module, &dedup_spec, NULL);
+    if (!tp) {
+        return -1;
+    }
+    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
+    Py_DECREF(tp);
+    return rc;
+}
