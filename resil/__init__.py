@@ -7,12 +7,14 @@ an implementation detail.
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil._dedup import idempotent
 from resil._errors import OperationTimeout, RetryError
+from resil._queues import BoundedQueue, PartitionedQueue
 from resil._resil import (
     Backoff,
     CircuitOpenError,
     Deduplicator,
     MonotonicClock,
     Permit,
+    QueueFull,
     ResilError,
     RetryBudget,
     State,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "BoundedQueue",
     "BreakerGroup",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -33,7 +36,9 @@ __all__ = [
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
+    "PartitionedQueue",
     "Permit",
+    "QueueFull",
     "ResilError",
     "RetryBudget",
     "RetryError",

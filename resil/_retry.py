@@ -206,6 +206,20 @@ def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callab
                     return result
                 outcome = result
 
+    if breaker is None and budget is None and deadline is None:
+        @functools.wraps(fn)
+        async def plain(*args: Any, **kwargs: Any) -> Any:
+            # Nothing to check before the first attempt: await fn directly.
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                return await after_first(exc, None, args, kwargs)
+            if retry_if_result is None or not retry_if_result(result):
+                return result
+            return await after_first(result, None, args, kwargs)
+
+        return plain
+
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         # The first attempt, kept lean: the loop lives in after_first.

@@ -115,7 +115,8 @@ static int resil_exec(PyObject *module) {
         return -1;
     }
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
-        resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0) {
+        resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
+        resil_queue_init_types(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -134,6 +135,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->RetryBudget_type);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
+    Py_VISIT(st->QueueFull);
+    Py_VISIT(st->QueueEmpty);
     Py_VISIT(st->State);
     for (int i = 0; i < RS_STATE_COUNT; i++) {
         Py_VISIT(st->states[i]);
@@ -157,6 +160,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->RetryBudget_type);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
+    Py_CLEAR(st->QueueFull);
+    Py_CLEAR(st->QueueEmpty);
     Py_CLEAR(st->State);
     for (int i = 0; i < RS_STATE_COUNT; i++) {
         Py_CLEAR(st->states[i]);

@@ -32,6 +32,8 @@ typedef struct {
     PyTypeObject *RetryBudget_type;
     PyObject *ResilError;
     PyObject *CircuitOpenError;
+    PyObject *QueueFull;
+    PyObject *QueueEmpty;                 /* asyncio.QueueEmpty */
     PyObject *State;                      /* IntEnum class */
     PyObject *states[RS_STATE_COUNT];     /* its members */
     PyObject *reasons[RS_REASON_COUNT];   /* interned reason strings */
@@ -124,5 +126,6 @@ int resil_breaker_init_types(PyObject *module, resil_state *st);
 int resil_errors_init_types(PyObject *module, resil_state *st);
 int resil_retry_init_types(PyObject *module, resil_state *st);
 int resil_dedup_init_types(PyObject *module, resil_state *st);
+int resil_queue_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

@@ -1,0 +1,82 @@
+/* rs_ring.c - bounded FIFO with enqueue times. */
+#include "rs_ring.h"
+
+#include <string.h>
+
+rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns) {
+    memset(r, 0, sizeof *r);
+    if (capacity < 1 || capacity > RS_RING_MAX_CAPACITY) {
+        return RS_EINVAL;
+    }
+    r->items = rs_calloc(capacity, sizeof(void *));
+    r->times = rs_calloc(capacity, sizeof(uint64_t));
+    if (!r->items || !r->times) {
+        rs_ring_free(r);
+        return RS_ENOMEM;
+    }
+    r->capacity = capacity;
+    r->base_ns = now_ns;
+    return RS_OK;
+}
+
+void rs_ring_free(rs_ring *r) {
+    rs_free(r->items);
+    rs_free(r->times);
+    r->items = NULL;
+    r->times = NULL;
+    r->len = 0;
+}
+
+rs_status rs_ring_push(rs_ring *r, void *item, uint64_t now_ns) {
+    if (RS_UNLIKELY(r->len == r->capacity)) {
+        return RS_EREJECTED;
+    }
+    uint32_t i = r->head + r->len;
+    if (i >= r->capacity) {
+        i -= r->capacity;
+    }
+    r->items[i] = item;
+    r->times[i] = now_ns;
+    r->time_sum += (double)(int64_t)(now_ns - r->base_ns);
+    r->len++;
+    return RS_OK;
+}
+
+void *rs_ring_pop(rs_ring *r) {
+    if (RS_UNLIKELY(r->len == 0)) {
+        return NULL;
+    }
+    void *item = r->items[r->head];
+    r->items[r->head] = NULL;
+    r->time_sum -= (double)(int64_t)(r->times[r->head] - r->base_ns);
+    r->head = r->head + 1 == r->capacity ? 0 : r->head + 1;
+    if (--r->len == 0) {
+        r->time_sum = 0.0; /* drop accumulated rounding */
+    }
+    return item;
+}
+
+void *rs_ring_at(const rs_ring *r, uint32_t i) {
+    uint32_t k = r->head + i;
+    if (k >= r->capacity) {
+        k -= r->capacity;
+    }
+    return r->items[k];
+}
+
+uint64_t rs_ring_oldest_age(const rs_ring *r, uint64_t now_ns) {
+    if (!r->len) {
+        return 0;
+    }
+    uint64_t t = r->times[r->head];
+    return now_ns > t ? now_ns - t : 0;
+}
+
+double rs_ring_mean_age(const rs_ring *r, uint64_t now_ns) {
+    if (!r->len) {
+        return 0.0;
+    }
+    double mean = r->time_sum / (double)r->len;
+    double age = (double)(int64_t)(now_ns - r->base_ns) - mean;
+    return age > 0.0 ? age : 0.0;
+}

@@ -1,0 +1,40 @@
+/* rs_ring.h - a bounded FIFO of opaque pointers with enqueue times
+ * (SPEC section 6): the storage of resil's queues and their age statistics.
+ *
+ * Fixed memory allocated at init; push and pop are O(1) and cannot fail
+ * once initialised except RS_EFULL on a full ring. The caller owns the
+ * items; the ring only stores pointers. */
+#ifndef RS_RING_H
+#define RS_RING_H
+
+#include "rs_common.h"
+
+#define RS_RING_MAX_CAPACITY (1u << 30)
+
+typedef struct rs_ring {
+    void **items;
+    uint64_t *times; /* enqueue time of each item, ns */
+    uint32_t capacity;
+    uint32_t head;   /* oldest item */
+    uint32_t len;
+    double time_sum; /* sum of (enqueue time - base) over held items, for the mean age */
+    uint64_t base_ns;
+} rs_ring;
+
+/* Returns RS_EINVAL unless 1 <= capacity <= RS_RING_MAX_CAPACITY, RS_ENOMEM
+ * when allocation fails (r is then safe to pass to rs_ring_free). */
+rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns);
+void rs_ring_free(rs_ring *r);
+
+/* Returns RS_EREJECTED when the ring is full; the item is not stored. */
+rs_status rs_ring_push(rs_ring *r, void *item, uint64_t now_ns);
+/* Returns the oldest item and removes it; NULL when empty. */
+void *rs_ring_pop(rs_ring *r);
+/* The i-th item from the oldest (0 <= i < len), for traversal. */
+void *rs_ring_at(const rs_ring *r, uint32_t i);
+
+/* Age of the oldest item and mean age, ns; 0 when empty. */
+uint64_t rs_ring_oldest_age(const rs_ring *r, uint64_t now_ns);
+double rs_ring_mean_age(const rs_ring *r, uint64_t now_ns);
+
+#endif /* RS_RING_H */

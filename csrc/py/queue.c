@@ -1,0 +1,348 @@
+/* queue.c - the engine of resil.BoundedQueue: ring storage, watermarks,
+ * counters and the non-blocking operations.
+ *
+ * The awaiting side (put/get/join with futures) is Python, in
+ * resil/_queues.py, as in asyncio.Queue: a waiter is only woken, and takes
+ * the item itself with get_nowait, so a cancelled get never loses an item.
+ * This type calls the hooks _wake_getter / _wake_putter / _wake_joiners
+ * only while the matching _waiting_* count is non-zero. */
+#include "resil_py.h"
+
+#include <math.h>
+#include <structmember.h>
+
+#include "../core/rs_ring.h"
+#include "../core/rs_window.h"
+
+typedef struct {
+    PyObject_HEAD
+    rs_ring ring;
+    rs_window gets;          /* gets over the last 10 s, for throughput */
+    resil_state *st;
+    PyObject *clock;
+    int clock_kind;
+    uint32_t maxsize;
+    uint32_t warn_limit;     /* depth >= this: warning */
+    uint32_t reject_limit;   /* depth >= this: put_nowait raises QueueFull */
+    int in_warning;
+    int waiting_getters, waiting_putters, waiting_joiners;
+    uint64_t unfinished;
+    uint64_t puts, got, rejected, warnings;
+    uint64_t started_ns;
+    double warn_at, reject_at;
+    int initialised;
+} RingObject;
+
+#define THROUGHPUT_WINDOW_NS (10 * RS_NS_PER_SEC)
+
+static int call_hook(RingObject *self, const char *name) {
+    PyObject *r = PyObject_CallMethod((PyObject *)self, name, NULL);
+    if (!r) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"maxsize", "warn_at", "reject_at", "clock", NULL};
+    PyObject *max_o = NULL, *clock = Py_None;
+    double warn_at = 0.8, reject_at = 0.95;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Odd$O:BoundedQueue", kwlist, &max_o, &warn_at,
+                                     &reject_at, &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    long long maxsize = 1000;
+    if (max_o) {
+        if (!PyLong_Check(max_o) || PyBool_Check(max_o)) {
+            PyErr_Format(PyExc_TypeError, "maxsize must be an int, not %.100s", Py_TYPE(max_o)->tp_name);
+            return NULL;
+        }
+        int overflow;
+        maxsize = PyLong_AsLongLongAndOverflow(max_o, &overflow);
+        if (maxsize == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow || maxsize < 1 || maxsize > (long long)RS_RING_MAX_CAPACITY) {
+            PyErr_Format(PyExc_ValueError, "maxsize must be in [1, %u], got %R", RS_RING_MAX_CAPACITY, max_o);
+            return NULL;
+        }
+    }
+    char buf[64];
+    if (!(reject_at > 0.0 && reject_at <= 1.0)) {
+        PyOS_snprintf(buf, sizeof buf, "%g", reject_at);
+        PyErr_Format(PyExc_ValueError, "reject_at must be in (0, 1], got %s", buf);
+        return NULL;
+    }
+    if (!(warn_at > 0.0 && warn_at <= reject_at)) {
+        PyOS_snprintf(buf, sizeof buf, "%g", warn_at);
+        PyErr_Format(PyExc_ValueError, "warn_at must be in (0, reject_at], got %s", buf);
+        return NULL;
+    }
+    if (clock == Py_None) {
+        clock = st->default_clock;
+    }
+    int kind = resil_clock_kind(st, clock);
+    uint64_t now;
+    if (kind < 0 || resil_clock_read(kind, clock, &now) < 0) {
+        return NULL;
+    }
+    RingObject *self = (RingObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->st = st;
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    self->maxsize = (uint32_t)maxsize;
+    /* The smallest depth d with d >= fraction * maxsize. */
+    self->reject_limit = (uint32_t)ceil(reject_at * (double)maxsize);
+    self->warn_limit = (uint32_t)ceil(warn_at * (double)maxsize);
+    if (self->reject_limit < 1) self->reject_limit = 1;
+    if (self->warn_limit < 1) self->warn_limit = 1;
+    self->warn_at = warn_at;
+    self->reject_at = reject_at;
+    self->started_ns = now;
+    if (rs_ring_init(&self->ring, self->reject_limit, now) != RS_OK) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    rs_window_init_time(&self->gets, THROUGHPUT_WINDOW_NS, now);
+    self->initialised = 1;
+    return (PyObject *)self;
+}
+
+static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->clock);
+    if (self->initialised) {
+        for (uint32_t i = 0; i < self->ring.len; i++) {
+            Py_VISIT((PyObject *)rs_ring_at(&self->ring, i));
+        }
+    }
+    return 0;
+}
+
+static int ring_clear(RingObject *self) {
+    if (self->initialised) {
+        PyObject *item;
+        while ((item = rs_ring_pop(&self->ring)) != NULL) {
+            Py_DECREF(item);
+        }
+    }
+    return 0;
+}
+
+static void ring_dealloc(RingObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    ring_clear(self);
+    if (self->initialised) {
+        rs_ring_free(&self->ring);
+        self->initialised = 0;
+    }
+    Py_CLEAR(self->clock);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
+    if (RS_UNLIKELY(self->ring.len >= self->reject_limit)) {
+        self->rejected++;
+        PyErr_Format(self->st->QueueFull, "queue holds %u of %u items, its rejection watermark",
+                     self->ring.len, self->maxsize);
+        return NULL;
+    }
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    rs_ring_push(&self->ring, Py_NewRef(item), now); /* cannot fail: len < reject_limit = capacity */
+    self->puts++;
+    self->unfinished++;
+    if (RS_UNLIKELY(self->ring.len >= self->warn_limit)) {
+        if (!self->in_warning) {
+            self->in_warning = 1;
+            self->warnings++;
+        }
+    }
+    if (RS_UNLIKELY(self->waiting_getters > 0) && call_hook(self, "_wake_getter") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *ring_get_nowait(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (RS_UNLIKELY(self->ring.len == 0)) {
+        PyErr_SetNone(self->st->QueueEmpty);
+        return NULL;
+    }
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    PyObject *item = rs_ring_pop(&self->ring);
+    self->got++;
+    double unused;
+    rs_window_roll(&self->gets, now, &unused);
+    rs_window_add(&self->gets, 0u, &unused);
+    if (self->in_warning && self->ring.len < self->warn_limit) {
+        self->in_warning = 0;
+    }
+    if (RS_UNLIKELY(self->waiting_putters > 0) && call_hook(self, "_wake_putter") < 0) {
+        Py_DECREF(item);
+        return NULL;
+    }
+    return item;
+}
+
+static PyObject *ring_task_done(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->unfinished == 0) {
+        PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+        return NULL;
+    }
+    if (--self->unfinished == 0 && self->waiting_joiners > 0 && call_hook(self, "_wake_joiners") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *ring_qsize(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromUnsignedLong(self->ring.len);
+}
+
+static PyObject *ring_empty(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyBool_FromLong(self->ring.len == 0);
+}
+
+static PyObject *ring_full(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyBool_FromLong(self->ring.len >= self->reject_limit);
+}
+
+static PyObject *ring_stats(RingObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    double unused;
+    rs_window_roll(&self->gets, now, &unused);
+    uint64_t elapsed = now > self->started_ns ? now - self->started_ns : 0;
+    uint64_t span = elapsed < THROUGHPUT_WINDOW_NS ? elapsed : THROUGHPUT_WINDOW_NS;
+    double throughput = span ? (double)self->gets.total / ((double)span / 1e9) : 0.0;
+    return Py_BuildValue(
+        "{sIsIsdsdsdsdsKsKsKsKsKsO}", "depth", self->ring.len, "maxsize", self->maxsize, "pressure",
+        (double)self->ring.len / (double)self->maxsize, "oldest_age",
+        (double)rs_ring_oldest_age(&self->ring, now) / 1e9, "average_age",
+        rs_ring_mean_age(&self->ring, now) / 1e9, "throughput", throughput, "put",
+        (unsigned long long)self->puts, "got", (unsigned long long)self->got, "rejected",
+        (unsigned long long)self->rejected, "warnings", (unsigned long long)self->warnings,
+        "unfinished", (unsigned long long)self->unfinished, "warning",
+        self->ring.len >= self->warn_limit ? Py_True : Py_False);
+}
+
+static PyObject *ring_get(RingObject *self, void *closure) {
+    switch ((int)(intptr_t)closure) {
+    case 0: return PyLong_FromUnsignedLong(self->maxsize);
+    case 1: return PyFloat_FromDouble((double)self->ring.len / (double)self->maxsize);
+    case 2: return PyBool_FromLong(self->ring.len >= self->warn_limit);
+    case 3: return PyLong_FromUnsignedLongLong(self->unfinished);
+    case 4: return PyFloat_FromDouble(self->warn_at);
+    default: return PyFloat_FromDouble(self->reject_at);
+    }
+}
+
+static PyObject *ring_noop(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    (void)self;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ring_methods[] = {
+    {"put_nowait", (PyCFunction)ring_put_nowait, METH_O,
+     "put_nowait(item)\n\nAdds item, or raises QueueFull once depth >= reject_at * maxsize."},
+    {"get_nowait", (PyCFunction)ring_get_nowait, METH_NOARGS,
+     "get_nowait() -> item\n\nRemoves the oldest item, or raises asyncio.QueueEmpty."},
+    {"task_done", (PyCFunction)ring_task_done, METH_NOARGS,
+     "task_done()\n\nMarks one item taken with get as processed (as asyncio.Queue)."},
+    {"qsize", (PyCFunction)ring_qsize, METH_NOARGS, "qsize() -> int"},
+    {"empty", (PyCFunction)ring_empty, METH_NOARGS, "empty() -> bool"},
+    {"full", (PyCFunction)ring_full, METH_NOARGS,
+     "full() -> bool\n\nTrue while put_nowait would raise QueueFull."},
+    {"stats", (PyCFunction)ring_stats, METH_NOARGS,
+     "stats() -> dict\n\ndepth, maxsize, pressure, oldest_age and average_age (seconds),\n"
+     "throughput (gets per second over the last 10 s), put, got, rejected, warnings\n"
+     "(entries into the warning zone), unfinished, warning."},
+    {"_wake_getter", ring_noop, METH_NOARGS, NULL},
+    {"_wake_putter", ring_noop, METH_NOARGS, NULL},
+    {"_wake_joiners", ring_noop, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef ring_members[] = {
+    {"_waiting_getters", T_INT, offsetof(RingObject, waiting_getters), 0, NULL},
+    {"_waiting_putters", T_INT, offsetof(RingObject, waiting_putters), 0, NULL},
+    {"_waiting_joiners", T_INT, offsetof(RingObject, waiting_joiners), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef ring_getset[] = {
+    {"maxsize", (getter)ring_get, NULL, "The queue's size.", (void *)0},
+    {"pressure", (getter)ring_get, NULL, "depth / maxsize.", (void *)1},
+    {"warning", (getter)ring_get, NULL, "True while depth >= warn_at * maxsize.", (void *)2},
+    {"unfinished_tasks", (getter)ring_get, NULL, "Items put and not yet task_done().", (void *)3},
+    {"warn_at", (getter)ring_get, NULL, "Warning watermark, fraction of maxsize.", (void *)4},
+    {"reject_at", (getter)ring_get, NULL, "Rejection watermark, fraction of maxsize.", (void *)5},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot ring_slots[] = {
+    {Py_tp_doc, "The engine of resil.BoundedQueue (implementation detail)."},
+    {Py_tp_new, ring_new},
+    {Py_tp_traverse, ring_traverse},
+    {Py_tp_clear, ring_clear},
+    {Py_tp_dealloc, ring_dealloc},
+    {Py_tp_methods, ring_methods},
+    {Py_tp_members, ring_members},
+    {Py_tp_getset, ring_getset},
+    {0, NULL},
+};
+
+static PyType_Spec ring_spec = {
+    .name = "resil._resil.Ring",
+    .basicsize = sizeof(RingObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = ring_slots,
+};
+
+int resil_queue_init_types(PyObject *module, resil_state *st) {
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (!asyncio) {
+        return -1;
+    }
+    PyObject *afull = PyObject_GetAttrString(asyncio, "QueueFull");
+    st->QueueEmpty = PyObject_GetAttrString(asyncio, "QueueEmpty");
+    Py_DECREF(asyncio);
+    if (!afull || !st->QueueEmpty) {
+        Py_XDECREF(afull);
+        return -1;
+    }
+    /* QueueFull is both a ResilError and an asyncio.QueueFull. */
+    st->QueueFull = PyObject_CallFunction((PyObject *)&PyType_Type, "s(OO){ssss}", "QueueFull",
+                                          st->ResilError, afull, "__module__", "resil", "__doc__",
+                                          "Raised by put_nowait when a queue is at its rejection "
+                                          "watermark (flow control).");
+    Py_DECREF(afull);
+    if (!st->QueueFull || PyModule_AddObjectRef(module, "QueueFull", st->QueueFull) < 0) {
+        return -1;
+    }
+    PyObject *tp = PyType_FromModuleAndSpec(module, &ring_spec, NULL);
+    if (!tp) {
+        return -1;
+    }
+    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
+    Py_DECREF(tp);
+    return rc;
+}

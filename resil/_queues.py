@@ -1,0 +1,251 @@
+"""Bounded and partitioned asyncio queues with backpressure (SPEC section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from resil import _resil
+from resil._resil import QueueFull
+
+__all__ = ["BoundedQueue", "PartitionedQueue", "QueueFull"]
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+def _wake_first(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wakes the first waiter still waiting; it re-checks and acts itself."""
+    while waiters:
+        fut = waiters.popleft()
+        if not fut.done():
+            fut.set_result(None)
+            return
+
+
+async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
+    """Parks the calling task in `waiters` until woken. On cancellation the
+    task leaves the line and hands a wake-up it may have received on."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(fut)
+    try:
+        await fut
+    except BaseException:
+        fut.cancel()
+        try:
+            waiters.remove(fut)
+        except ValueError:
+            pass
+        raise
+
+
+async def _drain(join: Any, timeout: float | None) -> bool:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout < 0):
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    try:
+        await asyncio.wait_for(join(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+class BoundedQueue(_resil.Ring, Generic[T]):
+    """An asyncio queue with watermarks: flow control and backpressure.
+
+    ``BoundedQueue(maxsize=1000, warn_at=0.8, reject_at=0.95, *, clock=None)``.
+    ``put_nowait`` raises :class:`QueueFull` once the depth is at least
+    ``reject_at * maxsize`` (flow control); ``await put`` waits until the
+    depth is below that same limit (backpressure). ``warning`` is true while
+    the depth is at least ``warn_at * maxsize``. ``get``/``get_nowait``,
+    ``task_done``, ``join`` and ``qsize`` work as in :class:`asyncio.Queue`; a
+    cancelled ``get`` never loses an item and a cancelled ``put`` never
+    inserts one. ``await drain(timeout)`` is True when every item was
+    processed in time. The non-blocking operations run in C.
+    """
+
+    def __init__(self, maxsize: int = 1000, warn_at: float = 0.8, reject_at: float = 0.95,
+                 *, clock: Any = None) -> None:
+        # Arguments are validated by the C constructor.
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._joiners: deque[asyncio.Future[None]] = deque()
+
+    def _wake_getter(self) -> None:
+        _wake_first(self._getters)
+        self._waiting_getters = len(self._getters)
+
+    def _wake_putter(self) -> None:
+        _wake_first(self._putters)
+        self._waiting_putters = len(self._putters)
+
+    def _wake_joiners(self) -> None:
+        while self._joiners:
+            fut = self._joiners.popleft()
+            if not fut.done():
+                fut.set_result(None)
+        self._waiting_joiners = 0
+
+    async def put(self, item: T) -> None:
+        """Waits until the depth is below the rejection watermark, then adds item."""
+        while self.full():
+            self._waiting_putters += 1
+            try:
+                await _wait_in(self._putters)
+            except BaseException:
+                self._waiting_putters = len(self._putters)
+                if not self.full():
+                    self._wake_putter()  # pass on a wake-up this task may have taken
+                raise
+            self._waiting_putters = len(self._putters)
+        self.put_nowait(item)
+
+    async def get(self) -> T:
+        """Waits for an item and removes it."""
+        while self.empty():
+            self._waiting_getters += 1
+            try:
+                await _wait_in(self._getters)
+            except BaseException:
+                self._waiting_getters = len(self._getters)
+                if not self.empty():
+                    self._wake_getter()
+                raise
+            self._waiting_getters = len(self._getters)
+        item: T = self.get_nowait()
+        return item
+
+    async def join(self) -> None:
+        """Waits until every item put has been marked with task_done()."""
+        while self.unfinished_tasks:
+            self._waiting_joiners += 1
+            try:
+                await _wait_in(self._joiners)
+            finally:
+                self._waiting_joiners = len(self._joiners)
+
+    async def drain(self, timeout: float | None) -> bool:
+        """Waits up to `timeout` seconds for join(); True when it completed."""
+        return await _drain(self.join, timeout)
+
+    def __repr__(self) -> str:
+        return f"<BoundedQueue depth={self.qsize()} maxsize={self.maxsize}>"
+
+
+class PartitionedQueue(Generic[K, T]):
+    """An asyncio queue that keeps per-key order: ``await put(item, key)``;
+    ``await get()`` returns ``(key, item)`` and holds that key until
+    ``task_done(key)``, so one key's items are processed in FIFO order, one
+    at a time, while other keys proceed in parallel.
+
+    ``maxsize=1000`` bounds the items waiting over all keys: ``put`` waits
+    for room, ``put_nowait`` raises :class:`QueueFull`.
+    """
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize!r}")
+        self.maxsize = maxsize
+        self._parts: dict[K, deque[T]] = {}
+        self._ready: deque[K] = deque()   # keys with items and not held
+        self._held: set[K] = set()
+        self._size = 0
+        self._unfinished = 0
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._joiners: deque[asyncio.Future[None]] = deque()
+
+    def qsize(self) -> int:
+        """Items waiting, over all keys."""
+        return self._size
+
+    def full(self) -> bool:
+        return self._size >= self.maxsize
+
+    @property
+    def unfinished_tasks(self) -> int:
+        return self._unfinished
+
+    def put_nowait(self, item: T, key: K) -> None:
+        if self.full():
+            raise QueueFull(f"partitioned queue holds {self._size} of {self.maxsize} items")
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = deque()
+        part.append(item)
+        self._size += 1
+        self._unfinished += 1
+        if key not in self._held and len(part) == 1:
+            self._ready.append(key)
+            _wake_first(self._getters)
+
+    async def put(self, item: T, key: K) -> None:
+        """Waits for room, then adds item under key."""
+        while self.full():
+            try:
+                await _wait_in(self._putters)
+            except BaseException:
+                if not self.full():
+                    _wake_first(self._putters)
+                raise
+        self.put_nowait(item, key)
+
+    def get_nowait(self) -> tuple[K, T]:
+        if not self._ready:
+            raise asyncio.QueueEmpty
+        key = self._ready.popleft()
+        item = self._parts[key].popleft()
+        self._held.add(key)
+        self._size -= 1
+        _wake_first(self._putters)
+        return key, item
+
+    async def get(self) -> tuple[K, T]:
+        """Waits for a key that has items and is not held; takes its oldest item
+        and holds the key until task_done(key)."""
+        while not self._ready:
+            try:
+                await _wait_in(self._getters)
+            except BaseException:
+                if self._ready:
+                    _wake_first(self._getters)
+                raise
+        return self.get_nowait()
+
+    def task_done(self, key: K) -> None:
+        """Releases key after its item was processed; its next item becomes ready."""
+        if key not in self._held:
+            raise ValueError(f"task_done({key!r}): the key is not held by a get()")
+        self._held.remove(key)
+        self._unfinished -= 1
+        part = self._parts[key]
+        if part:
+            self._ready.append(key)
+            _wake_first(self._getters)
+        else:
+            del self._parts[key]
+        if self._unfinished == 0:
+            while self._joiners:
+                fut = self._joiners.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def join(self) -> None:
+        """Waits until every item put has been marked with task_done()."""
+        while self._unfinished:
+            await _wait_in(self._joiners)
+
+    async def drain(self, timeout: float | None) -> bool:
+        """Waits up to `timeout` seconds for join(); True when it completed."""
+        return await _drain(self.join, timeout)
+
+    def stats(self) -> dict[str, int]:
+        return {"depth": self._size, "keys": len(self._parts), "held": len(self._held),
+                "ready": len(self._ready), "unfinished": self._unfinished}
+
+    def __repr__(self) -> str:
+        return f"<PartitionedQueue depth={self._size} keys={len(self._parts)}>"
