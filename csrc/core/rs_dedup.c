@@ -25,17 +25,19 @@ static void add_free(rs_dedup *d, uint32_t from, uint32_t to) {
 rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
                         rs_key_release release, void *ctx) {
     memset(d, 0, sizeof *d);
+    d->oldest = d->newest = d->free_head = RS_DEDUP_NIL; /* safe to rs_dedup_free */
     if (ttl_ns == 0 || capacity < 1 || capacity > RS_DEDUP_MAX_CAPACITY || !eq) {
         return RS_EINVAL;
     }
     uint32_t pool_size = capacity < INITIAL_POOL ? capacity : INITIAL_POOL;
     uint32_t tsize = table_size_for(pool_size);
     d->pool = rs_calloc(pool_size, sizeof(rs_dedup_entry));
-    d->table = rs_calloc(tsize, sizeof(uint32_t));
+    d->table = rs_calloc(tsize, sizeof(rs_dedup_cell));
     if (!d->pool || !d->table) {
         rs_free(d->pool);
         rs_free(d->table);
-        memset(d, 0, sizeof *d);
+        d->pool = NULL;
+        d->table = NULL;
         return RS_ENOMEM;
     }
     d->ttl_ns = ttl_ns;
@@ -63,25 +65,28 @@ void rs_dedup_free(rs_dedup *d) {
  * is the empty cell where it would go), -1 comparison error. */
 static int find(rs_dedup *d, uint64_t hash, void *key, uint32_t *slot) {
     uint32_t i = (uint32_t)hash & d->mask;
+    uint32_t tag = (uint32_t)hash;
     for (;;) {
-        uint32_t cell = d->table[i];
+        rs_dedup_cell cell = d->table[i];
         if (!cell) {
             *slot = i;
             return 0;
         }
-        rs_dedup_entry *e = &d->pool[cell - 1];
-        if (e->hash == hash) {
-            if (e->key == key) {
-                *slot = i;
-                return 1;
-            }
-            int r = d->eq(e->key, key, d->ctx);
-            if (r < 0) {
-                return -1;
-            }
-            if (r) {
-                *slot = i;
-                return 1;
+        if (RS_DEDUP_CELL_TAG(cell) == tag) {
+            rs_dedup_entry *e = &d->pool[RS_DEDUP_CELL_INDEX(cell) - 1];
+            if (e->hash == hash) {
+                if (e->key == key) {
+                    *slot = i;
+                    return 1;
+                }
+                int r = d->eq(e->key, key, d->ctx);
+                if (r < 0) {
+                    return -1;
+                }
+                if (r) {
+                    *slot = i;
+                    return 1;
+                }
             }
         }
         i = (i + 1) & d->mask;
@@ -93,16 +98,16 @@ static void table_remove(rs_dedup *d, uint32_t i) {
     uint32_t j = i;
     for (;;) {
         j = (j + 1) & d->mask;
-        uint32_t cell = d->table[j];
+        rs_dedup_cell cell = d->table[j];
         if (!cell) {
             break;
         }
-        uint32_t home = (uint32_t)d->pool[cell - 1].hash & d->mask;
-        /* The entry at j may stay when its home lies cyclically in (i, j]. */
+        uint32_t home = RS_DEDUP_CELL_TAG(cell) & d->mask;
+        /* The cell at j may stay when its home lies cyclically in (i, j]. */
         int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!stays) {
             d->table[i] = cell;
-            d->pool[cell - 1].slot = i;
+            d->pool[RS_DEDUP_CELL_INDEX(cell) - 1].slot = i;
             i = j;
         }
     }
@@ -145,7 +150,7 @@ static int grow(rs_dedup *d) {
     uint32_t new_size = want > d->capacity ? d->capacity : (uint32_t)want;
     uint32_t tsize = table_size_for(new_size);
     rs_dedup_entry *pool = rs_alloc((size_t)new_size * sizeof(rs_dedup_entry));
-    uint32_t *table = rs_calloc(tsize, sizeof(uint32_t));
+    rs_dedup_cell *table = rs_calloc(tsize, sizeof(rs_dedup_cell));
     if (!pool || !table) {
         rs_free(pool);
         rs_free(table);
@@ -162,7 +167,7 @@ static int grow(rs_dedup *d) {
         while (table[i]) {
             i = (i + 1) & d->mask;
         }
-        table[i] = idx + 1;
+        table[i] = RS_DEDUP_CELL(idx, pool[idx].hash);
         pool[idx].slot = i;
     }
     uint32_t old = d->pool_size;
@@ -196,7 +201,7 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
         return -1;
     }
     if (r) {
-        uint32_t idx = d->table[slot] - 1;
+        uint32_t idx = RS_DEDUP_CELL_INDEX(d->table[slot]) - 1;
         rs_dedup_entry *e = &d->pool[idx];
         if (!expired(d, e, now_ns)) {
             d->duplicates++;
@@ -235,7 +240,7 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
     e->key = key;
     e->t_ns = now_ns;
     e->slot = slot;
-    d->table[slot] = idx + 1;
+    d->table[slot] = RS_DEDUP_CELL(idx, hash);
     append_entry(d, idx);
     d->size++;
     *stored = 1;
@@ -248,7 +253,7 @@ int rs_dedup_contains(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns) {
     if (r <= 0) {
         return r;
     }
-    return !expired(d, &d->pool[d->table[slot] - 1], now_ns);
+    return !expired(d, &d->pool[RS_DEDUP_CELL_INDEX(d->table[slot]) - 1], now_ns);
 }
 
 int rs_dedup_discard(rs_dedup *d, uint64_t hash, void *key) {
@@ -257,7 +262,7 @@ int rs_dedup_discard(rs_dedup *d, uint64_t hash, void *key) {
     if (r <= 0) {
         return r;
     }
-    drop_entry(d, d->table[slot] - 1);
+    drop_entry(d, RS_DEDUP_CELL_INDEX(d->table[slot]) - 1);
     return 1;
 }
 
@@ -278,5 +283,5 @@ int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg
 }
 
 size_t rs_dedup_memory(const rs_dedup *d) {
-    return (size_t)d->pool_size * sizeof(rs_dedup_entry) + ((size_t)d->mask + 1) * sizeof(uint32_t);
+    return (size_t)d->pool_size * sizeof(rs_dedup_entry) + ((size_t)d->mask + 1) * sizeof(rs_dedup_cell);
 }

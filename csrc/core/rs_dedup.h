@@ -3,7 +3,8 @@
  * Entries live in a pool and are linked in insertion-time order, so the
  * oldest can be expired or evicted in O(1); an open-addressing table (linear
  * probing, backward-shift deletion: no tombstones, so lookups never degrade)
- * maps a key's hash to its entry. The pool and table grow by doubling up to
+ * maps a key's hash to its entry; its cells carry a hash tag, so a probe
+ * past other keys stays inside the table. The pool and table grow by doubling up to
  * `capacity`. Keys are opaque pointers compared by a caller-supplied
  * function that may fail (Python's __eq__ can raise): a failed comparison
  * aborts the operation with status -1, changing nothing but the expired
@@ -33,12 +34,21 @@ typedef struct rs_dedup_entry {
 
 #define RS_DEDUP_NIL UINT32_MAX
 
+/* A table cell: entry index + 1 in the low 32 bits (0 = empty), the low 32
+ * bits of the key's hash (the tag) in the high 32. Probes compare tags
+ * without touching the entry pool, and the home cell (hash & mask) of an
+ * occupied cell is known from its tag alone. */
+typedef uint64_t rs_dedup_cell;
+#define RS_DEDUP_CELL(index, hash) (((uint64_t)(uint32_t)(hash) << 32) | ((uint64_t)(index) + 1))
+#define RS_DEDUP_CELL_INDEX(cell) ((uint32_t)(cell))        /* entry index + 1 */
+#define RS_DEDUP_CELL_TAG(cell) ((uint32_t)((cell) >> 32))
+
 typedef struct rs_dedup {
     uint64_t ttl_ns;
     uint32_t capacity;  /* most live entries */
     uint32_t pool_size; /* allocated entries (grows to capacity) */
     uint32_t mask;      /* table size - 1 (a power of two >= 2 * pool_size) */
-    uint32_t *table;    /* entry index + 1; 0 = empty */
+    rs_dedup_cell *table;
     rs_dedup_entry *pool;
     uint32_t free_head; /* free entries, linked by next */
     uint32_t oldest, newest;
@@ -50,7 +60,8 @@ typedef struct rs_dedup {
 } rs_dedup;
 
 /* Returns RS_EINVAL unless ttl_ns > 0 and 1 <= capacity <= RS_DEDUP_MAX_CAPACITY,
- * RS_ENOMEM when the first allocation fails. */
+ * RS_ENOMEM when the first allocation fails; d is then safe to pass to
+ * rs_dedup_free. */
 rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
                         rs_key_release release, void *ctx);
 /* Releases every key and frees the memory. */

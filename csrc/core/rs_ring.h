@@ -2,7 +2,7 @@
  * (SPEC section 6): the storage of resil's queues and their age statistics.
  *
  * Fixed memory allocated at init; push and pop are O(1) and cannot fail
- * once initialised except RS_EFULL on a full ring. The caller owns the
+ * once initialised, except that push refuses a full ring. The caller owns the
  * items; the ring only stores pointers. */
 #ifndef RS_RING_H
 #define RS_RING_H
