@@ -7,6 +7,7 @@ an implementation detail.
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil._dedup import idempotent
 from resil._errors import OperationTimeout, RetryError
+from resil._interval import AdaptiveInterval, TimeScale
 from resil._queues import BoundedQueue, PartitionedQueue
 from resil._resil import (
     Backoff,
@@ -21,21 +22,25 @@ from resil._resil import (
     VirtualClock,
 )
 from resil._retry import retry
+from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveInterval",
     "Backoff",
     "BoundedQueue",
     "BreakerGroup",
+    "CancellationToken",
     "CircuitBreaker",
     "CircuitOpenError",
     "Deduplicator",
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
+    "Outcome",
     "PartitionedQueue",
     "Permit",
     "QueueFull",
@@ -44,10 +49,13 @@ __all__ = [
     "RetryError",
     "State",
     "StateListener",
+    "Supervisor",
+    "TimeScale",
     "TimeoutManager",
     "VirtualClock",
     "VirtualEventLoop",
     "idempotent",
     "retry",
     "run_virtual",
+    "shutdown_task",
 ]

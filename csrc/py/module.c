@@ -116,7 +116,7 @@ static int resil_exec(PyObject *module) {
     }
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
-        resil_queue_init_types(module, st) < 0) {
+        resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0) {
         return -1;
     }
     return 0;

@@ -127,5 +127,6 @@ int resil_errors_init_types(PyObject *module, resil_state *st);
 int resil_retry_init_types(PyObject *module, resil_state *st);
 int resil_dedup_init_types(PyObject *module, resil_state *st);
 int resil_queue_init_types(PyObject *module, resil_state *st);
+int resil_interval_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

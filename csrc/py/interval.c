@@ -1,0 +1,143 @@
+/* interval.c - resil.AdaptiveInterval over rs_interval. */
+#include "resil_py.h"
+
+#include "../core/rs_interval.h"
+
+typedef struct {
+    PyObject_HEAD
+    rs_interval core;
+} IntervalObject;
+
+static int number(PyObject *o, const char *name, double *out) {
+    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", name, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(o);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *interval_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"base", "min", "max", "threshold", "speedup", "slowdown", NULL};
+    PyObject *o[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OO:AdaptiveInterval", kwlist, &o[0], &o[1],
+                                     &o[2], &o[3], &o[4], &o[5])) {
+        return NULL;
+    }
+    double v[6] = {0, 0, 0, 0, 0.8, 1.2};
+    for (int i = 0; i < 6; i++) {
+        if (o[i] && number(o[i], kwlist[i], &v[i]) < 0) {
+            return NULL;
+        }
+    }
+    rs_interval core;
+    int rc = rs_interval_init(&core, v[0], v[1], v[2], v[3], v[4], v[5]);
+    if (rc != RS_OK) {
+        int f = rc - RS_EFIELD_BASE;
+        /* fields are in constructor order except base/min/max */
+        int arg = f == RS_IVF_BASE ? 0 : f == RS_IVF_MIN ? 1 : f == RS_IVF_MAX ? 2 : f;
+        PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_interval_field_name(f),
+                     rs_interval_field_range(f), o[arg] ? o[arg] : Py_None);
+        return NULL;
+    }
+    IntervalObject *self = (IntervalObject *)type->tp_alloc(type, 0);
+    if (self) {
+        self->core = core;
+    }
+    return (PyObject *)self;
+}
+
+static void interval_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *interval_update(IntervalObject *self, PyObject *activity) {
+    double a;
+    if (number(activity, "activity", &a) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(rs_interval_update(&self->core, a));
+}
+
+static PyObject *interval_reset(IntervalObject *self, PyObject *Py_UNUSED(ignored)) {
+    rs_interval_reset(&self->core);
+    Py_RETURN_NONE;
+}
+
+static PyObject *interval_get(IntervalObject *self, void *closure) {
+    const rs_interval *c = &self->core;
+    switch ((int)(intptr_t)closure) {
+    case 0: return PyFloat_FromDouble(c->interval);
+    case 1: return PyFloat_FromDouble(c->base);
+    case 2: return PyFloat_FromDouble(c->min);
+    case 3: return PyFloat_FromDouble(c->max);
+    case 4: return PyFloat_FromDouble(c->threshold);
+    case 5: return PyFloat_FromDouble(c->speedup);
+    case 6: return PyFloat_FromDouble(c->slowdown);
+    default: return PyLong_FromUnsignedLongLong(c->updates);
+    }
+}
+
+static PyObject *interval_repr(IntervalObject *self) {
+    PyObject *f = PyFloat_FromDouble(self->core.interval);
+    if (!f) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<AdaptiveInterval interval=%R>", f);
+    Py_DECREF(f);
+    return r;
+}
+
+static PyMethodDef interval_methods[] = {
+    {"update", (PyCFunction)interval_update, METH_O,
+     "update(activity) -> float\n\nOne step: activity > threshold multiplies the interval by\n"
+     "speedup, otherwise by slowdown, clamped to [min, max]; returns the new interval."},
+    {"reset", (PyCFunction)interval_reset, METH_NOARGS, "reset()\n\nBack to base."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef interval_getset[] = {
+    {"interval", (getter)interval_get, NULL, "The current interval, seconds.", (void *)0},
+    {"base", (getter)interval_get, NULL, NULL, (void *)1},
+    {"min", (getter)interval_get, NULL, NULL, (void *)2},
+    {"max", (getter)interval_get, NULL, NULL, (void *)3},
+    {"threshold", (getter)interval_get, NULL, NULL, (void *)4},
+    {"speedup", (getter)interval_get, NULL, NULL, (void *)5},
+    {"slowdown", (getter)interval_get, NULL, NULL, (void *)6},
+    {"updates", (getter)interval_get, NULL, "Steps applied since creation or reset.", (void *)7},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot interval_slots[] = {
+    {Py_tp_doc, "AdaptiveInterval(base, min, max, threshold, speedup=0.8, slowdown=1.2)\n--\n\n"
+                "The adaptive interval rule in C: after each run, activity above threshold\n"
+                "speeds up (interval * speedup), otherwise it slows down (interval * slowdown),\n"
+                "clamped to [min, max]. Seconds; 0 < min <= base <= max, 0 < speedup <= 1 <=\n"
+                "slowdown."},
+    {Py_tp_new, interval_new},
+    {Py_tp_dealloc, interval_dealloc},
+    {Py_tp_repr, interval_repr},
+    {Py_tp_methods, interval_methods},
+    {Py_tp_getset, interval_getset},
+    {0, NULL},
+};
+
+static PyType_Spec interval_spec = {
+    .name = "resil.AdaptiveInterval",
+    .basicsize = sizeof(IntervalObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = interval_slots,
+};
+
+int resil_interval_init_types(PyObject *module, resil_state *st) {
+    (void)st;
+    PyObject *tp = PyType_FromModuleAndSpec(module, &interval_spec, NULL);
+    if (!tp) {
+        return -1;
+    }
+    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
+    Py_DECREF(tp);
+    return rc;
+}
