@@ -131,8 +131,12 @@ def test_random_cancellations_lose_or_duplicate_no_item(seed: int) -> None:
                 await asyncio.sleep(0)
             if rng.random() < 0.4:
                 rng.choice(putters[-10:] + getters[-10:]).cancel()
-        # Getters left waiting once every put is done would wait forever.
+        # Puts blocked on a full queue whose getters were cancelled need a
+        # consumer, and getters left waiting once every put is done would wait
+        # forever: take items here until every put has finished.
         while not all(p.done() for p in putters):
+            while not q.empty():
+                received.append(q.get_nowait())
             await asyncio.sleep(0)
         for _ in range(3):
             await asyncio.sleep(0)
