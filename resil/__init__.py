@@ -6,6 +6,7 @@ an implementation detail.
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil._dedup import idempotent
+from resil._emitter import EventEmitter
 from resil._errors import OperationTimeout, RetryError
 from resil._interval import AdaptiveInterval, TimeScale
 from resil._queues import BoundedQueue, PartitionedQueue
@@ -37,6 +38,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Deduplicator",
+    "EventEmitter",
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
