@@ -23,6 +23,7 @@ from resil._resil import (
     VirtualClock,
 )
 from resil._retry import retry
+from resil._scheduler import AdaptiveScheduler
 from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveInterval",
+    "AdaptiveScheduler",
     "Backoff",
     "BoundedQueue",
     "BreakerGroup",

@@ -1,0 +1,208 @@
+"""Adaptive scheduling of periodic jobs (SPEC section 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from resil._breaker import CircuitBreaker
+from resil._emitter import EventEmitter
+from resil._interval import TimeScale
+from resil._resil import AdaptiveInterval, CircuitOpenError, State, VirtualClock
+from resil._tasks import Supervisor
+
+__all__ = ["AdaptiveScheduler"]
+
+_log = logging.getLogger("resil.scheduler")
+
+#: A job's breaker: 5 consecutive errors skip the job for 60 s (the seed's values).
+JOB_FAILURE_THRESHOLD = 5
+JOB_COOLDOWN = 60.0
+
+
+class _LoopClock:
+    """The running event loop's time as a clock (for the per-job breakers).
+
+    Outside a running loop it reads 0.0: a breaker never lets time go
+    backwards, so the loop's later, larger times simply move it forward."""
+
+    def now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+
+
+@dataclass
+class _Job:
+    name: str
+    job: Callable[[], Awaitable[Any]]
+    scale: TimeScale
+    activity: Callable[[], Any] | None
+    interval: AdaptiveInterval
+    breaker: CircuitBreaker
+    runs: int = 0
+    errors: int = 0
+    skipped: int = 0
+    last_activity: float | None = None
+    novelties: int = 0
+
+
+class AdaptiveScheduler:
+    """Runs jobs repeatedly at intervals that adapt to their activity.
+
+    ``scheduler.add(name, job, scale=TimeScale.MESO, activity=None)`` runs
+    ``await job()`` again and again; the activity is the job's return value
+    (a number) or ``activity()``. After each run the job's
+    :class:`AdaptiveInterval` speeds up (activity above the scale's
+    threshold) or slows down. Each job has a circuit breaker: 5 consecutive
+    errors skip the job for 60 s. With ``emitter=`` an activity at or above
+    ``novelty_threshold`` (0.75) emits a novelty event. ``clock=`` (default:
+    the event loop's time) is what the job breakers read; pass the
+    ``VirtualClock`` of :func:`resil.run_virtual` in tests.
+
+    ``async with scheduler:`` starts and stops it; ``status()`` returns the
+    seed's status document.
+    """
+
+    def __init__(self, emitter: EventEmitter | None = None, novelty_threshold: float = 0.75,
+                 clock: VirtualClock | Any = None) -> None:
+        if emitter is not None and not callable(getattr(emitter, "emit", None)):
+            raise TypeError("emitter must be a resil.EventEmitter")
+        if isinstance(novelty_threshold, bool) or not isinstance(novelty_threshold, (int, float)):
+            raise TypeError("novelty_threshold must be a number")
+        self._emitter = emitter
+        self._novelty = float(novelty_threshold)
+        self._clock = clock if clock is not None else _LoopClock()
+        self._jobs: dict[str, _Job] = {}
+        self._supervisor = Supervisor()
+        self._started = False
+        self._stopping: asyncio.Event | None = None
+
+    def add(self, name: str, job: Callable[[], Awaitable[Any]], scale: TimeScale = TimeScale.MESO,
+            activity: Callable[[], Any] | None = None) -> None:
+        """Adds a job; it starts at once when the scheduler is running."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        if name in self._jobs:
+            raise ValueError(f"a job named {name!r} already exists")
+        if not callable(job):
+            raise TypeError(f"job must be an async callable, not {type(job).__name__}")
+        if not isinstance(scale, TimeScale):
+            raise TypeError(f"scale must be a resil.TimeScale, not {type(scale).__name__}")
+        if activity is not None and not callable(activity):
+            raise TypeError("activity must be callable or None")
+        breaker = CircuitBreaker(f"job:{name}", failure_threshold=JOB_FAILURE_THRESHOLD,
+                                 cooldown=JOB_COOLDOWN, cooldown_multiplier=1.0,
+                                 cooldown_max=JOB_COOLDOWN, half_open_probes=0, adaptive=False,
+                                 min_health_score=0.0, clock=self._clock)
+        entry = _Job(name, job, scale, activity, scale.interval(), breaker)
+        self._jobs[name] = entry
+        if self._started:
+            self._supervisor.spawn(self._loop(entry), name=f"resil-job-{name}")
+
+    def start(self) -> None:
+        """Starts every job in the running event loop."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping = asyncio.Event()
+        for entry in self._jobs.values():
+            self._supervisor.spawn(self._loop(entry), name=f"resil-job-{entry.name}")
+
+    async def stop(self, graceful: float = 5.0, forced: float = 2.0) -> None:
+        """Asks every job loop to stop after its current run; a job still running
+        after ``graceful`` seconds is cancelled (and given ``forced`` more)."""
+        self._started = False
+        if self._stopping is not None:
+            self._stopping.set()
+        await self._supervisor.shutdown(graceful=graceful, forced=forced)
+
+    async def __aenter__(self) -> AdaptiveScheduler:
+        self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _loop(self, entry: _Job) -> None:
+        stopping = self._stopping
+        assert stopping is not None
+        while not stopping.is_set():
+            await self._run_once(entry)
+            try:
+                await asyncio.wait_for(stopping.wait(), entry.interval.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run_once(self, entry: _Job) -> None:
+        try:
+            permit = entry.breaker.acquire()
+        except CircuitOpenError:
+            entry.skipped += 1
+            return
+        try:
+            result = await entry.job()
+            level = entry.activity() if entry.activity is not None else result
+            if inspect.isawaitable(level):
+                level = await level
+        except Exception as exc:
+            entry.errors += 1
+            entry.breaker.record_failure(permit)
+            _log.warning("job %r failed: %r", entry.name, exc)
+            return
+        except BaseException:
+            entry.breaker.release(permit)
+            raise
+        entry.breaker.record_success(permit)
+        entry.runs += 1
+        if isinstance(level, (int, float)) and not isinstance(level, bool):
+            activity = float(level)
+            entry.last_activity = activity
+            entry.interval.update(activity)
+            if self._emitter is not None and activity >= self._novelty:
+                entry.novelties += 1
+                self._emitter.emit({
+                    "type": "novelty", "job": entry.name, "activity": activity,
+                    "scale": entry.scale.name,
+                    "timestamp": datetime.datetime.now(datetime.timezone.utc)
+                    .isoformat().replace("+00:00", "Z"),
+                })
+
+    def interval(self, name: str) -> float:
+        """The current interval of a job, seconds."""
+        return self._jobs[name].interval.interval
+
+    def status(self) -> dict[str, Any]:
+        """The seed's status document, with per-job detail under ``jobs``."""
+        jobs = list(self._jobs.values())
+        tripped = [j for j in jobs if j.breaker.state in (State.OPEN, State.FORCED_OPEN)]
+        last_trip = max((j.breaker.last_opened or 0.0 for j in tripped), default=None)
+        emitter_status = self._emitter.status() if self._emitter is not None else None
+        return {
+            "circuit_breaker": {
+                "enabled": True,
+                "tripped": bool(tripped),
+                "consecutive_errors": max((j.breaker.stats()["consecutive_failures"] for j in jobs),
+                                          default=0),
+                "max_consecutive_errors": JOB_FAILURE_THRESHOLD,
+                "trip_time": None if not tripped or not last_trip else
+                datetime.datetime.fromtimestamp(last_trip, datetime.timezone.utc)
+                .isoformat().replace("+00:00", "Z"),
+            },
+            "adaptive_intervals": {j.name: j.interval.interval for j in jobs},
+            "event_queue_size": emitter_status["queue_size"] if emitter_status else 0,
+            "last_emission": emitter_status["last_emission"] if emitter_status else None,
+            "jobs": {j.name: {"scale": j.scale.name, "interval": j.interval.interval,
+                              "runs": j.runs, "errors": j.errors, "skipped": j.skipped,
+                              "last_activity": j.last_activity, "novelty_events": j.novelties,
+                              "breaker": j.breaker.state.name} for j in jobs},
+            "tasks": self._supervisor.stats(),
+        }
