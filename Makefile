@@ -6,7 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.resil-deps
 
-.PHONY: demo test build bench clean
+.PHONY: demo test build bench clean services
+
+# Root installs directly; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +24,15 @@ build: $(STAMP)
 demo: build
 	$(BIN)/python -m resil demo
 
-test: build
+# Real services the end-to-end tests start themselves (tests/test_sinks.py
+# runs a redis-server on a free loopback port); installed when missing.
+services:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server for the end-to-end tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+test: build services
 	$(BIN)/python -m mypy --strict resil
 	$(BIN)/python -m pytest
 

@@ -27,6 +27,7 @@ from resil._scheduler import AdaptiveScheduler
 from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
+from resil import sinks
 
 __version__ = "0.1.0"
 
@@ -62,4 +63,5 @@ __all__ = [
     "retry",
     "run_virtual",
     "shutdown_task",
+    "sinks",
 ]
