@@ -9,12 +9,23 @@ prints the same timeline on every run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import random
 from dataclasses import dataclass
 from typing import TextIO
 
-from resil import Backoff, CircuitBreaker, CircuitOpenError, VirtualClock, retry
+from resil import (
+    AdaptiveScheduler,
+    Backoff,
+    CircuitBreaker,
+    CircuitOpenError,
+    EventEmitter,
+    TimeScale,
+    VirtualClock,
+    retry,
+    run_virtual,
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,48 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
             "dependency_calls": dependency.calls}
 
 
+def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
+    """A sampling job on the MICRO scale whose activity goes quiet -> burst ->
+    quiet: its interval adapts, and novel readings go out through an emitter."""
+    clock = VirtualClock()
+    delivered: list[dict[str, object]] = []
+
+    def activity_at(t: float) -> float:
+        return 0.9 if 6.0 <= t < 12.0 else 0.1
+
+    async def sample() -> float:
+        return activity_at(clock.now())
+
+    async def sink(event: dict[str, object]) -> None:
+        delivered.append(event)
+
+    async def main() -> dict[str, int]:
+        emitter = EventEmitter(sink, queue_size=100)
+        scheduler = AdaptiveScheduler(emitter=emitter, novelty_threshold=0.75, clock=clock)
+        scheduler.add("sampler", sample, scale=TimeScale.MICRO)
+        out.write("\nscheduler: a MICRO job (interval 0.05-1.0 s); activity 0.1, then 0.9 "
+                  "from 6 s to 12 s, then 0.1; readings >= 0.75 are emitted as novelty "
+                  "events\n")
+        out.write(f"{'time':>8}  {'activity':>8} {'interval':>9} {'runs':>5} {'emitted':>8} "
+                  f"{'queued':>6}\n")
+        async with emitter, scheduler:
+            t = 0.0
+            while t < seconds:
+                await asyncio.sleep(1.0)
+                t = clock.now()
+                st = scheduler.status()
+                job = st["jobs"]["sampler"]
+                out.write(f"{t:7.2f}s  {activity_at(t):8.2f} {job['interval']:8.3f}s "
+                          f"{job['runs']:5d} {emitter.status()['emitted']:8d} "
+                          f"{st['event_queue_size']:6d}\n")
+        runs = scheduler.status()["jobs"]["sampler"]["runs"]
+        out.write(f"{runs} runs; {len(delivered)} novelty events delivered; "
+                  f"emitter: {emitter.status()['dropped']} dropped\n")
+        return {"runs": runs, "novelty_events": len(delivered)}
+
+    return run_virtual(main(), clock)
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
 
@@ -173,4 +226,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.every < 1:
         parser.error("--every must be at least 1")
     run(sys.stdout, seed=args.seed, every=args.every)
+    run_scheduler(sys.stdout)
     return 0

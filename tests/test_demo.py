@@ -30,6 +30,20 @@ def test_demo_timeline_shows_every_phase_and_transition() -> None:
     assert "retries" in text and "slept" in text
 
 
+def test_demo_scheduler_adapts_and_emits_novelty() -> None:
+    out = io.StringIO()
+    totals = demo.run_scheduler(out)
+    text = out.getvalue()
+    rows = [line.split() for line in text.splitlines() if line.strip().endswith(tuple("0123456789"))
+            and line.strip()[0].isdigit() and "s" in line.split()[0]]
+    intervals = [float(r[2].rstrip("s")) for r in rows]
+    # slows down to the MICRO max while quiet, speeds up to its min in the burst,
+    # then slows down again
+    assert 1.0 in intervals and 0.05 in intervals
+    assert intervals.index(0.05) > intervals.index(1.0) and intervals[-1] > 0.05
+    assert totals["novelty_events"] > 0 and totals["runs"] > totals["novelty_events"]
+
+
 def test_demo_is_deterministic_for_a_seed() -> None:
     a, b = io.StringIO(), io.StringIO()
     demo.run(a, seed=3)
@@ -41,7 +55,7 @@ def test_python_m_resil_demo() -> None:
     proc = subprocess.run([sys.executable, "-m", "resil", "demo", "--every", "50"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "rejected by the breaker" in proc.stdout
+    assert "rejected by the breaker" in proc.stdout and "novelty events delivered" in proc.stdout
     assert proc.stderr == ""
     bad = subprocess.run([sys.executable, "-m", "resil", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
