@@ -36,9 +36,12 @@ test: build services
 	$(BIN)/python -m mypy --strict resil
 	$(BIN)/python -m pytest
 
+# Every benchmark, resil beside its peers; add --write-results by hand to
+# update benchmarks/RESULTS.md.
+BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
 bench: build
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
-	$(BIN)/python benchmarks/bench_breaker.py
+	for b in $(BENCHMARKS); do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf build $(VENV) resil/*.so .pytest_cache .mypy_cache .hypothesis

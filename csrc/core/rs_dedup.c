@@ -193,8 +193,11 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
 
 int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored) {
     *stored = 0;
-    /* Amortised clean-up: a couple of expired entries per call. */
-    rs_dedup_expire(d, now_ns, 2);
+    /* Amortised clean-up: a couple of expired entries per call (checked
+     * inline first: usually the oldest entry is still live). */
+    if (d->oldest != RS_DEDUP_NIL && expired(d, &d->pool[d->oldest], now_ns)) {
+        rs_dedup_expire(d, now_ns, 2);
+    }
     uint32_t slot;
     int r = find(d, hash, key, &slot);
     if (r < 0) {
