@@ -1282,16 +1282,13 @@ static inline int likely_rejecting(const rs_breaker *b) {
     }
 }
 
-static int pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
-                     PyObject **kw);
-
 static PyObject *guarded_call_async(GuardedObject *g, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
     if (RS_UNLIKELY(likely_rejecting(&g->breaker->core))) {
         /* Keep the arguments instead of creating a coroutine that would only
          * be closed: the first send takes the permit and calls fn if admitted. */
         PyObject *pos, *kw;
-        if (pack_call(args, PyVectorcall_NARGS(nargsf), kwnames, &pos, &kw) < 0) {
+        if (resil_pack_call(args, PyVectorcall_NARGS(nargsf), kwnames, 0, &pos, &kw) < 0) {
             return NULL;
         }
         PyObject *a = make_awaitable(g->breaker, NULL, Py_NewRef(g->fn), pos, kw);
@@ -1369,14 +1366,6 @@ static void guarded_dealloc(GuardedObject *g) {
     Py_DECREF(tp);
 }
 
-static PyObject *guarded_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
-    (void)type;
-    if (obj == NULL || obj == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, obj);
-}
-
 static PyObject *guarded_repr(GuardedObject *g) {
     if (!g->breaker) {
         return PyUnicode_FromString("<resil guarded function>");
@@ -1408,7 +1397,7 @@ static PyType_Slot guarded_slots[] = {
     {Py_tp_traverse, guarded_traverse},
     {Py_tp_clear, guarded_clear},
     {Py_tp_dealloc, guarded_dealloc},
-    {Py_tp_descr_get, guarded_descr_get},
+    {Py_tp_descr_get, resil_bind_method},
     {Py_tp_repr, guarded_repr},
     {Py_tp_members, guarded_members},
     {Py_tp_getset, guarded_getset},
@@ -1680,34 +1669,6 @@ static PyType_Spec aw_spec = {
     .slots = aw_slots,
 };
 
-/* Packs vectorcall arguments into a tuple and a dict (NULL when no keywords). */
-static int pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
-                     PyObject **kw) {
-    *kw = NULL;
-    *pos = PyTuple_New(nargs);
-    if (!*pos) {
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(*pos, i, Py_NewRef(args[i]));
-    }
-    if (kwnames && PyTuple_GET_SIZE(kwnames)) {
-        *kw = PyDict_New();
-        if (!*kw) {
-            Py_CLEAR(*pos);
-            return -1;
-        }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
-                Py_CLEAR(*pos);
-                Py_CLEAR(*kw);
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
 /* call_async(fn, /, *args, **kwargs) */
 static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
@@ -1722,7 +1683,7 @@ static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, 
         return NULL;
     }
     PyObject *pos, *kw;
-    if (pack_call(args + 1, nargs - 1, kwnames, &pos, &kw) < 0) {
+    if (resil_pack_call(args + 1, nargs - 1, kwnames, 0, &pos, &kw) < 0) {
         return NULL;
     }
     PyObject *a = make_awaitable(self, NULL, Py_NewRef(args[0]), pos, kw);
@@ -1875,22 +1836,14 @@ static PyType_Spec breaker_spec = {
     .slots = breaker_slots,
 };
 
-static int add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out) {
-    *out = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
-    if (!*out) {
-        return -1;
-    }
-    return PyModule_AddType(module, *out);
-}
-
 int resil_breaker_init_types(PyObject *module, resil_state *st) {
     PyTypeObject *openerr;
-    if (add_type(module, &breaker_spec, NULL, &st->Breaker_type) < 0 ||
-        add_type(module, &permit_spec, NULL, &st->Permit_type) < 0 ||
-        add_type(module, &guarded_spec, NULL, &st->Guarded_type) < 0 ||
-        add_type(module, &aw_spec, NULL, &st->Awaitable_type) < 0 ||
-        add_type(module, &pool_spec, NULL, &st->EjectionPool_type) < 0 ||
-        add_type(module, &openerr_spec, st->ResilError, &openerr) < 0) {
+    if (resil_add_type(module, &breaker_spec, NULL, &st->Breaker_type) < 0 ||
+        resil_add_type(module, &permit_spec, NULL, &st->Permit_type) < 0 ||
+        resil_add_type(module, &guarded_spec, NULL, &st->Guarded_type) < 0 ||
+        resil_add_type(module, &aw_spec, NULL, &st->Awaitable_type) < 0 ||
+        resil_add_type(module, &pool_spec, NULL, &st->EjectionPool_type) < 0 ||
+        resil_add_type(module, &openerr_spec, st->ResilError, &openerr) < 0) {
         return -1;
     }
     st->CircuitOpenError = (PyObject *)openerr;

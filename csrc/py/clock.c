@@ -256,12 +256,8 @@ static PyType_Spec vclock_spec = {
 };
 
 int resil_clock_init_types(PyObject *module, resil_state *st) {
-    st->MonotonicClock_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &mono_spec, NULL);
-    if (!st->MonotonicClock_type || PyModule_AddType(module, st->MonotonicClock_type) < 0) {
-        return -1;
-    }
-    st->VirtualClock_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &vclock_spec, NULL);
-    if (!st->VirtualClock_type || PyModule_AddType(module, st->VirtualClock_type) < 0) {
+    if (resil_add_type(module, &mono_spec, NULL, &st->MonotonicClock_type) < 0 ||
+        resil_add_type(module, &vclock_spec, NULL, &st->VirtualClock_type) < 0) {
         return -1;
     }
     st->default_clock = PyObject_CallNoArgs((PyObject *)st->MonotonicClock_type);

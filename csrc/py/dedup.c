@@ -354,11 +354,5 @@ static PyType_Spec dedup_spec = {
 
 int resil_dedup_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    PyObject *tp = PyType_FromModuleAndSpec(module, &dedup_spec, NULL);
-    if (!tp) {
-        return -1;
-    }
-    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
-    Py_DECREF(tp);
-    return rc;
+    return resil_add_type(module, &dedup_spec, NULL, NULL);
 }

@@ -8,15 +8,6 @@ typedef struct {
     rs_interval core;
 } IntervalObject;
 
-static int number(PyObject *o, const char *name, double *out) {
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", name, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    *out = PyFloat_AsDouble(o);
-    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
-}
-
 static PyObject *interval_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"base", "min", "max", "threshold", "speedup", "slowdown", NULL};
     PyObject *o[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
@@ -26,7 +17,7 @@ static PyObject *interval_new(PyTypeObject *type, PyObject *args, PyObject *kwds
     }
     double v[6] = {0, 0, 0, 0, 0.8, 1.2};
     for (int i = 0; i < 6; i++) {
-        if (o[i] && number(o[i], kwlist[i], &v[i]) < 0) {
+        if (o[i] && resil_number(o[i], kwlist[i], &v[i]) < 0) {
             return NULL;
         }
     }
@@ -55,7 +46,7 @@ static void interval_dealloc(PyObject *self) {
 
 static PyObject *interval_update(IntervalObject *self, PyObject *activity) {
     double a;
-    if (number(activity, "activity", &a) < 0) {
+    if (resil_number(activity, "activity", &a) < 0) {
         return NULL;
     }
     return PyFloat_FromDouble(rs_interval_update(&self->core, a));
@@ -133,11 +124,5 @@ static PyType_Spec interval_spec = {
 
 int resil_interval_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    PyObject *tp = PyType_FromModuleAndSpec(module, &interval_spec, NULL);
-    if (!tp) {
-        return -1;
-    }
-    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
-    Py_DECREF(tp);
-    return rc;
+    return resil_add_type(module, &interval_spec, NULL, NULL);
 }

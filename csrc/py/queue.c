@@ -338,11 +338,5 @@ int resil_queue_init_types(PyObject *module, resil_state *st) {
     if (!st->QueueFull || PyModule_AddObjectRef(module, "QueueFull", st->QueueFull) < 0) {
         return -1;
     }
-    PyObject *tp = PyType_FromModuleAndSpec(module, &ring_spec, NULL);
-    if (!tp) {
-        return -1;
-    }
-    int rc = PyModule_AddType(module, (PyTypeObject *)tp);
-    Py_DECREF(tp);
-    return rc;
+    return resil_add_type(module, &ring_spec, NULL, NULL);
 }

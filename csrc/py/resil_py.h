@@ -120,6 +120,20 @@ static inline void restore_exc(PyObject *exc) {
 #endif
 }
 
+/* Shared helpers (util.c). */
+/* Creates a heap type from spec and adds it to the module; *out (if not NULL)
+ * receives a new reference for the module state. */
+int resil_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out);
+/* An int or float (not bool) as a double; TypeError naming `name` otherwise.
+ * An int too large for a double gives +inf, for the caller's range check. */
+int resil_number(PyObject *o, const char *name, double *out);
+/* Vectorcall arguments as a tuple and a dict (NULL without keywords unless
+ * always_dict). */
+int resil_pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int always_dict,
+                    PyObject **pos, PyObject **kw);
+/* tp_descr_get of function-like wrappers: binds like a function does. */
+PyObject *resil_bind_method(PyObject *self, PyObject *obj, PyObject *type);
+
 int resil_clock_init_types(PyObject *module, resil_state *st);
 int resil_breaker_init_types(PyObject *module, resil_state *st);
 /* ResilError; CircuitOpenError is made with the breaker types. */

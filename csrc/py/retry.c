@@ -21,22 +21,6 @@ typedef struct {
     int clock_kind;
 } BudgetObject;
 
-static int number(PyObject *o, const char *name, double *out) {
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", name, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    *out = PyFloat_AsDouble(o);
-    if (*out == -1.0 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        *out = INFINITY; /* rejected by the range check with the right message */
-    }
-    return 0;
-}
-
 static PyObject *random_seed(void) {
     PyObject *os = PyImport_ImportModule("os");
     if (!os) {
@@ -63,9 +47,9 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     double base = 1.0, mult = 2.0, max_delay = 30.0;
-    if ((base_o && number(base_o, "base", &base) < 0) ||
-        (mult_o && number(mult_o, "multiplier", &mult) < 0) ||
-        (max_o && number(max_o, "max_delay", &max_delay) < 0)) {
+    if ((base_o && resil_number(base_o, "base", &base) < 0) ||
+        (mult_o && resil_number(mult_o, "multiplier", &mult) < 0) ||
+        (max_o && resil_number(max_o, "max_delay", &max_delay) < 0)) {
         return NULL;
     }
     int mode = -1;
@@ -168,7 +152,7 @@ static PyObject *backoff_delay(BackoffObject *self, PyObject *const *args, Py_ss
     }
     double p = -1.0;
     if (prev != Py_None) {
-        if (number(prev, "prev", &p) < 0) {
+        if (resil_number(prev, "prev", &p) < 0) {
             return NULL;
         }
         if (!(p >= 0.0)) {
@@ -268,8 +252,8 @@ static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     double ratio = 0.2, mps = 3.0;
     uint64_t window_ns = 10 * RS_NS_PER_SEC;
-    if ((ratio_o && number(ratio_o, "ratio", &ratio) < 0) ||
-        (mps_o && number(mps_o, "min_per_second", &mps) < 0) ||
+    if ((ratio_o && resil_number(ratio_o, "ratio", &ratio) < 0) ||
+        (mps_o && resil_number(mps_o, "min_per_second", &mps) < 0) ||
         (window_o && resil_seconds_to_ns(window_o, "window", &window_ns) < 0)) {
         return NULL;
     }
@@ -395,33 +379,6 @@ typedef struct {
     vectorcallfunc vectorcall;
 } RetryingObject;
 
-static int pack_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **pos,
-                     PyObject **kw) {
-    *kw = NULL;
-    *pos = PyTuple_New(nargs);
-    if (!*pos) {
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(*pos, i, Py_NewRef(args[i]));
-    }
-    *kw = PyDict_New();
-    if (!*kw) {
-        Py_CLEAR(*pos);
-        return -1;
-    }
-    if (kwnames) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            if (PyDict_SetItem(*kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
-                Py_CLEAR(*pos);
-                Py_CLEAR(*kw);
-                return -1;
-            }
-        }
-    }
-    return 0;
-}
-
 static PyObject *retrying_call(RetryingObject *r, PyObject *const *args, size_t nargsf,
                                PyObject *kwnames) {
     uint64_t now = 0;
@@ -454,7 +411,7 @@ static PyObject *retrying_call(RetryingObject *r, PyObject *const *args, size_t 
         error = fetch_exc();
     }
     PyObject *pos = NULL, *kw = NULL, *out = NULL;
-    if (pack_args(args, PyVectorcall_NARGS(nargsf), kwnames, &pos, &kw) == 0) {
+    if (resil_pack_call(args, PyVectorcall_NARGS(nargsf), kwnames, 1, &pos, &kw) == 0) {
         PyObject *started_s = r->clock ? PyFloat_FromDouble((double)started / 1e9) : Py_NewRef(Py_None);
         if (started_s) {
             out = PyObject_CallFunctionObjArgs(r->slow, error ? error : Py_None, res ? res : Py_None,
@@ -538,14 +495,6 @@ static void retrying_dealloc(RetryingObject *r) {
     Py_DECREF(tp);
 }
 
-static PyObject *retrying_descr_get(PyObject *self, PyObject *obj, PyObject *type) {
-    (void)type;
-    if (obj == NULL || obj == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, obj);
-}
-
 static PyMemberDef retrying_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(RetryingObject, vectorcall), READONLY, NULL},
     {"__dictoffset__", T_PYSSIZET, offsetof(RetryingObject, dict), READONLY, NULL},
@@ -565,7 +514,7 @@ static PyType_Slot retrying_slots[] = {
     {Py_tp_traverse, retrying_traverse},
     {Py_tp_clear, retrying_clear},
     {Py_tp_dealloc, retrying_dealloc},
-    {Py_tp_descr_get, retrying_descr_get},
+    {Py_tp_descr_get, resil_bind_method},
     {Py_tp_members, retrying_members},
     {Py_tp_getset, retrying_getset},
     {0, NULL},
@@ -580,19 +529,9 @@ static PyType_Spec retrying_spec = {
 };
 
 int resil_retry_init_types(PyObject *module, resil_state *st) {
-    st->Backoff_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &backoff_spec, NULL);
-    if (!st->Backoff_type || PyModule_AddType(module, st->Backoff_type) < 0) {
+    if (resil_add_type(module, &backoff_spec, NULL, &st->Backoff_type) < 0 ||
+        resil_add_type(module, &budget_spec, NULL, &st->RetryBudget_type) < 0) {
         return -1;
     }
-    st->RetryBudget_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &budget_spec, NULL);
-    if (!st->RetryBudget_type || PyModule_AddType(module, st->RetryBudget_type) < 0) {
-        return -1;
-    }
-    PyObject *retrying = PyType_FromModuleAndSpec(module, &retrying_spec, NULL);
-    if (!retrying) {
-        return -1;
-    }
-    int rc = PyModule_AddType(module, (PyTypeObject *)retrying);
-    Py_DECREF(retrying);
-    return rc;
+    return resil_add_type(module, &retrying_spec, NULL, NULL);
 }
