@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -84,14 +85,20 @@ class EventEmitter:
         self._overflow = overflow
         self._breaker = breaker
         self._dlq = dlq
-        self._send = retry(self._attempt) if retry is not None else self._attempt
+        # Without breaker or retry the sender calls the sink itself.
+        if retry is not None:
+            self._send = retry(self._attempt)
+        elif breaker is not None:
+            self._send = self._attempt
+        else:
+            self._send = sink
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[Any] = []
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._counts = {"accepted": 0, "emitted": 0, "failed": 0, "dropped": 0, "refused": 0,
                         "dead_lettered": 0}
-        self._last_emission: datetime.datetime | None = None
+        self._last_emission: float | None = None  # time.time(); formatted in status()
 
     # ---- producing ----------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -119,7 +126,10 @@ class EventEmitter:
         """Waits for room, then queues event (the awaiting form of emit)."""
         if self._closing:
             raise RuntimeError("the emitter is closed")
-        await self._queue.put(event)
+        if self._queue.full():
+            await self._queue.put(event)
+        else:
+            self._queue.put_nowait(event)  # room now: no coroutine to wait in
         self._counts["accepted"] += 1
 
     # ---- lifecycle ----------------------------------------------------------
@@ -192,11 +202,12 @@ class EventEmitter:
 
     async def _fill(self, batch: list[Any]) -> None:
         q, size = self._queue, self._batch_size
+        get = q.get_nowait
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._flush_interval
-        while len(batch) < size:
-            while len(batch) < size and not q.empty():
-                batch.append(q.get_nowait())
+        while True:
+            for _ in range(min(size - len(batch), q.qsize())):
+                batch.append(get())
             if len(batch) >= size or self._flush_interval <= 0:
                 return
             remaining = deadline - loop.time()
@@ -216,7 +227,8 @@ class EventEmitter:
     async def _deliver(self, batch: list[Any]) -> None:
         payload: Any = batch if self._batch_size > 1 else batch[0]
         while True:
-            await self._wait_for_breaker()  # while OPEN, the events wait here
+            if self._breaker is not None:
+                await self._wait_for_breaker()  # while OPEN, the events wait here
             try:
                 await self._send(payload)
             except CircuitOpenError:
@@ -228,7 +240,7 @@ class EventEmitter:
                     await self._dead_letter(event, exc, 1)
                 return
             self._counts["emitted"] += len(batch)
-            self._last_emission = datetime.datetime.now(datetime.timezone.utc)
+            self._last_emission = time.time()
             return
 
     async def _dead_letter(self, event: Any, error: BaseException, attempts: int) -> None:
@@ -255,7 +267,8 @@ class EventEmitter:
             "emitted": self._counts["emitted"],
             "failed": self._counts["failed"],
             "dropped": self._counts["dropped"],
-            "last_emission": None if last is None else last.isoformat().replace("+00:00", "Z"),
+            "last_emission": None if last is None else datetime.datetime.fromtimestamp(
+                last, datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
             "breaker": None if self._breaker is None else self._breaker.state.name,
             "accepted": self._counts["accepted"],
             "refused": self._counts["refused"],
