@@ -182,6 +182,9 @@ class EventEmitter:
         return await self._sink(payload)
 
     async def _run(self) -> None:
+        if self._batch_size == 1 and self._send is self._sink:
+            await self._run_plain()
+            return
         q = self._queue
         while True:
             batch = [await q.get()]
@@ -199,6 +202,29 @@ class EventEmitter:
             self._in_flight = []
             for _ in batch:
                 q.task_done()
+
+    async def _run_plain(self) -> None:
+        """The sender for one event at a time with no breaker and no retry:
+        the sink is awaited inline, items are taken without a coroutine while
+        the queue has them."""
+        q, sink, counts = self._queue, self._sink, self._counts
+        while True:
+            event = q.get_nowait() if not q.empty() else await q.get()
+            self._in_flight = [event]
+            try:
+                await sink(event)
+            except asyncio.CancelledError:
+                q.task_done()  # close() dead-letters the in-flight event
+                raise
+            except Exception as exc:
+                counts["failed"] += 1
+                _log.warning("sink failed for 1 event(s): %r", exc)
+                await self._dead_letter(event, exc, 1)
+            else:
+                counts["emitted"] += 1
+                self._last_emission = time.time()
+            self._in_flight = []
+            q.task_done()
 
     async def _fill(self, batch: list[Any]) -> None:
         q, size = self._queue, self._batch_size

@@ -85,9 +85,9 @@ def test_overflow_policies_keep_exact_counters(overflow: str) -> None:
 
 @given(faults=st.lists(st.sampled_from(["ok", "fail", "slow"]), min_size=1, max_size=60),
        n=st.integers(1, 80), batch=st.sampled_from([1, 3]),
-       retries=st.integers(0, 2))
+       retries=st.integers(0, 2), guarded=st.booleans())
 def test_every_event_is_delivered_dead_lettered_or_dropped_exactly_once(
-        faults: list[str], n: int, batch: int, retries: int) -> None:
+        faults: list[str], n: int, batch: int, retries: int, guarded: bool) -> None:
     clock = resil.VirtualClock()
 
     async def main() -> None:
@@ -107,9 +107,13 @@ def test_every_event_is_delivered_dead_lettered_or_dropped_exactly_once(
 
         dlq = ListDLQ()
         breaker = resil.CircuitBreaker("sink", failure_threshold=3, cooldown=2.0, clock=clock)
-        em = EventEmitter(sink, queue_size=16, batch_size=batch, breaker=breaker,
-                          retry=resil.retry(retries=retries, backoff=resil.Backoff(0.1, 2, 1)),
-                          dlq=dlq)
+        if guarded:
+            em = EventEmitter(sink, queue_size=16, batch_size=batch, breaker=breaker,
+                              retry=resil.retry(retries=retries,
+                                                backoff=resil.Backoff(0.1, 2, 1)),
+                              dlq=dlq)
+        else:  # the plain sender: no breaker, no retry
+            em = EventEmitter(sink, queue_size=16, batch_size=batch, dlq=dlq)
         async with em:
             for i in range(n):
                 em.emit(i)
