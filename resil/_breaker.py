@@ -133,8 +133,19 @@ class CircuitBreaker(_resil.Breaker):
 
     @property
     def last_opened(self) -> float | None:
-        """Unix time of the last transition to OPEN, or None."""
+        """Unix time of the last transition to OPEN, or None (also cleared by reset())."""
         return self._last_opened_wall
+
+    def stats(self) -> dict[str, Any]:
+        """The engine's statistics; ``last_opened`` is Unix time, as the property."""
+        st = super().stats()
+        st["last_opened"] = self._last_opened_wall
+        return st
+
+    def reset(self) -> None:
+        """Back to CLOSED with every count, the EWMA and the cooldown growth cleared."""
+        super().reset()
+        self._last_opened_wall = None
 
     def _on_transition(self, old: State, new: State, reason: str, fail_count: int,
                        success_rate: float, latency_ms: float | None) -> None:

@@ -20,7 +20,7 @@ def _wake_first(waiters: deque[asyncio.Future[None]]) -> None:
     """Wakes the first waiter still waiting; it re-checks and acts itself."""
     while waiters:
         fut = waiters.popleft()
-        if not fut.done():
+        if not fut.done() and not fut.get_loop().is_closed():
             fut.set_result(None)
             return
 
@@ -41,10 +41,12 @@ async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
         raise
 
 
-async def _drain(join: Any, timeout: float | None) -> bool:
+async def _drain(join: Any, timeout: float | None, unfinished: int) -> bool:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or timeout < 0):
         raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    if unfinished == 0:
+        return True  # already processed: even drain(0) says so
     try:
         await asyncio.wait_for(join(), timeout)
     except asyncio.TimeoutError:
@@ -128,7 +130,7 @@ class BoundedQueue(_resil.Ring, Generic[T]):
 
     async def drain(self, timeout: float | None) -> bool:
         """Waits up to `timeout` seconds for join(); True when it completed."""
-        return await _drain(self.join, timeout)
+        return await _drain(self.join, timeout, self.unfinished_tasks)
 
     def __repr__(self) -> str:
         return f"<BoundedQueue depth={self.qsize()} maxsize={self.maxsize}>"
@@ -241,7 +243,7 @@ class PartitionedQueue(Generic[K, T]):
 
     async def drain(self, timeout: float | None) -> bool:
         """Waits up to `timeout` seconds for join(); True when it completed."""
-        return await _drain(self.join, timeout)
+        return await _drain(self.join, timeout, self._unfinished)
 
     def stats(self) -> dict[str, int]:
         return {"depth": self._size, "keys": len(self._parts), "held": len(self._held),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -90,7 +91,7 @@ class _Policy:
         delay = self.backoff.delay(attempt - 1, prev)
         if isinstance(error, BaseException):
             hinted = self.retry_after(error)
-            if hinted is not None:
+            if hinted is not None and math.isfinite(hinted):  # NaN/inf hints are ignored
                 delay = min(max(float(hinted), 0.0), self.backoff.max_delay)
         if self.deadline is not None and now + delay >= started + self.deadline:
             return None
@@ -254,12 +255,11 @@ async def _until(awaitable: Awaitable[Any], deadline: float,
     if task in done:
         return task.result()
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    except Exception:
-        pass  # the attempt failed while being cancelled; the deadline still wins
+    # wait() lets a cancellation of the caller through (awaiting the task
+    # itself would swallow it along with the attempt's own CancelledError).
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: it failed while being cancelled; the deadline wins
     raise OperationTimeout(f"attempt still running at the deadline ({deadline - loop.time():+.3f}s)")
 
 

@@ -59,6 +59,7 @@ class Operation:
         self._task: asyncio.Task[Any] | None = None
         self._handles: list[asyncio.TimerHandle] = []
         self._token: contextvars.Token[Operation | None] | None = None
+        self._own_deadline = 0.0
         self._cancelling = 0
 
     def progress(self) -> None:
@@ -85,6 +86,7 @@ class Operation:
         self.started = loop.time()
         self.hard_deadline = self.started + tm.global_timeout
         self.deadline = min(self.started + self.seconds, self.hard_deadline)
+        own_deadline = self.deadline
         parent = _current.get()
         # A tighter enclosing deadline in the same task is the one that fires
         # (and warns); this block then schedules nothing of its own.
@@ -98,12 +100,21 @@ class Operation:
         self._token = _current.set(self)
         tm._active[id(self)] = self
         tm._stats_for(self.name).started += 1
-        if not bound_by_parent:
-            if tm.progressive and tm.warning_threshold < 1.0:
-                warn_at = self.started + (self.deadline - self.started) * tm.warning_threshold
-                self._handles.append(loop.call_at(warn_at, self._warn))
+        if not bound_by_parent and tm.progressive and tm.warning_threshold < 1.0:
+            warn_at = self.started + (self.deadline - self.started) * tm.warning_threshold
+            self._handles.append(loop.call_at(warn_at, self._warn))
+        if bound_by_parent:
+            # The parent fires first; this block's own deadline still holds if
+            # the parent is granted a grace extension past it.
+            self._own_deadline = own_deadline
+            self._handles.append(loop.call_at(own_deadline, self._expire_own))
+        else:
             self._handles.append(loop.call_at(self.deadline, self._expire))
         return self
+
+    def _expire_own(self) -> None:
+        self.deadline = self._own_deadline
+        self._expire()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

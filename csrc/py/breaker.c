@@ -126,10 +126,17 @@ static inline int breaker_now(BreakerObject *b, uint64_t *now) {
  * outcome, so its error is reported as unraisable and the last time used. */
 static inline uint64_t breaker_now_end(BreakerObject *b) {
     uint64_t now;
-    if (RS_UNLIKELY(breaker_now(b, &now) < 0)) {
-        PyErr_WriteUnraisable((PyObject *)b);
-        return b->core.now_ns;
+    if (RS_LIKELY(b->clock_kind != CLOCK_PYTHON_KIND)) {
+        breaker_now(b, &now); /* cannot fail */
+        return now;
     }
+    /* A Python clock runs code: keep the call's exception out of its way. */
+    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+    if (breaker_now(b, &now) < 0) {
+        PyErr_WriteUnraisable((PyObject *)b);
+        now = b->core.now_ns;
+    }
+    restore_exc(saved);
     return now;
 }
 
@@ -892,15 +899,12 @@ static PyObject *record_outcome(BreakerObject *self, PyObject *const *args, Py_s
     if (parse_outcome_args(self, args, nargs, kwnames, fname, &pm, &lat, &given) < 0) {
         return NULL;
     }
-    uint64_t now;
-    if (breaker_now(self, &now) < 0) {
-        return NULL;
+    if (pm) {
+        pm->done = 1; /* claimed before any Python code (a clock) can run */
     }
+    uint64_t now = breaker_now_end(self);
     if (pm && !given) {
         lat = latency_ms(pm->t0, now);
-    }
-    if (pm) {
-        pm->done = 1;
     }
     record(self, pm ? &pm->permit : NULL, kind, lat, now);
     drain(self);
@@ -932,11 +936,8 @@ static PyObject *breaker_release(BreakerObject *self, PyObject *permit) {
         PyErr_SetString(PyExc_ValueError, "release(): the permit has already reported its outcome");
         return NULL;
     }
-    uint64_t now;
-    if (breaker_now(self, &now) < 0) {
-        return NULL;
-    }
-    pm->done = 1;
+    pm->done = 1; /* claimed before any Python code (a clock) can run */
+    uint64_t now = breaker_now_end(self);
     rs_breaker_release(&self->core, &pm->permit, now);
     drain(self);
     Py_RETURN_NONE;

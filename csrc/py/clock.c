@@ -206,9 +206,10 @@ static PyObject *vclock_set(VirtualClockObject *self, PyObject *seconds) {
         return NULL;
     }
     if (ns < self->now_ns) {
-        PyErr_Format(PyExc_ValueError,
-                     "set(seconds) cannot move time backwards: now is %.9f, got %R",
-                     (double)self->now_ns / 1e9, seconds);
+        char now[40];
+        PyOS_snprintf(now, sizeof now, "%.9f", (double)self->now_ns / 1e9);
+        PyErr_Format(PyExc_ValueError, "set(seconds) cannot move time backwards: now is %s, got %R",
+                     now, seconds);
         return NULL;
     }
     self->now_ns = ns;

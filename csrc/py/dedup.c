@@ -7,6 +7,8 @@
  * after the core operation completes (their __del__ may run Python code). */
 #include "resil_py.h"
 
+#include <pythread.h>
+
 #include <structmember.h>
 
 #include "../core/rs_dedup.h"
@@ -16,7 +18,9 @@ typedef struct {
     rs_dedup core;
     PyObject *clock;
     int clock_kind;
-    int busy;
+    int busy;                  /* an operation is in the core (the lock is held) */
+    unsigned long owner;       /* the thread running it */
+    PyThread_type_lock lock;   /* serialises operations across threads */
     int initialised;
     PyObject **grave; /* keys dropped during the current operation */
     Py_ssize_t grave_len, grave_cap;
@@ -64,13 +68,30 @@ static void flush_grave(DedupObject *self) {
     restore_exc(saved);
 }
 
+/* Takes the store for one core operation. A key's __eq__ may release the
+ * GIL mid-operation: another thread then waits here (without the GIL); the
+ * same thread coming back in (from that __eq__) is refused. */
 static int enter(DedupObject *self) {
-    if (self->busy) {
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->busy && self->owner == me) {
         PyErr_SetString(PyExc_RuntimeError,
                         "Deduplicator used from inside a key's __eq__ during one of its own operations");
         return -1;
     }
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    self->busy = 1;
+    self->owner = me;
     return 0;
+}
+
+static void leave(DedupObject *self) {
+    self->busy = 0;
+    self->owner = 0;
+    PyThread_release_lock(self->lock);
 }
 
 static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -122,6 +143,11 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
+    self->lock = PyThread_allocate_lock();
+    if (!self->lock) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
     rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, key_eq, key_release, self);
     if (rc != RS_OK) {
         Py_DECREF(self);
@@ -173,6 +199,9 @@ static void dedup_dealloc(DedupObject *self) {
     }
     flush_grave(self);
     PyMem_Free(self->grave);
+    if (self->lock) {
+        PyThread_free_lock(self->lock);
+    }
     Py_CLEAR(self->clock);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -189,15 +218,14 @@ static inline int key_hash(PyObject *key, uint64_t *out) {
 
 static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (enter(self) < 0 || key_hash(key, &hash) < 0 ||
-        resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        enter(self) < 0) {
         return NULL;
     }
     int stored;
     Py_INCREF(key); /* the set's reference, if it keeps the key */
-    self->busy = 1;
     int r = rs_dedup_seen(&self->core, hash, key, now, &stored);
-    self->busy = 0;
+    leave(self);
     if (!stored) {
         Py_DECREF(key);
     }
@@ -213,24 +241,22 @@ static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
 
 static int dedup_contains(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (enter(self) < 0 || key_hash(key, &hash) < 0 ||
-        resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        enter(self) < 0) {
         return -1;
     }
-    self->busy = 1;
     int r = rs_dedup_contains(&self->core, hash, key, now);
-    self->busy = 0;
+    leave(self);
     return r;
 }
 
 static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
     uint64_t hash;
-    if (enter(self) < 0 || key_hash(key, &hash) < 0) {
+    if (key_hash(key, &hash) < 0 || enter(self) < 0) {
         return NULL;
     }
-    self->busy = 1;
     int r = rs_dedup_discard(&self->core, hash, key);
-    self->busy = 0;
+    leave(self);
     flush_grave(self);
     if (r < 0) {
         return NULL;
@@ -241,12 +267,11 @@ static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
 /* Drops every expired entry (oldest first: stops at the first live one). */
 static int expire_all(DedupObject *self) {
     uint64_t now;
-    if (enter(self) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0 || enter(self) < 0) {
         return -1;
     }
-    self->busy = 1;
     rs_dedup_expire(&self->core, now, 0);
-    self->busy = 0;
+    leave(self);
     flush_grave(self);
     return 0;
 }
@@ -262,9 +287,8 @@ static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignor
     if (enter(self) < 0) {
         return NULL;
     }
-    self->busy = 1;
     rs_dedup_clear(&self->core);
-    self->busy = 0;
+    leave(self);
     flush_grave(self);
     Py_RETURN_NONE;
 }

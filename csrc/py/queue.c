@@ -171,7 +171,8 @@ static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
         }
     }
     if (RS_UNLIKELY(self->waiting_getters > 0) && call_hook(self, "_wake_getter") < 0) {
-        return NULL;
+        /* The item is in; a failing wake-up must not make it look refused. */
+        PyErr_WriteUnraisable((PyObject *)self);
     }
     Py_RETURN_NONE;
 }
@@ -194,8 +195,8 @@ static PyObject *ring_get_nowait(RingObject *self, PyObject *Py_UNUSED(ignored))
         self->in_warning = 0;
     }
     if (RS_UNLIKELY(self->waiting_putters > 0) && call_hook(self, "_wake_putter") < 0) {
-        Py_DECREF(item);
-        return NULL;
+        /* The item is out; losing it to a failing wake-up would drop it. */
+        PyErr_WriteUnraisable((PyObject *)self);
     }
     return item;
 }
@@ -206,7 +207,7 @@ static PyObject *ring_task_done(RingObject *self, PyObject *Py_UNUSED(ignored)) 
         return NULL;
     }
     if (--self->unfinished == 0 && self->waiting_joiners > 0 && call_hook(self, "_wake_joiners") < 0) {
-        return NULL;
+        PyErr_WriteUnraisable((PyObject *)self);
     }
     Py_RETURN_NONE;
 }
@@ -230,8 +231,14 @@ static PyObject *ring_stats(RingObject *self, PyObject *Py_UNUSED(ignored)) {
     }
     double unused;
     rs_window_roll(&self->gets, now, &unused);
-    uint64_t elapsed = now > self->started_ns ? now - self->started_ns : 0;
-    uint64_t span = elapsed < THROUGHPUT_WINDOW_NS ? elapsed : THROUGHPUT_WINDOW_NS;
+    /* The window holds the current bucket and the 9 before it. */
+    uint64_t width = self->gets.width_ns;
+    uint64_t covered_from = self->gets.head_id >= RS_WINDOW_BUCKETS - 1
+                                ? (self->gets.head_id - (RS_WINDOW_BUCKETS - 1)) * width : 0;
+    if (covered_from < self->started_ns) {
+        covered_from = self->started_ns;
+    }
+    uint64_t span = now > covered_from ? now - covered_from : 0;
     double throughput = span ? (double)self->gets.total / ((double)span / 1e9) : 0.0;
     return Py_BuildValue(
         "{sIsIsdsdsdsdsKsKsKsKsKsO}", "depth", self->ring.len, "maxsize", self->maxsize, "pressure",

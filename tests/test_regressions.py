@@ -1,0 +1,192 @@
+"""One test per defect found in review, each failing before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+
+import pytest
+
+import resil
+from resil import State
+
+
+class SlowClock:
+    """A Python clock (any object with now()); optionally releases the GIL."""
+
+    def __init__(self, sleep: float = 0.0) -> None:
+        self.t = 100.0
+        self.sleep = sleep
+
+    def now(self) -> float:
+        if self.sleep:
+            time.sleep(self.sleep)
+        return self.t
+
+
+def test_python_clock_keeps_the_calls_exception_and_counts_a_failure() -> None:
+    b = resil.CircuitBreaker("x", clock=SlowClock(), failure_threshold=3)
+
+    @b
+    def boom() -> None:
+        raise ZeroDivisionError
+
+    @b
+    async def aboom() -> None:
+        raise KeyError("k")
+
+    with pytest.raises(ZeroDivisionError):
+        b.call(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        boom()
+    with pytest.raises(KeyError):
+        asyncio.run(aboom())
+    st = b.stats()
+    assert (st["failures"], st["successes"], st["state"]) == (3, 0, State.OPEN)
+
+
+def test_virtual_clock_set_backwards_is_a_value_error_with_a_readable_message() -> None:
+    with pytest.raises(ValueError, match=r"now is 10\.000000000, got 9\.5"):
+        resil.VirtualClock(10).set(9.5)
+
+
+def test_a_permit_reported_from_two_threads_counts_once() -> None:
+    b = resil.CircuitBreaker("x", clock=SlowClock(sleep=0.001), failure_threshold=0)
+    permits = [b.acquire() for _ in range(50)]
+    errors: list[BaseException] = []
+
+    def report() -> None:
+        for p in permits:
+            try:
+                b.record_success(p)
+            except ValueError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=report) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.stats()["successes"] == 50 and len(errors) == 50
+
+
+def test_dedup_is_safe_across_threads_with_python_eq_keys() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Key:
+        n: int
+        s: str
+
+    d = resil.Deduplicator()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in range(3000):
+                d.seen(Key(i % 50, "x"))
+                Key(i % 7, "x") in d  # noqa: B015
+        except BaseException as exc:  # pragma: no cover - the defect
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [] and len(d) == 50 and d.duplicate_count == 4 * 3000 - 50
+
+
+def test_a_failing_wakeup_never_loses_an_item() -> None:
+    q: resil.BoundedQueue[str] = resil.BoundedQueue(1, reject_at=1.0)
+    q.put_nowait("a")
+    other = asyncio.new_event_loop()
+    parked = other.create_future()  # a put() parked on a loop since closed
+    other.close()
+    q._putters.append(parked)
+    q._waiting_putters = 1
+    assert q.get_nowait() == "a"
+
+
+def test_throughput_is_over_the_span_the_window_covers() -> None:
+    clock = resil.VirtualClock()
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(10, clock=clock)
+    for _ in range(3000):       # 100 gets per second for 30 s
+        q.put_nowait(1)
+        q.get_nowait()
+        clock.advance(0.01)
+    assert q.stats()["throughput"] == pytest.approx(100, rel=0.02)
+
+
+def test_retry_deadline_lets_the_callers_cancellation_through() -> None:
+    @resil.retry(retries=3, deadline=1.0)
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # cleans up for a while
+            raise
+
+    async def main() -> None:
+        task = asyncio.create_task(slow_to_stop())
+        await asyncio.sleep(1.2)      # the deadline passed; the attempt is unwinding
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    resil.run_virtual(main())
+
+
+def test_a_nested_timeout_keeps_its_own_deadline_when_the_parent_gets_grace() -> None:
+    tm = resil.TimeoutManager(grace_period=30)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with tm.timeout("outer", 10) as outer:
+            await asyncio.sleep(9)
+            outer.progress()
+            with pytest.raises(resil.OperationTimeout, match="inner"):
+                async with tm.timeout("inner", 5):   # bound by outer (10) at first
+                    await asyncio.sleep(100)
+            assert loop.time() == 14.0               # its own 5 s, not outer's grace (40)
+
+    resil.run_virtual(main())
+
+
+def test_drain_of_a_processed_queue_is_true_even_with_zero_timeout() -> None:
+    async def main() -> None:
+        assert await resil.BoundedQueue(10).drain(0) is True
+        assert await resil.PartitionedQueue(10).drain(0) is True
+        q: resil.BoundedQueue[int] = resil.BoundedQueue(10)
+        q.put_nowait(1)
+        assert await q.drain(0) is False
+
+    resil.run_virtual(main())
+
+
+def test_last_opened_is_unix_time_everywhere_and_reset_clears_it() -> None:
+    b = resil.CircuitBreaker("x", clock=resil.VirtualClock())
+    before = time.time()
+    b.open()
+    assert before <= b.last_opened <= time.time()  # type: ignore[operator]
+    assert b.stats()["last_opened"] == b.last_opened
+    b.reset()
+    assert b.last_opened is None and b.stats()["last_opened"] is None
+
+
+def test_a_non_finite_retry_hint_is_ignored() -> None:
+    clock = resil.VirtualClock()
+    calls: list[float] = []
+
+    class Hinted(Exception):
+        retry_after = float("nan")
+
+    @resil.retry(retries=1, backoff=resil.Backoff(2.0), clock=clock)
+    def f() -> str:
+        calls.append(clock.now())
+        if len(calls) == 1:
+            raise Hinted()
+        return "ok"
+
+    assert f() == "ok" and calls == [0.0, 2.0]
