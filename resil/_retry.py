@@ -101,6 +101,28 @@ class _Policy:
             self.on_retry(attempt, delay, error)
         return delay
 
+    def after_failure(self, outcome: object, attempt: int, prev: float | None, started: float,
+                      now: float, final: tuple[type[BaseException], ...]) -> float:
+        """The delay before the next attempt after `outcome` (an exception or a
+        failing result) ended attempt number `attempt`; raises instead when the
+        call is over: the exception itself when it is cancellation, one of
+        `final` or not in retry_on; CircuitOpenError (chained) when the breaker
+        rejects; the last error (or RetryError) when retries, the deadline or
+        the budget run out."""
+        if isinstance(outcome, BaseException) and (
+                isinstance(outcome, final) or isinstance(outcome, _CANCELLATION)
+                or not isinstance(outcome, self.retry_on)):
+            raise outcome
+        if self.deadline is not None and now >= started + self.deadline:
+            raise _give_up(outcome, attempt)
+        try:
+            delay = self.next_delay(attempt, prev, outcome, started, now)
+        except CircuitOpenError as rejected:
+            raise rejected from (outcome if isinstance(outcome, BaseException) else None)
+        if delay is None:
+            raise _give_up(outcome, attempt)
+        return delay
+
     def sleep(self, seconds: float) -> None:
         if isinstance(self.clock, VirtualClock):
             self.clock.advance(seconds)
@@ -129,19 +151,8 @@ def _sync_wrapper(fn: Callable[..., Any], policy: _Policy) -> Callable[..., Any]
         prev: float | None = None
         attempt = 1
         while True:
-            if isinstance(outcome, BaseException):
-                if isinstance(outcome, CircuitOpenError) or isinstance(outcome, _CANCELLATION) \
-                        or not isinstance(outcome, policy.retry_on):
-                    raise outcome
-            now = clock.now()
-            if policy.deadline is not None and now >= started + policy.deadline:
-                raise _give_up(outcome, attempt)
-            try:
-                delay = policy.next_delay(attempt, prev, outcome, started, now)
-            except CircuitOpenError as rejected:
-                raise rejected from (outcome if isinstance(outcome, BaseException) else None)
-            if delay is None:
-                raise _give_up(outcome, attempt)
+            delay = policy.after_failure(outcome, attempt, prev, started, clock.now(),
+                                         (CircuitOpenError,))
             policy.sleep(delay)
             prev = delay
             attempt += 1
@@ -178,20 +189,8 @@ def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callab
         prev: float | None = None
         attempt = 1
         while True:
-            if isinstance(outcome, BaseException):
-                if isinstance(outcome, (CircuitOpenError, OperationTimeout)) \
-                        or isinstance(outcome, _CANCELLATION) \
-                        or not isinstance(outcome, policy.retry_on):
-                    raise outcome
-            now = loop.time()
-            if deadline is not None and now >= started + deadline:
-                raise _give_up(outcome, attempt)
-            try:
-                delay = policy.next_delay(attempt, prev, outcome, started, now)
-            except CircuitOpenError as rejected:
-                raise rejected from (outcome if isinstance(outcome, BaseException) else None)
-            if delay is None:
-                raise _give_up(outcome, attempt)
+            delay = policy.after_failure(outcome, attempt, prev, started, loop.time(),
+                                         (CircuitOpenError, OperationTimeout))
             await asyncio.sleep(delay)
             prev = delay
             attempt += 1
