@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -359,10 +360,7 @@ def machine_facts(packages: Sequence[str]) -> list[tuple[str, str]]:
             versions.append(f"{p} {importlib.metadata.version(p)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{p} (not installed)")
-    try:
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "unknown"
+    load = load_average()
     return [
         ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
         ("machine", f"{platform.machine()}, {_cpu_model()}, nproc {_nproc()}"),
@@ -391,6 +389,27 @@ same round, median over rounds (IQR beside it); *x resil* is the median over
 rounds of the per-round ratio of a contender's overhead to resil's. Numbers
 are for the machine named in each section; compare rows within a table, not
 across machines."""
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, or "unknown"."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def file_fact(path: Path, verb: str) -> str:
+    """Which build of a file ran: its name, when it was `verb` (built, saved)
+    and a digest (the code changes under one version number while developed)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+    return f"{path.name}, {verb} {when}, sha256 {digest}"
+
+
+def facts_table(facts: Sequence[tuple[str, str]]) -> list[str]:
+    """The run's facts as the lines of a two-column Markdown table."""
+    return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts)]
 
 
 def update_results(path: Path, heading: str, body: str) -> None:

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import random
 import sys
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +46,7 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario  # noqa: E402
 
 import resil  # noqa: E402
+from resil import _resil  # noqa: E402
 
 try:
     import aiobreaker
@@ -449,15 +448,6 @@ Notes:
 - pybreaker's `call_async` needs Tornado; it is left out of the async tables."""
 
 
-def _extension_fact() -> str:
-    """Which build of resil._resil ran: its file's time and digest (the C
-    engine changes under the same version number while it is developed)."""
-    from resil import _resil
-
-    path = Path(_resil.__file__)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, built {built}, sha256 {digest}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     log.propagate = False
 
     facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", _extension_fact()))
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
     facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
                          f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
     print("Circuit breaker: resil vs peers")
@@ -507,8 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     print(NOTES)
 
     if args.write_results:
-        body = ["| | |", "|---|---|"]
-        body += [f"| {k} | {v} |" for k, v in facts]
+        body = h.facts_table(facts)
         body += ["", "Command: `python benchmarks/bench_breaker.py --write-results`", ""]
         for res in results:
             body += [h.format_markdown(res), ""]

@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
-import os
 import random
 import statistics
 import sys
@@ -69,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 
 import resil  # noqa: E402
+from resil import _resil  # noqa: E402
 
 try:
     import cachetools
@@ -450,22 +449,8 @@ Notes:
   inserts, *peak* the most in use during them (growth copies)."""
 
 
-def _extension_fact() -> str:
-    """Which build of resil._resil ran: its file's time and digest (the C
-    engine changes under the same version number while it is developed)."""
-    from resil import _resil
-
-    path = Path(_resil.__file__)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, built {built}, sha256 {digest}"
 
 
-def _load() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", _extension_fact()))
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
     facts.append(("run", f"N = {n:,} keys, {repeats} rounds, shuffle seed {seed}"
                          + (" (--quick smoke run)" if args.quick else "")))
     print("Dedup: resil.Deduplicator vs cachetools.TTLCache and dict + deque")
@@ -518,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
 
     h.eprint("memory ...")
     memory = {c.name: measure_memory(c, keys) for c in cs}
-    facts.append(("load average at end", _load()))
+    facts.append(("load average at end", h.load_average()))
     facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
 
     med_ttl = statistics.median(1e9 / r[FACTOR_FROM]["first"] for r in rounds)
@@ -571,8 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     print(NOTES)
 
     if args.write_results:
-        body = ["| | |", "|---|---|"]
-        body += [f"| {k} | {v} |" for k, v in facts]
+        body = h.facts_table(facts)
         body += ["", "Command: `python benchmarks/bench_dedup.py --write-results`", ""]
         for title, notes, head, rows in rendered:
             body += [fmt_markdown(title, notes, head, rows), ""]

@@ -54,8 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
-import os
 import random
 import statistics
 import sys
@@ -582,17 +580,8 @@ Notes:
   than absolute rates."""
 
 
-def _file_fact(path: Path, verb: str) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, {verb} {when}, sha256 {digest}"
 
 
-def _load() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -622,9 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     facts = h.machine_facts(["resil"])
-    facts.insert(4, ("resil extension", _file_fact(Path(_resil.__file__), "built")))
-    facts.insert(5, ("resil emitter", _file_fact(Path(_emitter.__file__), "saved")))
-    facts.insert(6, ("resil queue layer", _file_fact(Path(_queues.__file__), "saved")))
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
+    facts.insert(5, ("resil emitter", h.file_fact(Path(_emitter.__file__), "saved")))
+    facts.insert(6, ("resil queue layer", h.file_fact(Path(_queues.__file__), "saved")))
     facts.insert(7, ("event loop", f"{type(loop).__name__} (asyncio's default; no uvloop)"))
     facts.append(("run", f"throughput {repeats} rounds of {events:,} events per contender; "
                          f"latency {lat_repeats} rounds of {lat_events:,} events; "
@@ -671,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    facts.append(("load average at end", _load()))
+    facts.append(("load average at end", h.load_average()))
     facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
     print(f"  load average at end: {facts[-2][1]}; wall time {facts[-1][1]}")
     print("\n".join(verdicts))
@@ -679,8 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     print(NOTES)
 
     if args.write_results:
-        body = ["| | |", "|---|---|"]
-        body += [f"| {k} | {v} |" for k, v in facts]
+        body = h.facts_table(facts)
         body += ["", "Command: `python benchmarks/bench_emitter.py --write-results`", ""]
         for t in tables:
             body += [format_markdown(t), ""]

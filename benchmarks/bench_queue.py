@@ -41,8 +41,6 @@ import argparse
 import asyncio
 import collections
 import gc
-import hashlib
-import os
 import random
 import statistics
 import sys
@@ -337,17 +335,8 @@ Notes:
   and are not comparable with this machine's rates."""
 
 
-def _file_fact(path: Path, verb: str) -> str:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, {verb} {when}, sha256 {digest}"
 
 
-def _load() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     facts = h.machine_facts(["resil"])
-    facts.insert(4, ("resil extension", _file_fact(Path(_resil.__file__), "built")))
-    facts.insert(5, ("resil queue layer", _file_fact(Path(_queues.__file__), "saved")))
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
+    facts.insert(5, ("resil queue layer", h.file_fact(Path(_queues.__file__), "saved")))
     facts.insert(6, ("event loop", f"{type(loop).__name__} (asyncio's default; no uvloop)"))
     facts.append(("run", f"{repeats} rounds per scenario; table 1 loops of ~{loop_ms:g} ms; "
                          f"tables 2 and 3 {items:,} items per run; shuffle seed {seed}"
@@ -417,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    facts.append(("load average at end", _load()))
+    facts.append(("load average at end", h.load_average()))
     print(f"  load average at end: {facts[-1][1]}")
     verdicts = [v for t in tables for v in t.verdicts]
     print("\n".join(verdicts))
@@ -425,8 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     print(NOTES)
 
     if args.write_results:
-        body = ["| | |", "|---|---|"]
-        body += [f"| {k} | {v} |" for k, v in facts]
+        body = h.facts_table(facts)
         body += ["", "Command: `python benchmarks/bench_queue.py --write-results`", ""]
         for t in tables:
             body += [format_markdown(t), ""]

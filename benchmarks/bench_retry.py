@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import random
 import sys
@@ -47,6 +46,7 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario  # noqa: E402
 
 import resil  # noqa: E402
+from resil import _resil, _retry  # noqa: E402
 
 try:
     import backoff
@@ -317,26 +317,8 @@ Notes:
   do not enter these tables."""
 
 
-def _extension_fact() -> str:
-    """Which build of resil._resil ran: its file's time and digest (the C
-    engine changes under the same version number while it is developed)."""
-    from resil import _resil
-
-    path = Path(_resil.__file__)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, built {built}, sha256 {digest}"
 
 
-def _python_layer_fact() -> str:
-    """Which resil/_retry.py ran: the async wrapper is Python, and the sync
-    one falls back to Python after a failure."""
-    from resil import _retry
-
-    path = Path(_retry.__file__)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    saved = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return f"{path.name}, saved {saved}, sha256 {digest}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         log.propagate = False
 
     facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", _extension_fact()))
-    facts.insert(5, ("resil retry layer", _python_layer_fact()))
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
+    facts.insert(5, ("resil retry layer", h.file_fact(Path(_retry.__file__), "saved")))
     facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
                          f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
     print("Retry, first call succeeds: resil vs peers")
@@ -389,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     print(NOTES)
 
     if args.write_results:
-        body = ["| | |", "|---|---|"]
-        body += [f"| {k} | {v} |" for k, v in facts]
+        body = h.facts_table(facts)
         body += ["", "Command: `python benchmarks/bench_retry.py --write-results`", ""]
         for res in results:
             body += [h.format_markdown(res), ""]
