@@ -30,6 +30,7 @@ typedef struct {
     PyTypeObject *EjectionPool_type;
     PyTypeObject *Backoff_type;
     PyTypeObject *RetryBudget_type;
+    PyTypeObject *RateCounter_type;
     PyObject *ResilError;
     PyObject *CircuitOpenError;
     PyObject *QueueFull;
@@ -142,5 +143,6 @@ int resil_retry_init_types(PyObject *module, resil_state *st);
 int resil_dedup_init_types(PyObject *module, resil_state *st);
 int resil_queue_init_types(PyObject *module, resil_state *st);
 int resil_interval_init_types(PyObject *module, resil_state *st);
+int resil_rate_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

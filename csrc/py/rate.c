@@ -1,0 +1,198 @@
+/* rate.c - resil.RateCounter over rs_rate.
+ *
+ * Every method reads the clock first (a Python clock runs Python code, which
+ * may raise or touch this object) and only then changes the core state with
+ * plain C calls, so under the GIL a state change either completes or does
+ * not start. */
+#include "resil_py.h"
+
+#include "../core/rs_rate.h"
+
+/* Largest window: what a clock may show (2**63 ns, see clock.c). */
+#define MAX_WINDOW_SECONDS 9.2e9
+
+typedef struct {
+    PyObject_HEAD
+    rs_rate core;
+    PyObject *clock;
+    int clock_kind;
+} RateObject;
+
+static PyObject *bad_field(int field, PyObject *value) {
+    PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_rate_field_name(field),
+                 rs_rate_field_range(field), value);
+    return NULL;
+}
+
+static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"threshold", "window", "clock", NULL};
+    PyObject *threshold_o, *window_o, *clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$O:RateCounter", kwlist, &threshold_o,
+                                     &window_o, &clock)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    if (!PyLong_Check(threshold_o) || PyBool_Check(threshold_o)) {
+        PyErr_Format(PyExc_TypeError, "threshold must be an int, not %.100s",
+                     Py_TYPE(threshold_o)->tp_name);
+        return NULL;
+    }
+    int overflow;
+    long long threshold = PyLong_AsLongLongAndOverflow(threshold_o, &overflow);
+    if (threshold == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || threshold < 1 || threshold > (long long)RS_RATE_MAX_THRESHOLD) {
+        return bad_field(RS_RTF_THRESHOLD, threshold_o);
+    }
+    double window;
+    if (resil_number(window_o, "window", &window) < 0) {
+        return NULL;
+    }
+    if (!(window > 0.0 && window <= MAX_WINDOW_SECONDS)) {
+        PyErr_Format(PyExc_ValueError, "window must be a finite number of seconds in (0, 9.2e9], got %R",
+                     window_o);
+        return NULL;
+    }
+    uint64_t window_ns;
+    if (resil_seconds_to_ns(window_o, "window", &window_ns) < 0) {
+        return NULL;
+    }
+    if (clock == Py_None) {
+        clock = st->default_clock;
+    }
+    int kind = resil_clock_kind(st, clock);
+    if (kind < 0) {
+        return NULL;
+    }
+    RateObject *self = (RateObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    int rc = rs_rate_init(&self->core, (uint64_t)threshold, window_ns);
+    if (rc != RS_OK) {
+        Py_DECREF(self);
+        /* window_ns is 0 when the window rounds below 1 ns */
+        return rc == RS_ENOMEM ? PyErr_NoMemory()
+                               : bad_field(rc - RS_EFIELD_BASE,
+                                           rc - RS_EFIELD_BASE == RS_RTF_WINDOW ? window_o
+                                                                                : threshold_o);
+    }
+    return (PyObject *)self;
+}
+
+static int rate_traverse(RateObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static void rate_dealloc(RateObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    rs_rate_free(&self->core); /* safe when init failed or never ran */
+    Py_CLEAR(self->clock);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *rate_hit(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(rs_rate_hit(&self->core, now));
+}
+
+static PyObject *rate_count(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(rs_rate_count(&self->core, now));
+}
+
+static PyObject *rate_reset(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    rs_rate_reset(&self->core);
+    Py_RETURN_NONE;
+}
+
+static PyObject *rate_get(RateObject *self, void *closure) {
+    const rs_rate *c = &self->core;
+    switch ((int)(intptr_t)closure) {
+    case 0: return PyLong_FromUnsignedLong(c->threshold);
+    case 1: return PyFloat_FromDouble((double)c->window_ns / 1e9);
+    case 2: return PyLong_FromUnsignedLongLong(c->accepted);
+    case 3: return PyLong_FromUnsignedLongLong(c->refused);
+    default: return Py_NewRef(self->clock);
+    }
+}
+
+static PyObject *rate_repr(RateObject *self) {
+    PyObject *window = PyFloat_FromDouble((double)self->core.window_ns / 1e9);
+    if (!window) {
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<RateCounter threshold=%u window=%R accepted=%llu refused=%llu>",
+                                       (unsigned)self->core.threshold, window,
+                                       (unsigned long long)self->core.accepted,
+                                       (unsigned long long)self->core.refused);
+    Py_DECREF(window);
+    return r;
+}
+
+static PyMethodDef rate_methods[] = {
+    {"hit", (PyCFunction)rate_hit, METH_NOARGS,
+     "hit() -> bool\n\nTrue and the event is recorded when fewer than threshold accepted\n"
+     "events happened within the last window; otherwise False and nothing is\n"
+     "recorded (refused events do not count toward the window)."},
+    {"count", (PyCFunction)rate_count, METH_NOARGS,
+     "count() -> int\n\nAccepted events within the last window."},
+    {"reset", (PyCFunction)rate_reset, METH_NOARGS,
+     "reset()\n\nForgets every event and zeroes accepted and refused."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef rate_getset[] = {
+    {"threshold", (getter)rate_get, NULL, "Most accepted events within one window.", (void *)0},
+    {"window", (getter)rate_get, NULL, "The window, seconds.", (void *)1},
+    {"accepted", (getter)rate_get, NULL, "Events accepted since creation or reset.", (void *)2},
+    {"refused", (getter)rate_get, NULL, "Events refused since creation or reset.", (void *)3},
+    {"clock", (getter)rate_get, NULL, "The clock read for event times.", (void *)4},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot rate_slots[] = {
+    {Py_tp_doc, "RateCounter(threshold, window, *, clock=None)\n--\n\n"
+                "A sliding-window event-rate counter in C, for event-storm detection.\n"
+                "hit() accepts an event while fewer than threshold accepted events happened\n"
+                "less than window seconds ago, and refuses it otherwise; refused events do not\n"
+                "count, so flow resumes as old events age out. Exact (one timestamp per\n"
+                "counted event, 8 bytes each, allocated once) and O(1) per hit.\n\n"
+                "threshold: int in [1, 16777216]. window: seconds, > 0 (at least 1 ns).\n"
+                "clock: a MonotonicClock (None: the default), a VirtualClock, or any object\n"
+                "with now() -> seconds; a clock that steps back is read as standing still."},
+    {Py_tp_new, rate_new},
+    {Py_tp_traverse, rate_traverse},
+    {Py_tp_dealloc, rate_dealloc},
+    {Py_tp_repr, rate_repr},
+    {Py_tp_methods, rate_methods},
+    {Py_tp_getset, rate_getset},
+    {0, NULL},
+};
+
+static PyType_Spec rate_spec = {
+    .name = "resil.RateCounter",
+    .basicsize = sizeof(RateObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rate_slots,
+};
+
+int resil_rate_init_types(PyObject *module, resil_state *st) {
+    return resil_add_type(module, &rate_spec, NULL, &st->RateCounter_type);
+}
