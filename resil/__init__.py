@@ -5,7 +5,9 @@ an implementation detail.
 """
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil._bus import ContractViolation, Event, EventBus, EventStormError, HandlerDisabled
 from resil._dedup import idempotent
+from resil._dlq import DeadLetter, DeadLetterQueue
 from resil._emitter import EventEmitter
 from resil._errors import OperationTimeout, RetryError
 from resil._interval import AdaptiveInterval, TimeScale
@@ -17,6 +19,7 @@ from resil._resil import (
     MonotonicClock,
     Permit,
     QueueFull,
+    RateCounter,
     ResilError,
     RetryBudget,
     State,
@@ -24,6 +27,7 @@ from resil._resil import (
 )
 from resil._retry import retry
 from resil._scheduler import AdaptiveScheduler
+from resil._store import SQLiteStore, StoreError
 from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
@@ -40,8 +44,15 @@ __all__ = [
     "CancellationToken",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ContractViolation",
+    "DeadLetter",
+    "DeadLetterQueue",
     "Deduplicator",
+    "Event",
+    "EventBus",
     "EventEmitter",
+    "EventStormError",
+    "HandlerDisabled",
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
@@ -49,11 +60,14 @@ __all__ = [
     "PartitionedQueue",
     "Permit",
     "QueueFull",
+    "RateCounter",
     "ResilError",
     "RetryBudget",
     "RetryError",
+    "SQLiteStore",
     "State",
     "StateListener",
+    "StoreError",
     "Supervisor",
     "TimeScale",
     "TimeoutManager",

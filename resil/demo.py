@@ -3,15 +3,20 @@
 The dependency is healthy, then flaky, then down, then slow, then healthy
 again. Everything runs on a :class:`resil.VirtualClock` (each call advances
 it by its simulated latency), so the demo takes a second of real time and
-prints the same timeline on every run.
+prints the same timeline on every run. A second part runs an adaptive
+sampling job whose novel readings go through an emitter onto an event bus,
+where a failing subscriber's events reach the dead-letter queue and one is
+reprocessed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -20,6 +25,9 @@ from resil import (
     Backoff,
     CircuitBreaker,
     CircuitOpenError,
+    DeadLetterQueue,
+    Event,
+    EventBus,
     EventEmitter,
     TimeScale,
     VirtualClock,
@@ -67,6 +75,35 @@ class _TimelineHandler(logging.Handler):
             f"{self.clock.now():9.2f}s   >>> {f['state_transition']}  reason={f['reason']} "
             f"fail_count={f['fail_count']} success_rate={f['success_rate']} "
             f"latency={shown}\n")
+
+
+class _MessageHandler(logging.Handler):
+    """Writes warnings from the bus and the dead-letter queue into the output."""
+
+    def __init__(self, out: TextIO, clock: VirtualClock) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+        self.clock = clock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.write(f"{self.clock.now():7.2f}s  >>> {record.getMessage()}\n")
+
+
+@contextlib.contextmanager
+def _shown(out: TextIO, clock: VirtualClock, *names: str) -> Iterator[None]:
+    handler = _MessageHandler(out, clock)
+    saved = []
+    for name in names:
+        log = logging.getLogger(name)
+        saved.append((log, log.propagate))
+        log.addHandler(handler)
+        log.propagate = False
+    try:
+        yield
+    finally:
+        for log, propagate in saved:
+            log.removeHandler(handler)
+            log.propagate = propagate
 
 
 class Dependency:
@@ -184,8 +221,24 @@ def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
     async def sample() -> float:
         return activity_at(clock.now())
 
+    dlq = DeadLetterQueue(maxsize=100)
+    bus = EventBus(storm_threshold=50, storm_window=1.0, dlq=dlq, clock=clock)
+    archive_down = (9.0, 9.5)  # the archive is unreachable for half a second
+    archived: list[int] = []
+
+    def dashboard(event: Event) -> None:
+        delivered.append(dict(event.payload))
+
+    async def archive(event: Event) -> None:
+        if archive_down[0] <= clock.now() < archive_down[1]:
+            raise ConnectionError("archive unreachable")
+        archived.append(event.seq)
+
+    bus.subscribe("sensor.novelty", dashboard, required=("job", "activity"), name="dashboard")
+    bus.subscribe("sensor.novelty", archive, name="archive")
+
     async def sink(event: dict[str, object]) -> None:
-        delivered.append(event)
+        await bus.publish("sensor.novelty", event, publisher="scheduler")
 
     async def main() -> dict[str, int]:
         emitter = EventEmitter(sink, queue_size=100)
@@ -209,9 +262,35 @@ def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
         runs = scheduler.status()["jobs"]["sampler"]["runs"]
         out.write(f"{runs} runs; {len(delivered)} novelty events delivered; "
                   f"emitter: {emitter.status()['dropped']} dropped\n")
-        return {"runs": runs, "novelty_events": len(delivered)}
+        # An operator's note lacks the dashboard's required "activity" field.
+        await bus.publish("sensor.novelty", {"job": "sampler", "note": "recalibrated"},
+                          publisher="console")
+        stats = bus.stats()
+        out.write(f"\nbus: {stats['published']} events published (seq 1-{stats['last_seq']}), "
+                  f"{stats['delivered']} deliveries, {stats['failed']} handler failures, "
+                  f"{stats['violations']} contract violations, {stats['storms']} storms\n")
+        for event_type, info in bus.topology().items():
+            out.write(f"  topology {event_type}: publishers {info['publishers']}, "
+                      f"subscribers {info['subscribers']}\n")
+        by_source = dlq.stats()["by_source"]
+        out.write("dead letters: " + ", ".join(f"{n} from {src}" for src, n in
+                                                sorted(by_source.items())) + "\n")
+        failed = [e for e in dlq.list() if e.source == "sensor.novelty:archive"]
+        reprocessed = 0
+        if failed:
+            entry = failed[0]
+            ok = await dlq.reprocess(entry.id, archive)
+            reprocessed = int(ok)
+            out.write(f"reprocessed dead letter {entry.id} (event {entry.item.seq}, "
+                      f"{entry.error}) into the archive: {'ok' if ok else 'failed again'}; "
+                      f"{len(dlq)} left\n")
+        return {"runs": runs, "novelty_events": len(delivered),
+                "published": stats["published"], "handler_failures": stats["failed"],
+                "violations": stats["violations"], "dead_letters": stats["dead_lettered"],
+                "reprocessed": reprocessed, "archived": len(archived)}
 
-    return run_virtual(main(), clock)
+    with _shown(out, clock, "resil.bus", "resil.dlq"):
+        return run_virtual(main(), clock)
 
 
 def main(argv: list[str] | None = None) -> int:

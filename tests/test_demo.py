@@ -44,6 +44,23 @@ def test_demo_scheduler_adapts_and_emits_novelty() -> None:
     assert totals["novelty_events"] > 0 and totals["runs"] > totals["novelty_events"]
 
 
+def test_demo_routes_events_through_a_bus_with_dead_letters_and_a_reprocess() -> None:
+    out = io.StringIO()
+    totals = demo.run_scheduler(out)
+    text = out.getvalue()
+    # every novelty event plus the operator's note went through the bus, numbered
+    assert totals["published"] == totals["novelty_events"] + 1
+    assert f"seq 1-{totals['published']}" in text
+    # the archive outage failed some deliveries and the note broke a contract:
+    # each reached the dead-letter queue, and one failure was reprocessed
+    assert totals["handler_failures"] >= 1 and totals["violations"] == 1
+    assert totals["dead_letters"] == totals["handler_failures"] + totals["violations"]
+    assert totals["reprocessed"] == 1
+    assert totals["archived"] == totals["published"] - totals["handler_failures"] + 1
+    assert "ConnectionError" in text and "missing required field activity" in text
+    assert "into the archive: ok" in text
+
+
 def test_demo_is_deterministic_for_a_seed() -> None:
     a, b = io.StringIO(), io.StringIO()
     demo.run(a, seed=3)

@@ -1,0 +1,596 @@
+"""In-process event bus with storm detection, contracts and replay (SPEC section 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import inspect
+import itertools
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from resil._breaker import CircuitBreaker
+from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
+
+if TYPE_CHECKING:
+    from resil._store import SQLiteStore
+
+__all__ = ["ContractViolation", "Event", "EventBus", "EventStormError", "HandlerDisabled"]
+
+_log = logging.getLogger("resil.bus")
+
+_STOP = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+_ON_STORM = ("raise", "drop")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event.
+
+    ``seq``: the bus's gapless sequence number (from 1); ``event_id``: a
+    unique id (32 hex digits); ``timestamp``: Unix time of publication, to
+    the microsecond (:attr:`time` is the same instant as a UTC datetime); ``correlation_id``: the one given
+    to ``publish``, or the event's own id when none was (the start of a
+    trace); ``payload`` is the mapping given to ``publish``, shared by every
+    handler - handlers must not change it."""
+
+    event_type: str
+    payload: Mapping[str, Any]
+    seq: int
+    event_id: str
+    timestamp: float
+    correlation_id: str
+    schema_version: str = "1.0"
+    idempotency_key: str | None = None
+    publisher: str | None = None
+
+    @property
+    def time(self) -> datetime.datetime:
+        """The timestamp as an aware UTC datetime."""
+        return datetime.datetime.fromtimestamp(self.timestamp, datetime.timezone.utc)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``payload`` as a dict)."""
+        return {"event_type": self.event_type, "payload": dict(self.payload), "seq": self.seq,
+                "event_id": self.event_id, "timestamp": self.timestamp,
+                "correlation_id": self.correlation_id, "schema_version": self.schema_version,
+                "idempotency_key": self.idempotency_key, "publisher": self.publisher}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """The inverse of :meth:`to_dict`."""
+        return cls(data["event_type"], data["payload"], data["seq"], data["event_id"],
+                   data["timestamp"], data["correlation_id"], data.get("schema_version", "1.0"),
+                   data.get("idempotency_key"), data.get("publisher"))
+
+
+class EventStormError(ResilError):
+    """More than ``threshold`` events of ``event_type`` were published within
+    ``window`` seconds; the refused event was not numbered or delivered."""
+
+    def __init__(self, event_type: str, threshold: int, window: float) -> None:
+        super().__init__(f"event storm: more than {threshold} {event_type!r} events within "
+                         f"{window:g} s")
+        self.event_type = event_type
+        self.threshold = threshold
+        self.window = window
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EventStormError, (self.event_type, self.threshold, self.window))
+
+
+class ContractViolation(ResilError):
+    """The error recorded for an event refused by a subscription's contract
+    (a missing required field or an unsupported schema version)."""
+
+
+class HandlerDisabled(ResilError):
+    """The error recorded for an event not delivered to a disabled handler."""
+
+
+class DeliveryCancelled(ResilError):
+    """The error recorded for deliveries skipped because ``publish`` or
+    ``replay`` was cancelled (or interrupted) part-way through."""
+
+
+def _handler_name(handler: Callable[..., Any]) -> str:
+    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None)
+    return name if isinstance(name, str) and name else repr(handler)
+
+
+class _Subscription:
+    __slots__ = ("handler", "name", "required", "versions", "is_async", "delivered",
+                 "failures", "consecutive", "disabled", "violations", "skipped")
+
+    def __init__(self, handler: Callable[[Event], Any], name: str, required: tuple[str, ...],
+                 versions: frozenset[str]) -> None:
+        self.handler = handler
+        self.name = name
+        self.required = required
+        self.versions = versions
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self.delivered = 0
+        self.failures = 0
+        self.consecutive = 0
+        self.disabled = False
+        self.violations = 0
+        self.skipped = 0
+
+    def contract_error(self, event: Event) -> str | None:
+        if event.schema_version not in self.versions:
+            return (f"schema version {event.schema_version!r} not supported "
+                    f"(accepts {', '.join(sorted(self.versions))})")
+        payload = event.payload
+        missing = [f for f in self.required if f not in payload]
+        if missing:
+            return f"missing required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        return None
+
+
+class _Topic:
+    __slots__ = ("subs", "rate", "circuit", "published", "publishers", "storms")
+
+    def __init__(self, name: str, rate: RateCounter) -> None:
+        self.subs: list[_Subscription] = []
+        self.rate = rate
+        self.circuit = CircuitBreaker(name=f"bus:{name}")
+        self.published = 0
+        self.publishers: set[str] = set()
+        self.storms = 0
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{what} must be a non-empty str, got {value!r}")
+    return value
+
+
+class EventBus:
+    """Publishes events to subscribed handlers, in order, with protection.
+
+    ``EventBus(storm_threshold=100, storm_window=1.0, on_storm="raise",
+    handler_failure_limit=3, store=None, dlq=None, *, idempotency_ttl=300.0,
+    clock=None)``.
+
+    - ``subscribe(event_type, handler, required=(), versions=("1.0", "1.1"),
+      *, name=None)``: ``handler(event)`` may be sync or async. An event
+      whose payload lacks a ``required`` field, or whose schema version is
+      not in ``versions``, is not delivered to that handler: it is logged as
+      a contract violation, counted, and sent to ``dlq``.
+    - ``await publish(event_type, payload, correlation_id=None,
+      schema_version="1.0", idempotency_key=None, *, publisher=None) ->
+      Event``: numbers the event (gapless, from 1; with ``store``, the
+      highest stored + 1, assigned in the write transaction after the event
+      is written) and delivers it to each handler in turn; every handler
+      sees a bus's events in sequence order. Publishing is serialised per
+      bus: a publish returns once every handler has run.
+    - Storms: an event counts toward its type's window while less than
+      ``storm_window`` seconds old (``clock`` time); an event that would make
+      more than ``storm_threshold`` of one type raises
+      :class:`EventStormError` (``on_storm="drop"``: ``publish`` returns
+      None), counted either way and never numbered.
+    - ``idempotency_key``: a key seen within ``idempotency_ttl`` seconds
+      returns the original Event, neither numbered nor delivered.
+    - Handlers are isolated: an exception is logged, sent to ``dlq`` (source
+      ``"<type>:<handler name>"``) and never reaches the publisher or other
+      handlers. After ``handler_failure_limit`` consecutive failures the
+      handler is disabled (its deliveries go to ``dlq`` as
+      :class:`HandlerDisabled`) until ``reset_handler``. When half or more
+      of a type's handlers are disabled the type's circuit (a
+      :class:`CircuitBreaker` named ``"bus:<type>"``) is forced open and
+      publishing that type raises :class:`CircuitOpenError` until
+      ``reset_handler``.
+    - ``await replay(from_seq=None, since=None, event_type=None, *,
+      to_seq=None) -> int`` delivers stored events again, in sequence order,
+      bounds inclusive, without renumbering, storing, storm or idempotency
+      checks (contracts still apply). It needs a ``store``.
+    - ``dlq`` is any object with ``put(item, error, source=..., attempts=...)``
+      (a :class:`DeadLetterQueue`); without one, refused and failed
+      deliveries are only logged and counted.
+    - ``clock`` (a VirtualClock in tests) times the storm window and the
+      idempotency ttl; timestamps are wall-clock Unix time.
+    """
+
+    def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0,
+                 on_storm: str = "raise", handler_failure_limit: int = 3,
+                 store: SQLiteStore | None = None, dlq: Any = None, *,
+                 idempotency_ttl: float = 300.0, clock: Any = None) -> None:
+        from resil._store import SQLiteStore
+
+        if on_storm not in _ON_STORM:
+            raise ValueError(f"on_storm must be 'raise' or 'drop', got {on_storm!r}")
+        if (isinstance(handler_failure_limit, bool) or not isinstance(handler_failure_limit, int)
+                or handler_failure_limit < 1):
+            raise ValueError(f"handler_failure_limit must be an int >= 1, got "
+                             f"{handler_failure_limit!r}")
+        if store is not None and not isinstance(store, SQLiteStore):
+            raise TypeError("store must be a resil.SQLiteStore or None")
+        if dlq is not None and not callable(getattr(dlq, "put", None)):
+            raise TypeError("dlq must have a put(item, error, source=..., attempts=...) method")
+        # Validated by the C types (they name the parameter and its range).
+        RateCounter(storm_threshold, storm_window, clock=clock)
+        self._dedup = Deduplicator(ttl=idempotency_ttl, clock=clock)
+        self._storm_threshold = storm_threshold
+        self._storm_window = float(storm_window)
+        self._raise_on_storm = on_storm == "raise"
+        self._failure_limit = handler_failure_limit
+        self._store = store
+        self._dlq = dlq
+        self._clock = clock
+        self._topics: dict[str, _Topic] = {}
+        self._originals: collections.OrderedDict[str, Event] = collections.OrderedDict()
+        self._lock = asyncio.Lock()
+        self._seq = 0
+        self._id_prefix = uuid.uuid4().hex[:20]
+        self._id_counter = itertools.count(1)
+        self._counts = dict.fromkeys(
+            ("published", "delivered", "failed", "violations", "skipped", "storms", "dropped",
+             "duplicates", "dead_lettered", "dead_letter_errors", "replayed"), 0)
+
+    # ---- subscriptions ------------------------------------------------------------
+    def _topic(self, event_type: str) -> _Topic:
+        topic = self._topics.get(event_type)
+        if topic is None:
+            rate = RateCounter(self._storm_threshold, self._storm_window, clock=self._clock)
+            topic = self._topics[event_type] = _Topic(event_type, rate)
+        return topic
+
+    def subscribe(self, event_type: str, handler: Callable[[Event], Any],
+                  required: Iterable[str] = (), versions: Iterable[str] = ("1.0", "1.1"), *,
+                  name: str | None = None) -> Callable[[Event], Any]:
+        """Adds ``handler`` for ``event_type`` and returns it. ``required``:
+        payload fields the handler needs; ``versions``: schema versions it
+        accepts; ``name``: how logs, dlq sources and topology() call it
+        (default: its qualified name). A handler subscribed twice to one
+        type raises ValueError."""
+        _check_name(event_type, "event_type")
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+        if isinstance(required, str):
+            raise TypeError("required must be an iterable of field names, not a str")
+        req = tuple(required)
+        for field in req:
+            _check_name(field, "each required field")
+        if isinstance(versions, str):
+            raise TypeError("versions must be an iterable of version strings, not a str")
+        vers = frozenset(versions)
+        if not vers:
+            raise ValueError("versions must name at least one schema version")
+        for version in vers:
+            _check_name(version, "each version")
+        label = _handler_name(handler) if name is None else _check_name(name, "name")
+        topic = self._topic(event_type)
+        for sub in topic.subs:
+            if sub.handler == handler:
+                raise ValueError(f"{label} is already subscribed to {event_type!r}")
+        topic.subs.append(_Subscription(handler, label, req, vers))
+        return handler
+
+    def unsubscribe(self, event_type: str, handler: Callable[[Event], Any]) -> bool:
+        """Removes ``handler`` from ``event_type``; False if it was not there."""
+        topic = self._topics.get(event_type)
+        if topic is None:
+            return False
+        for i, sub in enumerate(topic.subs):
+            if sub.handler == handler:
+                del topic.subs[i]
+                return True
+        return False
+
+    def reset_handler(self, event_type: str, handler: Callable[[Event], Any] | None = None) -> int:
+        """Re-enables ``handler`` (every handler of the type when None) and
+        closes the type's circuit unless half or more of its handlers are
+        still disabled. Returns how many handlers were re-enabled."""
+        topic = self._topics.get(event_type)
+        if topic is None:
+            raise KeyError(event_type)
+        count = 0
+        found = handler is None
+        for sub in topic.subs:
+            if handler is None or sub.handler == handler:
+                found = True
+                if sub.disabled:
+                    count += 1
+                sub.disabled = False
+                sub.consecutive = 0
+        if not found:
+            raise KeyError(f"{_handler_name(handler)} is not subscribed to {event_type!r}"
+                           if handler is not None else event_type)
+        if topic.circuit.state is State.FORCED_OPEN and not self._half_disabled(topic):
+            topic.circuit.reset()
+            _log.info("bus circuit for %r closed by reset_handler", event_type)
+        return count
+
+    @staticmethod
+    def _half_disabled(topic: _Topic) -> bool:
+        disabled = sum(1 for sub in topic.subs if sub.disabled)
+        return disabled > 0 and 2 * disabled >= len(topic.subs)
+
+    # ---- publishing -------------------------------------------------------------
+    async def publish(self, event_type: str, payload: Mapping[str, Any],
+                      correlation_id: str | None = None, schema_version: str = "1.0",
+                      idempotency_key: str | None = None, *,
+                      publisher: str | None = None) -> Event | None:
+        """Numbers, stores (with a store) and delivers one event; see the
+        class docstring. Raises EventStormError, CircuitOpenError, TypeError
+        for a payload that is not a mapping (or, with a store, not
+        JSON-serialisable) and StoreError when the store cannot write - in
+        each case nothing is numbered, stored or delivered."""
+        if type(event_type) is not str or not event_type:
+            _check_name(event_type, "event_type")
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
+        if correlation_id is not None:
+            _check_name(correlation_id, "correlation_id")
+        if type(schema_version) is not str or not schema_version:
+            _check_name(schema_version, "schema_version")
+        if idempotency_key is not None:
+            _check_name(idempotency_key, "idempotency_key")
+        if publisher is not None:
+            _check_name(publisher, "publisher")
+        payload_json = None
+        if self._store is not None:
+            try:
+                payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"payload of a {event_type!r} event is not JSON-serialisable, "
+                                f"so it cannot be stored: {exc}") from exc
+        async with self._lock:
+            topic = self._topics.get(event_type)
+            if topic is None:
+                topic = self._topic(event_type)
+            if topic.circuit.state is State.FORCED_OPEN:
+                raise CircuitOpenError(topic.circuit.name, State.FORCED_OPEN, None)
+            if idempotency_key is not None and idempotency_key in self._dedup:
+                original = self._originals.get(idempotency_key)
+                if original is not None:
+                    self._counts["duplicates"] += 1
+                    return original
+            if not topic.rate.hit():
+                topic.storms += 1
+                self._counts["storms"] += 1
+                if self._raise_on_storm:
+                    _log.error("event storm on %r: more than %d within %g s; event refused",
+                               event_type, self._storm_threshold, self._storm_window)
+                    raise EventStormError(event_type, self._storm_threshold, self._storm_window)
+                self._counts["dropped"] += 1
+                _log.warning("event storm on %r: event dropped", event_type)
+                return None
+            event_id = f"{self._id_prefix}{next(self._id_counter):012x}"
+            now = round(time.time(), 6)  # microseconds, so Event.time round-trips
+            corr = event_id if correlation_id is None else correlation_id
+            cancelled: BaseException | None = None
+            if payload_json is not None:
+                seq, cancelled = await self._append(event_id, event_type, payload_json, now,
+                                                    corr, schema_version, idempotency_key,
+                                                    publisher)
+            else:
+                seq = self._seq + 1
+            self._seq = seq
+            event = Event(event_type, payload, seq, event_id, now, corr, schema_version,
+                          idempotency_key, publisher)
+            topic.published += 1
+            if publisher is not None:
+                topic.publishers.add(publisher)
+            self._counts["published"] += 1
+            if idempotency_key is not None:
+                self._remember(idempotency_key, event)
+            if topic.subs:
+                await self._deliver(topic, event)
+            if cancelled is not None:
+                raise cancelled
+            return event
+
+    async def _append(self, event_id: str, event_type: str, payload_json: str, now: float,
+                      corr: str, schema_version: str, key: str | None,
+                      publisher: str | None) -> tuple[int, BaseException | None]:
+        """Writes the event from a worker thread (the file may be locked by
+        another process for up to the store's timeout). A publish cancelled
+        meanwhile still waits for the write - a stored event is delivered -
+        and the cancellation is returned, to be raised after delivery."""
+        assert self._store is not None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._store.append_event, event_id, event_type,
+                                      payload_json, now, corr, schema_version, key, publisher)
+        cancelled: BaseException | None = None
+        while True:
+            try:
+                seq: int = await asyncio.shield(future)
+                break
+            except asyncio.CancelledError as exc:
+                if future.done() and not future.cancelled():
+                    seq = future.result()
+                    cancelled = exc
+                    break
+                cancelled = exc
+        if cancelled is not None:
+            _log.debug("publish cancelled while its event %d was being stored", seq)
+        return seq, cancelled
+
+    def _remember(self, key: str, event: Event) -> None:
+        self._dedup.seen(key)
+        originals = self._originals
+        originals[key] = event
+        # The Deduplicator decides expiry (ttl, capacity); drop what it forgot.
+        while originals:
+            oldest = next(iter(originals))
+            if oldest in self._dedup:
+                break
+            del originals[oldest]
+
+    async def _deliver(self, topic: _Topic, event: Event) -> None:
+        subs = topic.subs[:]
+        for index, sub in enumerate(subs):
+            if sub.disabled:
+                sub.skipped += 1
+                self._counts["skipped"] += 1
+                await self._dead_letter(event, sub, HandlerDisabled(
+                    f"handler {sub.name} is disabled after {self._failure_limit} consecutive "
+                    f"failures; reset_handler() re-enables it"), 0)
+                continue
+            violation = sub.contract_error(event) if (sub.required or event.schema_version
+                                                       not in sub.versions) else None
+            if violation is not None:
+                sub.violations += 1
+                self._counts["violations"] += 1
+                _log.warning("contract violation: %s event %d refused by %s: %s",
+                             event.event_type, event.seq, sub.name, violation)
+                await self._dead_letter(event, sub, ContractViolation(violation), 0)
+                continue
+            try:
+                result = sub.handler(event)
+                if sub.is_async or (result is not None and inspect.isawaitable(result)):
+                    await result
+            except _STOP:
+                for rest in subs[index:]:
+                    await self._dead_letter(event, rest, DeliveryCancelled(
+                        f"delivery of event {event.seq} interrupted"), 0)
+                raise
+            except Exception as exc:
+                await self._handler_failed(topic, sub, event, exc)
+            else:
+                sub.delivered += 1
+                sub.consecutive = 0
+                self._counts["delivered"] += 1
+
+    async def _handler_failed(self, topic: _Topic, sub: _Subscription, event: Event,
+                              exc: Exception) -> None:
+        sub.failures += 1
+        sub.consecutive += 1
+        self._counts["failed"] += 1
+        _log.warning("handler %s failed on %s event %d (%d in a row): %r", sub.name,
+                     event.event_type, event.seq, sub.consecutive, exc)
+        await self._dead_letter(event, sub, exc, 1)
+        if sub.consecutive >= self._failure_limit and not sub.disabled:
+            sub.disabled = True
+            _log.error("handler %s disabled after %d consecutive failures on %r", sub.name,
+                       sub.consecutive, event.event_type)
+            if topic.circuit.state is not State.FORCED_OPEN and self._half_disabled(topic):
+                topic.circuit.force_open()
+                _log.error("bus circuit for %r opened: %d of %d handlers disabled",
+                           event.event_type, sum(1 for s in topic.subs if s.disabled),
+                           len(topic.subs))
+
+    async def _dead_letter(self, event: Event, sub: _Subscription, error: BaseException,
+                           attempts: int) -> None:
+        if self._dlq is None:
+            return
+        try:
+            result = self._dlq.put(event, error, source=f"{event.event_type}:{sub.name}",
+                                   attempts=attempts)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self._counts["dead_letter_errors"] += 1
+            _log.exception("dead-letter queue refused %s event %d for %s", event.event_type,
+                           event.seq, sub.name)
+            return
+        self._counts["dead_lettered"] += 1
+
+    # ---- replay -------------------------------------------------------------------
+    async def replay(self, from_seq: int | None = None, since: float | datetime.datetime | None = None,
+                     event_type: str | None = None, *, to_seq: int | None = None) -> int:
+        """Delivers stored events again to the current handlers, in sequence
+        order; returns how many events were replayed. ``from_seq``/``to_seq``
+        bound the sequence numbers, ``since`` the timestamps (Unix time or an
+        aware datetime), all inclusive. Raises ResilError without a store and
+        ValueError for an event type the bus and the store have never seen."""
+        if self._store is None:
+            raise ResilError("replay needs a store: EventBus(store=resil.SQLiteStore(path))")
+        for value, what in ((from_seq, "from_seq"), (to_seq, "to_seq")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{what} must be an int or None")
+        if isinstance(since, datetime.datetime):
+            if since.tzinfo is None:
+                raise ValueError("since must be an aware datetime (with a time zone)")
+            since = since.timestamp()
+        elif since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
+                                    or math.isnan(since)):
+            raise TypeError("since must be a Unix timestamp, an aware datetime or None")
+        store = self._store
+        loop = asyncio.get_running_loop()
+        if event_type is not None:
+            _check_name(event_type, "event_type")
+            if event_type not in self._topics:
+                known = await loop.run_in_executor(None, store.event_types)
+                if event_type not in known:
+                    raise ValueError(f"unknown event type {event_type!r}: never published to "
+                                     f"this store and no handler subscribed")
+        rows = store.events(from_seq, to_seq, since, event_type)
+        count = 0
+        async with self._lock:
+            while True:
+                page = await loop.run_in_executor(None, _next_page, rows)
+                if not page:
+                    break
+                for row in page:
+                    row["payload"] = json.loads(row["payload"])
+                    event = Event.from_dict(row)
+                    topic = self._topics.get(event.event_type)
+                    count += 1
+                    self._counts["replayed"] += 1
+                    if topic is not None and topic.subs:
+                        await self._deliver(topic, event)
+        return count
+
+    # ---- reading --------------------------------------------------------------------
+    def topology(self) -> dict[str, dict[str, Any]]:
+        """``{event_type: {"publishers", "subscribers", "published",
+        "orphaned", "unused"}}``: publishers are the ``publisher`` names given
+        to publish, subscribers the handler names; orphaned = published but
+        nobody subscribed now, unused = subscribed but never published."""
+        result: dict[str, dict[str, Any]] = {}
+        for name in sorted(self._topics):
+            topic = self._topics[name]
+            result[name] = {
+                "publishers": sorted(topic.publishers),
+                "subscribers": [sub.name for sub in topic.subs],
+                "published": topic.published,
+                "orphaned": topic.published > 0 and not topic.subs,
+                "unused": bool(topic.subs) and topic.published == 0,
+            }
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: published, delivered, failed, violations, skipped
+        (deliveries refused by a disabled handler), storms, dropped,
+        duplicates, dead_lettered, dead_letter_errors, replayed; last_seq;
+        handlers ``{"<type>:<name>": {delivered, failures,
+        consecutive_failures, violations, skipped, disabled}}``; circuits
+        ``{type: state name}``."""
+        handlers: dict[str, dict[str, Any]] = {}
+        circuits: dict[str, str] = {}
+        for name, topic in self._topics.items():
+            circuits[name] = topic.circuit.state.name
+            for sub in topic.subs:
+                handlers[f"{name}:{sub.name}"] = {
+                    "delivered": sub.delivered, "failures": sub.failures,
+                    "consecutive_failures": sub.consecutive, "violations": sub.violations,
+                    "skipped": sub.skipped, "disabled": sub.disabled}
+        return {**self._counts, "last_seq": self._seq, "handlers": handlers,
+                "circuits": circuits}
+
+    def circuit(self, event_type: str) -> CircuitBreaker:
+        """The breaker guarding ``event_type`` (KeyError if the bus has not
+        seen the type)."""
+        return self._topics[event_type].circuit
+
+    @property
+    def store(self) -> SQLiteStore | None:
+        """The store events are written to, or None."""
+        return self._store
+
+    def __repr__(self) -> str:
+        return (f"<EventBus types={len(self._topics)} published={self._counts['published']} "
+                f"last_seq={self._seq}>")
+
+
+def _next_page(rows: Any) -> list[dict[str, Any]]:
+    return list(itertools.islice(rows, 1000))
