@@ -11,11 +11,13 @@ from resil._dlq import DeadLetter, DeadLetterQueue
 from resil._emitter import EventEmitter
 from resil._errors import OperationTimeout, RetryError
 from resil._interval import AdaptiveInterval, TimeScale
+from resil._monitor import Monitor
 from resil._queues import BoundedQueue, PartitionedQueue
 from resil._resil import (
     Backoff,
     CircuitOpenError,
     Deduplicator,
+    Histogram,
     MonotonicClock,
     Permit,
     QueueFull,
@@ -24,8 +26,9 @@ from resil._resil import (
     RetryBudget,
     State,
     VirtualClock,
+    WindowedHistogram,
 )
-from resil._retry import retry
+from resil._retry import RetryPolicy, retry
 from resil._scheduler import AdaptiveScheduler
 from resil._store import SQLiteStore, StoreError
 from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
@@ -53,6 +56,8 @@ __all__ = [
     "EventEmitter",
     "EventStormError",
     "HandlerDisabled",
+    "Histogram",
+    "Monitor",
     "MonotonicClock",
     "Operation",
     "OperationTimeout",
@@ -64,6 +69,7 @@ __all__ = [
     "ResilError",
     "RetryBudget",
     "RetryError",
+    "RetryPolicy",
     "SQLiteStore",
     "State",
     "StateListener",
@@ -73,6 +79,7 @@ __all__ = [
     "TimeoutManager",
     "VirtualClock",
     "VirtualEventLoop",
+    "WindowedHistogram",
     "idempotent",
     "retry",
     "run_virtual",

@@ -8,7 +8,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
-        print("usage: python -m resil demo [--seed N] [--every N]")
+        print("usage: python -m resil demo [--seed N] [--every N] [--metrics-port PORT [--hold S]]")
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "demo":

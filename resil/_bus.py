@@ -13,8 +13,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from resil._breaker import CircuitBreaker
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
@@ -30,16 +29,15 @@ _STOP = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 _ON_STORM = ("raise", "drop")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One published event.
+class Event(NamedTuple):
+    """One published event (immutable).
 
     ``seq``: the bus's gapless sequence number (from 1); ``event_id``: a
     unique id (32 hex digits); ``timestamp``: Unix time of publication, to
-    the microsecond (:attr:`time` is the same instant as a UTC datetime); ``correlation_id``: the one given
-    to ``publish``, or the event's own id when none was (the start of a
-    trace); ``payload`` is the mapping given to ``publish``, shared by every
-    handler - handlers must not change it."""
+    the microsecond (:attr:`time` is the same instant as a UTC datetime);
+    ``correlation_id``: the one given to ``publish``, or the event's own id
+    when none was (the start of a trace); ``payload`` is the mapping given
+    to ``publish``, shared by every handler - handlers must not change it."""
 
     event_type: str
     payload: Mapping[str, Any]
@@ -226,7 +224,8 @@ class EventBus:
         self._clock = clock
         self._topics: dict[str, _Topic] = {}
         self._originals: collections.OrderedDict[str, Event] = collections.OrderedDict()
-        self._lock = asyncio.Lock()
+        self._busy = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._seq = 0
         self._id_prefix = uuid.uuid4().hex[:20]
         self._id_counter = itertools.count(1)
@@ -325,7 +324,7 @@ class EventBus:
         each case nothing is numbered, stored or delivered."""
         if type(event_type) is not str or not event_type:
             _check_name(event_type, "event_type")
-        if not isinstance(payload, Mapping):
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
         if correlation_id is not None:
             _check_name(correlation_id, "correlation_id")
@@ -342,7 +341,11 @@ class EventBus:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"payload of a {event_type!r} event is not JSON-serialisable, "
                                 f"so it cannot be stored: {exc}") from exc
-        async with self._lock:
+        if self._busy:
+            await self._acquire()
+        else:
+            self._busy = True
+        try:
             topic = self._topics.get(event_type)
             if topic is None:
                 topic = self._topic(event_type)
@@ -364,7 +367,7 @@ class EventBus:
                 _log.warning("event storm on %r: event dropped", event_type)
                 return None
             event_id = f"{self._id_prefix}{next(self._id_counter):012x}"
-            now = round(time.time(), 6)  # microseconds, so Event.time round-trips
+            now = time.time_ns() // 1000 / 1e6  # whole microseconds: Event.time round-trips
             corr = event_id if correlation_id is None else correlation_id
             cancelled: BaseException | None = None
             if payload_json is not None:
@@ -387,6 +390,30 @@ class EventBus:
             if cancelled is not None:
                 raise cancelled
             return event
+        finally:
+            self._release()
+
+    async def _acquire(self) -> None:
+        """Waits for the bus's turn (FIFO). Publishes are serialised so that
+        numbering, storing and delivery happen in one order."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the turn was handed over as we were cancelled: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn passes on; _busy stays True
+                return
+        self._busy = False
 
     async def _append(self, event_id: str, event_type: str, payload_json: str, now: float,
                       corr: str, schema_version: str, key: str | None,
@@ -525,7 +552,11 @@ class EventBus:
                                      f"this store and no handler subscribed")
         rows = store.events(from_seq, to_seq, since, event_type)
         count = 0
-        async with self._lock:
+        if self._busy:
+            await self._acquire()
+        else:
+            self._busy = True
+        try:
             while True:
                 page = await loop.run_in_executor(None, _next_page, rows)
                 if not page:
@@ -538,6 +569,8 @@ class EventBus:
                     self._counts["replayed"] += 1
                     if topic is not None and topic.subs:
                         await self._deliver(topic, event)
+        finally:
+            self._release()
         return count
 
     # ---- reading --------------------------------------------------------------------

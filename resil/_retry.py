@@ -15,7 +15,7 @@ from resil._breaker import CircuitBreaker
 from resil._errors import OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
 
-__all__ = ["retry", "Backoff", "RetryBudget", "RetryError"]
+__all__ = ["retry", "Backoff", "RetryBudget", "RetryError", "RetryPolicy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +32,7 @@ class _Policy:
     """The validated settings of one @retry, and the decisions between attempts."""
 
     __slots__ = ("retries", "backoff", "retry_on", "retry_if_result", "deadline", "breaker",
-                 "budget", "retry_after", "on_retry", "clock")
+                 "budget", "retry_after", "on_retry", "clock", "retried", "gave_up", "rejected")
 
     def __init__(self, retries: int, backoff: Backoff | None, retry_on: Any,
                  retry_if_result: Callable[[Any], object] | None, deadline: float | None,
@@ -77,6 +77,9 @@ class _Policy:
         self.retry_after = retry_after if retry_after is not None else _default_retry_after
         self.on_retry = on_retry
         self.clock = clock if clock is not None else MonotonicClock()
+        self.retried = 0  # attempts after a first one
+        self.gave_up = 0  # calls that failed after retries, deadline or budget ran out
+        self.rejected = 0  # calls ended by an open breaker between attempts
 
     def next_delay(self, attempt: int, prev: float | None, error: object,
                    started: float, now: float) -> float | None:
@@ -114,13 +117,17 @@ class _Policy:
                 or not isinstance(outcome, self.retry_on)):
             raise outcome
         if self.deadline is not None and now >= started + self.deadline:
+            self.gave_up += 1
             raise _give_up(outcome, attempt)
         try:
             delay = self.next_delay(attempt, prev, outcome, started, now)
         except CircuitOpenError as rejected:
+            self.rejected += 1
             raise rejected from (outcome if isinstance(outcome, BaseException) else None)
         if delay is None:
+            self.gave_up += 1
             raise _give_up(outcome, attempt)
+        self.retried += 1
         return delay
 
     def sleep(self, seconds: float) -> None:
@@ -268,7 +275,7 @@ def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exc
           budget: RetryBudget | None = None,
           retry_after: Callable[[BaseException], float | None] | None = None,
           on_retry: Callable[[int, float, object], object] | None = None,
-          clock: Any = None) -> Callable[[F], F]:
+          clock: Any = None, *, name: str | None = None) -> RetryPolicy:
     """Retries a function or coroutine function: at most ``retries + 1`` calls.
 
     - ``retries=3``: retries after the first call.
@@ -298,11 +305,43 @@ def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exc
       (a :class:`VirtualClock` is advanced instead of sleeping). Coroutine
       functions use the running event loop's time and ``asyncio.sleep``; run
       them with :func:`resil.run_virtual` for virtual time.
+    - ``name=None``: how metrics call this policy (``stats()["name"]`` and
+      the ``policy`` label of ``resil.prometheus``).
+
+    Returns a :class:`RetryPolicy`: a decorator whose ``stats()`` counts, over
+    every function it decorated, the retries made and the calls that gave up.
     """
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError("name must be a non-empty str or None")
     policy = _Policy(retries, backoff, retry_on, retry_if_result, deadline, breaker, budget,
                      retry_after, on_retry, clock)
+    return RetryPolicy(policy, name, clock)
 
-    def decorate(fn: F) -> F:
+
+class RetryPolicy:
+    """What :func:`retry` returns: apply it to a function or coroutine
+    function; ``stats()`` -> ``{"name", "retries", "gave_up", "rejected"}``
+    (retries: attempts after a first one; gave_up: calls that ended in
+    their last error because retries, the deadline or the budget ran out;
+    rejected: calls ended by an open breaker between attempts)."""
+
+    __slots__ = ("_policy", "name", "_clock")
+
+    def __init__(self, policy: _Policy, name: str | None, clock: Any) -> None:
+        self._policy = policy
+        self.name = name
+        self._clock = clock
+
+    def stats(self) -> dict[str, Any]:
+        p = self._policy
+        return {"name": self.name, "retries": p.retried, "gave_up": p.gave_up,
+                "rejected": p.rejected}
+
+    def __repr__(self) -> str:
+        return f"<RetryPolicy {self.name or ''} retries={self._policy.retries}>".replace("  ", " ")
+
+    def __call__(self, fn: F) -> F:
+        policy, clock = self._policy, self._clock
         if not callable(fn):
             raise TypeError(f"retry needs a callable, not {type(fn).__name__}")
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
@@ -315,5 +354,3 @@ def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exc
         else:
             wrapper = _sync_wrapper(fn, policy)
         return wrapper  # type: ignore[return-value]
-
-    return decorate

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from resil import (
     AdaptiveScheduler,
@@ -29,6 +31,7 @@ from resil import (
     Event,
     EventBus,
     EventEmitter,
+    Monitor,
     TimeScale,
     VirtualClock,
     retry,
@@ -124,9 +127,17 @@ class Dependency:
         return request
 
 
-def run(out: TextIO, seed: int = 7, every: int = 20) -> dict[str, int]:
-    """Runs the demo, writing the timeline to ``out``; returns the totals."""
-    clock = VirtualClock()
+def run(out: TextIO, seed: int = 7, every: int = 20, monitor: Monitor | None = None,
+        sources: list[Any] | None = None) -> dict[str, int]:
+    """Runs the demo, writing the timeline to ``out``; returns the totals.
+    Requests are recorded in ``monitor`` (its clock is used; default: a new
+    Monitor on a new VirtualClock); the breaker and retry policy are appended
+    to ``sources`` for metrics."""
+    if monitor is None:
+        monitor = Monitor(alert_response_ms=1000.0, clock=VirtualClock())
+    clock = monitor.clock
+    if not isinstance(clock, VirtualClock):
+        raise TypeError("the demo's monitor needs a VirtualClock")
     dependency = Dependency(clock, seed)
     breaker = CircuitBreaker(
         "inventory-api",
@@ -148,8 +159,9 @@ def run(out: TextIO, seed: int = 7, every: int = 20) -> dict[str, int]:
     saved_level, saved_propagate = log.level, log.propagate
     log.setLevel(logging.INFO)
     log.propagate = False
+    monitor.watch(breaker)
     try:
-        return _run(out, clock, dependency, breaker, every)
+        return _run(out, clock, dependency, breaker, every, monitor, sources)
     finally:
         log.removeHandler(handler)
         log.setLevel(saved_level)
@@ -157,16 +169,20 @@ def run(out: TextIO, seed: int = 7, every: int = 20) -> dict[str, int]:
 
 
 def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: CircuitBreaker,
-         every: int) -> dict[str, int]:
+         every: int, monitor: Monitor, sources: list[Any] | None) -> dict[str, int]:
     delays: list[float] = []  # one entry per retry
 
     def on_retry(attempt: int, delay: float, error: object) -> None:
         delays.append(delay)
+        monitor.record_event("retry", breaker.name)
 
     # Each request: up to 2 retries with jittered backoff, every attempt
     # through the breaker; an open breaker fails fast without sleeping.
-    call = retry(retries=2, backoff=Backoff(0.2, 2.0, 2.0, jitter="equal", seed=1),
-                 breaker=breaker, clock=clock, on_retry=on_retry)(dependency)
+    policy = retry(retries=2, backoff=Backoff(0.2, 2.0, 2.0, jitter="equal", seed=1),
+                   breaker=breaker, clock=clock, on_retry=on_retry, name="inventory")
+    call = policy(dependency)
+    if sources is not None:
+        sources.extend([breaker, policy, monitor])
     out.write("resil demo: a dependency behind a circuit breaker, on a virtual clock\n")
     out.write("breaker: failure_threshold=6, failure_rate_threshold=0.5, minimum_calls=20, "
               "cooldown=10s (x2 per reopen, max 60s), half_open_probes=3, min_health_score=0.5\n")
@@ -181,13 +197,19 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
         dependency.phase = phase
         for _ in range(phase.calls):
             request += 1
+            started = clock.now()
             try:
                 call(request)
                 ok += 1
+                outcome: str | None = None
             except CircuitOpenError:
                 rejected += 1
+                outcome = "CircuitOpenError"
             except DependencyError:
                 failed += 1
+                outcome = "DependencyError"
+            monitor.record(breaker.name, "get", (clock.now() - started) * 1000.0,
+                           outcome is None, outcome)
             clock.advance(INTERVAL)
             if request % every == 0:
                 s = breaker.stats()
@@ -209,9 +231,12 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
             "dependency_calls": dependency.calls}
 
 
-def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
+def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = None,
+                  sources: list[Any] | None = None) -> dict[str, int]:
     """A sampling job on the MICRO scale whose activity goes quiet -> burst ->
-    quiet: its interval adapts, and novel readings go out through an emitter."""
+    quiet: its interval adapts, and novel readings go out through an emitter
+    onto an event bus. Dead letters are counted in ``monitor``; the emitter,
+    bus and dead-letter queue are appended to ``sources``."""
     clock = VirtualClock()
     delivered: list[dict[str, object]] = []
 
@@ -231,6 +256,8 @@ def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
 
     async def archive(event: Event) -> None:
         if archive_down[0] <= clock.now() < archive_down[1]:
+            if monitor is not None:
+                monitor.record_event("dead_letter", "archive")
             raise ConnectionError("archive unreachable")
         archived.append(event.seq)
 
@@ -242,6 +269,8 @@ def run_scheduler(out: TextIO, seconds: float = 20.0) -> dict[str, int]:
 
     async def main() -> dict[str, int]:
         emitter = EventEmitter(sink, queue_size=100)
+        if sources is not None:
+            sources.extend([("novelty", emitter), ("demo", bus), ("demo", dlq)])
         scheduler = AdaptiveScheduler(emitter=emitter, novelty_threshold=0.75, clock=clock)
         scheduler.add("sampler", sample, scale=TimeScale.MICRO)
         out.write("\nscheduler: a MICRO job (interval 0.05-1.0 s); activity 0.1, then 0.9 "
@@ -301,9 +330,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--every", type=int, default=20,
                         help="print a timeline row every N requests (default 20)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics while "
+                             "the demo runs and afterwards, until Ctrl-C (0 picks a free port)")
+    parser.add_argument("--hold", type=float, default=None, metavar="SECONDS",
+                        help="with --metrics-port: stop serving after SECONDS instead of "
+                             "waiting for Ctrl-C")
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error("--every must be at least 1")
-    run(sys.stdout, seed=args.seed, every=args.every)
-    run_scheduler(sys.stdout)
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error("--metrics-port must be in [0, 65535]")
+    monitor = Monitor(alert_response_ms=1000.0, clock=VirtualClock())
+    sources: list[Any] = []
+    server = None
+    if args.metrics_port is not None:
+        from resil import prometheus
+
+        server = prometheus.serve(args.metrics_port, sources=sources)
+        print(f"metrics: {server.url}", flush=True)
+    try:
+        run(sys.stdout, seed=args.seed, every=args.every, monitor=monitor, sources=sources)
+        run_scheduler(sys.stdout, monitor=monitor, sources=sources)
+        write_dashboard(sys.stdout, monitor)
+        if server is not None:
+            print(f"\nstill serving {server.url} "
+                  + (f"for {args.hold:g} s" if args.hold is not None else "until Ctrl-C"),
+                  flush=True)
+            try:
+                threading.Event().wait(args.hold)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if server is not None:
+            server.shutdown()
     return 0
+
+
+def write_dashboard(out: TextIO, monitor: Monitor) -> None:
+    """Writes the monitor's dashboard document, as JSON."""
+    doc = monitor.dashboard()
+    out.write("\ndashboard (resil.Monitor):\n")
+    out.write(json.dumps(doc, indent=2) + "\n")

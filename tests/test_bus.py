@@ -556,3 +556,32 @@ def test_exports() -> None:
                  "RateCounter"):
         assert name in resil.__all__ and hasattr(resil, name)
     assert issubclass(ContractViolation, ResilError) and issubclass(HandlerDisabled, ResilError)
+
+
+def test_a_publisher_cancelled_while_waiting_for_its_turn_takes_no_number() -> None:
+    bus = EventBus()
+    seen: list[int] = []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def slow(event: Event) -> None:
+            await gate.wait()
+            seen.append(event.payload["n"])
+
+        bus.subscribe("t", slow)
+        first = asyncio.ensure_future(bus.publish("t", {"n": 1}))
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(bus.publish("t", {"n": n})) for n in (2, 3, 4)]
+        await asyncio.sleep(0)
+        waiting[0].cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        results = await asyncio.gather(first, *waiting[1:])
+        assert [e.seq for e in results] == [1, 2, 3]
+        assert waiting[0].cancelled()
+        # the bus is free again
+        assert (await bus.publish("t", {"n": 5})).seq == 4  # type: ignore[union-attr]
+
+    run(main())
+    assert seen == [1, 3, 4, 5]

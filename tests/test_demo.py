@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
+import signal
 import subprocess
 import sys
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from resil import demo
 
@@ -76,3 +81,43 @@ def test_python_m_resil_demo() -> None:
     assert proc.stderr == ""
     bad = subprocess.run([sys.executable, "-m", "resil", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
+
+
+def test_demo_ends_with_the_dashboard() -> None:
+    proc = subprocess.run([sys.executable, "-m", "resil", "demo", "--every", "100"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    doc = json.loads(text[text.index("dashboard (resil.Monitor):") + 27:])
+    perf = doc["component_performance"]["inventory-api"]
+    assert perf["total_requests"] == sum(p.calls for p in demo.PHASES)
+    assert perf["p50_duration_ms"] <= perf["p95_duration_ms"] <= perf["p99_duration_ms"]
+    assert doc["resilience_metrics"]["circuit_breaker_trips"] >= 1
+    assert doc["resilience_metrics"]["retry_attempts"] >= 1
+    assert doc["resilience_metrics"]["dead_letter_queue_messages"] >= 1
+    assert doc["system_health"]["status"] in ("healthy", "degraded", "critical")
+
+
+def test_demo_serves_metrics_while_it_runs() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "resil", "demo", "--every", "100",
+                             "--metrics-port", "0", "--hold", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("metrics: http://127.0.0.1:"), first
+        url = first.split()[1]
+        for line in proc.stdout:
+            if line.startswith("still serving"):
+                break
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
+        names = {f.name for f in text_string_to_metric_families(body)}
+        assert {"resil_circuit_breaker_state", "resil_retries", "resil_requests",
+                "resil_bus_published", "resil_dead_letters", "resil_emitter_emitted",
+                "resil_request_duration_seconds"} <= names
+        assert 'resil_circuit_breaker_state{endpoint="inventory-api"}' in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err

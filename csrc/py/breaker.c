@@ -1074,6 +1074,19 @@ static int tick(BreakerObject *self) {
     return 0;
 }
 
+int resil_breaker_tick(PyObject *breaker) { return tick((BreakerObject *)breaker); }
+
+void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out) {
+    BreakerObject *self = (BreakerObject *)breaker;
+    rs_breaker *b = &self->core;
+    out->name = self->name;
+    out->state = b->state;
+    out->failures = b->counters.failures;
+    out->avg_latency_ms = rs_latring_mean(&b->latencies);
+    out->success_rate = rs_breaker_success_rate(b);
+    out->health_score = rs_breaker_health(b);
+}
+
 static PyObject *breaker_get_state(BreakerObject *self, void *Py_UNUSED(closure)) {
     if (tick(self) < 0) {
         return NULL;

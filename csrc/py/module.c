@@ -117,7 +117,8 @@ static int resil_exec(PyObject *module) {
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
-        resil_rate_init_types(module, st) < 0) {
+        resil_rate_init_types(module, st) < 0 || resil_hist_init_types(module, st) < 0 ||
+        resil_expo_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -135,6 +136,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->Backoff_type);
     Py_VISIT(st->RetryBudget_type);
     Py_VISIT(st->RateCounter_type);
+    Py_VISIT(st->Histogram_type);
+    Py_VISIT(st->WindowedHistogram_type);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
     Py_VISIT(st->QueueFull);
@@ -161,6 +164,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->Backoff_type);
     Py_CLEAR(st->RetryBudget_type);
     Py_CLEAR(st->RateCounter_type);
+    Py_CLEAR(st->Histogram_type);
+    Py_CLEAR(st->WindowedHistogram_type);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
     Py_CLEAR(st->QueueFull);
@@ -176,6 +181,7 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->permit_var);
     Py_CLEAR(st->str_on_transition);
     Py_CLEAR(st->str_now);
+    Py_CLEAR(st->str_last_opened_wall);
     Py_CLEAR(st->default_clock);
     return 0;
 }

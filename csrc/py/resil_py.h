@@ -31,6 +31,8 @@ typedef struct {
     PyTypeObject *Backoff_type;
     PyTypeObject *RetryBudget_type;
     PyTypeObject *RateCounter_type;
+    PyTypeObject *Histogram_type;         /* WindowedHistogram.snapshot() makes them */
+    PyTypeObject *WindowedHistogram_type;
     PyObject *ResilError;
     PyObject *CircuitOpenError;
     PyObject *QueueFull;
@@ -42,6 +44,7 @@ typedef struct {
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
     PyObject *str_on_transition;
     PyObject *str_now;
+    PyObject *str_last_opened_wall;       /* "_last_opened_wall" (expo.c) */
     PyObject *default_clock;              /* a shared MonotonicClock */
 } resil_state;
 
@@ -135,6 +138,25 @@ int resil_pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, 
 /* tp_descr_get of function-like wrappers: binds like a function does. */
 PyObject *resil_bind_method(PyObject *self, PyObject *obj, PyObject *type);
 
+/* What the metric exposition (expo.c) shows of one Breaker; the numbers are
+ * the ones stats() reports under the names in the comments. */
+typedef struct {
+    PyObject *name;          /* borrowed; valid until Python code runs again */
+    int state;               /* RS_STATE_*, "state" */
+    uint64_t failures;       /* "failures" */
+    double avg_latency_ms;   /* "avg_latency_ms" */
+    double success_rate;     /* "success_rate" */
+    double health_score;     /* "health_score" */
+} resil_breaker_metrics;
+
+/* Brings a Breaker (the caller checks the type) up to date as stats() does:
+ * reads its clock, runs due time-driven transitions and reports them to
+ * _on_transition (which may run listeners, whose errors it never raises).
+ * Returns -1 with an exception set when the clock fails. */
+int resil_breaker_tick(PyObject *breaker);
+/* Copies its current numbers; runs no Python code and cannot fail. */
+void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out);
+
 int resil_clock_init_types(PyObject *module, resil_state *st);
 int resil_breaker_init_types(PyObject *module, resil_state *st);
 /* ResilError; CircuitOpenError is made with the breaker types. */
@@ -144,5 +166,8 @@ int resil_dedup_init_types(PyObject *module, resil_state *st);
 int resil_queue_init_types(PyObject *module, resil_state *st);
 int resil_interval_init_types(PyObject *module, resil_state *st);
 int resil_rate_init_types(PyObject *module, resil_state *st);
+/* Adds breaker_exposition() to the module (expo.c). */
+int resil_expo_init(PyObject *module, resil_state *st);
+int resil_hist_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

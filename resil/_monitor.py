@@ -1,0 +1,378 @@
+"""Performance monitoring: durations, error rates, health, alerts, dashboard
+(SPEC section 11)."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from resil._resil import MonotonicClock, State, WindowedHistogram
+
+__all__ = ["Monitor"]
+
+HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
+_RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
+
+# record_event kinds and the dashboard keys they are counted under.
+EVENT_KINDS = {
+    "circuit_breaker_trip": "circuit_breaker_trips",
+    "timeout": "timeout_failures",
+    "retry": "retry_attempts",
+    "dead_letter": "dead_letter_queue_messages",
+    "grace_recovery": "grace_period_recoveries",
+}
+_QUANTILES = (0.5, 0.95, 0.99)
+
+
+class _Slots:
+    """Per-slot sums over a retention window (the same slot rule as the C
+    WindowedHistogram: a value added in slot e counts while now's slot < e +
+    slots)."""
+
+    __slots__ = ("slot", "n", "epochs", "values")
+
+    def __init__(self, slot: float, n: int, width: int) -> None:
+        self.slot = slot
+        self.n = n
+        self.epochs = [-1] * n
+        self.values = [[0.0] * width for _ in range(n)]
+
+    def add(self, now: float, index: int, amount: float) -> None:
+        epoch = int(now // self.slot)
+        i = epoch % self.n
+        if self.epochs[i] != epoch:
+            if self.epochs[i] > epoch:  # time went backwards: count in the newest slot
+                return self.add(self.epochs[i] * self.slot, index, amount)
+            self.epochs[i] = epoch
+            row = self.values[i]
+            for k in range(len(row)):
+                row[k] = 0.0
+        self.values[i][index] += amount
+
+    def totals(self, now: float) -> list[float]:
+        epoch = int(now // self.slot)
+        width = len(self.values[0])
+        out = [0.0] * width
+        for e, row in zip(self.epochs, self.values):
+            if 0 <= epoch - e < self.n:
+                for k in range(width):
+                    out[k] += row[k]
+        return out
+
+
+class _Component:
+    __slots__ = ("hist", "window", "requests", "errors", "duration_sum", "by_operation",
+                 "errors_by_type", "events")
+
+    def __init__(self, retention: float, slots: int, clock: Any) -> None:
+        self.hist = WindowedHistogram(retention, slots, clock=clock)
+        self.window = _Slots(retention / slots, slots, 3)  # requests, errors, duration sum
+        self.requests = 0
+        self.errors = 0
+        self.duration_sum = 0.0
+        # cumulative, for counters: (operation, success) -> (count, duration sum)
+        self.by_operation: dict[tuple[str, bool], list[float]] = {}
+        self.errors_by_type: dict[str, int] = {}
+        self.events: dict[str, int] = {}
+
+
+def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: float) -> str:
+    if error_rate >= 2 * rate_limit or mean_ms >= 2 * ms_limit:
+        return CRITICAL
+    if error_rate >= rate_limit or mean_ms >= ms_limit:
+        return DEGRADED
+    return HEALTHY
+
+
+def _check_number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _check_name(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
+class Monitor:
+    """Per-component durations and errors, health, alerts and a dashboard.
+
+    ``Monitor(retention=86400.0, alert_error_rate=5.0, alert_response_ms=5000.0,
+    *, slots=12, clock=None)``:
+
+    - ``record(component, operation, duration_ms, success, error_type=None)``
+      records one operation. Durations go into a C log-linear histogram per
+      component (p50/p95/p99 within 0.8 % of the exact sample quantile).
+    - ``record_event(kind, component)`` counts a resilience event: kinds
+      ``"circuit_breaker_trip"``, ``"timeout"``, ``"retry"``,
+      ``"dead_letter"``, ``"grace_recovery"`` (others are counted too, under
+      their own name). ``watch(breaker)`` records the trips of a breaker.
+    - ``health(component=None)``: over the last ``retention`` seconds (in
+      ``slots`` steps of ``retention / slots``), ``"degraded"`` when errors
+      are at least ``alert_error_rate`` percent of requests or the mean
+      duration is at least ``alert_response_ms``; ``"critical"`` at twice
+      either; else (also with no requests) ``"healthy"``. Without a
+      component: over all components' requests together.
+    - ``alerts()``: one dict per threshold crossed (severity ``"warning"``
+      or ``"critical"``) and per resilience event kind seen in the window
+      (``"warning"`` for trips, timeouts and dead letters).
+    - ``dashboard()``: ``system_health``, ``resilience_metrics``,
+      ``component_performance`` (with p50/p95/p99 per component) and
+      ``alerts``.
+
+    Memory: one histogram window per component, about ``slots`` x 19 KB.
+    Thread-safe. ``clock`` times the window (a VirtualClock in tests).
+    """
+
+    def __init__(self, retention: float = 86400.0, alert_error_rate: float = 5.0,
+                 alert_response_ms: float = 5000.0, *, slots: int = 12, clock: Any = None) -> None:
+        self._retention = _check_number(retention, "retention", 1e-6, 365 * 86400.0)
+        self._error_rate = _check_number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
+        self._response_ms = _check_number(alert_response_ms, "alert_response_ms", 0.0, 1e12)
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
+            raise ValueError(f"slots must be an int in [1, 64], got {slots!r}")
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError("clock must have a now() method returning seconds")
+        self._slots = slots
+        self._clock = clock if clock is not None else MonotonicClock()
+        # Validates the retention/slots pair in C before anything is kept.
+        WindowedHistogram(self._retention, slots, clock=self._clock)
+        self._started = self._clock.now()
+        self._lock = threading.Lock()
+        self._components: dict[str, _Component] = {}
+        self._events = _Slots(self._retention / slots, slots, len(EVENT_KINDS))
+        self._event_index = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+        self._other_events: dict[str, int] = {}
+        self._event_totals: dict[tuple[str, str], int] = {}  # (kind, component) -> count
+
+    @property
+    def clock(self) -> Any:
+        """The clock the window follows."""
+        return self._clock
+
+    @property
+    def retention(self) -> float:
+        """Seconds of history health, alerts and percentiles look at."""
+        return self._retention
+
+    # ---- recording -------------------------------------------------------------
+    def record(self, component: str, operation: str, duration_ms: float, success: bool,
+               error_type: str | None = None) -> None:
+        """Records one operation of ``component``; ``error_type`` names the
+        failure (defaults to ``"error"`` for a failed operation)."""
+        _check_name(component, "component")
+        _check_name(operation, "operation")
+        if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)):
+            raise TypeError(f"duration_ms must be a number, not {type(duration_ms).__name__}")
+        if not (duration_ms >= 0 and math.isfinite(duration_ms)):
+            raise ValueError(f"duration_ms must be a finite number >= 0, got {duration_ms!r}")
+        if error_type is not None:
+            _check_name(error_type, "error_type")
+        ok = bool(success)
+        with self._lock:
+            comp = self._components.get(component)
+            if comp is None:
+                comp = self._components[component] = _Component(self._retention, self._slots,
+                                                                self._clock)
+            now = self._clock.now()
+            comp.hist.record(duration_ms)
+            comp.window.add(now, 0, 1.0)
+            comp.window.add(now, 2, duration_ms)
+            comp.requests += 1
+            comp.duration_sum += duration_ms
+            key = (operation, ok)
+            entry = comp.by_operation.get(key)
+            if entry is None:
+                comp.by_operation[key] = [1, duration_ms]
+            else:
+                entry[0] += 1
+                entry[1] += duration_ms
+            if not ok:
+                comp.window.add(now, 1, 1.0)
+                comp.errors += 1
+                name = error_type or "error"
+                comp.errors_by_type[name] = comp.errors_by_type.get(name, 0) + 1
+
+    def record_event(self, kind: str, component: str) -> None:
+        """Counts one resilience event of ``kind`` for ``component``."""
+        _check_name(kind, "kind")
+        _check_name(component, "component")
+        with self._lock:
+            index = self._event_index.get(kind)
+            if index is not None:
+                self._events.add(self._clock.now(), index, 1.0)
+            else:
+                self._other_events[kind] = self._other_events.get(kind, 0) + 1
+            key = (kind, component)
+            self._event_totals[key] = self._event_totals.get(key, 0) + 1
+
+    def watch(self, breaker: Any) -> None:
+        """Records a ``circuit_breaker_trip`` for ``breaker.name`` each time
+        the breaker opens (a CircuitBreaker or every breaker of a
+        BreakerGroup, present and future ones excluded)."""
+        breakers: Iterable[Any]
+        if callable(getattr(breaker, "on_state_change", None)):
+            breakers = (breaker,)
+        elif hasattr(breaker, "__getitem__") and hasattr(breaker, "__iter__"):
+            breakers = [breaker[name] for name in breaker]
+        else:
+            raise TypeError("watch() takes a resil.CircuitBreaker or a resil.BreakerGroup")
+
+        def on_change(b: Any, old: State, new: State, reason: str) -> None:
+            if new in (State.OPEN, State.FORCED_OPEN):
+                self.record_event("circuit_breaker_trip", b.name)
+
+        for b in breakers:
+            b.on_state_change(on_change)
+
+    # ---- reading ----------------------------------------------------------------
+    def _window(self, comp: _Component, now: float) -> tuple[float, float, float]:
+        requests, errors, total_ms = comp.window.totals(now)
+        return requests, errors, total_ms
+
+    def health(self, component: str | None = None) -> str:
+        """``"healthy"``, ``"degraded"`` or ``"critical"`` (see the class
+        docstring); KeyError for a component never recorded."""
+        with self._lock:
+            now = self._clock.now()
+            if component is not None:
+                requests, errors, total = self._window(self._components[component], now)
+            else:
+                requests = errors = total = 0.0
+                for comp in self._components.values():
+                    r, e, t = self._window(comp, now)
+                    requests += r
+                    errors += e
+                    total += t
+        if not requests:
+            return HEALTHY
+        return _status(100.0 * errors / requests, total / requests, self._error_rate,
+                       self._response_ms)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts for the window: ``{"severity", "component", "metric",
+        "value", "threshold", "message"}`` per crossed threshold (component
+        None for the system as a whole), then one per resilience event kind
+        with a count in the window."""
+        with self._lock:
+            now = self._clock.now()
+            rows: list[tuple[str | None, float, float, float]] = [
+                (name, *self._window(comp, now)) for name, comp in
+                sorted(self._components.items())]
+            events = self._events.totals(now)
+        out: list[dict[str, Any]] = []
+        system = (None, sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows))
+        for name, requests, errors, duration in [system, *rows]:
+            if not requests:
+                continue
+            where = "system" if name is None else f"component {name!r}"
+            for metric, value, limit, unit in (
+                    ("error_rate_percent", 100.0 * errors / requests, self._error_rate, "%"),
+                    ("average_response_time_ms", duration / requests, self._response_ms, " ms")):
+                if value >= 2 * limit:
+                    severity = "critical"
+                    threshold = 2 * limit
+                elif value >= limit:
+                    severity = "warning"
+                    threshold = limit
+                else:
+                    continue
+                out.append({"severity": severity, "component": name, "metric": metric,
+                            "value": round(value, 3), "threshold": threshold,
+                            "message": f"{where}: {metric.replace('_', ' ')} {value:.2f}{unit} "
+                                       f">= {threshold:g}{unit}"})
+        for kind, count in zip(EVENT_KINDS, events):
+            if count and kind in ("circuit_breaker_trip", "timeout", "dead_letter"):
+                out.append({"severity": "warning", "component": None, "metric": kind,
+                            "value": int(count), "threshold": 1,
+                            "message": f"{int(count)} {kind.replace('_', ' ')} event(s) in the "
+                                       f"last {self._retention:g} s"})
+        return out
+
+    def dashboard(self) -> dict[str, Any]:
+        """The dashboard document: ``system_health`` (status, uptime_seconds,
+        error_rate_percent, average_response_time_ms, total_requests,
+        components), ``resilience_metrics`` (circuit_breaker_trips,
+        timeout_failures, retry_attempts, dead_letter_queue_messages,
+        grace_period_recoveries, other), ``component_performance`` ({name:
+        total_requests, success_rate_percent, average_duration_ms,
+        p50/p95/p99_duration_ms, error_count, errors_by_type, status}),
+        ``alerts`` and ``generated_at`` (ISO 8601 UTC). Figures cover the
+        retention window."""
+        alerts = self.alerts()
+        with self._lock:
+            now = self._clock.now()
+            components: dict[str, Any] = {}
+            all_requests = all_errors = all_ms = 0.0
+            for name in sorted(self._components):
+                comp = self._components[name]
+                requests, errors, total = self._window(comp, now)
+                all_requests += requests
+                all_errors += errors
+                all_ms += total
+                p50, p95, p99 = (comp.hist.quantiles(list(_QUANTILES)) if requests
+                                 else (0.0, 0.0, 0.0))
+                components[name] = {
+                    "total_requests": int(requests),
+                    "success_rate_percent": round(100.0 * (requests - errors) / requests, 3)
+                    if requests else 100.0,
+                    "average_duration_ms": round(total / requests, 3) if requests else 0.0,
+                    "p50_duration_ms": round(p50, 3),
+                    "p95_duration_ms": round(p95, 3),
+                    "p99_duration_ms": round(p99, 3),
+                    "error_count": int(errors),
+                    "errors_by_type": dict(comp.errors_by_type),
+                    "status": _status(100.0 * errors / requests, total / requests,
+                                      self._error_rate, self._response_ms)
+                    if requests else HEALTHY,
+                }
+            events = self._events.totals(now)
+            other = dict(self._other_events)
+            uptime = now - self._started
+        status = (_status(100.0 * all_errors / all_requests, all_ms / all_requests,
+                          self._error_rate, self._response_ms) if all_requests else HEALTHY)
+        resilience: dict[str, Any] = {EVENT_KINDS[k]: int(v) for k, v in zip(EVENT_KINDS, events)}
+        resilience["other"] = other
+        return {
+            "system_health": {
+                "status": status,
+                "uptime_seconds": round(uptime, 3),
+                "error_rate_percent": round(100.0 * all_errors / all_requests, 3)
+                if all_requests else 0.0,
+                "average_response_time_ms": round(all_ms / all_requests, 3)
+                if all_requests else 0.0,
+                "total_requests": int(all_requests),
+                "components": len(components),
+            },
+            "resilience_metrics": resilience,
+            "component_performance": components,
+            "alerts": alerts,
+            "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat()
+            .replace("+00:00", "Z"),
+        }
+
+    # ---- for exporters --------------------------------------------------------------
+    def _export(self) -> dict[str, Any]:
+        """Cumulative counters and windowed quantiles, for resil.prometheus."""
+        with self._lock:
+            now = self._clock.now()
+            comps = {}
+            for name, comp in self._components.items():
+                requests = self._window(comp, now)[0]
+                comps[name] = {
+                    "by_operation": {k: tuple(v) for k, v in comp.by_operation.items()},
+                    "errors_by_type": dict(comp.errors_by_type),
+                    "count": comp.requests,
+                    "sum_ms": comp.duration_sum,
+                    "quantiles": dict(zip(_QUANTILES, comp.hist.quantiles(list(_QUANTILES))))
+                    if requests else {},
+                }
+            events = dict(self._event_totals)
+        return {"components": comps, "events": events, "health": self.health()}

@@ -1,0 +1,443 @@
+"""Prometheus exposition for every resil component (SPEC section 11).
+
+``exposition(*sources) -> str`` renders the text format (version 0.0.4);
+``Collector(*sources)`` offers the same families to a ``prometheus_client``
+registry (the optional ``prometheus`` extra); ``serve(port)`` serves
+``/metrics`` from a daemon thread with the standard library only.
+
+A source is a component, or a ``(name, component)`` pair naming it for its
+label: :class:`CircuitBreaker` and :class:`BreakerGroup` (label
+``endpoint``), :class:`RetryPolicy` (``policy``), :class:`TimeoutManager`
+(``operation``), :class:`BoundedQueue` and :class:`PartitionedQueue`
+(``queue``), :class:`EventEmitter` (``emitter``), :class:`EventBus`
+(``event_type``), :class:`DeadLetterQueue` (``queue``), :class:`Supervisor`
+(global task gauges) and :class:`Monitor` (``component``, ``operation``,
+``status``, ``error_type``, ``kind``). Families are label-based - one per
+metric, never one per endpoint - and follow Prometheus naming: base units
+in names, ``_total`` on counters. The breaker families of many endpoints
+are rendered in C.
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from resil import _resil
+from resil._breaker import BreakerGroup
+from resil._bus import EventBus
+from resil._dlq import DeadLetterQueue
+from resil._emitter import EventEmitter
+from resil._monitor import Monitor
+from resil._queues import BoundedQueue, PartitionedQueue
+from resil._retry import RetryPolicy
+from resil._tasks import Supervisor
+from resil._timeout import TimeoutManager
+
+__all__ = ["CONTENT_TYPE", "Collector", "MetricsServer", "exposition", "serve"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_log = logging.getLogger("resil.prometheus")
+_source_errors = 0  # sources whose collection raised (resil_exposition_errors_total)
+_errors_lock = threading.Lock()
+
+_HEALTH = {"healthy": 0, "degraded": 1, "critical": 2}
+
+# The breaker families: rendered by _resil.breaker_exposition when available.
+BREAKER_PREFIX = "resil_circuit_breaker"
+
+
+@dataclass
+class _Family:
+    name: str
+    kind: str  # gauge, counter, summary
+    help: str
+    samples: list[tuple[str, tuple[tuple[str, str], ...], float]] = field(default_factory=list)
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=set)
+
+    def add(self, value: float, suffix: str = "", **labels: str) -> None:
+        key = (suffix, tuple(labels.items()))
+        if key in self.seen:
+            raise ValueError(f"two sources give {self.name}{suffix} the same labels "
+                             f"{dict(labels)}; name them with (name, source) pairs")
+        self.seen.add(key)
+        self.samples.append((suffix, key[1], float(value)))
+
+
+class _Families:
+    def __init__(self) -> None:
+        self.by_name: dict[str, _Family] = {}
+
+    def get(self, name: str, kind: str, help_text: str) -> _Family:
+        fam = self.by_name.get(name)
+        if fam is None:
+            fam = self.by_name[name] = _Family(name, kind, help_text)
+        return fam
+
+
+# ---- collecting ------------------------------------------------------------------
+def _split(source: Any) -> tuple[str | None, Any]:
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str):
+        return source[0], source[1]
+    return None, source
+
+
+def _breakers(sources: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """Splits the breakers (from breakers and groups) from the other sources."""
+    breakers: list[Any] = []
+    others: list[Any] = []
+    for source in sources:
+        name, obj = _split(source)
+        if isinstance(obj, _resil.Breaker):
+            breakers.append(obj)
+        elif isinstance(obj, BreakerGroup):
+            breakers.extend(obj[endpoint] for endpoint in obj)
+        else:
+            others.append((name, obj))
+    names = [b.name for b in breakers]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"two breakers share the endpoint name(s) {dup}")
+    return breakers, others
+
+
+def _breaker_families(fams: _Families, breakers: list[Any]) -> None:
+    """The breaker families built in Python (for Collector and as the reference)."""
+    p = BREAKER_PREFIX
+    state = fams.get(f"{p}_state", "gauge", "Circuit state (0=CLOSED 1=DEGRADED 2=OPEN "
+                     "3=HALF_OPEN 4=FORCED_OPEN 5=DISABLED).")
+    failures = fams.get(f"{p}_failures_total", "counter", "Failures recorded by the circuit.")
+    latency = fams.get(f"{p}_latency_ms", "gauge", "Average call latency in milliseconds.")
+    opened = fams.get(f"{p}_last_opened_timestamp_seconds", "gauge",
+                      "Unix time the circuit last opened.")
+    ratio = fams.get(f"{p}_success_ratio", "gauge", "Success ratio over the window (0-1).")
+    health = fams.get(f"{p}_health_score", "gauge", "Health score (0-1).")
+    for b in breakers:
+        st = b.stats()
+        ep = b.name
+        state.add(int(st["state"]), endpoint=ep)
+        failures.add(st["failures"], endpoint=ep)
+        latency.add(st["avg_latency_ms"], endpoint=ep)
+        if st["last_opened"] is not None:
+            opened.add(st["last_opened"], endpoint=ep)
+        ratio.add(st["success_rate"], endpoint=ep)
+        health.add(st["health_score"], endpoint=ep)
+
+
+def _collect(fams: _Families, name: str | None, obj: Any) -> None:
+    if isinstance(obj, RetryPolicy):
+        st = obj.stats()
+        label = name or st["name"] or "default"
+        fams.get("resil_retries_total", "counter", "Attempts made after a first one.").add(
+            st["retries"], policy=label)
+        fams.get("resil_retry_exhausted_total", "counter",
+                 "Calls that failed after retries, deadline or budget ran out.").add(
+            st["gave_up"], policy=label)
+        fams.get("resil_retry_rejected_total", "counter",
+                 "Calls ended by an open breaker between attempts.").add(
+            st["rejected"], policy=label)
+    elif isinstance(obj, TimeoutManager):
+        st = obj.stats()
+        manager = name or "default"
+        for op, s in sorted(st["per_name"].items()):
+            fams.get("resil_timeouts_total", "counter", "Operations that timed out.").add(
+                s.get("timeouts", 0), manager=manager, operation=op)
+            fams.get("resil_timeout_warnings_total", "counter",
+                     "Operations that passed the warning fraction of their deadline.").add(
+                s.get("warnings", 0), manager=manager, operation=op)
+            fams.get("resil_grace_recoveries_total", "counter",
+                     "Operations that finished within their grace extension.").add(
+                s.get("grace_recoveries", 0), manager=manager, operation=op)
+        fams.get("resil_timeout_active_operations", "gauge",
+                 "Operations running under a deadline.").add(st["active"], manager=manager)
+    elif isinstance(obj, BoundedQueue):
+        st = obj.stats()
+        q = name or "default"
+        fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+        fams.get("resil_queue_oldest_age_seconds", "gauge", "Age of the oldest item.").add(
+            st["oldest_age"], queue=q)
+        fams.get("resil_queue_put_total", "counter", "Items put.").add(st["put"], queue=q)
+        fams.get("resil_queue_got_total", "counter", "Items taken.").add(st["got"], queue=q)
+        fams.get("resil_queue_rejected_total", "counter",
+                 "Puts refused by the reject watermark.").add(st["rejected"], queue=q)
+    elif isinstance(obj, PartitionedQueue):
+        st = obj.stats()
+        q = name or "default"
+        fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+        fams.get("resil_queue_partitions", "gauge", "Keys with queued items.").add(
+            st["keys"], queue=q)
+    elif isinstance(obj, EventEmitter):
+        st = obj.status()
+        e = name or "default"
+        fams.get("resil_emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
+            st["queue_size"], emitter=e)
+        for key, text in (("emitted", "Events delivered to the sink."),
+                          ("failed", "Events whose sink call failed."),
+                          ("dropped", "Events dropped (overflow, or failed without a DLQ).")):
+            fams.get(f"resil_emitter_{key}_total", "counter", text).add(st[key], emitter=e)
+    elif isinstance(obj, EventBus):
+        st = obj.stats()
+        bus = name or "default"
+        for key, text in (("published", "Events published."),
+                          ("delivered", "Handler deliveries that succeeded."),
+                          ("failed", "Handler deliveries that raised."),
+                          ("violations", "Deliveries refused by a contract."),
+                          ("storms", "Events refused by storm detection."),
+                          ("duplicates", "Publishes answered by an idempotency key."),
+                          ("dead_lettered", "Deliveries sent to the dead-letter queue.")):
+            fams.get(f"resil_bus_{key}_total", "counter", text).add(st[key], bus=bus)
+        for event_type, info in obj.topology().items():
+            fams.get("resil_bus_events_total", "counter", "Events published per type.").add(
+                info["published"], bus=bus, event_type=event_type)
+            fams.get("resil_bus_subscribers", "gauge", "Handlers subscribed per type.").add(
+                len(info["subscribers"]), bus=bus, event_type=event_type)
+        for event_type, state in st["circuits"].items():
+            fams.get("resil_bus_circuit_open", "gauge",
+                     "1 while publishing the type is refused.").add(
+                1 if state == "FORCED_OPEN" else 0, bus=bus, event_type=event_type)
+        disabled = sum(1 for h in st["handlers"].values() if h["disabled"])
+        fams.get("resil_bus_disabled_handlers", "gauge", "Handlers disabled by failures.").add(
+            disabled, bus=bus)
+    elif isinstance(obj, DeadLetterQueue):
+        st = obj.stats()
+        q = name or "default"
+        fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add(
+            st["size"], queue=q)
+        fams.get("resil_dead_letters_added_total", "counter", "Entries added.").add(
+            st["added"], queue=q)
+        fams.get("resil_dead_letters_evicted_total", "counter",
+                 "Entries evicted at maxsize.").add(st["evicted"], queue=q)
+        fams.get("resil_dead_letters_reprocessed_total", "counter",
+                 "Entries reprocessed successfully.").add(st["reprocessed"], queue=q)
+    elif isinstance(obj, Supervisor):
+        st = obj.stats()
+        fams.get("resil_tasks_created_total", "counter", "Background tasks started.").add(
+            st["created"])
+        fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(st["active"])
+    elif isinstance(obj, Monitor):
+        _collect_monitor(fams, obj)
+    else:
+        raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
+
+
+_EVENT_FAMILIES = {
+    "circuit_breaker_trip": ("resil_circuit_breaker_trips_total", "Circuit breaker trips."),
+    "timeout": ("resil_timeout_failures_total", "Operations that timed out."),
+    "retry": ("resil_retry_attempts_total", "Retry attempts."),
+    "dead_letter": ("resil_dead_letter_messages_total", "Messages sent to a dead-letter queue."),
+    "grace_recovery": ("resil_grace_period_recoveries_total", "Grace-period recoveries."),
+}
+
+
+def _collect_monitor(fams: _Families, monitor: Monitor) -> None:
+    data = monitor._export()
+    duration = fams.get("resil_request_duration_seconds", "summary",
+                        "Operation durations (quantiles over the monitor's retention).")
+    requests = fams.get("resil_requests_total", "counter", "Operations recorded.")
+    errors = fams.get("resil_errors_total", "counter", "Failed operations by error type.")
+    for comp, info in sorted(data["components"].items()):
+        for q, ms in sorted(info["quantiles"].items()):
+            duration.add(ms / 1000.0, component=comp, quantile=repr(q))
+        duration.add(info["sum_ms"] / 1000.0, "_sum", component=comp)
+        duration.add(info["count"], "_count", component=comp)
+        for (operation, ok), (count, _) in sorted(info["by_operation"].items()):
+            requests.add(count, component=comp, operation=operation,
+                         status="success" if ok else "error")
+        for error_type, count in sorted(info["errors_by_type"].items()):
+            errors.add(count, component=comp, error_type=error_type)
+    for (kind, comp), count in sorted(data["events"].items()):
+        if kind in _EVENT_FAMILIES:
+            fam_name, text = _EVENT_FAMILIES[kind]
+            fams.get(fam_name, "counter", text).add(count, component=comp)
+        else:
+            fams.get("resil_events_total", "counter", "Other resilience events.").add(
+                count, component=comp, kind=kind)
+    fams.get("resil_system_health_status", "gauge",
+             "System health (0=healthy 1=degraded 2=critical).").add(_HEALTH[data["health"]])
+
+
+def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[Any], _Families]:
+    global _source_errors
+    breakers, others = _breakers(sources)
+    fams = _Families()
+    if breakers_in_python:
+        _breaker_families(fams, breakers)
+    for name, obj in others:
+        try:
+            _collect(fams, name, obj)
+        except (TypeError, ValueError):
+            raise
+        except Exception:
+            with _errors_lock:
+                _source_errors += 1
+            _log.exception("collecting metrics from %r failed; it is left out", obj)
+    fams.get("resil_exposition_errors_total", "counter",
+             "Sources whose collection raised and were left out.").add(_source_errors)
+    return breakers, fams
+
+
+# ---- text format ----------------------------------------------------------------------
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2 ** 53:
+        return str(int(value))
+    return repr(value)
+
+
+def _render(fam: _Family, out: list[str]) -> None:
+    out.append(f"# HELP {fam.name} {_escape_help(fam.help)}\n# TYPE {fam.name} {fam.kind}\n")
+    for suffix, labels, value in fam.samples:
+        if labels:
+            text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+            out.append(f"{fam.name}{suffix}{{{text}}} {_number(value)}\n")
+        else:
+            out.append(f"{fam.name}{suffix} {_number(value)}\n")
+
+
+def exposition(*sources: Any) -> str:
+    """The Prometheus text format for ``sources`` (see the module docstring).
+    TypeError for an object resil cannot export; ValueError when two sources
+    would give one family the same labels. A source whose collection raises
+    anything else is logged, left out and counted in
+    ``resil_exposition_errors_total``."""
+    breakers, fams = _gather(sources, breakers_in_python=False)
+    out: list[str] = []
+    if breakers:
+        out.append(_resil.breaker_exposition(breakers, BREAKER_PREFIX, "endpoint"))
+    for fam in fams.by_name.values():
+        _render(fam, out)
+    return "".join(out)
+
+
+# ---- prometheus_client bridge ----------------------------------------------------------
+class Collector:
+    """A ``prometheus_client`` collector for ``sources``:
+    ``prometheus_client.REGISTRY.register(resil.prometheus.Collector(breaker, queue))``.
+    Needs the optional ``prometheus_client`` package (``pip install
+    resil[prometheus]``) only when a registry calls ``collect``."""
+
+    def __init__(self, *sources: Any) -> None:
+        _breakers(sources)  # fails now, not at the first scrape, on bad sources
+        for source in sources:
+            _, obj = _split(source)
+            if not isinstance(obj, (_resil.Breaker, BreakerGroup, RetryPolicy, TimeoutManager,
+                                    BoundedQueue, PartitionedQueue, EventEmitter, EventBus,
+                                    DeadLetterQueue, Supervisor, Monitor)):
+                raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
+        self._sources = sources
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            SummaryMetricFamily,
+        )
+        from prometheus_client.metrics_core import Metric
+
+        _, fams = _gather(self._sources, breakers_in_python=True)
+        for fam in fams.by_name.values():
+            metric: Metric
+            if fam.kind == "counter":
+                metric = CounterMetricFamily(fam.name.removesuffix("_total"), fam.help)
+                for suffix, labels, value in fam.samples:
+                    metric.add_sample(fam.name + suffix, dict(labels), value)
+            elif fam.kind == "summary":
+                metric = SummaryMetricFamily(fam.name, fam.help)
+                for suffix, labels, value in fam.samples:
+                    metric.add_sample(fam.name + suffix, dict(labels), value)
+            else:
+                metric = GaugeMetricFamily(fam.name, fam.help)
+                for suffix, labels, value in fam.samples:
+                    metric.add_sample(fam.name + suffix, dict(labels), value)
+            yield metric
+
+    def describe(self) -> list[Any]:
+        return []  # families vary with the sources' contents: collect on scrape only
+
+
+# ---- HTTP ----------------------------------------------------------------------------------
+class MetricsServer:
+    """A running ``/metrics`` endpoint (from :func:`serve`): ``host``,
+    ``port`` (the bound one, useful with port 0), ``url``, ``shutdown()``
+    (stops serving and closes the socket; idempotent)."""
+
+    def __init__(self, httpd: http.server.ThreadingHTTPServer, thread: threading.Thread) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self._closed = False
+        address = httpd.server_address
+        self.host: str = str(address[0])
+        self.port: int = int(address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def serve(port: int, host: str = "127.0.0.1", sources: Iterable[Any] = ()) -> MetricsServer:
+    """Serves ``exposition(*sources)`` at ``http://host:port/metrics`` from a
+    daemon thread (port 0 picks a free port: see ``server.port``). A list
+    is read again at each scrape, so sources appended later are served too.
+    Other paths answer 404; a failing exposition answers 500 and is logged."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
+    chosen = sources if isinstance(sources, list) else tuple(sources)
+    Collector(*chosen)  # validates the sources given so far
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server protocol)
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            try:
+                body = exposition(*chosen).encode()
+            except Exception:
+                _log.exception("exposition failed")
+                self.send_error(500, "exposition failed; see the resil.prometheus log")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            _log.debug("%s - %s", self.address_string(), format % args)
+
+    httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name=f"resil-metrics-{port}",
+                              daemon=True)
+    thread.start()
+    return MetricsServer(httpd, thread)
