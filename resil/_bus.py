@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
 import inspect
 import itertools
 import json
@@ -225,7 +226,10 @@ class EventBus:
         self._topics: dict[str, _Topic] = {}
         self._originals: collections.OrderedDict[str, Event] = collections.OrderedDict()
         self._busy = False
+        self._holder: asyncio.Task[Any] | None = None  # the task holding the turn
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._pending: collections.deque[tuple[_Topic, Event]] = collections.deque()
+        self._background: set[asyncio.Future[Any]] = set()  # dead-letter puts in flight
         self._seq = 0
         self._id_prefix = uuid.uuid4().hex[:20]
         self._id_counter = itertools.count(1)
@@ -269,6 +273,9 @@ class EventBus:
         for sub in topic.subs:
             if sub.handler == handler:
                 raise ValueError(f"{label} is already subscribed to {event_type!r}")
+            if sub.name == label:
+                raise ValueError(f"a handler named {label!r} is already subscribed to "
+                                 f"{event_type!r}; give this one another name=")
         topic.subs.append(_Subscription(handler, label, req, vers))
         return handler
 
@@ -280,6 +287,10 @@ class EventBus:
         for i, sub in enumerate(topic.subs):
             if sub.handler == handler:
                 del topic.subs[i]
+                if topic.circuit.state is not State.FORCED_OPEN and self._half_disabled(topic):
+                    topic.circuit.force_open()
+                    _log.error("bus circuit for %r opened: half of its handlers are disabled",
+                               event_type)
                 return True
         return False
 
@@ -341,10 +352,16 @@ class EventBus:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"payload of a {event_type!r} event is not JSON-serialisable, "
                                 f"so it cannot be stored: {exc}") from exc
-        if self._busy:
-            await self._acquire()
-        else:
-            self._busy = True
+        # A handler publishing on the bus that is delivering to it runs in the
+        # task holding the turn: its event is numbered now and delivered
+        # after the current one (waiting for the turn would deadlock).
+        nested = self._busy and self._holder is asyncio.current_task()
+        if not nested:
+            if self._busy:
+                await self._acquire()
+            else:
+                self._busy = True
+            self._holder = asyncio.current_task()
         try:
             topic = self._topics.get(event_type)
             if topic is None:
@@ -356,7 +373,7 @@ class EventBus:
                 if original is not None:
                     self._counts["duplicates"] += 1
                     return original
-            if not topic.rate.hit():
+            if topic.rate.count() >= self._storm_threshold:
                 topic.storms += 1
                 self._counts["storms"] += 1
                 if self._raise_on_storm:
@@ -377,6 +394,7 @@ class EventBus:
             else:
                 seq = self._seq + 1
             self._seq = seq
+            topic.rate.hit()  # counted once numbered: a failed write uses no storm budget
             event = Event(event_type, payload, seq, event_id, now, corr, schema_version,
                           idempotency_key, publisher)
             topic.published += 1
@@ -385,13 +403,17 @@ class EventBus:
             self._counts["published"] += 1
             if idempotency_key is not None:
                 self._remember(idempotency_key, event)
-            if topic.subs:
-                await self._deliver(topic, event)
+            if nested:
+                self._pending.append((topic, event))
+            else:
+                await self._deliver_all(topic, event)
             if cancelled is not None:
                 raise cancelled
             return event
         finally:
-            self._release()
+            if not nested:
+                self._holder = None
+                self._release()
 
     async def _acquire(self) -> None:
         """Waits for the bus's turn (FIFO). Publishes are serialised so that
@@ -444,6 +466,7 @@ class EventBus:
     def _remember(self, key: str, event: Event) -> None:
         self._dedup.seen(key)
         originals = self._originals
+        originals.pop(key, None)  # a key seen again after it expired goes to the back
         originals[key] = event
         # The Deduplicator decides expiry (ttl, capacity); drop what it forgot.
         while originals:
@@ -452,40 +475,67 @@ class EventBus:
                 break
             del originals[oldest]
 
+    async def _deliver_all(self, topic: _Topic, event: Event) -> None:
+        """Delivers ``event``, then the events handlers published meanwhile,
+        in sequence order. Interrupted, every delivery not made is
+        dead-lettered as DeliveryCancelled."""
+        try:
+            if topic.subs:
+                await self._deliver(topic, event)
+            while self._pending:
+                topic, event = self._pending.popleft()
+                if topic.subs:
+                    await self._deliver(topic, event)
+        except _STOP:
+            while self._pending:
+                topic, event = self._pending.popleft()
+                for sub in topic.subs[:]:
+                    self._dead_letter_soon(event, sub, DeliveryCancelled(
+                        f"delivery of event {event.seq} interrupted"))
+            raise
+
     async def _deliver(self, topic: _Topic, event: Event) -> None:
         subs = topic.subs[:]
-        for index, sub in enumerate(subs):
-            if sub.disabled:
-                sub.skipped += 1
-                self._counts["skipped"] += 1
-                await self._dead_letter(event, sub, HandlerDisabled(
-                    f"handler {sub.name} is disabled after {self._failure_limit} consecutive "
-                    f"failures; reset_handler() re-enables it"), 0)
-                continue
-            violation = sub.contract_error(event) if (sub.required or event.schema_version
-                                                       not in sub.versions) else None
-            if violation is not None:
-                sub.violations += 1
-                self._counts["violations"] += 1
-                _log.warning("contract violation: %s event %d refused by %s: %s",
-                             event.event_type, event.seq, sub.name, violation)
-                await self._dead_letter(event, sub, ContractViolation(violation), 0)
-                continue
-            try:
-                result = sub.handler(event)
-                if sub.is_async or (result is not None and inspect.isawaitable(result)):
-                    await result
-            except _STOP:
-                for rest in subs[index:]:
-                    await self._dead_letter(event, rest, DeliveryCancelled(
-                        f"delivery of event {event.seq} interrupted"), 0)
-                raise
-            except Exception as exc:
-                await self._handler_failed(topic, sub, event, exc)
-            else:
-                sub.delivered += 1
-                sub.consecutive = 0
-                self._counts["delivered"] += 1
+        done = 0  # subs[:done] were delivered, refused or dead-lettered
+        try:
+            for sub in subs:
+                if sub.disabled:
+                    sub.skipped += 1
+                    self._counts["skipped"] += 1
+                    done += 1
+                    await self._dead_letter(event, sub, HandlerDisabled(
+                        f"handler {sub.name} is disabled after {self._failure_limit} "
+                        f"consecutive failures; reset_handler() re-enables it"), 0)
+                    continue
+                violation = sub.contract_error(event) if (
+                    sub.required or event.schema_version not in sub.versions) else None
+                if violation is not None:
+                    sub.violations += 1
+                    self._counts["violations"] += 1
+                    _log.warning("contract violation: %s event %d refused by %s: %s",
+                                 event.event_type, event.seq, sub.name, violation)
+                    done += 1
+                    await self._dead_letter(event, sub, ContractViolation(violation), 0)
+                    continue
+                try:
+                    result = sub.handler(event)
+                    if sub.is_async or (result is not None and inspect.isawaitable(result)):
+                        await result
+                except _STOP:
+                    raise
+                except Exception as exc:
+                    done += 1
+                    await self._handler_failed(topic, sub, event, exc)
+                else:
+                    done += 1
+                    sub.delivered += 1
+                    sub.consecutive = 0
+                    self._counts["delivered"] += 1
+        except _STOP:
+            for rest in subs[done:]:
+                self._dead_letter_soon(event, rest, DeliveryCancelled(
+                    f"delivery of event {event.seq} interrupted"))
+            raise
 
     async def _handler_failed(self, topic: _Topic, sub: _Subscription, event: Event,
                               exc: Exception) -> None:
@@ -505,21 +555,76 @@ class EventBus:
                            event.event_type, sum(1 for s in topic.subs if s.disabled),
                            len(topic.subs))
 
+    def _start_put(self, event: Event, sub: _Subscription, error: BaseException,
+                   attempts: int) -> asyncio.Future[Any] | None:
+        """Starts ``dlq.put``: in a worker thread when the dlq writes to a
+        store (the file may be locked for seconds), as a task when put returns
+        an awaitable. Once started it finishes even if the caller is
+        cancelled. Returns what to wait for, or None when put is done."""
+        assert self._dlq is not None
+        source = f"{event.event_type}:{sub.name}"
+        if getattr(self._dlq, "store", None) is not None:
+            loop = asyncio.get_running_loop()
+            return loop.run_in_executor(None, functools.partial(
+                self._dlq.put, event, error, source=source, attempts=attempts))
+        result = self._dlq.put(event, error, source=source, attempts=attempts)
+        if inspect.isawaitable(result):
+            return asyncio.ensure_future(result)
+        return None
+
+    def _put_failed(self, event: Event, sub: _Subscription) -> None:
+        self._counts["dead_letter_errors"] += 1
+        _log.exception("dead-letter queue refused %s event %d for %s", event.event_type,
+                       event.seq, sub.name)
+
     async def _dead_letter(self, event: Event, sub: _Subscription, error: BaseException,
                            attempts: int) -> None:
         if self._dlq is None:
             return
+        pending = None
         try:
-            result = self._dlq.put(event, error, source=f"{event.event_type}:{sub.name}",
-                                   attempts=attempts)
-            if inspect.isawaitable(result):
-                await result
+            pending = self._start_put(event, sub, error, attempts)
+            if pending is not None:
+                self._track(pending, event, sub)
+                await asyncio.shield(pending)
+        except _STOP:
+            raise  # the put runs on; _track counts its outcome
         except Exception:
-            self._counts["dead_letter_errors"] += 1
-            _log.exception("dead-letter queue refused %s event %d for %s", event.event_type,
-                           event.seq, sub.name)
+            if pending is None:
+                self._put_failed(event, sub)
             return
-        self._counts["dead_lettered"] += 1
+        if pending is None:
+            self._counts["dead_lettered"] += 1
+
+    def _dead_letter_soon(self, event: Event, sub: _Subscription, error: BaseException) -> None:
+        """Dead-letters without waiting (used while a cancellation unwinds)."""
+        if self._dlq is None:
+            return
+        try:
+            pending = self._start_put(event, sub, error, 0)
+        except Exception:
+            self._put_failed(event, sub)
+            return
+        if pending is None:
+            self._counts["dead_lettered"] += 1
+        else:
+            self._track(pending, event, sub)
+
+    def _track(self, pending: asyncio.Future[Any], event: Event, sub: _Subscription) -> None:
+        self._background.add(pending)
+
+        def finished(f: asyncio.Future[Any]) -> None:
+            self._background.discard(f)
+            if f.cancelled():
+                self._counts["dead_letter_errors"] += 1
+            elif f.exception() is not None:
+                self._counts["dead_letter_errors"] += 1
+                _log.error("dead-letter queue refused %s event %d for %s: %r",
+                           event.event_type, event.seq, sub.name, f.exception())
+            else:
+                self._counts["dead_lettered"] += 1
+
+        pending.add_done_callback(finished)
 
     # ---- replay -------------------------------------------------------------------
     async def replay(self, from_seq: int | None = None, since: float | datetime.datetime | None = None,
@@ -556,6 +661,7 @@ class EventBus:
             await self._acquire()
         else:
             self._busy = True
+        self._holder = asyncio.current_task()
         try:
             while True:
                 page = await loop.run_in_executor(None, _next_page, rows)
@@ -567,9 +673,10 @@ class EventBus:
                     topic = self._topics.get(event.event_type)
                     count += 1
                     self._counts["replayed"] += 1
-                    if topic is not None and topic.subs:
-                        await self._deliver(topic, event)
+                    if topic is not None:
+                        await self._deliver_all(topic, event)
         finally:
+            self._holder = None
             self._release()
         return count
 
@@ -580,14 +687,15 @@ class EventBus:
         to publish, subscribers the handler names; orphaned = published but
         nobody subscribed now, unused = subscribed but never published."""
         result: dict[str, dict[str, Any]] = {}
-        for name in sorted(self._topics):
-            topic = self._topics[name]
+        # Copies first: a metrics thread may read while the loop changes them.
+        for name, topic in sorted(list(self._topics.items())):
+            subs = list(topic.subs)
             result[name] = {
-                "publishers": sorted(topic.publishers),
-                "subscribers": [sub.name for sub in topic.subs],
+                "publishers": sorted(list(topic.publishers)),
+                "subscribers": [sub.name for sub in subs],
                 "published": topic.published,
-                "orphaned": topic.published > 0 and not topic.subs,
-                "unused": bool(topic.subs) and topic.published == 0,
+                "orphaned": topic.published > 0 and not subs,
+                "unused": bool(subs) and topic.published == 0,
             }
         return result
 
@@ -600,14 +708,14 @@ class EventBus:
         ``{type: state name}``."""
         handlers: dict[str, dict[str, Any]] = {}
         circuits: dict[str, str] = {}
-        for name, topic in self._topics.items():
+        for name, topic in list(self._topics.items()):
             circuits[name] = topic.circuit.state.name
-            for sub in topic.subs:
+            for sub in list(topic.subs):
                 handlers[f"{name}:{sub.name}"] = {
                     "delivered": sub.delivered, "failures": sub.failures,
                     "consecutive_failures": sub.consecutive, "violations": sub.violations,
                     "skipped": sub.skipped, "disabled": sub.disabled}
-        return {**self._counts, "last_seq": self._seq, "handlers": handlers,
+        return {**dict(self._counts), "last_seq": self._seq, "handlers": handlers,
                 "circuits": circuits}
 
     def circuit(self, event_type: str) -> CircuitBreaker:

@@ -24,6 +24,10 @@ __all__ = ["DeadLetter", "DeadLetterQueue"]
 _log = logging.getLogger("resil.dlq")
 
 
+class _BeingReprocessed(ResilError):
+    """reprocess() of an entry another reprocess() is working on."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One entry of a :class:`DeadLetterQueue`.
@@ -198,7 +202,7 @@ class DeadLetterQueue:
         entry = self.get(entry_id)
         with self._lock:
             if entry_id in self._busy:
-                raise ResilError(f"dead letter {entry_id} is being reprocessed already")
+                raise _BeingReprocessed(f"dead letter {entry_id} is being reprocessed already")
             self._busy.add(entry_id)
         try:
             try:
@@ -222,16 +226,15 @@ class DeadLetterQueue:
     async def reprocess_all(self, handler: Callable[[Any], Any]) -> dict[str, int]:
         """Reprocesses every entry present at the call, oldest first;
         returns ``{"successful": n, "failed": m}``. Entries removed or being
-        reprocessed meanwhile are skipped."""
+        reprocessed meanwhile are skipped; a StoreError stops the run and
+        propagates (the entries not yet reprocessed stay)."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         successful = failed = 0
         for entry in self.list():
             try:
                 ok = await self.reprocess(entry.id, handler)
-            except KeyError:
-                continue
-            except ResilError:
+            except (KeyError, _BeingReprocessed):
                 continue
             if ok:
                 successful += 1

@@ -25,35 +25,42 @@ EVENT_KINDS = {
     "grace_recovery": "grace_period_recoveries",
 }
 _QUANTILES = (0.5, 0.95, 0.99)
+_MAX_MS = 1e12  # about 31.7 years: a longer duration is a caller's bug
 
 
 class _Slots:
-    """Per-slot sums over a retention window (the same slot rule as the C
-    WindowedHistogram: a value added in slot e counts while now's slot < e +
-    slots)."""
+    """Per-slot sums over a retention window, with the C WindowedHistogram's
+    slot rule: a value added in slot e counts while now's slot < e + slots.
+    Time never goes back: an earlier now is read as the newest slot seen."""
 
-    __slots__ = ("slot", "n", "epochs", "values")
+    __slots__ = ("slot", "n", "epochs", "values", "newest")
 
     def __init__(self, slot: float, n: int, width: int) -> None:
         self.slot = slot
         self.n = n
         self.epochs = [-1] * n
         self.values = [[0.0] * width for _ in range(n)]
+        self.newest = -1
+
+    def _epoch(self, now: float) -> int:
+        epoch = int(now // self.slot)
+        if epoch < self.newest:
+            return self.newest
+        self.newest = epoch
+        return epoch
 
     def add(self, now: float, index: int, amount: float) -> None:
-        epoch = int(now // self.slot)
+        epoch = self._epoch(now)
         i = epoch % self.n
+        row = self.values[i]
         if self.epochs[i] != epoch:
-            if self.epochs[i] > epoch:  # time went backwards: count in the newest slot
-                return self.add(self.epochs[i] * self.slot, index, amount)
             self.epochs[i] = epoch
-            row = self.values[i]
             for k in range(len(row)):
                 row[k] = 0.0
-        self.values[i][index] += amount
+        row[index] += amount
 
     def totals(self, now: float) -> list[float]:
-        epoch = int(now // self.slot)
+        epoch = self._epoch(now)
         width = len(self.values[0])
         out = [0.0] * width
         for e, row in zip(self.epochs, self.values):
@@ -64,19 +71,28 @@ class _Slots:
 
 
 class _Component:
-    __slots__ = ("hist", "window", "requests", "errors", "duration_sum", "by_operation",
-                 "errors_by_type", "events")
+    __slots__ = ("hist", "failures", "requests", "errors", "duration_sum", "by_operation",
+                 "errors_by_type")
 
     def __init__(self, retention: float, slots: int, clock: Any) -> None:
+        # Requests, their mean and percentiles come from one C window. A second
+        # one (a few buckets) gets every request too, as 1 ns for an error and
+        # 0 for a success, so it sees the same times: errors = its sum.
         self.hist = WindowedHistogram(retention, slots, clock=clock)
-        self.window = _Slots(retention / slots, slots, 3)  # requests, errors, duration sum
+        self.failures = WindowedHistogram(retention, slots, sub_bits=1, max_bits=2, clock=clock)
         self.requests = 0
         self.errors = 0
         self.duration_sum = 0.0
         # cumulative, for counters: (operation, success) -> (count, duration sum)
         self.by_operation: dict[tuple[str, bool], list[float]] = {}
         self.errors_by_type: dict[str, int] = {}
-        self.events: dict[str, int] = {}
+
+    def window(self) -> tuple[float, float, float]:
+        """(requests, errors, duration sum in ms) over the window."""
+        requests = self.hist.count()
+        outcomes = self.failures.count()
+        errors = min(round(self.failures.mean_ms() * 1e6 * outcomes), requests)
+        return float(requests), float(errors), self.hist.mean_ms() * requests
 
 
 def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: float) -> str:
@@ -135,7 +151,10 @@ class Monitor:
                  alert_response_ms: float = 5000.0, *, slots: int = 12, clock: Any = None) -> None:
         self._retention = _check_number(retention, "retention", 1e-6, 365 * 86400.0)
         self._error_rate = _check_number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
-        self._response_ms = _check_number(alert_response_ms, "alert_response_ms", 0.0, 1e12)
+        self._response_ms = _check_number(alert_response_ms, "alert_response_ms", 0.0, _MAX_MS)
+        if self._error_rate == 0 or self._response_ms == 0:
+            raise ValueError("alert_error_rate and alert_response_ms must be > 0 (a zero "
+                             "threshold would call every component critical)")
         if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
             raise ValueError(f"slots must be an int in [1, 64], got {slots!r}")
         if clock is not None and not callable(getattr(clock, "now", None)):
@@ -171,8 +190,8 @@ class Monitor:
         _check_name(operation, "operation")
         if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)):
             raise TypeError(f"duration_ms must be a number, not {type(duration_ms).__name__}")
-        if not (duration_ms >= 0 and math.isfinite(duration_ms)):
-            raise ValueError(f"duration_ms must be a finite number >= 0, got {duration_ms!r}")
+        if not 0 <= duration_ms <= _MAX_MS:
+            raise ValueError(f"duration_ms must be in [0, {_MAX_MS:g}] ms, got {duration_ms!r}")
         if error_type is not None:
             _check_name(error_type, "error_type")
         ok = bool(success)
@@ -181,10 +200,8 @@ class Monitor:
             if comp is None:
                 comp = self._components[component] = _Component(self._retention, self._slots,
                                                                 self._clock)
-            now = self._clock.now()
             comp.hist.record(duration_ms)
-            comp.window.add(now, 0, 1.0)
-            comp.window.add(now, 2, duration_ms)
+            comp.failures.record_ns(0 if ok else 1)
             comp.requests += 1
             comp.duration_sum += duration_ms
             key = (operation, ok)
@@ -195,7 +212,6 @@ class Monitor:
                 entry[0] += 1
                 entry[1] += duration_ms
             if not ok:
-                comp.window.add(now, 1, 1.0)
                 comp.errors += 1
                 name = error_type or "error"
                 comp.errors_by_type[name] = comp.errors_by_type.get(name, 0) + 1
@@ -233,21 +249,16 @@ class Monitor:
             b.on_state_change(on_change)
 
     # ---- reading ----------------------------------------------------------------
-    def _window(self, comp: _Component, now: float) -> tuple[float, float, float]:
-        requests, errors, total_ms = comp.window.totals(now)
-        return requests, errors, total_ms
-
     def health(self, component: str | None = None) -> str:
         """``"healthy"``, ``"degraded"`` or ``"critical"`` (see the class
         docstring); KeyError for a component never recorded."""
         with self._lock:
-            now = self._clock.now()
             if component is not None:
-                requests, errors, total = self._window(self._components[component], now)
+                requests, errors, total = self._components[component].window()
             else:
                 requests = errors = total = 0.0
                 for comp in self._components.values():
-                    r, e, t = self._window(comp, now)
+                    r, e, t = comp.window()
                     requests += r
                     errors += e
                     total += t
@@ -264,7 +275,7 @@ class Monitor:
         with self._lock:
             now = self._clock.now()
             rows: list[tuple[str | None, float, float, float]] = [
-                (name, *self._window(comp, now)) for name, comp in
+                (name, *comp.window()) for name, comp in
                 sorted(self._components.items())]
             events = self._events.totals(now)
         out: list[dict[str, Any]] = []
@@ -313,7 +324,7 @@ class Monitor:
             all_requests = all_errors = all_ms = 0.0
             for name in sorted(self._components):
                 comp = self._components[name]
-                requests, errors, total = self._window(comp, now)
+                requests, errors, total = comp.window()
                 all_requests += requests
                 all_errors += errors
                 all_ms += total
@@ -362,10 +373,9 @@ class Monitor:
     def _export(self) -> dict[str, Any]:
         """Cumulative counters and windowed quantiles, for resil.prometheus."""
         with self._lock:
-            now = self._clock.now()
             comps = {}
             for name, comp in self._components.items():
-                requests = self._window(comp, now)[0]
+                requests = comp.window()[0]
                 comps[name] = {
                     "by_operation": {k: tuple(v) for k, v in comp.by_operation.items()},
                     "errors_by_type": dict(comp.errors_by_type),

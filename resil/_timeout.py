@@ -243,7 +243,7 @@ class TimeoutManager:
 
     def stats(self) -> dict[str, Any]:
         """Totals (timeouts, warnings, grace_recoveries, ...) and the same per name."""
-        per_name = {name: vars(s).copy() for name, s in self._stats.items()}
+        per_name = {name: vars(s).copy() for name, s in list(self._stats.items())}
         totals = {key: sum(s[key] for s in per_name.values())
                   for key in vars(_NameStats()).keys()}
         return {**totals, "active": len(self._active), "per_name": per_name}

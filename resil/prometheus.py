@@ -217,11 +217,13 @@ def _collect(fams: _Families, name: str | None, obj: Any) -> None:
                  "Entries reprocessed successfully.").add(st["reprocessed"], queue=q)
     elif isinstance(obj, Supervisor):
         st = obj.stats()
+        extra = {"supervisor": name} if name else {}
         fams.get("resil_tasks_created_total", "counter", "Background tasks started.").add(
-            st["created"])
-        fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(st["active"])
+            st["created"], **extra)
+        fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(
+            st["active"], **extra)
     elif isinstance(obj, Monitor):
-        _collect_monitor(fams, obj)
+        _collect_monitor(fams, obj, {"monitor": name} if name else {})
     else:
         raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
 
@@ -235,7 +237,7 @@ _EVENT_FAMILIES = {
 }
 
 
-def _collect_monitor(fams: _Families, monitor: Monitor) -> None:
+def _collect_monitor(fams: _Families, monitor: Monitor, extra: dict[str, str]) -> None:
     data = monitor._export()
     duration = fams.get("resil_request_duration_seconds", "summary",
                         "Operation durations (quantiles over the monitor's retention).")
@@ -243,23 +245,24 @@ def _collect_monitor(fams: _Families, monitor: Monitor) -> None:
     errors = fams.get("resil_errors_total", "counter", "Failed operations by error type.")
     for comp, info in sorted(data["components"].items()):
         for q, ms in sorted(info["quantiles"].items()):
-            duration.add(ms / 1000.0, component=comp, quantile=repr(q))
-        duration.add(info["sum_ms"] / 1000.0, "_sum", component=comp)
-        duration.add(info["count"], "_count", component=comp)
+            duration.add(ms / 1000.0, **extra, component=comp, quantile=repr(q))
+        duration.add(info["sum_ms"] / 1000.0, "_sum", **extra, component=comp)
+        duration.add(info["count"], "_count", **extra, component=comp)
         for (operation, ok), (count, _) in sorted(info["by_operation"].items()):
-            requests.add(count, component=comp, operation=operation,
+            requests.add(count, **extra, component=comp, operation=operation,
                          status="success" if ok else "error")
         for error_type, count in sorted(info["errors_by_type"].items()):
-            errors.add(count, component=comp, error_type=error_type)
+            errors.add(count, **extra, component=comp, error_type=error_type)
     for (kind, comp), count in sorted(data["events"].items()):
         if kind in _EVENT_FAMILIES:
             fam_name, text = _EVENT_FAMILIES[kind]
-            fams.get(fam_name, "counter", text).add(count, component=comp)
+            fams.get(fam_name, "counter", text).add(count, **extra, component=comp)
         else:
             fams.get("resil_events_total", "counter", "Other resilience events.").add(
-                count, component=comp, kind=kind)
+                count, **extra, component=comp, kind=kind)
     fams.get("resil_system_health_status", "gauge",
-             "System health (0=healthy 1=degraded 2=critical).").add(_HEALTH[data["health"]])
+             "System health (0=healthy 1=degraded 2=critical).").add(_HEALTH[data["health"]],
+                                                                       **extra)
 
 
 def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[Any], _Families]:
@@ -284,6 +287,8 @@ def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[An
 
 # ---- text format ----------------------------------------------------------------------
 def _escape_label(value: str) -> str:
+    if not value.isascii():  # a lone surrogate is not UTF-8: write it as \udcxx
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 

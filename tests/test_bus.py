@@ -85,13 +85,9 @@ def test_hundred_concurrent_publishers_gapless_and_in_order() -> None:
     assert sync_rec.seqs == list(range(1, 1001))
     assert async_seen == list(range(1, 1001))
     assert sorted(s for seqs in returned for s in seqs) == list(range(1, 1001))
-    for seqs in returned:  # each publisher's own events are numbered in its order
-        assert seqs == sorted(seqs)
-    # payload order per publisher survives numbering
-    by_pub: dict[int, list[int]] = {}
-    for e in sync_rec.events:
-        by_pub.setdefault(e.payload["publisher"], []).append(e.payload["i"])
-    assert all(v == list(range(10)) for v in by_pub.values())
+    # the number each publisher got back is the one its event was delivered with
+    delivered = {(e.payload["publisher"], e.payload["i"]): e.seq for e in sync_rec.events}
+    assert all(delivered[(n, i)] == returned[n][i] for n in range(100) for i in range(10))
     assert bus.stats()["last_seq"] == 1000
     assert len({e.event_id for e in sync_rec.events}) == 1000
 
@@ -585,3 +581,164 @@ def test_a_publisher_cancelled_while_waiting_for_its_turn_takes_no_number() -> N
 
     run(main())
     assert seen == [1, 3, 4, 5]
+
+
+def test_a_handler_may_publish_on_the_bus_delivering_to_it() -> None:
+    bus = EventBus()
+    order: list[tuple[str, int]] = []
+
+    async def on_order(event: Event) -> None:
+        order.append(("order", event.seq))
+        shipped = await bus.publish("shipment", {"order": event.seq})
+        assert shipped is not None
+        order.append(("published shipment", shipped.seq))
+
+    def on_shipment(event: Event) -> None:
+        order.append(("shipment", event.seq))
+
+    bus.subscribe("order", on_order)
+    bus.subscribe("shipment", on_shipment)
+
+    async def main() -> None:
+        first = await asyncio.wait_for(bus.publish("order", {}), 5)
+        second = await asyncio.wait_for(bus.publish("order", {}), 5)
+        assert (first.seq, second.seq) == (1, 3)  # type: ignore[union-attr]
+
+    run(main())
+    # the nested event is numbered at once and delivered right after the
+    # current one, before the outer publish returns: handlers see seq order
+    assert order == [("order", 1), ("published shipment", 2), ("shipment", 2),
+                     ("order", 3), ("published shipment", 4), ("shipment", 4)]
+
+
+def test_cancelled_while_dead_lettering_the_rest_still_reach_the_dlq() -> None:
+    class SlowDLQ:
+        def __init__(self) -> None:
+            self.entries: list[tuple[int, str, str]] = []
+
+        async def put(self, item: Event, error: BaseException, source: str = "",
+                      attempts: int = 0) -> None:
+            await asyncio.sleep(0.01)
+            self.entries.append((item.seq, source, type(error).__name__))
+
+    dlq = SlowDLQ()
+    bus = EventBus(dlq=dlq)
+    after = Recorder("after")
+    bus.subscribe("t", Recorder("strict"), required=("x",), name="strict")
+    bus.subscribe("t", after)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(bus.publish("t", {}))
+        await asyncio.sleep(0.001)  # inside the awaited put of the contract violation
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.05)  # puts already started finish
+
+    run(main())
+    assert after.seqs == []
+    assert sorted(dlq.entries) == [(1, "t:after", "DeliveryCancelled"),
+                                   (1, "t:strict", "ContractViolation")]
+    assert bus.stats()["dead_lettered"] == 2
+
+
+def test_a_store_backed_dlq_is_written_off_the_event_loop(tmp_path: Any) -> None:
+    import sqlite3
+    import time
+
+    store = SQLiteStore(tmp_path / "dlq.db", timeout=0.5)
+    dlq = DeadLetterQueue(store=store)
+    bus = EventBus(dlq=dlq)
+    bus.subscribe("t", Failing("bad"))
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        holder = sqlite3.connect(store.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, lambda: (holder.execute("ROLLBACK"), holder.close()))
+        await bus.publish("t", {})
+        tick.cancel()
+        assert time.monotonic() - started >= 0.15  # the put waited for the lock...
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        assert max(gaps) < 0.1  # ...without stalling the loop
+
+    run(main())
+    assert [e.source for e in dlq.list()] == ["t:bad"]
+    store.close()
+
+
+def test_a_failed_store_write_uses_no_storm_budget(tmp_path: Any) -> None:
+    import sqlite3
+
+    from resil import StoreError
+
+    clock = VirtualClock()
+    store = SQLiteStore(tmp_path / "s.db", timeout=0.05)
+    bus = EventBus(store=store, storm_threshold=2, clock=clock)
+
+    async def main() -> None:
+        holder = sqlite3.connect(store.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        for _ in range(3):
+            with pytest.raises(StoreError):
+                await bus.publish("t", {})
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert (await bus.publish("t", {})).seq == 1  # type: ignore[union-attr]
+        assert (await bus.publish("t", {})).seq == 2  # type: ignore[union-attr]
+        with pytest.raises(EventStormError):
+            await bus.publish("t", {})
+
+    run_virtual(main(), clock)
+    store.close()
+
+
+def test_expired_idempotency_originals_are_dropped() -> None:
+    clock = VirtualClock()
+    bus = EventBus(clock=clock, idempotency_ttl=10.0)
+
+    async def main() -> None:
+        for i in range(50):
+            await bus.publish("t", {}, idempotency_key="same" if i % 2 else f"k{i}")
+            clock.advance(11.0)
+
+    run_virtual(main(), clock)
+    assert len(bus._originals) == 1
+
+
+def test_handler_names_are_unique_per_type() -> None:
+    bus = EventBus()
+    bus.subscribe("t", Recorder("shard"))
+    with pytest.raises(ValueError, match="named 'shard'"):
+        bus.subscribe("t", Recorder("shard"))
+    bus.subscribe("t", Recorder("shard"), name="shard-2")
+    bus.subscribe("u", Recorder("shard"))  # another type may reuse it
+
+
+def test_unsubscribing_to_half_disabled_opens_the_circuit() -> None:
+    bus = EventBus(handler_failure_limit=1)
+    bad, good1, good2 = Failing("bad"), Recorder("good1"), Recorder("good2")
+    for h in (bad, good1, good2):
+        bus.subscribe("t", h)
+
+    async def main() -> None:
+        await bus.publish("t", {})  # bad disabled: 1 of 3
+        assert bus.circuit("t").state is State.CLOSED
+        bus.unsubscribe("t", good2)  # now 1 of 2
+        assert bus.circuit("t").state is State.FORCED_OPEN
+        with pytest.raises(CircuitOpenError):
+            await bus.publish("t", {})
+        bus.unsubscribe("t", bad)
+        assert bus.reset_handler("t") == 0  # closes: none of the 1 left is disabled
+        assert (await bus.publish("t", {})).seq == 2  # type: ignore[union-attr]
+
+    run(main())

@@ -381,3 +381,36 @@ def test_store_arguments() -> None:
     with SQLiteStore(":memory:") as store:
         assert store.last_seq() == 0 and store.event_types() == set()
         assert "open" in repr(store)
+
+
+def test_reprocess_all_propagates_a_store_failure(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "r.db", timeout=0.05)
+    dlq = DeadLetterQueue(store=store)
+    for i in range(3):
+        dlq.put(i, "e")
+    holder: list[sqlite3.Connection] = []
+
+    def handler(item: int) -> None:
+        if not holder:  # lock the file once the first handler ran
+            conn = sqlite3.connect(store.path, isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+            holder.append(conn)
+
+    with pytest.raises(StoreError, match="locked"):
+        run(dlq.reprocess_all(handler))
+    holder[0].execute("ROLLBACK")
+    holder[0].close()
+    assert [e.item for e in dlq.list()] == [0, 1, 2]  # nothing lost
+    assert run(dlq.reprocess_all(handler)) == {"successful": 3, "failed": 0}
+    store.close()
+
+
+def test_the_store_is_durable_by_configuration(tmp_path: Path) -> None:
+    # SIGKILL keeps the page cache, so the test above cannot see a missing
+    # fsync; the pragmas that make a returned write survive power loss can.
+    store = SQLiteStore(tmp_path / "p.db")
+    db = store._db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    store.close()

@@ -226,10 +226,15 @@ def test_label_values_are_escaped(clock: VirtualClock) -> None:
     assert first == f'{PREFIX}_state{{endpoint="a\\"b\\\\c\\nd é"}} 0'
 
 
-def test_lone_surrogate_name_is_refused(clock: VirtualClock) -> None:
+def test_lone_surrogate_name_is_written_escaped(clock: VirtualClock) -> None:
     b = CircuitBreaker("bad\ud800", clock=clock)
-    with pytest.raises(UnicodeEncodeError):
-        expo([b])
+    good = CircuitBreaker("good", clock=clock)
+    text = expo([b, good])  # one odd name does not fail the scrape
+    assert f'{PREFIX}_state{{endpoint="bad\\\\ud800"}} 0' in text.splitlines()
+    got = {s.labels["endpoint"] for f in text_string_to_metric_families(text) for s in f.samples}
+    assert got == {"bad\\ud800", "good"}
+    from resil import prometheus  # the Python renderer writes other families the same way
+    assert 'queue="bad\\\\ud800"' in prometheus.exposition(("bad\ud800", resil.BoundedQueue(2)))
 
 
 def test_custom_prefix_and_label(clock: VirtualClock) -> None:

@@ -180,3 +180,47 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match="kind"):
         m.record_event(3, "c")  # type: ignore[arg-type]
     assert m.dashboard()["system_health"]["total_requests"] == 0
+
+
+def test_a_clock_going_back_loses_no_request() -> None:
+    class Clock:
+        t = 100.0
+
+        def now(self) -> float:
+            return self.t
+
+    clock = Clock()
+    m = Monitor(retention=60.0, slots=6, clock=clock)
+    m.record("c", "op", 5.0, True)
+    clock.t = 35.0  # an earlier slot whose place in the ring holds a newer one
+    m.record("c", "op", 5.0, False)
+    clock.t = 100.0
+    perf = m.dashboard()["component_performance"]["c"]
+    assert perf["total_requests"] == 2 and perf["error_count"] == 1
+
+
+@pytest.mark.parametrize("read_at", [0.333333333, 0.333333334, 0.666666666, 0.999999998,
+                                     0.999999999, 1.0, 1.1])
+def test_counts_and_percentiles_agree_at_slot_edges(read_at: float) -> None:
+    clock = VirtualClock()
+    m = Monitor(retention=1.0, slots=3, clock=clock)
+    clock.advance(0.1)
+    m.record("c", "op", 42.0, False, "E")
+    clock.set(read_at)
+    perf = m.dashboard()["component_performance"]["c"]
+    if perf["total_requests"]:
+        assert (perf["total_requests"], perf["error_count"]) == (1, 1)
+        assert perf["p50_duration_ms"] == perf["average_duration_ms"] == pytest.approx(42.0, 0.01)
+    else:
+        assert perf["error_count"] == 0 and perf["p99_duration_ms"] == 0.0
+
+
+def test_more_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="> 0"):
+        Monitor(alert_error_rate=0)
+    with pytest.raises(ValueError, match="> 0"):
+        Monitor(alert_response_ms=0)
+    m = Monitor()
+    with pytest.raises(ValueError, match="duration_ms"):
+        m.record("db", "op", 1e300, True)
+    assert m.dashboard()["component_performance"] == {}  # nothing half-made

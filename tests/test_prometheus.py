@@ -228,3 +228,52 @@ def test_serve_arguments() -> None:
         prometheus.serve(70000)
     with pytest.raises(TypeError, match="cannot export"):
         prometheus.serve(0, sources=[object()])
+
+
+def test_named_monitors_and_supervisors_are_told_apart() -> None:
+    a, b = Monitor(), Monitor()
+    a.record("db", "q", 1.0, True)
+    b.record("db", "q", 2.0, False)
+    text = prometheus.exposition(("api", a), ("worker", b), ("api", Supervisor()),
+                                 ("worker", Supervisor()))
+    got = samples(text)
+    assert got[("resil_requests_total", (("component", "db"), ("monitor", "api"),
+                                         ("operation", "q"), ("status", "success")))] == 1
+    assert got[("resil_system_health_status", (("monitor", "worker"),))] == 2
+    assert got[("resil_tasks_active", (("supervisor", "api"),))] == 0
+    with pytest.raises(ValueError, match="same labels"):
+        prometheus.exposition(Monitor(), Monitor())
+
+
+def test_scraping_from_another_thread_while_the_bus_changes() -> None:
+    import threading
+
+    bus = EventBus()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    before = samples(prometheus.exposition())[("resil_exposition_errors_total", ())]
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                prometheus.exposition(bus)
+            except BaseException as exc:  # pragma: no cover - reported below
+                failures.append(exc)
+
+    async def main() -> None:
+        for i in range(3000):
+            bus.subscribe(f"type-{i}", lambda e: None)
+            await bus.publish(f"type-{i}", {}, publisher=f"p{i}")
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        asyncio.run(main())
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    after = samples(prometheus.exposition())[("resil_exposition_errors_total", ())]
+    assert after == before  # no scrape had to leave the bus out

@@ -248,13 +248,27 @@ static int read_breaker(resil_state *st, PyObject *o, Py_ssize_t i, const char *
         return -1;
     }
     Py_ssize_t n;
-    const char *name = PyUnicode_AsUTF8AndSize(r->m.name, &n); /* lone surrogates fail */
+    PyObject *escaped = NULL;
+    const char *name = PyUnicode_AsUTF8AndSize(r->m.name, &n);
     if (!name) {
-        return -1;
+        /* A lone surrogate is not UTF-8: write it as \udcxx, as Python's
+         * backslashreplace does, rather than fail the whole scrape. */
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        escaped = PyUnicode_AsEncodedString(r->m.name, "utf-8", "backslashreplace");
+        if (!escaped) {
+            return -1;
+        }
+        name = PyBytes_AS_STRING(escaped);
+        n = PyBytes_GET_SIZE(escaped);
     }
     r->m.name = NULL;
     r->label_off = labels->len;
-    if (put_label(labels, label, label_len, name, (size_t)n) < 0) {
+    int rc = put_label(labels, label, label_len, name, (size_t)n);
+    Py_XDECREF(escaped);
+    if (rc < 0) {
         return -1;
     }
     r->label_len = labels->len - r->label_off;
