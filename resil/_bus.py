@@ -169,7 +169,10 @@ class EventBus:
       highest stored + 1, assigned in the write transaction after the event
       is written) and delivers it to each handler in turn; every handler
       sees a bus's events in sequence order. Publishing is serialised per
-      bus: a publish returns once every handler has run.
+      bus: a publish returns once every handler has run. A handler may
+      publish on the same bus: its event is numbered at once and delivered
+      right after the current one, before the outer publish returns. Use a
+      bus from one event loop.
     - Storms: an event counts toward its type's window while less than
       ``storm_window`` seconds old (``clock`` time); an event that would make
       more than ``storm_threshold`` of one type raises
@@ -251,8 +254,9 @@ class EventBus:
         """Adds ``handler`` for ``event_type`` and returns it. ``required``:
         payload fields the handler needs; ``versions``: schema versions it
         accepts; ``name``: how logs, dlq sources and topology() call it
-        (default: its qualified name). A handler subscribed twice to one
-        type raises ValueError."""
+        (default: its qualified name, with ``#2``, ``#3``... when another
+        handler of the type has it). A handler subscribed twice to one type,
+        or a ``name`` already used for the type, raises ValueError."""
         _check_name(event_type, "event_type")
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
@@ -270,12 +274,18 @@ class EventBus:
             _check_name(version, "each version")
         label = _handler_name(handler) if name is None else _check_name(name, "name")
         topic = self._topic(event_type)
+        taken = {sub.name for sub in topic.subs}
         for sub in topic.subs:
             if sub.handler == handler:
                 raise ValueError(f"{label} is already subscribed to {event_type!r}")
-            if sub.name == label:
+        if label in taken:
+            if name is not None:
                 raise ValueError(f"a handler named {label!r} is already subscribed to "
-                                 f"{event_type!r}; give this one another name=")
+                                 f"{event_type!r}")
+            base, n = label, 2  # e.g. closures from one factory: "make.<locals>.h#2"
+            while f"{base}#{n}" in taken:
+                n += 1
+            label = f"{base}#{n}"
         topic.subs.append(_Subscription(handler, label, req, vers))
         return handler
 

@@ -718,10 +718,13 @@ def test_expired_idempotency_originals_are_dropped() -> None:
 def test_handler_names_are_unique_per_type() -> None:
     bus = EventBus()
     bus.subscribe("t", Recorder("shard"))
-    with pytest.raises(ValueError, match="named 'shard'"):
-        bus.subscribe("t", Recorder("shard"))
-    bus.subscribe("t", Recorder("shard"), name="shard-2")
-    bus.subscribe("u", Recorder("shard"))  # another type may reuse it
+    bus.subscribe("t", Recorder("shard"))  # closures of one factory share a qualname
+    bus.subscribe("t", Recorder("shard"))
+    with pytest.raises(ValueError, match="named 'shard#2'"):
+        bus.subscribe("t", Recorder("other"), name="shard#2")
+    bus.subscribe("u", Recorder("shard"))  # another type may reuse a name
+    assert bus.topology()["t"]["subscribers"] == ["shard", "shard#2", "shard#3"]
+    assert set(bus.stats()["handlers"]) == {"t:shard", "t:shard#2", "t:shard#3", "u:shard"}
 
 
 def test_unsubscribing_to_half_disabled_opens_the_circuit() -> None:
