@@ -25,6 +25,7 @@ Method (the same for every benchmark that uses this module):
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import hashlib
@@ -36,11 +37,11 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "Contender",
@@ -49,10 +50,25 @@ __all__ = [
     "sync_loop",
     "async_loop",
     "run_scenario",
+    "run_and_print",
+    "run_gc_off",
+    "quartiles",
     "format_text",
     "format_markdown",
+    "fmt_ns",
+    "per_second",
+    "ratio_cell",
+    "rate_rows",
+    "text_table",
+    "markdown_table",
+    "expect",
+    "missing_peers",
+    "arg_parser",
+    "parse_args",
     "machine_facts",
+    "print_facts",
     "update_results",
+    "finish",
 ]
 
 RunFn = Callable[[int], int]
@@ -166,13 +182,19 @@ class ScenarioResult:
     scale: float | None
 
 
-def _timed(c: Contender, n: int) -> int:
+def run_gc_off(run: RunFn, n: int) -> int:
+    """``run(n)`` after a full collection, with the garbage collector off
+    while it runs; returns what it returns (the elapsed ns)."""
     gc.collect()
     gc.disable()
     try:
-        ns = c.run(n)
+        return run(n)
     finally:
         gc.enable()
+
+
+def _timed(c: Contender, n: int) -> int:
+    ns = run_gc_off(c.run, n)
     if c.after is not None:
         c.after()
     return ns
@@ -192,7 +214,9 @@ def calibrate(c: Contender, loop_ns: float) -> int:
     return n
 
 
-def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
+def quartiles(xs: Sequence[float]) -> tuple[float, float]:
+    """The first and third quartiles of xs (inclusive method; a single
+    value is both)."""
     if len(xs) < 2:
         return xs[0], xs[0]
     q = statistics.quantiles(xs, n=4, method="inclusive")
@@ -229,7 +253,7 @@ def run_scenario(s: Scenario, *, repeats: int, loop_ms: float, rng: random.Rando
     rows = [Row(s.baseline.name, base_med, None, None, None, None, "", "")]
     for c in s.contenders:
         over = [x - b for x, b in zip(c.ns_per_call, base)]
-        q1, q3 = _quartiles(over)
+        q1, q3 = quartiles(over)
         med = statistics.median(over)
         ratio = None
         if c is not ref:
@@ -240,6 +264,17 @@ def run_scenario(s: Scenario, *, repeats: int, loop_ms: float, rng: random.Rando
         rows.append(Row(c.name, statistics.median(c.ns_per_call), med, q1, q3, ratio,
                         *_target(c, med, scale)))
     return ScenarioResult(s, base_med, rows, repeats, scale)
+
+
+def run_and_print(s: Scenario, *, repeats: int, loop_ms: float, rng: random.Random,
+                  fmt: Callable[[ScenarioResult], str] | None = None) -> ScenarioResult:
+    """Runs s (run_scenario, saying so on stderr), then prints its table
+    (``fmt``, by default format_text) and a blank line."""
+    eprint(f"running {s.title} ...")
+    res = run_scenario(s, repeats=repeats, loop_ms=loop_ms, rng=rng)
+    print((fmt or format_text)(res))
+    print(flush=True)
+    return res
 
 
 def _target(c: Contender, med: float, scale: float | None) -> tuple[str, str]:
@@ -268,14 +303,15 @@ def _target(c: Contender, med: float, scale: float | None) -> tuple[str, str]:
 _HEAD = ("contender", "ns/call", "overhead ns", "IQR ns", "x resil", "target")
 
 
-def _fmt_ns(x: float | None) -> str:
+def fmt_ns(x: float | None) -> str:
+    """ns with thousands separators, one decimal under 10 ("—" for None)."""
     if x is None:
         return "—"
     return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}"
 
 
 def _row_cells(res: ScenarioResult, row: Row) -> tuple[str, ...]:
-    iqr = "—" if row.q1 is None else f"{_fmt_ns(row.q1)} – {_fmt_ns(row.q3)}"
+    iqr = "—" if row.q1 is None else f"{fmt_ns(row.q1)} – {fmt_ns(row.q3)}"
     if row.overhead is None:
         ratio = "(baseline)"
     elif row.name == res.scenario.reference:
@@ -283,11 +319,44 @@ def _row_cells(res: ScenarioResult, row: Row) -> tuple[str, ...]:
     else:
         ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
     target = f"{row.target}: {row.verdict}" if row.verdict else row.target
-    return (row.name, _fmt_ns(row.ns_per_call), _fmt_ns(row.overhead), iqr, ratio, target)
+    return (row.name, fmt_ns(row.ns_per_call), fmt_ns(row.overhead), iqr, ratio, target)
 
 
 def _table(res: ScenarioResult) -> list[tuple[str, ...]]:
     return [_row_cells(res, row) for row in res.rows]
+
+
+def per_second(ns: float) -> str:
+    """The rate of one event per ``ns`` nanoseconds: "1.23 M" or "456.7 k"
+    ("—" when ns is not positive)."""
+    if ns <= 0:
+        return "—"
+    per_s = 1e9 / ns
+    return f"{per_s / 1e6:.2f} M" if per_s >= 1e6 else f"{per_s / 1e3:,.1f} k"
+
+
+def ratio_cell(res: ScenarioResult, row: Row) -> str:
+    """A contender's *x resil* cell in a rate table: "1.00" for the
+    reference, three decimals under 0.1, "—" with no ratio."""
+    if row.name == res.scenario.reference:
+        return "1.00"
+    if row.ratio is None:
+        return "—"
+    return f"{row.ratio:.3f}" if row.ratio < 0.1 else f"{row.ratio:.2f}"
+
+
+def rate_rows(res: ScenarioResult) -> list[tuple[str, ...]]:
+    """res as overheads and rates, a row a contender: name, overhead ns,
+    its IQR, events per second, x resil (ratio_cell), and the raw ns per
+    iteration (all the baseline's row shows)."""
+    rows: list[tuple[str, ...]] = []
+    for r in res.rows:
+        if r.overhead is None:
+            rows.append((r.name, "—", "—", "—", "(baseline)", fmt_ns(r.ns_per_call)))
+            continue
+        rows.append((r.name, fmt_ns(r.overhead), f"{fmt_ns(r.q1)} – {fmt_ns(r.q3)}",
+                     per_second(r.overhead), ratio_cell(res, r), fmt_ns(r.ns_per_call)))
+    return rows
 
 
 def _scale_note(res: ScenarioResult) -> str:
@@ -301,16 +370,35 @@ def _scale_note(res: ScenarioResult) -> str:
             "figures are multiplied by it.")
 
 
-def format_text(res: ScenarioResult) -> str:
-    rows = [_HEAD, *_table(res)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
-    right = {1, 2, 3, 4}
-    lines = [f"== {res.scenario.title}"]
-    if res.scenario.note:
-        lines.append(f"   {res.scenario.note}")
+def _notes(res: ScenarioResult) -> list[str]:
+    notes = [res.scenario.note] if res.scenario.note else []
     if res.scale is not None:
-        lines.append(f"   {_scale_note(res)}")
-    for k, r in enumerate(rows):
+        notes.append(_scale_note(res))
+    return notes
+
+
+def format_text(res: ScenarioResult) -> str:
+    return text_table(res.scenario.title, _notes(res), _HEAD, _table(res))
+
+
+def format_markdown(res: ScenarioResult) -> str:
+    return markdown_table(res.scenario.title, _notes(res), _HEAD, _table(res))
+
+
+def _right(head: Sequence[str], right: Collection[int] | None) -> Collection[int]:
+    return range(1, len(head) - 1) if right is None else right
+
+
+def text_table(title: str, notes: Sequence[str], head: Sequence[str],
+               rows: Sequence[Sequence[str]], right: Collection[int] | None = None) -> str:
+    """A titled table for the terminal: ``== title``, each note on its own
+    indented line, then the columns padded to width. ``right``: the columns
+    aligned right (by default every one but the first and the last)."""
+    right = _right(head, right)
+    table: list[Sequence[str]] = [head, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    lines = [f"== {title}"] + [f"   {n}" for n in notes]
+    for k, r in enumerate(table):
         lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
                                for i, c in enumerate(r)).rstrip())
         if k == 0:
@@ -318,18 +406,55 @@ def format_text(res: ScenarioResult) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(res: ScenarioResult) -> str:
-    lines = [f"### {res.scenario.title}", ""]
-    if res.scenario.note:
-        lines += [res.scenario.note, ""]
-    if res.scale is not None:
-        lines += [_scale_note(res), ""]
-    lines.append("| " + " | ".join(_HEAD) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * 4 + ["---"]) + "|")
-    for r in _table(res):
-        cells = [c.replace("|", "\\|") for c in r]
-        lines.append("| " + " | ".join(cells) + " |")
+def markdown_table(title: str, notes: Sequence[str], head: Sequence[str],
+                   rows: Sequence[Sequence[str]], right: Collection[int] | None = None) -> str:
+    """The same table for RESULTS.md: a ``###`` heading, each note a
+    paragraph, then a Markdown table (``|`` in cells escaped)."""
+    right = _right(head, right)
+    lines = [f"### {title}", ""]
+    for n in notes:
+        lines += [n, ""]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|")
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
+
+
+# ---- the script around the scenarios ------------------------------------------
+
+def missing_peers(script: str, exc: ImportError) -> NoReturn:
+    """Exits a benchmark (``script``: its ``__file__``) whose peers failed
+    to import, saying how to install them."""
+    sys.exit(f"{Path(script).name} needs the peers: pip install -e '.[bench]' ({exc})")
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by the first paragraph of its
+    docstring, with the options every benchmark has first (``--quick``,
+    ``--write-results``); add its own, then parse with parse_args."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    ap.add_argument("--write-results", action="store_true",
+                    help=f"replace this benchmark's section of {RESULTS.name}")
+    return ap
+
+
+def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Adds ``--seed`` (every benchmark's last option) to ap and parses
+    argv; without --seed, ``args.seed`` is drawn at random (and shown in the
+    run's facts, so the shuffles can be repeated)."""
+    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
+    args = ap.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
+    return args
+
+
+def expect(want: Any, got: Any, what: str) -> None:
+    """A benchmark's check before timing: raises unless got equals want."""
+    if want != got:
+        raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
 # ---- header facts -----------------------------------------------------------
@@ -371,7 +496,18 @@ def machine_facts(packages: Sequence[str]) -> list[tuple[str, str]]:
     ]
 
 
+def print_facts(title: str, facts: Sequence[tuple[str, str]]) -> None:
+    """The head of a benchmark's output: its title, then one line a fact."""
+    print(title)
+    for k, v in facts:
+        print(f"  {k}: {v}")
+    print(flush=True)
+
+
 # ---- RESULTS.md ---------------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+"""The file every benchmark's ``--write-results`` writes its section of."""
 
 RESULTS_TITLE = "# Benchmark results"
 
@@ -430,6 +566,47 @@ def update_results(path: Path, heading: str, body: str) -> None:
     top = f"{RESULTS_TITLE}\n\n{RESULTS_PREAMBLE}\n\n"
     out = top + "".join(s if s.endswith("\n\n") else s.rstrip("\n") + "\n\n" for s in sections)
     path.write_text(out.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def finish(facts: list[tuple[str, str]], *, script: str, heading: str, tables: Sequence[str],
+           notes: str, write: bool, summary: Sequence[str] | None = None,
+           summary_label: str = "Summary", started: float | None = None,
+           end_facts: bool = True, show_end_facts: bool = True, path: Path = RESULTS) -> None:
+    """The end of a benchmark's run, once its tables are printed.
+
+    Adds the "load average at end" to ``facts`` and, when ``started`` (a
+    ``time.monotonic()`` reading from the start) is given, the "wall time"
+    since, and prints them on one line (neither with ``end_facts`` false;
+    added but not printed with ``show_end_facts`` false). Then prints the
+    ``summary`` lines, when given, and ``notes``. With ``write``, replaces
+    section ``heading`` of ``path`` (update_results) with: the facts table,
+    the command that wrote it (``script``, the benchmark's ``__file__``,
+    with ``--write-results``), the Markdown ``tables`` in order, the summary
+    as a "``summary_label``:" list, and the notes.
+    """
+    if end_facts:
+        facts.append(("load average at end", load_average()))
+        end = f"  load average at end: {facts[-1][1]}"
+        if started is not None:
+            facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
+            end += f"; wall time {facts[-1][1]}"
+        if show_end_facts:
+            print(end)
+    if summary is not None:
+        print("\n".join(summary))
+        print()
+    print(notes)
+
+    if write:
+        body = facts_table(facts)
+        body += ["", f"Command: `python benchmarks/{Path(script).name} --write-results`", ""]
+        for table in tables:
+            body += [table, ""]
+        if summary is not None:
+            body += [f"{summary_label}:", ""] + [f"- {line}" for line in summary] + [""]
+        body.append(notes)
+        update_results(path, heading, "\n".join(body))
+        print(f"\nwrote {path}")
 
 
 def eprint(msg: str) -> None:

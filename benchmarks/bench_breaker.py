@@ -30,7 +30,6 @@ prints).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import random
@@ -43,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
 from resil import _resil  # noqa: E402
@@ -55,11 +54,10 @@ try:
     import pybreaker
     from purgatory.domain.model import OpenedState as PurgatoryOpen
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    sys.exit(f"bench_breaker.py needs the peers: pip install -e '.[bench]' ({exc})")
+    h.missing_peers(__file__, exc)
 
 PEERS = ("pybreaker", "circuitbreaker", "purgatory", "aiobreaker")
 SECTION = "## Circuit breaker (bench_breaker.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 THRESHOLD = 5
 COOLDOWN = 60.0
@@ -146,11 +144,6 @@ def trip(fail: Callable[[], Any], times: int = THRESHOLD) -> None:
             fail()
         except Exception:
             pass
-
-
-def expect(value: Any, got: Any, what: str) -> None:
-    if got != value:
-        raise AssertionError(f"{what}: expected {value!r}, got {got!r}")
 
 
 def expect_raises(exc: type[BaseException], call: Callable[[], Any], what: str) -> None:
@@ -451,19 +444,14 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     repeats = args.repeats or (3 if args.quick else 21)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     # Transitions during set-up log a WARNING; keep them off the output.
     log = logging.getLogger("resil.breaker")
@@ -473,11 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     facts = h.machine_facts(["resil", *PEERS])
     facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
     facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
-    print("Circuit breaker: resil vs peers")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Circuit breaker: resil vs peers", facts)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -485,25 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for make in (sync_call, lambda: async_call(loop),
                      lambda: sync_reject(results[0].scale), lambda: async_reject(loop)):
-            scenario = make()
-            h.eprint(f"running {scenario.title} ...")
-            res = h.run_scenario(scenario, repeats=repeats, loop_ms=loop_ms, rng=rng)
-            results.append(res)
-            print(h.format_text(res))
-            print(flush=True)
+            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_breaker.py --write-results`", ""]
-        for res in results:
-            body += [h.format_markdown(res), ""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[h.format_markdown(res) for res in results], notes=NOTES,
+             write=args.write_results, end_facts=False)
     return 0
 
 

@@ -51,7 +51,6 @@ event-bus section of ``benchmarks/RESULTS.md`` (otherwise it only prints).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -70,7 +69,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
 
@@ -79,11 +78,10 @@ try:
     import pyee
     from pyee.asyncio import AsyncIOEventEmitter
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    sys.exit(f"bench_bus.py needs the peers: pip install -e '.[bench]' ({exc})")
+    h.missing_peers(__file__, exc)
 
 PEERS = ("blinker", "pyee")
 SECTION = "## Event bus (bench_bus.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 TOPIC = "t"
 SUBSCRIBERS = (1, 10)
@@ -102,11 +100,6 @@ RESIL_STORE_10 = "resil publish, store, 10 subs"
 STORE_APPEND = "resil SQLiteStore.append_event, inline"
 RAW = "raw sqlite3, inline"
 RAW_EXECUTOR = "raw sqlite3 via run_in_executor"
-
-
-def expect(want: Any, got: Any, what: str) -> None:
-    if want != got:
-        raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
 # ---- handlers and dispatchers -----------------------------------------------------
@@ -409,52 +402,16 @@ def store_scenario(loop: asyncio.AbstractEventLoop, number: int, folder: str,
 _HEAD = ("contender", "ns/publish", "IQR ns", "events/s", "x resil", "ns/iteration")
 
 
-def _ns(x: float) -> str:
-    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}"
-
-
-def _rate(ns: float) -> str:
-    if ns <= 0:
-        return "—"
-    per_s = 1e9 / ns
-    return f"{per_s / 1e6:.2f} M" if per_s >= 1e6 else f"{per_s / 1e3:,.1f} k"
-
-
-def table_rows(res: h.ScenarioResult) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for r in res.rows:
-        if r.overhead is None:
-            rows.append((r.name, "—", "—", "—", "(baseline)", _ns(r.ns_per_call)))
-            continue
-        ratio = ("1.00" if r.name == res.scenario.reference
-                 else "—" if r.ratio is None else f"{r.ratio:.3f}" if r.ratio < 0.1
-                 else f"{r.ratio:.2f}")
-        assert r.q1 is not None and r.q3 is not None
-        rows.append((r.name, _ns(r.overhead), f"{_ns(r.q1)} – {_ns(r.q3)}", _rate(r.overhead),
-                     ratio, _ns(r.ns_per_call)))
-    return rows
+_RIGHT = {1, 2, 3, 4, 5}
 
 
 def format_text(res: h.ScenarioResult) -> str:
-    rows = [_HEAD, *table_rows(res)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEAD))]
-    right = {1, 2, 3, 4, 5}
-    lines = [f"== {res.scenario.title}", f"   {res.scenario.note}"]
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                               for i, c in enumerate(r)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return h.text_table(res.scenario.title, [res.scenario.note], _HEAD, h.rate_rows(res), _RIGHT)
 
 
 def format_markdown(res: h.ScenarioResult) -> str:
-    lines = [f"### {res.scenario.title}", "", res.scenario.note, ""]
-    lines.append("| " + " | ".join(_HEAD) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * 5) + "|")
-    for r in table_rows(res):
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
+    return h.markdown_table(res.scenario.title, [res.scenario.note], _HEAD, h.rate_rows(res),
+                            _RIGHT)
 
 
 def summary(results: Sequence[h.ScenarioResult]) -> list[str]:
@@ -464,11 +421,11 @@ def summary(results: Sequence[h.ScenarioResult]) -> list[str]:
         by = {r.name: r for r in res.rows}
         ref = by[res.scenario.reference]
         assert ref.overhead is not None
-        parts = [f"{ref.name} {_ns(ref.overhead)} ns ({_rate(ref.overhead)} events/s)"]
+        parts = [f"{ref.name} {h.fmt_ns(ref.overhead)} ns ({h.per_second(ref.overhead)} events/s)"]
         for name in (BLINKER, PYEE, PLAIN, STORE_APPEND, RAW):
             r = by.get(name)
             if r is not None and r.overhead is not None and r.ratio:
-                parts.append(f"{name} {_ns(r.overhead)} ns (resil ÷ it: {1 / r.ratio:.1f}×)")
+                parts.append(f"{name} {h.fmt_ns(r.overhead)} ns (resil ÷ it: {1 / r.ratio:.1f}×)")
         what = res.scenario.title.split(". ", 1)[1].split(":")[0]
         out.append(f"{what}: " + "; ".join(parts))
     return out
@@ -533,25 +490,20 @@ def _filesystem(folder: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None,
                     help="target ms per loop, in-memory tables")
     ap.add_argument("--store-loop-ms", type=float, default=None,
                     help="target ms per loop, store table")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     started = time.monotonic()
     repeats = args.repeats or (3 if args.quick else 21)
     store_repeats = args.repeats or (3 if args.quick else 11)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
     store_loop_ms = args.store_loop_ms or (20.0 if args.quick else 250.0)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     from resil import _bus, _resil, _store
 
@@ -567,12 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(8, ("SQLite", f"{sqlite3.sqlite_version}; files in {_filesystem(folder)}"))
     facts.append(("run", f"in memory {repeats} rounds, loops of ~{loop_ms:g} ms; store "
                          f"{store_repeats} rounds, loops of ~{store_loop_ms:g} ms; shuffle seed "
-                         f"{seed}" + (" (--quick smoke run)" if args.quick else "")))
-    print("Event bus: resil.EventBus.publish vs blinker, pyee and plain dispatch "
-          "(publishes sequentially awaited in one asyncio loop)")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+                         f"{args.seed}" + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Event bus: resil.EventBus.publish vs blinker, pyee and plain dispatch "
+                  "(publishes sequentially awaited in one asyncio loop)", facts)
 
     results: list[h.ScenarioResult] = []
     checks: list[Check] = []
@@ -587,12 +536,8 @@ def main(argv: list[str] | None = None) -> int:
              store_loop_ms),
         ]
         for make, reps, ms in makers:
-            scenario = make()
-            h.eprint(f"running {scenario.title} ...")
-            res = h.run_scenario(scenario, repeats=reps, loop_ms=ms, rng=rng)
-            results.append(res)
-            print(format_text(res))
-            print(flush=True)
+            results.append(h.run_and_print(make(), repeats=reps, loop_ms=ms, rng=rng,
+                                           fmt=format_text))
         for check in checks:
             check()
         h.eprint(f"checked: {len(checks)} contenders' counters match the publishes timed")
@@ -602,23 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop(None)
         loop.close()
         folder_ctx.cleanup()
-    facts.append(("load average at end", h.load_average()))
-    facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
-    print(f"  load average at end: {facts[-2][1]}; wall time {facts[-1][1]}")
-    lines = summary(results)
-    print("\n".join(lines))
-    print()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_bus.py --write-results`", ""]
-        for res in results:
-            body += [format_markdown(res), ""]
-        body += ["Summary:", ""] + [f"- {line}" for line in lines] + [""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[format_markdown(res) for res in results], notes=NOTES,
+             write=args.write_results, summary=summary(results), started=started)
     return 0
 
 

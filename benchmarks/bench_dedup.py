@@ -49,7 +49,6 @@ Usage: ``python benchmarks/bench_dedup.py [--quick] [--write-results]``.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import statistics
@@ -72,11 +71,10 @@ from resil import _resil  # noqa: E402
 try:
     import cachetools
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    sys.exit(f"bench_dedup.py needs the peers: pip install -e '.[bench]' ({exc})")
+    h.missing_peers(__file__, exc)
 
 PEERS = ("cachetools",)
 SECTION = "## Dedup (bench_dedup.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 TTL = 300.0
 KEY_LEN = 32
@@ -333,13 +331,6 @@ class Row:
     target: str
 
 
-def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
-
-
 def _ops(x: float) -> str:
     return f"{x:,.0f}" if x < 10_000 else f"{round(x, -3):,.0f}"
 
@@ -362,7 +353,7 @@ def table_rows(cs: Sequence[Contender], rounds: list[dict[str, dict[str, float]]
     for c in cs:
         ns = [r[c.name][scenario] for r in rounds]
         ops = [1e9 / x for x in ns]
-        q1, q3 = _quartiles(ops)
+        q1, q3 = h.quartiles(ops)
         ratio = None if c.name == RESIL else statistics.median(x / y for x, y in zip(ns, ref))
         med = statistics.median(ops)
         if c.target:
@@ -384,31 +375,6 @@ def _cells(r: Row) -> tuple[str, ...]:
     ratio = "1.00" if r.name == RESIL else f"{r.ratio:.2f}"
     return (r.name, _ops(r.ops), f"{1e9 / r.ops:,.0f}", f"{_ops(r.q1)} – {_ops(r.q3)}",
             ratio, r.target)
-
-
-def fmt_text(title: str, notes: Sequence[str], head: Sequence[str],
-             rows: Sequence[Sequence[str]]) -> str:
-    table = [tuple(head), *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = [f"== {title}"] + [f"   {n}" for n in notes]
-    for k, r in enumerate(table):
-        lines.append("  ".join(c.ljust(widths[i]) if i in (0, len(head) - 1) else c.rjust(widths[i])
-                               for i, c in enumerate(r)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def fmt_markdown(title: str, notes: Sequence[str], head: Sequence[str],
-                 rows: Sequence[Sequence[str]]) -> str:
-    lines = [f"### {title}", ""]
-    for n in notes:
-        lines += [n, ""]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|")
-    for r in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
 
 
 NOTES = """\
@@ -454,29 +420,21 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds")
     ap.add_argument("--keys", type=int, default=None, help="distinct keys (N)")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     n = args.keys or (100_000 if args.quick else 1_000_000)
     repeats = args.repeats or (3 if args.quick else 7)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
     started = time.monotonic()
 
     facts = h.machine_facts(["resil", *PEERS])
     facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
-    facts.append(("run", f"N = {n:,} keys, {repeats} rounds, shuffle seed {seed}"
+    facts.append(("run", f"N = {n:,} keys, {repeats} rounds, shuffle seed {args.seed}"
                          + (" (--quick smoke run)" if args.quick else "")))
-    print("Dedup: resil.Deduplicator vs cachetools.TTLCache and dict + deque")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+    h.print_facts("Dedup: resil.Deduplicator vs cachetools.TTLCache and dict + deque", facts)
 
     check_semantics()
     h.eprint(f"building {n:,} keys and the mixed stream ...")
@@ -503,8 +461,6 @@ def main(argv: list[str] | None = None) -> int:
 
     h.eprint("memory ...")
     memory = {c.name: measure_memory(c, keys) for c in cs}
-    facts.append(("load average at end", h.load_average()))
-    facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
 
     med_ttl = statistics.median(1e9 / r[FACTOR_FROM]["first"] for r in rounds)
     factor = QUOTED_OPS[FACTOR_FROM] / med_ttl
@@ -550,19 +506,12 @@ def main(argv: list[str] | None = None) -> int:
                      ("contender", "held B/entry", "peak B/entry", "x resil", "target"),
                      mem_rows))
 
-    for title, notes, head, rows in rendered:
-        print(fmt_text(title, notes, head, rows))
+    for table in rendered:
+        print(h.text_table(*table))
         print()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_dedup.py --write-results`", ""]
-        for title, notes, head, rows in rendered:
-            body += [fmt_markdown(title, notes, head, rows), ""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[h.markdown_table(*table) for table in rendered], notes=NOTES,
+             write=args.write_results, started=started, show_end_facts=False)
     return 0
 
 

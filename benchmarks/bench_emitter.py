@@ -51,7 +51,6 @@ emitter section of ``benchmarks/RESULTS.md`` (otherwise it only prints).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import random
@@ -66,11 +65,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
+from _harness import expect  # noqa: E402
 
 import resil  # noqa: E402
 
 SECTION = "## Event emitter (bench_emitter.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 QUEUE_SIZE = 1000
 BATCHES = (1, 100)
@@ -88,11 +87,6 @@ BASE = "asyncio.Queue + consumer"
 SHORT = {RESIL: "resil", BASE: "asyncio.Queue"}
 STYLES = {"emit": "emit(), yield when full", "put": "await put()"}
 BASE_STYLES = {"emit": "put_nowait(), yield when full", "put": "await put()"}
-
-
-def expect(want: Any, got: Any, what: str) -> None:
-    if want != got:
-        raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
 # ---- timed coroutines -------------------------------------------------------------
@@ -335,27 +329,18 @@ def throughput_contender(loop: asyncio.AbstractEventLoop, impl: str, style: str,
     return Timed(f"{SHORT[impl]} — {styles[style]}", impl, style, batch, run, check)
 
 
-def _timed(run: Callable[[int], int], n: int) -> int:
-    gc.collect()
-    gc.disable()
-    try:
-        return run(n)
-    finally:
-        gc.enable()
-
-
 def run_rounds(contenders: Sequence[Timed], n: int, repeats: int, rng: random.Random,
                progress: Callable[[str], None]) -> None:
     """One warm-up run each, then `repeats` rounds, each contender once per
     round in a shuffled order."""
     for c in contenders:
-        _timed(c.run, max(n // 10, 2 * QUEUE_SIZE))
+        h.run_gc_off(c.run, max(n // 10, 2 * QUEUE_SIZE))
         c.ns_per_event = []
     for r in range(repeats):
         order = list(contenders)
         rng.shuffle(order)
         for c in order:
-            c.ns_per_event.append(_timed(c.run, n) / n)
+            c.ns_per_event.append(h.run_gc_off(c.run, n) / n)
         progress(f"throughput: round {r + 1}/{repeats}")
 
 
@@ -426,13 +411,6 @@ def run_latency(contenders: Sequence[Latency], n: int, rate: float, repeats: int
 # ---- tables -----------------------------------------------------------------------------
 
 
-def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
-
-
 def _eps(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -460,14 +438,14 @@ def throughput_table(number: int, batch: int, timed: Sequence[Timed], n: int,
     for t in timed:
         eps = [1e9 / x for x in t.ns_per_event]
         med = statistics.median(eps)
-        q1, q3 = _quartiles(eps)
+        q1, q3 = h.quartiles(eps)
         target = ""
         if t.impl == BASE:
             ratio = "(baseline)"
         else:
             b = base[t.style]
             ratios = [bx / x for bx, x in zip(b.ns_per_event, t.ns_per_event)]
-            r1, r3 = _quartiles(ratios)
+            r1, r3 = h.quartiles(ratios)
             ratio = f"{statistics.median(ratios):.2f} ({r1:.2f} – {r3:.2f})"
             if t.style == "emit":
                 resil_emit_eps = med
@@ -496,7 +474,7 @@ def latency_table(lats: Sequence[Latency], rate: float, n: int, repeats: int,
     verdicts: list[str] = []
     for c in lats:
         p99 = statistics.median(c.p99)
-        q1, q3 = _quartiles(c.p99)
+        q1, q3 = h.quartiles(c.p99)
         target = ""
         if c.name == RESIL:
             met, seed = p99 < P99_TARGET_US, p99 < SEED_P99_US
@@ -522,25 +500,11 @@ def latency_table(lats: Sequence[Latency], rate: float, n: int, repeats: int,
 
 
 def format_text(t: Table) -> str:
-    rows = [t.head, *t.rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(t.head))]
-    lines = [f"== {t.title}", f"   {t.note}"]
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.rjust(widths[i]) if i in t.right else c.ljust(widths[i])
-                               for i, c in enumerate(r)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return h.text_table(t.title, [t.note], t.head, t.rows, t.right)
 
 
 def format_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", t.note, ""]
-    lines.append("| " + " | ".join(t.head) + " |")
-    lines.append("|" + "|".join("---:" if i in t.right else "---"
-                                for i in range(len(t.head))) + "|")
-    for r in t.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
+    return h.markdown_table(t.title, [t.note], t.head, t.rows, t.right)
 
 
 # ---- main ---------------------------------------------------------------------------------
@@ -585,26 +549,21 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="throughput rounds")
     ap.add_argument("--latency-repeats", type=int, default=None, help="latency rounds")
     ap.add_argument("--events", type=int, default=None,
                     help=f"events per throughput run (default {EVENTS:,})")
     ap.add_argument("--latency-events", type=int, default=None,
                     help=f"events per latency run (default {LATENCY_EVENTS:,})")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     started = time.monotonic()
     repeats = args.repeats or (3 if args.quick else 11)
     lat_repeats = args.latency_repeats or (2 if args.quick else 7)
     events = args.events or (20_000 if args.quick else EVENTS)
     lat_events = args.latency_events or (10_000 if args.quick else LATENCY_EVENTS)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     from resil import _emitter, _queues, _resil
 
@@ -617,11 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(7, ("event loop", f"{type(loop).__name__} (asyncio's default; no uvloop)"))
     facts.append(("run", f"throughput {repeats} rounds of {events:,} events per contender; "
                          f"latency {lat_repeats} rounds of {lat_events:,} events; "
-                         f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
-    print("Event emitter: resil.EventEmitter vs asyncio.Queue + consumer task")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Event emitter: resil.EventEmitter vs asyncio.Queue + consumer task", facts)
 
     tables: list[Table] = []
     verdicts: list[str] = []
@@ -660,22 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    facts.append(("load average at end", h.load_average()))
-    facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
-    print(f"  load average at end: {facts[-2][1]}; wall time {facts[-1][1]}")
-    print("\n".join(verdicts))
-    print()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_emitter.py --write-results`", ""]
-        for t in tables:
-            body += [format_markdown(t), ""]
-        body += ["Verdicts:", ""] + [f"- {v}" for v in verdicts] + [""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[format_markdown(t) for t in tables], notes=NOTES,
+             write=args.write_results, summary=verdicts, summary_label="Verdicts",
+             started=started)
     return 0
 
 

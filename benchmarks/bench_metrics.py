@@ -58,7 +58,6 @@ metrics section of ``benchmarks/RESULTS.md`` (otherwise it only prints).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import math
@@ -74,7 +73,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
 import resil.prometheus  # noqa: E402
@@ -87,11 +86,10 @@ try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    sys.exit(f"bench_metrics.py needs the peers: pip install -e '.[bench]' ({exc})")
+    h.missing_peers(__file__, exc)
 
 PEERS = ("prometheus_client", "hdrhistogram")
 SECTION = "## Metrics (bench_metrics.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 ENDPOINTS = 1_000
 FAMILIES = 6
@@ -123,11 +121,6 @@ HDR = "hdrhistogram record_value"
 Q_HIST = "resil Histogram.quantile(0.99)"
 Q_WHIST = "resil WindowedHistogram.quantile(0.99)"
 Q_HDR = "hdrhistogram get_value_at_percentile(99)"
-
-
-def expect(want: Any, got: Any, what: str) -> None:
-    if want != got:
-        raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
 # ---- inputs -----------------------------------------------------------------------------
@@ -490,28 +483,9 @@ def accuracy_rows(values: list[float]) -> list[tuple[str, ...]]:
 
 # ---- tables -------------------------------------------------------------------------------
 
-def _ns(x: float) -> str:
-    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.1f}"
-
-
 def _ms(ns: float) -> str:
     ms = ns / 1e6
     return f"{ms:,.2f}" if ms < 100 else f"{ms:,.0f}"
-
-
-def _rate(ns: float) -> str:
-    if ns <= 0:
-        return "—"
-    per_s = 1e9 / ns
-    return f"{per_s / 1e6:.2f} M" if per_s >= 1e6 else f"{per_s / 1e3:,.1f} k"
-
-
-def _ratio(res: h.ScenarioResult, r: h.Row) -> str:
-    if r.name == res.scenario.reference:
-        return "1.00"
-    if r.ratio is None:
-        return "—"
-    return f"{r.ratio:.3f}" if r.ratio < 0.1 else f"{r.ratio:.2f}"
 
 
 def _contender(res: h.ScenarioResult, name: str) -> Contender:
@@ -547,49 +521,12 @@ def expo_rows(res: h.ScenarioResult, outputs: dict[str, Output]) -> list[tuple[s
             factor = r.overhead / 1e6 / QUOTED_PROM_MS
             target = (f"quoted ~{QUOTED_PROM_MS:.0f} ms (here x{factor:.1f}: this machine's "
                       "factor, if the quote is for the default)")
-        rows.append((r.name, _ms(r.overhead), f"{_ms(r.q1)} – {_ms(r.q3)}", _ratio(res, r),
+        rows.append((r.name, _ms(r.overhead), f"{_ms(r.q1)} – {_ms(r.q3)}", h.ratio_cell(res, r),
                      f"{out.samples:,}", f"{len(out.text.encode()) / 1024:,.0f}", target))
     return rows
 
 
 _CALL_HEAD = ("contender", "ns/call", "IQR ns", "calls/s", "x resil", "ns/iteration")
-
-
-def call_rows(res: h.ScenarioResult) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for r in res.rows:
-        if r.overhead is None:
-            rows.append((r.name, "—", "—", "—", "(baseline)", _ns(r.ns_per_call)))
-            continue
-        assert r.q1 is not None and r.q3 is not None
-        rows.append((r.name, _ns(r.overhead), f"{_ns(r.q1)} – {_ns(r.q3)}", _rate(r.overhead),
-                     _ratio(res, r), _ns(r.ns_per_call)))
-    return rows
-
-
-def fmt_text(title: str, notes: Sequence[str], head: Sequence[str],
-             rows: Sequence[Sequence[str]]) -> str:
-    table = [tuple(head), *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = [f"== {title}"] + [f"   {n}" for n in notes]
-    for k, r in enumerate(table):
-        lines.append("  ".join(c.ljust(widths[i]) if i in (0, len(head) - 1) else c.rjust(widths[i])
-                               for i, c in enumerate(r)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def fmt_markdown(title: str, notes: Sequence[str], head: Sequence[str],
-                 rows: Sequence[Sequence[str]]) -> str:
-    lines = [f"### {title}", ""]
-    for n in notes:
-        lines += [n, ""]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|")
-    for r in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
 
 
 def summary(expo: h.ScenarioResult, rec: h.ScenarioResult, query: h.ScenarioResult,
@@ -610,10 +547,10 @@ def summary(expo: h.ScenarioResult, rec: h.ScenarioResult, query: h.ScenarioResu
         rows = {r.name: r for r in res.rows}
         ref = rows[res.scenario.reference]
         assert ref.overhead is not None
-        parts = [f"{ref.name} {_ns(ref.overhead)} ns"]
+        parts = [f"{ref.name} {h.fmt_ns(ref.overhead)} ns"]
         for r in res.rows[1:]:
             if r.name != ref.name and r.overhead is not None and r.ratio:
-                parts.append(f"{r.name} {_ns(r.overhead)} ns ({r.ratio:.1f}x)")
+                parts.append(f"{r.name} {h.fmt_ns(r.overhead)} ns ({r.ratio:.1f}x)")
         out.append(f"{res.scenario.title.split('. ', 1)[1].split(':')[0]}: " + "; ".join(parts))
     return out
 
@@ -661,10 +598,7 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None,
                     help="target ms per loop, record and quantile tables")
@@ -672,8 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="target ms per loop, exposition table")
     ap.add_argument("--endpoints", type=int, default=None,
                     help=f"breakers (label values) in the exposition table ({ENDPOINTS:,})")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     started = time.monotonic()
     repeats = args.repeats or (3 if args.quick else 21)
@@ -683,8 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     # A smoke run renders fewer endpoints (the harness calibrates from 64
     # iterations, ~4 s for one generate_latest loop of 1,000 endpoints here).
     endpoints = args.endpoints or (100 if args.quick else ENDPOINTS)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     from resil import _monitor
 
@@ -695,12 +627,10 @@ def main(argv: list[str] | None = None) -> int:
     facts.append(("run", f"exposition of {endpoints:,} endpoints, {expo_repeats} rounds, "
                          f"loops of ~{expo_loop_ms:g} ms; "
                          f"record and quantile {repeats} rounds, loops of ~{loop_ms:g} ms; "
-                         f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
-    print("Metrics: resil's Prometheus exposition and histograms vs prometheus_client and "
-          "hdrhistogram")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Metrics: resil's Prometheus exposition and histograms vs prometheus_client "
+                  "and hdrhistogram", facts)
 
     # _created series off except in the one row that measures them.
     prometheus_client.disable_created_metrics()
@@ -726,37 +656,24 @@ def main(argv: list[str] | None = None) -> int:
         check()
     h.eprint(f"checked: {len(checks)} histograms counted every record timed")
     expect(before, _resil.breaker_exposition(breakers), "breaker exposition after the runs")
-    facts.append(("load average at end", h.load_average()))
-    facts.append(("wall time", f"{time.monotonic() - started:.0f} s"))
 
     expo, rec, query = results
     rendered: list[tuple[str, list[str], Sequence[str], list[tuple[str, ...]]]] = [
         (expo.scenario.title, [expo.scenario.note], _EXPO_HEAD, expo_rows(expo, outputs)),
-        (rec.scenario.title, [rec.scenario.note], _CALL_HEAD, call_rows(rec)),
-        (query.scenario.title, [query.scenario.note], _CALL_HEAD, call_rows(query)),
+        (rec.scenario.title, [rec.scenario.note], _CALL_HEAD, h.rate_rows(rec)),
+        (query.scenario.title, [query.scenario.note], _CALL_HEAD, h.rate_rows(query)),
         ("4. Quantile accuracy on the same durations (untimed)",
          [f"Each histogram's answer for the {DURATIONS:,} durations and its error against "
           "the exact sample quantile."],
          ("histogram", *(f"p{100 * q:g}" for q in QUANTILES)), accuracy_rows(values)),
     ]
-    for title, notes, head, rows in rendered:
-        print(fmt_text(title, notes, head, rows))
+    for table in rendered:
+        print(h.text_table(*table))
         print()
-    print(f"  load average at end: {facts[-2][1]}; wall time {facts[-1][1]}")
-    lines = summary(expo, rec, query, len(outputs[RESIL_C].breaker))
-    print("\n".join(lines))
-    print()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_metrics.py --write-results`", ""]
-        for title, notes, head, rows in rendered:
-            body += [fmt_markdown(title, notes, head, rows), ""]
-        body += ["Summary:", ""] + [f"- {line}" for line in lines] + [""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[h.markdown_table(*table) for table in rendered], notes=NOTES,
+             write=args.write_results,
+             summary=summary(expo, rec, query, len(outputs[RESIL_C].breaker)), started=started)
     return 0
 
 

@@ -37,10 +37,8 @@ queue section of ``benchmarks/RESULTS.md`` (otherwise it only prints).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import gc
 import random
 import statistics
 import sys
@@ -53,12 +51,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
 
 SECTION = "## Queues (bench_queue.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 MAXSIZE = 1000
 ITEMS = 200_000
@@ -83,11 +80,6 @@ def make_asyncio() -> asyncio.Queue[Any]:
 
 
 QUEUES: dict[str, Callable[[], Any]] = {RESIL: make_resil, ASYNCIO: make_asyncio}
-
-
-def expect(want: Any, got: Any, what: str) -> None:
-    if want != got:
-        raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
 
 
 def check_queues(loop: asyncio.AbstractEventLoop) -> None:
@@ -209,26 +201,17 @@ class Timed:
     ns_per_op: list[float] = field(default_factory=list)
 
 
-def _timed(run: Callable[[int], int], n: int) -> int:
-    gc.collect()
-    gc.disable()
-    try:
-        return run(n)
-    finally:
-        gc.enable()
-
-
 def run_fixed(contenders: Sequence[Timed], n: int, repeats: int, rng: random.Random) -> None:
     """One warm-up run each, then `repeats` rounds, each contender once per
     round in a shuffled order, every run moving n items."""
     for c in contenders:
-        _timed(c.run, max(n // 10, 1000))
+        h.run_gc_off(c.run, max(n // 10, 1000))
         c.ns_per_op = []
     for _ in range(repeats):
         order = list(contenders)
         rng.shuffle(order)
         for c in order:
-            c.ns_per_op.append(_timed(c.run, n) / n)
+            c.ns_per_op.append(h.run_gc_off(c.run, n) / n)
 
 
 @dataclass
@@ -238,13 +221,6 @@ class Table:
     unit: str  # "pair" or "item"
     rows: list[tuple[str, ...]]
     verdicts: list[str]
-
-
-def _quartiles(xs: Sequence[float]) -> tuple[float, float]:
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    q = statistics.quantiles(xs, n=4, method="inclusive")
-    return q[0], q[2]
 
 
 def _rate(ns: float) -> str:
@@ -259,7 +235,7 @@ def make_table(title: str, label: str, note: str, unit: str, timed: Sequence[Tim
     verdicts: list[str] = []
     for t in timed:
         med = statistics.median(t.ns_per_op)
-        q1, q3 = _quartiles(t.ns_per_op)
+        q1, q3 = h.quartiles(t.ns_per_op)
         iqr = f"{q1:,.0f} – {q3:,.0f}" if med >= 10 else f"{q1:.1f} – {q3:.1f}"
         ns = f"{med:,.0f}" if med >= 10 else f"{med:.1f}"
         target_cell = ""
@@ -270,7 +246,7 @@ def make_table(title: str, label: str, note: str, unit: str, timed: Sequence[Tim
         else:
             ratios = [b / x for b, x in zip(base.ns_per_op, t.ns_per_op)]
             r = statistics.median(ratios)
-            r1, r3 = _quartiles(ratios)
+            r1, r3 = h.quartiles(ratios)
             ratio_cell = f"{r:.2f} ({r1:.2f} – {r3:.2f})"
             if t.name == RESIL:
                 met = r >= target
@@ -289,26 +265,11 @@ def _head(unit: str) -> tuple[str, ...]:
 
 
 def format_text(t: Table) -> str:
-    head = _head(t.unit)
-    rows = [head, *t.rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    right = {1, 2, 3, 4}
-    lines = [f"== {t.title}", f"   {t.note}"]
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                               for i, c in enumerate(r)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return h.text_table(t.title, [t.note], _head(t.unit), t.rows)
 
 
 def format_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", t.note, ""]
-    lines.append("| " + " | ".join(_head(t.unit)) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * 4 + ["---"]) + "|")
-    for r in t.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
+    return h.markdown_table(t.title, [t.note], _head(t.unit), t.rows)
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -340,24 +301,19 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop (table 1)")
     ap.add_argument("--items", type=int, default=None,
                     help=f"items per run in tables 2 and 3 (default {ITEMS:,})")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     repeats = args.repeats or (3 if args.quick else 31)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
     items = args.items or (20_000 if args.quick else ITEMS)
     if items % 4:
         ap.error("--items must be a multiple of 4")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     from resil import _queues, _resil
 
@@ -368,12 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(5, ("resil queue layer", h.file_fact(Path(_queues.__file__), "saved")))
     facts.insert(6, ("event loop", f"{type(loop).__name__} (asyncio's default; no uvloop)"))
     facts.append(("run", f"{repeats} rounds per scenario; table 1 loops of ~{loop_ms:g} ms; "
-                         f"tables 2 and 3 {items:,} items per run; shuffle seed {seed}"
+                         f"tables 2 and 3 {items:,} items per run; shuffle seed {args.seed}"
                          + (" (--quick smoke run)" if args.quick else "")))
-    print("Queues: resil.BoundedQueue vs asyncio.Queue")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+    h.print_facts("Queues: resil.BoundedQueue vs asyncio.Queue", facts)
 
     tables: list[Table] = []
     try:
@@ -406,22 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    facts.append(("load average at end", h.load_average()))
-    print(f"  load average at end: {facts[-1][1]}")
-    verdicts = [v for t in tables for v in t.verdicts]
-    print("\n".join(verdicts))
-    print()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_queue.py --write-results`", ""]
-        for t in tables:
-            body += [format_markdown(t), ""]
-        body += ["Verdicts:", ""] + [f"- {v}" for v in verdicts] + [""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[format_markdown(t) for t in tables], notes=NOTES,
+             write=args.write_results, summary=[v for t in tables for v in t.verdicts],
+             summary_label="Verdicts")
     return 0
 
 

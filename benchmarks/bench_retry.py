@@ -28,7 +28,6 @@ retry section of ``benchmarks/RESULTS.md`` (otherwise it only prints).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -43,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
 from resil import _resil, _retry  # noqa: E402
@@ -53,11 +52,10 @@ try:
     import stamina
     import tenacity
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    sys.exit(f"bench_retry.py needs the peers: pip install -e '.[bench]' ({exc})")
+    h.missing_peers(__file__, exc)
 
 PEERS = ("tenacity", "backoff", "stamina")
 SECTION = "## Retry (bench_retry.py)"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 RETRIES = 3
 ATTEMPTS = RETRIES + 1
@@ -145,11 +143,6 @@ def passthrough_async(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # ---- checks -----------------------------------------------------------------------
-
-def expect(value: Any, got: Any, what: str) -> None:
-    if got != value:
-        raise AssertionError(f"{what}: expected {value!r}, got {got!r}")
-
 
 class Boom(RuntimeError):
     pass
@@ -322,19 +315,14 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    ap.add_argument("--write-results", action="store_true",
-                    help=f"replace this benchmark's section of {RESULTS.name}")
+    ap = h.arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
-    ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
-    args = ap.parse_args(argv)
+    args = h.parse_args(ap, argv)
 
     repeats = args.repeats or (3 if args.quick else 21)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
 
     # The policy checks fail on purpose; backoff and stamina log each retry
     # and give-up. Keep them off the output.
@@ -347,11 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
     facts.insert(5, ("resil retry layer", h.file_fact(Path(_retry.__file__), "saved")))
     facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {seed}" + (" (--quick smoke run)" if args.quick else "")))
-    print("Retry, first call succeeds: resil vs peers")
-    for k, v in facts:
-        print(f"  {k}: {v}")
-    print(flush=True)
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Retry, first call succeeds: resil vs peers", facts)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -359,25 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_policies(loop)
         for make in (sync_call, lambda: async_call(loop)):
-            scenario = make()
-            h.eprint(f"running {scenario.title} ...")
-            res = h.run_scenario(scenario, repeats=repeats, loop_ms=loop_ms, rng=rng)
-            results.append(res)
-            print(h.format_text(res))
-            print(flush=True)
+            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    print(NOTES)
-
-    if args.write_results:
-        body = h.facts_table(facts)
-        body += ["", "Command: `python benchmarks/bench_retry.py --write-results`", ""]
-        for res in results:
-            body += [h.format_markdown(res), ""]
-        body.append(NOTES)
-        h.update_results(RESULTS, SECTION, "\n".join(body))
-        print(f"\nwrote {RESULTS}")
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[h.format_markdown(res) for res in results], notes=NOTES,
+             write=args.write_results, end_facts=False)
     return 0
 
 
