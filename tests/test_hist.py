@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import gc
 import math
-import subprocess
 import sys
-import textwrap
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests_support import leak_growth
 
 from resil._resil import Histogram, MonotonicClock, VirtualClock, WindowedHistogram
 
@@ -591,8 +591,7 @@ def test_quantile_type(q: Any) -> None:
 
 # ---- leaks -------------------------------------------------------------------
 
-LEAK_SCRIPT = textwrap.dedent(r"""
-    import gc, sys, tracemalloc
+LEAK_CHURN = r"""
     from resil._resil import Histogram, VirtualClock, WindowedHistogram
 
     clock = VirtualClock()
@@ -619,22 +618,11 @@ LEAK_SCRIPT = textwrap.dedent(r"""
             except ValueError:
                 pass
 
-    churn(200)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    blocks = sys.getallocatedblocks()
-    churn(3000)
-    gc.collect()
-    grew = tracemalloc.get_traced_memory()[0] - before
-    print(grew, sys.getallocatedblocks() - blocks)
-""")
+"""
 
 
 def test_no_leak_in_a_subprocess() -> None:
-    out = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], capture_output=True, text=True,
-                         check=True, timeout=120).stdout.split()
-    grew, blocks = int(out[0]), int(out[1])
+    grew, blocks = leak_growth(LEAK_CHURN, warm=200, rounds=3000)
     assert grew < 10_000, grew
     assert blocks < 50, blocks
 

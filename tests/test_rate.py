@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import gc
 import math
-import subprocess
 import sys
-import textwrap
 import weakref
 from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests_support import leak_growth
 
 from resil._resil import MonotonicClock, RateCounter, VirtualClock
 
@@ -272,8 +272,7 @@ def test_signature() -> None:
 
 # ---- leaks ---------------------------------------------------------------------
 
-LEAK_SCRIPT = textwrap.dedent(r"""
-    import gc, sys, tracemalloc
+LEAK_CHURN = r"""
     from resil._resil import RateCounter, VirtualClock
 
     clock = VirtualClock()
@@ -287,22 +286,11 @@ LEAK_SCRIPT = textwrap.dedent(r"""
             r.count()
             r.reset()
 
-    churn(200)
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    blocks = sys.getallocatedblocks()
-    churn(5000)
-    gc.collect()
-    grew = tracemalloc.get_traced_memory()[0] - before
-    print(grew, sys.getallocatedblocks() - blocks)
-""")
+"""
 
 
 def test_no_leak_in_a_subprocess() -> None:
-    out = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], capture_output=True, text=True,
-                         check=True, timeout=120).stdout.split()
-    grew, blocks = int(out[0]), int(out[1])
+    grew, blocks = leak_growth(LEAK_CHURN, warm=200, rounds=5000)
     assert grew < 10_000, grew
     assert blocks < 50, blocks
 

@@ -1,9 +1,11 @@
-"""Helpers shared by the tests that work on a copy of the source tree."""
+"""Helpers shared by several test files."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,3 +22,28 @@ def clean_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
+
+
+_LEAK_TAIL = """
+import gc, sys, tracemalloc
+churn(WARM)
+gc.collect()
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+blocks = sys.getallocatedblocks()
+churn(ROUNDS)
+gc.collect()
+grew = tracemalloc.get_traced_memory()[0] - before
+print(grew, sys.getallocatedblocks() - blocks)
+"""
+
+
+def leak_growth(churn_src: str, warm: int, rounds: int) -> tuple[int, int]:
+    """Runs ``churn_src`` (which defines ``churn(n)``) in a fresh interpreter:
+    ``churn(warm)``, then ``churn(rounds)`` measured. Returns the bytes
+    tracemalloc saw grow and the allocated blocks added over the measured part."""
+    script = (textwrap.dedent(churn_src)
+              + _LEAK_TAIL.replace("WARM", str(warm)).replace("ROUNDS", str(rounds)))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    return int(out[0]), int(out[1])

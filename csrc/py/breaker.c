@@ -723,10 +723,7 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         int field = check - RS_EFIELD_BASE;
         return bad_field(field, v[field]), NULL;
     }
-    if (!clock || clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;
     }

@@ -49,6 +49,13 @@ int resil_clock_read_python(PyObject *clock, uint64_t *now_ns) {
     return 0;
 }
 
+int resil_clock_resolve(resil_state *st, PyObject **clock) {
+    if (!*clock || *clock == Py_None) {
+        *clock = st->default_clock; /* borrowed from the module state */
+    }
+    return resil_clock_kind(st, *clock);
+}
+
 int resil_clock_kind(resil_state *st, PyObject *clock) {
     if (Py_IS_TYPE(clock, st->MonotonicClock_type)) {
         return CLOCK_MONOTONIC_KIND;

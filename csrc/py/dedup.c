@@ -130,10 +130,7 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
     }
-    if (clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;
     }

@@ -465,10 +465,7 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (parse_bits(sub_o, max_o, 6, 42, &sub, &max) < 0) {
         return NULL;
     }
-    if (clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;
     }

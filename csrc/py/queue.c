@@ -83,10 +83,7 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         PyErr_Format(PyExc_ValueError, "warn_at must be in (0, reject_at], got %s", buf);
         return NULL;
     }
-    if (clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     uint64_t now;
     if (kind < 0 || resil_clock_read(kind, clock, &now) < 0) {
         return NULL;

@@ -61,10 +61,7 @@ static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (resil_seconds_to_ns(window_o, "window", &window_ns) < 0) {
         return NULL;
     }
-    if (clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;
     }

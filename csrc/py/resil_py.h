@@ -88,6 +88,9 @@ static inline int resil_clock_read(int kind, PyObject *clock, uint64_t *now_ns) 
 }
 /* Classifies a clock object; returns -1 with TypeError when it has no now(). */
 int resil_clock_kind(resil_state *st, PyObject *clock);
+/* A `clock=` argument: NULL or None becomes the module's MonotonicClock
+ * (borrowed); returns its kind as resil_clock_kind does. */
+int resil_clock_resolve(resil_state *st, PyObject **clock);
 /* Converts seconds (int or float) to nanoseconds, validating finite, >= 0
  * and representable; name is the parameter for the error message. */
 int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out);

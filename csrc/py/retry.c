@@ -257,10 +257,7 @@ static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         (window_o && resil_seconds_to_ns(window_o, "window", &window_ns) < 0)) {
         return NULL;
     }
-    if (clock == Py_None) {
-        clock = st->default_clock;
-    }
-    int kind = resil_clock_kind(st, clock);
+    int kind = resil_clock_resolve(st, &clock);
     uint64_t now;
     if (kind < 0 || resil_clock_read(kind, clock, &now) < 0) {
         return NULL;
