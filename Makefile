@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.resil-deps
 
-.PHONY: demo test build bench clean services
+.PHONY: demo test test-versions build bench clean services
 
 # Root installs directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -35,6 +35,29 @@ services:
 test: build services
 	$(BIN)/python -m mypy --strict resil
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-versions
+
+# The same tests on the other supported CPythons the machine has (python3.X
+# on PATH or under pyenv), each in its own .venv-3.X with the extension built
+# for it. Left out there: what does not depend on the Python version (the C
+# core's tests, the sanitizer build, the wheel, the leak and sink end-to-end
+# runs), which `pytest` above covers on the main interpreter.
+PY_VERSIONS ?= 3.10 3.12 3.13
+VERSION_SKIP := --ignore=tests/test_c_core.py --ignore=tests/test_sanitized.py \
+	--ignore=tests/test_packaging.py --ignore=tests/test_leaks.py --ignore=tests/test_sinks.py
+test-versions:
+	@for v in $(PY_VERSIONS); do \
+	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v); \
+	  if [ -z "$$py" ] || ! $$py -c '' 2>/dev/null; then \
+	    echo "test-versions: no CPython $$v on this machine; not tested"; continue; fi; \
+	  echo "== CPython $$v: $$py"; \
+	  test -x .venv-$$v/bin/python || $$py -m venv .venv-$$v || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools || exit 1; \
+	  .venv-$$v/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' || exit 1; \
+	  .venv-$$v/bin/python setup.py --quiet build_ext --inplace || exit 1; \
+	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(VERSION_SKIP) || exit 1; \
+	done
 
 # Every benchmark, resil beside its peers; add --write-results by hand to
 # update benchmarks/RESULTS.md.
@@ -44,4 +67,4 @@ bench: build
 	for b in $(BENCHMARKS); do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf build $(VENV) resil/*.so .pytest_cache .mypy_cache .hypothesis
+	rm -rf build $(VENV) .venv-3.* resil/*.so .pytest_cache .mypy_cache .hypothesis

@@ -186,15 +186,19 @@ class Monitor:
                error_type: str | None = None) -> None:
         """Records one operation of ``component``; ``error_type`` names the
         failure (defaults to ``"error"`` for a failed operation)."""
-        _check_name(component, "component")
-        _check_name(operation, "operation")
-        if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)):
+        # `type(x) is ...` first: the common case costs no function call.
+        if type(component) is not str or not component:
+            _check_name(component, "component")
+        if type(operation) is not str or not operation:
+            _check_name(operation, "operation")
+        if type(duration_ms) is not float and (isinstance(duration_ms, bool)
+                                               or not isinstance(duration_ms, (int, float))):
             raise TypeError(f"duration_ms must be a number, not {type(duration_ms).__name__}")
         if not 0 <= duration_ms <= _MAX_MS:
             raise ValueError(f"duration_ms must be in [0, {_MAX_MS:g}] ms, got {duration_ms!r}")
         if error_type is not None:
             _check_name(error_type, "error_type")
-        ok = bool(success)
+        ok = success is True or bool(success)
         with self._lock:
             comp = self._components.get(component)
             if comp is None:
@@ -204,10 +208,9 @@ class Monitor:
             comp.failures.record_ns(0 if ok else 1)
             comp.requests += 1
             comp.duration_sum += duration_ms
-            key = (operation, ok)
-            entry = comp.by_operation.get(key)
+            entry = comp.by_operation.get((operation, ok))
             if entry is None:
-                comp.by_operation[key] = [1, duration_ms]
+                comp.by_operation[(operation, ok)] = [1, duration_ms]
             else:
                 entry[0] += 1
                 entry[1] += duration_ms

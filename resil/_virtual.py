@@ -1,7 +1,8 @@
 """Virtual time for asyncio: an event loop whose clock is a VirtualClock.
 
 When nothing is ready to run, the loop jumps the clock to its next timer
-instead of sleeping, so ``asyncio.sleep(3600)`` returns at once with the
+instead of sleeping (work handed to an executor thread takes no virtual
+time: while any is in flight the loop waits for it in real time), so ``asyncio.sleep(3600)`` returns at once with the
 clock one hour later, and timeouts, retries and schedulers run
 deterministically in tests.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from resil._resil import VirtualClock
@@ -28,6 +29,7 @@ class _JumpingSelector(selectors.BaseSelector):
     def __init__(self, clock: VirtualClock) -> None:
         self._inner = selectors.DefaultSelector()
         self._clock = clock
+        self.in_flight = 0  # executor jobs running: their threads wake the loop
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._inner.register(fileobj, events, data)
@@ -42,8 +44,9 @@ class _JumpingSelector(selectors.BaseSelector):
         ready = self._inner.select(0)
         if ready or timeout == 0:
             return ready
-        if timeout is None:
-            # No timer is pending: only another thread can wake the loop.
+        if timeout is None or self.in_flight:
+            # No timer is pending, or a thread is working: only another
+            # thread can wake the loop, and that takes no virtual time.
             return self._inner.select(None)
         self._clock.advance(max(timeout, _MIN_STEP))
         return []
@@ -61,11 +64,27 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, clock: VirtualClock) -> None:
         if not isinstance(clock, VirtualClock):
             raise TypeError(f"clock must be a resil.VirtualClock, not {type(clock).__name__}")
-        super().__init__(selector=_JumpingSelector(clock))
+        self._jumping = _JumpingSelector(clock)
+        super().__init__(selector=self._jumping)
         self.clock = clock
 
     def time(self) -> float:
         return self.clock.now()
+
+    def run_in_executor(self, executor: Any, func: Callable[..., T],  # type: ignore[override]
+                        *args: Any) -> asyncio.Future[T]:  # (typeshed's TypeVarTuple form)
+        future = super().run_in_executor(executor, func, *args)
+        self._jumping.in_flight += 1
+        future.add_done_callback(self._executor_done)
+        return future
+
+    def _executor_done(self, future: asyncio.Future[Any]) -> None:
+        self._jumping.in_flight -= 1
+
+    async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
+        # Joining threads is real work: no virtual timeout may cut it short
+        # (asyncio.Runner passes one on 3.12+).
+        await super().shutdown_default_executor()
 
 
 def run_virtual(main: Coroutine[Any, Any, T], clock: VirtualClock | None = None) -> T:

@@ -453,6 +453,7 @@ def test_replay_applies_contracts_but_no_storm_or_idempotency(tmp_path: Any) -> 
         assert await bus.replay() == 3  # and keys seen before are delivered again
 
     run_virtual(main(), clock)
+    store.close()
     assert strict.seqs == [1, 3, 1, 3]
     assert bus.stats()["violations"] == 2
 

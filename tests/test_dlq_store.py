@@ -345,8 +345,8 @@ def test_a_truncated_store_gives_a_clear_error(tmp_path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:100] + b"\xff" * 4000 + data[4100:])  # scribble over pages
     with pytest.raises(StoreError, match="corrupt"):
-        store = SQLiteStore(path)
-        list(store.events())
+        with SQLiteStore(path) as store:
+            list(store.events())
 
 
 def test_a_locked_file_gives_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:

@@ -190,3 +190,19 @@ def test_a_non_finite_retry_hint_is_ignored() -> None:
         return "ok"
 
     assert f() == "ok" and calls == [0.0, 2.0]
+
+
+def test_executor_work_takes_no_virtual_time() -> None:
+    # The virtual loop once jumped to its next timer while a worker thread
+    # was still busy, so a store write "took" an hour of virtual time and
+    # asyncio.Runner's 300 s executor-join timeout fired at once (3.12+).
+    clock = resil.VirtualClock()
+
+    async def main() -> float:
+        timer = asyncio.ensure_future(asyncio.sleep(3600))
+        await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.05)
+        now = clock.now()
+        timer.cancel()
+        return now
+
+    assert resil.run_virtual(main(), clock) == 0.0
