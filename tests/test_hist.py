@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests_support import leak_growth
+from tests_support import FailingClock, leak_growth
 
 from resil._resil import Histogram, MonotonicClock, VirtualClock, WindowedHistogram
 
@@ -369,15 +369,7 @@ def test_clock_stepping_back_reads_as_standing_still() -> None:
 
 
 def test_failing_clock_changes_nothing() -> None:
-    class Broken:
-        fail = False
-
-        def now(self) -> float:
-            if self.fail:
-                raise ZeroDivisionError("clock")
-            return 1.0
-
-    clock = Broken()
+    clock = FailingClock()
     w = WindowedHistogram(10.0, 2, clock=clock)
     w.record(1.0)
     clock.fail = True

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests_support import leak_growth
+from tests_support import FailingClock, leak_growth
 
 from resil._resil import MonotonicClock, RateCounter, VirtualClock
 
@@ -135,15 +135,7 @@ def test_default_clock_is_monotonic() -> None:
 
 
 def test_failing_clock_changes_nothing() -> None:
-    class Broken:
-        fail = False
-
-        def now(self) -> float:
-            if self.fail:
-                raise ZeroDivisionError("clock")
-            return 1.0
-
-    clock = Broken()
+    clock = FailingClock()
     r = RateCounter(1, 1.0, clock=clock)
     assert r.hit()
     clock.fail = True

@@ -24,6 +24,18 @@ def clean_copy(dest: Path) -> Path:
     return dest
 
 
+class FailingClock:
+    """A Python clock reading 1.0 s until ``fail`` is set; then ``now()``
+    raises ZeroDivisionError("clock")."""
+
+    fail = False
+
+    def now(self) -> float:
+        if self.fail:
+            raise ZeroDivisionError("clock")
+        return 1.0
+
+
 _LEAK_TAIL = """
 import gc, sys, tracemalloc
 churn(WARM)
