@@ -71,7 +71,7 @@ class _Slots:
 
 
 class _Component:
-    __slots__ = ("hist", "failures", "requests", "errors", "duration_sum", "by_operation",
+    __slots__ = ("hist", "failures", "requests", "duration_sum", "by_operation",
                  "errors_by_type")
 
     def __init__(self, retention: float, slots: int, clock: Any) -> None:
@@ -81,7 +81,6 @@ class _Component:
         self.hist = WindowedHistogram(retention, slots, clock=clock)
         self.failures = WindowedHistogram(retention, slots, sub_bits=1, max_bits=2, clock=clock)
         self.requests = 0
-        self.errors = 0
         self.duration_sum = 0.0
         # cumulative, for counters: (operation, success) -> (count, duration sum)
         self.by_operation: dict[tuple[str, bool], list[float]] = {}
@@ -93,6 +92,18 @@ class _Component:
         outcomes = self.failures.count()
         errors = min(round(self.failures.mean_ms() * 1e6 * outcomes), requests)
         return float(requests), float(errors), self.hist.mean_ms() * requests
+
+
+_Window = tuple[float, float, float]  # requests, errors, duration sum in ms
+
+
+def _total(windows: Iterable[_Window]) -> _Window:
+    requests = errors = duration = 0.0
+    for r, e, d in windows:
+        requests += r
+        errors += e
+        duration += d
+    return requests, errors, duration
 
 
 def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: float) -> str:
@@ -215,7 +226,6 @@ class Monitor:
                 entry[0] += 1
                 entry[1] += duration_ms
             if not ok:
-                comp.errors += 1
                 name = error_type or "error"
                 comp.errors_by_type[name] = comp.errors_by_type.get(name, 0) + 1
 
@@ -252,23 +262,26 @@ class Monitor:
             b.on_state_change(on_change)
 
     # ---- reading ----------------------------------------------------------------
+    def _rows(self) -> list[tuple[str, float, float, float]]:
+        """(component, requests, errors, duration sum in ms) over the window,
+        by name; called with the lock held."""
+        return [(name, *comp.window()) for name, comp in sorted(self._components.items())]
+
+    def _judge(self, requests: float, errors: float, duration: float) -> str:
+        if not requests:
+            return HEALTHY
+        return _status(100.0 * errors / requests, duration / requests, self._error_rate,
+                       self._response_ms)
+
     def health(self, component: str | None = None) -> str:
         """``"healthy"``, ``"degraded"`` or ``"critical"`` (see the class
         docstring); KeyError for a component never recorded."""
         with self._lock:
             if component is not None:
-                requests, errors, total = self._components[component].window()
+                window = self._components[component].window()
             else:
-                requests = errors = total = 0.0
-                for comp in self._components.values():
-                    r, e, t = comp.window()
-                    requests += r
-                    errors += e
-                    total += t
-        if not requests:
-            return HEALTHY
-        return _status(100.0 * errors / requests, total / requests, self._error_rate,
-                       self._response_ms)
+                window = _total(comp.window() for comp in self._components.values())
+        return self._judge(*window)
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts for the window: ``{"severity", "component", "metric",
@@ -276,13 +289,14 @@ class Monitor:
         None for the system as a whole), then one per resilience event kind
         with a count in the window."""
         with self._lock:
-            now = self._clock.now()
-            rows: list[tuple[str | None, float, float, float]] = [
-                (name, *comp.window()) for name, comp in
-                sorted(self._components.items())]
-            events = self._events.totals(now)
+            rows = self._rows()
+            events = self._events.totals(self._clock.now())
+        return self._alerts(rows, events)
+
+    def _alerts(self, rows: list[tuple[str, float, float, float]],
+                events: list[float]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        system = (None, sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows))
+        system: tuple[str | None, float, float, float] = (None, *_total(r[1:] for r in rows))
         for name, requests, errors, duration in [system, *rows]:
             if not requests:
                 continue
@@ -320,17 +334,12 @@ class Monitor:
         p50/p95/p99_duration_ms, error_count, errors_by_type, status}),
         ``alerts`` and ``generated_at`` (ISO 8601 UTC). Figures cover the
         retention window."""
-        alerts = self.alerts()
         with self._lock:
             now = self._clock.now()
+            rows = self._rows()
             components: dict[str, Any] = {}
-            all_requests = all_errors = all_ms = 0.0
-            for name in sorted(self._components):
+            for name, requests, errors, total in rows:
                 comp = self._components[name]
-                requests, errors, total = comp.window()
-                all_requests += requests
-                all_errors += errors
-                all_ms += total
                 p50, p95, p99 = (comp.hist.quantiles(list(_QUANTILES)) if requests
                                  else (0.0, 0.0, 0.0))
                 components[name] = {
@@ -343,20 +352,17 @@ class Monitor:
                     "p99_duration_ms": round(p99, 3),
                     "error_count": int(errors),
                     "errors_by_type": dict(comp.errors_by_type),
-                    "status": _status(100.0 * errors / requests, total / requests,
-                                      self._error_rate, self._response_ms)
-                    if requests else HEALTHY,
+                    "status": self._judge(requests, errors, total),
                 }
             events = self._events.totals(now)
             other = dict(self._other_events)
             uptime = now - self._started
-        status = (_status(100.0 * all_errors / all_requests, all_ms / all_requests,
-                          self._error_rate, self._response_ms) if all_requests else HEALTHY)
+        all_requests, all_errors, all_ms = _total(r[1:] for r in rows)
         resilience: dict[str, Any] = {EVENT_KINDS[k]: int(v) for k, v in zip(EVENT_KINDS, events)}
         resilience["other"] = other
         return {
             "system_health": {
-                "status": status,
+                "status": self._judge(all_requests, all_errors, all_ms),
                 "uptime_seconds": round(uptime, 3),
                 "error_rate_percent": round(100.0 * all_errors / all_requests, 3)
                 if all_requests else 0.0,
@@ -367,7 +373,7 @@ class Monitor:
             },
             "resilience_metrics": resilience,
             "component_performance": components,
-            "alerts": alerts,
+            "alerts": self._alerts(rows, events),
             "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat()
             .replace("+00:00", "Z"),
         }
@@ -376,9 +382,10 @@ class Monitor:
     def _export(self) -> dict[str, Any]:
         """Cumulative counters and windowed quantiles, for resil.prometheus."""
         with self._lock:
+            rows = self._rows()
             comps = {}
-            for name, comp in self._components.items():
-                requests = comp.window()[0]
+            for name, requests, _, _ in rows:
+                comp = self._components[name]
                 comps[name] = {
                     "by_operation": {k: tuple(v) for k, v in comp.by_operation.items()},
                     "errors_by_type": dict(comp.errors_by_type),
@@ -388,4 +395,5 @@ class Monitor:
                     if requests else {},
                 }
             events = dict(self._event_totals)
-        return {"components": comps, "events": events, "health": self.health()}
+        health = self._judge(*_total(r[1:] for r in rows))
+        return {"components": comps, "events": events, "health": health}
