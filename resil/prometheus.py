@@ -24,7 +24,7 @@ import http.server
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,102 +130,112 @@ def _breaker_families(fams: _Families, breakers: list[Any]) -> None:
         health.add(st["health_score"], endpoint=ep)
 
 
-def _collect(fams: _Families, name: str | None, obj: Any) -> None:
-    if isinstance(obj, RetryPolicy):
-        st = obj.stats()
-        label = name or st["name"] or "default"
-        fams.get("resil_retries_total", "counter", "Attempts made after a first one.").add(
-            st["retries"], policy=label)
-        fams.get("resil_retry_exhausted_total", "counter",
-                 "Calls that failed after retries, deadline or budget ran out.").add(
-            st["gave_up"], policy=label)
-        fams.get("resil_retry_rejected_total", "counter",
-                 "Calls ended by an open breaker between attempts.").add(
-            st["rejected"], policy=label)
-    elif isinstance(obj, TimeoutManager):
-        st = obj.stats()
-        manager = name or "default"
-        for op, s in sorted(st["per_name"].items()):
-            fams.get("resil_timeouts_total", "counter", "Operations that timed out.").add(
-                s.get("timeouts", 0), manager=manager, operation=op)
-            fams.get("resil_timeout_warnings_total", "counter",
-                     "Operations that passed the warning fraction of their deadline.").add(
-                s.get("warnings", 0), manager=manager, operation=op)
-            fams.get("resil_grace_recoveries_total", "counter",
-                     "Operations that finished within their grace extension.").add(
-                s.get("grace_recoveries", 0), manager=manager, operation=op)
-        fams.get("resil_timeout_active_operations", "gauge",
-                 "Operations running under a deadline.").add(st["active"], manager=manager)
-    elif isinstance(obj, BoundedQueue):
-        st = obj.stats()
-        q = name or "default"
-        fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
-        fams.get("resil_queue_oldest_age_seconds", "gauge", "Age of the oldest item.").add(
-            st["oldest_age"], queue=q)
-        fams.get("resil_queue_put_total", "counter", "Items put.").add(st["put"], queue=q)
-        fams.get("resil_queue_got_total", "counter", "Items taken.").add(st["got"], queue=q)
-        fams.get("resil_queue_rejected_total", "counter",
-                 "Puts refused by the reject watermark.").add(st["rejected"], queue=q)
-    elif isinstance(obj, PartitionedQueue):
-        st = obj.stats()
-        q = name or "default"
-        fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
-        fams.get("resil_queue_partitions", "gauge", "Keys with queued items.").add(
-            st["keys"], queue=q)
-    elif isinstance(obj, EventEmitter):
-        st = obj.status()
-        e = name or "default"
-        fams.get("resil_emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
-            st["queue_size"], emitter=e)
-        for key, text in (("emitted", "Events delivered to the sink."),
-                          ("failed", "Events whose sink call failed."),
-                          ("dropped", "Events dropped (overflow, or failed without a DLQ).")):
-            fams.get(f"resil_emitter_{key}_total", "counter", text).add(st[key], emitter=e)
-    elif isinstance(obj, EventBus):
-        st = obj.stats()
-        bus = name or "default"
-        for key, text in (("published", "Events published."),
-                          ("delivered", "Handler deliveries that succeeded."),
-                          ("failed", "Handler deliveries that raised."),
-                          ("violations", "Deliveries refused by a contract."),
-                          ("storms", "Events refused by storm detection."),
-                          ("duplicates", "Publishes answered by an idempotency key."),
-                          ("dead_lettered", "Deliveries sent to the dead-letter queue.")):
-            fams.get(f"resil_bus_{key}_total", "counter", text).add(st[key], bus=bus)
-        for event_type, info in obj.topology().items():
-            fams.get("resil_bus_events_total", "counter", "Events published per type.").add(
-                info["published"], bus=bus, event_type=event_type)
-            fams.get("resil_bus_subscribers", "gauge", "Handlers subscribed per type.").add(
-                len(info["subscribers"]), bus=bus, event_type=event_type)
-        for event_type, state in st["circuits"].items():
-            fams.get("resil_bus_circuit_open", "gauge",
-                     "1 while publishing the type is refused.").add(
-                1 if state == "FORCED_OPEN" else 0, bus=bus, event_type=event_type)
-        disabled = sum(1 for h in st["handlers"].values() if h["disabled"])
-        fams.get("resil_bus_disabled_handlers", "gauge", "Handlers disabled by failures.").add(
-            disabled, bus=bus)
-    elif isinstance(obj, DeadLetterQueue):
-        st = obj.stats()
-        q = name or "default"
-        fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add(
-            st["size"], queue=q)
-        fams.get("resil_dead_letters_added_total", "counter", "Entries added.").add(
-            st["added"], queue=q)
-        fams.get("resil_dead_letters_evicted_total", "counter",
-                 "Entries evicted at maxsize.").add(st["evicted"], queue=q)
-        fams.get("resil_dead_letters_reprocessed_total", "counter",
-                 "Entries reprocessed successfully.").add(st["reprocessed"], queue=q)
-    elif isinstance(obj, Supervisor):
-        st = obj.stats()
-        extra = {"supervisor": name} if name else {}
-        fams.get("resil_tasks_created_total", "counter", "Background tasks started.").add(
-            st["created"], **extra)
-        fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(
-            st["active"], **extra)
-    elif isinstance(obj, Monitor):
-        _collect_monitor(fams, obj, {"monitor": name} if name else {})
-    else:
-        raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
+def _from_retry_policy(fams: _Families, name: str | None, obj: RetryPolicy) -> None:
+    st = obj.stats()
+    label = name or st["name"] or "default"
+    fams.get("resil_retries_total", "counter", "Attempts made after a first one.").add(
+        st["retries"], policy=label)
+    fams.get("resil_retry_exhausted_total", "counter",
+             "Calls that failed after retries, deadline or budget ran out.").add(
+        st["gave_up"], policy=label)
+    fams.get("resil_retry_rejected_total", "counter",
+             "Calls ended by an open breaker between attempts.").add(
+        st["rejected"], policy=label)
+
+
+def _from_timeout_manager(fams: _Families, name: str | None, obj: TimeoutManager) -> None:
+    st = obj.stats()
+    manager = name or "default"
+    for op, s in sorted(st["per_name"].items()):
+        fams.get("resil_timeouts_total", "counter", "Operations that timed out.").add(
+            s.get("timeouts", 0), manager=manager, operation=op)
+        fams.get("resil_timeout_warnings_total", "counter",
+                 "Operations that passed the warning fraction of their deadline.").add(
+            s.get("warnings", 0), manager=manager, operation=op)
+        fams.get("resil_grace_recoveries_total", "counter",
+                 "Operations that finished within their grace extension.").add(
+            s.get("grace_recoveries", 0), manager=manager, operation=op)
+    fams.get("resil_timeout_active_operations", "gauge",
+             "Operations running under a deadline.").add(st["active"], manager=manager)
+
+
+def _from_bounded_queue(fams: _Families, name: str | None, obj: BoundedQueue[Any]) -> None:
+    st = obj.stats()
+    q = name or "default"
+    fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+    fams.get("resil_queue_oldest_age_seconds", "gauge", "Age of the oldest item.").add(
+        st["oldest_age"], queue=q)
+    fams.get("resil_queue_put_total", "counter", "Items put.").add(st["put"], queue=q)
+    fams.get("resil_queue_got_total", "counter", "Items taken.").add(st["got"], queue=q)
+    fams.get("resil_queue_rejected_total", "counter",
+             "Puts refused by the reject watermark.").add(st["rejected"], queue=q)
+
+
+def _from_partitioned_queue(fams: _Families, name: str | None,
+                            obj: PartitionedQueue[Any, Any]) -> None:
+    st = obj.stats()
+    q = name or "default"
+    fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+    fams.get("resil_queue_partitions", "gauge", "Keys with queued items.").add(
+        st["keys"], queue=q)
+
+
+def _from_emitter(fams: _Families, name: str | None, obj: EventEmitter) -> None:
+    st = obj.status()
+    e = name or "default"
+    fams.get("resil_emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
+        st["queue_size"], emitter=e)
+    for key, text in (("emitted", "Events delivered to the sink."),
+                      ("failed", "Events whose sink call failed."),
+                      ("dropped", "Events dropped (overflow, or failed without a DLQ).")):
+        fams.get(f"resil_emitter_{key}_total", "counter", text).add(st[key], emitter=e)
+
+
+def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
+    st = obj.stats()
+    bus = name or "default"
+    for key, text in (("published", "Events published."),
+                      ("delivered", "Handler deliveries that succeeded."),
+                      ("failed", "Handler deliveries that raised."),
+                      ("violations", "Deliveries refused by a contract."),
+                      ("storms", "Events refused by storm detection."),
+                      ("duplicates", "Publishes answered by an idempotency key."),
+                      ("dead_lettered", "Deliveries sent to the dead-letter queue.")):
+        fams.get(f"resil_bus_{key}_total", "counter", text).add(st[key], bus=bus)
+    for event_type, info in obj.topology().items():
+        fams.get("resil_bus_events_total", "counter", "Events published per type.").add(
+            info["published"], bus=bus, event_type=event_type)
+        fams.get("resil_bus_subscribers", "gauge", "Handlers subscribed per type.").add(
+            len(info["subscribers"]), bus=bus, event_type=event_type)
+    for event_type, state in st["circuits"].items():
+        fams.get("resil_bus_circuit_open", "gauge",
+                 "1 while publishing the type is refused.").add(
+            1 if state == "FORCED_OPEN" else 0, bus=bus, event_type=event_type)
+    disabled = sum(1 for h in st["handlers"].values() if h["disabled"])
+    fams.get("resil_bus_disabled_handlers", "gauge", "Handlers disabled by failures.").add(
+        disabled, bus=bus)
+
+
+def _from_dead_letter_queue(fams: _Families, name: str | None, obj: DeadLetterQueue) -> None:
+    st = obj.stats()
+    q = name or "default"
+    fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add(
+        st["size"], queue=q)
+    fams.get("resil_dead_letters_added_total", "counter", "Entries added.").add(
+        st["added"], queue=q)
+    fams.get("resil_dead_letters_evicted_total", "counter",
+             "Entries evicted at maxsize.").add(st["evicted"], queue=q)
+    fams.get("resil_dead_letters_reprocessed_total", "counter",
+             "Entries reprocessed successfully.").add(st["reprocessed"], queue=q)
+
+
+def _from_supervisor(fams: _Families, name: str | None, obj: Supervisor) -> None:
+    st = obj.stats()
+    extra = {"supervisor": name} if name else {}
+    fams.get("resil_tasks_created_total", "counter", "Background tasks started.").add(
+        st["created"], **extra)
+    fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(
+        st["active"], **extra)
 
 
 _EVENT_FAMILIES = {
@@ -237,7 +247,8 @@ _EVENT_FAMILIES = {
 }
 
 
-def _collect_monitor(fams: _Families, monitor: Monitor, extra: dict[str, str]) -> None:
+def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
+    extra = {"monitor": name} if name else {}
     data = monitor._export()
     duration = fams.get("resil_request_duration_seconds", "summary",
                         "Operation durations (quantiles over the monitor's retention).")
@@ -263,6 +274,31 @@ def _collect_monitor(fams: _Families, monitor: Monitor, extra: dict[str, str]) -
     fams.get("resil_system_health_status", "gauge",
              "System health (0=healthy 1=degraded 2=critical).").add(_HEALTH[data["health"]],
                                                                        **extra)
+
+
+# What each kind of source contributes; breakers and groups are gathered apart
+# (_breakers) and rendered together.
+_COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
+    RetryPolicy: _from_retry_policy,
+    TimeoutManager: _from_timeout_manager,
+    BoundedQueue: _from_bounded_queue,
+    PartitionedQueue: _from_partitioned_queue,
+    EventEmitter: _from_emitter,
+    EventBus: _from_bus,
+    DeadLetterQueue: _from_dead_letter_queue,
+    Supervisor: _from_supervisor,
+    Monitor: _from_monitor,
+}
+_EXPORTABLE = (_resil.Breaker, BreakerGroup, *_COLLECTORS)
+
+
+def _collect(fams: _Families, name: str | None, obj: Any) -> None:
+    for cls in type(obj).__mro__:
+        collector = _COLLECTORS.get(cls)
+        if collector is not None:
+            collector(fams, name, obj)
+            return
+    raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
 
 
 def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[Any], _Families]:
@@ -342,9 +378,7 @@ class Collector:
         _breakers(sources)  # fails now, not at the first scrape, on bad sources
         for source in sources:
             _, obj = _split(source)
-            if not isinstance(obj, (_resil.Breaker, BreakerGroup, RetryPolicy, TimeoutManager,
-                                    BoundedQueue, PartitionedQueue, EventEmitter, EventBus,
-                                    DeadLetterQueue, Supervisor, Monitor)):
+            if not isinstance(obj, _EXPORTABLE):
                 raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
         self._sources = sources
 
