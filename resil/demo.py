@@ -93,19 +93,22 @@ class _MessageHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def _shown(out: TextIO, clock: VirtualClock, *names: str) -> Iterator[None]:
-    handler = _MessageHandler(out, clock)
+def _routed(handler: logging.Handler, *names: str) -> Iterator[None]:
+    """Sends the records of loggers ``names`` from ``handler.level`` up to
+    ``handler`` only, for the duration; then puts the loggers back."""
     saved = []
     for name in names:
         log = logging.getLogger(name)
-        saved.append((log, log.propagate))
+        saved.append((log, log.level, log.propagate))
         log.addHandler(handler)
+        log.setLevel(handler.level)
         log.propagate = False
     try:
         yield
     finally:
-        for log, propagate in saved:
+        for log, level, propagate in saved:
             log.removeHandler(handler)
+            log.setLevel(level)
             log.propagate = propagate
 
 
@@ -153,19 +156,9 @@ def run(out: TextIO, seed: int = 7, every: int = 20, monitor: Monitor | None = N
         clock=clock,
     )
     # Transitions are logged on "resil.breaker" with structured fields; show them inline.
-    log = logging.getLogger("resil.breaker")
-    handler = _TimelineHandler(out, clock)
-    log.addHandler(handler)
-    saved_level, saved_propagate = log.level, log.propagate
-    log.setLevel(logging.INFO)
-    log.propagate = False
     monitor.watch(breaker)
-    try:
+    with _routed(_TimelineHandler(out, clock), "resil.breaker"):
         return _run(out, clock, dependency, breaker, every, monitor, sources)
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved_level)
-        log.propagate = saved_propagate
 
 
 def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: CircuitBreaker,
@@ -318,7 +311,7 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                 "violations": stats["violations"], "dead_letters": stats["dead_lettered"],
                 "reprocessed": reprocessed, "archived": len(archived)}
 
-    with _shown(out, clock, "resil.bus", "resil.dlq"):
+    with _routed(_MessageHandler(out, clock), "resil.bus", "resil.dlq"):
         return run_virtual(main(), clock)
 
 
