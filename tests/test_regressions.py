@@ -206,3 +206,16 @@ def test_executor_work_takes_no_virtual_time() -> None:
         return now
 
     assert resil.run_virtual(main(), clock) == 0.0
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_state_str_and_format_give_the_name(state: State) -> None:
+    # IntEnum printed the number on 3.11+ ("2") and "State.OPEN" on 3.10,
+    # so `print(breaker.state)` and log f-strings showed no name.
+    assert str(state) == state.name
+    assert f"{state}" == state.name
+    assert f"{state:>12}" == f"{state.name:>12}"
+    assert "%s" % state == state.name
+    # The value is still the metric encoding.
+    assert int(state) == state.value and "%d" % state == str(state.value)
+    assert repr(state) == f"<State.{state.name}: {state.value}>"

@@ -7,6 +7,47 @@
 static void *raw_alloc(size_t n) { return PyMem_RawMalloc(n); }
 static void raw_free(void *p) { PyMem_RawFree(p); }
 
+/* State's str() and format() give the member's name ("OPEN"), as a log line
+ * or an f-string wants it; the int value stays the metric encoding. IntEnum
+ * alone prints the number on 3.11+ and "State.OPEN" on 3.10. */
+static PyObject *state_str(PyObject *Py_UNUSED(unused), PyObject *self) {
+    return PyObject_GetAttrString(self, "name");
+}
+
+static PyObject *state_format(PyObject *Py_UNUSED(unused), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "__format__() takes exactly one argument (format_spec)");
+        return NULL;
+    }
+    PyObject *name = PyObject_GetAttrString(args[0], "name");
+    if (!name) {
+        return NULL;
+    }
+    PyObject *out = PyObject_Format(name, args[1]);
+    Py_DECREF(name);
+    return out;
+}
+
+static PyMethodDef state_str_def = {"__str__", state_str, METH_O, "The member's name."};
+static PyMethodDef state_format_def = {"__format__", (PyCFunction)(void (*)(void))state_format,
+                                       METH_FASTCALL, "The member's name, formatted."};
+
+/* Binds a module-level C function as a method of the State class. */
+static int set_state_method(PyObject *cls, PyMethodDef *def) {
+    PyObject *fn = PyCFunction_New(def, NULL);
+    if (!fn) {
+        return -1;
+    }
+    PyObject *method = PyInstanceMethod_New(fn);
+    Py_DECREF(fn);
+    if (!method) {
+        return -1;
+    }
+    int rc = PyObject_SetAttrString(cls, def->ml_name, method);
+    Py_DECREF(method);
+    return rc;
+}
+
 static int make_state_enum(PyObject *module, resil_state *st) {
     PyObject *enum_mod = PyImport_ImportModule("enum");
     if (!enum_mod) {
@@ -51,6 +92,10 @@ static int make_state_enum(PyObject *module, resil_state *st) {
         goto done;
     }
     Py_DECREF(doc);
+    if (set_state_method(st->State, &state_str_def) < 0 ||
+        set_state_method(st->State, &state_format_def) < 0) {
+        goto done;
+    }
     for (int i = 0; i < RS_STATE_COUNT; i++) {
         PyObject *idx = PyLong_FromLong(i);
         if (!idx) {
