@@ -2,7 +2,13 @@
 
 The public names are re-exported here; ``resil._resil`` (the C extension) is
 an implementation detail.
+
+resil logs on the ``resil`` logger tree (``resil.breaker``, ``resil.bus``,
+...), which carries a ``NullHandler``: an application that configured no
+logging sees no output from resil.
 """
+
+import logging
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil._bus import ContractViolation, Event, EventBus, EventStormError, HandlerDisabled
@@ -35,6 +41,8 @@ from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
 from resil import sinks
+
+logging.getLogger("resil").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

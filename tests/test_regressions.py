@@ -219,3 +219,25 @@ def test_state_str_and_format_give_the_name(state: State) -> None:
     # The value is still the metric encoding.
     assert int(state) == state.value and "%d" % state == str(state.value)
     assert repr(state) == f"<State.{state.name}: {state.value}>"
+
+
+def test_unconfigured_logging_prints_nothing() -> None:
+    # Without a handler on the resil logger, Python's last-resort handler
+    # printed every resil WARNING (trips, contract violations) to stderr of
+    # an application that had configured no logging at all.
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, resil\n"
+        "b = resil.CircuitBreaker('x', failure_threshold=1)\n"
+        "b.record_failure(b.acquire(), 1.0)\n"
+        "assert b.state == resil.State.OPEN\n"
+        "bus = resil.EventBus()\n"
+        "bus.subscribe('t', lambda e: None, required=('f',))\n"
+        "asyncio.run(bus.publish('t', {}))\n"
+        "assert bus.stats()['violations'] == 1\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "" and out.stdout == ""
