@@ -178,6 +178,9 @@ class EventBus:
       more than ``storm_threshold`` of one type raises
       :class:`EventStormError` (``on_storm="drop"``: ``publish`` returns
       None), counted either way and never numbered.
+      The storm counter of a type holds one 8-byte timestamp per event inside
+      its window (in a ring that grows and shrinks with them), so its memory
+      follows the traffic, not ``storm_threshold``.
     - ``idempotency_key``: a key seen within ``idempotency_ttl`` seconds
       returns the original Event, neither numbered nor delivered.
     - Handlers are isolated: an exception is logged, sent to ``dlq`` (source
@@ -393,6 +396,8 @@ class EventBus:
                 self._counts["dropped"] += 1
                 _log.warning("event storm on %r: event dropped", event_type)
                 return None
+            # Room for this event's timestamp now: after the write, hit() must not fail.
+            topic.rate.reserve()
             event_id = f"{self._id_prefix}{next(self._id_counter):012x}"
             now = time.time_ns() // 1000 / 1e6  # whole microseconds: Event.time round-trips
             corr = event_id if correlation_id is None else correlation_id
@@ -404,7 +409,9 @@ class EventBus:
             else:
                 seq = self._seq + 1
             self._seq = seq
-            topic.rate.hit()  # counted once numbered: a failed write uses no storm budget
+            # Counted once numbered, so a failed write uses no storm budget;
+            # the count above and reserve() make it accepted, without allocating.
+            topic.rate.hit()
             event = Event(event_type, payload, seq, event_id, now, corr, schema_version,
                           idempotency_key, publisher)
             topic.published += 1

@@ -87,7 +87,7 @@ def test_threshold_one_and_tiny_window() -> None:
     assert r.hit() and not r.hit()
 
 
-def test_largest_threshold_allocates_once_and_counts() -> None:
+def test_largest_threshold_counts() -> None:
     clock = VirtualClock()
     r = RateCounter(MAX_THRESHOLD, 9.2e9, clock=clock)
     assert r.threshold == MAX_THRESHOLD
@@ -294,7 +294,7 @@ class RateMachine(RuleBasedStateMachine):
     number of microseconds, so seconds -> ns is exact; with a StepClock the
     clock may also step back."""
 
-    @initialize(threshold=st.integers(1, 6) | st.sampled_from([1, 2, 50]),
+    @initialize(threshold=st.integers(1, 6) | st.sampled_from([1, 2, 50, 10**6]),
                 window_us=st.integers(1, 2000) | st.sampled_from([1, 1000]),
                 start=st.integers(0, 10**6), python_clock=st.booleans())
     def setup(self, threshold: int, window_us: int, start: int, python_clock: bool) -> None:
@@ -326,7 +326,24 @@ class RateMachine(RuleBasedStateMachine):
 
     @rule()
     def count(self) -> None:
-        assert self.c.count() == self.m.count(self.now)
+        got = self.c.count()
+        assert got == self.m.count(self.now)
+        assert self.m.capacity_ok(self.c.capacity, after_count=got)
+
+    @rule(burst=st.integers(1, 120))
+    def burst(self, burst: int) -> None:
+        """Many events at one instant: the ring grows (up to threshold)."""
+        for _ in range(burst):
+            assert self.c.hit() == self.m.hit(self.now)
+
+    @rule(then_count=st.booleans())
+    def reserve(self, then_count: bool) -> None:
+        """reserve() changes no count; the hit after it needs no memory."""
+        self.c.reserve()
+        assert self.m.capacity_ok(self.c.capacity)
+        if then_count:
+            assert self.c.count() == self.m.count(self.now)
+        assert self.c.hit() == self.m.hit(self.now)
 
     @rule(kind=st.sampled_from(["zero", "window-1", "window", "window+1", "random", "tiny"]),
           frac=st.integers(0, 2000))
@@ -346,11 +363,17 @@ class RateMachine(RuleBasedStateMachine):
     def reset(self) -> None:
         self.c.reset()
         self.m.reset()
+        assert self.c.capacity == 0
 
     @invariant()
     def counters(self) -> None:
         assert (self.c.accepted, self.c.refused) == (self.m.accepted, self.m.refused)
         assert self.c.threshold == self.m.threshold
+
+    @invariant()
+    def ring_size(self) -> None:
+        assert self.m.capacity_ok(self.c.capacity)
+        assert sys.getsizeof(self.c) - self.c.capacity * 8 == sys.getsizeof(RateCounter(1, 1.0))
 
 
 TestRateModel = RateMachine.TestCase

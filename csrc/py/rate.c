@@ -75,10 +75,8 @@ static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (rc != RS_OK) {
         Py_DECREF(self);
         /* window_ns is 0 when the window rounds below 1 ns */
-        return rc == RS_ENOMEM ? PyErr_NoMemory()
-                               : bad_field(rc - RS_EFIELD_BASE,
-                                           rc - RS_EFIELD_BASE == RS_RTF_WINDOW ? window_o
-                                                                                : threshold_o);
+        return bad_field(rc - RS_EFIELD_BASE,
+                         rc - RS_EFIELD_BASE == RS_RTF_WINDOW ? window_o : threshold_o);
     }
     return (PyObject *)self;
 }
@@ -103,7 +101,26 @@ static PyObject *rate_hit(RateObject *self, PyObject *Py_UNUSED(ignored)) {
     if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
         return NULL;
     }
-    return PyBool_FromLong(rs_rate_hit(&self->core, now));
+    int rc = rs_rate_hit(&self->core, now);
+    if (rc == RS_ENOMEM) {
+        return PyErr_NoMemory();
+    }
+    return PyBool_FromLong(rc == RS_OK);
+}
+
+static PyObject *rate_reserve(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    if (rs_rate_reserve(&self->core, now) != RS_OK) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *rate_sizeof(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromSize_t((size_t)Py_TYPE(self)->tp_basicsize + rs_rate_memory(&self->core));
 }
 
 static PyObject *rate_count(RateObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -126,6 +143,7 @@ static PyObject *rate_get(RateObject *self, void *closure) {
     case 1: return PyFloat_FromDouble((double)c->window_ns / 1e9);
     case 2: return PyLong_FromUnsignedLongLong(c->accepted);
     case 3: return PyLong_FromUnsignedLongLong(c->refused);
+    case 5: return PyLong_FromUnsignedLong(c->cap);
     default: return Py_NewRef(self->clock);
     }
 }
@@ -147,11 +165,20 @@ static PyMethodDef rate_methods[] = {
     {"hit", (PyCFunction)rate_hit, METH_NOARGS,
      "hit() -> bool\n\nTrue and the event is recorded when fewer than threshold accepted\n"
      "events happened within the last window; otherwise False and nothing is\n"
-     "recorded (refused events do not count toward the window)."},
+     "recorded (refused events do not count toward the window). MemoryError\n"
+     "when the event would be accepted but its timestamp ring could not grow\n"
+     "(nothing is recorded or counted then)."},
+    {"reserve", (PyCFunction)rate_reserve, METH_NOARGS,
+     "reserve()\n\nGrows the timestamp ring now if the next hit() might have to, so\n"
+     "that hit() cannot raise MemoryError (count() calls in between keep the\n"
+     "reservation; another hit() uses it up). MemoryError if it cannot."},
+    {"__sizeof__", (PyCFunction)rate_sizeof, METH_NOARGS,
+     "__sizeof__() -> int\n\nBytes of the object and its timestamp ring."},
     {"count", (PyCFunction)rate_count, METH_NOARGS,
-     "count() -> int\n\nAccepted events within the last window."},
+     "count() -> int\n\nAccepted events within the last window. Drops the timestamps that\n"
+     "aged out and shrinks the ring once three quarters of it are free."},
     {"reset", (PyCFunction)rate_reset, METH_NOARGS,
-     "reset()\n\nForgets every event and zeroes accepted and refused."},
+     "reset()\n\nForgets every event, zeroes accepted and refused and frees the ring."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -161,6 +188,10 @@ static PyGetSetDef rate_getset[] = {
     {"accepted", (getter)rate_get, NULL, "Events accepted since creation or reset.", (void *)2},
     {"refused", (getter)rate_get, NULL, "Events refused since creation or reset.", (void *)3},
     {"clock", (getter)rate_get, NULL, "The clock read for event times.", (void *)4},
+    {"capacity", (getter)rate_get, NULL,
+     "Timestamps the ring holds room for now (8 bytes each): 0 before the first\n"
+     "event, then growing with the events inside the window, never past threshold.",
+     (void *)5},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -169,8 +200,11 @@ static PyType_Slot rate_slots[] = {
                 "A sliding-window event-rate counter in C, for event-storm detection.\n"
                 "hit() accepts an event while fewer than threshold accepted events happened\n"
                 "less than window seconds ago, and refuses it otherwise; refused events do not\n"
-                "count, so flow resumes as old events age out. Exact (one timestamp per\n"
-                "counted event, 8 bytes each, allocated once) and O(1) per hit.\n\n"
+                "count, so flow resumes as old events age out. Exact: one timestamp (8 bytes)\n"
+                "per event inside the window, in a ring that is empty until the first event,\n"
+                "doubles as events arrive (up to threshold slots) and shrinks in count() as\n"
+                "they age out, so memory follows the events, not the threshold. Amortised\n"
+                "O(1) per hit.\n\n"
                 "threshold: int in [1, 16777216]. window: seconds, > 0 (at least 1 ns).\n"
                 "clock: a MonotonicClock (None: the default), a VirtualClock, or any object\n"
                 "with now() -> seconds; a clock that steps back is read as standing still."},

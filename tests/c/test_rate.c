@@ -1,6 +1,7 @@
 /* C unit tests of rs_rate: validation, the window boundary, the threshold
  * limits, the time clamp, ring wrap-around, allocation, and a randomized
  * comparison with a naive O(n) reference. */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "rs_rate.h"
@@ -10,10 +11,27 @@
 
 static unsigned long n_allocs;
 static int fail_allocs;
+static uint64_t fail_one_in; /* when set, each allocation fails with probability 1/fail_one_in */
+
+static uint64_t rnd(void);
 
 static void *counting_alloc(size_t n) {
     n_allocs++;
-    return fail_allocs ? NULL : malloc(n);
+    if (fail_allocs || (fail_one_in && rnd() % fail_one_in == 0)) {
+        return NULL;
+    }
+    return malloc(n);
+}
+
+/* rs_rate_hit as a bool, for the tests where the ring never fails to grow:
+ * RS_OK is accepted, RS_EREJECTED refused; anything else is a failure. */
+static bool hit(rs_rate *r, uint64_t now) {
+    int rc = rs_rate_hit(r, now);
+    if (rc != RS_OK && rc != RS_EREJECTED) {
+        printf("rs_rate_hit returned %d\n", rc);
+        rs_test_failed++;
+    }
+    return rc == RS_OK;
 }
 
 /* ---- the naive reference: every counting time in a plain array --------- */
@@ -110,35 +128,118 @@ static void test_validation(void) {
     CHECK_EQ_INT(rs_rate_init(&r, 1, 1), RS_OK);
     rs_rate_free(&r);
     CHECK_EQ_INT(rs_rate_init(&r, 1, UINT64_MAX), RS_OK);
-    CHECK(rs_rate_hit(&r, 0) && !rs_rate_hit(&r, UINT64_MAX - 1) && rs_rate_hit(&r, UINT64_MAX));
+    CHECK(hit(&r, 0) && !hit(&r, UINT64_MAX - 1) && hit(&r, UINT64_MAX));
     CHECK_EQ_U64(rs_rate_count(&r, UINT64_MAX), 1);
     rs_rate_free(&r);
     rs_rate_free(&r);
     CHECK(r.times == NULL);
 }
 
-/* One allocation at init, none after; a failed one leaves nothing to free. */
+/* Init allocates nothing; the ring grows by doubling as events arrive, and
+ * a failed allocation is reported and changes nothing. */
 static void test_allocation(void) {
     rs_rate r;
     rs_set_allocator(counting_alloc, NULL);
     n_allocs = 0;
     fail_allocs = 1;
-    CHECK_EQ_INT(rs_rate_init(&r, 100, 10), RS_ENOMEM);
-    CHECK(r.times == NULL);
-    rs_rate_free(&r);
-    rs_rate_free(&r);
-    fail_allocs = 0;
     CHECK_EQ_INT(rs_rate_init(&r, 100, 10), RS_OK);
-    CHECK_EQ_U64(n_allocs, 2);
-    for (uint64_t t = 0; t < 10000; t++) {
-        rs_rate_hit(&r, t);
-        rs_rate_count(&r, t);
-        if (t % 977 == 0) {
-            rs_rate_reset(&r);
-        }
+    CHECK(r.times == NULL && r.cap == 0 && rs_rate_memory(&r) == 0);
+    CHECK_EQ_U64(n_allocs, 0);
+    /* the first event needs the first ring: refused by the allocator */
+    CHECK_EQ_INT(rs_rate_hit(&r, 5), RS_ENOMEM);
+    CHECK(r.times == NULL && r.cap == 0 && r.len == 0);
+    CHECK_EQ_U64(r.accepted, 0);
+    CHECK_EQ_U64(r.refused, 0);
+    CHECK_EQ_U64(r.last_ns, 0); /* not even the clamp moved */
+    CHECK_EQ_INT(rs_rate_reserve(&r, 6), RS_ENOMEM);
+    CHECK(r.cap == 0);
+    fail_allocs = 0;
+    CHECK_EQ_INT(rs_rate_hit(&r, 5), RS_OK);
+    CHECK_EQ_U64(r.cap, RS_RATE_MIN_CAP);
+    CHECK_EQ_U64(n_allocs, 3);
+    /* 8 more at one time: full at 8, so the 9th doubles the ring to 16 */
+    for (int i = 1; i < 8; i++) {
+        CHECK_EQ_INT(rs_rate_hit(&r, 5), RS_OK);
     }
-    CHECK_EQ_U64(n_allocs, 2);
+    CHECK_EQ_U64(n_allocs, 3);
+    fail_allocs = 1;
+    CHECK_EQ_INT(rs_rate_hit(&r, 6), RS_ENOMEM); /* nothing changed */
+    CHECK_EQ_U64(r.len, 8);
+    CHECK_EQ_U64(r.cap, 8);
+    CHECK_EQ_U64(r.accepted, 8);
+    CHECK_EQ_U64(r.last_ns, 5);
+    CHECK_EQ_U64(rs_rate_count(&r, 6), 8);
+    fail_allocs = 0;
+    CHECK_EQ_INT(rs_rate_reserve(&r, 6), RS_OK); /* grows now... */
+    CHECK_EQ_U64(r.cap, 16);
+    unsigned long before = n_allocs;
+    fail_allocs = 1;
+    CHECK_EQ_U64(rs_rate_count(&r, 7), 8);
+    CHECK_EQ_INT(rs_rate_hit(&r, 7), RS_OK); /* ...so this hit needs nothing */
+    CHECK_EQ_U64(n_allocs, before);
+    fail_allocs = 0;
+    /* doubling up to the threshold, never past it */
+    for (int i = 0; i < 91; i++) {
+        CHECK_EQ_INT(rs_rate_hit(&r, 7), RS_OK);
+    }
+    CHECK_EQ_U64(r.len, 100);
+    CHECK_EQ_U64(r.cap, 100); /* 8, 16, 32, 64, then 100 (not 128) */
+    CHECK_EQ_INT(rs_rate_hit(&r, 7), RS_EREJECTED);
+    CHECK_EQ_INT(rs_rate_reserve(&r, 7), RS_OK); /* full at threshold: nothing to grow */
+    CHECK_EQ_U64(r.cap, 100);
+    CHECK_EQ_U64(n_allocs, before + 3);
+    /* a steady flow rotates the full ring: no allocation */
+    before = n_allocs;
+    for (uint64_t t = 20; t < 10000; t++) {
+        CHECK_EQ_INT(rs_rate_hit(&r, t), RS_OK);
+    }
+    CHECK_EQ_U64(n_allocs, before);
+    /* 10 count in a window of 10: count shrinks the ring to 20 */
+    CHECK_EQ_U64(rs_rate_count(&r, 9999), 10);
+    CHECK_EQ_U64(r.cap, 20);
+    /* everything aged out: count shrinks the ring to the minimum */
+    CHECK_EQ_U64(rs_rate_count(&r, 20000), 0);
+    CHECK_EQ_U64(r.cap, RS_RATE_MIN_CAP);
+    CHECK_EQ_U64(rs_rate_memory(&r), RS_RATE_MIN_CAP * sizeof(uint64_t));
+    rs_rate_reset(&r); /* frees the ring */
+    CHECK(r.times == NULL && r.cap == 0);
+    CHECK_EQ_INT(rs_rate_hit(&r, 20000), RS_OK);
     rs_rate_free(&r);
+    rs_rate_free(&r);
+    CHECK(r.times == NULL && r.cap == 0);
+    rs_set_allocator(NULL, NULL);
+}
+
+/* count shrinks a ring three quarters free to twice what it keeps; a
+ * failed shrink keeps the larger ring and loses nothing. */
+static void test_shrink(void) {
+    rs_rate r;
+    rs_set_allocator(counting_alloc, NULL);
+    fail_allocs = 0;
+    CHECK_EQ_INT(rs_rate_init(&r, 1000, 100), RS_OK);
+    for (uint64_t i = 0; i < 1000; i++) {
+        CHECK_EQ_INT(rs_rate_hit(&r, i / 10), RS_OK); /* 10 per ns over [0, 100) */
+    }
+    CHECK_EQ_U64(r.cap, 1000);
+    CHECK_EQ_U64(rs_rate_count(&r, 100), 990);
+    CHECK_EQ_U64(r.cap, 1000);
+    CHECK_EQ_U64(rs_rate_count(&r, 175), 240); /* 240 * 4 <= 1000 */
+    CHECK_EQ_U64(r.cap, 480);
+    fail_allocs = 1;
+    CHECK_EQ_U64(rs_rate_count(&r, 190), 90);
+    CHECK_EQ_U64(r.cap, 480); /* could not shrink: stays, intact */
+    fail_allocs = 0;
+    CHECK_EQ_U64(rs_rate_count(&r, 191), 80);
+    CHECK_EQ_U64(r.cap, 160);
+    CHECK_EQ_U64(rs_rate_count(&r, 198), 10);
+    CHECK_EQ_U64(r.cap, 20);
+    CHECK_EQ_INT(rs_rate_hit(&r, 198), RS_OK); /* room was kept: no growth */
+    CHECK_EQ_U64(r.cap, 20);
+    CHECK_EQ_U64(rs_rate_count(&r, 199), 1);
+    CHECK_EQ_U64(r.cap, RS_RATE_MIN_CAP);
+    CHECK_EQ_U64(rs_rate_count(&r, 298), 0);
+    CHECK_EQ_U64(r.cap, RS_RATE_MIN_CAP); /* never below the minimum */
+    CHECK_EQ_U64(r.accepted, 1001);
     rs_rate_free(&r);
     rs_set_allocator(NULL, NULL);
 }
@@ -148,16 +249,16 @@ static void test_window_boundary(void) {
     rs_rate r;
     const uint64_t w = 1000, t0 = 5000;
     CHECK_EQ_INT(rs_rate_init(&r, 2, w), RS_OK);
-    CHECK(rs_rate_hit(&r, t0));
-    CHECK(rs_rate_hit(&r, t0 + 10));
-    CHECK(!rs_rate_hit(&r, t0 + 10));
+    CHECK(hit(&r, t0));
+    CHECK(hit(&r, t0 + 10));
+    CHECK(!hit(&r, t0 + 10));
     CHECK_EQ_U64(rs_rate_count(&r, t0 + w - 1), 2);
-    CHECK(!rs_rate_hit(&r, t0 + w - 1)); /* the first one is w - 1 old: still counts */
+    CHECK(!hit(&r, t0 + w - 1)); /* the first one is w - 1 old: still counts */
     CHECK_EQ_U64(rs_rate_count(&r, t0 + w), 1); /* exactly w old: gone */
-    CHECK(rs_rate_hit(&r, t0 + w));
-    CHECK(!rs_rate_hit(&r, t0 + w + 9)); /* the second is w - 1 old */
+    CHECK(hit(&r, t0 + w));
+    CHECK(!hit(&r, t0 + w + 9)); /* the second is w - 1 old */
     CHECK_EQ_U64(rs_rate_count(&r, t0 + w + 9), 2);
-    CHECK(rs_rate_hit(&r, t0 + w + 10));
+    CHECK(hit(&r, t0 + w + 10));
     CHECK_EQ_U64(rs_rate_count(&r, t0 + w + 10), 2);
     CHECK_EQ_U64(rs_rate_count(&r, t0 + 2 * w + 9), 1);
     CHECK_EQ_U64(rs_rate_count(&r, t0 + 2 * w + 10), 0);
@@ -167,10 +268,10 @@ static void test_window_boundary(void) {
 
     /* window of 1 ns: only events at the very same ns count */
     CHECK_EQ_INT(rs_rate_init(&r, 1, 1), RS_OK);
-    CHECK(rs_rate_hit(&r, 7));
-    CHECK(!rs_rate_hit(&r, 7));
+    CHECK(hit(&r, 7));
+    CHECK(!hit(&r, 7));
     CHECK_EQ_U64(rs_rate_count(&r, 7), 1);
-    CHECK(rs_rate_hit(&r, 8));
+    CHECK(hit(&r, 8));
     CHECK_EQ_U64(rs_rate_count(&r, 9), 0);
     rs_rate_free(&r);
 
@@ -178,7 +279,7 @@ static void test_window_boundary(void) {
     CHECK_EQ_INT(rs_rate_init(&r, 1, 10), RS_OK);
     uint64_t passed = 0;
     for (uint64_t t = 0; t < 100; t++) {
-        passed += rs_rate_hit(&r, t);
+        passed += hit(&r, t);
     }
     CHECK_EQ_U64(passed, 10);
     CHECK_EQ_U64(r.accepted, 10);
@@ -190,11 +291,11 @@ static void test_window_boundary(void) {
 static void test_threshold_limits(void) {
     rs_rate r;
     CHECK_EQ_INT(rs_rate_init(&r, 1, 100), RS_OK);
-    CHECK(rs_rate_hit(&r, 0));
+    CHECK(hit(&r, 0));
     for (uint64_t t = 0; t < 100; t++) {
-        CHECK(!rs_rate_hit(&r, t));
+        CHECK(!hit(&r, t));
     }
-    CHECK(rs_rate_hit(&r, 100));
+    CHECK(hit(&r, 100));
     CHECK_EQ_U64(rs_rate_count(&r, 100), 1);
     rs_rate_free(&r);
 
@@ -202,13 +303,13 @@ static void test_threshold_limits(void) {
     CHECK_EQ_INT(rs_rate_init(&r, max, 1000), RS_OK);
     int all = 1;
     for (uint64_t i = 0; i < max; i++) {
-        all &= rs_rate_hit(&r, i / (max / 512)); /* 512 distinct times in [0, 512) */
+        all &= hit(&r, i / (max / 512)); /* 512 distinct times in [0, 512) */
     }
     CHECK(all);
-    CHECK(!rs_rate_hit(&r, 999));
+    CHECK(!hit(&r, 999));
     CHECK_EQ_U64(rs_rate_count(&r, 999), max);
     CHECK_EQ_U64(rs_rate_count(&r, 1000), max - max / 512); /* the ones at 0 aged out */
-    CHECK(rs_rate_hit(&r, 1000));
+    CHECK(hit(&r, 1000));
     CHECK_EQ_U64(rs_rate_count(&r, 1000), max - max / 512 + 1);
     CHECK_EQ_U64(rs_rate_count(&r, 1510), max / 512 + 1); /* the ones at 511 and 1000 */
     CHECK_EQ_U64(rs_rate_count(&r, 1511), 1);
@@ -223,31 +324,31 @@ static void test_threshold_limits(void) {
 static void test_time_backwards(void) {
     rs_rate r;
     CHECK_EQ_INT(rs_rate_init(&r, 2, 100), RS_OK);
-    CHECK(rs_rate_hit(&r, 1000));
-    CHECK(rs_rate_hit(&r, 5)); /* recorded at 1000 */
-    CHECK(!rs_rate_hit(&r, 0));
+    CHECK(hit(&r, 1000));
+    CHECK(hit(&r, 5)); /* recorded at 1000 */
+    CHECK(!hit(&r, 0));
     CHECK_EQ_U64(rs_rate_count(&r, 0), 2);
     CHECK_EQ_U64(rs_rate_count(&r, 1099), 2);
     CHECK_EQ_U64(rs_rate_count(&r, 50), 2); /* still 1099 */
-    CHECK(!rs_rate_hit(&r, 3));
+    CHECK(!hit(&r, 3));
     CHECK_EQ_U64(rs_rate_count(&r, 1100), 0);
     CHECK_EQ_U64(rs_rate_count(&r, 0), 0);
-    CHECK(rs_rate_hit(&r, 0)); /* recorded at 1100 */
+    CHECK(hit(&r, 0)); /* recorded at 1100 */
     CHECK_EQ_U64(rs_rate_count(&r, 1199), 1);
     CHECK_EQ_U64(rs_rate_count(&r, 1200), 0);
     /* reset forgets events and counters, not the clamp */
-    CHECK(rs_rate_hit(&r, 1200) && rs_rate_hit(&r, 1200));
+    CHECK(hit(&r, 1200) && hit(&r, 1200));
     rs_rate_reset(&r);
     CHECK_EQ_U64(r.accepted, 0);
     CHECK_EQ_U64(r.refused, 0);
     CHECK_EQ_U64(rs_rate_count(&r, 1200), 0);
-    CHECK(rs_rate_hit(&r, 0)); /* recorded at 1200 */
+    CHECK(hit(&r, 0)); /* recorded at 1200 */
     CHECK_EQ_U64(rs_rate_count(&r, 1299), 1);
     CHECK_EQ_U64(rs_rate_count(&r, 1300), 0);
     /* near the top of the range: no overflow in now - t */
-    CHECK(rs_rate_hit(&r, UINT64_MAX));
-    CHECK(rs_rate_hit(&r, 0));
-    CHECK(!rs_rate_hit(&r, 1));
+    CHECK(hit(&r, UINT64_MAX));
+    CHECK(hit(&r, 0));
+    CHECK(!hit(&r, 1));
     CHECK_EQ_U64(rs_rate_count(&r, 2), 2);
     rs_rate_free(&r);
 }
@@ -262,10 +363,10 @@ static void test_wrap_around(void) {
     /* one event every 10 ns: exactly 7 fit in a window of 70, forever; once
      * the ring is full, an 8th in the same ns is refused */
     for (uint64_t t = 0; t < 100000; t += 10) {
-        ok &= rs_rate_hit(&r, t);
+        ok &= hit(&r, t);
         accepted++;
         if (t / 10 + 1 >= n) {
-            ok &= !rs_rate_hit(&r, t);
+            ok &= !hit(&r, t);
             refused++;
         }
         ok &= rs_rate_count(&r, t) == (t / 10 + 1 < n ? t / 10 + 1 : n);
@@ -280,9 +381,9 @@ static void test_wrap_around(void) {
         uint64_t before = rs_rate_count(&r, t);
         uint64_t room = n - before;
         for (uint64_t i = 0; i < room; i++) {
-            ok &= rs_rate_hit(&r, t);
+            ok &= hit(&r, t);
         }
-        ok &= !rs_rate_hit(&r, t);
+        ok &= !hit(&r, t);
         ok &= rs_rate_count(&r, t) == n;
         t += w + (uint64_t)lap % 5;
     }
@@ -291,74 +392,132 @@ static void test_wrap_around(void) {
     rs_rate_free(&r);
 }
 
-/* The ring against the naive reference over many random operations. */
+/* The ring against the naive reference over many random operations, run
+ * twice: with every allocation succeeding, where the ring's size must follow
+ * the events (never past threshold, at most twice the most events that
+ * counted at once since the last reset, at most four times what counts after
+ * a count), and with one allocation in eight failing, where a hit that
+ * returns RS_ENOMEM must change nothing. */
 static void test_random_vs_naive(void) {
-    static const uint64_t thresholds[] = {1, 2, 3, 5, 8, 33, 100};
-    static const uint64_t windows[] = {1, 2, 10, 97, 1000};
-    unsigned long mismatches = 0, ops = 0;
-    uint64_t accepted = 0, refused = 0;
-    for (size_t a = 0; a < sizeof thresholds / sizeof *thresholds; a++) {
-        for (size_t b = 0; b < sizeof windows / sizeof *windows; b++) {
-            const uint64_t th = thresholds[a], w = windows[b];
-            rs_rate r;
-            naive m;
-            if (rs_rate_init(&r, th, w) != RS_OK) {
-                CHECK(0);
-                continue;
+    static const uint64_t thresholds[] = {1, 2, 3, 5, 8, 33, 100, 1000};
+    static const uint64_t windows[] = {1, 2, 10, 97, 1000, 100000};
+    const size_t n_th = sizeof thresholds / sizeof *thresholds;
+    const size_t n_w = sizeof windows / sizeof *windows;
+    rs_set_allocator(counting_alloc, NULL);
+    fail_allocs = 0;
+    for (int failing = 0; failing < 2; failing++) {
+        unsigned long mismatches = 0, bad_sizes = 0, ops = 0, enomem = 0, changed = 0;
+        uint64_t accepted = 0, refused = 0, grown_past_min = 0;
+        for (size_t a = 0; a < n_th; a++) {
+            for (size_t b = 0; b < n_w; b++) {
+                const uint64_t th = thresholds[a], w = windows[b];
+                rs_rate r;
+                naive m;
+                if (rs_rate_init(&r, th, w) != RS_OK) {
+                    CHECK(0);
+                    continue;
+                }
+                naive_init(&m, th, w);
+                uint64_t now = rnd() % 1000, peak = 0;
+                fail_one_in = failing ? 8 : 0;
+                for (int i = 0; i < 20000; i++) {
+                    uint64_t k = rnd() % 100;
+                    /* time steps: 0, window - 1, window, window + 1, small, large, backwards */
+                    if (k < 25) {
+                        /* same ns */
+                    } else if (k < 30) {
+                        now += w - 1;
+                    } else if (k < 35) {
+                        now += w;
+                    } else if (k < 38) {
+                        now += w + 1;
+                    } else if (k < 60) {
+                        now += rnd() % (w / th + 2);
+                    } else if (k < 62) {
+                        now += rnd() % (3 * w + 1);
+                    }
+                    uint64_t at = now;
+                    if (rnd() % 20 == 0) {
+                        at = now - rnd() % (now + 1); /* a caller's clock stepping back */
+                    }
+                    uint64_t op = rnd() % 100;
+                    if (op < 70) {
+                        rs_rate before = r;
+                        int rc = rs_rate_hit(&r, at);
+                        if (rc == RS_ENOMEM) {
+                            enomem++;
+                            changed += memcmp(&before, &r, sizeof r) != 0;
+                        } else {
+                            bool got = rc == RS_OK;
+                            mismatches += (rc != RS_OK && rc != RS_EREJECTED)
+                                          || got != naive_hit(&m, at);
+                            accepted += got;
+                            refused += !got;
+                            if (got && m.len > peak) {
+                                peak = m.len;
+                            }
+                        }
+                    } else if (op < 80) {
+                        if (rs_rate_reserve(&r, at) == RS_OK) {
+                            /* the next hit cannot fail, even after a count */
+                            uint64_t saved = fail_one_in;
+                            fail_allocs = 1;
+                            if (rnd() % 2) {
+                                mismatches += rs_rate_count(&r, at) != naive_count(&m, at);
+                            }
+                            int rc = rs_rate_hit(&r, at);
+                            mismatches += rc == RS_ENOMEM || (rc == RS_OK) != naive_hit(&m, at);
+                            if (rc == RS_OK && m.len > peak) {
+                                peak = m.len;
+                            }
+                            fail_allocs = 0;
+                            fail_one_in = saved;
+                        }
+                    } else if (op < 99) {
+                        uint64_t got = rs_rate_count(&r, at);
+                        mismatches += got != naive_count(&m, at);
+                        if (!failing) {
+                            uint64_t most = 4 * got > RS_RATE_MIN_CAP ? 4 * got : RS_RATE_MIN_CAP;
+                            bad_sizes += r.cap > most;
+                        }
+                    } else {
+                        rs_rate_reset(&r);
+                        naive_reset(&m);
+                        peak = 0;
+                        bad_sizes += r.cap != 0;
+                    }
+                    mismatches += r.accepted != m.accepted || r.refused != m.refused;
+                    bad_sizes += r.cap > th || r.len > r.cap;
+                    if (!failing) {
+                        bad_sizes += r.cap > (2 * peak > RS_RATE_MIN_CAP ? 2 * peak : RS_RATE_MIN_CAP);
+                    }
+                    grown_past_min += r.cap > RS_RATE_MIN_CAP;
+                    if (m.last > now) {
+                        now = m.last;
+                    }
+                    ops++;
+                }
+                fail_one_in = 0;
+                CHECK_EQ_U64(rs_rate_count(&r, now), naive_count(&m, now));
+                rs_rate_free(&r);
+                free(m.t);
             }
-            naive_init(&m, th, w);
-            uint64_t now = rnd() % 1000;
-            for (int i = 0; i < 20000; i++) {
-                uint64_t k = rnd() % 100;
-                /* time steps: 0, window - 1, window, window + 1, small, large, backwards */
-                if (k < 25) {
-                    /* same ns */
-                } else if (k < 30) {
-                    now += w - 1;
-                } else if (k < 35) {
-                    now += w;
-                } else if (k < 38) {
-                    now += w + 1;
-                } else if (k < 60) {
-                    now += rnd() % (w / th + 2);
-                } else if (k < 62) {
-                    now += rnd() % (3 * w + 1);
-                }
-                uint64_t at = now;
-                if (rnd() % 20 == 0) {
-                    at = now - rnd() % (now + 1); /* a caller's clock stepping back */
-                }
-                uint64_t op = rnd() % 100;
-                if (op < 70) {
-                    bool got = rs_rate_hit(&r, at);
-                    mismatches += got != naive_hit(&m, at);
-                    accepted += got;
-                    refused += !got;
-                } else if (op < 99) {
-                    mismatches += rs_rate_count(&r, at) != naive_count(&m, at);
-                } else {
-                    rs_rate_reset(&r);
-                    naive_reset(&m);
-                }
-                mismatches += r.accepted != m.accepted || r.refused != m.refused;
-                if (m.last > now) {
-                    now = m.last;
-                }
-                ops++;
-            }
-            CHECK_EQ_U64(rs_rate_count(&r, now), naive_count(&m, now));
-            rs_rate_free(&r);
-            free(m.t);
         }
+        CHECK_EQ_U64(mismatches, 0);
+        CHECK_EQ_U64(bad_sizes, 0);
+        CHECK_EQ_U64(changed, 0);
+        CHECK(ops == n_th * n_w * 20000);
+        CHECK(accepted > 10000 && refused > 10000); /* both outcomes were exercised */
+        CHECK(grown_past_min > 1000);               /* and rings that grew */
+        CHECK(failing ? enomem > 100 : enomem == 0);
     }
-    CHECK_EQ_U64(mismatches, 0);
-    CHECK(ops == 7 * 5 * 20000);
-    CHECK(accepted > 10000 && refused > 10000); /* both outcomes were exercised */
+    rs_set_allocator(NULL, NULL);
 }
 
 int main(void) {
     RUN_TEST(test_validation);
     RUN_TEST(test_allocation);
+    RUN_TEST(test_shrink);
     RUN_TEST(test_window_boundary);
     RUN_TEST(test_threshold_limits);
     RUN_TEST(test_time_backwards);
