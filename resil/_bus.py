@@ -70,9 +70,10 @@ class Event(NamedTuple):
                    data.get("idempotency_key"), data.get("publisher"))
 
 
-class EventStormError(ResilError):
+class EventStormError(ResilError, RuntimeError):
     """More than ``threshold`` events of ``event_type`` were published within
-    ``window`` seconds; the refused event was not numbered or delivered."""
+    ``window`` seconds; the refused event was not numbered or delivered. A
+    :class:`ResilError` and a ``RuntimeError``."""
 
     def __init__(self, event_type: str, threshold: int, window: float) -> None:
         super().__init__(f"event storm: more than {threshold} {event_type!r} events within "
@@ -83,6 +84,33 @@ class EventStormError(ResilError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (EventStormError, (self.event_type, self.threshold, self.window))
+
+
+class TypeCircuitOpenError(CircuitOpenError):
+    """The :class:`CircuitOpenError` that ``publish`` raises while an event
+    type's circuit is open: ``name`` is the circuit (``"bus:<type>"``),
+    ``event_type`` the type and ``disabled`` the names of its disabled
+    handlers (empty when the circuit was opened by hand or its disabled
+    handlers were unsubscribed); the message names them and
+    ``reset_handler``."""
+
+    event_type: str
+    disabled: tuple[str, ...]
+
+    def __str__(self) -> str:
+        event_type = self.__dict__.get("event_type")
+        if event_type is None:  # built by hand, without the details
+            return super().__str__()
+        disabled = self.__dict__.get("disabled", ())
+        if disabled:
+            why = (f"{len(disabled)} of its handlers {'is' if len(disabled) == 1 else 'are'} "
+                   f"disabled after repeated failures ({', '.join(disabled)})")
+            fix = (f"fix the cause, then bus.reset_handler({event_type!r}) re-enables "
+                   f"{'it' if len(disabled) == 1 else 'them'} and closes the circuit")
+        else:
+            why = "its circuit was forced open and no disabled handler is subscribed now"
+            fix = f"bus.reset_handler({event_type!r}) closes it"
+        return f"publishing {event_type!r} is refused: circuit {self.name!r} is open: {why}; {fix}"
 
 
 class ContractViolation(ResilError):
@@ -134,21 +162,57 @@ class _Subscription:
 
 
 class _Topic:
-    __slots__ = ("subs", "rate", "circuit", "published", "publishers", "storms")
+    """What the bus keeps for an event type it currently tracks. Published
+    counts and publisher names live in the bus (they outlive the topic)."""
+
+    __slots__ = ("name", "subs", "rate", "breaker")
 
     def __init__(self, name: str, rate: RateCounter) -> None:
+        self.name = name
         self.subs: list[_Subscription] = []
         self.rate = rate
-        self.circuit = CircuitBreaker(name=f"bus:{name}")
-        self.published = 0
-        self.publishers: set[str] = set()
-        self.storms = 0
+        self.breaker: CircuitBreaker | None = None  # made when first needed
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        if self.breaker is None:
+            self.breaker = CircuitBreaker(name=f"bus:{self.name}")
+        return self.breaker
+
+    def forced_open(self) -> bool:
+        return self.breaker is not None and self.breaker.state is State.FORCED_OPEN
 
 
 def _check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{what} must be a non-empty str, got {value!r}")
     return value
+
+
+def _check_int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in [{low}, {high}], not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+    return value
+
+
+_MAX_SECONDS = 9.2e9  # what the C clocks can represent
+
+
+def _check_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds (int or float), not "
+                        f"{type(value).__name__}")
+    # compared before float(): an int too large for a float is out of range too
+    if not 1e-9 <= value <= _MAX_SECONDS:  # NaN compares false
+        raise ValueError(f"{name} must be a finite number of seconds in [1e-9, 9.2e9], "
+                         f"got {value!r}")
+    return float(value)
+
+
+_MAX_STORM_THRESHOLD = 1 << 24  # RateCounter's largest threshold
+_FORGET_PER_PUBLISH = 8  # idle event types forgotten per publish, at most
 
 
 class EventBus:
@@ -190,8 +254,9 @@ class EventBus:
       :class:`HandlerDisabled`) until ``reset_handler``. When half or more
       of a type's handlers are disabled the type's circuit (a
       :class:`CircuitBreaker` named ``"bus:<type>"``) is forced open and
-      publishing that type raises :class:`CircuitOpenError` until
-      ``reset_handler``.
+      publishing that type raises :class:`CircuitOpenError` (its message
+      names the disabled handlers and ``reset_handler``; ``event_type`` and
+      ``disabled`` hold them) until ``reset_handler``.
     - ``await replay(from_seq=None, since=None, event_type=None, *,
       to_seq=None) -> int`` delivers stored events again, in sequence order,
       bounds inclusive, without renumbering, storing, storm or idempotency
@@ -201,6 +266,20 @@ class EventBus:
       deliveries are only logged and counted.
     - ``clock`` (a VirtualClock in tests) times the storm window and the
       idempotency ttl; timestamps are wall-clock Unix time.
+    - Memory: the bus forgets the state of an event type (its storm counter
+      and subscription list, about 0.5 KB) once the type has no subscriber,
+      no event inside its storm window and no circuit anyone asked for or
+      opened; a publish forgets a few such types, oldest first, so their
+      number stays bounded by the types recently published. What
+      ``topology()`` reports survives: the published count of every type
+      ever published and its publisher names are kept in dicts (about 150
+      bytes per type). A forgotten type comes back fresh (an empty
+      storm window) when published or subscribed again.
+
+    Parameters (errors name them): ``storm_threshold`` an int in [1,
+    16777216]; ``storm_window`` and ``idempotency_ttl`` seconds in [1e-9,
+    9.2e9]; ``handler_failure_limit`` an int in [1, 2**31]; ``on_storm``
+    ``"raise"`` or ``"drop"``.
     """
 
     def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0,
@@ -209,27 +288,32 @@ class EventBus:
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
         from resil._store import SQLiteStore
 
-        if on_storm not in _ON_STORM:
+        _check_int(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
+        window = _check_seconds(storm_window, "storm_window")
+        if not isinstance(on_storm, str) or on_storm not in _ON_STORM:
             raise ValueError(f"on_storm must be 'raise' or 'drop', got {on_storm!r}")
-        if (isinstance(handler_failure_limit, bool) or not isinstance(handler_failure_limit, int)
-                or handler_failure_limit < 1):
-            raise ValueError(f"handler_failure_limit must be an int >= 1, got "
-                             f"{handler_failure_limit!r}")
+        _check_int(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
         if dlq is not None and not callable(getattr(dlq, "put", None)):
             raise TypeError("dlq must have a put(item, error, source=..., attempts=...) method")
-        # Validated by the C types (they name the parameter and its range).
-        RateCounter(storm_threshold, storm_window, clock=clock)
-        self._dedup = Deduplicator(ttl=idempotency_ttl, clock=clock)
+        ttl = _check_seconds(idempotency_ttl, "idempotency_ttl")
+        # The clock is checked here (the error names "clock", as the user did).
+        RateCounter(1, window, clock=clock)
+        self._dedup = Deduplicator(ttl=ttl, clock=clock)
         self._storm_threshold = storm_threshold
-        self._storm_window = float(storm_window)
+        self._storm_window = window
         self._raise_on_storm = on_storm == "raise"
         self._failure_limit = handler_failure_limit
         self._store = store
         self._dlq = dlq
         self._clock = clock
         self._topics: dict[str, _Topic] = {}
+        # Topics without subscribers, least recently published first: the
+        # candidates to forget.
+        self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._published: dict[str, int] = {}  # every type ever published -> events
+        self._publishers: dict[str, set[str]] = {}  # types with named publishers
         self._originals: collections.OrderedDict[str, Event] = collections.OrderedDict()
         self._busy = False
         self._holder: asyncio.Task[Any] | None = None  # the task holding the turn
@@ -249,7 +333,25 @@ class EventBus:
         if topic is None:
             rate = RateCounter(self._storm_threshold, self._storm_window, clock=self._clock)
             topic = self._topics[event_type] = _Topic(event_type, rate)
+            self._idle[event_type] = None
         return topic
+
+    def _forget_idle(self) -> None:
+        """Forgets a few types that have no subscriber, no circuit and no
+        event inside the storm window, least recently published first. Runs
+        only while a publish holds the bus's turn and before it looks up its
+        own type, so no event of a forgotten type is in flight."""
+        idle, topics = self._idle, self._topics
+        budget = _FORGET_PER_PUBLISH
+        while budget and idle:
+            name = next(iter(idle))
+            topic = topics.get(name)
+            if topic is not None and not topic.subs and topic.breaker is None:
+                if topic.rate.count():
+                    return  # published recently: so were the ones behind it
+                del topics[name]
+                budget -= 1
+            del idle[name]  # forgotten, or kept for its subscribers or circuit
 
     def subscribe(self, event_type: str, handler: Callable[[Event], Any],
                   required: Iterable[str] = (), versions: Iterable[str] = ("1.0", "1.1"), *,
@@ -290,6 +392,7 @@ class EventBus:
                 n += 1
             label = f"{base}#{n}"
         topic.subs.append(_Subscription(handler, label, req, vers))
+        self._idle.pop(event_type, None)
         return handler
 
     def unsubscribe(self, event_type: str, handler: Callable[[Event], Any]) -> bool:
@@ -300,10 +403,12 @@ class EventBus:
         for i, sub in enumerate(topic.subs):
             if sub.handler == handler:
                 del topic.subs[i]
-                if topic.circuit.state is not State.FORCED_OPEN and self._half_disabled(topic):
+                if not topic.forced_open() and self._half_disabled(topic):
                     topic.circuit.force_open()
                     _log.error("bus circuit for %r opened: half of its handlers are disabled",
                                event_type)
+                if not topic.subs:
+                    self._idle[event_type] = None
                 return True
         return False
 
@@ -313,6 +418,8 @@ class EventBus:
         still disabled. Returns how many handlers were re-enabled."""
         topic = self._topics.get(event_type)
         if topic is None:
+            if handler is None and event_type in self._published:
+                return 0  # a forgotten type: nothing subscribed, nothing disabled
             raise KeyError(event_type)
         count = 0
         found = handler is None
@@ -326,7 +433,7 @@ class EventBus:
         if not found:
             raise KeyError(f"{_handler_name(handler)} is not subscribed to {event_type!r}"
                            if handler is not None else event_type)
-        if topic.circuit.state is State.FORCED_OPEN and not self._half_disabled(topic):
+        if topic.forced_open() and not self._half_disabled(topic):
             topic.circuit.reset()
             _log.info("bus circuit for %r closed by reset_handler", event_type)
         return count
@@ -342,7 +449,8 @@ class EventBus:
                       idempotency_key: str | None = None, *,
                       publisher: str | None = None) -> Event | None:
         """Numbers, stores (with a store) and delivers one event; see the
-        class docstring. Raises EventStormError, CircuitOpenError, TypeError
+        class docstring. Raises EventStormError, CircuitOpenError (naming
+        the disabled handlers and reset_handler), TypeError
         for a payload that is not a mapping (or, with a store, not
         JSON-serialisable) and StoreError when the store cannot write - in
         each case nothing is numbered, stored or delivered."""
@@ -376,18 +484,19 @@ class EventBus:
                 self._busy = True
             self._holder = asyncio.current_task()
         try:
+            if not nested and self._idle:
+                self._forget_idle()
             topic = self._topics.get(event_type)
             if topic is None:
                 topic = self._topic(event_type)
-            if topic.circuit.state is State.FORCED_OPEN:
-                raise CircuitOpenError(topic.circuit.name, State.FORCED_OPEN, None)
+            if topic.forced_open():
+                raise self._circuit_error(topic)
             if idempotency_key is not None and idempotency_key in self._dedup:
                 original = self._originals.get(idempotency_key)
                 if original is not None:
                     self._counts["duplicates"] += 1
                     return original
             if topic.rate.count() >= self._storm_threshold:
-                topic.storms += 1
                 self._counts["storms"] += 1
                 if self._raise_on_storm:
                     _log.error("event storm on %r: more than %d within %g s; event refused",
@@ -414,9 +523,15 @@ class EventBus:
             topic.rate.hit()
             event = Event(event_type, payload, seq, event_id, now, corr, schema_version,
                           idempotency_key, publisher)
-            topic.published += 1
+            self._published[event_type] = self._published.get(event_type, 0) + 1
+            if not topic.subs:  # the most recently published idle type
+                self._idle[event_type] = None
+                self._idle.move_to_end(event_type)
             if publisher is not None:
-                topic.publishers.add(publisher)
+                named = self._publishers.get(event_type)
+                if named is None:
+                    named = self._publishers[event_type] = set()
+                named.add(publisher)
             self._counts["published"] += 1
             if idempotency_key is not None:
                 self._remember(idempotency_key, event)
@@ -431,6 +546,12 @@ class EventBus:
             if not nested:
                 self._holder = None
                 self._release()
+
+    def _circuit_error(self, topic: _Topic) -> TypeCircuitOpenError:
+        error = TypeCircuitOpenError(topic.circuit.name, State.FORCED_OPEN, None)
+        error.event_type = topic.name
+        error.disabled = tuple(sub.name for sub in topic.subs if sub.disabled)
+        return error
 
     async def _acquire(self) -> None:
         """Waits for the bus's turn (FIFO). Publishes are serialised so that
@@ -566,7 +687,7 @@ class EventBus:
             sub.disabled = True
             _log.error("handler %s disabled after %d consecutive failures on %r", sub.name,
                        sub.consecutive, event.event_type)
-            if topic.circuit.state is not State.FORCED_OPEN and self._half_disabled(topic):
+            if not topic.forced_open() and self._half_disabled(topic):
                 topic.circuit.force_open()
                 _log.error("bus circuit for %r opened: %d of %d handlers disabled",
                            event.event_type, sum(1 for s in topic.subs if s.disabled),
@@ -667,7 +788,7 @@ class EventBus:
         loop = asyncio.get_running_loop()
         if event_type is not None:
             _check_name(event_type, "event_type")
-            if event_type not in self._topics:
+            if event_type not in self._topics and event_type not in self._published:
                 known = await loop.run_in_executor(None, store.event_types)
                 if event_type not in known:
                     raise ValueError(f"unknown event type {event_type!r}: never published to "
@@ -700,19 +821,26 @@ class EventBus:
     # ---- reading --------------------------------------------------------------------
     def topology(self) -> dict[str, dict[str, Any]]:
         """``{event_type: {"publishers", "subscribers", "published",
-        "orphaned", "unused"}}``: publishers are the ``publisher`` names given
-        to publish, subscribers the handler names; orphaned = published but
-        nobody subscribed now, unused = subscribed but never published."""
+        "orphaned", "unused"}}`` for every type ever published (forgotten
+        idle types included) and every type the bus tracks now: publishers
+        are the ``publisher`` names given to publish, subscribers the handler
+        names; orphaned = published but nobody subscribed now, unused =
+        subscribed but never published."""
         result: dict[str, dict[str, Any]] = {}
         # Copies first: a metrics thread may read while the loop changes them.
-        for name, topic in sorted(list(self._topics.items())):
-            subs = list(topic.subs)
+        topics = dict(self._topics)
+        published = dict(self._published)
+        publishers = dict(self._publishers)
+        for name in sorted(published.keys() | topics.keys()):
+            topic = topics.get(name)
+            subs = list(topic.subs) if topic is not None else []
+            count = published.get(name, 0)
             result[name] = {
-                "publishers": sorted(list(topic.publishers)),
+                "publishers": sorted(list(publishers.get(name, ()))),
                 "subscribers": [sub.name for sub in subs],
-                "published": topic.published,
-                "orphaned": topic.published > 0 and not subs,
-                "unused": bool(subs) and topic.published == 0,
+                "published": count,
+                "orphaned": count > 0 and not subs,
+                "unused": bool(subs) and count == 0,
             }
         return result
 
@@ -722,11 +850,13 @@ class EventBus:
         duplicates, dead_lettered, dead_letter_errors, replayed; last_seq;
         handlers ``{"<type>:<name>": {delivered, failures,
         consecutive_failures, violations, skipped, disabled}}``; circuits
-        ``{type: state name}``."""
+        ``{type: state name}`` for the types the bus currently tracks (a
+        forgotten type's circuit is CLOSED)."""
         handlers: dict[str, dict[str, Any]] = {}
         circuits: dict[str, str] = {}
         for name, topic in list(self._topics.items()):
-            circuits[name] = topic.circuit.state.name
+            breaker = topic.breaker
+            circuits[name] = breaker.state.name if breaker is not None else State.CLOSED.name
             for sub in list(topic.subs):
                 handlers[f"{name}:{sub.name}"] = {
                     "delivered": sub.delivered, "failures": sub.failures,
@@ -737,8 +867,14 @@ class EventBus:
 
     def circuit(self, event_type: str) -> CircuitBreaker:
         """The breaker guarding ``event_type`` (KeyError if the bus has not
-        seen the type)."""
-        return self._topics[event_type].circuit
+        seen the type). Once asked for, the type's state is never forgotten,
+        so the breaker stays the one that guards it."""
+        topic = self._topics.get(event_type)
+        if topic is None:
+            if event_type not in self._published:
+                raise KeyError(event_type)
+            topic = self._topic(event_type)
+        return topic.circuit
 
     @property
     def store(self) -> SQLiteStore | None:
@@ -746,7 +882,8 @@ class EventBus:
         return self._store
 
     def __repr__(self) -> str:
-        return (f"<EventBus types={len(self._topics)} published={self._counts['published']} "
+        types = len(self._published.keys() | self._topics.keys())
+        return (f"<EventBus types={types} published={self._counts['published']} "
                 f"last_seq={self._seq}>")
 
 
