@@ -49,24 +49,104 @@ class DeadLetter:
     timestamp: float
 
 
+def _utf8(text: str) -> str:
+    """``text``, with lone surrogates (which UTF-8 cannot encode, so neither
+    can SQLite) written as ``\\udcxx`` escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _describe(error: BaseException | str) -> tuple[str, str]:
     if isinstance(error, BaseException):
         name = type(error).__name__
-        text = str(error)
+        text = _utf8(str(error))
         return (f"{name}: {text}" if text else name), name
     if isinstance(error, str):
-        return error, "str"
+        return _utf8(error), "str"
     raise TypeError(f"error must be an exception or a str, got {type(error).__name__}")
 
 
+_MAX_DEPTH = 200  # nesting a store keeps (JSON decoding recurses; so does the caller)
+_INT64 = 1 << 63
+
+
+def _path(where: Any) -> str:
+    """``item['a'][0]`` from the chain ``((("item", None), 'a'), 0)``."""
+    keys: list[Any] = []
+    while isinstance(where, tuple):
+        where, key = where
+        keys.append(key)
+    return str(where) + "".join(f"[{key!r}]" for key in reversed(keys))
+
+
+def _unstorable(value: Any, where: str) -> str | None:
+    """Why ``value`` would not come back from a store exactly as it went in
+    (equal, and of the same types all the way down), or None. Walks the
+    value without recursion, so any depth or a cycle gets an answer; the
+    place is spelled out only for the answer."""
+    stack: list[tuple[Any, Any, int]] = [(value, where, 0)]
+    open_: set[int] = set()  # containers on the current path: a cycle
+    while stack:
+        v, at, depth = stack.pop()
+        if depth < 0:  # leaving a container
+            open_.discard(id(v))
+            continue
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            continue
+        if t is float:
+            if v != v or v in (math.inf, -math.inf):
+                return f"{_path(at)} is {v!r}, which JSON cannot hold"
+            continue
+        if t is dict or t is list:
+            if id(v) in open_:
+                return f"{_path(at)} contains itself"
+            if depth >= _MAX_DEPTH:
+                return f"{_path(at)} is nested more than {_MAX_DEPTH} deep"
+            open_.add(id(v))
+            stack.append((v, at, -1))
+            if t is dict:
+                for key, sub in list(v.items()):
+                    if type(key) is not str:
+                        return (f"{_path(at)} has the key {key!r} ({type(key).__name__}), but "
+                                f"keys come back as str")
+                    stack.append((sub, (at, key), depth + 1))
+            else:
+                for i, sub in enumerate(list(v)):
+                    stack.append((sub, (at, i), depth + 1))
+            continue
+        if isinstance(v, tuple):
+            kind = "a tuple" if t is tuple else f"of type {t.__name__} (a tuple)"
+            return f"{_path(at)} is {kind}, which would come back as a list"
+        for base in (bool, int, float, str, dict, list):
+            if isinstance(v, base):
+                return (f"{_path(at)} is of type {t.__name__} (a subclass of {base.__name__}), "
+                        f"which would come back as a plain {base.__name__}")
+        return f"{_path(at)} is of type {t.__name__}, which JSON cannot hold"
+    return None
+
+
 def _encode(item: Any) -> str:
-    try:
-        if isinstance(item, Event):
-            return json.dumps({"kind": "event", "event": item.to_dict()}, allow_nan=False)
-        return json.dumps({"kind": "value", "value": item}, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"dead-letter item cannot be stored: it is not JSON-serialisable "
-                        f"({exc})") from exc
+    """The JSON text a store keeps for ``item``; TypeError naming ``item``
+    and what in it would not come back unchanged."""
+    if type(item) is Event:
+        doc: dict[str, Any] = {"kind": "event", "event": item.to_dict()}
+        why = _unstorable(doc["event"], "item")
+    else:
+        doc = {"kind": "value", "value": item}
+        why = _unstorable(item, "item")
+    if why is None:
+        try:
+            return json.dumps(doc, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. an int of 5000 digits
+            why = f"JSON cannot hold it ({exc})"
+    raise TypeError(f"dead-letter item is not JSON-serialisable without change, so a store "
+                    f"cannot keep it (it is refused, not altered): {why}")
 
 
 def _decode(text: str) -> Any:
@@ -76,43 +156,130 @@ def _decode(text: str) -> Any:
     return doc.get("value")
 
 
+_MAX_TTL = 9.2e9  # seconds, as every resil duration
+
+
+def _check_entry_id(entry_id: Any) -> int:
+    if isinstance(entry_id, bool) or not isinstance(entry_id, int):
+        raise TypeError(f"entry_id must be an int (an id put() returned), not "
+                        f"{type(entry_id).__name__}")
+    return entry_id
+
+
+def _check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if _utf8(value) is not value:
+        raise ValueError(f"{what} must be encodable as UTF-8 (it holds a lone surrogate): "
+                         f"{value!r}")
+    return value
+
+
 class DeadLetterQueue:
     """Keeps what failed, for review and reprocessing.
 
-    ``DeadLetterQueue(maxsize=100, store=None, *, name="default")``:
-    ``maxsize`` entries at most; adding one more evicts the oldest, counted
-    in ``stats()["evicted"]``. With ``store`` (a :class:`SQLiteStore`) the
-    entries live in the store's file under ``name`` - they survive restarts
-    and are shared with every queue of that name on the file - and items
-    must be JSON-serialisable (an :class:`Event` is). Without a store any
-    object can be an item. Thread-safe; ``put`` never awaits, so it can be
-    the ``dlq`` of an :class:`EventEmitter` or :class:`EventBus`.
+    ``DeadLetterQueue(maxsize=100, store=None, *, name="default", ttl=None)``:
+
+    - ``maxsize`` (an int in [1, 2**31]): entries at most; adding one more
+      evicts the oldest, counted in ``stats()["evicted"]``.
+    - ``store`` (a :class:`SQLiteStore`): the entries live in the store's
+      file under ``name`` - they survive restarts and are shared with every
+      queue of that name on the file. Without a store they live in this
+      object and any object can be an item, kept as it is.
+    - ``name`` (a non-empty str): the queue's name in the store, in logs and
+      in metrics (``resil.prometheus`` labels the queue with it).
+    - ``ttl`` (seconds in (0, 9.2e9], or None: forever): an entry at least
+      ``ttl`` old (by its wall-clock ``timestamp``) is no longer listed and is
+      dropped, counted in ``stats()["expired"]``, at the next ``put`` or
+      read that meets it.
+
+    What a store-backed queue keeps: an item is stored as JSON and must come
+    back exactly as it went in - equal, and of the same types all the way
+    down - so it may be made only of ``dict`` with ``str`` keys, ``list``,
+    ``str``, ``int``, finite ``float``, ``bool`` and ``None`` (exact types,
+    nested at most 200 deep, no cycles), or be an :class:`Event` whose fields
+    and payload are made of those (it comes back an Event, its payload a
+    dict). Anything else - a tuple (it would come back a list), a non-str
+    key (it would come back a str), NaN or infinity, a set, bytes, a subclass
+    such as an IntEnum or OrderedDict, any other object - is refused with
+    TypeError saying what and where, and nothing is added. The memory-backed
+    queue keeps any item.
+
+    Thread-safe; ``put`` never awaits, so it can be the ``dlq`` of an
+    :class:`EventEmitter` or :class:`EventBus`.
     """
 
     def __init__(self, maxsize: int = 100, store: SQLiteStore | None = None, *,
-                 name: str = "default") -> None:
+                 name: str = "default", ttl: float | None = None) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise TypeError("maxsize must be an int")
+            raise TypeError(f"maxsize must be an int in [1, 2**31], not {type(maxsize).__name__}")
         if not 1 <= maxsize <= 1 << 31:
-            raise ValueError(f"maxsize must be in [1, 2**31], got {maxsize}")
+            raise ValueError(f"maxsize must be an int in [1, 2**31], got {maxsize}")
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a non-empty str, not {type(name).__name__}")
+        if not name:
             raise ValueError("name must be a non-empty str")
+        _check_text(name, "name")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+                raise TypeError(f"ttl must be None or a number of seconds, not "
+                                f"{type(ttl).__name__}")
+            if not 0 < ttl <= _MAX_TTL:  # NaN compares false; a huge int compares exactly
+                raise ValueError(f"ttl must be None or a finite number of seconds in "
+                                 f"(0, 9.2e9], got {ttl!r}")
+            ttl = float(ttl)
         self._maxsize = maxsize
         self._store = store
         self._name = name
+        self._ttl = ttl
         self._lock = threading.Lock()
         self._entries: collections.OrderedDict[int, DeadLetter] = collections.OrderedDict()
         self._ids = itertools.count(1)
         self._busy: set[int] = set()
-        self._counts = dict.fromkeys(("added", "evicted", "reprocessed", "reprocess_failed",
-                                      "purged"), 0)
+        self._counts = dict.fromkeys(("added", "evicted", "expired", "reprocessed",
+                                      "reprocess_failed", "purged"), 0)
 
     @property
     def maxsize(self) -> int:
         """Most entries kept."""
         return self._maxsize
+
+    @property
+    def name(self) -> str:
+        """The queue's name (in the store, logs and metrics)."""
+        return self._name
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds an entry is kept, or None (until evicted, reprocessed or purged)."""
+        return self._ttl
+
+    def _cutoff(self) -> float | None:
+        """Entries with a timestamp at or before this have expired."""
+        return None if self._ttl is None else time.time() - self._ttl
+
+    def _expire_memory(self, cutoff: float) -> int:
+        """Drops expired entries from the front (oldest first); the caller
+        holds the lock. Reads also filter, so an entry behind a younger one
+        (after a wall-clock step back) is never listed either."""
+        entries = self._entries
+        dropped = 0
+        while entries:
+            first = next(iter(entries.values()))
+            if first.timestamp > cutoff or first.id in self._busy:
+                break
+            del entries[first.id]
+            dropped += 1
+        self._counts["expired"] += dropped
+        return dropped
+
+    def _expired_in_store(self, cutoff: float) -> None:
+        assert self._store is not None
+        dropped = self._store.dlq_expire(self._name, cutoff)
+        with self._lock:
+            self._counts["expired"] += dropped
 
     @property
     def store(self) -> SQLiteStore | None:
@@ -122,24 +289,37 @@ class DeadLetterQueue:
     # ---- adding ---------------------------------------------------------------
     def put(self, item: Any, error: BaseException | str, source: str | None = None,
             attempts: int = 0) -> int:
-        """Adds an entry and returns its id. Raises TypeError for an item a
-        store cannot hold (nothing is added) and StoreError when the store
-        cannot write (nothing is added)."""
+        """Adds an entry and returns its id. ``error``: the exception (or a
+        str saying what went wrong); ``source``: a str (UTF-8 encodable) or
+        None; ``attempts``: deliveries tried, an int in [0, 2**63 - 1], not
+        a bool. Raises TypeError or ValueError naming the bad argument,
+        TypeError naming ``item`` for an item a store would not give back
+        unchanged (see the class docstring), and StoreError when the store
+        cannot write; in each case nothing is added."""
         text, error_type = _describe(error)
-        if source is not None and not isinstance(source, str):
-            raise TypeError("source must be a str or None")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
-            raise ValueError(f"attempts must be an int >= 0, got {attempts!r}")
+        if source is not None:
+            if not isinstance(source, str):
+                raise TypeError(f"source must be a str or None, not {type(source).__name__}")
+            _check_text(source, "source")
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise TypeError(f"attempts must be an int in [0, 2**63 - 1], not "
+                            f"{type(attempts).__name__}")
+        if not 0 <= attempts < _INT64:
+            raise ValueError(f"attempts must be an int in [0, 2**63 - 1], got {attempts!r}")
         now = time.time()
         if self._store is not None:
             encoded = _encode(item)
-            new_id, evicted = self._store.dlq_put(self._name, encoded, text, error_type, source,
-                                                  attempts, now, self._maxsize)
+            new_id, evicted, expired = self._store.dlq_put(
+                self._name, encoded, text, error_type, source, attempts, now, self._maxsize,
+                None if self._ttl is None else now - self._ttl)
             with self._lock:
                 self._counts["added"] += 1
                 self._counts["evicted"] += evicted
+                self._counts["expired"] += expired
         else:
             with self._lock:
+                if self._ttl is not None:
+                    self._expire_memory(now - self._ttl)
                 new_id = next(self._ids)
                 self._entries[new_id] = DeadLetter(new_id, item, text, error_type, source,
                                                    attempts, now)
@@ -157,33 +337,64 @@ class DeadLetterQueue:
 
     # ---- reading --------------------------------------------------------------
     def list(self, since: float | None = None) -> list[DeadLetter]:
-        """Entries oldest first; with ``since`` (Unix time) only those added
-        at or after it."""
-        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
-                                  or math.isnan(since)):
-            raise TypeError("since must be a Unix timestamp (int or float) or None")
+        """Entries oldest first; with ``since`` (Unix time, finite) only those
+        added at or after it. Expired entries are not listed (and are dropped)."""
+        if since is not None:
+            if isinstance(since, bool) or not isinstance(since, (int, float)):
+                raise TypeError(f"since must be a Unix timestamp (int or float) or None, not "
+                                f"{type(since).__name__}")
+            if not -1e300 <= since <= 1e300:  # NaN compares false; so does a huge int, exactly
+                raise ValueError(f"since must be a finite Unix timestamp, got {since!r}")
+            since = float(since)
+        cutoff = self._cutoff()
         if self._store is not None:
-            return [self._from_row(row) for row in self._store.dlq_rows(self._name, since)]
+            entries = [self._from_row(row) for row in self._store.dlq_rows(self._name, since)]
+            if cutoff is not None and any(e.timestamp <= cutoff for e in entries):
+                self._expired_in_store(cutoff)
+                entries = [e for e in entries if e.timestamp > cutoff]
+            return entries
         with self._lock:
+            if cutoff is not None:
+                self._expire_memory(cutoff)
             entries = list(self._entries.values())
+        if cutoff is not None:
+            entries = [e for e in entries if e.timestamp > cutoff]
         if since is not None:
             entries = [e for e in entries if e.timestamp >= since]
         return entries
 
     def get(self, entry_id: int) -> DeadLetter:
-        """The entry ``entry_id``; KeyError if there is none."""
+        """The entry ``entry_id`` (an int); KeyError if there is none (or it
+        expired), TypeError if ``entry_id`` is not an int."""
+        _check_entry_id(entry_id)
+        cutoff = self._cutoff()
         if self._store is not None:
-            row = self._store.dlq_row(self._name, entry_id)
+            # no entry has an id outside SQLite's 64-bit range
+            row = (self._store.dlq_row(self._name, entry_id) if -_INT64 <= entry_id < _INT64
+                   else None)
             if row is None:
                 raise KeyError(entry_id)
-            return self._from_row(row)
+            entry = self._from_row(row)
+            if cutoff is not None and entry.timestamp <= cutoff:
+                self._expired_in_store(cutoff)
+                raise KeyError(entry_id)
+            return entry
         with self._lock:
-            return self._entries[entry_id]
+            entry = self._entries[entry_id]
+            if cutoff is not None and entry.timestamp <= cutoff:
+                self._expire_memory(cutoff)
+                raise KeyError(entry_id)
+            return entry
 
     def __len__(self) -> int:
+        """Entries held (expired ones not included)."""
+        cutoff = self._cutoff()
         if self._store is not None:
-            return self._store.dlq_count(self._name)
+            return self._store.dlq_count(self._name, cutoff)
         with self._lock:
+            if cutoff is not None:
+                self._expire_memory(cutoff)
+                return sum(1 for e in self._entries.values() if e.timestamp > cutoff)
             return len(self._entries)
 
     def _from_row(self, row: dict[str, Any]) -> DeadLetter:
@@ -195,8 +406,10 @@ class DeadLetterQueue:
         """Calls ``handler(item)`` (awaited if it returns an awaitable). On
         success the entry is removed and True returned; on an exception the
         entry stays with ``attempts`` + 1 and the new error, and False is
-        returned. KeyError for an unknown id; ResilError if the entry is
-        being reprocessed already. Cancellation leaves the entry as it was."""
+        returned. KeyError for an unknown id, TypeError if ``entry_id`` is
+        not an int; ResilError if the entry is being reprocessed already.
+        Cancellation leaves the entry as it was."""
+        _check_entry_id(entry_id)
         if not callable(handler):
             raise TypeError("handler must be callable")
         entry = self.get(entry_id)
@@ -274,10 +487,11 @@ class DeadLetterQueue:
         return removed
 
     def stats(self) -> dict[str, Any]:
-        """size, maxsize, added, evicted, reprocessed, reprocess_failed,
-        purged, oldest (Unix time of the oldest entry or None) and
-        by_source ({source: entries}). The counters are this object's; size
-        and the rest read the entries (the store's, when there is one)."""
+        """name, size, maxsize, ttl, added, evicted, expired, reprocessed,
+        reprocess_failed, purged, oldest (Unix time of the oldest entry or
+        None) and by_source ({source: entries}). The counters are this
+        object's; size and the rest read the entries (the store's, when
+        there is one)."""
         entries = self.list()
         by_source: dict[str, int] = {}
         for entry in entries:
@@ -285,7 +499,8 @@ class DeadLetterQueue:
             by_source[key] = by_source.get(key, 0) + 1
         with self._lock:
             counts = dict(self._counts)
-        return {"size": len(entries), "maxsize": self._maxsize, **counts,
+        return {"name": self._name, "size": len(entries), "maxsize": self._maxsize,
+                "ttl": self._ttl, **counts,
                 "oldest": entries[0].timestamp if entries else None, "by_source": by_source}
 
     def __repr__(self) -> str:

@@ -9,7 +9,6 @@ that finds the file locked waits up to ``timeout`` seconds.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -69,22 +68,37 @@ def _rebuild_store_error(message: str, path: str, operation: str) -> StoreError:
 class SQLiteStore:
     """A SQLite file holding a bus's event log and dead-letter entries.
 
-    ``SQLiteStore(path, *, timeout=5.0)``: ``path`` is a file name (created
-    if missing); ``timeout`` is how long, in seconds, a write waits for
-    another connection's lock before :class:`StoreError`. The file is put in
-    WAL mode with ``synchronous=FULL`` (``":memory:"`` works too, for tests,
+    ``SQLiteStore(path, *, timeout=5.0)``: ``path`` is a file name (a
+    non-empty str or os.PathLike[str], created if missing); ``timeout`` is
+    how long, in seconds in [0, 86400], a write waits for another
+    connection's lock before :class:`StoreError`. The file is put in WAL
+    mode with ``synchronous=FULL`` (``":memory:"`` works too, for tests,
     without durability or sharing). Methods are thread-safe; one store
     object may be shared by a bus and several dead-letter queues.
+
+    Opening checks the file's structure with SQLite's ``quick_check``,
+    which reads every page once (about 2 ms per MB of file in the page
+    cache: ~5 ms for a log of 10,000 events): a file with corrupted pages is
+    refused with :class:`StoreError` naming it, rather than opened, written
+    to, and found unreadable later.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError("timeout must be a number of seconds")
-        if not (math.isfinite(timeout) and 0 <= timeout <= 86400):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+        if not 0 <= timeout <= 86400:  # NaN compares false; so does a huge int, exactly
             raise ValueError(f"timeout must be in [0, 86400] seconds, got {timeout!r}")
-        self._path = os.fspath(path)
-        if not isinstance(self._path, str):
-            raise TypeError("path must be a str or os.PathLike[str]")
+        try:
+            fspath = os.fspath(path)
+        except TypeError:
+            fspath = None
+        if not isinstance(fspath, str):
+            raise TypeError(f"path must be a str or os.PathLike[str], not {type(path).__name__}")
+        if not fspath or fspath == ".":  # Path("") is "."
+            raise ValueError(f"path must be a non-empty file name (or ':memory:'), got {path!r}")
+        if "\0" in fspath:
+            raise ValueError(f"path must not contain a NUL character, got {path!r}")
+        self._path = fspath
         self._timeout = float(timeout)
         self._lock = threading.Lock()
         self._closed = False
@@ -108,6 +122,12 @@ class SQLiteStore:
                 raise StoreError(f"{self._path}: could not switch to WAL mode (journal_mode "
                                  f"is {mode!r})", path=self._path, operation="open")
             db.execute("PRAGMA synchronous = FULL")
+            # A corrupt file would open and take writes, then fail reads.
+            problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                detail = "; ".join(str(p) for p in problems[:3]).replace("\n", " ")
+                raise StoreError(f"{self._path}: open failed: the file is corrupt (SQLite "
+                                 f"quick_check: {detail})", path=self._path, operation="open")
             db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _DDL:
@@ -262,10 +282,16 @@ class SQLiteStore:
     # ---- dead letters ---------------------------------------------------------
     def dlq_put(self, queue: str, item_json: str, error: str, error_type: str,
                 source: str | None, attempts: int, timestamp: float,
-                maxsize: int) -> tuple[int, int]:
-        """Adds an entry to dead-letter queue ``queue`` and evicts the oldest
-        beyond ``maxsize``, in one transaction. Returns (id, evicted)."""
-        def body(db: sqlite3.Connection) -> tuple[int, int]:
+                maxsize: int, expire_before: float | None = None) -> tuple[int, int, int]:
+        """Adds an entry to dead-letter queue ``queue``, drops the entries
+        with a timestamp at or before ``expire_before`` (when given) and
+        evicts the oldest beyond ``maxsize``, in one transaction. Returns
+        (id, evicted, expired)."""
+        def body(db: sqlite3.Connection) -> tuple[int, int, int]:
+            expired = 0
+            if expire_before is not None:
+                expired = db.execute("DELETE FROM resil_dead_letters WHERE queue = ? AND"
+                                     " timestamp <= ?", (queue, expire_before)).rowcount
             cur = db.execute("INSERT INTO resil_dead_letters (queue, item, error, error_type,"
                              " source, attempts, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (queue, item_json, error, error_type, source, attempts, timestamp))
@@ -279,8 +305,18 @@ class SQLiteStore:
                     "DELETE FROM resil_dead_letters WHERE id IN (SELECT id FROM"
                     " resil_dead_letters WHERE queue = ? ORDER BY id LIMIT ?)",
                     (queue, size - maxsize)).rowcount
-            return new_id, evicted
-        result: tuple[int, int] = self._write("add dead letter", body)
+            return new_id, evicted, expired
+        result: tuple[int, int, int] = self._write("add dead letter", body)
+        return result
+
+    def dlq_expire(self, queue: str, before: float) -> int:
+        """Removes the entries of ``queue`` with a timestamp at or before
+        ``before``; returns how many."""
+        def body(db: sqlite3.Connection) -> int:
+            count: int = db.execute("DELETE FROM resil_dead_letters WHERE queue = ? AND"
+                                    " timestamp <= ?", (queue, before)).rowcount
+            return count
+        result: int = self._write("expire dead letters", body)
         return result
 
     def dlq_rows(self, queue: str, since: float | None = None) -> list[dict[str, Any]]:
@@ -327,9 +363,13 @@ class SQLiteStore:
         result: int = self._write("purge dead letters", body)
         return result
 
-    def dlq_count(self, queue: str) -> int:
-        """How many entries ``queue`` holds."""
-        result: int = self._read("read dead letters",
-                                 "SELECT COUNT(*) FROM resil_dead_letters WHERE queue = ?",
-                                 (queue,))[0][0]
+    def dlq_count(self, queue: str, after: float | None = None) -> int:
+        """How many entries ``queue`` holds (with ``after``, only those with
+        a later timestamp)."""
+        sql = "SELECT COUNT(*) FROM resil_dead_letters WHERE queue = ?"
+        args: tuple[Any, ...] = (queue,)
+        if after is not None:
+            sql += " AND timestamp > ?"
+            args = (queue, after)
+        result: int = self._read("read dead letters", sql, args)[0][0]
         return result

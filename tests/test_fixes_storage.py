@@ -57,6 +57,245 @@ def write_events(path: Path, n: int) -> None:
                                1_700_000_000.0 + i, "c", "1.0", None, None)
 
 
+# ---- 1. a corrupt store file is refused at open -----------------------------------------
+def test_a_store_file_with_corrupted_pages_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    write_events(path, 300)
+    size = path.stat().st_size
+    assert size >= 16 * 4096 and not Path(f"{path}-wal").exists()
+    with open(path, "r+b") as f:  # garbage over pages in the middle of the file
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(bytes(range(256)) * 32)
+    with pytest.raises(StoreError, match="corrupt") as info:
+        SQLiteStore(path)
+    assert str(path) in str(info.value) and info.value.path == str(path)
+    assert info.value.operation == "open"
+    # nothing was written to it: the damage is still the only change
+    with pytest.raises(StoreError):
+        SQLiteStore(path)
+
+
+def test_a_sound_store_still_opens_and_keeps_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    write_events(path, 50)
+    with SQLiteStore(path) as store:
+        assert store.event_count() == 50 and store.last_seq() == 50
+    with SQLiteStore(":memory:") as store:
+        assert store.event_count() == 0
+
+
+# ---- 2. what a store-backed dead letter keeps ------------------------------------------------
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Text(str):
+    pass
+
+
+def _circular() -> list[Any]:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    return loop
+
+
+REFUSED_ITEMS = {
+    "int key": {1: "a"},
+    "int key and tuple": {1: "a", "t": (1, 2)},
+    "tuple": (1, 2),
+    "nested tuple": {"a": [{"b": (1,)}]},
+    "None key": {None: 1},
+    "bool key": {True: 1},
+    "float key": {1.5: 1},
+    "nan": {"x": math.nan},
+    "inf": [math.inf],
+    "-inf": -math.inf,
+    "set": {1, 2},
+    "frozenset": {"a": frozenset()},
+    "bytes": b"x",
+    "bytearray": {"a": bytearray(b"x")},
+    "object": object(),
+    "IntEnum": Color.RED,
+    "str subclass": Text("x"),
+    "OrderedDict": collections.OrderedDict(a=1),
+    "Event in a list": [make_event(1)],
+    "Event with a tuple in its payload": make_event(1, {"t": (1, 2)}),
+    "Event with an int key in its payload": make_event(1, {1: "a"}),
+    "circular": _circular(),
+}
+
+
+@pytest.mark.parametrize("item", list(REFUSED_ITEMS.values()), ids=list(REFUSED_ITEMS))
+def test_a_store_backed_dlq_refuses_an_item_it_would_change(tmp_path: Path, item: Any) -> None:
+    with SQLiteStore(tmp_path / "d.db") as store:
+        dlq = DeadLetterQueue(store=store)
+        with pytest.raises(TypeError, match=r"item .*(cannot|not)") as info:
+            dlq.put(item, "boom")
+        assert "item" in str(info.value)
+        assert len(dlq) == 0 and dlq.stats()["added"] == 0
+        # the memory-backed queue keeps any object, as it is
+        mem = DeadLetterQueue()
+        assert mem.get(mem.put(item, "boom")).item is item
+
+
+def test_the_refusal_says_why(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "d.db") as store:
+        dlq = DeadLetterQueue(store=store)
+        with pytest.raises(TypeError, match=r"item\['t'\].*tuple.*list"):
+            dlq.put({"t": (1, 2)}, "boom")
+        with pytest.raises(TypeError, match=r"item.*key 1 .*int.*str"):
+            dlq.put({1: "a"}, "boom")
+        with pytest.raises(TypeError, match=r"item\['x'\]\[0\].*nan"):
+            dlq.put({"x": [math.nan]}, "boom")
+
+
+KEPT_ITEMS: list[Any] = [
+    {"a": [1, 2.5, None, True, False, "x", {"b": [], "c": {}}], "big": 2**100, "neg": -0.0},
+    "text \u00e9 \U0001f600 \udc80",
+    12,
+    1e308,
+    None,
+    [],
+    [[[["deep"]]]],
+    make_event(3, {"n": [1, {"k": "v"}], "f": 0.1}),
+]
+
+
+@pytest.mark.parametrize("item", KEPT_ITEMS)
+def test_what_a_store_backed_dlq_accepts_comes_back_identical(tmp_path: Path, item: Any) -> None:
+    path = tmp_path / "d.db"
+    with SQLiteStore(path) as store:
+        DeadLetterQueue(store=store).put(item, "boom")
+    with SQLiteStore(path) as store:
+        [entry] = DeadLetterQueue(store=store).list()
+
+    def shape(value: Any) -> Any:  # equality and the exact types, all the way down
+        if isinstance(value, Event):
+            return ("Event", tuple(shape(v) for v in value))
+        if isinstance(value, dict):
+            return ("dict", [(shape(k), shape(v)) for k, v in value.items()])
+        if isinstance(value, list):
+            return ("list", [shape(v) for v in value])
+        if isinstance(value, float):
+            return ("float", value.hex())
+        return (type(value).__name__, value)
+
+    assert shape(entry.item) == shape(item)
+
+
+# ---- 3. argument errors name the parameter, on both backends --------------------------------
+@pytest.fixture(params=["memory", "store"])
+def dlq(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "memory":
+        yield DeadLetterQueue()
+    else:
+        with SQLiteStore(tmp_path / "d.db") as store:
+            yield DeadLetterQueue(store=store)
+
+
+@pytest.mark.parametrize("attempts", [2**63, 2**64, 10**400, -1], ids=short)
+def test_attempts_out_of_range(dlq: DeadLetterQueue, attempts: int) -> None:
+    with pytest.raises(ValueError, match=r"attempts must be .*\[0, 2\*\*63 - 1\]"):
+        dlq.put("x", "e", attempts=attempts)
+    assert len(dlq) == 0
+
+
+@pytest.mark.parametrize("attempts", [True, 1.0, "1", None, math.nan])
+def test_attempts_of_the_wrong_type(dlq: DeadLetterQueue, attempts: Any) -> None:
+    with pytest.raises(TypeError, match="attempts must be an int"):
+        dlq.put("x", "e", attempts=attempts)
+    assert len(dlq) == 0
+
+
+def test_attempts_at_the_top_of_the_range_is_kept(dlq: DeadLetterQueue) -> None:
+    entry = dlq.put("x", "e", attempts=2**63 - 1)
+    assert dlq.get(entry).attempts == 2**63 - 1
+
+
+@pytest.mark.parametrize("entry_id", [[1], "1", 1.0, None, True])
+def test_entry_id_of_the_wrong_type(dlq: DeadLetterQueue, entry_id: Any) -> None:
+    dlq.put("x", "e")
+    with pytest.raises(TypeError, match="entry_id must be an int"):
+        dlq.get(entry_id)
+    with pytest.raises(TypeError, match="entry_id must be an int"):
+        asyncio.run(dlq.reprocess(entry_id, lambda item: None))
+    assert len(dlq) == 1
+
+
+@pytest.mark.parametrize("entry_id", [2**64, -(2**64), 10**400, 0, -1], ids=short)
+def test_an_entry_id_no_entry_can_have_is_a_key_error(dlq: DeadLetterQueue, entry_id: int) -> None:
+    with pytest.raises(KeyError):
+        dlq.get(entry_id)
+    with pytest.raises(KeyError):
+        asyncio.run(dlq.reprocess(entry_id, lambda item: None))
+
+
+@pytest.mark.parametrize("path", ["", Path("")])
+def test_an_empty_store_path(path: Any) -> None:
+    with pytest.raises(ValueError, match="path must be a non-empty"):
+        SQLiteStore(path)
+
+
+def test_a_store_path_with_a_nul() -> None:
+    with pytest.raises(ValueError, match="path must not contain a NUL"):
+        SQLiteStore("a\0b.db")
+
+
+@pytest.mark.parametrize("path", [3, None, b"x.db", ["x.db"]])
+def test_a_store_path_of_the_wrong_type(path: Any) -> None:
+    with pytest.raises(TypeError, match=r"path must be a str or os.PathLike\[str\]"):
+        SQLiteStore(path)
+
+
+@pytest.mark.parametrize("maxsize", [0, -1, 10**400, 2**31 + 1], ids=short)
+def test_dlq_maxsize_out_of_range(maxsize: int) -> None:
+    with pytest.raises(ValueError, match=r"maxsize must be an int in \[1, 2\*\*31\]"):
+        DeadLetterQueue(maxsize=maxsize)
+
+
+@pytest.mark.parametrize("maxsize", [True, math.nan, math.inf, 2.0, "x", None])
+def test_dlq_maxsize_of_the_wrong_type(maxsize: Any) -> None:
+    with pytest.raises(TypeError, match="maxsize must be an int"):
+        DeadLetterQueue(maxsize=maxsize)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, -0.5, math.nan, math.inf, -math.inf, 10**400, 1e300], ids=short)
+def test_dlq_ttl_out_of_range(ttl: Any) -> None:
+    with pytest.raises(ValueError, match=r"ttl must be None or a finite number of seconds"):
+        DeadLetterQueue(ttl=ttl)
+
+
+@pytest.mark.parametrize("ttl", [True, False, "x", [1]])
+def test_dlq_ttl_of_the_wrong_type(ttl: Any) -> None:
+    with pytest.raises(TypeError, match="ttl must be None or a number of seconds"):
+        DeadLetterQueue(ttl=ttl)
+
+
+@pytest.mark.parametrize("name", ["", 3, None])
+def test_dlq_name(name: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="name must be a non-empty str"):
+        DeadLetterQueue(name=name)
+
+
+def test_dlq_ttl_drops_and_counts_old_entries(dlq: DeadLetterQueue,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    q = DeadLetterQueue(ttl=60, store=dlq.store)
+    first = q.put("old", "e")
+    now[0] += 30
+    q.put("newer", "e")
+    now[0] += 30  # the first is exactly 60 s old: gone
+    assert [e.item for e in q.list()] == ["newer"] and len(q) == 1
+    with pytest.raises(KeyError):
+        q.get(first)
+    q.put("newest", "e")
+    stats = q.stats()
+    assert (stats["size"], stats["expired"], stats["ttl"]) == (2, 1, 60.0)
+    now[0] += 1000
+    assert q.list() == [] and q.stats()["expired"] == 3
+
+
 # ---- 4. the storm counter's memory does not grow with the threshold --------------------------
 def _traced(fn: Any) -> tuple[int, Any]:
     gc.collect()
