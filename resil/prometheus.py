@@ -10,7 +10,9 @@ label: :class:`CircuitBreaker` and :class:`BreakerGroup` (label
 ``endpoint``), :class:`RetryPolicy` (``policy``), :class:`TimeoutManager`
 (``operation``), :class:`BoundedQueue` and :class:`PartitionedQueue`
 (``queue``), :class:`EventEmitter` (``emitter``), :class:`EventBus`
-(``event_type``), :class:`DeadLetterQueue` (``queue``), :class:`Supervisor`
+(``event_type``), :class:`DeadLetterQueue` (``queue``: its own ``name``
+unless a pair names it; queues sharing a name are one queue, summed, and
+the entries of store-backed ones on one file count once), :class:`Supervisor`
 (global task gauges) and :class:`Monitor` (``component``, ``operation``,
 ``status``, ``error_type``, ``kind``). Families are label-based - one per
 metric, never one per endpoint - and follow Prometheus naming: base units
@@ -23,6 +25,7 @@ from __future__ import annotations
 import http.server
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,20 +62,32 @@ class _Family:
     kind: str  # gauge, counter, summary
     help: str
     samples: list[tuple[str, tuple[tuple[str, str], ...], float]] = field(default_factory=list)
-    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=set)
+    # (suffix, labels) -> index in samples
+    seen: dict[tuple[str, tuple[tuple[str, str], ...]], int] = field(default_factory=dict)
 
     def add(self, value: float, suffix: str = "", **labels: str) -> None:
         key = (suffix, tuple(labels.items()))
         if key in self.seen:
             raise ValueError(f"two sources give {self.name}{suffix} the same labels "
                              f"{dict(labels)}; name them with (name, source) pairs")
-        self.seen.add(key)
+        self.seen[key] = len(self.samples)
         self.samples.append((suffix, key[1], float(value)))
+
+    def add_up(self, value: float, **labels: str) -> None:
+        """Adds ``value`` to the sample with these labels (made at 0 if new):
+        for sources that are parts of one labelled thing."""
+        i = self.seen.get(("", tuple(labels.items())))
+        if i is None:
+            self.add(value, **labels)
+        else:
+            suffix, key, old = self.samples[i]
+            self.samples[i] = (suffix, key, old + float(value))
 
 
 class _Families:
     def __init__(self) -> None:
         self.by_name: dict[str, _Family] = {}
+        self.dead_letter_stores: set[tuple[str, str]] = set()  # (file, queue) counted
 
     def get(self, name: str, kind: str, help_text: str) -> _Family:
         fam = self.by_name.get(name)
@@ -217,16 +232,26 @@ def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
 
 
 def _from_dead_letter_queue(fams: _Families, name: str | None, obj: DeadLetterQueue) -> None:
+    # A queue's name is its identity (store-backed queues of one name on one
+    # file are the same entries), so queue objects sharing a label are summed
+    # rather than refused; the entries of one store's queue count once.
     st = obj.stats()
-    q = name or "default"
-    fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add(
-        st["size"], queue=q)
-    fams.get("resil_dead_letters_added_total", "counter", "Entries added.").add(
-        st["added"], queue=q)
-    fams.get("resil_dead_letters_evicted_total", "counter",
-             "Entries evicted at maxsize.").add(st["evicted"], queue=q)
-    fams.get("resil_dead_letters_reprocessed_total", "counter",
-             "Entries reprocessed successfully.").add(st["reprocessed"], queue=q)
+    q = name or obj.name
+    size = st["size"]
+    store = obj.store
+    if store is not None:
+        where = f":memory:{id(store)}" if store.path == ":memory:" else os.path.realpath(store.path)
+        shared = (where, obj.name)
+        if shared in fams.dead_letter_stores:
+            size = 0
+        fams.dead_letter_stores.add(shared)
+    fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add_up(
+        size, queue=q)
+    for key, text in (("added", "Entries added."),
+                      ("evicted", "Entries evicted at maxsize."),
+                      ("expired", "Entries dropped after their ttl."),
+                      ("reprocessed", "Entries reprocessed successfully.")):
+        fams.get(f"resil_dead_letters_{key}_total", "counter", text).add_up(st[key], queue=q)
 
 
 def _from_supervisor(fams: _Families, name: str | None, obj: Supervisor) -> None:

@@ -522,6 +522,47 @@ def test_the_type_circuit_error_names_the_disabled_handlers_and_reset_handler() 
     asyncio.run(main())
 
 
+def _parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_dead_letter_metrics_carry_the_queue_name() -> None:
+    orders = DeadLetterQueue(name="orders")
+    payments = DeadLetterQueue(name="payments")
+    orders.put(1, "e")
+    orders.put(2, "e")
+    payments.put(3, "e")
+    got = _parse(prometheus.exposition(orders, payments))
+    assert got[("resil_dead_letters", (("queue", "orders"),))] == 2
+    assert got[("resil_dead_letters", (("queue", "payments"),))] == 1
+    assert got[("resil_dead_letters_added_total", (("queue", "orders"),))] == 2
+    # a (name, source) pair still names it
+    got = _parse(prometheus.exposition(("renamed", orders)))
+    assert got[("resil_dead_letters", (("queue", "renamed"),))] == 2
+
+
+def test_dead_letter_queues_sharing_a_name_are_one_series(tmp_path: Path) -> None:
+    a, b = DeadLetterQueue(), DeadLetterQueue()  # both "default"
+    a.put(1, "e")
+    b.put(2, "e")
+    b.put(3, "e")
+    got = _parse(prometheus.exposition(a, b))
+    assert got[("resil_dead_letters", (("queue", "default"),))] == 3
+    assert got[("resil_dead_letters_added_total", (("queue", "default"),))] == 3
+    # two queue objects of one name on one store are one queue: its entries count once
+    with SQLiteStore(tmp_path / "d.db") as store:
+        s1, s2 = DeadLetterQueue(store=store, name="s"), DeadLetterQueue(store=store, name="s")
+        s1.put(1, "e")
+        s2.put(2, "e")
+        got = _parse(prometheus.exposition(s1, s2))
+        assert got[("resil_dead_letters", (("queue", "s"),))] == 2
+        assert got[("resil_dead_letters_added_total", (("queue", "s"),))] == 2
+    assert list(prometheus.Collector(a, b).collect())  # the client bridge takes them too
+
+
 # ---- 7. EventBus errors name the user's parameter -------------------------------------------
 BUS_PARAMS = ["storm_threshold", "storm_window", "handler_failure_limit", "idempotency_ttl"]
 
