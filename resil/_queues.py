@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 from collections import deque
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
@@ -41,14 +43,33 @@ async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
         raise
 
 
+#: The largest maxsize of either queue (BoundedQueue's ring holds at most this).
+_MAX_SIZE = 1 << 30
+
+
+def _check_timeout(timeout: Any) -> float | None:
+    """A drain timeout as seconds for asyncio.wait_for: None (also for inf
+    and ints too large for a float) means no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, "
+                        f"not {type(timeout).__name__}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond any float
+        seconds = math.inf if timeout > 0 else -math.inf
+    if not seconds >= 0:  # also NaN
+        raise ValueError(f"timeout must be >= 0 seconds (None or inf: no limit), got {timeout!r}")
+    return None if seconds == math.inf else seconds
+
+
 async def _drain(join: Any, timeout: float | None, unfinished: int) -> bool:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout < 0):
-        raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+    seconds = _check_timeout(timeout)
     if unfinished == 0:
         return True  # already processed: even drain(0) says so
     try:
-        await asyncio.wait_for(join(), timeout)
+        await asyncio.wait_for(join(), seconds)
     except asyncio.TimeoutError:
         return False
     return True
@@ -65,7 +86,14 @@ class BoundedQueue(_resil.Ring, Generic[T]):
     ``task_done``, ``join`` and ``qsize`` work as in :class:`asyncio.Queue`; a
     cancelled ``get`` never loses an item and a cancelled ``put`` never
     inserts one. ``await drain(timeout)`` is True when every item was
-    processed in time. The non-blocking operations run in C.
+    processed in time.
+
+    ``maxsize`` is an int in [1, 2**30]; ``warn_at`` and ``reject_at`` are
+    fractions of it with ``0 < warn_at <= reject_at <= 1``. ``clock``
+    (default: the monotonic clock) times the items' ages: any object with
+    ``now()`` in seconds. The non-blocking operations run in C and are
+    atomic, so several threads may call them, whatever the clock: each
+    either completes or raises and changes nothing.
     """
 
     def __init__(self, maxsize: int = 1000, warn_at: float = 0.8, reject_at: float = 0.95,
@@ -129,7 +157,9 @@ class BoundedQueue(_resil.Ring, Generic[T]):
                 self._waiting_joiners = len(self._joiners)
 
     async def drain(self, timeout: float | None) -> bool:
-        """Waits up to `timeout` seconds for join(); True when it completed."""
+        """Waits up to ``timeout`` seconds (``None`` or ``inf``: no limit) for
+        join(); True when every item was processed. A negative or NaN timeout
+        raises ValueError, a non-number TypeError."""
         return await _drain(self.join, timeout, self.unfinished_tasks)
 
     def __repr__(self) -> str:
@@ -142,16 +172,22 @@ class PartitionedQueue(Generic[K, T]):
     ``task_done(key)``, so one key's items are processed in FIFO order, one
     at a time, while other keys proceed in parallel.
 
-    ``maxsize=1000`` bounds the items waiting over all keys: ``put`` waits
-    for room, ``put_nowait`` raises :class:`QueueFull`.
+    ``maxsize=1000`` (an int in [1, 2**30]) bounds the items waiting over
+    all keys: ``put`` waits for room, ``put_nowait`` raises
+    :class:`QueueFull`. ``put_nowait``, ``get_nowait`` and ``task_done`` are
+    atomic, so several threads may call them.
     """
 
     def __init__(self, maxsize: int = 1000) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize!r}")
+        if not 1 <= maxsize <= _MAX_SIZE:
+            raise ValueError(f"maxsize must be in [1, {_MAX_SIZE}], got {maxsize!r}")
         self.maxsize = maxsize
+        # The non-blocking operations check, then change several fields; the
+        # lock makes each atomic across threads (reentrant, so a key whose
+        # __eq__ calls back into the queue cannot deadlock it).
+        self._lock = threading.RLock()
         self._parts: dict[K, deque[T]] = {}
         self._ready: deque[K] = deque()   # keys with items and not held
         self._held: set[K] = set()
@@ -173,17 +209,19 @@ class PartitionedQueue(Generic[K, T]):
         return self._unfinished
 
     def put_nowait(self, item: T, key: K) -> None:
-        if self.full():
-            raise QueueFull(f"partitioned queue holds {self._size} of {self.maxsize} items")
-        part = self._parts.get(key)
-        if part is None:
-            part = self._parts[key] = deque()
-        part.append(item)
-        self._size += 1
-        self._unfinished += 1
-        if key not in self._held and len(part) == 1:
-            self._ready.append(key)
-            _wake_first(self._getters)
+        """Adds item under key, or raises :class:`QueueFull` when full."""
+        with self._lock:
+            if self._size >= self.maxsize:
+                raise QueueFull(f"partitioned queue holds {self._size} of {self.maxsize} items")
+            part = self._parts.get(key)
+            if part is None:
+                part = self._parts[key] = deque()
+            part.append(item)
+            self._size += 1
+            self._unfinished += 1
+            if key not in self._held and len(part) == 1:
+                self._ready.append(key)
+                _wake_first(self._getters)
 
     async def put(self, item: T, key: K) -> None:
         """Waits for room, then adds item under key."""
@@ -197,14 +235,17 @@ class PartitionedQueue(Generic[K, T]):
         self.put_nowait(item, key)
 
     def get_nowait(self) -> tuple[K, T]:
-        if not self._ready:
-            raise asyncio.QueueEmpty
-        key = self._ready.popleft()
-        item = self._parts[key].popleft()
-        self._held.add(key)
-        self._size -= 1
-        _wake_first(self._putters)
-        return key, item
+        """Takes the oldest item of a ready key and holds the key, or raises
+        :class:`asyncio.QueueEmpty`."""
+        with self._lock:
+            if not self._ready:
+                raise asyncio.QueueEmpty
+            key = self._ready.popleft()
+            item = self._parts[key].popleft()
+            self._held.add(key)
+            self._size -= 1
+            _wake_first(self._putters)
+            return key, item
 
     async def get(self) -> tuple[K, T]:
         """Waits for a key that has items and is not held; takes its oldest item
@@ -220,21 +261,22 @@ class PartitionedQueue(Generic[K, T]):
 
     def task_done(self, key: K) -> None:
         """Releases key after its item was processed; its next item becomes ready."""
-        if key not in self._held:
-            raise ValueError(f"task_done({key!r}): the key is not held by a get()")
-        self._held.remove(key)
-        self._unfinished -= 1
-        part = self._parts[key]
-        if part:
-            self._ready.append(key)
-            _wake_first(self._getters)
-        else:
-            del self._parts[key]
-        if self._unfinished == 0:
-            while self._joiners:
-                fut = self._joiners.popleft()
-                if not fut.done():
-                    fut.set_result(None)
+        with self._lock:
+            if key not in self._held:
+                raise ValueError(f"task_done({key!r}): the key is not held by a get()")
+            self._held.remove(key)
+            self._unfinished -= 1
+            part = self._parts[key]
+            if part:
+                self._ready.append(key)
+                _wake_first(self._getters)
+            else:
+                del self._parts[key]
+            if self._unfinished == 0:
+                while self._joiners:
+                    fut = self._joiners.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
 
     async def join(self) -> None:
         """Waits until every item put has been marked with task_done()."""
@@ -242,12 +284,16 @@ class PartitionedQueue(Generic[K, T]):
             await _wait_in(self._joiners)
 
     async def drain(self, timeout: float | None) -> bool:
-        """Waits up to `timeout` seconds for join(); True when it completed."""
+        """Waits up to ``timeout`` seconds (``None`` or ``inf``: no limit) for
+        join(); True when every item was processed. A negative or NaN timeout
+        raises ValueError, a non-number TypeError."""
         return await _drain(self.join, timeout, self._unfinished)
 
     def stats(self) -> dict[str, int]:
-        return {"depth": self._size, "keys": len(self._parts), "held": len(self._held),
-                "ready": len(self._ready), "unfinished": self._unfinished}
+        """depth, keys (with items or held), held, ready and unfinished."""
+        with self._lock:
+            return {"depth": self._size, "keys": len(self._parts), "held": len(self._held),
+                    "ready": len(self._ready), "unfinished": self._unfinished}
 
     def __repr__(self) -> str:
         return f"<PartitionedQueue depth={self._size} keys={len(self._parts)}>"

@@ -44,12 +44,24 @@ static int call_hook(RingObject *self, const char *name) {
     return 0;
 }
 
+/* ValueError for a watermark out of range; shows what the caller passed
+ * (o), or the default value when the argument was left out. */
+static PyObject *raise_fraction(const char *name, const char *range, PyObject *o, double value) {
+    PyObject *shown = o ? Py_NewRef(o) : PyFloat_FromDouble(value);
+    if (shown) {
+        PyErr_Format(PyExc_ValueError, "%s must be a fraction of maxsize in %s, got %R%s", name,
+                     range, shown, o ? "" : " (its default)");
+        Py_DECREF(shown);
+    }
+    return NULL;
+}
+
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"maxsize", "warn_at", "reject_at", "clock", NULL};
-    PyObject *max_o = NULL, *clock = Py_None;
+    PyObject *max_o = NULL, *warn_o = NULL, *reject_o = NULL, *clock = Py_None;
     double warn_at = 0.8, reject_at = 0.95;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Odd$O:BoundedQueue", kwlist, &max_o, &warn_at,
-                                     &reject_at, &clock)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$O:BoundedQueue", kwlist, &max_o, &warn_o,
+                                     &reject_o, &clock)) {
         return NULL;
     }
     resil_state *st = get_state_by_type(type);
@@ -72,16 +84,18 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
     }
-    char buf[64];
-    if (!(reject_at > 0.0 && reject_at <= 1.0)) {
-        PyOS_snprintf(buf, sizeof buf, "%g", reject_at);
-        PyErr_Format(PyExc_ValueError, "reject_at must be in (0, 1], got %s", buf);
+    /* A huge int reads as +inf and fails the range. */
+    if ((warn_o && resil_number(warn_o, "warn_at", &warn_at) < 0)
+        || (reject_o && resil_number(reject_o, "reject_at", &reject_at) < 0)) {
         return NULL;
     }
+    if (!(reject_at > 0.0 && reject_at <= 1.0)) {
+        return raise_fraction("reject_at", "(0, 1]", reject_o, reject_at);
+    }
     if (!(warn_at > 0.0 && warn_at <= reject_at)) {
-        PyOS_snprintf(buf, sizeof buf, "%g", warn_at);
-        PyErr_Format(PyExc_ValueError, "warn_at must be in (0, reject_at], got %s", buf);
-        return NULL;
+        char range[64];
+        PyOS_snprintf(range, sizeof range, "(0, reject_at=%.15g]", reject_at);
+        return raise_fraction("warn_at", range, warn_o, warn_at);
     }
     int kind = resil_clock_resolve(st, &clock);
     uint64_t now;
@@ -104,11 +118,21 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->warn_at = warn_at;
     self->reject_at = reject_at;
     self->started_ns = now;
-    if (rs_ring_init(&self->ring, self->reject_limit, now) != RS_OK) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
+    rs_status rc = rs_ring_init(&self->ring, self->reject_limit, now);
+    if (rc == RS_OK) {
+        rc = rs_window_init_time(&self->gets, THROUGHPUT_WINDOW_NS, now);
+        if (rc != RS_OK) {
+            rs_ring_free(&self->ring);
+        }
     }
-    rs_window_init_time(&self->gets, THROUGHPUT_WINDOW_NS, now);
+    if (rc != RS_OK) {
+        Py_DECREF(self);
+        if (rc == RS_ENOMEM) {
+            return PyErr_NoMemory();
+        }
+        PyErr_Format(PyExc_SystemError, "BoundedQueue: core status %d at init", (int)rc);
+        return NULL;
+    }
     self->initialised = 1;
     return (PyObject *)self;
 }
@@ -147,18 +171,23 @@ static void ring_dealloc(RingObject *self) {
     Py_DECREF(tp);
 }
 
+/* Both operations read the clock first: a Python clock runs bytecode, so
+ * another thread may run then. After it, nothing below runs Python code until
+ * the ring has changed, and the ring's own status is the depth check (its
+ * capacity is the rejection watermark), so no state is read before and
+ * changed after a switch. The wake-up hooks run after the change. */
 static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
-    if (RS_UNLIKELY(self->ring.len >= self->reject_limit)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    if (RS_UNLIKELY(rs_ring_push(&self->ring, item, now) != RS_OK)) {
         self->rejected++;
         PyErr_Format(self->st->QueueFull, "queue holds %u of %u items, its rejection watermark",
                      self->ring.len, self->maxsize);
         return NULL;
     }
-    uint64_t now;
-    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
-        return NULL;
-    }
-    rs_ring_push(&self->ring, Py_NewRef(item), now); /* cannot fail: len < reject_limit = capacity */
+    Py_INCREF(item); /* the ring's reference */
     self->puts++;
     self->unfinished++;
     if (RS_UNLIKELY(self->ring.len >= self->warn_limit)) {
@@ -175,15 +204,15 @@ static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
 }
 
 static PyObject *ring_get_nowait(RingObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (RS_UNLIKELY(self->ring.len == 0)) {
-        PyErr_SetNone(self->st->QueueEmpty);
-        return NULL;
-    }
     uint64_t now;
     if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
         return NULL;
     }
-    PyObject *item = rs_ring_pop(&self->ring);
+    PyObject *item = rs_ring_pop(&self->ring); /* items are never NULL: NULL is empty */
+    if (RS_UNLIKELY(item == NULL)) {
+        PyErr_SetNone(self->st->QueueEmpty);
+        return NULL;
+    }
     self->got++;
     double unused;
     rs_window_roll(&self->gets, now, &unused);

@@ -1,0 +1,291 @@
+"""Regressions: queues, the adaptive scheduler and the monitor (thread safety
+with a Python clock, and bad input naming the parameter)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import resil
+
+NAN = float("nan")
+INF = float("inf")
+HUGE = 10**400
+
+
+def _id(value: Any) -> str:
+    if isinstance(value, type):
+        return value.__name__
+    text = repr(value)
+    return text if len(text) <= 16 else text[:6] + "..."
+
+
+class SlowPyClock:
+    """A clock written in Python that gives other threads a turn on every
+    read, as any Python clock may (its now() runs bytecode)."""
+
+    def now(self) -> float:
+        time.sleep(0)
+        return time.monotonic()
+
+
+# ---- BoundedQueue with a Python clock, under threads ---------------------------------
+
+def test_bounded_queue_python_clock_threads_lose_nothing() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(4, 1.0, 1.0, clock=SlowPyClock())
+    threads_n, rounds = 6, 1500
+    accepted: list[list[int]] = [[] for _ in range(threads_n)]
+    taken: list[list[int]] = [[] for _ in range(threads_n)]
+    counts = [[0, 0] for _ in range(threads_n)]   # QueueFull, QueueEmpty
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n)
+
+    def work(t: int) -> None:
+        try:
+            start.wait()
+            for i in range(rounds):
+                item = t * rounds + i
+                try:
+                    q.put_nowait(item)
+                except resil.QueueFull:
+                    counts[t][0] += 1
+                else:
+                    accepted[t].append(item)
+                # Two attempts to get per put keep the queue near empty, so
+                # gets race for the last item as often as puts race for room.
+                for _ in range(1 + (i % 2)):
+                    try:
+                        taken[t].append(q.get_nowait())
+                    except asyncio.QueueEmpty:
+                        counts[t][1] += 1
+                    else:
+                        q.task_done()
+        except BaseException as exc:  # reported below, not by the thread hook
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    rest = []
+    while not q.empty():
+        rest.append(q.get_nowait())
+        q.task_done()
+    put_ok = [x for part in accepted for x in part]
+    got = [x for part in taken for x in part] + rest
+    assert Counter(got) == Counter(put_ok)          # every accepted item, exactly once
+    assert len(set(got)) == len(got)
+    s = q.stats()
+    assert s["put"] == len(put_ok)
+    assert s["got"] == len(got)
+    assert s["rejected"] == sum(c[0] for c in counts)
+    assert s["depth"] == 0 and s["unfinished"] == 0
+    assert s["put"] + s["rejected"] == threads_n * rounds
+    # The run did race: some puts were refused and some gets found nothing.
+    assert s["rejected"] > 0 and sum(c[1] for c in counts) > 0
+
+
+class SlowKey:
+    """A key whose __hash__ and __eq__ are Python code that gives other
+    threads a turn."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        time.sleep(0)
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SlowKey) and other.n == self.n
+
+
+def test_partitioned_queue_threads_lose_nothing() -> None:
+    q: resil.PartitionedQueue[SlowKey, int] = resil.PartitionedQueue(4)
+    keys = [SlowKey(n) for n in range(3)]
+    threads_n, rounds = 4, 300
+    accepted: list[list[int]] = [[] for _ in range(threads_n)]
+    taken: list[list[int]] = [[] for _ in range(threads_n)]
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(rounds):
+                item = t * rounds + i
+                try:
+                    q.put_nowait(item, keys[item % 3])
+                except resil.QueueFull:
+                    pass
+                else:
+                    accepted[t].append(item)
+                try:
+                    key, got = q.get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+                else:
+                    taken[t].append(got)
+                    q.task_done(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    s = q.stats()
+    assert s["depth"] <= 4 and s["held"] == 0
+    rest = []
+    while True:
+        try:
+            key, got = q.get_nowait()
+        except asyncio.QueueEmpty:
+            break
+        rest.append(got)
+        q.task_done(key)
+    put_ok = sorted(x for part in accepted for x in part)
+    assert sorted([x for part in taken for x in part] + rest) == put_ok
+    assert q.stats() == {"depth": 0, "keys": 0, "held": 0, "ready": 0, "unfinished": 0}
+
+
+def test_bounded_queue_failing_python_clock_changes_nothing() -> None:
+    class Flaky:
+        fail = False
+
+        def now(self) -> float:
+            if self.fail:
+                raise ZeroDivisionError("clock")
+            return 1.0
+
+    clock = Flaky()
+    q: resil.BoundedQueue[str] = resil.BoundedQueue(2, 1.0, 1.0, clock=clock)
+    q.put_nowait("a")
+    clock.fail = True
+    with pytest.raises(ZeroDivisionError):
+        q.put_nowait("b")
+    with pytest.raises(ZeroDivisionError):
+        q.get_nowait()
+    clock.fail = False
+    s = q.stats()
+    assert (s["depth"], s["put"], s["got"], s["rejected"], s["unfinished"]) == (1, 1, 0, 0, 1)
+    assert q.get_nowait() == "a"
+
+
+# ---- drain / join timeouts -----------------------------------------------------------
+
+def _queues() -> list[Any]:
+    bq: resil.BoundedQueue[int] = resil.BoundedQueue(10, clock=resil.VirtualClock())
+    pq: resil.PartitionedQueue[str, int] = resil.PartitionedQueue(10)
+    return [bq, pq]
+
+
+@pytest.mark.parametrize("kind", ["bounded", "partitioned"])
+@pytest.mark.parametrize("timeout", [NAN, -1, -0.5, -INF])
+def test_drain_rejects_bad_timeout_values(kind: str, timeout: float) -> None:
+    async def main() -> None:
+        q = _queues()[kind == "partitioned"]
+        # Both with nothing to process and with work pending.
+        with pytest.raises(ValueError, match="timeout"):
+            await q.drain(timeout)
+        if kind == "partitioned":
+            await q.put(1, "k")
+        else:
+            await q.put(1)
+        with pytest.raises(ValueError, match="timeout"):
+            await q.drain(timeout)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["bounded", "partitioned"])
+@pytest.mark.parametrize("timeout", ["1", b"1", [1], True, 1j])
+def test_drain_rejects_bad_timeout_types(kind: str, timeout: Any) -> None:
+    async def main() -> None:
+        q = _queues()[kind == "partitioned"]
+        with pytest.raises(TypeError, match="timeout"):
+            await q.drain(timeout)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["bounded", "partitioned"])
+def test_drain_infinite_timeout_waits_like_none(kind: str) -> None:
+    async def main() -> None:
+        q = _queues()[kind == "partitioned"]
+        assert await q.drain(INF) is True
+        if kind == "partitioned":
+            await q.put(1, "k")
+        else:
+            await q.put(1)
+
+        async def worker() -> None:
+            await asyncio.sleep(0.01)
+            if kind == "partitioned":
+                key, _ = await q.get()
+                q.task_done(key)
+            else:
+                await q.get()
+                q.task_done()
+
+        task = asyncio.ensure_future(worker())
+        assert await q.drain(INF) is True
+        assert await q.drain(HUGE) is True   # any huge bound is "no timeout" too
+        await task
+
+    asyncio.run(main())
+
+
+# ---- queue constructors --------------------------------------------------------------
+
+@pytest.mark.parametrize("maxsize,exc", [
+    (NAN, TypeError), (1.0, TypeError), ("10", TypeError), (True, TypeError), (None, TypeError),
+    (HUGE, ValueError), (-HUGE, ValueError), (0, ValueError), (-1, ValueError),
+], ids=_id)
+def test_bounded_queue_maxsize(maxsize: Any, exc: type[Exception]) -> None:
+    with pytest.raises(exc, match="maxsize"):
+        resil.BoundedQueue(maxsize)
+
+
+@pytest.mark.parametrize("name", ["warn_at", "reject_at"])
+@pytest.mark.parametrize("value,exc", [
+    (NAN, ValueError), (INF, ValueError), (-INF, ValueError), (0, ValueError), (1.5, ValueError),
+    (HUGE, ValueError), ("0.5", TypeError), (True, TypeError), (None, TypeError),
+], ids=_id)
+def test_bounded_queue_watermarks(name: str, value: Any, exc: type[Exception]) -> None:
+    with pytest.raises(exc, match=name):
+        resil.BoundedQueue(10, **{name: value})
+
+
+@pytest.mark.parametrize("maxsize,exc", [
+    (NAN, TypeError), (1.0, TypeError), ("10", TypeError), (True, TypeError), (None, TypeError),
+    (HUGE, ValueError), (0, ValueError), (-1, ValueError),
+], ids=_id)
+def test_partitioned_queue_maxsize(maxsize: Any, exc: type[Exception]) -> None:
+    with pytest.raises(exc, match="maxsize"):
+        resil.PartitionedQueue(maxsize)
+
+
+def test_watermark_bounds_accepted() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=1, reject_at=1)
+    assert (q.warn_at, q.reject_at) == (1.0, 1.0)
+    assert math.isclose(resil.BoundedQueue(10, 0.25, 0.5).warn_at, 0.25)
