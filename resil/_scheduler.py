@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,6 +40,29 @@ class _LoopClock:
             return 0.0
 
 
+def _finite(value: Any, name: str) -> float:
+    """value as a float: TypeError unless an int or float (not bool),
+    ValueError naming ``name`` unless finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A non-negative duration in seconds (inf allowed: no limit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value) if isinstance(value, float) or value < 2 ** 53 else math.inf
+
+
 @dataclass
 class _Job:
     name: str
@@ -61,11 +85,14 @@ class AdaptiveScheduler:
     ``await job()`` again and again; the activity is the job's return value
     (a number) or ``activity()``. After each run the job's
     :class:`AdaptiveInterval` speeds up (activity above the scale's
-    threshold) or slows down. Each job has a circuit breaker: 5 consecutive
-    errors skip the job for 60 s. With ``emitter=`` an activity at or above
-    ``novelty_threshold`` (0.75) emits a novelty event. ``clock=`` (default:
-    the event loop's time) is what the job breakers read; pass the
-    ``VirtualClock`` of :func:`resil.run_virtual` in tests.
+    threshold) or slows down; a run that reports no number leaves it, and a
+    NaN or infinite activity counts as the job's error. Each job has a
+    circuit breaker: 5 consecutive errors skip the job for 60 s. With
+    ``emitter=`` an activity at or above ``novelty_threshold`` (default
+    0.75, any finite number) emits a novelty event. ``clock=`` (default: the
+    event loop's time; any object with ``now()`` in seconds) is what the job
+    breakers read; pass the ``VirtualClock`` of :func:`resil.run_virtual` in
+    tests.
 
     ``async with scheduler:`` starts and stops it; ``status()`` returns the
     seed's status document.
@@ -75,10 +102,11 @@ class AdaptiveScheduler:
                  clock: VirtualClock | Any = None) -> None:
         if emitter is not None and not callable(getattr(emitter, "emit", None)):
             raise TypeError("emitter must be a resil.EventEmitter")
-        if isinstance(novelty_threshold, bool) or not isinstance(novelty_threshold, (int, float)):
-            raise TypeError("novelty_threshold must be a number")
+        self._novelty = _finite(novelty_threshold, "novelty_threshold")
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError(f"clock must have a now() method returning seconds, "
+                            f"not {type(clock).__name__}")
         self._emitter = emitter
-        self._novelty = float(novelty_threshold)
         self._clock = clock if clock is not None else _LoopClock()
         self._jobs: dict[str, _Job] = {}
         self._supervisor = Supervisor()
@@ -118,7 +146,11 @@ class AdaptiveScheduler:
 
     async def stop(self, graceful: float = 5.0, forced: float = 2.0) -> None:
         """Asks every job loop to stop after its current run; a job still running
-        after ``graceful`` seconds is cancelled (and given ``forced`` more)."""
+        after ``graceful`` seconds is cancelled (and given ``forced`` more).
+        Both are seconds >= 0 (``inf``: no limit), checked before anything
+        stops."""
+        graceful = _seconds(graceful, "graceful")
+        forced = _seconds(forced, "forced")
         self._started = False
         if self._stopping is not None:
             self._stopping.set()
@@ -153,6 +185,10 @@ class AdaptiveScheduler:
             level = entry.activity() if entry.activity is not None else result
             if inspect.isawaitable(level):
                 level = await level
+            # A number is the activity (anything else reports none); a
+            # non-finite one is the job's error, not a step of its interval.
+            activity = (None if isinstance(level, bool) or not isinstance(level, (int, float))
+                        else _finite(level, f"activity of job {entry.name!r}"))
         except Exception as exc:
             entry.errors += 1
             entry.breaker.record_failure(permit)
@@ -163,8 +199,7 @@ class AdaptiveScheduler:
             raise
         entry.breaker.record_success(permit)
         entry.runs += 1
-        if isinstance(level, (int, float)) and not isinstance(level, bool):
-            activity = float(level)
+        if activity is not None:
             entry.last_activity = activity
             entry.interval.update(activity)
             if self._emitter is not None and activity >= self._novelty:

@@ -289,3 +289,107 @@ def test_watermark_bounds_accepted() -> None:
     q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=1, reject_at=1)
     assert (q.warn_at, q.reject_at) == (1.0, 1.0)
     assert math.isclose(resil.BoundedQueue(10, 0.25, 0.5).warn_at, 0.25)
+
+
+# ---- AdaptiveScheduler ---------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF, HUGE, -HUGE], ids=_id)
+def test_scheduler_novelty_threshold_value(value: Any) -> None:
+    with pytest.raises(ValueError, match="novelty_threshold"):
+        resil.AdaptiveScheduler(novelty_threshold=value)
+
+
+@pytest.mark.parametrize("value", ["0.5", None, True, [0.5], 1j])
+def test_scheduler_novelty_threshold_type(value: Any) -> None:
+    with pytest.raises(TypeError, match="novelty_threshold"):
+        resil.AdaptiveScheduler(novelty_threshold=value)
+
+
+def test_scheduler_novelty_threshold_any_finite_number() -> None:
+    # Activities are any finite numbers (as AdaptiveInterval's threshold).
+    for value in (0, 0.75, 1, -3.5, 1e6):
+        resil.AdaptiveScheduler(novelty_threshold=value)
+
+
+@pytest.mark.parametrize("clock", [42, "clock", object()])
+def test_scheduler_clock_must_have_now(clock: Any) -> None:
+    with pytest.raises(TypeError, match="clock"):
+        resil.AdaptiveScheduler(clock=clock)
+
+
+def test_scheduler_add_validates() -> None:
+    async def job() -> float:
+        return 0.5
+
+    s = resil.AdaptiveScheduler()
+    with pytest.raises(TypeError, match="name"):
+        s.add(b"x", job)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="job"):
+        s.add("a", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scale"):
+        s.add("a", job, scale="MESO")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="activity"):
+        s.add("a", job, activity=0.5)  # type: ignore[arg-type]
+    assert s.status()["jobs"] == {}   # nothing half-added
+
+
+@pytest.mark.parametrize("graceful,forced,exc,name", [
+    (NAN, 1.0, ValueError, "graceful"), (-1, 1.0, ValueError, "graceful"),
+    (1.0, NAN, ValueError, "forced"), ("5", 1.0, TypeError, "graceful"),
+    (1.0, None, TypeError, "forced"),
+])
+def test_scheduler_stop_validates_before_stopping(graceful: Any, forced: Any,
+                                                  exc: type[Exception], name: str) -> None:
+    clock = resil.VirtualClock()
+    runs: list[float] = []
+
+    async def job() -> float:
+        runs.append(clock.now())
+        return 0.0
+
+    async def main() -> None:
+        s = resil.AdaptiveScheduler(clock=clock)
+        s.add("j", job, scale=resil.TimeScale.MICRO)
+        s.start()
+        await asyncio.sleep(0.5)
+        with pytest.raises(exc, match=name):
+            await s.stop(graceful, forced)
+        n = len(runs)
+        await asyncio.sleep(5)
+        assert len(runs) > n            # still running: the bad stop changed nothing
+        await s.stop()
+        assert s.status()["tasks"]["active"] == 0
+
+    resil.run_virtual(main(), clock)
+
+
+def test_scheduler_non_finite_activity_counts_as_job_error() -> None:
+    # A job reporting NaN, inf or a number too large for a float neither
+    # poisons its interval nor kills its loop nor emits: it is a job error.
+    clock = resil.VirtualClock()
+    events: list[Any] = []
+    levels = iter([NAN, INF, -INF, HUGE] + [0.9] * 1000)
+
+    async def sink(event: Any) -> None:
+        events.append(event)
+
+    async def job() -> float:
+        return next(levels)
+
+    async def main() -> None:
+        emitter = resil.EventEmitter(sink)
+        s = resil.AdaptiveScheduler(emitter=emitter, clock=clock)
+        s.add("j", job, scale=resil.TimeScale.MESO)
+        async with emitter, s:
+            await asyncio.sleep(35)          # runs at 0, 10, 20, 30: the four bad ones
+            st = s.status()["jobs"]["j"]
+            assert (st["errors"], st["runs"], st["breaker"]) == (4, 0, "CLOSED")
+            assert s.interval("j") == 10.0   # a failed run leaves the interval
+            assert events == []
+            await asyncio.sleep(30)
+            st = s.status()["jobs"]["j"]
+            assert st["runs"] >= 1 and s.interval("j") < 10.0
+            assert s.status()["tasks"]["active"] == 1
+        assert events and all(e["activity"] == 0.9 for e in events)
+
+    resil.run_virtual(main(), clock)
