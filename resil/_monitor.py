@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import datetime
-import math
 import threading
 from collections.abc import Iterable
 from typing import Any
 
+from resil._breaker import BreakerGroup, CircuitBreaker
 from resil._resil import MonotonicClock, State, WindowedHistogram
 
 __all__ = ["Monitor"]
@@ -117,14 +117,17 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
 def _check_number(value: Any, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not (math.isfinite(value) and low <= value <= high):
+    # Compared as given (an int beyond any float compares exactly); NaN fails.
+    if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
     return float(value)
 
 
 def _check_name(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must be a non-empty str, got ''")
     return value
 
 
@@ -140,7 +143,8 @@ class Monitor:
     - ``record_event(kind, component)`` counts a resilience event: kinds
       ``"circuit_breaker_trip"``, ``"timeout"``, ``"retry"``,
       ``"dead_letter"``, ``"grace_recovery"`` (others are counted too, under
-      their own name). ``watch(breaker)`` records the trips of a breaker.
+      their own name). ``watch(source)`` records the trips of a
+      CircuitBreaker or of a BreakerGroup's breakers.
     - ``health(component=None)``: over the last ``retention`` seconds (in
       ``slots`` steps of ``retention / slots``), ``"degraded"`` when errors
       are at least ``alert_error_rate`` percent of requests or the mean
@@ -166,10 +170,13 @@ class Monitor:
         if self._error_rate == 0 or self._response_ms == 0:
             raise ValueError("alert_error_rate and alert_response_ms must be > 0 (a zero "
                              "threshold would call every component critical)")
-        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 64:
+        if isinstance(slots, bool) or not isinstance(slots, int):
+            raise TypeError(f"slots must be an int in [1, 64], not {type(slots).__name__}")
+        if not 1 <= slots <= 64:
             raise ValueError(f"slots must be an int in [1, 64], got {slots!r}")
         if clock is not None and not callable(getattr(clock, "now", None)):
-            raise TypeError("clock must have a now() method returning seconds")
+            raise TypeError(f"clock must have a now() method returning seconds, "
+                            f"not {type(clock).__name__}")
         self._slots = slots
         self._clock = clock if clock is not None else MonotonicClock()
         # Validates the retention/slots pair in C before anything is kept.
@@ -195,8 +202,12 @@ class Monitor:
     # ---- recording -------------------------------------------------------------
     def record(self, component: str, operation: str, duration_ms: float, success: bool,
                error_type: str | None = None) -> None:
-        """Records one operation of ``component``; ``error_type`` names the
-        failure (defaults to ``"error"`` for a failed operation)."""
+        """Records one operation of ``component``: ``component`` and
+        ``operation`` are non-empty strs, ``duration_ms`` a number in [0,
+        1e12], ``success`` a bool (True or False, nothing else);
+        ``error_type`` (a non-empty str) names the failure, ``"error"`` when
+        left out. A wrong type raises TypeError, a bad value ValueError, and
+        nothing is recorded."""
         # `type(x) is ...` first: the common case costs no function call.
         if type(component) is not str or not component:
             _check_name(component, "component")
@@ -207,9 +218,13 @@ class Monitor:
             raise TypeError(f"duration_ms must be a number, not {type(duration_ms).__name__}")
         if not 0 <= duration_ms <= _MAX_MS:
             raise ValueError(f"duration_ms must be in [0, {_MAX_MS:g}] ms, got {duration_ms!r}")
+        if success is not True and success is not False:
+            # Strict: "false" or 0 read as truth values would miscount.
+            raise TypeError(f"success must be a bool (True or False), "
+                            f"not {type(success).__name__}")
         if error_type is not None:
             _check_name(error_type, "error_type")
-        ok = success is True or bool(success)
+        ok: bool = success
         with self._lock:
             comp = self._components.get(component)
             if comp is None:
@@ -242,17 +257,19 @@ class Monitor:
             key = (kind, component)
             self._event_totals[key] = self._event_totals.get(key, 0) + 1
 
-    def watch(self, breaker: Any) -> None:
-        """Records a ``circuit_breaker_trip`` for ``breaker.name`` each time
-        the breaker opens (a CircuitBreaker or every breaker of a
-        BreakerGroup, present and future ones excluded)."""
-        breakers: Iterable[Any]
-        if callable(getattr(breaker, "on_state_change", None)):
-            breakers = (breaker,)
-        elif hasattr(breaker, "__getitem__") and hasattr(breaker, "__iter__"):
-            breakers = [breaker[name] for name in breaker]
+    def watch(self, source: CircuitBreaker | BreakerGroup) -> None:
+        """Records a ``circuit_breaker_trip`` for the breaker's name each time
+        ``source`` opens: a :class:`CircuitBreaker`, or a :class:`BreakerGroup`
+        (the breakers it holds now; endpoints added later are not watched).
+        Anything else raises TypeError."""
+        breakers: list[CircuitBreaker]
+        if isinstance(source, CircuitBreaker):
+            breakers = [source]
+        elif isinstance(source, BreakerGroup):
+            breakers = [source[name] for name in source]
         else:
-            raise TypeError("watch() takes a resil.CircuitBreaker or a resil.BreakerGroup")
+            raise TypeError(f"watch() takes a resil.CircuitBreaker or a resil.BreakerGroup, "
+                            f"not {type(source).__name__}")
 
         def on_change(b: Any, old: State, new: State, reason: str) -> None:
             if new in (State.OPEN, State.FORCED_OPEN):

@@ -393,3 +393,104 @@ def test_scheduler_non_finite_activity_counts_as_job_error() -> None:
         assert events and all(e["activity"] == 0.9 for e in events)
 
     resil.run_virtual(main(), clock)
+
+
+# ---- Monitor.record / record_event / watch -------------------------------------------
+
+@pytest.mark.parametrize("success", ["false", "", 0, 1, None, 0.0, b"", [False]])
+def test_monitor_record_success_must_be_bool(success: Any) -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    with pytest.raises(TypeError, match="success"):
+        m.record("c", "op", 1.0, success)
+    assert m.dashboard()["system_health"]["total_requests"] == 0
+
+
+def test_monitor_record_false_counts_failure() -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    m.record("c", "op", 1.0, False)
+    m.record("c", "op", 1.0, True)
+    comp = m.dashboard()["component_performance"]["c"]
+    assert comp["error_count"] == 1 and comp["total_requests"] == 2
+
+
+@pytest.mark.parametrize("duration", [NAN, INF, -INF, -1, -1e-9, HUGE], ids=_id)
+def test_monitor_record_duration_value(duration: Any) -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    with pytest.raises(ValueError, match="duration_ms"):
+        m.record("c", "op", duration, True)
+
+
+@pytest.mark.parametrize("duration", ["1", True, None, 1j])
+def test_monitor_record_duration_type(duration: Any) -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    with pytest.raises(TypeError, match="duration_ms"):
+        m.record("c", "op", duration, True)
+
+
+def test_monitor_constructor() -> None:
+    for name in ("retention", "alert_error_rate", "alert_response_ms"):
+        for bad in (NAN, INF, -1, HUGE):
+            with pytest.raises(ValueError, match=name):
+                resil.Monitor(**{name: bad})
+        for wrong in ("1", True, None):
+            with pytest.raises(TypeError, match=name):
+                resil.Monitor(**{name: wrong})
+    for bad in (0, 65, HUGE):
+        with pytest.raises(ValueError, match="slots"):
+            resil.Monitor(slots=bad)
+    for wrong in (1.0, "3", True, None):
+        with pytest.raises(TypeError, match="slots"):
+            resil.Monitor(slots=wrong)
+    with pytest.raises(TypeError, match="clock"):
+        resil.Monitor(clock=42)
+
+
+def test_monitor_record_names() -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    with pytest.raises(TypeError, match="component"):
+        m.record(b"c", "op", 1.0, True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="component"):
+        m.record("", "op", 1.0, True)
+    with pytest.raises(TypeError, match="operation"):
+        m.record("c", 1, 1.0, True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="operation"):
+        m.record("c", "", 1.0, True)
+    with pytest.raises(TypeError, match="error_type"):
+        m.record("c", "op", 1.0, False, error_type=ValueError)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="error_type"):
+        m.record("c", "op", 1.0, False, error_type="")
+    with pytest.raises(TypeError, match="kind"):
+        m.record_event(None, "c")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind"):
+        m.record_event("", "c")
+    with pytest.raises(TypeError, match="component"):
+        m.record_event("timeout", 3)  # type: ignore[arg-type]
+    assert m.dashboard()["system_health"]["total_requests"] == 0
+
+
+@pytest.mark.parametrize("source", ["x", b"x", [], (), {}, {"a": 1}, object(), None, 3])
+def test_monitor_watch_rejects_other_kinds(source: Any) -> None:
+    m = resil.Monitor(clock=resil.VirtualClock())
+    with pytest.raises(TypeError, match="CircuitBreaker.*BreakerGroup"):
+        m.watch(source)
+
+
+def test_monitor_watch_rejects_mapping_of_breakers() -> None:
+    # A plain dict of breakers is not a BreakerGroup: refused, and no
+    # listener is attached to any of its breakers.
+    m = resil.Monitor(clock=resil.VirtualClock())
+    b = resil.CircuitBreaker("a", failure_threshold=1, clock=resil.VirtualClock())
+    with pytest.raises(TypeError, match="BreakerGroup"):
+        m.watch({"a": b})
+    b.record_failure()
+    assert m.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 0
+
+
+def test_monitor_watch_group() -> None:
+    clock = resil.VirtualClock()
+    m = resil.Monitor(clock=clock)
+    g = resil.BreakerGroup(failure_threshold=1, clock=clock)
+    g["a"]
+    m.watch(g)
+    g["a"].record_failure()
+    assert m.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 1

@@ -175,7 +175,7 @@ def test_bad_arguments() -> None:
         m.record("c", "op", -1.0, True)
     with pytest.raises(ValueError, match="duration_ms"):
         m.record("c", "op", float("nan"), True)
-    with pytest.raises(TypeError, match="component"):
+    with pytest.raises(ValueError, match="component"):
         m.record("", "op", 1.0, True)
     with pytest.raises(TypeError, match="kind"):
         m.record_event(3, "c")  # type: ignore[arg-type]
