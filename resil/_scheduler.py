@@ -60,7 +60,10 @@ def _seconds(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not value >= 0:  # also NaN
         raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value) if isinstance(value, float) or value < 2 ** 53 else math.inf
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float: no limit either
+        return math.inf
 
 
 @dataclass
