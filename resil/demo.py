@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -347,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         run_scheduler(sys.stdout, monitor=monitor, sources=sources)
         write_dashboard(sys.stdout, monitor)
         if server is not None:
+            # Ctrl-C or SIGTERM ends the wait. The handlers go in before the
+            # line that announces them, so a signal sent as soon as it is read
+            # never lands outside the wait; and they work even where SIGINT
+            # started out ignored (a background job).
+            stop = threading.Event()
+            signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
             print(f"\nstill serving {server.url} "
                   + (f"for {args.hold:g} s" if args.hold is not None else "until Ctrl-C"),
                   flush=True)
-            try:
-                threading.Event().wait(args.hold)
-            except KeyboardInterrupt:
-                pass
+            stop.wait(args.hold)
     finally:
         if server is not None:
             server.shutdown()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from resil import demo
@@ -98,10 +100,18 @@ def test_demo_ends_with_the_dashboard() -> None:
     assert doc["system_health"]["status"] in ("healthy", "degraded", "critical")
 
 
-def test_demo_serves_metrics_while_it_runs() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "resil", "demo", "--every", "100",
-                             "--metrics-port", "0", "--hold", "120"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("stop_signal, sigint_ignored", [
+    (signal.SIGINT, False),
+    (signal.SIGTERM, False),
+    # A background job starts with SIGINT ignored; Ctrl-C must still stop it.
+    (signal.SIGINT, True),
+])
+def test_demo_serves_metrics_while_it_runs(stop_signal: int, sigint_ignored: bool) -> None:
+    cmd = [sys.executable, "-m", "resil", "demo", "--every", "100",
+           "--metrics-port", "0", "--hold", "120"]
+    if sigint_ignored:
+        cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -118,6 +128,8 @@ def test_demo_serves_metrics_while_it_runs() -> None:
                 "resil_request_duration_seconds"} <= names
         assert 'resil_circuit_breaker_state{endpoint="inventory-api"}' in body
     finally:
-        proc.send_signal(signal.SIGINT)
+        # Sent the moment the announcement is read: a signal that arrived
+        # just after "still serving" was printed once escaped the wait.
+        proc.send_signal(stop_signal)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
