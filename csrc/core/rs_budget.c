@@ -4,7 +4,7 @@
 #include <math.h>
 
 static const char *const FIELDS[RS_BGF_COUNT][2] = {
-    {"ratio", ">= 0"},
+    {"ratio", "in [0, 10]"},
     {"min_per_second", ">= 0"},
     {"window", ">= 1e-08 seconds"},
 };
@@ -19,7 +19,7 @@ const char *rs_budget_field_range(int field) {
 
 int rs_budget_init(rs_budget *b, double ratio, double min_per_second, uint64_t window_ns,
                    uint64_t now_ns) {
-    if (!(ratio >= 0.0 && isfinite(ratio))) return RS_EFIELD_BASE + RS_BGF_RATIO;
+    if (!(ratio >= 0.0 && ratio <= RS_BUDGET_MAX_RATIO)) return RS_EFIELD_BASE + RS_BGF_RATIO;
     if (!(min_per_second >= 0.0 && isfinite(min_per_second)))
         return RS_EFIELD_BASE + RS_BGF_MIN_PER_SECOND;
     if (window_ns < RS_WINDOW_BUCKETS) return RS_EFIELD_BASE + RS_BGF_WINDOW;

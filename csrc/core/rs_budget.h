@@ -33,8 +33,13 @@ typedef struct rs_budget {
     uint64_t denied;
 } rs_budget;
 
-/* Returns RS_OK or RS_EFIELD_BASE + the first bad field: ratio finite and
- * >= 0, min_per_second finite and >= 0, window_ns >= 10. No allocation. */
+/* The largest ratio: ten retries per request. A larger one lets a single
+ * request buy an unbounded number of retries, which is no budget at all. */
+#define RS_BUDGET_MAX_RATIO 10.0
+
+/* Returns RS_OK or RS_EFIELD_BASE + the first bad field: ratio in
+ * [0, RS_BUDGET_MAX_RATIO], min_per_second finite and >= 0, window_ns >= 10.
+ * No allocation. */
 int rs_budget_init(rs_budget *b, double ratio, double min_per_second, uint64_t window_ns,
                    uint64_t now_ns);
 

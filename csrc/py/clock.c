@@ -8,6 +8,7 @@
 
 /* 2**63 ns is about 292 years: the largest time a clock may show. */
 #define MAX_SECONDS 9.2e9
+#define MAX_NS ((uint64_t)(MAX_SECONDS * 1e9))
 
 
 int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
@@ -16,14 +17,12 @@ int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
                      name, Py_TYPE(seconds)->tp_name);
         return -1;
     }
-    double s = PyFloat_AsDouble(seconds);
-    if (s == -1.0 && PyErr_Occurred()) {
+    double s;
+    if (resil_number(seconds, name, &s) < 0) {
         return -1;
     }
     if (!(s >= 0.0 && s <= MAX_SECONDS)) {
-        PyErr_Format(PyExc_ValueError, "%s must be a finite number of seconds in [0, 9.2e9], got %R",
-                     name, seconds);
-        return -1;
+        return resil_bad_value(name, "a finite number of seconds in [0, 9.2e9]", seconds);
     }
     *out = (uint64_t)llround(s * 1e9);
     return 0;
@@ -34,17 +33,15 @@ int resil_clock_read_python(PyObject *clock, uint64_t *now_ns) {
     if (!r) {
         return -1;
     }
-    double s = PyFloat_AsDouble(r);
-    if (s == -1.0 && PyErr_Occurred()) {
-        Py_DECREF(r);
-        return -1;
-    }
-    if (!(s >= 0.0 && s <= MAX_SECONDS)) {
-        PyErr_Format(PyExc_ValueError, "clock.now() must return seconds in [0, 9.2e9], got %R", r);
-        Py_DECREF(r);
-        return -1;
+    double s;
+    int rc = resil_number(r, "clock.now()", &s);
+    if (rc == 0 && !(s >= 0.0 && s <= MAX_SECONDS)) {
+        rc = resil_bad_value("clock.now()", "seconds in [0, 9.2e9]", r);
     }
     Py_DECREF(r);
+    if (rc < 0) {
+        return -1;
+    }
     *now_ns = (uint64_t)llround(s * 1e9);
     return 0;
 }
@@ -166,16 +163,32 @@ static PyObject *vclock_now_ns(VirtualClockObject *self, PyObject *Py_UNUSED(ign
     return PyLong_FromUnsignedLongLong(self->now_ns);
 }
 
+/* Moves the clock forward by ns; ValueError past the largest time. */
+static PyObject *vclock_forward(VirtualClockObject *self, uint64_t ns) {
+    if (ns > MAX_NS - self->now_ns) {
+        char now[40];
+        PyOS_snprintf(now, sizeof now, "%.9f", (double)self->now_ns / 1e9);
+        PyErr_Format(PyExc_ValueError, "VirtualClock would pass 9.2e9 seconds (now is %s)", now);
+        return NULL;
+    }
+    self->now_ns += ns;
+    Py_RETURN_NONE;
+}
+
 static PyObject *vclock_advance(VirtualClockObject *self, PyObject *seconds) {
     if (PyFloat_Check(seconds) || (PyLong_Check(seconds) && !PyBool_Check(seconds))) {
-        double s = PyFloat_AsDouble(seconds);
-        if (s == -1.0 && PyErr_Occurred()) {
+        double s;
+        if (resil_number(seconds, "seconds", &s) < 0) {
             return NULL;
         }
         if (s < 0.0) {
-            PyErr_Format(PyExc_ValueError,
-                         "advance(seconds) needs seconds >= 0 (time never goes backwards), got %R",
-                         seconds);
+            PyObject *r = resil_value_repr(seconds);
+            if (r) {
+                PyErr_Format(PyExc_ValueError,
+                             "advance(seconds) needs seconds >= 0 (time never goes backwards), got %U",
+                             r);
+                Py_DECREF(r);
+            }
             return NULL;
         }
     }
@@ -183,28 +196,26 @@ static PyObject *vclock_advance(VirtualClockObject *self, PyObject *seconds) {
     if (resil_seconds_to_ns(seconds, "seconds", &ns) < 0) {
         return NULL;
     }
-    if (ns > (uint64_t)(MAX_SECONDS * 1e9) - self->now_ns) {
-        PyErr_SetString(PyExc_OverflowError, "VirtualClock would pass 9.2e9 seconds");
-        return NULL;
-    }
-    self->now_ns += ns;
-    Py_RETURN_NONE;
+    return vclock_forward(self, ns);
 }
 
 static PyObject *vclock_advance_ns(VirtualClockObject *self, PyObject *arg) {
-    unsigned long long ns = PyLong_AsUnsignedLongLong(arg);
-    if (ns == (unsigned long long)-1 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_SetString(PyExc_ValueError, "advance_ns(ns) needs an int >= 0 (time never goes backwards)");
-        }
+    if (!PyLong_Check(arg) || PyBool_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "ns must be an int of nanoseconds, not %.100s",
+                     Py_TYPE(arg)->tp_name);
         return NULL;
     }
-    if (ns > (uint64_t)(MAX_SECONDS * 1e9) - self->now_ns) {
-        PyErr_SetString(PyExc_OverflowError, "VirtualClock would pass 9.2e9 seconds");
+    int overflow = 0;
+    long long ns = PyLong_AsLongLongAndOverflow(arg, &overflow);
+    if (ns == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    self->now_ns += ns;
-    Py_RETURN_NONE;
+    if (overflow || ns < 0) {
+        resil_bad_value("ns", "an int of nanoseconds >= 0 (time never goes backwards) and "
+                              "< 9.2e18", arg);
+        return NULL;
+    }
+    return vclock_forward(self, (uint64_t)ns);
 }
 
 static PyObject *vclock_set(VirtualClockObject *self, PyObject *seconds) {

@@ -27,8 +27,7 @@ static PyObject *interval_new(PyTypeObject *type, PyObject *args, PyObject *kwds
         int f = rc - RS_EFIELD_BASE;
         /* fields are in constructor order except base/min/max */
         int arg = f == RS_IVF_BASE ? 0 : f == RS_IVF_MIN ? 1 : f == RS_IVF_MAX ? 2 : f;
-        PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_interval_field_name(f),
-                     rs_interval_field_range(f), o[arg] ? o[arg] : Py_None);
+        resil_bad_value(rs_interval_field_name(f), rs_interval_field_range(f), o[arg] ? o[arg] : Py_None);
         return NULL;
     }
     IntervalObject *self = (IntervalObject *)type->tp_alloc(type, 0);
@@ -46,7 +45,7 @@ static void interval_dealloc(PyObject *self) {
 
 static PyObject *interval_update(IntervalObject *self, PyObject *activity) {
     double a;
-    if (resil_number(activity, "activity", &a) < 0) {
+    if (resil_finite(activity, "activity", &a) < 0) {
         return NULL;
     }
     return PyFloat_FromDouble(rs_interval_update(&self->core, a));
@@ -83,8 +82,9 @@ static PyObject *interval_repr(IntervalObject *self) {
 
 static PyMethodDef interval_methods[] = {
     {"update", (PyCFunction)interval_update, METH_O,
-     "update(activity) -> float\n\nOne step: activity > threshold multiplies the interval by\n"
-     "speedup, otherwise by slowdown, clamped to [min, max]; returns the new interval."},
+     "update(activity) -> float\n\nOne step: activity (a finite number; NaN and the infinities\n"
+     "raise ValueError) > threshold multiplies the interval by speedup, otherwise by\n"
+     "slowdown, clamped to [min, max]; returns the new interval."},
     {"reset", (PyCFunction)interval_reset, METH_NOARGS, "reset()\n\nBack to base."},
     {NULL, NULL, 0, NULL},
 };

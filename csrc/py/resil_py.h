@@ -132,8 +132,19 @@ static inline void restore_exc(PyObject *exc) {
  * receives a new reference for the module state. */
 int resil_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out);
 /* An int or float (not bool) as a double; TypeError naming `name` otherwise.
- * An int too large for a double gives +inf, for the caller's range check. */
+ * An int too large for a double gives an infinity of its sign, and NaN and
+ * the infinities pass: the caller's range check rejects them, naming the
+ * parameter (resil_bad_value summarises a huge int). */
 int resil_number(PyObject *o, const char *name, double *out);
+/* resil_number, and ValueError naming `name` for NaN or an infinity. */
+int resil_finite(PyObject *o, const char *name, double *out);
+/* repr(o) for an error message: an int past 64 bits is summarised by its
+ * size (its digits could be thousands, past what int.__repr__ allows), and a
+ * repr that raises gives "<type object>". Never fails but on memory. */
+PyObject *resil_value_repr(PyObject *o);
+/* Raises ValueError "<name> must be <accepts>, got <resil_value_repr(got)>"
+ * (without the got part when got is NULL); returns -1. */
+int resil_bad_value(const char *name, const char *accepts, PyObject *got);
 /* Vectorcall arguments as a tuple and a dict (NULL without keywords unless
  * always_dict). */
 int resil_pack_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int always_dict,

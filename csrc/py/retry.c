@@ -67,12 +67,18 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(seed);
         return NULL;
     }
-    /* Any int seeds: its low 64 bits (two's complement for negatives). */
-    uint64_t s = (uint64_t)PyLong_AsUnsignedLongLongMask(seed);
-    Py_DECREF(seed);
-    if (s == (uint64_t)-1 && PyErr_Occurred()) {
+    /* Exactly the 64-bit seeds: a wider int or a negative one would be
+     * silently folded onto another seed's sequence. */
+    unsigned long long s = PyLong_AsUnsignedLongLong(seed);
+    if (s == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            resil_bad_value("seed", "an int in [0, 2**64 - 1] or None", seed);
+        }
+        Py_DECREF(seed);
         return NULL;
     }
+    Py_DECREF(seed);
     rs_backoff core;
     int rc = rs_backoff_init(&core, base, mult, max_delay, mode, s);
     if (rc != RS_OK) {
@@ -82,8 +88,9 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                          jitter);
         } else {
             PyObject *bad = f == RS_BOF_BASE ? base_o : f == RS_BOF_MULTIPLIER ? mult_o : max_o;
-            PyErr_Format(PyExc_ValueError, "%s must be a finite number %s, got %R",
-                         rs_backoff_field_name(f), rs_backoff_field_range(f), bad ? bad : Py_None);
+            char accepts[80];
+            PyOS_snprintf(accepts, sizeof accepts, "a finite number %s", rs_backoff_field_range(f));
+            resil_bad_value(rs_backoff_field_name(f), accepts, bad ? bad : Py_None);
         }
         return NULL;
     }
@@ -113,8 +120,7 @@ static int attempt_arg(PyObject *o, uint64_t *out) {
         return -1;
     }
     if (overflow < 0 || (!overflow && v < 0)) {
-        PyErr_Format(PyExc_ValueError, "attempt must be >= 0, got %R", o);
-        return -1;
+        return resil_bad_value("attempt", ">= 0", o);
     }
     *out = overflow ? UINT64_MAX : (uint64_t)v;
     return 0;
@@ -155,8 +161,8 @@ static PyObject *backoff_delay(BackoffObject *self, PyObject *const *args, Py_ss
         if (resil_number(prev, "prev", &p) < 0) {
             return NULL;
         }
-        if (!(p >= 0.0)) {
-            PyErr_Format(PyExc_ValueError, "prev must be a number of seconds >= 0, got %R", prev);
+        if (!(p >= 0.0 && isfinite(p))) {
+            resil_bad_value("prev", "a finite number of seconds >= 0", prev);
             return NULL;
         }
     }
@@ -211,7 +217,7 @@ static PyGetSetDef backoff_getset[] = {
     {"multiplier", (getter)backoff_get, NULL, "Growth per attempt.", (void *)1},
     {"max_delay", (getter)backoff_get, NULL, "Cap on every delay, seconds.", (void *)2},
     {"jitter", (getter)backoff_get, NULL, "'none', 'full', 'equal' or 'decorrelated'.", (void *)3},
-    {"seed", (getter)backoff_get, NULL, "The PRNG seed (64 bits).", (void *)4},
+    {"seed", (getter)backoff_get, NULL, "The PRNG seed, in [0, 2**64 - 1].", (void *)4},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -219,9 +225,9 @@ static PyType_Slot backoff_slots[] = {
     {Py_tp_doc, "Backoff(base=1.0, multiplier=2.0, max_delay=30.0, *, jitter='none', seed=None)\n--\n\n"
                 "Exponential backoff with a cap and jitter, in C. base >= 0, multiplier >= 1,\n"
                 "max_delay >= base (seconds). jitter is 'none', 'full', 'equal' or\n"
-                "'decorrelated'. A seed gives the same delays on every platform; None draws\n"
-                "one from os.urandom. Every delay is finite, >= 0 and <= max_delay for any\n"
-                "attempt."},
+                "'decorrelated'. A seed, an int in [0, 2**64 - 1], gives the same delays on\n"
+                "every platform; None draws one from os.urandom. Every delay is finite, >= 0\n"
+                "and <= max_delay for any attempt."},
     {Py_tp_new, backoff_new},
     {Py_tp_dealloc, plain_dealloc},
     {Py_tp_repr, backoff_repr},
@@ -267,8 +273,9 @@ static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     if (rc != RS_OK) {
         int f = rc - RS_EFIELD_BASE;
         PyObject *bad = f == RS_BGF_RATIO ? ratio_o : f == RS_BGF_MIN_PER_SECOND ? mps_o : window_o;
-        PyErr_Format(PyExc_ValueError, "%s must be a finite number %s, got %R",
-                     rs_budget_field_name(f), rs_budget_field_range(f), bad ? bad : Py_None);
+        char accepts[80];
+        PyOS_snprintf(accepts, sizeof accepts, "a finite number %s", rs_budget_field_range(f));
+        resil_bad_value(rs_budget_field_name(f), accepts, bad ? bad : Py_None);
         return NULL;
     }
     BudgetObject *self = (BudgetObject *)type->tp_alloc(type, 0);
@@ -341,7 +348,9 @@ static PyType_Slot budget_slots[] = {
     {Py_tp_doc, "RetryBudget(ratio=0.2, min_per_second=3.0, window=10.0, *, clock=None)\n--\n\n"
                 "A retry budget shared by many calls: a retry is allowed while\n"
                 "(retries + 1) <= ratio * requests over `window` seconds, or while fewer than\n"
-                "`min_per_second` retries happened in the last second."},
+                "`min_per_second` retries happened in the last second. ratio is in [0, 10]\n"
+                "(at most ten retries per request), min_per_second finite and >= 0, window\n"
+                "seconds in [1e-08, 9.2e9]."},
     {Py_tp_new, budget_new},
     {Py_tp_traverse, budget_traverse},
     {Py_tp_dealloc, budget_dealloc},

@@ -1,6 +1,8 @@
 /* util.c - small helpers shared by the binding's types. */
 #include "resil_py.h"
 
+#include <math.h>
+
 int resil_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeObject **out) {
     PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, base);
     if (!tp) {
@@ -18,7 +20,49 @@ int resil_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeOb
     return 0;
 }
 
+PyObject *resil_value_repr(PyObject *o) {
+    if (PyLong_Check(o) && !PyBool_Check(o)) {
+        int overflow = 0;
+        (void)PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow) {
+            /* Digits past a few dozen tell a reader nothing, and past 4300
+             * int.__repr__ refuses them: give the size instead. */
+            PyObject *bits = PyObject_CallMethod(o, "bit_length", NULL);
+            long n = bits ? PyLong_AsLong(bits) : -1;
+            Py_XDECREF(bits);
+            if (n > 128) {
+                return PyUnicode_FromFormat("%s int of %ld bits", overflow < 0 ? "a negative" : "an",
+                                            n);
+            }
+            PyErr_Clear();
+        }
+    }
+    PyObject *r = PyObject_Repr(o);
+    if (!r) {
+        PyErr_Clear();
+        r = PyUnicode_FromFormat("<%.100s object>", Py_TYPE(o)->tp_name);
+    }
+    return r;
+}
+
+int resil_bad_value(const char *name, const char *accepts, PyObject *got) {
+    if (!got) {
+        PyErr_Format(PyExc_ValueError, "%s must be %s", name, accepts);
+        return -1;
+    }
+    PyObject *r = resil_value_repr(got);
+    if (r) {
+        PyErr_Format(PyExc_ValueError, "%s must be %s, got %U", name, accepts, r);
+        Py_DECREF(r);
+    }
+    return -1;
+}
+
 int resil_number(PyObject *o, const char *name, double *out) {
+    if (RS_LIKELY(PyFloat_CheckExact(o))) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
     if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
         PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", name, Py_TYPE(o)->tp_name);
         return -1;
@@ -29,7 +73,21 @@ int resil_number(PyObject *o, const char *name, double *out) {
             return -1;
         }
         PyErr_Clear();
-        *out = Py_HUGE_VAL; /* rejected by the caller's range check, with its message */
+        /* Past a double's range: an infinity of the int's sign, which the
+         * caller's range check rejects with its own message. */
+        int overflow = 0;
+        (void)PyLong_AsLongLongAndOverflow(o, &overflow);
+        *out = overflow < 0 ? -Py_HUGE_VAL : Py_HUGE_VAL;
+    }
+    return 0;
+}
+
+int resil_finite(PyObject *o, const char *name, double *out) {
+    if (resil_number(o, name, out) < 0) {
+        return -1;
+    }
+    if (RS_UNLIKELY(!isfinite(*out))) {
+        return resil_bad_value(name, "a finite number", o);
     }
     return 0;
 }

@@ -82,7 +82,8 @@ static void test_field_names_and_ranges(void) {
 /* Each bad field is reported as RS_EFIELD_BASE + that field; edge values are accepted. */
 static void test_init_each_bad_field(void) {
     rs_budget b;
-    const double bad_ratio[] = {-0.1, -DBL_TRUE_MIN, -INFINITY, NAN, INFINITY};
+    const double bad_ratio[] = {-0.1,     -DBL_TRUE_MIN, -INFINITY, NAN, INFINITY,
+                                nextafter(RS_BUDGET_MAX_RATIO, INFINITY), 1e308, DBL_MAX};
     for (size_t i = 0; i < sizeof bad_ratio / sizeof bad_ratio[0]; i++) {
         CHECK_EQ_INT(rs_budget_init(&b, bad_ratio[i], 3.0, WINDOW, T0), BAD(RS_BGF_RATIO));
     }
@@ -100,7 +101,7 @@ static void test_init_each_bad_field(void) {
     CHECK_EQ_INT(rs_budget_init(&b, 0.2, -1.0, 0u, T0), BAD(RS_BGF_MIN_PER_SECOND));
     /* edges in range */
     CHECK_EQ_INT(rs_budget_init(&b, 0.0, 0.0, 10u, 0u), RS_OK);
-    CHECK_EQ_INT(rs_budget_init(&b, DBL_MAX, DBL_MAX, UINT64_MAX, UINT64_MAX), RS_OK);
+    CHECK_EQ_INT(rs_budget_init(&b, RS_BUDGET_MAX_RATIO, DBL_MAX, UINT64_MAX, UINT64_MAX), RS_OK);
     CHECK_EQ_INT(rs_budget_init(&b, 0.2, 3.0, WINDOW, T0), RS_OK);
     CHECK(b.ratio == 0.2);
     CHECK(b.min_per_second == 3.0);
