@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 import time
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -135,6 +136,31 @@ class _Policy:
             self.clock.advance(seconds)
         elif seconds > 0:
             time.sleep(seconds)
+
+
+def _guarded_by(fn: Any, breaker: _resil.Breaker) -> bool:
+    """True when calling fn already goes through breaker: fn, or a function
+    it wraps (``__wrapped__`` chains as functools.wraps leaves them, bound
+    methods, functools.partial), is a function decorated with ``@breaker``,
+    whose wrapper's read-only ``breaker`` attribute names its breaker."""
+    seen: set[int] = set()
+    todo = [fn]
+    while todo:
+        obj = todo.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _resil.Guarded) and obj.breaker is breaker:
+            return True
+        if isinstance(obj, (types.MethodType, functools.partialmethod)):
+            todo.append(obj.__func__ if isinstance(obj, types.MethodType) else obj.func)
+        elif isinstance(obj, functools.partial):
+            todo.append(obj.func)
+        try:
+            todo.append(inspect.getattr_static(obj, "__wrapped__", None))
+        except Exception:  # an object whose attribute lookup itself fails
+            pass
+    return False
 
 
 def _give_up(error: object, attempts: int) -> BaseException:
@@ -341,9 +367,18 @@ class RetryPolicy:
         return f"<RetryPolicy {self.name or ''} retries={self._policy.retries}>".replace("  ", " ")
 
     def __call__(self, fn: F) -> F:
+        """Applies the policy to ``fn``. With ``breaker=b``, a function that
+        already goes through ``b`` (decorated with ``@b``, directly or under
+        functools.wraps wrappers) raises ValueError: each attempt would be
+        counted twice."""
         policy, clock = self._policy, self._clock
         if not callable(fn):
             raise TypeError(f"retry needs a callable, not {type(fn).__name__}")
+        if policy.breaker is not None and _guarded_by(fn, policy.breaker):
+            raise ValueError(
+                f"retry(breaker=...): {fn!r} is already guarded by circuit breaker "
+                f"{policy.breaker.name!r}, so each attempt would be counted twice; pass the "
+                f"undecorated function, or leave breaker= out")
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise TypeError(f"cannot retry generator function {fn!r}")
         if inspect.iscoroutinefunction(fn):

@@ -34,6 +34,70 @@ def fast_switching() -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
+class Down(Exception):
+    """The failure of a dependency, in these tests."""
+
+
+# ---- 2. retry(breaker=b) over a function already guarded by b ------------------
+
+def test_retry_with_breaker_refuses_a_function_guarded_by_the_same_breaker() -> None:
+    b = CircuitBreaker("payments")
+
+    def fn() -> int:
+        return 1
+
+    async def afn() -> int:
+        return 1
+
+    guarded = b(fn)
+    assert guarded.breaker is b  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="'payments'"):
+        resil.retry(breaker=b)(guarded)
+    with pytest.raises(ValueError, match="'payments'"):
+        resil.retry(breaker=b)(b(afn))
+
+    @functools.wraps(guarded)
+    def outer(*a: Any, **kw: Any) -> Any:
+        return guarded(*a, **kw)
+
+    with pytest.raises(ValueError, match="'payments'"):
+        resil.retry(breaker=b)(outer)
+
+    class Client:
+        @b
+        def get(self) -> int:
+            return 1
+
+    with pytest.raises(ValueError, match="'payments'"):
+        resil.retry(breaker=b)(Client().get)
+    with pytest.raises(ValueError, match="'payments'"):
+        resil.retry(breaker=b)(functools.partial(guarded))
+    # another breaker, or no breaker on retry, is fine
+    other = CircuitBreaker("other")
+    assert resil.retry(breaker=other)(guarded)() == 1
+    assert resil.retry()(guarded)() == 1
+    assert resil.retry(breaker=b)(fn)() == 1
+    with pytest.raises(AttributeError):
+        guarded.breaker = other  # type: ignore[attr-defined]
+
+
+def test_retry_with_breaker_counts_each_attempt_once() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker("dep", failure_threshold=4, clock=clock)
+    calls = 0
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        raise Down()
+
+    policy = resil.retry(retries=1, backoff=resil.Backoff(base=0.0), breaker=b, clock=clock)
+    with pytest.raises(Down):
+        policy(flaky)()
+    assert calls == 2 and b.stats()["failures"] == 2
+    assert b.state is State.CLOSED
+
+
 # ---- 5. bad input -----------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [2**64, 10**400, -1, -(2**63)], ids=["2**64", "10**400", "-1", "-2**63"])
