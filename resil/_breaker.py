@@ -86,18 +86,41 @@ class CircuitBreaker(_resil.Breaker):
     Use it as ``@breaker``, ``with breaker:``, ``async with breaker:``,
     ``breaker.call(fn, ...)``, ``await breaker.call_async(fn, ...)``, or with
     ``acquire()`` and ``record_success`` / ``record_failure`` / ``release``.
-    A rejected call raises :class:`resil.CircuitOpenError`. Cancellation
-    (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
+    ``breaker.call(fn, ...)`` of a coroutine function, or of a function that
+    returns a coroutine, returns an awaitable guarded as ``call_async``'s
+    is: the outcome is recorded when the coroutine finishes, never when it
+    is made. A rejected call raises :class:`resil.CircuitOpenError`.
+    Cancellation (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
     ``GeneratorExit``) releases the permit and is re-raised.
+
+    Every parameter above but ``name`` and ``clock`` reads as an attribute
+    (``breaker.failure_threshold``) and is read-only: assigning raises
+    ``AttributeError``. ``breaker.configure(**changes)`` changes any of them
+    at run time with the constructor's checks, all or nothing, keeping the
+    state and counts (its docstring says what happens to the windows), and
+    ``breaker.config`` is the current configuration as a dict.
+
+    Listeners (:meth:`on_state_change`) and the ``resil.breaker`` log see
+    each breaker's transitions one at a time, in the order they happened,
+    whichever threads made them.
     """
 
     _listeners: tuple[StateListener, ...] = ()
     _last_opened_wall: float | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> CircuitBreaker:
+        self = super().__new__(cls, *args, **kwargs)
+        # The engine reports every transition to this function, explicitly
+        # given (it never looks a method up on the subclass).
+        self._set_listener(cls._on_transition)
+        return self
+
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function so that each call goes
         through this breaker. Generator and async generator functions are
-        refused: the breaker would guard only their creation."""
+        refused: the breaker would guard only their creation. The wrapper's
+        read-only ``breaker`` attribute is this breaker, and ``__wrapped__``
+        the function."""
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise TypeError(
                 f"cannot guard generator function {fn!r}: a breaker would only see "
@@ -119,7 +142,13 @@ class CircuitBreaker(_resil.Breaker):
     def on_state_change(self, listener: StateListener) -> StateListener:
         """Calls ``listener(breaker, old, new, reason)`` after every state
         change. A listener that raises is logged and never breaks the
-        breaker. Returns the listener, so this works as a decorator."""
+        breaker. Returns the listener, so this works as a decorator.
+
+        Listeners see one breaker's transitions one call at a time, in the
+        order they happened: while a thread is reporting transitions, one
+        made by another thread (or by a listener re-entering the breaker) is
+        queued and reported by that thread after the earlier ones, so it may
+        reach the listeners just after the call that made it returns."""
         if not callable(listener):
             raise TypeError(f"listener must be callable, not {type(listener).__name__}")
         self._listeners = self._listeners + (listener,)
@@ -149,6 +178,8 @@ class CircuitBreaker(_resil.Breaker):
 
     def _on_transition(self, old: State, new: State, reason: str, fail_count: int,
                        success_rate: float, latency_ms: float | None) -> None:
+        """Logs one transition and calls the listeners; the engine calls it
+        for each transition, one at a time, in order."""
         if new == State.OPEN:
             self._last_opened_wall = time.time()
         level = logging.WARNING if new in (State.OPEN, State.FORCED_OPEN) else logging.INFO
@@ -174,6 +205,21 @@ class CircuitBreaker(_resil.Breaker):
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.name}>"
+
+
+def _constructor_signature() -> inspect.Signature:
+    """CircuitBreaker's parameters, with the engine's own defaults."""
+    param = inspect.Parameter
+    defaults = _resil.Breaker().config
+    params = [param("cls", param.POSITIONAL_OR_KEYWORD),
+              param("name", param.POSITIONAL_OR_KEYWORD, default=defaults.pop("name"))]
+    params += [param(key, param.KEYWORD_ONLY, default=value) for key, value in defaults.items()]
+    params.append(param("clock", param.KEYWORD_ONLY, default=None))
+    return inspect.Signature(params)
+
+
+# inspect.signature(CircuitBreaker) shows the constructor's parameters, not __new__'s *args.
+setattr(CircuitBreaker.__new__, "__signature__", _constructor_signature())
 
 
 class BreakerGroup(Mapping[str, CircuitBreaker]):

@@ -127,7 +127,7 @@ def test_name_must_be_str() -> None:
 
 
 def test_defaults_match_spec() -> None:
-    cfg = CircuitBreaker().config()
+    cfg = CircuitBreaker().config
     assert cfg == {
         "name": "default", "failure_threshold": 5, "failure_rate_threshold": None,
         "slow_call_duration": None, "slow_call_rate_threshold": 1.0, "window_size": 100,

@@ -576,3 +576,92 @@ void rs_breaker_reset(rs_breaker *b, uint64_t now_ns) {
     }
     memset(&b->counters, 0, sizeof b->counters);
 }
+
+/* ---- run-time configuration -------------------------------------------- */
+
+/* Replays the newest outcomes of a count window that fit into a fresh one.
+ * Their periods were already fed to the EWMA, so the new window starts a
+ * period of its own. */
+static void copy_outcomes(rs_window *to, const rs_window *from) {
+    uint32_t keep = from->filled < to->size ? from->filled : to->size;
+    uint32_t oldest = from->filled == from->size ? from->pos : 0;
+    uint32_t i = (oldest + (from->filled - keep)) % from->size;
+    double unused;
+    for (uint32_t k = 0; k < keep; k++) {
+        rs_window_add(to, from->ring[i], &unused);
+        i = i + 1 == from->size ? 0 : i + 1;
+    }
+    to->period_n = 0;
+    to->period_f = 0;
+}
+
+/* Pushes the newest latencies that fit into a fresh ring, oldest first. */
+static void copy_latencies(rs_latring *to, const rs_latring *from) {
+    uint32_t keep = from->n < to->cap ? from->n : to->cap;
+    uint32_t oldest = from->n == from->cap ? from->pos : 0;
+    uint32_t i = (oldest + (from->n - keep)) % from->cap;
+    for (uint32_t k = 0; k < keep; k++) {
+        rs_latring_push(to, from->values[i]);
+        i = i + 1 == from->cap ? 0 : i + 1;
+    }
+}
+
+int rs_breaker_configure(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) {
+    int st = rs_breaker_config_check(c);
+    if (st != RS_OK) {
+        return st;
+    }
+    const rs_breaker_config *old = &b->cfg;
+    int new_window = c->window_duration_ns != old->window_duration_ns ||
+                     (!c->window_duration_ns && c->window_size != old->window_size);
+    int new_ring = c->latency_window != old->latency_window;
+    rs_window w;
+    rs_latring l;
+    /* Everything that can fail comes first. */
+    if (new_window) {
+        uint64_t at = now_ns > b->now_ns ? now_ns : b->now_ns;
+        st = c->window_duration_ns ? rs_window_init_time(&w, c->window_duration_ns, at)
+                                   : rs_window_init_count(&w, c->window_size);
+        if (st != RS_OK) {
+            rs_window_free(&w);
+            return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_WINDOW_SIZE : st;
+        }
+    }
+    if (new_ring) {
+        st = rs_latring_init(&l, c->latency_window);
+        if (st != RS_OK) {
+            rs_latring_free(&l);
+            if (new_window) {
+                rs_window_free(&w);
+            }
+            return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_LATENCY_WINDOW : st;
+        }
+    }
+    tick(b, now_ns); /* settle what the old configuration decides first */
+    if (new_window) {
+        if (!b->window.timed && !w.timed) {
+            copy_outcomes(&w, &b->window);
+        }
+        rs_window_free(&b->window);
+        b->window = w;
+    }
+    if (new_ring) {
+        copy_latencies(&l, &b->latencies);
+        rs_latring_free(&b->latencies);
+        b->latencies = l;
+        update_latency_part(b);
+    }
+    double growth = old->cooldown_ns ? (double)b->cooldown_cur_ns / (double)old->cooldown_ns : 1.0;
+    double grown = (double)c->cooldown_ns * growth;
+    b->cfg = *c;
+    b->cooldown_cur_ns = grown >= (double)c->cooldown_max_ns ? c->cooldown_max_ns
+                         : grown <= (double)c->cooldown_ns   ? c->cooldown_ns
+                                                             : (uint64_t)grown;
+    b->ewma.alpha = c->ewma_alpha;
+    b->eff_threshold = compute_threshold(b);
+    if (b->state == RS_STATE_HALF_OPEN && b->probe_successes >= c->half_open_probes) {
+        go_closed(b, RS_REASON_PROBES_SUCCEEDED);
+    }
+    tick_slow(b); /* a shorter cooldown or half_open_max_wait may be over already */
+    return RS_OK;
+}

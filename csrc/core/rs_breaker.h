@@ -182,6 +182,19 @@ typedef struct rs_breaker {
 int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns);
 void rs_breaker_free(rs_breaker *b);
 
+/* Replaces the configuration of a running breaker, all or nothing: returns
+ * RS_OK, or RS_ENOMEM or RS_EFIELD_BASE + the first bad field with nothing
+ * changed. The state, counters, consecutive failures and the EWMA are kept.
+ * A new window_size of a count window keeps the newest outcomes that fit;
+ * switching between a count and a time window, or a new window_duration,
+ * starts the window empty (outcomes carry no times to re-bucket); a new
+ * latency_window keeps the newest latencies that fit. The current cooldown
+ * keeps its growth factor, applied to the new cooldown and capped by the new
+ * cooldown_max. A HALF_OPEN breaker that already has the new
+ * half_open_probes successes closes; an OPEN one whose new cooldown has
+ * elapsed moves on as a tick would. Transitions are queued as usual. */
+int rs_breaker_configure(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns);
+
 /* Attaches b to an ejector (counted as a member) or detaches it (e = NULL). */
 void rs_breaker_set_ejector(rs_breaker *b, rs_ejector *e);
 

@@ -31,6 +31,14 @@ typedef struct {
     PyObject *failure_if;     /* callable or NULL */
     PyObject *result_failure; /* callable or NULL */
     PyObject *pool;           /* EjectionPool or NULL */
+    PyObject *listener;       /* fn(breaker, old, new, reason, fails, rate, latency) or NULL */
+    /* Transitions taken from the core's fixed queue, waiting to be reported
+     * in order: a ring of out_cap entries from out_head. */
+    rs_transition *outbox;
+    uint32_t out_head;
+    uint32_t out_len;
+    uint32_t out_cap;
+    int delivering;           /* a thread is reporting the outbox */
     int initialised;
 } BreakerObject;
 
@@ -63,6 +71,8 @@ typedef struct {
     rs_permit permit;
     uint64_t t0;
     int phase;        /* 0 created, 1 running with a permit, 2 finished */
+    int held;         /* phase 0 already holding `permit` (call() of a function
+                         that returned a coroutine); t0 is read when first resumed */
 } AwaitObject;
 
 typedef struct {
@@ -144,32 +154,86 @@ static inline double latency_ms(uint64_t t0, uint64_t t1) {
     return t1 > t0 ? (double)(t1 - t0) / 1e6 : 0.0;
 }
 
-static void drain_slow(BreakerObject *b) {
+/* Moves the core's queued transitions to the outbox, oldest first. Runs no
+ * Python code, so the outbox keeps the order in which they happened. When
+ * the outbox cannot grow the rest stay queued in the core, which is drained
+ * after the outbox. */
+static void take_transitions(BreakerObject *b) {
+    while (b->core.pending_len) {
+        if (b->out_len == b->out_cap) {
+            uint32_t cap = b->out_cap ? b->out_cap * 2 : RS_BREAKER_PENDING;
+            rs_transition *grown =
+                cap > b->out_cap ? (rs_transition *)PyMem_Malloc((size_t)cap * sizeof *grown) : NULL;
+            if (!grown) {
+                return;
+            }
+            for (uint32_t i = 0; i < b->out_len; i++) {
+                grown[i] = b->outbox[(b->out_head + i) % b->out_cap];
+            }
+            PyMem_Free(b->outbox);
+            b->outbox = grown;
+            b->out_head = 0;
+            b->out_cap = cap;
+        }
+        rs_breaker_pop_transition(&b->core, &b->outbox[(b->out_head + b->out_len) % b->out_cap]);
+        b->out_len++;
+    }
+}
+
+static int next_transition(BreakerObject *b, rs_transition *t) {
+    take_transitions(b);
+    if (b->out_len) {
+        *t = b->outbox[b->out_head];
+        b->out_head = (b->out_head + 1) % b->out_cap;
+        b->out_len--;
+        return 1;
+    }
+    return rs_breaker_pop_transition(&b->core, t); /* only when the outbox could not grow */
+}
+
+static void report(BreakerObject *b, const rs_transition *t) {
     resil_state *st = b->st;
+    PyObject *lat = t->latency_ms >= 0.0 ? PyFloat_FromDouble(t->latency_ms) : Py_NewRef(Py_None);
+    PyObject *fails = PyLong_FromUnsignedLongLong(t->consecutive_failures);
+    PyObject *rate = PyFloat_FromDouble(t->success_rate);
+    PyObject *fn = Py_XNewRef(b->listener);
+    PyObject *r = NULL;
+    if (lat && fails && rate) {
+        PyObject *args[7] = {(PyObject *)b, st->states[t->old_state], st->states[t->new_state],
+                             st->reasons[t->reason], fails, rate, lat};
+        r = fn ? PyObject_Vectorcall(fn, args, 7, NULL) : Py_NewRef(Py_None);
+    }
+    if (!r) {
+        PyErr_WriteUnraisable((PyObject *)b);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(fn);
+    Py_XDECREF(lat);
+    Py_XDECREF(fails);
+    Py_XDECREF(rate);
+}
+
+/* Reports transitions to the listener, one at a time and in the order they
+ * happened, whichever threads made them: the first thread to find some
+ * reports them all, including those other threads (or the listener itself,
+ * re-entering the breaker) add meanwhile; the others only queue theirs and
+ * return. The check of `delivering` and the queueing run no Python code, so
+ * a transition is never left unreported. Never raises. */
+static void drain_slow(BreakerObject *b) {
+    take_transitions(b);
+    if (b->delivering) {
+        return;
+    }
+    b->delivering = 1;
     PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
     rs_transition t;
-    while (rs_breaker_pop_transition(&b->core, &t)) {
-        PyObject *lat = t.latency_ms >= 0.0 ? PyFloat_FromDouble(t.latency_ms) : Py_NewRef(Py_None);
-        PyObject *fails = PyLong_FromUnsignedLongLong(t.consecutive_failures);
-        PyObject *rate = PyFloat_FromDouble(t.success_rate);
-        PyObject *r = NULL;
-        if (lat && fails && rate) {
-            r = PyObject_CallMethodObjArgs((PyObject *)b, st->str_on_transition,
-                                           st->states[t.old_state], st->states[t.new_state],
-                                           st->reasons[t.reason], fails, rate, lat, NULL);
-        }
-        if (!r) {
-            PyErr_WriteUnraisable((PyObject *)b);
-        }
-        Py_XDECREF(r);
-        Py_XDECREF(lat);
-        Py_XDECREF(fails);
-        Py_XDECREF(rate);
+    while (next_transition(b, &t)) {
+        report(b, &t);
     }
+    b->delivering = 0;
     restore_exc(saved);
 }
 
-/* Reports queued transitions to self._on_transition; never raises. */
 static inline void drain(BreakerObject *b) {
     if (RS_UNLIKELY(b->core.pending_len)) {
         drain_slow(b);
@@ -217,7 +281,9 @@ static int classify_exc(BreakerObject *b, PyObject *exc) {
     if (!b->failure_if) {
         return OUT_FAILURE;
     }
-    PyObject *r = PyObject_CallOneArg(b->failure_if, exc);
+    PyObject *pred = Py_NewRef(b->failure_if); /* configure() may replace it meanwhile */
+    PyObject *r = PyObject_CallOneArg(pred, exc);
+    Py_DECREF(pred);
     int truth = r ? PyObject_IsTrue(r) : -1;
     Py_XDECREF(r);
     if (truth < 0) {
@@ -272,7 +338,9 @@ static PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, 
     if (RS_LIKELY(res != NULL)) {
         kind = OUT_SUCCESS;
         if (b->result_failure) {
-            PyObject *r = PyObject_CallOneArg(b->result_failure, res);
+            PyObject *pred = Py_NewRef(b->result_failure); /* configure() may replace it */
+            PyObject *r = PyObject_CallOneArg(pred, res);
+            Py_DECREF(pred);
             int truth = r ? PyObject_IsTrue(r) : -1;
             Py_XDECREF(r);
             if (truth != 0) {
@@ -369,13 +437,54 @@ static int openerr_init(OpenErrorObject *self, PyObject *args, PyObject *kwds) {
                                      &remaining)) {
         return -1;
     }
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "name must be a str or None, not %.100s", Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    resil_state *st = get_state_by_type(Py_TYPE(self));
+    if (!st) {
+        return -1;
+    }
+    if (state != Py_None) {
+        if (!PyLong_Check(state) || PyBool_Check(state)) {
+            PyErr_Format(PyExc_TypeError, "state must be a resil.State, an int in [0, %d] or None, "
+                         "not %.100s", RS_STATE_COUNT - 1, Py_TYPE(state)->tp_name);
+            return -1;
+        }
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(state, &overflow);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow || v < 0 || v >= RS_STATE_COUNT) {
+            return resil_bad_value("state", "a resil.State or an int in [0, 5]", state);
+        }
+        state = st->states[v];
+    }
+    PyObject *rem = Py_NewRef(Py_None);
+    if (remaining != Py_None) {
+        double r;
+        if (resil_number(remaining, "remaining", &r) < 0) {
+            Py_DECREF(rem);
+            return -1;
+        }
+        if (!(r >= 0.0 && isfinite(r))) {
+            Py_DECREF(rem);
+            return resil_bad_value("remaining", "a finite number of seconds >= 0 or None", remaining);
+        }
+        Py_SETREF(rem, PyFloat_FromDouble(r));
+        if (!rem) {
+            return -1;
+        }
+    }
     Py_XSETREF(self->base.args, PyTuple_New(0));
     if (!self->base.args) {
+        Py_DECREF(rem);
         return -1;
     }
     Py_XSETREF(self->name, Py_NewRef(name));
     Py_XSETREF(self->state, Py_NewRef(state));
-    Py_XSETREF(self->remaining, Py_NewRef(remaining));
+    Py_XSETREF(self->remaining, rem);
     return 0;
 }
 
@@ -455,8 +564,11 @@ static PyMemberDef openerr_members[] = {
 };
 
 static PyType_Slot openerr_slots[] = {
-    {Py_tp_doc, "CircuitOpenError(name, state, remaining)\n--\n\n"
-                "Raised when a circuit breaker rejects a call."},
+    {Py_tp_doc, "CircuitOpenError(name=None, state=None, remaining=None)\n--\n\n"
+                "Raised when a circuit breaker rejects a call. name is the breaker's name (a\n"
+                "str); state a resil.State (an int in [0, 5] is converted); remaining the\n"
+                "seconds until HALF_OPEN (a finite number >= 0, kept as a float), or None when\n"
+                "forced open."},
     {Py_tp_init, openerr_init},
     {Py_tp_traverse, openerr_traverse},
     {Py_tp_clear, openerr_clear},
@@ -538,12 +650,85 @@ static PyType_Spec pool_spec = {
     .slots = pool_slots,
 };
 
-/* ---- Breaker: construction --------------------------------------------- */
+/* ---- Breaker: configuration -------------------------------------------- */
+
+/* The configuration parameters, in constructor order (after name). */
+enum {
+    P_FAILURE_THRESHOLD = 0,
+    P_FAILURE_RATE_THRESHOLD,
+    P_SLOW_CALL_DURATION,
+    P_SLOW_CALL_RATE_THRESHOLD,
+    P_WINDOW_SIZE,
+    P_WINDOW_DURATION,
+    P_MINIMUM_CALLS,
+    P_COOLDOWN,
+    P_COOLDOWN_MULTIPLIER,
+    P_COOLDOWN_MAX,
+    P_HALF_OPEN_PROBES,
+    P_HALF_OPEN_MAX_WAIT,
+    P_ADAPTIVE,
+    P_EWMA_ALPHA,
+    P_SENSITIVITY,
+    P_MIN_HEALTH_SCORE,
+    P_LATENCY_WINDOW,
+    P_FAILURE_ON,
+    P_IGNORE,
+    P_FAILURE_IF,
+    P_RESULT_FAILURE,
+    P_COUNT
+};
+
+static const struct {
+    const char *name;
+    int field; /* rs_breaker_field, or -1 for what the binding holds */
+} PARAMS[P_COUNT] = {
+    {"failure_threshold", RS_BF_FAILURE_THRESHOLD},
+    {"failure_rate_threshold", RS_BF_FAILURE_RATE_THRESHOLD},
+    {"slow_call_duration", RS_BF_SLOW_CALL_DURATION},
+    {"slow_call_rate_threshold", RS_BF_SLOW_CALL_RATE_THRESHOLD},
+    {"window_size", RS_BF_WINDOW_SIZE},
+    {"window_duration", RS_BF_WINDOW_DURATION},
+    {"minimum_calls", RS_BF_MINIMUM_CALLS},
+    {"cooldown", RS_BF_COOLDOWN},
+    {"cooldown_multiplier", RS_BF_COOLDOWN_MULTIPLIER},
+    {"cooldown_max", RS_BF_COOLDOWN_MAX},
+    {"half_open_probes", RS_BF_HALF_OPEN_PROBES},
+    {"half_open_max_wait", RS_BF_HALF_OPEN_MAX_WAIT},
+    {"adaptive", -1},
+    {"ewma_alpha", RS_BF_EWMA_ALPHA},
+    {"sensitivity", RS_BF_SENSITIVITY},
+    {"min_health_score", RS_BF_MIN_HEALTH_SCORE},
+    {"latency_window", RS_BF_LATENCY_WINDOW},
+    {"failure_on", -1},
+    {"ignore", -1},
+    {"failure_if", -1},
+    {"result_failure", -1},
+};
+
+/* The parameters the binding holds (outcome classification). */
+enum { PY_FAILURE_ON = 0, PY_IGNORE, PY_FAILURE_IF, PY_RESULT_FAILURE, PY_COUNT };
+
+static int param_of_field(int field) {
+    for (int p = 0; p < P_COUNT; p++) {
+        if (PARAMS[p].field == field) {
+            return p;
+        }
+    }
+    return -1;
+}
+
+/* One parsed parameter value, ready to apply without running Python code. */
+typedef struct {
+    uint32_t u;
+    double d;
+    uint64_t ns;
+    int on;        /* optional rules: enabled; adaptive: the flag */
+    PyObject *obj; /* classification parameters: new reference, Py_None for None */
+} parsed_param;
 
 static int bad_field(int field, PyObject *value) {
-    PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_breaker_field_name(field),
-                 rs_breaker_field_range(field), value ? value : Py_None);
-    return -1;
+    return resil_bad_value(rs_breaker_field_name(field), rs_breaker_field_range(field),
+                           value ? value : Py_None);
 }
 
 static int as_u32(PyObject *o, int field, uint32_t *out) {
@@ -601,31 +786,207 @@ static PyObject *exc_tuple(PyObject *o, const char *name) {
     if (PyTuple_Check(o)) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(o); i++) {
             if (!PyExceptionClass_Check(PyTuple_GET_ITEM(o, i))) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s must be an exception class or a tuple of them; item %zd is %R", name,
-                             i, PyTuple_GET_ITEM(o, i));
+                PyObject *r = resil_value_repr(PyTuple_GET_ITEM(o, i));
+                if (r) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s must be an exception class or a tuple of them; item %zd is %U",
+                                 name, i, r);
+                    Py_DECREF(r);
+                }
                 return NULL;
             }
         }
-        return Py_NewRef(o);
+        /* A tuple subclass could change what it holds; keep a plain copy. */
+        return PyTuple_CheckExact(o) ? Py_NewRef(o) : PyTuple_GetSlice(o, 0, PY_SSIZE_T_MAX);
     }
     PyErr_Format(PyExc_TypeError, "%s must be an exception class or a tuple of them, not %.100s",
                  name, Py_TYPE(o)->tp_name);
     return NULL;
 }
 
-static int opt_callable(PyObject *o, const char *name, PyObject **out) {
-    if (o == NULL || o == Py_None) {
-        *out = NULL;
+/* Parses the value of parameter p; may run Python code (a number's
+ * __float__), touches no breaker. */
+static int parse_param(int p, PyObject *v, parsed_param *out) {
+    int f = PARAMS[p].field;
+    switch (p) {
+    case P_FAILURE_THRESHOLD:
+    case P_WINDOW_SIZE:
+    case P_MINIMUM_CALLS:
+    case P_HALF_OPEN_PROBES:
+    case P_LATENCY_WINDOW:
+        return as_u32(v, f, &out->u);
+    case P_FAILURE_RATE_THRESHOLD:
+        out->on = v != Py_None;
+        return out->on ? as_double(v, f, &out->d) : 0;
+    case P_SLOW_CALL_DURATION:
+        out->on = v != Py_None;
+        if (out->on && as_double(v, f, &out->d) < 0) {
+            return -1;
+        }
+        out->d *= 1000.0; /* the core keeps milliseconds */
+        return 0;
+    case P_WINDOW_DURATION:
+    case P_HALF_OPEN_MAX_WAIT:
+        out->ns = 0; /* None: a count window / no limit */
+        if (v != Py_None) {
+            uint64_t min = p == P_WINDOW_DURATION ? RS_WINDOW_BUCKETS : 1;
+            if (as_ns(v, f, &out->ns) < 0) {
+                return -1;
+            }
+            if (out->ns < min) {
+                return bad_field(f, v);
+            }
+        }
+        return 0;
+    case P_COOLDOWN:
+    case P_COOLDOWN_MAX:
+        return v == Py_None ? bad_field(f, v) : as_ns(v, f, &out->ns);
+    case P_SLOW_CALL_RATE_THRESHOLD:
+        if (v == Py_None) {
+            return bad_field(f, v);
+        }
+        return as_double(v, f, &out->d);
+    case P_COOLDOWN_MULTIPLIER:
+    case P_EWMA_ALPHA:
+    case P_SENSITIVITY:
+    case P_MIN_HEALTH_SCORE:
+        return as_double(v, f, &out->d);
+    case P_ADAPTIVE:
+        if (!PyBool_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "adaptive must be a bool, not %.100s", Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        out->on = v == Py_True;
+        return 0;
+    case P_FAILURE_ON:
+    case P_IGNORE:
+        out->obj = exc_tuple(v, PARAMS[p].name);
+        return out->obj ? 0 : -1;
+    default: /* P_FAILURE_IF, P_RESULT_FAILURE */
+        if (v != Py_None && !PyCallable_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s", PARAMS[p].name,
+                         Py_TYPE(v)->tp_name);
+            return -1;
+        }
+        out->obj = Py_NewRef(v);
         return 0;
     }
-    if (!PyCallable_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s", name,
-                     Py_TYPE(o)->tp_name);
-        return -1;
+}
+
+/* Applies a parsed value to a core configuration; runs no Python code. */
+static void apply_param(int p, const parsed_param *in, rs_breaker_config *c) {
+    switch (p) {
+    case P_FAILURE_THRESHOLD: c->failure_threshold = in->u; break;
+    case P_FAILURE_RATE_THRESHOLD:
+        c->failure_rate_enabled = in->on;
+        if (in->on) c->failure_rate_threshold = in->d;
+        break;
+    case P_SLOW_CALL_DURATION:
+        c->slow_call_enabled = in->on;
+        if (in->on) c->slow_call_ms = in->d;
+        break;
+    case P_SLOW_CALL_RATE_THRESHOLD: c->slow_call_rate_threshold = in->d; break;
+    case P_WINDOW_SIZE: c->window_size = in->u; break;
+    case P_WINDOW_DURATION: c->window_duration_ns = in->ns; break;
+    case P_MINIMUM_CALLS: c->minimum_calls = in->u; break;
+    case P_COOLDOWN: c->cooldown_ns = in->ns; break;
+    case P_COOLDOWN_MULTIPLIER: c->cooldown_multiplier = in->d; break;
+    case P_COOLDOWN_MAX: c->cooldown_max_ns = in->ns; break;
+    case P_HALF_OPEN_PROBES: c->half_open_probes = in->u; break;
+    case P_HALF_OPEN_MAX_WAIT: c->half_open_max_wait_ns = in->ns; break;
+    case P_ADAPTIVE: c->adaptive = in->on; break;
+    case P_EWMA_ALPHA: c->ewma_alpha = in->d; break;
+    case P_SENSITIVITY: c->sensitivity = in->d; break;
+    case P_MIN_HEALTH_SCORE: c->min_health_score = in->d; break;
+    case P_LATENCY_WINDOW: c->latency_window = in->u; break;
+    default: break; /* classification: held by the binding */
     }
-    *out = Py_NewRef(o);
+}
+
+static PyObject *float_or_none(int on, double seconds) {
+    return on ? PyFloat_FromDouble(seconds) : Py_NewRef(Py_None);
+}
+
+/* The value of parameter p, in constructor units. py holds the
+ * classification parameters (NULL for None). */
+static PyObject *param_value(const rs_breaker_config *c, PyObject *const py[PY_COUNT], int p) {
+    switch (p) {
+    case P_FAILURE_THRESHOLD: return PyLong_FromUnsignedLong(c->failure_threshold);
+    case P_FAILURE_RATE_THRESHOLD:
+        return float_or_none(c->failure_rate_enabled, c->failure_rate_threshold);
+    case P_SLOW_CALL_DURATION: return float_or_none(c->slow_call_enabled, c->slow_call_ms / 1000.0);
+    case P_SLOW_CALL_RATE_THRESHOLD: return PyFloat_FromDouble(c->slow_call_rate_threshold);
+    case P_WINDOW_SIZE: return PyLong_FromUnsignedLong(c->window_size);
+    case P_WINDOW_DURATION:
+        return float_or_none(c->window_duration_ns != 0, (double)c->window_duration_ns / 1e9);
+    case P_MINIMUM_CALLS: return PyLong_FromUnsignedLong(c->minimum_calls);
+    case P_COOLDOWN: return PyFloat_FromDouble((double)c->cooldown_ns / 1e9);
+    case P_COOLDOWN_MULTIPLIER: return PyFloat_FromDouble(c->cooldown_multiplier);
+    case P_COOLDOWN_MAX: return PyFloat_FromDouble((double)c->cooldown_max_ns / 1e9);
+    case P_HALF_OPEN_PROBES: return PyLong_FromUnsignedLong(c->half_open_probes);
+    case P_HALF_OPEN_MAX_WAIT:
+        return float_or_none(c->half_open_max_wait_ns != 0, (double)c->half_open_max_wait_ns / 1e9);
+    case P_ADAPTIVE: return PyBool_FromLong(c->adaptive);
+    case P_EWMA_ALPHA: return PyFloat_FromDouble(c->ewma_alpha);
+    case P_SENSITIVITY: return PyFloat_FromDouble(c->sensitivity);
+    case P_MIN_HEALTH_SCORE: return PyFloat_FromDouble(c->min_health_score);
+    case P_LATENCY_WINDOW: return PyLong_FromUnsignedLong(c->latency_window);
+    default: {
+        PyObject *o = py[p - P_FAILURE_ON];
+        return Py_NewRef(o ? o : Py_None);
+    }
+    }
+}
+
+/* ValueError for a configuration the core refused (rc = RS_EFIELD_BASE +
+ * field): names the field and the value passed for it, or, when it was not
+ * passed (another parameter broke a rule between them), its value in c. */
+static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given[P_COUNT]) {
+    int field = rc - RS_EFIELD_BASE;
+    int p = param_of_field(field);
+    if (p < 0) {
+        PyErr_Format(PyExc_SystemError, "rs_breaker: unexpected status %d", rc);
+        return;
+    }
+    if (given[p]) {
+        bad_field(field, given[p]);
+        return;
+    }
+    PyObject *none[PY_COUNT] = {NULL};
+    PyObject *v = param_value(c, none, p);
+    if (v) {
+        bad_field(field, v);
+        Py_DECREF(v);
+    }
+}
+
+static void clear_parsed(parsed_param *pv) {
+    for (int p = 0; p < P_COUNT; p++) {
+        Py_CLEAR(pv[p].obj);
+    }
+}
+
+/* Parses every given parameter (given[p] NULL: not given) into pv and
+ * applies them to *c. Returns -1 with an exception set (pv cleared). */
+static int parse_params(PyObject *const given[P_COUNT], parsed_param *pv) {
+    memset(pv, 0, sizeof(parsed_param) * P_COUNT);
+    for (int p = 0; p < P_COUNT; p++) {
+        if (given[p] && parse_param(p, given[p], &pv[p]) < 0) {
+            clear_parsed(pv);
+            return -1;
+        }
+    }
     return 0;
+}
+
+static PyObject *take_classifier(parsed_param *pv, int p) {
+    PyObject *o = pv[p].obj;
+    pv[p].obj = NULL;
+    if (o == Py_None) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    return o;
 }
 
 static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -636,19 +997,12 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                              "half_open_max_wait", "adaptive", "ewma_alpha", "sensitivity",
                              "min_health_score", "latency_window", "failure_on", "ignore",
                              "failure_if", "result_failure", "clock", NULL};
-    PyObject *name = NULL;
-    PyObject *v[RS_BF_COUNT] = {NULL};
-    PyObject *adaptive = NULL, *failure_on = NULL, *ignore = NULL, *failure_if = NULL,
-             *result_failure = NULL, *clock = NULL;
+    PyObject *name = NULL, *clock = NULL;
+    PyObject *v[P_COUNT] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(
             args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", kwlist, &name,
-            &v[RS_BF_FAILURE_THRESHOLD], &v[RS_BF_FAILURE_RATE_THRESHOLD],
-            &v[RS_BF_SLOW_CALL_DURATION], &v[RS_BF_SLOW_CALL_RATE_THRESHOLD], &v[RS_BF_WINDOW_SIZE],
-            &v[RS_BF_WINDOW_DURATION], &v[RS_BF_MINIMUM_CALLS], &v[RS_BF_COOLDOWN],
-            &v[RS_BF_COOLDOWN_MULTIPLIER], &v[RS_BF_COOLDOWN_MAX], &v[RS_BF_HALF_OPEN_PROBES],
-            &v[RS_BF_HALF_OPEN_MAX_WAIT], &adaptive, &v[RS_BF_EWMA_ALPHA], &v[RS_BF_SENSITIVITY],
-            &v[RS_BF_MIN_HEALTH_SCORE], &v[RS_BF_LATENCY_WINDOW], &failure_on, &ignore,
-            &failure_if, &result_failure, &clock)) {
+            &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
+            &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18], &v[19], &v[20], &clock)) {
         return NULL;
     }
     resil_state *st = get_state_by_type(type);
@@ -659,105 +1013,165 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
         return NULL;
     }
+    parsed_param pv[P_COUNT];
+    if (parse_params(v, pv) < 0) {
+        return NULL;
+    }
     rs_breaker_config c;
     rs_breaker_config_default(&c);
-#define U32(f, dst) if (v[f] && as_u32(v[f], f, &(dst)) < 0) return NULL
-#define DBL(f, dst) if (v[f] && v[f] != Py_None && as_double(v[f], f, &(dst)) < 0) return NULL
-#define NS(f, dst) if (v[f] && v[f] != Py_None && as_ns(v[f], f, &(dst)) < 0) return NULL
-    U32(RS_BF_FAILURE_THRESHOLD, c.failure_threshold);
-    DBL(RS_BF_FAILURE_RATE_THRESHOLD, c.failure_rate_threshold);
-    c.failure_rate_enabled = v[RS_BF_FAILURE_RATE_THRESHOLD] && v[RS_BF_FAILURE_RATE_THRESHOLD] != Py_None;
-    if (v[RS_BF_SLOW_CALL_DURATION] && v[RS_BF_SLOW_CALL_DURATION] != Py_None) {
-        double s;
-        if (as_double(v[RS_BF_SLOW_CALL_DURATION], RS_BF_SLOW_CALL_DURATION, &s) < 0) {
-            return NULL;
-        }
-        c.slow_call_enabled = 1;
-        c.slow_call_ms = s * 1000.0;
-    }
-    if (v[RS_BF_SLOW_CALL_RATE_THRESHOLD] == Py_None) {
-        return bad_field(RS_BF_SLOW_CALL_RATE_THRESHOLD, Py_None), NULL;
-    }
-    DBL(RS_BF_SLOW_CALL_RATE_THRESHOLD, c.slow_call_rate_threshold);
-    U32(RS_BF_WINDOW_SIZE, c.window_size);
-    if (v[RS_BF_WINDOW_DURATION] && v[RS_BF_WINDOW_DURATION] != Py_None) {
-        NS(RS_BF_WINDOW_DURATION, c.window_duration_ns);
-        if (c.window_duration_ns < RS_WINDOW_BUCKETS) {
-            return bad_field(RS_BF_WINDOW_DURATION, v[RS_BF_WINDOW_DURATION]), NULL;
+    for (int p = 0; p < P_COUNT; p++) {
+        if (v[p]) {
+            apply_param(p, &pv[p], &c);
         }
     }
-    U32(RS_BF_MINIMUM_CALLS, c.minimum_calls);
-    if (v[RS_BF_COOLDOWN] == Py_None) {
-        return bad_field(RS_BF_COOLDOWN, Py_None), NULL;
-    }
-    NS(RS_BF_COOLDOWN, c.cooldown_ns);
-    DBL(RS_BF_COOLDOWN_MULTIPLIER, c.cooldown_multiplier);
-    if (v[RS_BF_COOLDOWN_MAX] == Py_None) {
-        return bad_field(RS_BF_COOLDOWN_MAX, Py_None), NULL;
-    }
-    NS(RS_BF_COOLDOWN_MAX, c.cooldown_max_ns);
-    U32(RS_BF_HALF_OPEN_PROBES, c.half_open_probes);
-    if (v[RS_BF_HALF_OPEN_MAX_WAIT] && v[RS_BF_HALF_OPEN_MAX_WAIT] != Py_None) {
-        NS(RS_BF_HALF_OPEN_MAX_WAIT, c.half_open_max_wait_ns);
-        if (c.half_open_max_wait_ns == 0) {
-            return bad_field(RS_BF_HALF_OPEN_MAX_WAIT, v[RS_BF_HALF_OPEN_MAX_WAIT]), NULL;
-        }
-    }
-    DBL(RS_BF_EWMA_ALPHA, c.ewma_alpha);
-    DBL(RS_BF_SENSITIVITY, c.sensitivity);
-    DBL(RS_BF_MIN_HEALTH_SCORE, c.min_health_score);
-    U32(RS_BF_LATENCY_WINDOW, c.latency_window);
-#undef U32
-#undef DBL
-#undef NS
-    if (adaptive) {
-        if (!PyBool_Check(adaptive)) {
-            PyErr_Format(PyExc_TypeError, "adaptive must be a bool, not %.100s",
-                         Py_TYPE(adaptive)->tp_name);
-            return NULL;
-        }
-        c.adaptive = adaptive == Py_True;
-    }
+    BreakerObject *self = NULL;
     int check = rs_breaker_config_check(&c);
     if (check != RS_OK) {
-        int field = check - RS_EFIELD_BASE;
-        return bad_field(field, v[field]), NULL;
+        bad_config(check, &c, v);
+        goto error;
     }
     int kind = resil_clock_resolve(st, &clock);
-    if (kind < 0) {
-        return NULL;
-    }
     uint64_t now;
-    if (resil_clock_read(kind, clock, &now) < 0) {
-        return NULL;
+    if (kind < 0 || resil_clock_read(kind, clock, &now) < 0) {
+        goto error;
     }
-    BreakerObject *self = (BreakerObject *)type->tp_alloc(type, 0);
+    self = (BreakerObject *)type->tp_alloc(type, 0);
     if (!self) {
-        return NULL;
+        goto error;
     }
     self->st = st;
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
     self->name = name ? Py_NewRef(name) : PyUnicode_FromString("default");
-    self->failure_on = failure_on ? exc_tuple(failure_on, "failure_on")
-                                  : PyTuple_Pack(1, PyExc_Exception);
-    self->ignore = ignore ? exc_tuple(ignore, "ignore") : PyTuple_New(0);
-    if (!self->name || !self->failure_on || !self->ignore ||
-        opt_callable(failure_if, "failure_if", &self->failure_if) < 0 ||
-        opt_callable(result_failure, "result_failure", &self->result_failure) < 0) {
-        Py_DECREF(self);
-        return NULL;
+    self->failure_on = v[P_FAILURE_ON] ? take_classifier(pv, P_FAILURE_ON)
+                                       : PyTuple_Pack(1, PyExc_Exception);
+    self->ignore = v[P_IGNORE] ? take_classifier(pv, P_IGNORE) : PyTuple_New(0);
+    self->failure_if = take_classifier(pv, P_FAILURE_IF);
+    self->result_failure = take_classifier(pv, P_RESULT_FAILURE);
+    if (!self->name || !self->failure_on || !self->ignore) {
+        goto error;
     }
     int rc = rs_breaker_init(&self->core, &c, now);
     if (rc != RS_OK) {
-        Py_DECREF(self);
         if (rc == RS_ENOMEM) {
-            return PyErr_NoMemory();
+            PyErr_NoMemory();
+        } else {
+            bad_config(rc, &c, v);
         }
-        return bad_field(rc - RS_EFIELD_BASE, v[rc - RS_EFIELD_BASE]), NULL;
+        goto error;
     }
     self->initialised = 1;
     return (PyObject *)self;
+error:
+    clear_parsed(pv);
+    Py_XDECREF(self);
+    return NULL;
+}
+
+/* configure(**changes) */
+static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    if (nargs) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    PyObject *given[P_COUNT] = {NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        int p = 0;
+        while (p < P_COUNT && PyUnicode_CompareWithASCIIString(key, PARAMS[p].name) != 0) {
+            p++;
+        }
+        if (p == P_COUNT) {
+            if (PyUnicode_CompareWithASCIIString(key, "name") == 0 ||
+                PyUnicode_CompareWithASCIIString(key, "clock") == 0) {
+                PyErr_Format(PyExc_TypeError,
+                             "configure() cannot change %U: it is fixed when the breaker is made",
+                             key);
+            } else {
+                PyErr_Format(PyExc_TypeError, "configure() got an unexpected keyword argument %R",
+                             key);
+            }
+            return NULL;
+        }
+        given[p] = args[i];
+    }
+    parsed_param pv[P_COUNT];
+    if (parse_params(given, pv) < 0) {
+        return NULL;
+    }
+    uint64_t now;
+    if (breaker_now(self, &now) < 0) {
+        clear_parsed(pv);
+        return NULL;
+    }
+    /* From here to the commit no Python code runs: no other thread can
+     * change the configuration between this copy and the new one. */
+    rs_breaker_config c = self->core.cfg;
+    for (int p = 0; p < P_COUNT; p++) {
+        if (given[p]) {
+            apply_param(p, &pv[p], &c);
+        }
+    }
+    int rc = rs_breaker_configure(&self->core, &c, now);
+    if (rc != RS_OK) {
+        if (rc == RS_ENOMEM) {
+            PyErr_NoMemory();
+        } else {
+            bad_config(rc, &c, given);
+        }
+        clear_parsed(pv);
+        return NULL;
+    }
+    PyObject **slots[PY_COUNT] = {&self->failure_on, &self->ignore, &self->failure_if,
+                                  &self->result_failure};
+    PyObject *old[PY_COUNT] = {NULL};
+    for (int i = 0; i < PY_COUNT; i++) {
+        if (given[P_FAILURE_ON + i]) {
+            old[i] = *slots[i];
+            *slots[i] = take_classifier(pv, P_FAILURE_ON + i);
+        }
+    }
+    /* Old callables are released after the change is whole: a __del__ may run. */
+    drain(self);
+    for (int i = 0; i < PY_COUNT; i++) {
+        Py_XDECREF(old[i]);
+    }
+    clear_parsed(pv);
+    Py_RETURN_NONE;
+}
+
+static PyObject *breaker_get_param(BreakerObject *self, void *closure) {
+    PyObject *py[PY_COUNT] = {self->failure_on, self->ignore, self->failure_if,
+                              self->result_failure};
+    return param_value(&self->core.cfg, py, (int)(intptr_t)closure);
+}
+
+static int breaker_set_param(BreakerObject *self, PyObject *value, void *closure) {
+    (void)self;
+    (void)value;
+    const char *name = PARAMS[(int)(intptr_t)closure].name;
+    PyErr_Format(PyExc_AttributeError, "%s is read-only; use breaker.configure(%s=...)", name, name);
+    return -1;
+}
+
+static PyObject *breaker_get_config(BreakerObject *self, void *Py_UNUSED(closure)) {
+    PyObject *d = PyDict_New();
+    if (!d || PyDict_SetItemString(d, "name", self->name) < 0) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    for (int p = 0; p < P_COUNT; p++) {
+        PyObject *v = breaker_get_param(self, (void *)(intptr_t)p);
+        if (!v || PyDict_SetItemString(d, PARAMS[p].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
 }
 
 static int breaker_traverse(BreakerObject *self, visitproc visit, void *arg) {
@@ -769,6 +1183,7 @@ static int breaker_traverse(BreakerObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->failure_if);
     Py_VISIT(self->result_failure);
     Py_VISIT(self->pool);
+    Py_VISIT(self->listener);
     return 0;
 }
 
@@ -778,6 +1193,7 @@ static int breaker_clear(BreakerObject *self) {
     Py_CLEAR(self->ignore);
     Py_CLEAR(self->failure_if);
     Py_CLEAR(self->result_failure);
+    Py_CLEAR(self->listener);
     /* The clock and pool are kept until dealloc: the core may still read them. */
     return 0;
 }
@@ -792,6 +1208,8 @@ static void breaker_dealloc(BreakerObject *self) {
     breaker_clear(self);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->pool);
+    PyMem_Free(self->outbox);
+    self->outbox = NULL;
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -851,6 +1269,22 @@ static int parse_outcome_args(BreakerObject *self, PyObject *const *args, Py_ssi
             }
         }
     }
+    /* The latency first: converting it may run Python code (a number's
+     * __float__), which must not come between the permit's check and its use. */
+    *lat_given = lobj != Py_None;
+    if (*lat_given) {
+        if (PyBool_Check(lobj) || !(PyFloat_Check(lobj) || PyLong_Check(lobj))) {
+            PyErr_Format(PyExc_TypeError, "latency_ms must be a number or None, not %.100s",
+                         Py_TYPE(lobj)->tp_name);
+            return -1;
+        }
+        if (resil_number(lobj, "latency_ms", lat) < 0) {
+            return -1;
+        }
+        if (!(*lat >= 0.0 && isfinite(*lat))) {
+            return resil_bad_value("latency_ms", "a finite number >= 0", lobj);
+        }
+    }
     if (pobj == Py_None) {
         *permit = NULL;
     } else if (Py_IS_TYPE(pobj, self->st->Permit_type)) {
@@ -869,28 +1303,12 @@ static int parse_outcome_args(BreakerObject *self, PyObject *const *args, Py_ssi
                      fname, Py_TYPE(pobj)->tp_name);
         return -1;
     }
-    *lat_given = lobj != Py_None;
-    if (*lat_given) {
-        if (PyBool_Check(lobj) || !(PyFloat_Check(lobj) || PyLong_Check(lobj))) {
-            PyErr_Format(PyExc_TypeError, "latency_ms must be a number or None, not %.100s",
-                         Py_TYPE(lobj)->tp_name);
-            return -1;
-        }
-        *lat = PyFloat_AsDouble(lobj);
-        if (*lat == -1.0 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (!(*lat >= 0.0 && isfinite(*lat))) {
-            PyErr_Format(PyExc_ValueError, "latency_ms must be a finite number >= 0, got %R", lobj);
-            return -1;
-        }
-    }
     return 0;
 }
 
 static PyObject *record_outcome(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames, int kind, const char *fname) {
-    PermitObject *pm;
+    PermitObject *pm = NULL;
     double lat = -1.0;
     int given;
     if (parse_outcome_args(self, args, nargs, kwnames, fname, &pm, &lat, &given) < 0) {
@@ -940,7 +1358,61 @@ static PyObject *breaker_release(BreakerObject *self, PyObject *permit) {
     Py_RETURN_NONE;
 }
 
-/* call(fn, /, *args, **kwargs) */
+/* call(fn, /, *args, **kwargs): a coroutine function, or a function that
+ * returns a coroutine, gets an awaitable guarded as call_async's is. */
+static PyObject *defer_call(BreakerObject *b, PyObject *fn, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames);
+static PyObject *guard_coroutine(BreakerObject *b, const rs_permit *p, PyObject *coro);
+
+/* A def-level coroutine function (or a method of one): its call makes a
+ * coroutine and runs none of its code. Two type checks and a flag on the
+ * path of every sync call. */
+static inline int is_coroutine_function(PyObject *fn) {
+    if (PyMethod_Check(fn)) {
+        fn = PyMethod_GET_FUNCTION(fn);
+    }
+    return PyFunction_Check(fn) &&
+           (((PyCodeObject *)PyFunction_GET_CODE(fn))->co_flags & CO_COROUTINE);
+}
+
+/* isinstance(o, collections.abc.Coroutine), for awaitables that are not
+ * native coroutines (Cython's, a GuardedAwaitable). Rare: asked only of a
+ * result whose type defines __await__. */
+static int is_coroutine_abc(PyObject *o) {
+    PyObject *abc = PyImport_ImportModule("collections.abc");
+    PyObject *cls = abc ? PyObject_GetAttrString(abc, "Coroutine") : NULL;
+    int r = cls ? PyObject_IsInstance(o, cls) : -1;
+    Py_XDECREF(cls);
+    Py_XDECREF(abc);
+    if (r < 0) {
+        PyErr_Clear(); /* then it is a plain result */
+        r = 0;
+    }
+    return r;
+}
+
+/* A call's result that is a coroutine: its outcome is its completion. A
+ * Future or Task is not one (it runs on its own; it is returned as is). */
+static inline int is_coroutine_result(PyObject *res) {
+    if (PyCoro_CheckExact(res)) {
+        return 1;
+    }
+    PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
+    if (RS_LIKELY(!am || !am->am_await)) {
+        return 0;
+    }
+    return is_coroutine_abc(res);
+}
+
+/* The end of a sync call: a coroutine result is guarded until it finishes,
+ * anything else recorded now. */
+static inline PyObject *end_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res) {
+    if (RS_UNLIKELY(res && is_coroutine_result(res))) {
+        return guard_coroutine(b, p, res);
+    }
+    return finish_call(b, p, t0, res);
+}
+
 static PyObject *breaker_call(BreakerObject *self, PyObject *const *args, size_t nargsf,
                               PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -948,13 +1420,16 @@ static PyObject *breaker_call(BreakerObject *self, PyObject *const *args, size_t
         PyErr_SetString(PyExc_TypeError, "call() needs the function to call");
         return NULL;
     }
+    if (RS_UNLIKELY(is_coroutine_function(args[0]))) {
+        return defer_call(self, args[0], args + 1, nargs - 1, kwnames);
+    }
     rs_permit p;
     uint64_t t0;
     if (take_permit(self, &p, &t0) < 0) {
         return NULL;
     }
     PyObject *res = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
-    return finish_call(self, &p, t0, res);
+    return end_call(self, &p, t0, res);
 }
 
 /* ---- Breaker: `with breaker:` ------------------------------------------- */
@@ -1197,35 +1672,6 @@ error:
     return NULL;
 }
 
-static PyObject *breaker_config(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
-    const rs_breaker_config *c = &self->core.cfg;
-    PyObject *none = Py_None;
-    PyObject *frt = c->failure_rate_enabled ? PyFloat_FromDouble(c->failure_rate_threshold) : Py_NewRef(none);
-    PyObject *scd = c->slow_call_enabled ? PyFloat_FromDouble(c->slow_call_ms / 1000.0) : Py_NewRef(none);
-    PyObject *wd = c->window_duration_ns ? PyFloat_FromDouble((double)c->window_duration_ns / 1e9) : Py_NewRef(none);
-    PyObject *hmw = c->half_open_max_wait_ns ? PyFloat_FromDouble((double)c->half_open_max_wait_ns / 1e9) : Py_NewRef(none);
-    PyObject *r = NULL;
-    if (frt && scd && wd && hmw) {
-        r = Py_BuildValue(
-            "{sOsIsOsOsdsIsOsIsdsdsdsIsOsOsdsdsdsIsOsOsOsO}", "name", self->name,
-            "failure_threshold", c->failure_threshold, "failure_rate_threshold", frt,
-            "slow_call_duration", scd, "slow_call_rate_threshold", c->slow_call_rate_threshold,
-            "window_size", c->window_size, "window_duration", wd, "minimum_calls", c->minimum_calls,
-            "cooldown", (double)c->cooldown_ns / 1e9, "cooldown_multiplier", c->cooldown_multiplier,
-            "cooldown_max", (double)c->cooldown_max_ns / 1e9, "half_open_probes", c->half_open_probes,
-            "half_open_max_wait", hmw, "adaptive", c->adaptive ? Py_True : Py_False, "ewma_alpha",
-            c->ewma_alpha, "sensitivity", c->sensitivity, "min_health_score", c->min_health_score,
-            "latency_window", c->latency_window, "failure_on", self->failure_on, "ignore", self->ignore,
-            "failure_if", self->failure_if ? self->failure_if : none, "result_failure",
-            self->result_failure ? self->result_failure : none);
-    }
-    Py_XDECREF(frt);
-    Py_XDECREF(scd);
-    Py_XDECREF(wd);
-    Py_XDECREF(hmw);
-    return r;
-}
-
 static PyObject *breaker_attach(BreakerObject *self, PyObject *pool) {
     if (!Py_IS_TYPE(pool, self->st->EjectionPool_type)) {
         PyErr_SetString(PyExc_TypeError, "_attach() needs an EjectionPool");
@@ -1240,10 +1686,13 @@ static PyObject *breaker_attach(BreakerObject *self, PyObject *pool) {
     Py_RETURN_NONE;
 }
 
-static PyObject *breaker_on_transition(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    (void)args;
-    (void)nargs;
+static PyObject *breaker_set_listener(BreakerObject *self, PyObject *fn) {
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "_set_listener() needs a callable or None, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    Py_XSETREF(self->listener, fn == Py_None ? NULL : Py_NewRef(fn));
     Py_RETURN_NONE;
 }
 
@@ -1261,9 +1710,60 @@ static PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, 
     a->args = args;
     a->kwargs = kwargs;
     a->phase = 0;
+    a->held = 0;
     a->t0 = 0;
     PyObject_GC_Track(a);
     return (PyObject *)a;
+}
+
+/* The iterator to delegate to for an awaitable: a coroutine itself, else
+ * what its __await__ returns. New reference; NULL with an exception. */
+static PyObject *await_iter(PyObject *res, const char *who) {
+    if (PyCoro_CheckExact(res)) {
+        return Py_NewRef(res);
+    }
+    PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
+    if (!am || !am->am_await) {
+        PyErr_Format(PyExc_TypeError, "%s needs a function returning an awaitable, got %.100s", who,
+                     Py_TYPE(res)->tp_name);
+        return NULL;
+    }
+    return am->am_await(res);
+}
+
+/* Wraps a coroutine that a guarded call returned, with the permit already
+ * taken for that call: the outcome is recorded when the coroutine finishes
+ * (latency from its first resumption), and the permit is given back if it is
+ * closed or dropped unawaited. Steals coro. */
+static PyObject *guard_coroutine(BreakerObject *b, const rs_permit *p, PyObject *coro) {
+    PyObject *iter = await_iter(coro, "call()");
+    Py_DECREF(coro);
+    PyObject *a = iter ? make_awaitable(b, iter, NULL, NULL, NULL) : NULL;
+    if (!a) {
+        Py_XDECREF(iter);
+        rs_breaker_release(&b->core, p, breaker_now_end(b));
+        drain(b);
+        return NULL;
+    }
+    ((AwaitObject *)a)->permit = *p;
+    ((AwaitObject *)a)->held = 1;
+    return a;
+}
+
+/* call() of a coroutine function: exactly call_async(fn, ...). */
+static PyObject *defer_call(BreakerObject *b, PyObject *fn, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *pos, *kw;
+    if (resil_pack_call(args, nargs, kwnames, 0, &pos, &kw) < 0) {
+        return NULL;
+    }
+    PyObject *a = make_awaitable(b, NULL, Py_NewRef(fn), pos, kw);
+    if (!a) {
+        Py_DECREF(fn);
+        Py_DECREF(pos);
+        Py_XDECREF(kw);
+    }
+    return a;
 }
 
 static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size_t nargsf,
@@ -1275,7 +1775,7 @@ static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size
         return NULL;
     }
     PyObject *res = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
-    return finish_call(b, &p, t0, res);
+    return end_call(b, &p, t0, res);
 }
 
 /* True when the breaker rejected at its last known time. Only a hint: it
@@ -1425,24 +1925,53 @@ static PyType_Spec guarded_spec = {
 
 /* ---- GuardedAwaitable -------------------------------------------------- */
 
-/* Takes the permit and, for call_async, makes the awaitable. */
+/* Closes the coroutine of an awaitable that never ran it, keeping any
+ * pending exception; a close() error is reported as unraisable. */
+static void aw_close_quietly(AwaitObject *a) {
+    Py_CLEAR(a->fn);
+    Py_CLEAR(a->args);
+    Py_CLEAR(a->kwargs);
+    if (a->iter) {
+        PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+        PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+        if (!r) {
+            PyErr_WriteUnraisable(a->iter);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(a->iter);
+        restore_exc(saved);
+    }
+}
+
+/* Gives back the permit an unstarted awaitable holds (see guard_coroutine). */
+static void aw_give_back(AwaitObject *a) {
+    if (a->held) {
+        a->held = 0;
+        rs_breaker_release(&a->breaker->core, &a->permit, breaker_now_end(a->breaker));
+        drain(a->breaker);
+    }
+}
+
+/* Takes the permit (unless held already) and, for call_async, makes the
+ * awaitable. */
 static int aw_start(AwaitObject *a) {
     BreakerObject *b = a->breaker;
+    if (a->held) {
+        if (breaker_now(b, &a->t0) < 0) {
+            PyObject *err = fetch_exc();
+            a->phase = 2;
+            aw_give_back(a);
+            aw_close_quietly(a);
+            restore_exc(err);
+            return -1;
+        }
+        a->held = 0;
+        a->phase = 1;
+        return 0;
+    }
     if (take_permit(b, &a->permit, &a->t0) < 0) {
         a->phase = 2;
-        if (a->iter) { /* the guarded coroutine never runs: close it quietly */
-            PyObject *saved = fetch_exc();
-            PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
-            if (!r) {
-                PyErr_WriteUnraisable(a->iter);
-            }
-            Py_XDECREF(r);
-            Py_CLEAR(a->iter);
-            restore_exc(saved);
-        }
-        Py_CLEAR(a->fn);
-        Py_CLEAR(a->args);
-        Py_CLEAR(a->kwargs);
+        aw_close_quietly(a); /* the guarded coroutine never runs */
         return -1;
     }
     a->phase = 1;
@@ -1456,26 +1985,23 @@ static int aw_start(AwaitObject *a) {
             finish_call(b, &a->permit, a->t0, NULL);
             return -1;
         }
-        if (PyCoro_CheckExact(res)) {
-            a->iter = res;
-        } else {
-            PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
-            if (!am || !am->am_await) {
-                PyErr_Format(PyExc_TypeError, "call_async() needs a function returning an awaitable, got %.100s",
-                             Py_TYPE(res)->tp_name);
-                Py_DECREF(res);
-                a->phase = 2;
-                rs_breaker_release(&b->core, &a->permit, a->t0);
-                drain(b);
-                return -1;
-            }
-            a->iter = am->am_await(res);
+        if (!PyCoro_CheckExact(res) &&
+            !(Py_TYPE(res)->tp_as_async && Py_TYPE(res)->tp_as_async->am_await)) {
+            PyErr_Format(PyExc_TypeError,
+                         "call_async() needs a function returning an awaitable, got %.100s",
+                         Py_TYPE(res)->tp_name);
             Py_DECREF(res);
-            if (!a->iter) {
-                a->phase = 2;
-                finish_call(b, &a->permit, a->t0, NULL);
-                return -1;
-            }
+            a->phase = 2;
+            rs_breaker_release(&b->core, &a->permit, a->t0);
+            drain(b);
+            return -1;
+        }
+        a->iter = await_iter(res, "call_async()");
+        Py_DECREF(res);
+        if (!a->iter) {
+            a->phase = 2;
+            finish_call(b, &a->permit, a->t0, NULL);
+            return -1;
         }
     }
     return 0;
@@ -1544,6 +2070,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
     if (a->phase != 1) {
         if (a->phase == 0) {
             a->phase = 2;
+            aw_give_back(a);
             Py_CLEAR(a->fn);
             Py_CLEAR(a->args);
             Py_CLEAR(a->kwargs);
@@ -1607,6 +2134,7 @@ static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
     }
     if (a->phase == 0) {
         a->phase = 2;
+        aw_give_back(a);
         Py_CLEAR(a->fn);
         Py_CLEAR(a->args);
         Py_CLEAR(a->kwargs);
@@ -1642,8 +2170,9 @@ static int aw_clear(AwaitObject *a) {
 static void aw_dealloc(AwaitObject *a) {
     PyTypeObject *tp = Py_TYPE(a);
     PyObject_GC_UnTrack(a);
-    if (a->phase == 1 && a->breaker) {
-        /* Dropped mid-flight: give the permit back so a probe is not lost. */
+    if ((a->phase == 1 || a->held) && a->breaker) {
+        /* Dropped mid-flight or unawaited: give the permit back so a probe
+         * is not lost (reported at the breaker's next operation). */
         rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
     }
     aw_clear(a);
@@ -1791,7 +2320,13 @@ static PyMethodDef breaker_methods[] = {
     {"release", (PyCFunction)breaker_release, METH_O,
      "release(permit)\n\nGives a permit back without an outcome (cancelled or ignored call)."},
     {"call", (PyCFunction)(void (*)(void))breaker_call, FASTKW,
-     "call(fn, /, *args, **kwargs)\n\nCalls fn through the breaker."},
+     "call($self, fn, /, *args, **kwargs)\n--\n\nCalls fn through the breaker. When fn is a coroutine function, or\n"
+     "returns a coroutine, call returns an awaitable guarded as call_async's is: the\n"
+     "outcome is recorded when the coroutine finishes (latency from its first\n"
+     "resumption), never when it is made; cancelling or closing it gives the permit\n"
+     "back. A coroutine function (a def, or a method of one) is called when the\n"
+     "awaitable is first awaited, as with call_async; any other fn is called at once\n"
+     "with its permit, so a rejection raises from call itself."},
     {"call_async", (PyCFunction)(void (*)(void))breaker_call_async, FASTKW,
      "call_async(fn, /, *args, **kwargs) -> awaitable\n\n"
      "Awaits fn(*args, **kwargs) through the breaker; fn is called when awaited."},
@@ -1808,12 +2343,23 @@ static PyMethodDef breaker_methods[] = {
     {"close", (PyCFunction)breaker_close, METH_NOARGS,
      "close()\n\nCloses now, as successful probes would (the EWMA is kept)."},
     {"stats", (PyCFunction)breaker_stats, METH_NOARGS, "stats() -> dict"},
-    {"config", (PyCFunction)breaker_config, METH_NOARGS,
-     "config() -> dict\n\nThe configuration, in constructor units."},
+    {"configure", (PyCFunction)(void (*)(void))breaker_configure, FASTKW,
+     "configure($self, /, **changes)\n--\n\n"
+     "Changes configuration parameters at run time, with the constructor's checks,\n"
+     "all or nothing: on any error (TypeError for an unknown or fixed parameter -\n"
+     "name, clock - or a wrong type, ValueError for a bad value) nothing changes. The\n"
+     "state and every count are kept; new thresholds apply from the next outcome.\n"
+     "A new window_size keeps the newest outcomes that fit; switching between a\n"
+     "count and a time window, or a new window_duration, starts the window empty;\n"
+     "a new latency_window keeps the newest latencies that fit. The current cooldown\n"
+     "keeps its growth, within the new cooldown and cooldown_max. A HALF_OPEN\n"
+     "breaker with as many successful probes as the new half_open_probes closes."},
     {"_attach", (PyCFunction)breaker_attach, METH_O, NULL},
-    {"_on_transition", (PyCFunction)(void (*)(void))breaker_on_transition, METH_FASTCALL,
-     "_on_transition(old, new, reason, fail_count, success_rate, latency_ms)\n\n"
-     "Called after every state change; subclasses override it."},
+    {"_set_listener", (PyCFunction)breaker_set_listener, METH_O,
+     "_set_listener($self, fn, /)\n--\n\n"
+     "fn(breaker, old, new, reason, fail_count, success_rate, latency_ms) is called\n"
+     "after every state change, one call at a time and in the order the changes\n"
+     "happened; None removes it. Its errors are reported as unraisable."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1826,6 +2372,31 @@ static PyGetSetDef breaker_getset[] = {
     {"health_score", (getter)breaker_get_health, NULL, "The health score in [0, 1].", NULL},
     {"effective_threshold", (getter)breaker_get_threshold, NULL,
      "The consecutive-failure threshold after adaptive scaling.", NULL},
+    {"config", (getter)breaker_get_config, NULL,
+     "The current configuration as a dict, in constructor units (name included).", NULL},
+#define PARAM_DOC "A configuration parameter (read-only; change it with configure())."
+    {"failure_threshold", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_FAILURE_THRESHOLD},
+    {"failure_rate_threshold", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_FAILURE_RATE_THRESHOLD},
+    {"slow_call_duration", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_SLOW_CALL_DURATION},
+    {"slow_call_rate_threshold", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_SLOW_CALL_RATE_THRESHOLD},
+    {"window_size", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_WINDOW_SIZE},
+    {"window_duration", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_WINDOW_DURATION},
+    {"minimum_calls", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_MINIMUM_CALLS},
+    {"cooldown", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_COOLDOWN},
+    {"cooldown_multiplier", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_COOLDOWN_MULTIPLIER},
+    {"cooldown_max", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_COOLDOWN_MAX},
+    {"half_open_probes", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_HALF_OPEN_PROBES},
+    {"half_open_max_wait", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_HALF_OPEN_MAX_WAIT},
+    {"adaptive", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_ADAPTIVE},
+    {"ewma_alpha", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_EWMA_ALPHA},
+    {"sensitivity", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_SENSITIVITY},
+    {"min_health_score", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_MIN_HEALTH_SCORE},
+    {"latency_window", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_LATENCY_WINDOW},
+    {"failure_on", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_FAILURE_ON},
+    {"ignore", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_IGNORE},
+    {"failure_if", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_FAILURE_IF},
+    {"result_failure", (getter)breaker_get_param, (setter)breaker_set_param, PARAM_DOC, (void *)P_RESULT_FAILURE},
+#undef PARAM_DOC
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -42,7 +42,7 @@ typedef struct {
     PyObject *reasons[RS_REASON_COUNT];   /* interned reason strings */
     PyObject *cancel_types;               /* tuple of cancellation exceptions */
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
-    PyObject *str_on_transition;
+    PyObject *str_on_transition;          /* unused: the breaker's listener is given explicitly */
     PyObject *str_now;
     PyObject *str_last_opened_wall;       /* "_last_opened_wall" (expo.c) */
     PyObject *default_clock;              /* a shared MonotonicClock */
@@ -165,7 +165,9 @@ typedef struct {
 
 /* Brings a Breaker (the caller checks the type) up to date as stats() does:
  * reads its clock, runs due time-driven transitions and reports them to
- * _on_transition (which may run listeners, whose errors it never raises).
+ * the listener given to _set_listener (Python code, whose errors it never
+ * raises; a thread already reporting this breaker's transitions reports
+ * them instead).
  * Returns -1 with an exception set when the clock fails. */
 int resil_breaker_tick(PyObject *breaker);
 /* Copies its current numbers; runs no Python code and cannot fail. */

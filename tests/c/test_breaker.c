@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SEC RS_NS_PER_SEC
 #define MSEC (RS_NS_PER_SEC / 1000u)
@@ -1394,6 +1395,129 @@ static void test_breaker_init_enomem(void) {
     rs_breaker_free(&b);
 }
 
+/* ---- run-time configuration -------------------------------------------- */
+
+/* configure() keeps the state and counts and applies the new thresholds. */
+static void test_configure_keeps_state_and_counts(void) {
+    rs_breaker_config c;
+    plain_config(&c);
+    rs_breaker b;
+    CHECK_EQ_INT(rs_breaker_init(&b, &c, T0), RS_OK);
+    calls(&b, T0, 2, 1, 5.0);
+    c.failure_threshold = 3;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0), RS_OK);
+    CHECK_EQ_U64(b.consecutive_failures, 2);
+    CHECK_EQ_U64(b.counters.failures, 2);
+    CHECK_STATE(&b, RS_STATE_CLOSED);
+    CHECK_EQ_INT(drain(&b), 0);
+    call(&b, T0, 1, 5.0);
+    CHECK_TRANSITION(&b, RS_STATE_CLOSED, RS_STATE_OPEN, RS_REASON_CONSECUTIVE_FAILURES);
+    /* a shorter cooldown applies to the OPEN state at once */
+    CHECK_EQ_U64(rs_breaker_remaining(&b), 60 * SEC);
+    c.cooldown_ns = 2 * SEC;
+    c.cooldown_max_ns = 8 * SEC;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + SEC), RS_OK);
+    CHECK_EQ_U64(rs_breaker_remaining(&b), SEC);
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + 2 * SEC), RS_OK);
+    CHECK_STATE(&b, RS_STATE_HALF_OPEN);
+    CHECK_TRANSITION(&b, RS_STATE_OPEN, RS_STATE_HALF_OPEN, RS_REASON_COOLDOWN_ELAPSED);
+    /* a probe fails: the cooldown grows by the multiplier; then a new base keeps the growth */
+    call(&b, T0 + 2 * SEC, 1, 5.0);
+    CHECK_EQ_U64(b.cooldown_cur_ns, 4 * SEC);
+    drain(&b);
+    c.cooldown_ns = 1 * SEC;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + 2 * SEC), RS_OK);
+    CHECK_EQ_U64(b.cooldown_cur_ns, 2 * SEC);
+    c.cooldown_max_ns = c.cooldown_ns = 1 * SEC;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + 2 * SEC), RS_OK);
+    CHECK_EQ_U64(b.cooldown_cur_ns, 1 * SEC);
+    CHECK_EQ_INT(drain(&b), 0);
+    /* HALF_OPEN with as many successes as the new probe count closes */
+    CHECK_STATE(&b, RS_STATE_OPEN);
+    rs_breaker_tick(&b, T0 + 3 * SEC);
+    CHECK_TRANSITION(&b, RS_STATE_OPEN, RS_STATE_HALF_OPEN, RS_REASON_COOLDOWN_ELAPSED);
+    call(&b, T0 + 3 * SEC, 0, 5.0);
+    CHECK_STATE(&b, RS_STATE_HALF_OPEN);
+    c.half_open_probes = 1;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + 3 * SEC), RS_OK);
+    CHECK_TRANSITION(&b, RS_STATE_HALF_OPEN, RS_STATE_CLOSED, RS_REASON_PROBES_SUCCEEDED);
+    rs_breaker_free(&b);
+}
+
+/* A bad field, or a failed allocation, changes nothing and leaks nothing. */
+static void test_configure_all_or_nothing(void) {
+    rs_breaker_config c;
+    plain_config(&c);
+    rs_breaker b;
+    CHECK_EQ_INT(rs_breaker_init(&b, &c, T0), RS_OK);
+    calls(&b, T0, 30, 0, 5.0);
+    rs_breaker_config bad = c;
+    bad.failure_threshold = 2;
+    bad.window_size = 5; /* below minimum_calls = 10 */
+    CHECK_EQ_INT(rs_breaker_configure(&b, &bad, T0), RS_EFIELD_BASE + RS_BF_MINIMUM_CALLS);
+    bad = c;
+    bad.ewma_alpha = NAN;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &bad, T0), RS_EFIELD_BASE + RS_BF_EWMA_ALPHA);
+    CHECK(memcmp(&b.cfg, &c, sizeof c) == 0);
+    rs_breaker_config grown = c;
+    grown.window_size = 1000;
+    grown.latency_window = 1000;
+    for (int k = 1; k <= 2; k++) {
+        install_counting(k);
+        CHECK_EQ_INT(rs_breaker_configure(&b, &grown, T0), RS_ENOMEM);
+        CHECK_EQ_INT(live_count, 0);
+        CHECK(memcmp(&b.cfg, &c, sizeof c) == 0);
+        CHECK_EQ_U64(b.window.total, 30);
+        CHECK_EQ_INT(b.latencies.n, 30);
+    }
+    rs_set_allocator(NULL, NULL);
+    rs_breaker_free(&b);
+}
+
+/* Window changes: a count window keeps the newest outcomes that fit, a
+ * time window starts empty, the latency ring keeps the newest samples. */
+static void test_configure_windows(void) {
+    rs_breaker_config c;
+    plain_config(&c);
+    c.failure_threshold = 0;
+    c.minimum_calls = 0;
+    c.window_size = 10;
+    c.latency_window = 10;
+    rs_breaker b;
+    CHECK_EQ_INT(rs_breaker_init(&b, &c, T0), RS_OK);
+    for (int i = 0; i < 13; i++) { /* the ring wraps: F S F S ... newest last */
+        call(&b, T0, i % 2, (double)i);
+    }
+    CHECK_EQ_U64(b.window.total, 10);
+    c.window_size = 4; /* newest four: i = 9..12 -> F S F S */
+    c.latency_window = 3;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0), RS_OK);
+    CHECK_EQ_U64(b.window.total, 4);
+    CHECK_EQ_U64(b.window.failures, 2);
+    CHECK_EQ_INT(b.latencies.n, 3);
+    CHECK(rs_latring_mean(&b.latencies) == 11.0);
+    c.window_size = 50; /* growing keeps all four */
+    c.latency_window = 50;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0), RS_OK);
+    CHECK_EQ_U64(b.window.total, 4);
+    CHECK_EQ_INT(b.latencies.n, 3);
+    c.window_duration_ns = 10 * SEC;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0), RS_OK);
+    CHECK(b.window.timed);
+    CHECK_EQ_U64(b.window.total, 0);
+    call(&b, T0 + SEC, 1, 1.0);
+    CHECK_EQ_U64(b.window.total, 1);
+    rs_breaker_tick(&b, T0 + 12 * SEC);
+    CHECK_EQ_U64(b.window.total, 0);
+    c.window_duration_ns = 0;
+    CHECK_EQ_INT(rs_breaker_configure(&b, &c, T0 + 12 * SEC), RS_OK);
+    CHECK(!b.window.timed);
+    CHECK_EQ_U64(b.window.size, 50);
+    CHECK_EQ_U64(b.counters.failures, 7);
+    CHECK_EQ_INT(drain(&b), 0);
+    rs_breaker_free(&b);
+}
+
 int main(void) {
     RUN_TEST(test_names);
     RUN_TEST(test_config_defaults);
@@ -1433,5 +1557,8 @@ int main(void) {
     RUN_TEST(test_common_allocator_hooks);
     RUN_TEST(test_breaker_frees_everything);
     RUN_TEST(test_breaker_init_enomem);
+    RUN_TEST(test_configure_keeps_state_and_counts);
+    RUN_TEST(test_configure_all_or_nothing);
+    RUN_TEST(test_configure_windows);
     return rs_test_summary();
 }
