@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from resil import _check
 from resil._breaker import CircuitBreaker
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
 
@@ -189,28 +190,6 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
-def _check_int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in [{low}, {high}], not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
-    return value
-
-
-_MAX_SECONDS = 9.2e9  # what the C clocks can represent
-
-
-def _check_seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds (int or float), not "
-                        f"{type(value).__name__}")
-    # compared before float(): an int too large for a float is out of range too
-    if not 1e-9 <= value <= _MAX_SECONDS:  # NaN compares false
-        raise ValueError(f"{name} must be a finite number of seconds in [1e-9, 9.2e9], "
-                         f"got {value!r}")
-    return float(value)
-
-
 _MAX_STORM_THRESHOLD = 1 << 24  # RateCounter's largest threshold
 _FORGET_PER_PUBLISH = 8  # idle event types forgotten per publish, at most
 
@@ -288,16 +267,16 @@ class EventBus:
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
         from resil._store import SQLiteStore
 
-        _check_int(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
-        window = _check_seconds(storm_window, "storm_window")
+        _check.integer(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
+        window = _check.seconds(storm_window, "storm_window", low=1e-9, low_open=False)
         if not isinstance(on_storm, str) or on_storm not in _ON_STORM:
             raise ValueError(f"on_storm must be 'raise' or 'drop', got {on_storm!r}")
-        _check_int(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
+        _check.integer(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
         if dlq is not None and not callable(getattr(dlq, "put", None)):
             raise TypeError("dlq must have a put(item, error, source=..., attempts=...) method")
-        ttl = _check_seconds(idempotency_ttl, "idempotency_ttl")
+        ttl = _check.seconds(idempotency_ttl, "idempotency_ttl", low=1e-9, low_open=False)
         # The clock is checked here (the error names "clock", as the user did).
         RateCounter(1, window, clock=clock)
         self._dedup = Deduplicator(ttl=ttl, clock=clock)

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
+from resil import _check
 from resil._resil import Deduplicator
 
 __all__ = ["Deduplicator", "idempotent"]
@@ -26,10 +27,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
     """
     if not callable(key):
         raise TypeError(f"key must be a callable returning a hashable key, not {type(key).__name__}")
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
-    if not 0 < ttl < float("inf"):
-        raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+    ttl = _check.seconds(ttl, "ttl")
 
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from resil import _check
 from resil._bus import Event
 from resil._resil import ResilError
 from resil._store import SQLiteStore
@@ -156,7 +157,7 @@ def _decode(text: str) -> Any:
     return doc.get("value")
 
 
-_MAX_TTL = 9.2e9  # seconds, as every resil duration
+_MAX_TTL = _check.MAX_SECONDS
 
 
 def _check_entry_id(entry_id: Any) -> int:
@@ -211,10 +212,7 @@ class DeadLetterQueue:
 
     def __init__(self, maxsize: int = 100, store: SQLiteStore | None = None, *,
                  name: str = "default", ttl: float | None = None) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int in [1, 2**31], not {type(maxsize).__name__}")
-        if not 1 <= maxsize <= 1 << 31:
-            raise ValueError(f"maxsize must be an int in [1, 2**31], got {maxsize}")
+        _check.integer(maxsize, "maxsize", 1, 1 << 31)
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
         if not isinstance(name, str):
@@ -223,13 +221,7 @@ class DeadLetterQueue:
             raise ValueError("name must be a non-empty str")
         _check_text(name, "name")
         if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-                raise TypeError(f"ttl must be None or a number of seconds, not "
-                                f"{type(ttl).__name__}")
-            if not 0 < ttl <= _MAX_TTL:  # NaN compares false; a huge int compares exactly
-                raise ValueError(f"ttl must be None or a finite number of seconds in "
-                                 f"(0, 9.2e9], got {ttl!r}")
-            ttl = float(ttl)
+            ttl = _check.seconds(ttl, "ttl", high=_MAX_TTL, optional=True)
         self._maxsize = maxsize
         self._store = store
         self._name = name
@@ -301,11 +293,7 @@ class DeadLetterQueue:
             if not isinstance(source, str):
                 raise TypeError(f"source must be a str or None, not {type(source).__name__}")
             _check_text(source, "source")
-        if isinstance(attempts, bool) or not isinstance(attempts, int):
-            raise TypeError(f"attempts must be an int in [0, 2**63 - 1], not "
-                            f"{type(attempts).__name__}")
-        if not 0 <= attempts < _INT64:
-            raise ValueError(f"attempts must be an int in [0, 2**63 - 1], got {attempts!r}")
+        _check.integer(attempts, "attempts", 0, _INT64 - 1)
         now = time.time()
         if self._store is not None:
             encoded = _encode(item)

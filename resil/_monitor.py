@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from resil import _check
 from resil._breaker import BreakerGroup, CircuitBreaker
 from resil._resil import MonotonicClock, State, WindowedHistogram
 
@@ -114,23 +115,6 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
     return HEALTHY
 
 
-def _check_number(value: Any, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    # Compared as given (an int beyond any float compares exactly); NaN fails.
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
-def _check_name(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a non-empty str, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must be a non-empty str, got ''")
-    return value
-
-
 class Monitor:
     """Per-component durations and errors, health, alerts and a dashboard.
 
@@ -164,9 +148,9 @@ class Monitor:
 
     def __init__(self, retention: float = 86400.0, alert_error_rate: float = 5.0,
                  alert_response_ms: float = 5000.0, *, slots: int = 12, clock: Any = None) -> None:
-        self._retention = _check_number(retention, "retention", 1e-6, 365 * 86400.0)
-        self._error_rate = _check_number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
-        self._response_ms = _check_number(alert_response_ms, "alert_response_ms", 0.0, _MAX_MS)
+        self._retention = _check.number(retention, "retention", 1e-6, 365 * 86400.0)
+        self._error_rate = _check.number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
+        self._response_ms = _check.number(alert_response_ms, "alert_response_ms", 0.0, _MAX_MS)
         if self._error_rate == 0 or self._response_ms == 0:
             raise ValueError("alert_error_rate and alert_response_ms must be > 0 (a zero "
                              "threshold would call every component critical)")
@@ -210,9 +194,9 @@ class Monitor:
         nothing is recorded."""
         # `type(x) is ...` first: the common case costs no function call.
         if type(component) is not str or not component:
-            _check_name(component, "component")
+            _check.text(component, "component")
         if type(operation) is not str or not operation:
-            _check_name(operation, "operation")
+            _check.text(operation, "operation")
         if type(duration_ms) is not float and (isinstance(duration_ms, bool)
                                                or not isinstance(duration_ms, (int, float))):
             raise TypeError(f"duration_ms must be a number, not {type(duration_ms).__name__}")
@@ -223,7 +207,7 @@ class Monitor:
             raise TypeError(f"success must be a bool (True or False), "
                             f"not {type(success).__name__}")
         if error_type is not None:
-            _check_name(error_type, "error_type")
+            _check.text(error_type, "error_type")
         ok: bool = success
         with self._lock:
             comp = self._components.get(component)
@@ -246,8 +230,8 @@ class Monitor:
 
     def record_event(self, kind: str, component: str) -> None:
         """Counts one resilience event of ``kind`` for ``component``."""
-        _check_name(kind, "kind")
-        _check_name(component, "component")
+        _check.text(kind, "kind")
+        _check.text(component, "component")
         with self._lock:
             index = self._event_index.get(kind)
             if index is not None:

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
-from resil import _resil
+from resil import _check, _resil
 from resil._resil import QueueFull
 
 __all__ = ["BoundedQueue", "PartitionedQueue", "QueueFull"]
@@ -60,7 +60,7 @@ def _check_timeout(timeout: Any) -> float | None:
     except OverflowError:  # an int beyond any float
         seconds = math.inf if timeout > 0 else -math.inf
     if not seconds >= 0:  # also NaN
-        raise ValueError(f"timeout must be >= 0 seconds (None or inf: no limit), got {timeout!r}")
+        raise ValueError(f"timeout must be >= 0 seconds (None or inf: no limit), got {_check.show(timeout)}")
     return None if seconds == math.inf else seconds
 
 
@@ -179,10 +179,7 @@ class PartitionedQueue(Generic[K, T]):
     """
 
     def __init__(self, maxsize: int = 1000) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
-        if not 1 <= maxsize <= _MAX_SIZE:
-            raise ValueError(f"maxsize must be in [1, {_MAX_SIZE}], got {maxsize!r}")
+        _check.integer(maxsize, "maxsize", 1, _MAX_SIZE)
         self.maxsize = maxsize
         # The non-blocking operations check, then change several fields; the
         # lock makes each atomic across threads (reentrant, so a key whose

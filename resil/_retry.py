@@ -11,7 +11,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from resil import _resil
+from resil import _check, _resil
 from resil._breaker import CircuitBreaker
 from resil._errors import OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
@@ -57,11 +57,7 @@ class _Policy:
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable or None, not {type(fn).__name__}")
         if deadline is not None:
-            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-                raise TypeError(f"deadline must be a number of seconds or None, not "
-                                f"{type(deadline).__name__}")
-            if not deadline > 0 or deadline == float("inf"):
-                raise ValueError(f"deadline must be a finite number of seconds > 0, got {deadline!r}")
+            deadline = _check.seconds(deadline, "deadline")
         if breaker is not None and not isinstance(breaker, _resil.Breaker):
             raise TypeError(f"breaker must be a resil.CircuitBreaker, not {type(breaker).__name__}")
         if budget is not None and not isinstance(budget, RetryBudget):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from resil import _check
 from resil._breaker import CircuitBreaker
 from resil._emitter import EventEmitter
 from resil._interval import TimeScale
@@ -38,20 +39,6 @@ class _LoopClock:
             return asyncio.get_running_loop().time()
         except RuntimeError:
             return 0.0
-
-
-def _finite(value: Any, name: str) -> float:
-    """value as a float: TypeError unless an int or float (not bool),
-    ValueError naming ``name`` unless finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -105,7 +92,7 @@ class AdaptiveScheduler:
                  clock: VirtualClock | Any = None) -> None:
         if emitter is not None and not callable(getattr(emitter, "emit", None)):
             raise TypeError("emitter must be a resil.EventEmitter")
-        self._novelty = _finite(novelty_threshold, "novelty_threshold")
+        self._novelty = _check.number(novelty_threshold, "novelty_threshold")
         if clock is not None and not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() method returning seconds, "
                             f"not {type(clock).__name__}")
@@ -191,7 +178,7 @@ class AdaptiveScheduler:
             # A number is the activity (anything else reports none); a
             # non-finite one is the job's error, not a step of its interval.
             activity = (None if isinstance(level, bool) or not isinstance(level, (int, float))
-                        else _finite(level, f"activity of job {entry.name!r}"))
+                        else _check.number(level, f"activity of job {entry.name!r}"))
         except Exception as exc:
             entry.errors += 1
             entry.breaker.record_failure(permit)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from resil import _check
 from resil._resil import ResilError
 
 __all__ = ["SQLiteStore", "StoreError"]
@@ -84,10 +85,7 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-        if not 0 <= timeout <= 86400:  # NaN compares false; so does a huge int, exactly
-            raise ValueError(f"timeout must be in [0, 86400] seconds, got {timeout!r}")
+        timeout = _check.seconds(timeout, "timeout", high=86400.0, low_open=False)
         try:
             fspath = os.fspath(path)
         except TypeError:

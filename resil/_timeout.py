@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
+from resil import _check
 from resil._errors import OperationTimeout
 
 __all__ = ["TimeoutManager", "Operation"]
@@ -19,16 +20,6 @@ T = TypeVar("T")
 _log = logging.getLogger("resil.timeout")
 _current: contextvars.ContextVar[Operation | None] = contextvars.ContextVar(
     "resil_timeout_operation", default=None)
-
-
-def _number(value: Any, name: str, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    v = float(value)
-    if not (v > 0 if positive else v >= 0) or v == float("inf"):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, "
-                         f"got {value!r}")
-    return v
 
 
 @dataclass
@@ -190,9 +181,9 @@ class TimeoutManager:
     def __init__(self, operation_timeout: float = 300.0, global_timeout: float = 3600.0,
                  grace_period: float = 30.0, warning_threshold: float = 0.8,
                  progressive: bool = True) -> None:
-        self.operation_timeout = _number(operation_timeout, "operation_timeout")
-        self.global_timeout = _number(global_timeout, "global_timeout")
-        self.grace_period = _number(grace_period, "grace_period", positive=False)
+        self.operation_timeout = _check.seconds(operation_timeout, "operation_timeout")
+        self.global_timeout = _check.seconds(global_timeout, "global_timeout")
+        self.grace_period = _check.seconds(grace_period, "grace_period", low_open=False)
         if isinstance(warning_threshold, bool) or not isinstance(warning_threshold, (int, float)):
             raise TypeError("warning_threshold must be a number in (0, 1]")
         if not 0.0 < warning_threshold <= 1.0:
@@ -216,7 +207,7 @@ class TimeoutManager:
         defaults to ``operation_timeout``; a tighter enclosing deadline wins)."""
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        secs = self.operation_timeout if seconds is None else _number(seconds, "seconds")
+        secs = self.operation_timeout if seconds is None else _check.seconds(seconds, "seconds")
         return Operation(self, name, secs)
 
     async def run(self, fn: Callable[..., Awaitable[T]], name: str, seconds: float | None = None,

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -241,3 +242,35 @@ def test_unconfigured_logging_prints_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "" and out.stdout == ""
+
+
+HUGE = [10**400, 10**5000]
+
+
+@pytest.mark.parametrize("huge", HUGE, ids=["1e400", "1e5000"])
+@pytest.mark.parametrize("make, name", [
+    (lambda v: resil.TimeoutManager(operation_timeout=v), "operation_timeout"),
+    (lambda v: resil.TimeoutManager(global_timeout=v), "global_timeout"),
+    (lambda v: resil.TimeoutManager(grace_period=v), "grace_period"),
+    (lambda v: resil.retry(deadline=v), "deadline"),
+    (lambda v: resil.idempotent(key=str, ttl=v), "ttl"),
+    (lambda v: resil.Monitor(retention=v), "retention"),
+    (lambda v: resil.EventBus(storm_threshold=v), "storm_threshold"),
+    (lambda v: resil.EventBus(storm_window=v), "storm_window"),
+    (lambda v: resil.AdaptiveScheduler(novelty_threshold=v), "novelty_threshold"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_huge_int_names_its_parameter(make: Any, name: str, huge: int) -> None:
+    # float() of the int raised a bare OverflowError, and an int past 4,300
+    # digits could not even be shown in the message.
+    with pytest.raises(ValueError, match=name) as info:
+        make(huge)
+    assert f"an int of {huge.bit_length()} bits" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0, True, "1"])
+def test_timeout_manager_and_retry_refuse_bad_durations(bad: Any) -> None:
+    error = TypeError if isinstance(bad, (bool, str)) else ValueError
+    with pytest.raises(error, match="operation_timeout"):
+        resil.TimeoutManager(operation_timeout=bad)
+    with pytest.raises(error, match="deadline"):
+        resil.retry(deadline=bad)

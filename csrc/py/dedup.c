@@ -125,8 +125,9 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
         if (overflow || cap < 1 || cap > (long long)RS_DEDUP_MAX_CAPACITY) {
-            PyErr_Format(PyExc_ValueError, "capacity must be in [1, %u], got %R",
-                         RS_DEDUP_MAX_CAPACITY, cap_o);
+            char accepts[48];
+            PyOS_snprintf(accepts, sizeof accepts, "in [1, %u]", RS_DEDUP_MAX_CAPACITY);
+            resil_bad_value("capacity", accepts, cap_o);
             return NULL;
         }
     }

@@ -58,15 +58,15 @@ static int clamp_int(long long v) { return v < INT_MIN ? INT_MIN : v > INT_MAX ?
  * default (value). */
 static PyObject *bad_bits(int field, PyObject *given, long long value, long long sub_bits) {
     const char *name = rs_hist_field_name(field), *range = rs_hist_field_range(field);
-    PyObject *shown = given ? Py_NewRef(given) : PyLong_FromLongLong(value);
+    PyObject *shown = given ? resil_value_repr(given) : PyUnicode_FromFormat("%lld", value);
     if (!shown) {
         return NULL;
     }
     if (field == RS_HGF_MAX_BITS) {
-        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %R (sub_bits is %lld)", name,
+        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %U (sub_bits is %lld)", name,
                      range, shown, sub_bits);
     } else {
-        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %R", name, range, shown);
+        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %U", name, range, shown);
     }
     Py_DECREF(shown);
     return NULL;
@@ -97,11 +97,8 @@ static inline int ms_to_ns(PyObject *o, uint64_t *out) {
     }
     double ns = ms * 1e6;
     if (RS_UNLIKELY(!(ns >= 0.0 && ns < TWO_POW_64))) {
-        PyErr_Format(PyExc_ValueError,
-                     "ms must be a finite duration in milliseconds >= 0 and below 2**64 ns "
-                     "(about 1.8e13 ms), got %R",
-                     o);
-        return -1;
+        return resil_bad_value("ms", "a finite duration in milliseconds >= 0 and below 2**64 ns "
+                                     "(about 1.8e13 ms)", o);
     }
     *out = (uint64_t)nearbyint(ns);
     return 0;
@@ -118,8 +115,7 @@ static inline int int_ns(PyObject *o, uint64_t *out) {
             return -1;
         }
         PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "ns must be an int in [0, 2**64 - 1], got %R", o);
-        return -1;
+        return resil_bad_value("ns", "an int in [0, 2**64 - 1]", o);
     }
     *out = (uint64_t)v;
     return 0;
@@ -147,8 +143,7 @@ static int parse_q(PyObject *o, Py_ssize_t index, double *q) {
     }
     if (!(*q >= 0.0 && *q <= 1.0)) {
         q_name(name, sizeof name, index);
-        PyErr_Format(PyExc_ValueError, "%s must be a quantile in [0, 1], got %R", name, o);
-        return -1;
+        return resil_bad_value(name, "a quantile in [0, 1]", o);
     }
     return 0;
 }
@@ -437,8 +432,7 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
         if (!(retention > 0.0 && retention <= MAX_RETENTION_SECONDS)) {
-            PyErr_Format(PyExc_ValueError,
-                         "retention must be a finite number of seconds in (0, 9.2e9], got %R", ret_o);
+            resil_bad_value("retention", "a finite number of seconds in (0, 9.2e9]", ret_o);
             return NULL;
         }
         if (resil_seconds_to_ns(ret_o, "retention", &retention_ns) < 0) {
@@ -450,8 +444,9 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     if (slots < 1 || slots > RS_HIST_MAX_SLOTS) {
-        PyErr_Format(PyExc_ValueError, "slots must be an int %s, got %R",
-                     rs_hist_field_range(RS_HGF_NSLOTS), slots_o);
+        char accepts[48];
+        PyOS_snprintf(accepts, sizeof accepts, "an int %s", rs_hist_field_range(RS_HGF_NSLOTS));
+        resil_bad_value("slots", accepts, slots_o);
         return NULL;
     }
     uint64_t slot_ns = retention_ns / (uint64_t)slots;

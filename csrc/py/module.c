@@ -141,9 +141,8 @@ static int resil_exec(PyObject *module) {
     if (resil_errors_init_types(module, st) < 0) {
         return -1;
     }
-    st->str_on_transition = PyUnicode_InternFromString("_on_transition");
     st->str_now = PyUnicode_InternFromString("now");
-    if (!st->str_on_transition || !st->str_now) {
+    if (!st->str_now) {
         return -1;
     }
     for (int i = 0; i < RS_REASON_COUNT; i++) {
@@ -224,7 +223,6 @@ static int resil_clear(PyObject *module) {
     }
     Py_CLEAR(st->cancel_types);
     Py_CLEAR(st->permit_var);
-    Py_CLEAR(st->str_on_transition);
     Py_CLEAR(st->str_now);
     Py_CLEAR(st->str_last_opened_wall);
     Py_CLEAR(st->default_clock);

@@ -47,9 +47,16 @@ static int call_hook(RingObject *self, const char *name) {
 /* ValueError for a watermark out of range; shows what the caller passed
  * (o), or the default value when the argument was left out. */
 static PyObject *raise_fraction(const char *name, const char *range, PyObject *o, double value) {
-    PyObject *shown = o ? Py_NewRef(o) : PyFloat_FromDouble(value);
+    PyObject *shown = NULL;
+    if (o) {
+        shown = resil_value_repr(o);
+    } else {
+        PyObject *f = PyFloat_FromDouble(value);
+        shown = f ? PyObject_Repr(f) : NULL;
+        Py_XDECREF(f);
+    }
     if (shown) {
-        PyErr_Format(PyExc_ValueError, "%s must be a fraction of maxsize in %s, got %R%s", name,
+        PyErr_Format(PyExc_ValueError, "%s must be a fraction of maxsize in %s, got %U%s", name,
                      range, shown, o ? "" : " (its default)");
         Py_DECREF(shown);
     }
@@ -80,7 +87,9 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
         if (overflow || maxsize < 1 || maxsize > (long long)RS_RING_MAX_CAPACITY) {
-            PyErr_Format(PyExc_ValueError, "maxsize must be in [1, %u], got %R", RS_RING_MAX_CAPACITY, max_o);
+            char accepts[48];
+            PyOS_snprintf(accepts, sizeof accepts, "in [1, %u]", RS_RING_MAX_CAPACITY);
+            resil_bad_value("maxsize", accepts, max_o);
             return NULL;
         }
     }

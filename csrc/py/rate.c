@@ -19,8 +19,7 @@ typedef struct {
 } RateObject;
 
 static PyObject *bad_field(int field, PyObject *value) {
-    PyErr_Format(PyExc_ValueError, "%s must be %s, got %R", rs_rate_field_name(field),
-                 rs_rate_field_range(field), value);
+    resil_bad_value(rs_rate_field_name(field), rs_rate_field_range(field), value);
     return NULL;
 }
 
@@ -53,8 +52,7 @@ static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     if (!(window > 0.0 && window <= MAX_WINDOW_SECONDS)) {
-        PyErr_Format(PyExc_ValueError, "window must be a finite number of seconds in (0, 9.2e9], got %R",
-                     window_o);
+        resil_bad_value("window", "a finite number of seconds in (0, 9.2e9]", window_o);
         return NULL;
     }
     uint64_t window_ns;

@@ -42,7 +42,6 @@ typedef struct {
     PyObject *reasons[RS_REASON_COUNT];   /* interned reason strings */
     PyObject *cancel_types;               /* tuple of cancellation exceptions */
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
-    PyObject *str_on_transition;          /* unused: the breaker's listener is given explicitly */
     PyObject *str_now;
     PyObject *str_last_opened_wall;       /* "_last_opened_wall" (expo.c) */
     PyObject *default_clock;              /* a shared MonotonicClock */

@@ -1,0 +1,89 @@
+"""Argument checks shared by the Python layer.
+
+Each check raises ``TypeError`` for a value of the wrong type and
+``ValueError`` for one out of range, and both name the parameter and what it
+accepts. ``bool`` is never taken for a number. Ranges are compared on the
+value as given, so an int too large for a float is out of range (never an
+``OverflowError``) and NaN fails every range.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: The largest duration the C clocks represent, in seconds (2**63 ns).
+MAX_SECONDS = 9.2e9
+
+
+def show(value: Any) -> str:
+    """``repr(value)`` for an error message; an int too long to print in
+    full (or at all: Python refuses more than 4,300 digits) is summarised
+    by its size in bits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bound(n: int) -> str:
+    """A range end as people write it: 2**31, 2**63 - 1, 100."""
+    for delta, suffix in ((0, ""), (1, " - 1")):
+        m = abs(n) + delta
+        if m >= 1 << 16 and m & (m - 1) == 0:
+            return f"{'-' if n < 0 else ''}2**{m.bit_length() - 1}{suffix}"
+    return str(n)
+
+
+def integer(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high]."""
+    bounds = f"[{_bound(low)}, {_bound(high)}]"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in {bounds}, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an int in {bounds}, got {show(value)}")
+    return int(value)
+
+
+def number(value: Any, name: str, low: float = -math.inf, high: float = math.inf, *,
+           low_open: bool = False, what: str = "number", optional: bool = False) -> float:
+    """``value`` (an int or a float) as a float in [low, high], or in
+    (low, high] with ``low_open``; the default range is every finite number.
+    ``what`` names the kind of number in messages; ``optional`` says that
+    None is accepted too (the caller handles None)."""
+    either = "None or " if optional else ""
+    if not _is_number(value):
+        raise TypeError(f"{name} must be {either}a {what}, not {type(value).__name__}")
+    ok = (value > low if low_open else value >= low) and value <= high
+    converted = math.nan
+    if ok:
+        try:
+            converted = float(value)
+        except OverflowError:  # an int beyond any float
+            ok = False
+        else:
+            ok = math.isfinite(converted)
+    if not ok:
+        bounds = "" if low == -math.inf and high == math.inf else \
+            f" in {'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be {either}a finite {what}{bounds}, got {show(value)}")
+    return converted
+
+
+def seconds(value: Any, name: str, *, low: float = 0.0, high: float = MAX_SECONDS,
+            low_open: bool = True, optional: bool = False) -> float:
+    """A finite duration in seconds, by default in (0, 9.2e9]."""
+    return number(value, name, low, high, low_open=low_open, what="number of seconds",
+                  optional=optional)
+
+
+def text(value: Any, name: str) -> str:
+    """A non-empty str."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must be a non-empty str, got ''")
+    return value
