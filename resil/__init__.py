@@ -14,7 +14,7 @@ from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil._bus import ContractViolation, Event, EventBus, EventStormError, HandlerDisabled
 from resil._dedup import idempotent
 from resil._dlq import DeadLetter, DeadLetterQueue
-from resil._emitter import EventEmitter
+from resil._emitter import EmitterClosed, EventEmitter
 from resil._errors import OperationTimeout, RetryError
 from resil._interval import AdaptiveInterval, TimeScale
 from resil._monitor import Monitor
@@ -61,6 +61,7 @@ __all__ = [
     "Deduplicator",
     "Event",
     "EventBus",
+    "EmitterClosed",
     "EventEmitter",
     "EventStormError",
     "HandlerDisabled",

@@ -1,104 +1,175 @@
-"""Non-blocking event emission to async sinks (SPEC section 7)."""
+"""Non-blocking event emission to sinks (SPEC section 7)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import inspect
 import logging
+import math
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from resil._queues import BoundedQueue
-from resil._resil import CircuitOpenError, State
+from resil._resil import CircuitOpenError, ResilError
 
-__all__ = ["EventEmitter"]
+__all__ = ["EventEmitter", "EmitterClosed"]
 
 _log = logging.getLogger("resil.emitter")
 
 _OVERFLOW = ("reject", "drop_oldest", "block")
-_REJECTING = (State.OPEN, State.FORCED_OPEN)
-_POLL_WHILE_FORCED_OPEN = 1.0  # seconds between looks at a forced-open breaker
+# While the breaker rejects and gives no time to wait (HALF_OPEN with every
+# probe taken, FORCED_OPEN), the sender waits this long, doubling up to the cap.
+_REJECTED_WAIT_FIRST = 0.01
+_REJECTED_WAIT_MAX = 1.0
+# The plain sender gives the loop a turn after this many events in a row, so a
+# long queue of events that fail (or a sink that never suspends) stalls no one.
+_EVENTS_PER_TURN = 32
 
 
-class EmitterClosed(Exception):
-    """The error recorded in the dead-letter queue for events still queued or
-    in flight when an emitter was closed."""
+class EmitterClosed(ResilError, RuntimeError):
+    """The emitter is closed: raised by ``put`` and ``start`` after ``close``,
+    and recorded in the dead-letter queue for events still queued or in
+    flight when it closed. Also a RuntimeError."""
+
+
+def _seconds(value: Any, name: str, *, allow_inf: bool) -> float:
+    """value as float seconds >= 0, or TypeError/ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    what = "a number of seconds >= 0" if allow_inf else "a finite number of seconds >= 0"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    if not seconds >= 0 or (seconds == math.inf and not allow_inf):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return seconds
 
 
 class EventEmitter:
-    """Emits events to an async sink from a background task.
+    """Emits events to a sink from a background task.
 
     ``EventEmitter(sink, queue_size=1000, batch_size=1, flush_interval=0.0,
     overflow="reject", breaker=None, retry=None, dlq=None)``.
 
-    - ``emit(event) -> bool`` never blocks and never awaits the sink: it
-      queues the event (a :class:`BoundedQueue` of ``queue_size``) and a
-      background task calls ``await sink(event)``, or ``await sink(list)``
-      with up to ``batch_size`` events when ``batch_size > 1``; a batch is
-      sent when full, when the queue is empty, or - with ``flush_interval``
-      > 0 - after waiting that long for it to fill.
+    - ``sink``: a function or an async function called with each event (or
+      with a list of events when ``batch_size > 1``); its result is awaited
+      when it is awaitable. An exception from it is a failed delivery.
+    - ``emit(event) -> bool`` never blocks and never calls the sink: it
+      queues the event (a :class:`BoundedQueue` of ``queue_size``, an int in
+      [1, 2**30]) and a background task calls the sink, with up to
+      ``batch_size`` events (an int in [1, queue_size]) when
+      ``batch_size > 1``; a batch is sent when full, when the queue is empty,
+      or - with ``flush_interval`` > 0 (seconds, finite) - after waiting that
+      long for it to fill.
     - ``overflow`` when the queue is full: ``"reject"`` (emit returns False,
       counted as dropped), ``"drop_oldest"`` (the oldest queued event is
       dropped and counted, the new one queued), ``"block"`` (emit returns
       False and counts it as refused; ``await put(event)`` waits for room).
-    - ``retry``: a ``resil.retry(...)`` decorator applied to each sink call;
-      ``breaker``: guards sink calls, and while it is OPEN events wait in the
-      queue; ``dlq``: any object with ``put(item, error, source=...,
-      attempts=...)`` receiving each event that still failed. Every event
-      ends delivered, dead-lettered, or counted as dropped.
+    - ``retry``: a ``resil.retry(...)`` decorator applied to each sink call.
+      ``breaker``: a :class:`CircuitBreaker` guarding sink calls; while it
+      rejects (OPEN, FORCED_OPEN, or HALF_OPEN with every probe taken) the
+      events wait in the queue and the sender sleeps: until the breaker's
+      remaining cooldown has passed, else 10 ms doubling up to 1 s.
+    - ``dlq``: any object with ``put(item, error, source=..., attempts=...)``
+      receiving each event that still failed, with ``attempts`` the number
+      of sink calls made for it. A ``dlq`` with a ``store`` that is not None
+      (a :class:`DeadLetterQueue` over a :class:`SQLiteStore`) is written
+      from a worker thread, one entry at a time and in order, so a disk
+      write never blocks the event loop; the sender waits while
+      ``queue_size`` dead letters are still unwritten. A ``put`` that
+      returns an awaitable is awaited. Every event ends delivered,
+      dead-lettered, or counted as dropped (also when the dlq refuses it).
     - ``async with emitter:`` starts and closes it; ``await close(graceful=5.0,
       forced=2.0)`` waits for the queue to drain, then cancels the sender;
-      events still queued or in flight go to ``dlq`` (else count as
-      dropped). ``close`` is idempotent and returns within graceful + forced.
+      events still queued or in flight go to ``dlq`` with
+      :class:`EmitterClosed` (else count as dropped). ``close`` is
+      idempotent, keeps going when its caller is cancelled, and returns
+      within graceful + forced (dead letters not yet written by then are
+      still written by the worker thread). After ``close``, ``emit``
+      returns False and counts a drop; ``put`` and ``start`` raise
+      :class:`EmitterClosed`.
     """
 
-    def __init__(self, sink: Callable[[Any], Awaitable[Any]], queue_size: int = 1000,
+    def __init__(self, sink: Callable[[Any], Any], queue_size: int = 1000,
                  batch_size: int = 1, flush_interval: float = 0.0, overflow: str = "reject",
                  breaker: Any = None, retry: Callable[[Any], Any] | None = None,
                  dlq: Any = None) -> None:
         if not callable(sink):
-            raise TypeError(f"sink must be an async callable, not {type(sink).__name__}")
+            raise TypeError(f"sink must be a function or an async function, not "
+                            f"{type(sink).__name__}")
+        try:
+            queue: BoundedQueue[Any] = BoundedQueue(queue_size, warn_at=0.8, reject_at=1.0)
+        except (TypeError, ValueError) as exc:
+            # The queue checks the size; the user passed it as queue_size.
+            text = str(exc)
+            if text.startswith("maxsize"):
+                text = "queue_size" + text[len("maxsize"):]
+            raise type(exc)(text) from None
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)):
-            raise TypeError("flush_interval must be a number of seconds")
-        if not 0 <= flush_interval < float("inf"):
-            raise ValueError(f"flush_interval must be a finite number >= 0, got {flush_interval!r}")
+        if not 1 <= batch_size <= queue_size:
+            raise ValueError(f"batch_size must be an int in [1, queue_size={queue_size}], "
+                             f"got {batch_size!r}")
+        flush = _seconds(flush_interval, "flush_interval", allow_inf=False)
+        if not isinstance(overflow, str):
+            raise TypeError(f"overflow must be a str, one of {', '.join(map(repr, _OVERFLOW))}, "
+                            f"not {type(overflow).__name__}")
         if overflow not in _OVERFLOW:
             raise ValueError(f"overflow must be one of {', '.join(map(repr, _OVERFLOW))}, "
                              f"got {overflow!r}")
         if breaker is not None and not callable(getattr(breaker, "call_async", None)):
-            raise TypeError("breaker must be a resil.CircuitBreaker")
+            raise TypeError(f"breaker must be a resil.CircuitBreaker, not {type(breaker).__name__}")
         if retry is not None and not callable(retry):
-            raise TypeError("retry must be a resil.retry(...) decorator")
+            raise TypeError(f"retry must be a resil.retry(...) decorator, not "
+                            f"{type(retry).__name__}")
         if dlq is not None and not callable(getattr(dlq, "put", None)):
-            raise TypeError("dlq must have a put(item, error, ...) method")
-        self._queue: BoundedQueue[Any] = BoundedQueue(queue_size, warn_at=0.8, reject_at=1.0)
+            raise TypeError(f"dlq must have a put(item, error, ...) method; "
+                            f"{type(dlq).__name__} has none")
+        self._queue = queue
         self._sink = sink
         self._batch_size = batch_size
-        self._flush_interval = float(flush_interval)
+        self._flush_interval = flush
         self._overflow = overflow
         self._breaker = breaker
         self._dlq = dlq
-        # Without breaker or retry the sender calls the sink itself.
+        # A dlq over a store writes to disk: from a worker thread (see _write_backlog).
+        self._dlq_in_thread = dlq is not None and getattr(dlq, "store", None) is not None
+        # Without breaker or retry, one event at a time, the sender calls
+        # the sink itself (_run_plain).
+        self._plain = retry is None and breaker is None and batch_size == 1
+        self._send: Callable[[Any], Any] = self._call_sink
         if retry is not None:
             self._send = retry(self._attempt)
         elif breaker is not None:
             self._send = self._attempt
-        else:
-            self._send = sink
         self._task: asyncio.Task[None] | None = None
+        # Events taken from the queue and not yet delivered or handed to the
+        # dlq; close() dead-letters what is left here when it cancels the sender.
         self._in_flight: list[Any] = []
+        self._calls = 0                  # sink calls made for the events in flight
+        self._sink_error: BaseException | None = None  # the last exception raised by the sink
         self._closing = False
-        self._closed: asyncio.Future[None] | None = None
+        self._swept = False              # close() has taken every queued event
+        self._stopping = False           # close() is cancelling the sender
+        self._closer: asyncio.Task[None] | None = None
         self._counts = {"accepted": 0, "emitted": 0, "failed": 0, "dropped": 0, "refused": 0,
                         "dead_lettered": 0}
         self._last_emission: float | None = None  # time.time(); formatted in status()
+        # Dead letters for the worker thread, oldest first; an entry leaves
+        # only once written. One writer job runs at a time.
+        self._backlog: collections.deque[tuple[Any, BaseException, int]] = collections.deque()
+        self._writer: asyncio.Future[None] | None = None   # the latest writer job
+        self._writer_lock = threading.Lock()
+        self._writer_running = False     # under _writer_lock: a writer job owns the backlog
+        self._written = 0                # counted by the writer thread only
+        self._refused_in_thread = 0      # likewise
+        self._pending_puts: set[asyncio.Future[Any]] = set()  # awaitable dlq.put results
 
     # ---- producing ----------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -123,20 +194,29 @@ class EventEmitter:
         return True
 
     async def put(self, event: Any) -> None:
-        """Waits for room, then queues event (the awaiting form of emit)."""
+        """Waits for room, then queues event (the awaiting form of emit).
+        Raises :class:`EmitterClosed` when the emitter is closed, also when it
+        closes while this call waits; the event is then not taken."""
+        q = self._queue
         if self._closing:
-            raise RuntimeError("the emitter is closed")
-        if self._queue.full():
-            await self._queue.put(event)
+            raise EmitterClosed("the emitter is closed")
+        if q.full():
+            await q.put(event)
+            if self._swept:
+                # close() emptied the queue and wakes the waiting puts: nothing
+                # sends what they add, so this one takes its event back out.
+                q.get_nowait()
+                q.task_done()
+                raise EmitterClosed("the emitter closed while put was waiting for room")
         else:
-            self._queue.put_nowait(event)  # room now: no coroutine to wait in
+            q.put_nowait(event)  # room now: no coroutine to wait in
         self._counts["accepted"] += 1
 
     # ---- lifecycle ----------------------------------------------------------
     def start(self) -> None:
         """Starts the background sender in the running event loop."""
         if self._closing:
-            raise RuntimeError("the emitter is closed")
+            raise EmitterClosed("the emitter is closed")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="resil-emitter")
 
@@ -151,80 +231,146 @@ class EventEmitter:
     async def close(self, graceful: float = 5.0, forced: float = 2.0) -> None:
         """Drains for up to ``graceful`` seconds, then cancels the sender and
         waits up to ``forced`` more; what is left goes to the DLQ or is counted
-        as dropped. Idempotent."""
-        if self._closed is not None:
-            await asyncio.shield(self._closed)
-            return
+        as dropped. Both are seconds >= 0 (``inf``: no limit); a bad value
+        raises before anything changes. Idempotent: a second call waits for
+        the first. Cancelling the caller does not stop the closing."""
+        graceful = _seconds(graceful, "graceful", allow_inf=True)
+        forced = _seconds(forced, "forced", allow_inf=True)
+        if self._closer is None:
+            self._closing = True
+            self._closer = asyncio.get_running_loop().create_task(
+                self._close(graceful, forced), name="resil-emitter-close")
+        await asyncio.shield(self._closer)
+
+    async def _close(self, graceful: float, forced: float) -> None:
         loop = asyncio.get_running_loop()
-        self._closed = loop.create_future()
-        self._closing = True
-        try:
-            task = self._task
-            if task is not None and not task.done():
-                if not await self._queue.drain(graceful):
-                    _log.warning("emitter did not drain in %.3fs; cancelling its sender", graceful)
-                task.cancel()
-                await asyncio.wait({task}, timeout=forced)
-            leftovers = list(self._in_flight)
-            self._in_flight.clear()
-            while not self._queue.empty():
-                leftovers.append(self._queue.get_nowait())
-                self._queue.task_done()
-            for event in leftovers:
-                await self._dead_letter(event, EmitterClosed("emitter closed before delivery"), 0)
-        finally:
-            self._closed.set_result(None)
+        drain_until = loop.time() + graceful
+        deadline = drain_until + forced
+        q = self._queue
+        task = self._task
+        if task is not None and not task.done():
+            drained = await q.drain(graceful)
+            while drained:
+                await asyncio.sleep(0)  # a put woken by the last take adds its event now
+                if not q.unfinished_tasks:
+                    break
+                drained = await q.drain(max(drain_until - loop.time(), 0.0))
+            if not drained:
+                _log.warning("emitter did not drain in %.3fs; cancelling its sender", graceful)
+            self._stopping = True
+            task.cancel()
+            await asyncio.wait({task}, timeout=forced)
+        leftovers: list[tuple[Any, int]] = []
+        if task is not None and task.done() and not task.cancelled() \
+                and task.exception() is not None:
+            _log.error("emitter's sender had stopped on %r", task.exception())
+        if task is None or task.done():
+            leftovers = [(event, self._calls) for event in self._in_flight]
+            self._in_flight = []
+        else:
+            # The sender ignored its cancellation: it still owns its events
+            # and stops after them.
+            _log.warning("emitter's sender still running %.3fs after cancellation", forced)
+        self._swept = True
+        while not q.empty():
+            leftovers.append((q.get_nowait(), 0))
+            q.task_done()
+        # Dead letters in order: a put the sender started goes first.
+        if self._pending_puts:
+            await asyncio.wait(set(self._pending_puts), timeout=max(deadline - loop.time(), 0))
+        closed = EmitterClosed("emitter closed before delivery")
+        for event, attempts in leftovers:
+            pending = self._dead_letter(event, closed, attempts)
+            if pending is not None:
+                await asyncio.wait({pending}, timeout=max(deadline - loop.time(), 0))
+        if self._writer_running and self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=max(deadline - loop.time(), 0))
+        if self._backlog or self._pending_puts:
+            _log.warning("emitter closed with %d dead letters still being written",
+                         len(self._backlog) + len(self._pending_puts))
 
     # ---- sending ------------------------------------------------------------
+    async def _call_sink(self, payload: Any) -> Any:
+        self._calls += 1
+        try:
+            result = self._sink(payload)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:
+            self._sink_error = exc
+            raise
+        return result
+
     async def _attempt(self, payload: Any) -> Any:
         if self._breaker is not None:
-            return await self._breaker.call_async(self._sink, payload)
-        return await self._sink(payload)
+            return await self._breaker.call_async(self._call_sink, payload)
+        return await self._call_sink(payload)
 
     async def _run(self) -> None:
-        if self._batch_size == 1 and self._send is self._sink:
+        if self._plain:
             await self._run_plain()
             return
         q = self._queue
-        while True:
-            batch = [await q.get()]
-            if self._batch_size > 1:
-                await self._fill(batch)
-            self._in_flight = batch
+        in_a_row = 0
+        while not self._stopping:
+            if q.empty():
+                in_a_row = 0
+                first = await q.get()
+            else:
+                if in_a_row >= _EVENTS_PER_TURN:  # see _run_plain
+                    in_a_row = 0
+                    await asyncio.sleep(0)
+                    continue
+                first = q.get_nowait()
+            # In flight from the moment it leaves the queue: close() sees
+            # every event the sender holds, also while a batch fills.
+            batch = self._in_flight = [first]
+            self._calls = 0
+            taken = 0
             try:
-                await self._deliver(batch)
-            except BaseException:
-                # Cancelled by close(): the batch stays in flight for close()
-                # to dead-letter, so no event is lost.
-                for _ in batch:
+                if self._batch_size > 1:
+                    await self._fill(batch)
+                taken = len(batch)
+                in_a_row += taken
+                await self._deliver()
+            finally:
+                self._sink_error = None  # holds a traceback: not beyond this batch
+                for _ in range(taken or len(batch)):
                     q.task_done()
-                raise
-            self._in_flight = []
-            for _ in batch:
-                q.task_done()
 
     async def _run_plain(self) -> None:
         """The sender for one event at a time with no breaker and no retry:
-        the sink is awaited inline, items are taken without a coroutine while
+        the sink is called inline, items are taken without a coroutine while
         the queue has them."""
         q, sink, counts = self._queue, self._sink, self._counts
-        while True:
-            event = q.get_nowait() if not q.empty() else await q.get()
-            self._in_flight = [event]
-            try:
-                await sink(event)
-            except asyncio.CancelledError:
-                q.task_done()  # close() dead-letters the in-flight event
-                raise
-            except Exception as exc:
-                counts["failed"] += 1
-                _log.warning("sink failed for 1 event(s): %r", exc)
-                await self._dead_letter(event, exc, 1)
+        isawaitable = inspect.isawaitable
+        in_a_row = 0
+        while not self._stopping:
+            if q.empty():
+                in_a_row = 0
+                event = await q.get()
             else:
-                counts["emitted"] += 1
-                self._last_emission = time.time()
-            self._in_flight = []
-            q.task_done()
+                in_a_row += 1
+                if in_a_row >= _EVENTS_PER_TURN:
+                    in_a_row = 0
+                    await asyncio.sleep(0)
+                    continue
+                event = q.get_nowait()
+            self._in_flight = [event]
+            self._calls = 1
+            try:
+                try:
+                    result = sink(event)
+                    if result is not None and isawaitable(result):
+                        await result
+                except Exception as exc:
+                    await self._failed(exc)
+                else:
+                    self._in_flight = []
+                    counts["emitted"] += 1
+                    self._last_emission = time.time()
+            finally:
+                q.task_done()
 
     async def _fill(self, batch: list[Any]) -> None:
         q, size = self._queue, self._batch_size
@@ -234,71 +380,189 @@ class EventEmitter:
         while True:
             for _ in range(min(size - len(batch), q.qsize())):
                 batch.append(get())
-            if len(batch) >= size or self._flush_interval <= 0:
+            if len(batch) >= size or self._flush_interval <= 0 or loop.time() >= deadline:
                 return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            got, item = await self._get_before(deadline)
+            if not got:
                 return
-            try:
-                batch.append(await asyncio.wait_for(q.get(), remaining))
-            except asyncio.TimeoutError:
-                return
+            batch.append(item)  # no suspension since the get: never held outside the batch
 
-    async def _wait_for_breaker(self) -> None:
-        breaker = self._breaker
-        while breaker is not None and breaker.state in _REJECTING:
-            remaining = breaker.remaining
-            await asyncio.sleep(_POLL_WHILE_FORCED_OPEN if remaining is None else max(remaining, 0.0))
+    async def _get_before(self, deadline: float) -> tuple[bool, Any]:
+        """Waits for the next event until the loop's clock reaches deadline:
+        (True, event), or (False, None) when the time ran out."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
 
-    async def _deliver(self, batch: list[Any]) -> None:
-        payload: Any = batch if self._batch_size > 1 else batch[0]
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        # A timer that cancels this task, like asyncio.timeout (3.11+): the
+        # wait happens in this task, so no event is ever held by another.
+        timer = loop.call_at(deadline, expire)
+        try:
+            return True, await self._queue.get()
+        except asyncio.CancelledError:
+            if not expired or self._stopping:
+                raise
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            return False, None
+        finally:
+            timer.cancel()
+
+    def _rejected_wait(self, exc: CircuitOpenError, backoff: float) -> float:
+        remaining = getattr(exc, "remaining", None)
+        if isinstance(remaining, (int, float)) and math.isfinite(remaining) and remaining > 0:
+            return float(remaining)
+        return backoff
+
+    async def _deliver(self) -> None:
+        """Sends the events in flight (the sender owns them: nothing else
+        changes the list while this runs)."""
+        batch = self._in_flight
+        payload: Any = list(batch) if self._batch_size > 1 else batch[0]
+        self._sink_error = None
+        backoff = _REJECTED_WAIT_FIRST
         while True:
-            if self._breaker is not None:
-                await self._wait_for_breaker()  # while OPEN, the events wait here
+            calls = self._calls
             try:
                 await self._send(payload)
-            except CircuitOpenError:
-                continue  # opened (or probes ran out) meanwhile: wait again
+            except CircuitOpenError as exc:
+                if exc is self._sink_error:  # the sink's own breaker: a failure
+                    await self._failed(exc)
+                    return
+                if self._calls > calls:
+                    # The sink failed and the breaker opened before a retry:
+                    # the events have had their calls; they fail with its error.
+                    last = self._sink_error
+                    await self._failed(last if isinstance(last, Exception) else exc)
+                    return
+                # Rejected without a call: the events wait in flight while
+                # the sender sleeps, so the loop runs on.
+                await asyncio.sleep(self._rejected_wait(exc, backoff))
+                backoff = min(backoff * 2, _REJECTED_WAIT_MAX)
+                continue
             except Exception as exc:
-                self._counts["failed"] += len(batch)
-                _log.warning("sink failed for %d event(s): %r", len(batch), exc)
-                for event in batch:
-                    await self._dead_letter(event, exc, 1)
+                await self._failed(exc)
                 return
+            self._in_flight = []
             self._counts["emitted"] += len(batch)
             self._last_emission = time.time()
             return
 
-    async def _dead_letter(self, event: Any, error: BaseException, attempts: int) -> None:
-        if self._dlq is None:
+    async def _failed(self, exc: Exception) -> None:
+        """Dead-letters every event in flight after the sink failed for them."""
+        batch = self._in_flight
+        self._counts["failed"] += len(batch)
+        _log.warning("sink failed for %d event(s): %r", len(batch), exc)
+        attempts = self._calls
+        done = 0
+        while done < len(batch):
+            pending = self._dead_letter(batch[done], exc, attempts)
+            done += 1
+            if pending is not None:
+                # Out of flight before the wait, so close() never hands it over
+                # again; the put runs on if this task is cancelled.
+                del batch[:done]
+                done = 0
+                await asyncio.wait({pending})
+        batch.clear()
+        if len(self._backlog) >= self._queue.maxsize and self._writer is not None:
+            await asyncio.wait({self._writer})  # the disk is slow: wait until it caught up
+
+    # ---- dead letters -------------------------------------------------------
+    def _dead_letter(self, event: Any, error: BaseException,
+                     attempts: int) -> asyncio.Future[Any] | None:
+        """Hands one event to the dlq. Returns the future of a put still
+        running (an awaitable put), else None."""
+        dlq = self._dlq
+        if dlq is None:
             self._counts["dropped"] += 1
-            return
+            return None
+        if self._dlq_in_thread:
+            self._backlog.append((event, error, attempts))
+            with self._writer_lock:
+                if self._writer_running:
+                    return None   # the running job takes it: it stops only on an empty backlog
+                self._writer_running = True
+            self._start_writer()
+            return None
         try:
-            result = self._dlq.put(event, error, source="emitter", attempts=attempts)
-            if inspect.isawaitable(result):
-                await result
+            result = dlq.put(event, error, source="emitter", attempts=attempts)
+            if not inspect.isawaitable(result):
+                self._counts["dead_lettered"] += 1
+                return None
+            pending = asyncio.ensure_future(result)
         except Exception:
             _log.exception("dead-letter queue refused an event; it is counted as dropped")
             self._counts["dropped"] += 1
-            return
-        self._counts["dead_lettered"] += 1
+            return None
+        self._pending_puts.add(pending)
+        pending.add_done_callback(self._put_done)
+        return pending
+
+    def _put_done(self, pending: asyncio.Future[Any]) -> None:
+        self._pending_puts.discard(pending)
+        if pending.cancelled() or pending.exception() is not None:
+            _log.error("dead-letter queue refused an event; it is counted as dropped: %r",
+                       None if pending.cancelled() else pending.exception())
+            self._counts["dropped"] += 1
+        else:
+            self._counts["dead_lettered"] += 1
+
+    def _start_writer(self) -> None:
+        try:
+            self._writer = asyncio.get_running_loop().run_in_executor(None, self._write_backlog)
+        except RuntimeError:
+            # The loop's executor is shut down (the loop is ending): a thread
+            # of its own finishes the backlog, and the interpreter waits for it.
+            self._writer = None
+            threading.Thread(target=self._write_backlog, name="resil-emitter-dlq").start()
+
+    def _write_backlog(self) -> None:
+        """Runs in a worker thread: writes the backlog in order until it is
+        empty. Only one runs at a time (_writer_running)."""
+        backlog, put = self._backlog, self._dlq.put
+        while True:
+            with self._writer_lock:
+                if not backlog:
+                    self._writer_running = False
+                    return
+            event, error, attempts = backlog[0]
+            try:
+                put(event, error, source="emitter", attempts=attempts)
+            except BaseException:  # a worker thread has no one to re-raise to
+                _log.exception("dead-letter queue refused an event; it is counted as dropped")
+                self._refused_in_thread += 1
+            else:
+                self._written += 1
+            backlog.popleft()
 
     # ---- reading ------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """queue_size, emitted, failed, dropped, last_emission (ISO 8601 UTC or
-        None), breaker (its state name or None), and the other counters."""
+        None), breaker (its state name or None), and the other counters:
+        accepted, refused, dead_lettered, dead_letters_pending (not yet
+        written), in_flight, running."""
         last = self._last_emission
+        counts = self._counts
         return {
             "queue_size": self._queue.qsize(),
-            "emitted": self._counts["emitted"],
-            "failed": self._counts["failed"],
-            "dropped": self._counts["dropped"],
+            "emitted": counts["emitted"],
+            "failed": counts["failed"],
+            "dropped": counts["dropped"] + self._refused_in_thread,
             "last_emission": None if last is None else datetime.datetime.fromtimestamp(
                 last, datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
             "breaker": None if self._breaker is None else self._breaker.state.name,
-            "accepted": self._counts["accepted"],
-            "refused": self._counts["refused"],
-            "dead_lettered": self._counts["dead_lettered"],
+            "accepted": counts["accepted"],
+            "refused": counts["refused"],
+            "dead_lettered": counts["dead_lettered"] + self._written,
+            "dead_letters_pending": len(self._backlog) + len(self._pending_puts),
             "in_flight": len(self._in_flight),
             "running": self._task is not None and not self._task.done(),
         }

@@ -224,5 +224,5 @@ def test_validation() -> None:
         EventEmitter("sink")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="dlq"):
         EventEmitter(sink, dlq=object())
-    with pytest.raises(ValueError, match="maxsize"):
+    with pytest.raises(ValueError, match="queue_size"):
         EventEmitter(sink, queue_size=0)
