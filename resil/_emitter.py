@@ -26,9 +26,11 @@ _OVERFLOW = ("reject", "drop_oldest", "block")
 # probe taken, FORCED_OPEN), the sender waits this long, doubling up to the cap.
 _REJECTED_WAIT_FIRST = 0.01
 _REJECTED_WAIT_MAX = 1.0
-# The plain sender gives the loop a turn after this many events in a row, so a
-# long queue of events that fail (or a sink that never suspends) stalls no one.
-_EVENTS_PER_TURN = 32
+# While the queue has events the sender takes them without suspending (a
+# sink that completes at once never suspends either); it gives the loop a
+# turn once it has run this long, looking at the clock after a failure or
+# every 32 events, so a long queue of failing events stalls no other task.
+_TURN_SECONDS = 0.001
 
 
 class EmitterClosed(ResilError, RuntimeError):
@@ -311,15 +313,15 @@ class EventEmitter:
             await self._run_plain()
             return
         q = self._queue
-        in_a_row = 0
+        turn = time.perf_counter()
         while not self._stopping:
             if q.empty():
-                in_a_row = 0
                 first = await q.get()
+                turn = time.perf_counter()
             else:
-                if in_a_row >= _EVENTS_PER_TURN:  # see _run_plain
-                    in_a_row = 0
+                if time.perf_counter() - turn >= _TURN_SECONDS:
                     await asyncio.sleep(0)
+                    turn = time.perf_counter()
                     continue
                 first = q.get_nowait()
             # In flight from the moment it leaves the queue: close() sees
@@ -331,7 +333,6 @@ class EventEmitter:
                 if self._batch_size > 1:
                     await self._fill(batch)
                 taken = len(batch)
-                in_a_row += taken
                 await self._deliver()
             finally:
                 self._sink_error = None  # holds a traceback: not beyond this batch
@@ -343,27 +344,34 @@ class EventEmitter:
         the sink is called inline, items are taken without a coroutine while
         the queue has them."""
         q, sink, counts = self._queue, self._sink, self._counts
-        isawaitable = inspect.isawaitable
-        in_a_row = 0
-        while not self._stopping:
+        isawaitable, clock = inspect.isawaitable, time.perf_counter
+        is_async = inspect.iscoroutinefunction(sink)  # its result is always awaited
+        self._calls = 1  # one call per event here
+        work, turn = 0, clock()
+        while True:
             if q.empty():
-                in_a_row = 0
+                if self._stopping:  # close() cancelled this task and it went on
+                    return
                 event = await q.get()
+                work, turn = 0, clock()
             else:
-                in_a_row += 1
-                if in_a_row >= _EVENTS_PER_TURN:
-                    in_a_row = 0
+                work += 1
+                if not work & 31 and clock() - turn >= _TURN_SECONDS:
                     await asyncio.sleep(0)
+                    work, turn = 0, clock()
                     continue
                 event = q.get_nowait()
             self._in_flight = [event]
-            self._calls = 1
             try:
                 try:
-                    result = sink(event)
-                    if result is not None and isawaitable(result):
-                        await result
+                    if is_async:
+                        await sink(event)
+                    else:
+                        result = sink(event)
+                        if result is not None and isawaitable(result):
+                            await result
                 except Exception as exc:
+                    work = 31  # failures are slow: look at the clock next time
                     await self._failed(exc)
                 else:
                     self._in_flight = []
