@@ -38,6 +38,9 @@ class FanoutError(ResilError):
                          + "; ".join(f"{type(e).__name__}: {e}" for e in errors))
         self.errors = errors
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FanoutError, (self.errors,))
+
 
 async def _call(sink: Sink, event: Any) -> Any:
     result = sink(event)

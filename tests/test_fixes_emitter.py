@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import pickle
 import threading
 from collections import Counter
 from pathlib import Path
@@ -155,6 +156,8 @@ def test_fanout_takes_plain_and_async_sinks_and_raises_only_when_all_fail() -> N
             await sinks.fanout(bad_plain, bad_plain)(2)
         assert [type(e) for e in info.value.errors] == [ConnectionError, ConnectionError]
         assert isinstance(info.value, resil.ResilError)
+        again = pickle.loads(pickle.dumps(info.value))
+        assert str(again) == str(info.value) and len(again.errors) == 2
 
         async with EventEmitter(sinks.fanout(lambda e: got.append(("em", e)))) as em:
             em.emit(3)
