@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from resil import _check
 from resil._queues import BoundedQueue
 from resil._resil import CircuitOpenError, ResilError
 
@@ -47,9 +48,9 @@ def _seconds(value: Any, name: str, *, allow_inf: bool) -> float:
     try:
         seconds = float(value)
     except OverflowError:
-        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+        raise ValueError(f"{name} must be {what}, got {_check.show(value)}") from None
     if not seconds >= 0 or (seconds == math.inf and not allow_inf):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be {what}, got {_check.show(value)}")
     return seconds
 
 
@@ -113,11 +114,7 @@ class EventEmitter:
             if text.startswith("maxsize"):
                 text = "queue_size" + text[len("maxsize"):]
             raise type(exc)(text) from None
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
-        if not 1 <= batch_size <= queue_size:
-            raise ValueError(f"batch_size must be an int in [1, queue_size={queue_size}], "
-                             f"got {batch_size!r}")
+        _check.integer(batch_size, "batch_size", 1, queue_size)
         flush = _seconds(flush_interval, "flush_interval", allow_inf=False)
         if not isinstance(overflow, str):
             raise TypeError(f"overflow must be a str, one of {', '.join(map(repr, _OVERFLOW))}, "
