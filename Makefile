@@ -59,10 +59,15 @@ test-versions:
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(VERSION_SKIP) || exit 1; \
 	done
 
-# Every benchmark, resil beside its peers; add --write-results by hand to
-# update benchmarks/RESULTS.md.
+# Every benchmark, resil beside its peers (bench_instructions.py counts
+# instructions under valgrind, installed when missing); add --write-results
+# by hand to update benchmarks/RESULTS.md.
 BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
 bench: build
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "installing valgrind for bench_instructions.py"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	for b in $(BENCHMARKS); do $(BIN)/python $$b || exit 1; done
 

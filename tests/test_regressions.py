@@ -274,3 +274,21 @@ def test_timeout_manager_and_retry_refuse_bad_durations(bad: Any) -> None:
         resil.TimeoutManager(operation_timeout=bad)
     with pytest.raises(error, match="deadline"):
         resil.retry(deadline=bad)
+
+
+@pytest.mark.timeout(30)
+def test_dedup_of_sequential_int_keys_is_not_quadratic() -> None:
+    # Python hashes an int to itself, and the table is indexed by the hash's
+    # low bits with linear probing: ids 0, 1, 2, ... filled one contiguous
+    # run, and every eviction, expiry or clear shifted the whole run back.
+    # 200,000 evictions then took about 4 * 10**10 steps (two minutes and
+    # more); now they take under a second. The timeout turns a regression
+    # into a failure instead of a hung CI run.
+    d = resil.Deduplicator(capacity=200_000)
+    for i in range(400_000):
+        assert d.seen(i) is False
+    assert len(d) == 200_000 and d.stats()["evicted"] == 200_000
+    assert 199_999 not in d and 200_000 in d and 399_999 in d
+    assert d.seen(300_000) is True
+    d.clear()
+    assert len(d) == 0

@@ -205,12 +205,25 @@ static void dedup_dealloc(DedupObject *self) {
     Py_DECREF(tp);
 }
 
+/* The key's hash, spread over all 64 bits. The core's table is indexed by
+ * the low bits of the hash it is given, with linear probing; Python hashes
+ * an int to itself, so ids 1, 2, 3, ... would fill one contiguous run of
+ * cells, and removing the oldest entry (every eviction, expiry and clear)
+ * would shift that whole run back: quadratic in the number of keys. The
+ * mix (MurmurHash3's 64-bit finaliser) is a bijection, so equal hashes stay
+ * equal and different ones different. */
 static inline int key_hash(PyObject *key, uint64_t *out) {
     Py_hash_t h = PyObject_Hash(key);
     if (h == -1 && PyErr_Occurred()) {
         return -1;
     }
-    *out = (uint64_t)h;
+    uint64_t x = (uint64_t)h;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    *out = x;
     return 0;
 }
 

@@ -1,0 +1,248 @@
+"""Instructions per operation under callgrind: resil's hot paths beside peers.
+
+Wall-clock nanoseconds on a shared machine drift by up to 2x between
+minutes; instruction counts do not. Each scenario is a small program that
+runs its statement N times; it runs under ``valgrind --tool=callgrind``
+once with N1 and once with N2 iterations, and instructions per operation is
+``(I(N2) - I(N1)) / (N2 - N1)``, so interpreter start-up, imports, set-up
+and bytecode warm-up cancel out. The *bare* rows are the floor: the loop
+itself and a call of an empty Python function.
+
+``--compare DIR`` runs every scenario a second time with ``DIR`` first on
+``sys.path`` (a checkout of another commit with its extension built in
+place, ``python setup.py build_ext --inplace``), and adds its column and the
+ratio, so a change to a hot path is judged in instructions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    group: str
+    name: str
+    setup: str
+    stmt: str = ""
+    run: str = ""  # for async cases: a statement that does n operations
+    needs: str = ""  # a peer's import name; the row is left out without it
+
+
+_ASYNC_EMITTER = """
+import asyncio, resil
+# The sender gives the loop a turn after _TURN_SECONDS of continuous work:
+# about every 3,000 events natively, but every few dozen under callgrind,
+# which runs some 50 times slower. Scaled so the turns come as often per
+# event as they do natively (a no-op for a build without turns).
+import resil._emitter
+resil._emitter._TURN_SECONDS = 0.05
+async def main(n):
+    got = []
+    async def sink(event):
+        got.append(event)
+    em = resil.EventEmitter({sink}, queue_size=4096)
+    em.start()
+    for i in range(n):
+        while not em.emit(i):
+            await asyncio.sleep(0)
+        if i % 1024 == 1023:
+            await asyncio.sleep(0)
+    await em.close()
+    assert len(got) == n
+"""
+
+_ASYNC_BUS = """
+import asyncio, resil
+async def main(n):
+    bus = resil.EventBus(storm_threshold=1 << 24)
+    got = []
+    bus.subscribe("t", got.append)
+    for i in range(n):
+        await bus.publish("t", {"i": i})
+    assert len(got) == n
+"""
+
+CASES = [
+    Case("bare", "loop: `pass`", "", "pass"),
+    Case("bare", "call of an empty function `f(1)`", "def f(x): return x", "f(1)"),
+    Case("breaker", "resil `@breaker` sync call",
+         "import resil\nb = resil.CircuitBreaker('x')\n@b\ndef f(x): return x", "f(1)"),
+    Case("breaker", "resil `b.call(f, 1)`",
+         "import resil\nb = resil.CircuitBreaker('x')\ndef f(x): return x", "b.call(f, 1)"),
+    Case("breaker", "resil rejected call while OPEN",
+         "import resil\nb = resil.CircuitBreaker('x')\n@b\ndef f(x): return x\nb.force_open()\n"
+         "E = resil.CircuitOpenError\n"
+         "def g():\n    try:\n        f(1)\n    except E:\n        pass", "g()"),
+    Case("breaker", "pybreaker `@breaker` sync call",
+         "import pybreaker\nb = pybreaker.CircuitBreaker()\n@b\ndef f(x): return x", "f(1)",
+         needs="pybreaker"),
+    Case("breaker", "circuitbreaker `@circuit` sync call",
+         "from circuitbreaker import circuit\n@circuit\ndef f(x): return x", "f(1)",
+         needs="circuitbreaker"),
+    Case("retry", "resil `@retry` sync call, first attempt succeeds",
+         "import resil\n@resil.retry(retries=3)\ndef f(x): return x", "f(1)"),
+    Case("retry", "tenacity `@retry` sync call, first attempt succeeds",
+         "import tenacity\n@tenacity.retry(stop=tenacity.stop_after_attempt(4))\n"
+         "def f(x): return x", "f(1)", needs="tenacity"),
+    Case("queue", "resil `BoundedQueue` put_nowait + get_nowait",
+         "import resil\nq = resil.BoundedQueue(1000)\np, g = q.put_nowait, q.get_nowait",
+         "p(1); g()"),
+    Case("queue", "resil `BoundedQueue` rejected put_nowait (full)",
+         "import resil\nq = resil.BoundedQueue(10, 1.0, 1.0)\n"
+         "for i in range(10): q.put_nowait(i)\nF = resil.QueueFull\n"
+         "def g():\n    try:\n        q.put_nowait(1)\n    except F:\n        pass", "g()"),
+    Case("queue", "resil `PartitionedQueue` put_nowait + get_nowait + task_done",
+         "import resil\nq = resil.PartitionedQueue(1000)\n"
+         "p, g, d = q.put_nowait, q.get_nowait, q.task_done", "p(1, 'k'); g(); d('k')"),
+    Case("queue", "asyncio `Queue` put_nowait + get_nowait",
+         "import asyncio\nq = asyncio.Queue(1000)\np, g = q.put_nowait, q.get_nowait",
+         "p(1); g()"),
+    Case("dedup", "resil `Deduplicator.seen`, all new (10**6 capacity)",
+         "import resil\nd = resil.Deduplicator(capacity=1 << 20)\ns = d.seen\nimport itertools\n"
+         "c = itertools.count()", "s(next(c))"),
+    Case("dedup", "cachetools `TTLCache` check + insert",
+         "import cachetools, itertools\nd = cachetools.TTLCache(1 << 20, 300)\n"
+         "c = itertools.count()\n"
+         "def s(k):\n    if k in d:\n        return True\n    d[k] = True\n    return False",
+         "s(next(c))", needs="cachetools"),
+    Case("rate", "resil `RateCounter.hit` (threshold 10**6)",
+         "import resil\nr = resil.RateCounter(10**6, 1.0)\nh = r.hit", "h()"),
+    Case("backoff", "resil `Backoff.delay` (full jitter)",
+         "import resil\nb = resil.Backoff(jitter='full', seed=1)\nd = b.delay", "d(5)"),
+    Case("emitter", "resil `EventEmitter` emit -> async sink, per event",
+         _ASYNC_EMITTER.replace("{sink}", "sink"), run="asyncio.run(main(n))"),
+    Case("emitter", "resil `EventEmitter` emit -> plain function sink, per event",
+         _ASYNC_EMITTER.replace("{sink}", "got.append"), run="asyncio.run(main(n))"),
+    Case("bus", "resil `EventBus.publish`, 1 subscriber, per event", _ASYNC_BUS,
+         run="asyncio.run(main(n))"),
+]
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def _program(case: Case) -> str:
+    body = case.run if case.run else f"for _ in range(n):\n    {case.stmt}"
+    return f"import sys\nn = int(sys.argv[1])\n{case.setup}\n{body}\n"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _instructions(python: str, program: str, n: int, path: str | None) -> int:
+    # The tree to import resil from goes first on sys.path; the run starts
+    # in an empty directory, since `python -c` puts the working directory
+    # ahead of PYTHONPATH.
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env["PYTHONPATH"] = (path or str(REPO)) + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as empty:
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+             "-c", program + f"\nassert resil.__file__.startswith({str(Path(path or REPO)) !r})"
+             if "import resil" in program else program, str(n)],
+            capture_output=True, text=True, env=env, timeout=900, cwd=empty)
+    if out.returncode != 0:
+        raise RuntimeError(f"callgrind run failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    found = _COLLECTED.findall(out.stderr)
+    if not found:
+        raise RuntimeError(f"no 'Collected' line in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found[-1])
+
+
+def per_op(case: Case, n1: int, n2: int, path: str | None = None) -> float:
+    program = _program(case)
+    i1 = _instructions(sys.executable, program, n1, path)
+    i2 = _instructions(sys.executable, program, n2, path)
+    return (i2 - i1) / (n2 - n1)
+
+
+def _available(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _harness.arg_parser(__doc__)
+    ap.add_argument("--n1", type=int, default=None, help="iterations of the short run")
+    ap.add_argument("--n2", type=int, default=None, help="iterations of the long run")
+    ap.add_argument("--compare", metavar="DIR", default=None,
+                    help="also run with DIR first on sys.path (another build of resil)")
+    ap.add_argument("--only", metavar="GROUP", action="append", default=None,
+                    help="run only this group of cases (repeatable)")
+    args = _harness.parse_args(ap, argv)
+    if shutil.which("valgrind") is None:
+        _harness.eprint("valgrind is not installed (Debian: apt-get install valgrind)")
+        return 2
+    n1 = args.n1 or (200 if args.quick else 2_000)
+    n2 = args.n2 or (1_200 if args.quick else 22_000)
+    cases = [c for c in CASES if (not c.needs or _available(c.needs))
+             and (args.only is None or c.group in args.only or c.group == "bare")]
+    skipped = [c.name for c in CASES if c.needs and not _available(c.needs)]
+    started = time.monotonic()
+    ext = next(REPO.joinpath("resil").glob("_resil*.so"), None)
+    facts = _harness.machine_facts(["resil", "pybreaker", "circuitbreaker", "tenacity",
+                                    "cachetools"])
+    facts.append(("tool", subprocess.run(["valgrind", "--version"], capture_output=True,
+                                         text=True).stdout.strip() + " --tool=callgrind"))
+    if ext is not None:
+        facts.append(("resil extension", _harness.file_fact(ext, "built")))
+    facts.append(("run", f"N1 = {n1:,}, N2 = {n2:,} iterations; instructions per operation = "
+                         f"(I(N2) - I(N1)) / (N2 - N1)"))
+    _harness.print_facts("Instructions per operation (callgrind)", facts)
+
+    jobs = [(c, None) for c in cases]
+    if args.compare:
+        jobs += [(c, str(Path(args.compare).resolve())) for c in cases if not c.needs]
+    # valgrind is single-threaded: one run per core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {job: pool.submit(per_op, job[0], n1, n2, job[1]) for job in jobs}
+        results = {job: f.result() for job, f in futures.items()}
+
+    head = ["group", "operation", "instructions/op"]
+    if args.compare:
+        head += ["compared build", "this / compared"]
+    rows = []
+    for c in cases:
+        row = [c.group, c.name, f"{results[(c, None)]:,.0f}"]
+        if args.compare:
+            other = results.get((c, str(Path(args.compare).resolve())))
+            row += ([f"{other:,.0f}", f"{results[(c, None)] / other:.3f}"] if other
+                    else ["", ""])
+        rows.append(tuple(row))
+    right = range(2, len(head))
+    print(_harness.text_table("instructions per operation", [], head, rows, right))
+    notes = ("Instruction counts are repeatable for one binary and input, whatever else the "
+             "machine runs; they are not time (a cache miss or a branch mispredict costs "
+             "more than an instruction). The bare rows are the floor every Python-level "
+             "operation pays: the loop, and a Python function call.")
+    if skipped:
+        notes += f" Left out (peer not installed): {', '.join(skipped)}."
+    if args.compare:
+        rev = subprocess.run(["git", "-C", args.compare, "log", "-1", "--format=%h (%cs)"],
+                             capture_output=True, text=True).stdout.strip()
+        notes += (f" The compared build is commit {rev or args.compare}, its extension "
+                  f"built in place and run by the same interpreter.")
+    table = _harness.markdown_table("Instructions per operation", [], head, rows, right)
+    _harness.finish(facts, script=__file__, heading="## Instructions per operation "
+                    "(bench_instructions.py)", tables=[table], notes=notes,
+                    write=args.write_results, started=started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
