@@ -16,7 +16,7 @@ from typing import Any
 
 from resil import _check
 from resil._queues import BoundedQueue
-from resil._resil import CircuitOpenError, ResilError
+from resil._resil import CircuitOpenError, QueueFull, ResilError
 
 __all__ = ["EventEmitter", "EmitterClosed"]
 
@@ -172,23 +172,54 @@ class EventEmitter:
 
     # ---- producing ----------------------------------------------------------
     def emit(self, event: Any) -> bool:
-        """Queues event without blocking; False when it was not queued."""
+        """Queues event without blocking; False when it was not queued.
+        Other threads may call it too (the queue operations are atomic and
+        wake the sender on its loop); an event one of them emits while
+        ``close`` runs is either dead-lettered or returns False."""
         q = self._queue
         if self._closing:
             self._counts["dropped"] += 1
             return False
-        if q.full():
-            if self._overflow == "drop_oldest":
+        if not q.full():
+            try:
+                q.put_nowait(event)
+            except QueueFull:
+                pass  # another thread filled the queue since full()
+            else:
+                return self._accepted()
+        if self._overflow == "reject":
+            self._counts["dropped"] += 1
+            return False
+        if self._overflow == "block":
+            self._counts["refused"] += 1
+            return False
+        while True:  # drop_oldest; other threads may take or add items meanwhile
+            try:
                 q.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            else:
                 q.task_done()
                 self._counts["dropped"] += 1
-            elif self._overflow == "reject":
+            try:
+                q.put_nowait(event)
+            except QueueFull:
+                continue
+            return self._accepted()
+
+    def _accepted(self) -> bool:
+        """Counts an event emit just queued; True. An emit from another
+        thread that queued its event after close() took the queued events
+        takes one back out and counts it as dropped (False)."""
+        if self._swept:
+            try:
+                self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                pass  # close() took this event: it is dead-lettered
+            else:
+                self._queue.task_done()
                 self._counts["dropped"] += 1
                 return False
-            else:
-                self._counts["refused"] += 1
-                return False
-        q.put_nowait(event)
         self._counts["accepted"] += 1
         return True
 

@@ -18,13 +18,40 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 
+def _handed_to_loop(fut: asyncio.Future[None], wake: Any, *args: Any) -> bool:
+    """True when this thread is not running fut's loop (put_nowait or
+    task_done from a worker thread): wake(*args) is then scheduled on that
+    loop, whose selector it interrupts. A future's result set from another
+    thread would not wake its loop (and raises in asyncio debug mode)."""
+    loop = fut.get_loop()
+    if asyncio._get_running_loop() is loop:
+        return False
+    try:
+        loop.call_soon_threadsafe(wake, *args)
+    except RuntimeError:  # the loop closed: nobody is left to wake
+        return False
+    return True
+
+
 def _wake_first(waiters: deque[asyncio.Future[None]]) -> None:
     """Wakes the first waiter still waiting; it re-checks and acts itself."""
     while waiters:
+        if _handed_to_loop(waiters[0], _wake_first, waiters):
+            return
         fut = waiters.popleft()
         if not fut.done() and not fut.get_loop().is_closed():
             fut.set_result(None)
             return
+
+
+def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
+    """Wakes every waiter (joiners once nothing is unfinished)."""
+    while waiters:
+        if _handed_to_loop(waiters[0], _wake_all, waiters):
+            return
+        fut = waiters.popleft()
+        if not fut.done() and not fut.get_loop().is_closed():
+            fut.set_result(None)
 
 
 async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
@@ -93,7 +120,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
     (default: the monotonic clock) times the items' ages: any object with
     ``now()`` in seconds. The non-blocking operations run in C and are
     atomic, so several threads may call them, whatever the clock: each
-    either completes or raises and changes nothing.
+    either completes or raises and changes nothing, and a ``get``, ``put``
+    or ``join`` waiting on the event loop is woken on that loop.
     """
 
     def __init__(self, maxsize: int = 1000, warn_at: float = 0.8, reject_at: float = 0.95,
@@ -112,11 +140,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
         self._waiting_putters = len(self._putters)
 
     def _wake_joiners(self) -> None:
-        while self._joiners:
-            fut = self._joiners.popleft()
-            if not fut.done():
-                fut.set_result(None)
-        self._waiting_joiners = 0
+        _wake_all(self._joiners)
+        self._waiting_joiners = len(self._joiners)
 
     async def put(self, item: T) -> None:
         """Waits until the depth is below the rejection watermark, then adds item."""
@@ -175,7 +200,8 @@ class PartitionedQueue(Generic[K, T]):
     ``maxsize=1000`` (an int in [1, 2**30]) bounds the items waiting over
     all keys: ``put`` waits for room, ``put_nowait`` raises
     :class:`QueueFull`. ``put_nowait``, ``get_nowait`` and ``task_done`` are
-    atomic, so several threads may call them.
+    atomic, so several threads may call them; a waiting ``get``, ``put``
+    or ``join`` is woken on its event loop.
     """
 
     def __init__(self, maxsize: int = 1000) -> None:
@@ -270,10 +296,7 @@ class PartitionedQueue(Generic[K, T]):
             else:
                 del self._parts[key]
             if self._unfinished == 0:
-                while self._joiners:
-                    fut = self._joiners.popleft()
-                    if not fut.done():
-                        fut.set_result(None)
+                _wake_all(self._joiners)
 
     async def join(self) -> None:
         """Waits until every item put has been marked with task_done()."""

@@ -1,0 +1,114 @@
+"""Review of the issue-11 Python layer: defects found by attacking the
+emitter, the queues it stands on, the bus, the dead-letter queue, the store,
+the monitor and the scheduler, each with the test that found it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import resil
+from resil import EventEmitter
+
+
+# ---- other threads -----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["bounded", "partitioned"])
+def test_put_nowait_from_another_thread_wakes_a_get_waiting_on_the_loop(kind: str) -> None:
+    # The waiter's future was resolved from the worker thread: the loop's
+    # selector was never interrupted, so the get slept until the timeout.
+    async def main() -> float:
+        q: Any = resil.BoundedQueue(10) if kind == "bounded" else resil.PartitionedQueue(10)
+        getter = asyncio.ensure_future(q.get())
+        await asyncio.sleep(0)
+
+        def produce() -> None:
+            time.sleep(0.05)
+            if kind == "bounded":
+                q.put_nowait("x")
+            else:
+                q.put_nowait("x", "k")
+
+        t0 = time.monotonic()
+        threading.Thread(target=produce).start()
+        await asyncio.wait_for(getter, 3.0)
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_task_done_from_another_thread_wakes_join_on_the_loop() -> None:
+    async def main() -> float:
+        q: resil.BoundedQueue[int] = resil.BoundedQueue(10)
+        q.put_nowait(1)
+        q.get_nowait()
+        t0 = time.monotonic()
+        threading.Thread(target=lambda: (time.sleep(0.05), q.task_done())).start()
+        assert await q.drain(3.0)
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_emit_from_another_thread_reaches_an_idle_sender_promptly() -> None:
+    async def main() -> float:
+        delivered = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        em = EventEmitter(lambda e: loop.call_soon(delivered.set))
+        em.start()
+        await asyncio.sleep(0.01)   # the sender now waits for an event
+        t0 = time.monotonic()
+        threading.Thread(target=lambda: (time.sleep(0.05), em.emit(1))).start()
+        await asyncio.wait_for(delivered.wait(), 3.0)
+        elapsed = time.monotonic() - t0
+        await em.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "reject", "block"])
+def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
+        overflow: str) -> None:
+    # emit checked full() and then queued: another thread filling the queue
+    # in between made emit raise QueueFull (or QueueEmpty for drop_oldest).
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(15):
+            async def main() -> None:
+                delivered: list[int] = []
+                em = EventEmitter(delivered.append, queue_size=2, overflow=overflow)
+                em.start()
+                errors: list[BaseException] = []
+                results: list[bool] = []
+
+                def produce(base: int) -> None:
+                    for k in range(1500):
+                        try:
+                            results.append(em.emit(base + k))
+                        except BaseException as exc:
+                            errors.append(exc)
+
+                threads = [threading.Thread(target=produce, args=(i * 10**6,)) for i in range(4)]
+                for t in threads:
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    await asyncio.sleep(0.001)
+                await em.close()
+                assert errors == []
+                st = em.status()
+                assert st["accepted"] == results.count(True)
+                assert len(set(delivered)) == len(delivered) == st["emitted"]
+                turned_away = results.count(False)
+                dropped_accepted = st["dropped"] - (turned_away - st["refused"])
+                assert st["emitted"] + dropped_accepted == st["accepted"]
+
+            asyncio.run(main())
+    finally:
+        sys.setswitchinterval(old)
