@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -167,6 +168,8 @@ class Monitor:
         WindowedHistogram(self._retention, slots, clock=self._clock)
         self._started = self._clock.now()
         self._lock = threading.Lock()
+        # Breakers already wired in: watching one again must not count its trips twice.
+        self._watched: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._components: dict[str, _Component] = {}
         self._events = _Slots(self._retention / slots, slots, len(EVENT_KINDS))
         self._event_index = {kind: i for i, kind in enumerate(EVENT_KINDS)}
@@ -245,7 +248,8 @@ class Monitor:
         """Records a ``circuit_breaker_trip`` for the breaker's name each time
         ``source`` opens: a :class:`CircuitBreaker`, or a :class:`BreakerGroup`
         (the breakers it holds now; endpoints added later are not watched).
-        Anything else raises TypeError."""
+        A breaker already watched (directly or through a group) is not wired
+        again, so each trip is counted once. Anything else raises TypeError."""
         breakers: list[CircuitBreaker]
         if isinstance(source, CircuitBreaker):
             breakers = [source]
@@ -259,7 +263,10 @@ class Monitor:
             if new in (State.OPEN, State.FORCED_OPEN):
                 self.record_event("circuit_breaker_trip", b.name)
 
-        for b in breakers:
+        with self._lock:
+            fresh = [b for b in breakers if b not in self._watched]
+            self._watched.update(fresh)
+        for b in fresh:
             b.on_state_change(on_change)
 
     # ---- reading ----------------------------------------------------------------

@@ -112,3 +112,24 @@ def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
             asyncio.run(main())
     finally:
         sys.setswitchinterval(old)
+
+
+# ---- Monitor.watch -------------------------------------------------------------
+
+def test_watching_a_breaker_twice_counts_each_trip_once() -> None:
+    # Every watch() added a listener: a breaker watched directly and through
+    # its group (or twice) had each trip counted twice.
+    monitor = resil.Monitor()
+    group = resil.BreakerGroup()
+    b = group["api"]
+    monitor.watch(b)
+    monitor.watch(b)
+    monitor.watch(group)
+    b.open()
+    assert monitor.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 1
+    other = resil.Monitor()  # another monitor watches it on its own account
+    other.watch(b)
+    b.reset()
+    b.open()
+    assert monitor.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 2
+    assert other.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 1
