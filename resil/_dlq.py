@@ -18,7 +18,7 @@ from typing import Any
 from resil import _check
 from resil._bus import Event
 from resil._resil import ResilError
-from resil._store import SQLiteStore
+from resil._store import SQLiteStore, StoreError
 
 __all__ = ["DeadLetter", "DeadLetterQueue"]
 
@@ -386,7 +386,16 @@ class DeadLetterQueue:
             return len(self._entries)
 
     def _from_row(self, row: dict[str, Any]) -> DeadLetter:
-        return DeadLetter(row["id"], _decode(row["item"]), row["error"], row["error_type"],
+        try:
+            item = _decode(row["item"])
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # Pages that read back (quick_check passed) with damaged text.
+            assert self._store is not None
+            raise StoreError(f"{self._store.path}: dead letter {row['id']} of queue "
+                             f"{self._name!r} is corrupt and cannot be read ({exc!r})",
+                             path=self._store.path,
+                             operation="read") from exc
+        return DeadLetter(row["id"], item, row["error"], row["error_type"],
                           row["source"], row["attempts"], row["timestamp"])
 
     # ---- reprocessing -----------------------------------------------------------

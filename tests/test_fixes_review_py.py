@@ -133,3 +133,28 @@ def test_watching_a_breaker_twice_counts_each_trip_once() -> None:
     b.open()
     assert monitor.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 2
     assert other.dashboard()["resilience_metrics"]["circuit_breaker_trips"] == 1
+
+
+# ---- a store whose text was damaged ------------------------------------------------
+
+def test_a_dead_letter_whose_stored_text_is_damaged_raises_store_error_naming_it(
+        tmp_path: Any) -> None:
+    # A file cut short inside its last page passes quick_check (SQLite reads
+    # the missing bytes as zeros) and its entries' JSON is damaged: list()
+    # raised a bare JSONDecodeError from json.
+    import sqlite3
+    path = tmp_path / "dl.db"
+    store = resil.SQLiteStore(path)
+    dlq = resil.DeadLetterQueue(store=store, name="orders")
+    good = dlq.put({"order": 1}, "boom")
+    bad = dlq.put({"order": 2}, "boom")
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE resil_dead_letters SET item = ? WHERE id = ?", ('{"kind": "val\x00', bad))
+    raw.commit()
+    raw.close()
+    with pytest.raises(resil.StoreError, match=rf"dead letter {bad} of queue 'orders' is corrupt"):
+        dlq.list()
+    with pytest.raises(resil.StoreError, match=rf"dead letter {bad} "):
+        dlq.get(bad)
+    assert dlq.get(good).item == {"order": 1}
+    store.close()
