@@ -785,8 +785,17 @@ class EventBus:
                 if not page:
                     break
                 for row in page:
-                    row["payload"] = json.loads(row["payload"])
-                    event = Event.from_dict(row)
+                    try:
+                        row["payload"] = json.loads(row["payload"])
+                        event = Event.from_dict(row)
+                    except (ValueError, TypeError, KeyError, AttributeError,
+                            RecursionError) as exc:
+                        # Pages that read back (quick_check passed) with damaged text.
+                        from resil._store import StoreError
+                        raise StoreError(f"{store.path}: event {row.get('seq')} is corrupt and "
+                                         f"cannot be replayed ({exc!r}); {count} events were "
+                                         f"replayed before it", path=store.path,
+                                         operation="replay") from exc
                     topic = self._topics.get(event.event_type)
                     count += 1
                     self._counts["replayed"] += 1

@@ -292,3 +292,31 @@ def test_dedup_of_sequential_int_keys_is_not_quadratic() -> None:
     assert d.seen(300_000) is True
     d.clear()
     assert len(d) == 0
+
+
+def test_replay_of_an_event_whose_stored_text_is_damaged_raises_store_error(
+        tmp_path: Any) -> None:
+    # Damaged text in a page that reads back (quick_check passes) made
+    # replay raise a bare JSONDecodeError from json.
+    import sqlite3
+
+    path = tmp_path / "bus.db"
+    store = resil.SQLiteStore(path)
+    bus = resil.EventBus(store=store)
+    seen: list[int] = []
+    bus.subscribe("t", lambda e: seen.append(e.seq))
+
+    async def publish_two() -> None:
+        await bus.publish("t", {"n": 1})
+        await bus.publish("t", {"n": 2})
+
+    asyncio.run(publish_two())
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE resil_events SET payload = ? WHERE seq = 2", ('{"n": \x00',))
+    raw.commit()
+    raw.close()
+    seen.clear()
+    with pytest.raises(resil.StoreError, match=r"event 2 is corrupt .* 1 events were replayed"):
+        asyncio.run(bus.replay())
+    assert seen == [1]
+    store.close()
