@@ -1,6 +1,6 @@
-"""Review of the issue-11 Python layer: defects found by attacking the
-emitter, the queues it stands on, the bus, the dead-letter queue, the store,
-the monitor and the scheduler, each with the test that found it."""
+"""Regressions: queues and the emitter used from other threads (wake-ups on
+the waiter's own loop, emit racing other threads), a breaker watched twice by
+a monitor, and a dead letter whose stored text is damaged."""
 
 from __future__ import annotations
 
