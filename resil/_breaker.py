@@ -89,7 +89,9 @@ class CircuitBreaker(_resil.Breaker):
     ``breaker.call(fn, ...)`` of a coroutine function, or of a function that
     returns a coroutine, returns an awaitable guarded as ``call_async``'s
     is: the outcome is recorded when the coroutine finishes, never when it
-    is made. A rejected call raises :class:`resil.CircuitOpenError`.
+    is made; one dropped without being awaited warns (``RuntimeWarning``),
+    as a coroutine never awaited does. A rejected call raises
+    :class:`resil.CircuitOpenError`.
     Cancellation (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit``,
     ``GeneratorExit``) releases the permit and is re-raised.
 

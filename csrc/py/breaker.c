@@ -939,8 +939,10 @@ static PyObject *param_value(const rs_breaker_config *c, PyObject *const py[PY_C
 }
 
 /* ValueError for a configuration the core refused (rc = RS_EFIELD_BASE +
- * field): names the field and the value passed for it, or, when it was not
- * passed (another parameter broke a rule between them), its value in c. */
+ * field): names the field and the value passed for it; when it was not
+ * passed, the parameter that was and broke a rule between them (cooldown
+ * above cooldown_max, window_size below minimum_calls), else the field's
+ * value in c. */
 static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given[P_COUNT]) {
     int field = rc - RS_EFIELD_BASE;
     int p = param_of_field(field);
@@ -953,6 +955,27 @@ static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given
         return;
     }
     PyObject *none[PY_COUNT] = {NULL};
+    /* A rule between two parameters, broken by the one that was passed:
+     * name that one, against the other's value. */
+    int other = field == RS_BF_COOLDOWN_MAX ? P_COOLDOWN
+                : field == RS_BF_MINIMUM_CALLS ? P_WINDOW_SIZE : -1;
+    if (other >= 0 && given[other]) {
+        PyObject *limit = param_value(c, none, p);
+        PyObject *shown = limit ? PyObject_Repr(limit) : NULL;
+        if (shown) {
+            const char *accepts = other == P_COOLDOWN ? "<= cooldown_max (%U)"
+                                                      : ">= minimum_calls (%U) for a count window";
+            PyObject *text = PyUnicode_FromFormat(accepts, shown);
+            const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+            if (utf8) {
+                resil_bad_value(PARAMS[other].name, utf8, given[other]);
+            }
+            Py_XDECREF(text);
+        }
+        Py_XDECREF(shown);
+        Py_XDECREF(limit);
+        return;
+    }
     PyObject *v = param_value(c, none, p);
     if (v) {
         bad_field(field, v);
@@ -2167,8 +2190,30 @@ static int aw_clear(AwaitObject *a) {
     return 0;
 }
 
+/* A deferred call (call() of a coroutine function, call_async, a guarded
+ * coroutine function while the breaker rejects) dropped before it was ever
+ * awaited: fn never ran and nothing was recorded, the mistake Python reports
+ * for a coroutine never awaited, so report it alike. A call whose coroutine
+ * exists already is reported by that coroutine itself when dropped. */
+static void aw_finalize(PyObject *self) {
+    AwaitObject *a = (AwaitObject *)self;
+    if (a->phase != 0 || !a->fn || !a->breaker) {
+        return;
+    }
+    PyObject *saved = fetch_exc();
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "the call of %R through circuit breaker %R was never awaited", a->fn,
+                         a->breaker->name) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    restore_exc(saved);
+}
+
 static void aw_dealloc(AwaitObject *a) {
     PyTypeObject *tp = Py_TYPE(a);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0) {
+        return; /* resurrected by the warning machinery */
+    }
     PyObject_GC_UnTrack(a);
     if ((a->phase == 1 || a->held) && a->breaker) {
         /* Dropped mid-flight or unawaited: give the permit back so a probe
@@ -2199,6 +2244,7 @@ static PyType_Slot aw_slots[] = {
     {Py_tp_traverse, aw_traverse},
     {Py_tp_clear, aw_clear},
     {Py_tp_dealloc, aw_dealloc},
+    {Py_tp_finalize, aw_finalize},
     {0, NULL},
 };
 
@@ -2326,10 +2372,12 @@ static PyMethodDef breaker_methods[] = {
      "resumption), never when it is made; cancelling or closing it gives the permit\n"
      "back. A coroutine function (a def, or a method of one) is called when the\n"
      "awaitable is first awaited, as with call_async; any other fn is called at once\n"
-     "with its permit, so a rejection raises from call itself."},
+     "with its permit, so a rejection raises from call itself. An awaitable dropped\n"
+     "without being awaited warns (RuntimeWarning), as a coroutine never awaited does."},
     {"call_async", (PyCFunction)(void (*)(void))breaker_call_async, FASTKW,
      "call_async(fn, /, *args, **kwargs) -> awaitable\n\n"
-     "Awaits fn(*args, **kwargs) through the breaker; fn is called when awaited."},
+     "Awaits fn(*args, **kwargs) through the breaker; fn is called when awaited.\n"
+     "An awaitable dropped without being awaited warns (RuntimeWarning)."},
     {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL, NULL},
     {"force_open", (PyCFunction)breaker_force_open, METH_NOARGS,
