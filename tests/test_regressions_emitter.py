@@ -402,7 +402,11 @@ def test_a_store_backed_dlq_is_written_off_the_event_loop(tmp_path: Path,
     stalls = []
     for run in range(3):
         stall, dlq, em = _stall_run(tmp_path / f"dlq{run}.db", 1000)
-        assert [e.item for e in dlq.list()] == list(range(1000))   # in order, none lost
+        try:
+            assert [e.item for e in dlq.list()] == list(range(1000))   # in order, none lost
+        finally:
+            assert dlq.store is not None
+            dlq.store.close()
         st_ = em.status()
         assert (st_["failed"], st_["dead_lettered"], st_["dropped"]) == (1000, 1000, 0)
         stalls.append(stall)
@@ -433,8 +437,11 @@ def test_close_mid_write_loses_no_dead_letter_and_keeps_their_order(tmp_path: Pa
         await em.close(graceful=0, forced=0)   # returns at once; the writes go on
         return em
 
-    em = asyncio.run(main())   # asyncio.run joins the worker thread
-    assert [e.item for e in dlq.list()] == list(range(300))
+    try:
+        em = asyncio.run(main())   # asyncio.run joins the worker thread
+        assert [e.item for e in dlq.list()] == list(range(300))
+    finally:
+        store.close()
     st_ = em.status()
     assert st_["dead_lettered"] + st_["dropped"] == 300 and st_["dead_lettered"] == 300
 
