@@ -186,7 +186,10 @@ class EventEmitter:
             except QueueFull:
                 pass  # another thread filled the queue since full()
             else:
-                return self._accepted()
+                if self._swept:
+                    return self._accepted()
+                self._counts["accepted"] += 1  # _accepted's common case, inline
+                return True
         if self._overflow == "reject":
             self._counts["dropped"] += 1
             return False
