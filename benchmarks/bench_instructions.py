@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     notes = ("Instruction counts are repeatable for one binary and input, whatever else the "
              "machine runs; they are not time (a cache miss or a branch mispredict costs "
              "more than an instruction). The bare rows are the floor every Python-level "
-             "operation pays: the loop, and a Python function call.")
+             "operation pays: the loop, and a Python function call. A program's exit frees what "
+             "it made, and that cost grows with N too: a Deduplicator build whose table "
+             "clustered sequential int keys (commit ed8bdaf and earlier) spends most of its "
+             "dedup row clearing them.")
     if skipped:
         notes += f" Left out (peer not installed): {', '.join(skipped)}."
     if args.compare:
