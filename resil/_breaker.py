@@ -42,6 +42,12 @@ def _mark_coroutine_function(wrapper: Any, fn: Callable[..., Any]) -> None:
             wrapper.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)
 
 
+# Adding or removing a listener reads the tuple, then stores a new one: two
+# threads doing it at once must not lose either change. Rare, so one lock for
+# every breaker (reentrant: a listener's __eq__ may add another listener).
+_LISTENERS_LOCK = threading.RLock()
+
+
 class CircuitBreaker(_resil.Breaker):
     """A circuit breaker whose state machine runs in C.
 
@@ -153,14 +159,16 @@ class CircuitBreaker(_resil.Breaker):
         reach the listeners just after the call that made it returns."""
         if not callable(listener):
             raise TypeError(f"listener must be callable, not {type(listener).__name__}")
-        self._listeners = self._listeners + (listener,)
+        with _LISTENERS_LOCK:
+            self._listeners = self._listeners + (listener,)
         return listener
 
     def remove_listener(self, listener: StateListener) -> None:
         """Removes a listener added with on_state_change; ValueError if absent."""
-        listeners = list(self._listeners)
-        listeners.remove(listener)
-        self._listeners = tuple(listeners)
+        with _LISTENERS_LOCK:
+            listeners = list(self._listeners)
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
 
     @property
     def last_opened(self) -> float | None:

@@ -686,3 +686,34 @@ def test_huge_int_is_summarised_in_the_message(make: Callable[[int], object], na
 def test_huge_attempt_behaves_as_attempt_63() -> None:
     b = resil.Backoff()
     assert b.delay(HUGE) == b.delay(HUGER) == b.delay(63)
+
+
+def test_listeners_added_and_removed_from_threads_are_all_kept() -> None:
+    # on_state_change read the listener tuple, then stored a longer one: two
+    # threads adding at once could each drop the other's listener.
+    import sys
+    import threading
+
+    b = resil.CircuitBreaker("listeners")
+    keep: list[list[Any]] = [[] for _ in range(8)]
+
+    def add(t: int) -> None:
+        for _ in range(300):
+            fn = (lambda b_, o, n, r: None)
+            keep[t].append(fn)
+            b.on_state_change(fn)
+        for fn in keep[t][::2]:
+            b.remove_listener(fn)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=add, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert set(map(id, b._listeners)) == {id(fn) for part in keep for fn in part[1::2]}
+    assert len(b._listeners) == 8 * 150
