@@ -8,6 +8,10 @@ STAMP := $(VENV)/.resil-deps
 
 .PHONY: demo test test-versions build bench clean services
 
+# The project's own builds treat compiler warnings as errors (setup.py reads
+# this; a user's pip install does not set it).
+export RESIL_WERROR := 1
+
 # Root installs directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

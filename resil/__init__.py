@@ -9,9 +9,11 @@ logging sees no output from resil.
 """
 
 import logging
+from typing import Any
 
 from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
-from resil._bus import ContractViolation, Event, EventBus, EventStormError, HandlerDisabled
+from resil._bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
+                        HandlerDisabled, TypeCircuitOpenError)
 from resil._dedup import idempotent
 from resil._dlq import DeadLetter, DeadLetterQueue
 from resil._emitter import EmitterClosed, EventEmitter
@@ -41,10 +43,29 @@ from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil._timeout import Operation, TimeoutManager
 from resil._virtual import VirtualEventLoop, run_virtual
 from resil import sinks
+from resil.sinks import FanoutError
 
 logging.getLogger("resil").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
+
+# Submodules reachable as attributes without importing them up front: each
+# may need an optional dependency, imported only when the module is used.
+_LAZY_SUBMODULES = frozenset({"prometheus"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f"resil.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'resil' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_SUBMODULES)
 
 __all__ = [
     "AdaptiveInterval",
@@ -58,8 +79,10 @@ __all__ = [
     "ContractViolation",
     "DeadLetter",
     "DeadLetterQueue",
+    "DeliveryCancelled",
     "Deduplicator",
     "EmitterClosed",
+    "FanoutError",
     "Event",
     "EventBus",
     "EventEmitter",
@@ -86,6 +109,7 @@ __all__ = [
     "Supervisor",
     "TimeScale",
     "TimeoutManager",
+    "TypeCircuitOpenError",
     "VirtualClock",
     "VirtualEventLoop",
     "WindowedHistogram",

@@ -320,3 +320,72 @@ def test_replay_of_an_event_whose_stored_text_is_damaged_raises_store_error(
         asyncio.run(bus.replay())
     assert seen == [1]
     store.close()
+
+
+def test_submodules_are_attributes_without_an_import() -> None:
+    # `import resil; resil.prometheus` raised AttributeError; it must work
+    # without importing the module (or its optional dependency) up front.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resil\n"
+        "assert 'resil.prometheus' not in sys.modules\n"
+        "assert 'prometheus' in dir(resil)\n"
+        "text = resil.prometheus.exposition(resil.CircuitBreaker('x'))\n"
+        "assert 'resil_circuit_breaker_state' in text\n"
+        "import resil.prometheus as p\n"
+        "assert p is resil.prometheus and resil.sinks.fanout\n"
+        "try:\n"
+        "    resil.no_such_thing\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_thing' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_every_resil_exception_is_exported_and_a_resil_error() -> None:
+    # EmitterClosed, FanoutError and DeliveryCancelled were raised or
+    # recorded by resil but not reachable as resil.<Name>.
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = {}
+    for info in pkgutil.iter_modules(resil.__path__):
+        if info.name in ("demo", "__main__"):
+            continue
+        module = importlib.import_module(f"resil.{info.name}")
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException)
+                    and obj.__module__.startswith("resil") and not name.startswith("_")):
+                found[name] = obj
+    assert {"EmitterClosed", "FanoutError", "DeliveryCancelled", "StoreError"} <= set(found)
+    for name, cls in found.items():
+        assert issubclass(cls, resil.ResilError), name
+        assert getattr(resil, name) is cls, name
+        assert name in resil.__all__, name
+
+
+def test_cli_help_names_its_commands() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "resil", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "demo" in out.stdout and "--metrics-port" in out.stdout
+    bare = subprocess.run([sys.executable, "-m", "resil"], capture_output=True, text=True,
+                          timeout=60)
+    assert bare.returncode == 2 and "usage:" in bare.stderr
+
+
+def test_the_package_carries_its_licence() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "LICENSE").read_text()
+    assert text.startswith("MIT License")
+    assert 'license-files = ["LICENSE"]' in (root / "pyproject.toml").read_text()
