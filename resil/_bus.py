@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from resil import _check
 from resil._breaker import CircuitBreaker
+from resil._errors import CANCELLATION
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = ["ContractViolation", "Event", "EventBus", "EventStormError", "Handler
 
 _log = logging.getLogger("resil.bus")
 
-_STOP = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+_STOP = CANCELLATION
 _ON_STORM = ("raise", "drop")
 
 

@@ -419,9 +419,7 @@ class DeadLetterQueue:
                 result = handler(entry.item)
                 if inspect.isawaitable(result):
                     await result
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:
+            except Exception as exc:  # cancellation is not an Exception: it propagates
                 text, error_type = _describe(exc)
                 self._record_failure(entry, text, error_type)
                 _log.warning("reprocessing dead letter %d failed: %s", entry_id, text)

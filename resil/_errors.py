@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from resil._resil import ResilError
+
+#: What cancels rather than fails: never counted as a success or a failure,
+#: never retried, always re-raised (any permit it held is released).
+CANCELLATION: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 __all__ = ["OperationTimeout", "RetryError"]
 

@@ -13,14 +13,14 @@ from typing import Any, TypeVar
 
 from resil import _check, _resil
 from resil._breaker import CircuitBreaker
-from resil._errors import OperationTimeout, RetryError
+from resil._errors import CANCELLATION, OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
 
 __all__ = ["retry", "Backoff", "RetryBudget", "RetryError", "RetryPolicy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CANCELLATION = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+_CANCELLATION = CANCELLATION
 _REJECTING = (State.OPEN, State.FORCED_OPEN)
 
 

@@ -42,3 +42,23 @@ def test_wheel_builds_in_isolation_installs_and_works(tmp_path: Path) -> None:
     demo = subprocess.run([str(py), "-m", "resil", "demo", "--every", "100"], cwd=tmp_path,
                           capture_output=True, text=True, check=True)
     assert "rejected by the breaker" in demo.stdout
+
+
+def test_sdist_carries_what_building_and_testing_need(tmp_path: Path) -> None:
+    import tarfile
+
+    src = clean_copy(tmp_path / "src")
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(dist)], cwd=src,
+                   check=True, timeout=600, capture_output=True)
+    (archive,) = dist.glob("resil-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    repo = Path(__file__).resolve().parent.parent
+    needed = {"LICENSE", "README.md", "Makefile", "setup.py", "pyproject.toml", ".ci/run",
+              "resil/py.typed", "resil/_resil.pyi"}
+    for pattern in ("csrc/core/*.[ch]", "csrc/py/*.[ch]", "tests/*.py", "tests/c/*.c",
+                    "tests/model/*.py", "benchmarks/*.py"):
+        needed |= {str(p.relative_to(repo)) for p in repo.glob(pattern)}
+    assert needed <= names, sorted(needed - names)
+    assert not [n for n in names if n.endswith((".so", ".pyc"))]
