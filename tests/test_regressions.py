@@ -389,3 +389,18 @@ def test_the_package_carries_its_licence() -> None:
     text = (root / "LICENSE").read_text()
     assert text.startswith("MIT License")
     assert 'license-files = ["LICENSE"]' in (root / "pyproject.toml").read_text()
+
+
+def test_the_readme_service_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # The first example a user meets: the block under "Use it in your
+    # project", with its network call stood in for.
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Use it in your project", 1)[1]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    assert "...  " in code
+    code = re.sub(r"\.\.\. +# the network call.*", "return 7", code)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out == "7\n"
