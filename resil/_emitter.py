@@ -583,6 +583,11 @@ class EventEmitter:
             backlog.popleft()
 
     # ---- reading ------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """The same document as :meth:`status` (every resil component has
+        ``stats()``)."""
+        return self.status()
+
     def status(self) -> dict[str, Any]:
         """queue_size, emitted, failed, dropped, last_emission (ISO 8601 UTC or
         None), breaker (its state name or None), and the other counters:

@@ -205,8 +205,16 @@ class AdaptiveScheduler:
         """The current interval of a job, seconds."""
         return self._jobs[name].interval.interval
 
+    def stats(self) -> dict[str, Any]:
+        """The same document as :meth:`status` (every resil component has
+        ``stats()``)."""
+        return self.status()
+
     def status(self) -> dict[str, Any]:
-        """The seed's status document, with per-job detail under ``jobs``."""
+        """The status document: ``circuit_breaker`` (the per-job breakers in
+        aggregate: tripped if any is), ``adaptive_intervals`` per job,
+        ``event_queue_size``, ``last_emission``, per-job detail under
+        ``jobs`` and the supervisor's counts under ``tasks``."""
         jobs = list(self._jobs.values())
         tripped = [j for j in jobs if j.breaker.state in (State.OPEN, State.FORCED_OPEN)]
         last_trip = max((j.breaker.last_opened or 0.0 for j in tripped), default=None)

@@ -404,3 +404,17 @@ def test_the_readme_service_example_runs_as_written(capsys: pytest.CaptureFixtur
     code = re.sub(r"\.\.\. +# the network call.*", "return 7", code)
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out == "7\n"
+
+
+def test_emitter_and_scheduler_have_stats_like_every_component() -> None:
+    import json
+
+    async def sink(event: Any) -> None:
+        return None
+
+    emitter = resil.EventEmitter(sink)
+    scheduler = resil.AdaptiveScheduler()
+    for component in (emitter, scheduler):
+        doc = component.stats()
+        assert doc == component.status()
+        json.dumps(doc)
