@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import os
 import pickle
 import threading
 from collections import Counter
@@ -340,6 +341,25 @@ def test_a_half_open_breaker_with_its_probes_held_elsewhere_does_not_starve_the_
 
 # ---- dead letters off the event loop -------------------------------------------
 
+def _runqueue_wait() -> float:
+    """Seconds this process's threads have spent runnable but waiting for a
+    CPU held by other processes (Linux schedstat's run_delay, summed over
+    the threads: the loop also waits while a thread holding the GIL waits
+    for a CPU); 0.0 where the kernel does not say."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
+
+
 def _stall_run(path: Path, n: int) -> tuple[float, resil.DeadLetterQueue, EventEmitter]:
     gc.collect()  # a full collection of earlier tests' garbage is not this test's stall
     store = resil.SQLiteStore(str(path))
@@ -352,12 +372,15 @@ def _stall_run(path: Path, n: int) -> tuple[float, resil.DeadLetterQueue, EventE
         stop = False
 
         async def ticker() -> None:
-            last = loop.time()
+            last, waited = loop.time(), _runqueue_wait()
             while not stop:
                 await asyncio.sleep(0.001)
-                now = loop.time()
-                gaps.append(now - last)
-                last = now
+                now, now_waited = loop.time(), _runqueue_wait()
+                # Time a thread of ours was runnable but had no CPU (another
+                # process on a shared core) is the machine's, not a stall of
+                # the loop: taken out. Blocking on disk or on a lock stays in.
+                gaps.append(now - last - (now_waited - waited))
+                last, waited = now, now_waited
 
         def sink(event: int) -> None:
             raise ConnectionError("down")
@@ -382,12 +405,13 @@ def _stall_run(path: Path, n: int) -> tuple[float, resil.DeadLetterQueue, EventE
 async def _idle_stall(seconds: float) -> float:
     loop = asyncio.get_running_loop()
     last = start = loop.time()
+    waited = _runqueue_wait()
     longest = 0.0
     while last - start < seconds:
         await asyncio.sleep(0.001)
-        now = loop.time()
-        longest = max(longest, now - last)
-        last = now
+        now, now_waited = loop.time(), _runqueue_wait()
+        longest = max(longest, now - last - (now_waited - waited))
+        last, waited = now, now_waited
     return longest
 
 
@@ -397,8 +421,9 @@ def test_a_store_backed_dlq_is_written_off_the_event_loop(tmp_path: Path,
     caplog.set_level(logging.ERROR)   # 1,000 "sink failed" warnings are not the point here
     # The longest gap of a 1 ms ticker while 1,000 events fail into the store.
     # Before: 215-290 ms (a commit per event on the loop); after: about 2 ms.
-    # On a loaded machine the loop thread waits for a CPU to hand the GIL
-    # back to it, so the best of three runs counts.
+    # Time the loop thread waited for a CPU held by other processes is not
+    # counted (see _runqueue_wait); a garbage collection or a scheduler
+    # hiccup can still land in one run, so the best of three counts.
     stalls = []
     for run in range(3):
         stall, dlq, em = _stall_run(tmp_path / f"dlq{run}.db", 1000)
