@@ -6,7 +6,7 @@ import asyncio
 import math
 import threading
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from resil import _check, _resil
@@ -52,6 +52,17 @@ def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
         fut = waiters.popleft()
         if not fut.done() and not fut.get_loop().is_closed():
             fut.set_result(None)
+
+
+def _counting(wake: Callable[[deque[asyncio.Future[None]]], None],
+              waiters: deque[asyncio.Future[None]]) -> Callable[[], int]:
+    """A waker for BoundedQueue's engine: wakes as `wake` does and returns
+    how many waiters are left in line. It holds the line, not the queue, so
+    a queue is freed without the cycle collector."""
+    def waker() -> int:
+        wake(waiters)
+        return len(waiters)
+    return waker
 
 
 async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
@@ -130,18 +141,11 @@ class BoundedQueue(_resil.Ring, Generic[T]):
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._joiners: deque[asyncio.Future[None]] = deque()
-
-    def _wake_getter(self) -> None:
-        _wake_first(self._getters)
-        self._waiting_getters = len(self._getters)
-
-    def _wake_putter(self) -> None:
-        _wake_first(self._putters)
-        self._waiting_putters = len(self._putters)
-
-    def _wake_joiners(self) -> None:
-        _wake_all(self._joiners)
-        self._waiting_joiners = len(self._joiners)
+        # The engine calls these while its _waiting_* count says someone
+        # waits, and keeps the count each returns.
+        self._set_wakers(_counting(_wake_first, self._getters),
+                         _counting(_wake_first, self._putters),
+                         _counting(_wake_all, self._joiners))
 
     async def put(self, item: T) -> None:
         """Waits until the depth is below the rejection watermark, then adds item."""
@@ -152,7 +156,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
             except BaseException:
                 self._waiting_putters = len(self._putters)
                 if not self.full():
-                    self._wake_putter()  # pass on a wake-up this task may have taken
+                    _wake_first(self._putters)  # pass on a wake-up this task may have taken
+                    self._waiting_putters = len(self._putters)
                 raise
             self._waiting_putters = len(self._putters)
         self.put_nowait(item)
@@ -166,7 +171,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
             except BaseException:
                 self._waiting_getters = len(self._getters)
                 if not self.empty():
-                    self._wake_getter()
+                    _wake_first(self._getters)
+                    self._waiting_getters = len(self._getters)
                 raise
             self._waiting_getters = len(self._getters)
         item: T = self.get_nowait()

@@ -4,8 +4,10 @@
  * The awaiting side (put/get/join with futures) is Python, in
  * resil/_queues.py, as in asyncio.Queue: a waiter is only woken, and takes
  * the item itself with get_nowait, so a cancelled get never loses an item.
- * This type calls the hooks _wake_getter / _wake_putter / _wake_joiners
- * only while the matching _waiting_* count is non-zero. */
+ * The Python side hands this type its three wake-up callables once, with
+ * _set_wakers(getter, putter, joiners); it calls one only while the
+ * matching _waiting_* count is non-zero, and stores the count of waiters
+ * still waiting that the callable returns. It looks nothing up by name. */
 #include "resil_py.h"
 
 #include <math.h>
@@ -26,6 +28,7 @@ typedef struct {
     uint32_t reject_limit;   /* depth >= this: put_nowait raises QueueFull */
     int in_warning;
     int waiting_getters, waiting_putters, waiting_joiners;
+    PyObject *wake_getter, *wake_putter, *wake_joiners; /* callables or NULL */
     uint64_t unfinished;
     uint64_t puts, got, rejected, warnings;
     uint64_t started_ns;
@@ -35,13 +38,32 @@ typedef struct {
 
 #define THROUGHPUT_WINDOW_NS (10 * RS_NS_PER_SEC)
 
-static int call_hook(RingObject *self, const char *name) {
-    PyObject *r = PyObject_CallMethod((PyObject *)self, name, NULL);
-    if (!r) {
-        return -1;
+/* Calls a waker given to _set_wakers; it returns the count of waiters
+ * still waiting (an int), which becomes *waiting. Never raises: the change
+ * that called it is made, and a failing wake-up must not undo how it looks
+ * (an item put or taken), so its error is reported as unraisable. */
+static void call_waker(RingObject *self, PyObject *waker, int *waiting) {
+    if (!waker) {
+        return;
     }
-    Py_DECREF(r);
-    return 0;
+    Py_INCREF(waker); /* _set_wakers may replace it while it runs */
+    PyObject *r = PyObject_CallNoArgs(waker);
+    Py_DECREF(waker);
+    if (r && PyLong_Check(r)) {
+        long n = PyLong_AsLong(r);
+        if (n >= 0 && n <= INT_MAX) {
+            *waiting = (int)n;
+        } else if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "a waker returned %ld waiters", n);
+        }
+    } else if (r) {
+        PyErr_Format(PyExc_TypeError, "a waker must return the int count of waiters, not %.100s",
+                     Py_TYPE(r)->tp_name);
+    }
+    Py_XDECREF(r);
+    if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
 }
 
 /* ValueError for a watermark out of range; shows what the caller passed
@@ -149,6 +171,9 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->clock);
+    Py_VISIT(self->wake_getter);
+    Py_VISIT(self->wake_putter);
+    Py_VISIT(self->wake_joiners);
     if (self->initialised) {
         for (uint32_t i = 0; i < self->ring.len; i++) {
             Py_VISIT((PyObject *)rs_ring_at(&self->ring, i));
@@ -158,6 +183,9 @@ static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
 }
 
 static int ring_clear(RingObject *self) {
+    Py_CLEAR(self->wake_getter);
+    Py_CLEAR(self->wake_putter);
+    Py_CLEAR(self->wake_joiners);
     if (self->initialised) {
         PyObject *item;
         while ((item = rs_ring_pop(&self->ring)) != NULL) {
@@ -205,9 +233,8 @@ static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
             self->warnings++;
         }
     }
-    if (RS_UNLIKELY(self->waiting_getters > 0) && call_hook(self, "_wake_getter") < 0) {
-        /* The item is in; a failing wake-up must not make it look refused. */
-        PyErr_WriteUnraisable((PyObject *)self);
+    if (RS_UNLIKELY(self->waiting_getters > 0)) {
+        call_waker(self, self->wake_getter, &self->waiting_getters);
     }
     Py_RETURN_NONE;
 }
@@ -229,9 +256,8 @@ static PyObject *ring_get_nowait(RingObject *self, PyObject *Py_UNUSED(ignored))
     if (self->in_warning && self->ring.len < self->warn_limit) {
         self->in_warning = 0;
     }
-    if (RS_UNLIKELY(self->waiting_putters > 0) && call_hook(self, "_wake_putter") < 0) {
-        /* The item is out; losing it to a failing wake-up would drop it. */
-        PyErr_WriteUnraisable((PyObject *)self);
+    if (RS_UNLIKELY(self->waiting_putters > 0)) {
+        call_waker(self, self->wake_putter, &self->waiting_putters);
     }
     return item;
 }
@@ -241,8 +267,8 @@ static PyObject *ring_task_done(RingObject *self, PyObject *Py_UNUSED(ignored)) 
         PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
         return NULL;
     }
-    if (--self->unfinished == 0 && self->waiting_joiners > 0 && call_hook(self, "_wake_joiners") < 0) {
-        PyErr_WriteUnraisable((PyObject *)self);
+    if (--self->unfinished == 0 && self->waiting_joiners > 0) {
+        call_waker(self, self->wake_joiners, &self->waiting_joiners);
     }
     Py_RETURN_NONE;
 }
@@ -297,8 +323,23 @@ static PyObject *ring_get(RingObject *self, void *closure) {
     }
 }
 
-static PyObject *ring_noop(PyObject *self, PyObject *Py_UNUSED(ignored)) {
-    (void)self;
+static PyObject *ring_set_wakers(RingObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const char *const names[3] = {"getter", "putter", "joiners"};
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "_set_wakers() takes 3 arguments (getter, putter, joiners), "
+                     "got %zd", nargs);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_Format(PyExc_TypeError, "%s must be callable, not %.100s", names[i],
+                         Py_TYPE(args[i])->tp_name);
+            return NULL;
+        }
+    }
+    Py_XSETREF(self->wake_getter, Py_NewRef(args[0]));
+    Py_XSETREF(self->wake_putter, Py_NewRef(args[1]));
+    Py_XSETREF(self->wake_joiners, Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -317,9 +358,9 @@ static PyMethodDef ring_methods[] = {
      "stats() -> dict\n\ndepth, maxsize, pressure, oldest_age and average_age (seconds),\n"
      "throughput (gets per second over the last 10 s), put, got, rejected, warnings\n"
      "(entries into the warning zone), unfinished, warning."},
-    {"_wake_getter", ring_noop, METH_NOARGS, NULL},
-    {"_wake_putter", ring_noop, METH_NOARGS, NULL},
-    {"_wake_joiners", ring_noop, METH_NOARGS, NULL},
+    {"_set_wakers", (PyCFunction)(void (*)(void))ring_set_wakers, METH_FASTCALL,
+     "_set_wakers(getter, putter, joiners)\n\nThe callables that wake a waiting get, put or join;\n"
+     "each returns how many of its kind still wait."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,147 @@
+"""The boundary between the C engine and the Python layer is one-way: the C
+types never look up or call attributes of a Python subclass by name; what
+they tell Python goes to callables given to them explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import weakref
+from typing import Any
+
+import pytest
+
+import resil
+from resil import _resil
+
+# ---- the queue engine wakes through the callables it was given ---------------
+
+
+class _Named(_resil.Ring):
+    """Defines the hook names an engine looking methods up would find."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.called: list[str] = []
+
+    def _wake_getter(self) -> None:
+        self.called.append("getter")
+
+    def _wake_putter(self) -> None:
+        self.called.append("putter")
+
+    def _wake_joiners(self) -> None:
+        self.called.append("joiners")
+
+
+def test_queue_engine_calls_no_method_by_name() -> None:
+    q = _Named(4)
+    q._waiting_getters = q._waiting_putters = q._waiting_joiners = 1
+    q.put_nowait(1)
+    q.get_nowait()
+    q.task_done()
+    assert q.called == []
+
+
+def test_queue_engine_calls_given_wakers_and_keeps_their_counts() -> None:
+    q = _resil.Ring(4)
+    calls: list[str] = []
+
+    def waker(kind: str, left: int) -> Any:
+        def wake() -> int:
+            calls.append(kind)
+            return left
+        return wake
+
+    q._set_wakers(waker("getter", 0), waker("putter", 2), waker("joiners", 0))
+    q.put_nowait(1)                 # nobody waits: no call
+    assert calls == []
+    q._waiting_getters = 1
+    q._waiting_putters = 3
+    q._waiting_joiners = 1
+    q.put_nowait(2)
+    assert calls == ["getter"] and q._waiting_getters == 0
+    q.get_nowait()
+    assert calls == ["getter", "putter"] and q._waiting_putters == 2
+    q.task_done()                   # one still unfinished: joiners not woken
+    assert calls == ["getter", "putter"]
+    q.get_nowait()
+    q.task_done()
+    assert calls == ["getter", "putter", "putter", "joiners"] and q._waiting_joiners == 0
+
+
+def test_queue_waker_that_fails_loses_no_item() -> None:
+    q = _resil.Ring(4)
+
+    def broken() -> int:
+        raise RuntimeError("waker broke")
+
+    def wrong() -> Any:
+        return "two"
+
+    q._set_wakers(broken, wrong, broken)
+    q._waiting_getters = q._waiting_putters = 1
+    seen: list[BaseException | None] = []
+    import sys
+    old, sys.unraisablehook = sys.unraisablehook, lambda u: seen.append(u.exc_value)
+    try:
+        q.put_nowait("x")
+        assert q.get_nowait() == "x"
+    finally:
+        sys.unraisablehook = old
+    assert [type(e) for e in seen] == [RuntimeError, TypeError]
+    assert q._waiting_getters == 1 and q._waiting_putters == 1
+
+
+@pytest.mark.parametrize("bad", [None, 1, "f"])
+def test_set_wakers_refuses_non_callables(bad: Any) -> None:
+    q = _resil.Ring(4)
+    with pytest.raises(TypeError, match="putter must be callable"):
+        q._set_wakers(print, bad, print)
+    with pytest.raises(TypeError, match="3 arguments"):
+        q._set_wakers(print, print)
+
+
+def test_bounded_queue_is_freed_without_the_cycle_collector() -> None:
+    async def main() -> weakref.ref[Any]:
+        q: resil.BoundedQueue[int] = resil.BoundedQueue(2)
+        getter = asyncio.ensure_future(q.get())
+        await asyncio.sleep(0)
+        q.put_nowait(7)
+        assert await getter == 7
+        return weakref.ref(q)
+
+    gc.disable()
+    try:
+        ref = asyncio.run(main())
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_bounded_queue_wakes_getters_putters_and_joiners() -> None:
+    async def main() -> None:
+        q: resil.BoundedQueue[int] = resil.BoundedQueue(2, reject_at=1.0)
+        getters = [asyncio.ensure_future(q.get()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert q._waiting_getters == 2
+        q.put_nowait(1)
+        assert q._waiting_getters == 1   # one woken, one still in line
+        q.put_nowait(2)                  # the woken getter has not run yet
+        assert q._waiting_getters == 0
+        assert sorted(await asyncio.gather(*getters)) == [1, 2]
+        q.put_nowait(3)
+        q.put_nowait(0)
+        putter = asyncio.ensure_future(q.put(4))
+        await asyncio.sleep(0)
+        assert q._waiting_putters == 1
+        assert q.get_nowait() == 3
+        await putter
+        assert q.get_nowait() == 0 and q.get_nowait() == 4
+        joiner = asyncio.ensure_future(q.join())
+        await asyncio.sleep(0)
+        for _ in range(5):
+            q.task_done()
+        await asyncio.wait_for(joiner, 1)
+
+    asyncio.run(main())
