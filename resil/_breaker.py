@@ -7,7 +7,6 @@ import inspect
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -114,7 +113,6 @@ class CircuitBreaker(_resil.Breaker):
     """
 
     _listeners: tuple[StateListener, ...] = ()
-    _last_opened_wall: float | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> CircuitBreaker:
         self = super().__new__(cls, *args, **kwargs)
@@ -170,28 +168,10 @@ class CircuitBreaker(_resil.Breaker):
             listeners.remove(listener)
             self._listeners = tuple(listeners)
 
-    @property
-    def last_opened(self) -> float | None:
-        """Unix time of the last transition to OPEN, or None (also cleared by reset())."""
-        return self._last_opened_wall
-
-    def stats(self) -> dict[str, Any]:
-        """The engine's statistics; ``last_opened`` is Unix time, as the property."""
-        st = super().stats()
-        st["last_opened"] = self._last_opened_wall
-        return st
-
-    def reset(self) -> None:
-        """Back to CLOSED with every count, the EWMA and the cooldown growth cleared."""
-        super().reset()
-        self._last_opened_wall = None
-
     def _on_transition(self, old: State, new: State, reason: str, fail_count: int,
                        success_rate: float, latency_ms: float | None) -> None:
         """Logs one transition and calls the listeners; the engine calls it
         for each transition, one at a time, in order."""
-        if new == State.OPEN:
-            self._last_opened_wall = time.time()
         level = logging.WARNING if new in (State.OPEN, State.FORCED_OPEN) else logging.INFO
         if _log.isEnabledFor(level):
             transition = f"{old.name} -> {new.name}"

@@ -145,3 +145,46 @@ def test_bounded_queue_wakes_getters_putters_and_joiners() -> None:
         await asyncio.wait_for(joiner, 1)
 
     asyncio.run(main())
+
+
+# ---- the breaker keeps the Unix time of its last opening in C ---------------
+
+
+def test_engine_breaker_keeps_unix_time_of_last_opening() -> None:
+    clock = resil.VirtualClock(start=5.0)
+    b = _resil.Breaker("engine", clock=clock)
+    assert b.stats()["last_opened"] is None
+    before = time.time()
+    b.open()
+    after = time.time()
+    opened = b.stats()["last_opened"]
+    assert before <= opened <= after
+    assert b.last_opened == opened
+    b.reset()
+    assert b.stats()["last_opened"] is None and b.last_opened is None
+
+
+def test_breaker_last_opening_ignores_a_python_attribute() -> None:
+    clock = resil.VirtualClock()
+    b = resil.CircuitBreaker("p", clock=clock)
+    b._last_opened_wall = 12.0  # type: ignore[attr-defined]
+    assert b.last_opened is None and b.stats()["last_opened"] is None
+    assert "_last_opened_timestamp_seconds{" not in _resil.breaker_exposition([b])
+    b.open()
+    opened = b.last_opened
+    assert opened is not None and opened != 12.0 and b.stats()["last_opened"] == opened
+    line = [ln for ln in _resil.breaker_exposition([b]).splitlines()
+            if "_last_opened_timestamp_seconds{" in ln]
+    assert line == [f'resil_circuit_breaker_last_opened_timestamp_seconds{{endpoint="p"}} '
+                    f'{opened!r}']
+
+
+def test_breaker_last_opening_is_the_time_of_the_transition() -> None:
+    # The time is read when the engine opens, not when a slow listener
+    # gets to hear of it.
+    clock = resil.VirtualClock()
+    b = resil.CircuitBreaker("slow", clock=clock)
+    b.on_state_change(lambda *_: time.sleep(0.05))
+    before = time.time()
+    b.open()
+    assert b.last_opened is not None and b.last_opened < before + 0.04

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 #include <structmember.h>
+#include <time.h>
 
 enum { OUT_SUCCESS = 0, OUT_FAILURE = 1, OUT_RELEASE = 2 };
 
@@ -39,6 +40,7 @@ typedef struct {
     uint32_t out_len;
     uint32_t out_cap;
     int delivering;           /* a thread is reporting the outbox */
+    double opened_unix;       /* Unix time of the last opening; valid while core.ever_opened */
     int initialised;
 } BreakerObject;
 
@@ -154,6 +156,16 @@ static inline double latency_ms(uint64_t t0, uint64_t t1) {
     return t1 > t0 ? (double)(t1 - t0) / 1e6 : 0.0;
 }
 
+/* Notes the Unix time of a transition to OPEN, read as the binding takes it
+ * from the core (the core reads no clock; its opened_at_ns is clock time). */
+static inline void note_opening(BreakerObject *b, const rs_transition *t) {
+    if (t->new_state == RS_STATE_OPEN) {
+        struct timespec ts;
+        b->opened_unix = timespec_get(&ts, TIME_UTC) == TIME_UTC
+                             ? (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 : 0.0;
+    }
+}
+
 /* Moves the core's queued transitions to the outbox, oldest first. Runs no
  * Python code, so the outbox keeps the order in which they happened. When
  * the outbox cannot grow the rest stay queued in the core, which is drained
@@ -175,7 +187,9 @@ static void take_transitions(BreakerObject *b) {
             b->out_head = 0;
             b->out_cap = cap;
         }
-        rs_breaker_pop_transition(&b->core, &b->outbox[(b->out_head + b->out_len) % b->out_cap]);
+        rs_transition *t = &b->outbox[(b->out_head + b->out_len) % b->out_cap];
+        rs_breaker_pop_transition(&b->core, t);
+        note_opening(b, t);
         b->out_len++;
     }
 }
@@ -188,7 +202,12 @@ static int next_transition(BreakerObject *b, rs_transition *t) {
         b->out_len--;
         return 1;
     }
-    return rs_breaker_pop_transition(&b->core, t); /* only when the outbox could not grow */
+    /* Only when the outbox could not grow. */
+    if (!rs_breaker_pop_transition(&b->core, t)) {
+        return 0;
+    }
+    note_opening(b, t);
+    return 1;
 }
 
 static void report(BreakerObject *b, const rs_transition *t) {
@@ -1580,6 +1599,19 @@ void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out) {
     out->avg_latency_ms = rs_latring_mean(&b->latencies);
     out->success_rate = rs_breaker_success_rate(b);
     out->health_score = rs_breaker_health(b);
+    out->has_opened = b->ever_opened;
+    out->opened_unix = self->opened_unix;
+}
+
+/* The Unix time of the last transition to OPEN, or None (none since
+ * construction or reset()). */
+static PyObject *last_opened_obj(BreakerObject *self) {
+    take_transitions(self); /* notes an opening not yet taken; runs no Python code */
+    return self->core.ever_opened ? PyFloat_FromDouble(self->opened_unix) : Py_NewRef(Py_None);
+}
+
+static PyObject *breaker_get_last_opened(BreakerObject *self, void *Py_UNUSED(closure)) {
+    return last_opened_obj(self);
 }
 
 static PyObject *breaker_get_state(BreakerObject *self, void *Py_UNUSED(closure)) {
@@ -1682,8 +1714,7 @@ static PyObject *breaker_stats(BreakerObject *self, PyObject *Py_UNUSED(ignored)
         set_item(d, "remaining", remaining_obj(self)) < 0 ||
         set_item(d, "half_open_probes_granted", PyLong_FromUnsignedLong(b->probes_granted)) < 0 ||
         set_item(d, "half_open_probe_successes", PyLong_FromUnsignedLong(b->probe_successes)) < 0 ||
-        set_item(d, "last_opened", b->ever_opened ? PyFloat_FromDouble((double)b->opened_at_ns / 1e9)
-                                                  : Py_NewRef(Py_None)) < 0 ||
+        set_item(d, "last_opened", last_opened_obj(self)) < 0 ||
         PyDict_SetItemString(d, "transitions", tr) < 0) {
         goto error;
     }
@@ -2418,6 +2449,8 @@ static PyGetSetDef breaker_getset[] = {
     {"remaining", (getter)breaker_get_remaining, NULL,
      "Seconds until HALF_OPEN while OPEN, 0.0 otherwise, None when forced open.", NULL},
     {"health_score", (getter)breaker_get_health, NULL, "The health score in [0, 1].", NULL},
+    {"last_opened", (getter)breaker_get_last_opened, NULL,
+     "Unix time of the last transition to OPEN, or None (also cleared by reset()).", NULL},
     {"effective_threshold", (getter)breaker_get_threshold, NULL,
      "The consecutive-failure threshold after adaptive scaling.", NULL},
     {"config", (getter)breaker_get_config, NULL,

@@ -145,8 +145,6 @@ typedef struct {
     size_t label_off; /* its `{label="name"} ` in the labels buffer */
     size_t label_len;
     resil_breaker_metrics m; /* m.name is not used after the first pass */
-    double opened;           /* Unix time */
-    int has_opened;
 } row;
 
 enum { F_STATE, F_FAILURES, F_LATENCY, F_OPENED, F_SUCCESS, F_HEALTH, F_COUNT };
@@ -210,7 +208,7 @@ static int write_header(buf *b, int f, const char *prefix, size_t plen) {
     return 0;
 }
 
-/* First pass for one breaker; runs Python code (its tick, the attribute read). */
+/* First pass for one breaker; runs Python code (its tick reports transitions). */
 static int read_breaker(resil_state *st, PyObject *o, Py_ssize_t i, const char *label,
                         size_t label_len, buf *labels, row *r) {
     if (!PyObject_TypeCheck(o, st->Breaker_type)) {
@@ -220,26 +218,6 @@ static int read_breaker(resil_state *st, PyObject *o, Py_ssize_t i, const char *
     }
     if (resil_breaker_tick(o) < 0) {
         return -1;
-    }
-    /* The Unix time of the last opening is kept by resil.CircuitBreaker
-     * (stats()["last_opened"] reads the same attribute); the engine itself
-     * keeps only clock time, so a bare engine Breaker has no sample. */
-    PyObject *w = PyObject_GetAttr(o, st->str_last_opened_wall);
-    r->has_opened = 0;
-    if (!w) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return -1;
-        }
-        PyErr_Clear();
-    } else if (w != Py_None) {
-        int rc = resil_number(w, "last_opened", &r->opened);
-        Py_DECREF(w);
-        if (rc < 0) {
-            return -1;
-        }
-        r->has_opened = 1;
-    } else {
-        Py_DECREF(w);
     }
     /* From here on no Python code runs: the numbers and the name belong together. */
     resil_breaker_read_metrics(o, &r->m);
@@ -280,7 +258,7 @@ static int write_samples(buf *b, int f, const char *prefix, size_t plen, const r
     size_t slen = strlen(families[f].suffix);
     for (Py_ssize_t i = 0; i < n; i++) {
         const row *r = &rows[i];
-        if (f == F_OPENED && !r->has_opened) {
+        if (f == F_OPENED && !r->m.has_opened) {
             continue;
         }
         if (reserve(b, plen + slen + r->label_len + VALUE_ROOM) < 0) {
@@ -301,7 +279,7 @@ static int write_samples(buf *b, int f, const char *prefix, size_t plen, const r
             rc = put_double(b, r->m.avg_latency_ms);
             break;
         case F_OPENED:
-            rc = put_double(b, r->opened);
+            rc = put_double(b, r->m.opened_unix);
             break;
         case F_SUCCESS:
             rc = put_double(b, r->m.success_rate);
@@ -422,9 +400,6 @@ static PyMethodDef expo_methods[] = {
 };
 
 int resil_expo_init(PyObject *module, resil_state *st) {
-    st->str_last_opened_wall = PyUnicode_InternFromString("_last_opened_wall");
-    if (!st->str_last_opened_wall) {
-        return -1;
-    }
+    (void)st;
     return PyModule_AddFunctions(module, expo_methods);
 }

@@ -224,7 +224,6 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->cancel_types);
     Py_CLEAR(st->permit_var);
     Py_CLEAR(st->str_now);
-    Py_CLEAR(st->str_last_opened_wall);
     Py_CLEAR(st->default_clock);
     return 0;
 }

@@ -43,7 +43,6 @@ typedef struct {
     PyObject *cancel_types;               /* tuple of cancellation exceptions */
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
     PyObject *str_now;
-    PyObject *str_last_opened_wall;       /* "_last_opened_wall" (expo.c) */
     PyObject *default_clock;              /* a shared MonotonicClock */
 } resil_state;
 
@@ -160,6 +159,8 @@ typedef struct {
     double avg_latency_ms;   /* "avg_latency_ms" */
     double success_rate;     /* "success_rate" */
     double health_score;     /* "health_score" */
+    int has_opened;          /* "last_opened" is not None */
+    double opened_unix;      /* "last_opened", Unix time, when has_opened */
 } resil_breaker_metrics;
 
 /* Brings a Breaker (the caller checks the type) up to date as stats() does:
