@@ -1,4 +1,4 @@
-"""Circuit breakers: resil.CircuitBreaker and resil.BreakerGroup (SPEC section 2)."""
+"""Circuit breakers: resil.CircuitBreaker and resil.BreakerGroup."""
 
 from __future__ import annotations
 

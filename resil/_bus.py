@@ -1,4 +1,4 @@
-"""In-process event bus with storm detection, contracts and replay (SPEC section 9)."""
+"""In-process event bus with storm detection, contracts and replay."""
 
 from __future__ import annotations
 

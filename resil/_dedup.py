@@ -1,4 +1,4 @@
-"""Deduplication: resil.Deduplicator (C) and @resil.idempotent (SPEC section 5)."""
+"""Deduplication: resil.Deduplicator (C) and @resil.idempotent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dead-letter queue (SPEC section 10)."""
+"""Dead-letter queue."""
 
 from __future__ import annotations
 

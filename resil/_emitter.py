@@ -1,4 +1,4 @@
-"""Non-blocking event emission to sinks (SPEC section 7)."""
+"""Non-blocking event emission to sinks."""
 
 from __future__ import annotations
 

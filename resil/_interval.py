@@ -1,4 +1,4 @@
-"""Adaptive intervals: resil.AdaptiveInterval (C) and resil.TimeScale (SPEC section 8)."""
+"""Adaptive intervals: resil.AdaptiveInterval (C) and resil.TimeScale."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Performance monitoring: durations, error rates, health, alerts, dashboard
-(SPEC section 11)."""
+"""Performance monitoring: durations, error rates, health, alerts, dashboard."""
 
 from __future__ import annotations
 

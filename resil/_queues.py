@@ -1,4 +1,4 @@
-"""Bounded and partitioned asyncio queues with backpressure (SPEC section 6)."""
+"""Bounded and partitioned asyncio queues with backpressure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retries with backoff, deadlines and budgets (SPEC section 3)."""
+"""Retries with backoff, deadlines and budgets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adaptive scheduling of periodic jobs (SPEC section 8)."""
+"""Adaptive scheduling of periodic jobs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ __all__ = ["AdaptiveScheduler"]
 
 _log = logging.getLogger("resil.scheduler")
 
-#: A job's breaker: 5 consecutive errors skip the job for 60 s (the seed's values).
+#: A job's breaker: 5 consecutive errors skip the job for 60 s (the documented defaults).
 JOB_FAILURE_THRESHOLD = 5
 JOB_COOLDOWN = 60.0
 
@@ -84,8 +84,8 @@ class AdaptiveScheduler:
     breakers read; pass the ``VirtualClock`` of :func:`resil.run_virtual` in
     tests.
 
-    ``async with scheduler:`` starts and stops it; ``status()`` returns the
-    seed's status document.
+    ``async with scheduler:`` starts and stops it; ``status()`` (or
+    ``stats()``) returns its status document.
     """
 
     def __init__(self, emitter: EventEmitter | None = None, novelty_threshold: float = 0.75,

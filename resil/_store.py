@@ -1,4 +1,4 @@
-"""Durable storage for the event bus and dead-letter queues (SPEC section 10).
+"""Durable storage for the event bus and dead-letter queues.
 
 One SQLite file holds the bus's audit log (every published event, numbered)
 and dead-letter entries. The file is in WAL mode with ``synchronous=FULL``:

@@ -1,4 +1,4 @@
-"""Cancellation and deterministic shutdown of asyncio tasks (SPEC section 12)."""
+"""Cancellation and deterministic shutdown of asyncio tasks."""
 
 from __future__ import annotations
 

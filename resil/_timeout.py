@@ -1,4 +1,4 @@
-"""Timeouts for asyncio operations: resil.TimeoutManager (SPEC section 4)."""
+"""Timeouts for asyncio operations: resil.TimeoutManager."""
 
 from __future__ import annotations
 

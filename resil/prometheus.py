@@ -1,4 +1,4 @@
-"""Prometheus exposition for every resil component (SPEC section 11).
+"""Prometheus exposition for every resil component.
 
 ``exposition(*sources) -> str`` renders the text format (version 0.0.4);
 ``Collector(*sources)`` offers the same families to a ``prometheus_client``

@@ -1,4 +1,4 @@
-"""Event sinks for resil.EventEmitter (SPEC section 7).
+"""Event sinks for resil.EventEmitter.
 
 A sink is a callable ``sink(event)``, a plain function or an async one
 (its result is awaited when it is awaitable). The transports are

@@ -1,4 +1,4 @@
-"""Behaviour of resil.CircuitBreaker: the named scenarios of SPEC section 2."""
+"""Behaviour of resil.CircuitBreaker: its named scenarios."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EventBus (SPEC section 9): ordering, storms, contracts, isolation, circuits,
+"""EventBus: ordering, storms, contracts, isolation, circuits,
 idempotency, replay and topology."""
 
 from __future__ import annotations

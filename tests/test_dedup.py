@@ -1,4 +1,4 @@
-"""resil.Deduplicator against its model, and the named scenarios of SPEC section 5."""
+"""resil.Deduplicator against its model, and its named scenarios."""
 
 from __future__ import annotations
 

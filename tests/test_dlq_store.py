@@ -1,4 +1,4 @@
-"""DeadLetterQueue and SQLiteStore (SPEC section 10): entries, eviction,
+"""DeadLetterQueue and SQLiteStore: entries, eviction,
 reprocessing, durability across SIGKILL, sharing between processes, and bad
 files."""
 

@@ -1,4 +1,4 @@
-"""resil.EventEmitter (SPEC section 7)."""
+"""resil.EventEmitter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Monitor (SPEC section 11): windowed health at the documented thresholds,
+"""Monitor: windowed health at the documented thresholds,
 alerts, the dashboard document and its percentiles."""
 
 from __future__ import annotations

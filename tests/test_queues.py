@@ -1,4 +1,4 @@
-"""resil.BoundedQueue and resil.PartitionedQueue (SPEC section 6)."""
+"""resil.BoundedQueue and resil.PartitionedQueue."""
 
 from __future__ import annotations
 

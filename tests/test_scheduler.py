@@ -1,4 +1,4 @@
-"""resil.AdaptiveScheduler on virtual time (SPEC section 8)."""
+"""resil.AdaptiveScheduler on virtual time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AdaptiveInterval / TimeScale (SPEC section 8) and tasks and shutdown (section 12)."""
+"""AdaptiveInterval / TimeScale and tasks and shutdown ."""
 
 from __future__ import annotations
 

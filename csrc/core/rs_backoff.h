@@ -1,5 +1,5 @@
 /* rs_backoff.h - exponential backoff with a cap, four jitter modes and a
- * seeded PRNG (SPEC section 3).
+ * seeded PRNG.
  *
  * The un-jittered delay of attempt a is base * multiplier^min(a, 63), capped
  * at max_delay. Jitter draws u from (0, 1]:

@@ -1,4 +1,4 @@
-/* rs_breaker.h - the circuit breaker state machine (SPEC section 2).
+/* rs_breaker.h - the circuit breaker state machine.
  *
  * Every operation takes the current time in nanoseconds. Time is clamped so
  * that it never goes backwards inside one breaker (several threads may read
@@ -74,7 +74,7 @@ typedef struct rs_breaker_config {
     uint32_t latency_window;          /* [1, RS_WINDOW_MAX_SIZE] */
 } rs_breaker_config;
 
-/* Fills c with the SPEC defaults. */
+/* Fills c with the documented defaults. */
 void rs_breaker_config_default(rs_breaker_config *c);
 
 /* Configuration fields, for error reporting: a bad field makes init return

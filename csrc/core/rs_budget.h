@@ -1,4 +1,4 @@
-/* rs_budget.h - a retry budget shared by many calls (SPEC section 3).
+/* rs_budget.h - a retry budget shared by many calls.
  *
  * First attempts count as requests, later attempts as retries. A retry is
  * allowed while (retries + 1) <= ratio * requests over the window, or while

@@ -1,4 +1,4 @@
-/* rs_dedup.h - a TTL set of opaque keys for deduplication (SPEC section 5).
+/* rs_dedup.h - a TTL set of opaque keys for deduplication.
  *
  * Entries live in a pool and are linked in insertion-time order, so the
  * oldest can be expired or evicted in O(1); an open-addressing table (linear

@@ -1,4 +1,4 @@
-/* rs_interval.h - the adaptive interval rule (SPEC section 8).
+/* rs_interval.h - the adaptive interval rule.
  *
  * After each run: activity > threshold -> interval * speedup, else
  * interval * slowdown, clamped to [min, max]. The TimeScale presets of the
@@ -27,7 +27,7 @@ typedef struct rs_interval {
     uint64_t updates;
 } rs_interval;
 
-/* The seed's presets: MICRO, MESO, MACRO (seconds). */
+/* The presets: MICRO, MESO, MACRO (seconds). */
 typedef struct rs_timescale {
     const char *name;
     double base, min, max, threshold;

@@ -1,5 +1,5 @@
-/* rs_ring.h - a bounded FIFO of opaque pointers with enqueue times
- * (SPEC section 6): the storage of resil's queues and their age statistics.
+/* rs_ring.h - a bounded FIFO of opaque pointers with enqueue times:
+ * the storage of resil's queues and their age statistics.
  *
  * Fixed memory allocated at init; push and pop are O(1) and cannot fail
  * once initialised, except that push refuses a full ring. The caller owns the

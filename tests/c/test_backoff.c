@@ -26,7 +26,7 @@ static const uint64_t LARGE_ATTEMPTS[] = {
 
 /* Configurations the property tests run over: {base, multiplier, max_delay}. */
 static const double CONFIGS[][3] = {
-    {1.0, 2.0, 30.0},        /* SPEC defaults */
+    {1.0, 2.0, 30.0},        /* the documented defaults */
     {0.1, 1.5, 5.0},
     {0.25, 1.0, 0.25},       /* multiplier 1, max_delay == base */
     {1e-9, 1e300, 42.0},     /* pow overflows to +inf from attempt 2 */

@@ -13,7 +13,7 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* SPEC defaults with the adaptive threshold off, so trips are deterministic. */
+/* The documented defaults with the adaptive threshold off, so trips are deterministic. */
 static void plain_config(rs_breaker_config *c) {
     rs_breaker_config_default(c);
     c->adaptive = 0;
@@ -99,7 +99,7 @@ static void test_names(void) {
     CHECK_STREQ(rs_reason_name(RS_REASON_COUNT), "unknown");
 }
 
-/* rs_breaker_config_default gives the SPEC section 2 defaults, which are valid. */
+/* rs_breaker_config_default gives the documented defaults, which are valid. */
 static void test_config_defaults(void) {
     rs_breaker_config c;
     memset(&c, 0xAB, sizeof c);
@@ -124,7 +124,7 @@ static void test_config_defaults(void) {
     CHECK_EQ_INT(rs_breaker_config_check(&c), RS_OK);
 }
 
-/* Every field has a non-NULL name (the SPEC parameter name) and range; unknown fields give NULL. */
+/* Every field has a non-NULL name (the public parameter name) and range; unknown fields give NULL. */
 static void test_field_names_and_ranges(void) {
     const char *names[RS_BF_COUNT] = {
         [RS_BF_FAILURE_THRESHOLD] = "failure_threshold",
@@ -703,7 +703,7 @@ static void test_health_critical_trip(void) {
 
 /* ---- health score ------------------------------------------------------ */
 
-/* Latency score at every SPEC band edge (0, 100, 1000, 5000 ms), inside the bands and beyond. */
+/* Latency score at every band edge (0, 100, 1000, 5000 ms), inside the bands and beyond. */
 static void test_latency_score_bands(void) {
     CHECK_NEAR(rs_latency_score(0.0), 1.0, 1e-12);
     CHECK_NEAR(rs_latency_score(50.0), 0.975, 1e-12);
@@ -726,7 +726,7 @@ static void test_latency_score_bands(void) {
     CHECK(monotone);
 }
 
-/* Jitter score at every SPEC band edge (0, 50, 200, 500 ms stddev), inside the bands and beyond. */
+/* Jitter score at every band edge (0, 50, 200, 500 ms stddev), inside the bands and beyond. */
 static void test_jitter_score_bands(void) {
     CHECK_NEAR(rs_jitter_score(0.0), 1.0, 1e-12);
     CHECK_NEAR(rs_jitter_score(25.0), 0.9, 1e-12);
@@ -879,7 +879,7 @@ static void feed_periods(rs_breaker *b, const char *pattern, int periods, double
             fails += pattern[i] == 'F';
             call(b, T0, pattern[i] == 'F', -1.0);
         }
-        double d = fails / 10.0 - *m; /* the SPEC rule, as the reference */
+        double d = fails / 10.0 - *m; /* the documented rule, as the reference */
         *m += alpha * d;
         *v = (1.0 - alpha) * (*v + alpha * d * d);
     }

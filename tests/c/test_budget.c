@@ -10,7 +10,7 @@
 #define SEC RS_NS_PER_SEC
 #define MSEC (RS_NS_PER_SEC / 1000u)
 #define T0 (1000u * SEC) /* an arbitrary, non-zero start time, aligned to every bucket */
-#define WINDOW (10u * SEC) /* SPEC default window */
+#define WINDOW (10u * SEC) /* the documented default window */
 
 /* ---- helpers ----------------------------------------------------------- */
 

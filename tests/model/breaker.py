@@ -1,4 +1,4 @@
-"""Reference model of the circuit breaker state machine (SPEC section 2).
+"""Reference model of the circuit breaker state machine.
 
 Written for clarity, not speed: plain lists and recomputation. Time is an
 integer number of nanoseconds; latencies are milliseconds (None: no sample).
