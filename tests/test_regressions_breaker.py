@@ -10,7 +10,6 @@ import inspect
 import logging
 import math
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import pytest
 
 import resil
 from resil import CircuitBreaker, CircuitOpenError, State, VirtualClock
+from tests_support import run_threads, switch_interval
 
 
 def run(coro: Any) -> Any:
@@ -28,12 +28,8 @@ def run(coro: Any) -> Any:
 
 @pytest.fixture
 def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
+    with switch_interval(1e-5):
         yield
-    finally:
-        sys.setswitchinterval(old)
 
 
 class Down(Exception):
@@ -691,9 +687,6 @@ def test_huge_attempt_behaves_as_attempt_63() -> None:
 def test_listeners_added_and_removed_from_threads_are_all_kept() -> None:
     # on_state_change read the listener tuple, then stored a longer one: two
     # threads adding at once could each drop the other's listener.
-    import sys
-    import threading
-
     b = resil.CircuitBreaker("listeners")
     keep: list[list[Any]] = [[] for _ in range(8)]
 
@@ -705,15 +698,6 @@ def test_listeners_added_and_removed_from_threads_are_all_kept() -> None:
         for fn in keep[t][::2]:
             b.remove_listener(fn)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=add, args=(t,)) for t in range(8)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(add, 8, switch=1e-6)
     assert set(map(id, b._listeners)) == {id(fn) for part in keep for fn in part[1::2]}
     assert len(b._listeners) == 8 * 150

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import threading
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 import resil
+from tests_support import run_threads
 
 NAN = float("nan")
 INF = float("inf")
@@ -74,16 +74,7 @@ def test_bounded_queue_python_clock_threads_lose_nothing() -> None:
         except BaseException as exc:  # reported below, not by the thread hook
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(work, threads_n)
     assert errors == []
     rest = []
     while not q.empty():
@@ -147,16 +138,7 @@ def test_partitioned_queue_threads_lose_nothing() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(work, threads_n)
     assert errors == []
     s = q.stats()
     assert s["depth"] <= 4 and s["held"] == 0

@@ -5,7 +5,6 @@ a monitor, and a dead letter whose stored text is damaged."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 import resil
 from resil import EventEmitter
+from tests_support import switch_interval
 
 
 # ---- other threads -----------------------------------------------------------
@@ -77,9 +77,7 @@ def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
         overflow: str) -> None:
     # emit checked full() and then queued: another thread filling the queue
     # in between made emit raise QueueFull (or QueueEmpty for drop_oldest).
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switch_interval(1e-6):
         for _ in range(15):
             async def main() -> None:
                 delivered: list[int] = []
@@ -110,8 +108,6 @@ def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
                 assert st["emitted"] + dropped_accepted == st["accepted"]
 
             asyncio.run(main())
-    finally:
-        sys.setswitchinterval(old)
 
 
 # ---- Monitor.watch -------------------------------------------------------------

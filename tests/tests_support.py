@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +25,29 @@ def clean_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """Runs the block with ``sys.setswitchinterval(seconds)``: threads trade
+    the interpreter lock that often, so check-then-act races show up."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def run_threads(target: Callable[[int], None], n: int, *, switch: float = 1e-5) -> None:
+    """Runs ``target(i)`` for i in range(n), each in its own thread, under
+    switch_interval(switch), and returns once all have ended."""
+    with switch_interval(switch):
+        threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
 
 
 class FailingClock:
