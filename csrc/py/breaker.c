@@ -957,12 +957,17 @@ static PyObject *param_value(const rs_breaker_config *c, PyObject *const py[PY_C
     }
 }
 
-/* ValueError for a configuration the core refused (rc = RS_EFIELD_BASE +
- * field): names the field and the value passed for it; when it was not
+/* The error for a status the core returned on a configuration: MemoryError
+ * for RS_ENOMEM, else a ValueError (rc = RS_EFIELD_BASE + field) that names
+ * the field and the value passed for it; when it was not
  * passed, the parameter that was and broke a rule between them (cooldown
  * above cooldown_max, window_size below minimum_calls), else the field's
  * value in c. */
 static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given[P_COUNT]) {
+    if (rc == RS_ENOMEM) {
+        PyErr_NoMemory();
+        return;
+    }
     int field = rc - RS_EFIELD_BASE;
     int p = param_of_field(field);
     if (p < 0) {
@@ -1095,11 +1100,7 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     int rc = rs_breaker_init(&self->core, &c, now);
     if (rc != RS_OK) {
-        if (rc == RS_ENOMEM) {
-            PyErr_NoMemory();
-        } else {
-            bad_config(rc, &c, v);
-        }
+        bad_config(rc, &c, v);
         goto error;
     }
     self->initialised = 1;
@@ -1158,11 +1159,7 @@ static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, P
     }
     int rc = rs_breaker_configure(&self->core, &c, now);
     if (rc != RS_OK) {
-        if (rc == RS_ENOMEM) {
-            PyErr_NoMemory();
-        } else {
-            bad_config(rc, &c, given);
-        }
+        bad_config(rc, &c, given);
         clear_parsed(pv);
         return NULL;
     }
