@@ -513,7 +513,9 @@ def test_listeners_see_transitions_in_order_under_threads(fast_switching: None) 
 
     def hammer(k: int) -> None:
         try:
-            for i in range(60):
+            # 180 calls a thread: at 60, a run whose threads happened to go
+            # one after another made only 19 transitions, too few to judge.
+            for i in range(180):
                 try:
                     with b:
                         if (i + k) % 2 == 0:
