@@ -505,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     store_loop_ms = args.store_loop_ms or (20.0 if args.quick else 250.0)
     rng = random.Random(args.seed)
 
-    from resil import _bus, _resil, _store
+    from resil import _resil
+    from resil.messaging import bus as _bus
+    from resil.storage import sqlite as _store
 
     folder_ctx = tempfile.TemporaryDirectory(prefix="bench_bus-")
     folder = folder_ctx.name

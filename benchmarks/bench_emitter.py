@@ -565,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     lat_events = args.latency_events or (10_000 if args.quick else LATENCY_EVENTS)
     rng = random.Random(args.seed)
 
-    from resil import _emitter, _queues, _resil
+    from resil import _resil
+    from resil.messaging import emitter as _emitter, queues as _queues
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -47,8 +47,8 @@ import asyncio, resil
 # about every 3,000 events natively, but every few dozen under callgrind,
 # which runs some 50 times slower. Scaled so the turns come as often per
 # event as they do natively (a no-op for a build without turns).
-import resil._emitter
-resil._emitter._TURN_SECONDS = 0.05
+import resil.messaging.emitter
+resil.messaging.emitter._TURN_SECONDS = 0.05
 async def main(n):
     got = []
     async def sink(event):

@@ -618,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = args.endpoints or (100 if args.quick else ENDPOINTS)
     rng = random.Random(args.seed)
 
-    from resil import _monitor
+    from resil.observe import monitor as _monitor
 
     facts = h.machine_facts(["resil", *PEERS])
     facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))

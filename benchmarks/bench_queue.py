@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--items must be a multiple of 4")
     rng = random.Random(args.seed)
 
-    from resil import _queues, _resil
+    from resil import _resil
+    from resil.messaging import queues as _queues
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

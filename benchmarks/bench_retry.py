@@ -45,7 +45,8 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
-from resil import _resil, _retry  # noqa: E402
+from resil import _resil  # noqa: E402
+from resil.policies import retry as _retry  # noqa: E402
 
 try:
     import backoff

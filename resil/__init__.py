@@ -11,16 +11,16 @@ logging sees no output from resil.
 import logging
 from typing import Any
 
-from resil._breaker import BreakerGroup, CircuitBreaker, StateListener
-from resil._bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
+from resil.policies.breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
                         HandlerDisabled, TypeCircuitOpenError)
-from resil._dedup import idempotent
-from resil._dlq import DeadLetter, DeadLetterQueue
-from resil._emitter import EmitterClosed, EventEmitter
-from resil._errors import OperationTimeout, RetryError
-from resil._interval import AdaptiveInterval, TimeScale
-from resil._monitor import Monitor
-from resil._queues import BoundedQueue, PartitionedQueue
+from resil.messaging.dedup import idempotent
+from resil.messaging.dlq import DeadLetter, DeadLetterQueue
+from resil.messaging.emitter import EmitterClosed, EventEmitter
+from resil.errors import OperationTimeout, RetryError
+from resil.policies.interval import AdaptiveInterval, TimeScale
+from resil.observe.monitor import Monitor
+from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil._resil import (
     Backoff,
     CircuitOpenError,
@@ -36,12 +36,12 @@ from resil._resil import (
     VirtualClock,
     WindowedHistogram,
 )
-from resil._retry import RetryPolicy, retry
-from resil._scheduler import AdaptiveScheduler
-from resil._store import SQLiteStore, StoreError
-from resil._tasks import CancellationToken, Outcome, Supervisor, shutdown_task
-from resil._timeout import Operation, TimeoutManager
-from resil._virtual import VirtualEventLoop, run_virtual
+from resil.policies.retry import RetryPolicy, retry
+from resil.messaging.scheduler import AdaptiveScheduler
+from resil.storage.sqlite import SQLiteStore, StoreError
+from resil.tasks import CancellationToken, Outcome, Supervisor, shutdown_task
+from resil.policies.timeout import Operation, TimeoutManager
+from resil.testing.virtual import VirtualEventLoop, run_virtual
 from resil import sinks
 from resil.sinks import FanoutError
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "demo":
-        from resil import demo
+        from resil.cli import demo
 
         return demo.main(rest)
     print(f"python -m resil: unknown command {command!r} (try: demo)", file=sys.stderr)

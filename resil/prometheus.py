@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resil import _resil
-from resil._breaker import BreakerGroup
-from resil._bus import EventBus
-from resil._dlq import DeadLetterQueue
-from resil._emitter import EventEmitter
-from resil._monitor import Monitor
-from resil._queues import BoundedQueue, PartitionedQueue
-from resil._retry import RetryPolicy
-from resil._tasks import Supervisor
-from resil._timeout import TimeoutManager
+from resil.policies.breaker import BreakerGroup
+from resil.messaging.bus import EventBus
+from resil.messaging.dlq import DeadLetterQueue
+from resil.messaging.emitter import EventEmitter
+from resil.observe.monitor import Monitor
+from resil.messaging.queues import BoundedQueue, PartitionedQueue
+from resil.policies.retry import RetryPolicy
+from resil.tasks import Supervisor
+from resil.policies.timeout import TimeoutManager
 
 __all__ = ["CONTENT_TYPE", "Collector", "MetricsServer", "exposition", "serve"]
 

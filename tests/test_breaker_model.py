@@ -594,7 +594,7 @@ TestBreakerGroupModel.settings = machine_settings(2 / 3)
 def test_group_stats_ejected_is_consistent() -> None:
     """GroupMachine's first counterexample, shrunk: group.stats() read the
     pool before its endpoints' stats() ticked them, so it reported ejected=1
-    beside an all-CLOSED group (fixed in resil/_breaker.py)."""
+    beside an all-CLOSED group (fixed in resil/policies/breaker.py)."""
     clock = resil.VirtualClock()
     group = resil.BreakerGroup(max_ejection_percent=0, clock=clock, failure_threshold=1,
                                cooldown=0.5, cooldown_max=0.5, half_open_probes=0)

@@ -13,7 +13,7 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from resil import demo
+from resil.cli import demo
 
 
 def test_demo_timeline_shows_every_phase_and_transition() -> None:

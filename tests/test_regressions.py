@@ -355,10 +355,10 @@ def test_every_resil_exception_is_exported_and_a_resil_error() -> None:
     import pkgutil
 
     found = {}
-    for info in pkgutil.iter_modules(resil.__path__):
-        if info.name in ("demo", "__main__"):
+    for info in pkgutil.walk_packages(resil.__path__, "resil."):
+        if info.name in ("resil.cli.demo", "resil.__main__"):
             continue
-        module = importlib.import_module(f"resil.{info.name}")
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if (inspect.isclass(obj) and issubclass(obj, BaseException)
                     and obj.__module__.startswith("resil") and not name.startswith("_")):

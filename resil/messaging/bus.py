@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from resil import _check
-from resil._breaker import CircuitBreaker
-from resil._errors import CANCELLATION
+from resil.policies.breaker import CircuitBreaker
+from resil.errors import CANCELLATION
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
 
 if TYPE_CHECKING:
-    from resil._store import SQLiteStore
+    from resil.storage.sqlite import SQLiteStore
 
 __all__ = ["ContractViolation", "Event", "EventBus", "EventStormError", "HandlerDisabled"]
 
@@ -266,7 +266,7 @@ class EventBus:
                  on_storm: str = "raise", handler_failure_limit: int = 3,
                  store: SQLiteStore | None = None, dlq: Any = None, *,
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
-        from resil._store import SQLiteStore
+        from resil.storage.sqlite import SQLiteStore
 
         _check.integer(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
         window = _check.seconds(storm_window, "storm_window", low=1e-9, low_open=False)
@@ -792,7 +792,7 @@ class EventBus:
                     except (ValueError, TypeError, KeyError, AttributeError,
                             RecursionError) as exc:
                         # Pages that read back (quick_check passed) with damaged text.
-                        from resil._store import StoreError
+                        from resil.storage.sqlite import StoreError
                         raise StoreError(f"{store.path}: event {row.get('seq')} is corrupt and "
                                          f"cannot be replayed ({exc!r}); {count} events were "
                                          f"replayed before it", path=store.path,

@@ -13,11 +13,11 @@ from types import TracebackType
 from typing import Any
 
 from resil import _check
-from resil._breaker import CircuitBreaker
-from resil._emitter import EventEmitter
-from resil._interval import TimeScale
+from resil.policies.breaker import CircuitBreaker
+from resil.messaging.emitter import EventEmitter
+from resil.policies.interval import TimeScale
 from resil._resil import AdaptiveInterval, CircuitOpenError, State, VirtualClock
-from resil._tasks import Supervisor
+from resil.tasks import Supervisor
 
 __all__ = ["AdaptiveScheduler"]
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from resil import _check
-from resil._queues import BoundedQueue
+from resil.messaging.queues import BoundedQueue
 from resil._resil import CircuitOpenError, QueueFull, ResilError
 
 __all__ = ["EventEmitter", "EmitterClosed"]

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from resil import _check, _resil
-from resil._breaker import CircuitBreaker
-from resil._errors import CANCELLATION, OperationTimeout, RetryError
+from resil.policies.breaker import CircuitBreaker
+from resil.errors import CANCELLATION, OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
 
 __all__ = ["retry", "Backoff", "RetryBudget", "RetryError", "RetryPolicy"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from resil import _check
-from resil._bus import Event
+from resil.messaging.bus import Event
 from resil._resil import ResilError
-from resil._store import SQLiteStore, StoreError
+from resil.storage.sqlite import SQLiteStore, StoreError
 
 __all__ = ["DeadLetter", "DeadLetterQueue"]
 

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from resil import _check
-from resil._errors import OperationTimeout
+from resil.errors import OperationTimeout
 
 __all__ = ["TimeoutManager", "Operation"]
 

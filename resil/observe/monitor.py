@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from resil import _check
-from resil._breaker import BreakerGroup, CircuitBreaker
+from resil.policies.breaker import BreakerGroup, CircuitBreaker
 from resil._resil import MonotonicClock, State, WindowedHistogram
 
 __all__ = ["Monitor"]

@@ -1,0 +1,2 @@
+"""Testing aids: an event loop on virtual time, driven by a
+``resil.VirtualClock``. The public names are re-exported from ``resil``."""
