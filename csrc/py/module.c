@@ -159,6 +159,8 @@ static int resil_exec(PyObject *module) {
         return -1;
     }
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
+        resil_permit_init_types(module, st) < 0 || resil_guarded_init_types(module, st) < 0 ||
+        resil_awaitable_init_types(module, st) < 0 || resil_pool_init_types(module, st) < 0 ||
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
         resil_rate_init_types(module, st) < 0 || resil_hist_init_types(module, st) < 0 ||

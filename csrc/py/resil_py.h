@@ -174,8 +174,13 @@ int resil_breaker_tick(PyObject *breaker);
 void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out);
 
 int resil_clock_init_types(PyObject *module, resil_state *st);
+/* The circuit breaker's types, one a file (breaker.h has what they share). */
 int resil_breaker_init_types(PyObject *module, resil_state *st);
-/* ResilError; CircuitOpenError is made with the breaker types. */
+int resil_permit_init_types(PyObject *module, resil_state *st);
+int resil_guarded_init_types(PyObject *module, resil_state *st);
+int resil_awaitable_init_types(PyObject *module, resil_state *st);
+int resil_pool_init_types(PyObject *module, resil_state *st);
+/* ResilError and CircuitOpenError (errors.c). */
 int resil_errors_init_types(PyObject *module, resil_state *st);
 int resil_retry_init_types(PyObject *module, resil_state *st);
 int resil_dedup_init_types(PyObject *module, resil_state *st);

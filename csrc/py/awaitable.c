@@ -1,0 +1,426 @@
+/* awaitable.c - GuardedAwaitable, the awaitable of a guarded coroutine call
+ * or of call_async(): it takes its permit when first resumed and records
+ * the outcome when the coroutine finishes. */
+#include "breaker.h"
+
+/* ---- exception helpers ------------------------------------------------- */
+
+static void set_stop_iteration(PyObject *value) {
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return;
+    }
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (e) {
+        PyErr_SetObject(PyExc_StopIteration, e);
+        Py_DECREF(e);
+    }
+}
+
+/* Takes a pending StopIteration and returns its value (new reference). */
+static PyObject *fetch_stop_value(void) {
+    PyObject *exc = fetch_exc();
+    if (!exc) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *v = PyObject_GetAttrString(exc, "value");
+    Py_DECREF(exc);
+    return v;
+}
+
+/* Raises what gen.throw(typ, val, tb) would raise in a finished generator. */
+static void raise_thrown(PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+    }
+}
+
+/* ---- making one ------------------------------------------------------- */
+
+PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObject *args,
+                         PyObject *kwargs) {
+    AwaitObject *a = PyObject_GC_New(AwaitObject, b->st->Awaitable_type);
+    if (!a) {
+        return NULL;
+    }
+    a->breaker = (BreakerObject *)Py_NewRef((PyObject *)b);
+    a->iter = coro;
+    a->fn = fn;
+    a->args = args;
+    a->kwargs = kwargs;
+    a->phase = 0;
+    a->held = 0;
+    a->t0 = 0;
+    PyObject_GC_Track(a);
+    return (PyObject *)a;
+}
+
+/* The iterator to delegate to for an awaitable: a coroutine itself, else
+ * what its __await__ returns. New reference; NULL with an exception. */
+static PyObject *await_iter(PyObject *res, const char *who) {
+    if (PyCoro_CheckExact(res)) {
+        return Py_NewRef(res);
+    }
+    PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
+    if (!am || !am->am_await) {
+        PyErr_Format(PyExc_TypeError, "%s needs a function returning an awaitable, got %.100s", who,
+                     Py_TYPE(res)->tp_name);
+        return NULL;
+    }
+    return am->am_await(res);
+}
+
+/* Wraps a coroutine that a guarded call returned, with the permit already
+ * taken for that call: the outcome is recorded when the coroutine finishes
+ * (latency from its first resumption), and the permit is given back if it is
+ * closed or dropped unawaited. Steals coro. */
+PyObject *guard_coroutine(BreakerObject *b, const rs_permit *p, PyObject *coro) {
+    PyObject *iter = await_iter(coro, "call()");
+    Py_DECREF(coro);
+    PyObject *a = iter ? make_awaitable(b, iter, NULL, NULL, NULL) : NULL;
+    if (!a) {
+        Py_XDECREF(iter);
+        rs_breaker_release(&b->core, p, breaker_now_end(b));
+        drain(b);
+        return NULL;
+    }
+    ((AwaitObject *)a)->permit = *p;
+    ((AwaitObject *)a)->held = 1;
+    return a;
+}
+
+/* call() of a coroutine function: exactly call_async(fn, ...). */
+PyObject *defer_call(BreakerObject *b, PyObject *fn, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *pos, *kw;
+    if (resil_pack_call(args, nargs, kwnames, 0, &pos, &kw) < 0) {
+        return NULL;
+    }
+    PyObject *a = make_awaitable(b, NULL, Py_NewRef(fn), pos, kw);
+    if (!a) {
+        Py_DECREF(fn);
+        Py_DECREF(pos);
+        Py_XDECREF(kw);
+    }
+    return a;
+}
+
+/* ---- GuardedAwaitable -------------------------------------------------- */
+
+/* Closes the coroutine of an awaitable that never ran it, keeping any
+ * pending exception; a close() error is reported as unraisable. */
+static void aw_close_quietly(AwaitObject *a) {
+    Py_CLEAR(a->fn);
+    Py_CLEAR(a->args);
+    Py_CLEAR(a->kwargs);
+    if (a->iter) {
+        PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+        PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+        if (!r) {
+            PyErr_WriteUnraisable(a->iter);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(a->iter);
+        restore_exc(saved);
+    }
+}
+
+/* Gives back the permit an unstarted awaitable holds (see guard_coroutine). */
+static void aw_give_back(AwaitObject *a) {
+    if (a->held) {
+        a->held = 0;
+        rs_breaker_release(&a->breaker->core, &a->permit, breaker_now_end(a->breaker));
+        drain(a->breaker);
+    }
+}
+
+/* Takes the permit (unless held already) and, for call_async, makes the
+ * awaitable. */
+static int aw_start(AwaitObject *a) {
+    BreakerObject *b = a->breaker;
+    if (a->held) {
+        if (breaker_now(b, &a->t0) < 0) {
+            PyObject *err = fetch_exc();
+            a->phase = 2;
+            aw_give_back(a);
+            aw_close_quietly(a);
+            restore_exc(err);
+            return -1;
+        }
+        a->held = 0;
+        a->phase = 1;
+        return 0;
+    }
+    if (take_permit(b, &a->permit, &a->t0) < 0) {
+        a->phase = 2;
+        aw_close_quietly(a); /* the guarded coroutine never runs */
+        return -1;
+    }
+    a->phase = 1;
+    if (a->fn) {
+        PyObject *res = PyObject_Call(a->fn, a->args, a->kwargs);
+        Py_CLEAR(a->fn);
+        Py_CLEAR(a->args);
+        Py_CLEAR(a->kwargs);
+        if (!res) {
+            a->phase = 2;
+            finish_call(b, &a->permit, a->t0, NULL);
+            return -1;
+        }
+        if (!PyCoro_CheckExact(res) &&
+            !(Py_TYPE(res)->tp_as_async && Py_TYPE(res)->tp_as_async->am_await)) {
+            PyErr_Format(PyExc_TypeError,
+                         "call_async() needs a function returning an awaitable, got %.100s",
+                         Py_TYPE(res)->tp_name);
+            Py_DECREF(res);
+            a->phase = 2;
+            rs_breaker_release(&b->core, &a->permit, a->t0);
+            drain(b);
+            return -1;
+        }
+        a->iter = await_iter(res, "call_async()");
+        Py_DECREF(res);
+        if (!a->iter) {
+            a->phase = 2;
+            finish_call(b, &a->permit, a->t0, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PySendResult aw_finish(AwaitObject *a, PySendResult r, PyObject **result) {
+    a->phase = 2;
+    Py_CLEAR(a->iter);
+    PyObject *res = finish_call(a->breaker, &a->permit, a->t0, r == PYGEN_RETURN ? *result : NULL);
+    *result = res;
+    return res ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
+    if (RS_UNLIKELY(a->phase != 1)) {
+        if (a->phase == 2) {
+            PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        if (aw_start(a) < 0) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+    }
+    PySendResult r = PyIter_Send(a->iter, arg, result);
+    if (RS_LIKELY(r == PYGEN_NEXT)) {
+        return r;
+    }
+    return aw_finish(a, r, result);
+}
+
+static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
+    PyObject *res;
+    PySendResult r = aw_send(a, arg, &res);
+    if (r == PYGEN_NEXT) {
+        return res;
+    }
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(res);
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_iternext(AwaitObject *a) {
+    PyObject *res;
+    PySendResult r = aw_send(a, Py_None, &res);
+    if (r == PYGEN_NEXT) {
+        return res;
+    }
+    if (r == PYGEN_RETURN) {
+        if (res != Py_None) {
+            set_stop_iteration(res);
+        }
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    if (a->phase != 1) {
+        if (a->phase == 0) {
+            a->phase = 2;
+            aw_give_back(a);
+            Py_CLEAR(a->fn);
+            Py_CLEAR(a->args);
+            Py_CLEAR(a->kwargs);
+            if (a->iter) {
+                PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+                Py_CLEAR(a->iter);
+                if (!r) {
+                    return NULL;
+                }
+                Py_DECREF(r);
+            }
+        }
+        raise_thrown(args, nargs);
+        return NULL;
+    }
+    PyObject *meth = PyObject_GetAttrString(a->iter, "throw");
+    PyObject *res;
+    if (!meth) {
+        PyErr_Clear();
+        raise_thrown(args, nargs);
+        res = NULL;
+    } else {
+        res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
+        Py_DECREF(meth);
+        if (res) {
+            return res; /* the inner awaitable yielded again */
+        }
+    }
+    PySendResult r = PYGEN_ERROR;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        res = fetch_stop_value();
+        if (res) {
+            r = PYGEN_RETURN;
+        }
+    }
+    r = aw_finish(a, r, &res);
+    if (r == PYGEN_RETURN) {
+        set_stop_iteration(res);
+        Py_DECREF(res);
+    }
+    return NULL;
+}
+
+static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
+    if (a->phase == 1) {
+        a->phase = 2;
+        PyObject *r = NULL;
+        PyObject *meth = PyObject_GetAttrString(a->iter, "close");
+        if (meth) {
+            r = PyObject_CallNoArgs(meth);
+            Py_DECREF(meth);
+        } else {
+            PyErr_Clear();
+            r = Py_NewRef(Py_None);
+        }
+        Py_CLEAR(a->iter);
+        uint64_t now = breaker_now_end(a->breaker);
+        rs_breaker_release(&a->breaker->core, &a->permit, now);
+        drain(a->breaker);
+        return r;
+    }
+    if (a->phase == 0) {
+        a->phase = 2;
+        aw_give_back(a);
+        Py_CLEAR(a->fn);
+        Py_CLEAR(a->args);
+        Py_CLEAR(a->kwargs);
+        if (a->iter) {
+            PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+            Py_CLEAR(a->iter);
+            return r;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *aw_await(PyObject *self) { return Py_NewRef(self); }
+
+static int aw_traverse(AwaitObject *a, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(a));
+    Py_VISIT(a->breaker);
+    Py_VISIT(a->iter);
+    Py_VISIT(a->fn);
+    Py_VISIT(a->args);
+    Py_VISIT(a->kwargs);
+    return 0;
+}
+
+static int aw_clear(AwaitObject *a) {
+    Py_CLEAR(a->iter);
+    Py_CLEAR(a->fn);
+    Py_CLEAR(a->args);
+    Py_CLEAR(a->kwargs);
+    return 0;
+}
+
+/* A deferred call (call() of a coroutine function, call_async, a guarded
+ * coroutine function while the breaker rejects) dropped before it was ever
+ * awaited: fn never ran and nothing was recorded, the mistake Python reports
+ * for a coroutine never awaited, so report it alike. A call whose coroutine
+ * exists already is reported by that coroutine itself when dropped. */
+static void aw_finalize(PyObject *self) {
+    AwaitObject *a = (AwaitObject *)self;
+    if (a->phase != 0 || !a->fn || !a->breaker) {
+        return;
+    }
+    PyObject *saved = fetch_exc();
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "the call of %R through circuit breaker %R was never awaited", a->fn,
+                         a->breaker->name) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    restore_exc(saved);
+}
+
+static void aw_dealloc(AwaitObject *a) {
+    PyTypeObject *tp = Py_TYPE(a);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0) {
+        return; /* resurrected by the warning machinery */
+    }
+    PyObject_GC_UnTrack(a);
+    if ((a->phase == 1 || a->held) && a->breaker) {
+        /* Dropped mid-flight or unawaited: give the permit back so a probe
+         * is not lost (reported at the breaker's next operation). */
+        rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
+    }
+    aw_clear(a);
+    Py_CLEAR(a->breaker);
+    PyObject_GC_Del(a);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef aw_methods[] = {
+    {"send", (PyCFunction)aw_send_method, METH_O, "send(value)"},
+    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL, "throw(typ[, val[, tb]])"},
+    {"close", (PyCFunction)aw_close, METH_NOARGS, "close()"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot aw_slots[] = {
+    {Py_tp_doc, "The awaitable of a call guarded by a circuit breaker; the permit is taken\n"
+                "when it is first resumed."},
+    {Py_am_await, aw_await},
+    {Py_am_send, aw_send},
+    {Py_tp_iter, aw_await},
+    {Py_tp_iternext, aw_iternext},
+    {Py_tp_methods, aw_methods},
+    {Py_tp_traverse, aw_traverse},
+    {Py_tp_clear, aw_clear},
+    {Py_tp_dealloc, aw_dealloc},
+    {Py_tp_finalize, aw_finalize},
+    {0, NULL},
+};
+
+static PyType_Spec aw_spec = {
+    .name = "resil._resil.GuardedAwaitable",
+    .basicsize = sizeof(AwaitObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = aw_slots,
+};
+
+int resil_awaitable_init_types(PyObject *module, resil_state *st) {
+    return resil_add_type(module, &aw_spec, NULL, &st->Awaitable_type);
+}

@@ -1,0 +1,157 @@
+/* breaker.h - what the circuit breaker's types share: their layouts and
+ * the steps of a guarded call (taking a permit, recording its outcome),
+ * used by breaker.c, permit.c, guarded.c and awaitable.c. Internal to
+ * the binding. */
+#ifndef RESIL_BREAKER_H
+#define RESIL_BREAKER_H
+
+#include "resil_py.h"
+
+enum { OUT_SUCCESS = 0, OUT_FAILURE = 1, OUT_RELEASE = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    rs_breaker core;
+    resil_state *st;
+    PyObject *name;
+    PyObject *clock;
+    int clock_kind;
+    PyObject *failure_on;     /* tuple of exception classes */
+    PyObject *ignore;         /* tuple of exception classes, may be empty */
+    PyObject *failure_if;     /* callable or NULL */
+    PyObject *result_failure; /* callable or NULL */
+    PyObject *pool;           /* EjectionPool or NULL */
+    PyObject *listener;       /* fn(breaker, old, new, reason, fails, rate, latency) or NULL */
+    /* Transitions taken from the core's fixed queue, waiting to be reported
+     * in order: a ring of out_cap entries from out_head. */
+    rs_transition *outbox;
+    uint32_t out_head;
+    uint32_t out_len;
+    uint32_t out_cap;
+    int delivering;           /* a thread is reporting the outbox */
+    double opened_unix;       /* Unix time of the last opening; valid while core.ever_opened */
+    int initialised;
+} BreakerObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *breaker; /* BreakerObject, strong */
+    PyObject *prev;    /* enclosing `with` permit, strong, may be NULL */
+    rs_permit permit;
+    uint64_t t0;
+    int done;
+} PermitObject;
+
+typedef struct {
+    PyObject_HEAD
+    BreakerObject *breaker;
+    PyObject *fn;
+    PyObject *dict;
+    PyObject *weakreflist;
+    vectorcallfunc vectorcall;
+    int is_async;
+} GuardedObject;
+
+typedef struct {
+    PyObject_HEAD
+    BreakerObject *breaker;
+    PyObject *iter;   /* the coroutine, then the iterator being delegated to */
+    PyObject *fn;     /* call_async: called when first resumed */
+    PyObject *args;
+    PyObject *kwargs;
+    rs_permit permit;
+    uint64_t t0;
+    int phase;        /* 0 created, 1 running with a permit, 2 finished */
+    int held;         /* phase 0 already holding `permit` (call() of a function
+                         that returned a coroutine); t0 is read when first resumed */
+} AwaitObject;
+
+typedef struct {
+    PyObject_HEAD
+    rs_ejector ej;
+} PoolObject;
+
+/* Defined in breaker.c. */
+void drain_slow(BreakerObject *b);
+void raise_open(BreakerObject *b, uint64_t remaining_ns);
+PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res);
+int is_coroutine_abc(PyObject *o);
+/* Defined in errors.c. */
+PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns);
+/* Defined in awaitable.c. */
+PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObject *args,
+                         PyObject *kwargs);
+PyObject *guard_coroutine(BreakerObject *b, const rs_permit *p, PyObject *coro);
+PyObject *defer_call(BreakerObject *b, PyObject *fn, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames);
+
+static inline int breaker_now(BreakerObject *b, uint64_t *now) {
+    return resil_clock_read(b->clock_kind, b->clock, now);
+}
+
+/* The time at the end of a call: a failing Python clock must not lose the
+ * outcome, so its error is reported as unraisable and the last time used. */
+static inline uint64_t breaker_now_end(BreakerObject *b) {
+    uint64_t now;
+    if (RS_LIKELY(b->clock_kind != CLOCK_PYTHON_KIND)) {
+        breaker_now(b, &now); /* cannot fail */
+        return now;
+    }
+    /* A Python clock runs code: keep the call's exception out of its way. */
+    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+    if (breaker_now(b, &now) < 0) {
+        PyErr_WriteUnraisable((PyObject *)b);
+        now = b->core.now_ns;
+    }
+    restore_exc(saved);
+    return now;
+}
+
+static inline double latency_ms(uint64_t t0, uint64_t t1) {
+    return t1 > t0 ? (double)(t1 - t0) / 1e6 : 0.0;
+}
+
+static inline void drain(BreakerObject *b) {
+    if (RS_UNLIKELY(b->core.pending_len)) {
+        drain_slow(b);
+    }
+}
+
+/* Takes a permit or raises CircuitOpenError. */
+static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
+    if (breaker_now(b, t0) < 0) {
+        return -1;
+    }
+    uint64_t remaining;
+    if (RS_UNLIKELY(rs_breaker_acquire(&b->core, *t0, p, &remaining) != RS_OK)) {
+        raise_open(b, remaining);
+        drain(b);
+        return -1;
+    }
+    drain(b);
+    return 0;
+}
+
+/* A call's result that is a coroutine: its outcome is its completion. A
+ * Future or Task is not one (it runs on its own; it is returned as is). */
+static inline int is_coroutine_result(PyObject *res) {
+    if (PyCoro_CheckExact(res)) {
+        return 1;
+    }
+    PyAsyncMethods *am = Py_TYPE(res)->tp_as_async;
+    if (RS_LIKELY(!am || !am->am_await)) {
+        return 0;
+    }
+    return is_coroutine_abc(res);
+}
+
+/* The end of a sync call: a coroutine result is guarded until it finishes,
+ * anything else recorded now. */
+static inline PyObject *end_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res) {
+    if (RS_UNLIKELY(res && is_coroutine_result(res))) {
+        return guard_coroutine(b, p, res);
+    }
+    return finish_call(b, p, t0, res);
+}
+
+#endif /* RESIL_BREAKER_H */
