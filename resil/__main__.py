@@ -1,40 +1,77 @@
-"""``python -m resil <command>``; the one command so far is ``demo``."""
+"""``python -m resil <command> [options]``: the commands that come with resil."""
 
 from __future__ import annotations
 
+import re
 import sys
+import textwrap
+from collections.abc import Callable
+from types import ModuleType
 
 
-_USAGE = """\
-usage: python -m resil <command> [options]
+_ABOUT = """\
+resil is a resilience toolkit for asyncio and threaded Python services:
+circuit breakers, retries with backoff and deadlines, timeouts, dedup,
+bounded queues, an event emitter, an event bus with dead letters, a SQLite
+store and monitoring with Prometheus exposition. Its state machines are
+written in C. It is a library you import (see the README); these commands
+show it at work."""
 
-resil: resilience for asyncio and threaded Python, with a C engine.
 
-commands:
-  demo    a dependency through a circuit breaker (healthy, flaky, outage,
-          slow, recovered), then events through an emitter, a bus and a
-          dead-letter queue, on a virtual clock; ends with the monitor's
-          dashboard. Options: --seed N, --every N (a timeline row every N
-          requests), --metrics-port PORT (serve Prometheus metrics on
-          127.0.0.1 while it runs and after), --hold S (stop serving after
-          S seconds instead of at Ctrl-C). `python -m resil demo --help`
-          says more.
+def _demo() -> ModuleType:
+    from resil.cli import demo
 
-The library itself is imported, not run: see the README for the API."""
+    return demo
+
+
+# name -> the module holding its SUMMARY, build_parser() and main(argv).
+_COMMANDS: dict[str, Callable[[], ModuleType]] = {"demo": _demo}
+
+
+def usage() -> str:
+    """The text of ``python -m resil --help``: what resil is, and each
+    command with its one-line description and its options."""
+    lines = ["usage: python -m resil <command> [options]", "", _ABOUT, "", "commands:"]
+    for name, load in _COMMANDS.items():
+        module = load()
+        lines.append(textwrap.fill(module.SUMMARY, 79, initial_indent=f"  {name:<8}",
+                                   subsequent_indent=" " * 10))
+        # The command's own usage line, less its name and -h: its options,
+        # wrapped between options, never inside one.
+        parser = module.build_parser()
+        rest = " ".join(parser.format_usage().split(parser.prog, 1)[1].split())
+        line = " " * 10 + "options:"
+        for option in re.findall(r"\[[^\]]*\]|\S+", rest):
+            if option == "[-h]":
+                continue
+            if len(line) + 1 + len(option) > 79:
+                lines.append(line)
+                line = " " * 18
+            line += " " + option
+        lines.append(line)
+    lines += ["", "Each command describes its options: python -m resil <command> --help",
+              "(for example: python -m resil demo --help)."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs ``python -m resil`` with ``argv`` (default: ``sys.argv[1:]``);
+    returns the exit status: 0, or 2 for a missing or unknown command."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print(_USAGE, file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
+    if not args:
+        print(usage(), file=sys.stderr)
+        return 2
+    if args[0] in ("-h", "--help"):
+        print(usage())
+        return 0
     command, rest = args[0], args[1:]
-    if command == "demo":
-        from resil.cli import demo
-
-        return demo.main(rest)
-    print(f"python -m resil: unknown command {command!r} (try: demo)", file=sys.stderr)
-    return 2
+    load = _COMMANDS.get(command)
+    if load is None:
+        print(f"python -m resil: unknown command {command!r} (commands: "
+              f"{', '.join(_COMMANDS)}; python -m resil --help says more)", file=sys.stderr)
+        return 2
+    result: int = load().main(rest)
+    return result
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
+import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -50,17 +52,108 @@ class Phase:
 
 PHASES = (
     Phase("healthy", 120, 0.01, (20.0, 60.0)),
-    Phase("flaky", 120, 0.30, (40.0, 120.0)),
+    Phase("flaky", 160, 0.30, (40.0, 120.0)),
     Phase("outage", 160, 0.95, (150.0, 250.0)),
     Phase("slow", 160, 0.04, (3500.0, 6500.0)),
-    Phase("recovered", 200, 0.0, (20.0, 40.0)),
+    Phase("recovered", 240, 0.0, (20.0, 40.0)),
 )
 
 INTERVAL = 0.25  # seconds between calls
 
+# The breaker under test; the legend quotes these figures.
+BREAKER: dict[str, Any] = {
+    "failure_threshold": 6,
+    "failure_rate_threshold": 0.5,
+    "window_size": 50,
+    "minimum_calls": 20,
+    "cooldown": 10.0,
+    "cooldown_max": 60.0,
+    "half_open_probes": 3,
+    "sensitivity": 0.5,
+    "min_health_score": 0.5,
+}
+
+HEALTH_WINDOW = 30.0  # seconds of requests the monitor judges health over
+
+WIDTH = 100  # no line of the output is longer
+
 
 class DependencyError(ConnectionError):
     """The simulated dependency failed."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    width: int
+    meaning: str
+
+
+def _say(out: TextIO, text: str, indent: int = 0) -> None:
+    """Writes ``text`` in lines of at most WIDTH characters, breaking a long
+    line after its last ": ", "; " or ", " that fits (else at a space), so
+    clauses stay whole; lines after the first are indented by ``indent``."""
+    for paragraph in text.split("\n"):
+        line = paragraph
+        while len(line) > WIDTH:
+            cut = max(line.rfind(sep, indent + 1, WIDTH) for sep in (": ", "; ", ", "))
+            cut = cut + 1 if cut > indent else line.rfind(" ", indent + 1, WIDTH + 1)
+            if cut <= indent:
+                break  # one word longer than the width: leave it whole
+            out.write(line[:cut].rstrip() + "\n")
+            line = " " * indent + line[cut:].lstrip()
+        out.write(line + "\n")
+
+
+def _legend(out: TextIO, columns: Sequence[Column]) -> None:
+    """Writes one line per column: its name and what it shows, wrapped to WIDTH."""
+    pad = max(len(c.name) for c in columns) + 4
+    for c in columns:
+        out.write(textwrap.fill(c.meaning, WIDTH, initial_indent=f"  {c.name:<{pad - 2}}",
+                                subsequent_indent=" " * pad) + "\n")
+
+
+def _header(out: TextIO, columns: Sequence[Column]) -> None:
+    out.write(" ".join(f"{c.name:>{c.width}}" if i == 0 or c.name not in ("phase", "state")
+                       else f"{c.name:<{c.width}}" for i, c in enumerate(columns)) + "\n")
+
+
+def _timeline_columns(window: int, period: int, threshold: int, min_health: float,
+                      health_window: float) -> tuple[Column, ...]:
+    return (
+        Column("time", 7, "seconds of virtual time since the start"),
+        Column("phase", 9, "what the dependency does: healthy, flaky (30 % of calls fail), "
+                           "outage, slow (3.5-6.5 s a call), recovered"),
+        Column("state", 9, "the breaker's state: CLOSED, DEGRADED (admits calls, health is "
+                           "low), OPEN (rejects), HALF_OPEN (admits a few probes)"),
+        Column("fail%", 5, f"failed calls among the breaker's last {window} outcomes"),
+        Column("ewma", 5, f"the breaker's moving average of the failure rate, one step per "
+                          f"{period} outcomes; it outlives the window"),
+        Column("signal", 6, "ewma discounted by its volatility: steady failure raises it, "
+                            "a one-off spike does not"),
+        Column("thresh", 6, f"the adaptive threshold: consecutive failures that trip; "
+                            f"{threshold}, lowered as signal passes 0.3, 0.5, 0.7"),
+        Column("health", 6, f"the breaker's health score in [0, 1] from success rate, latency "
+                            f"and jitter; below {min_health:g}: DEGRADED"),
+        Column("latency", 7, "the breaker's mean latency over its recent calls"),
+        Column("ok", 4, "requests that succeeded so far (perhaps after retries)"),
+        Column("fail", 4, "requests that failed after their retries"),
+        Column("rej", 4, "requests the open breaker rejected without calling the dependency"),
+        Column("retry", 5, "retries made so far (each one a new attempt through the breaker)"),
+        Column("monitor", 8, f"resil.Monitor's health() over the last {health_window:g} s "
+                             f"of requests: healthy, degraded or critical"),
+    )
+
+
+SCHEDULER_COLUMNS = (
+    Column("time", 7, "seconds of the scheduler's own virtual time"),
+    Column("activity", 8, "the reading the job samples: 0.1 when quiet, 0.9 in the burst"),
+    Column("interval", 8, "the job's current interval: shrinks x0.8 a run while busy, grows "
+                          "x1.2 while quiet, within the MICRO scale's 0.05-1.0 s"),
+    Column("runs", 4, "times the job has run"),
+    Column("emitted", 7, "novelty events the emitter has handed to the bus"),
+    Column("queued", 6, "events waiting in the emitter's queue"),
+)
 
 
 class _TimelineHandler(logging.Handler):
@@ -74,11 +167,10 @@ class _TimelineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         f = record.__dict__
         latency = f.get("latency_ms")
-        shown = "-" if latency is None else f"{latency:.0f}ms"
-        self.out.write(
-            f"{self.clock.now():9.2f}s   >>> {f['state_transition']}  reason={f['reason']} "
-            f"fail_count={f['fail_count']} success_rate={f['success_rate']} "
-            f"latency={shown}\n")
+        shown = "" if latency is None else f", last call {latency:.0f} ms"
+        _say(self.out, f"{self.clock.now():6.1f}s >>> {f['state_transition']} ({f['reason']}; "
+                       f"{f['fail_count']} failed in a row, {f['success_rate']} ok{shown})",
+             indent=12)
 
 
 class _MessageHandler(logging.Handler):
@@ -90,7 +182,7 @@ class _MessageHandler(logging.Handler):
         self.clock = clock
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.out.write(f"{self.clock.now():7.2f}s  >>> {record.getMessage()}\n")
+        _say(self.out, f"{self.clock.now():6.2f}s >>> {record.getMessage()}", indent=12)
 
 
 @contextlib.contextmanager
@@ -131,31 +223,25 @@ class Dependency:
         return request
 
 
+def new_monitor() -> Monitor:
+    """The demo's monitor: health over the last HEALTH_WINDOW seconds, on a
+    new VirtualClock; a mean request of 1 s or more is degraded."""
+    return Monitor(retention=HEALTH_WINDOW, alert_response_ms=1000.0, clock=VirtualClock())
+
+
 def run(out: TextIO, seed: int = 7, every: int = 20, monitor: Monitor | None = None,
         sources: list[Any] | None = None) -> dict[str, int]:
     """Runs the demo, writing the timeline to ``out``; returns the totals.
-    Requests are recorded in ``monitor`` (its clock is used; default: a new
-    Monitor on a new VirtualClock); the breaker and retry policy are appended
-    to ``sources`` for metrics."""
+    Requests are recorded in ``monitor`` (its clock is used; default:
+    :func:`new_monitor`); the breaker, the retry policy and the monitor are
+    appended to ``sources`` for metrics."""
     if monitor is None:
-        monitor = Monitor(alert_response_ms=1000.0, clock=VirtualClock())
+        monitor = new_monitor()
     clock = monitor.clock
     if not isinstance(clock, VirtualClock):
         raise TypeError("the demo's monitor needs a VirtualClock")
     dependency = Dependency(clock, seed)
-    breaker = CircuitBreaker(
-        "inventory-api",
-        failure_threshold=6,
-        failure_rate_threshold=0.5,
-        window_size=100,
-        minimum_calls=20,
-        cooldown=10.0,
-        cooldown_max=60.0,
-        half_open_probes=3,
-        sensitivity=1.0,
-        min_health_score=0.5,
-        clock=clock,
-    )
+    breaker = CircuitBreaker("inventory-api", clock=clock, **BREAKER)
     # Transitions are logged on "resil.breaker" with structured fields; show them inline.
     monitor.watch(breaker)
     with _routed(_TimelineHandler(out, clock), "resil.breaker"):
@@ -177,14 +263,23 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
     call = policy(dependency)
     if sources is not None:
         sources.extend([breaker, policy, monitor])
+    c = breaker.config
+    window = c["window_size"]
+    columns = _timeline_columns(window, max(1, window // 10), c["failure_threshold"],
+                                c["min_health_score"], monitor.retention)
     out.write("resil demo: a dependency behind a circuit breaker, on a virtual clock\n")
-    out.write("breaker: failure_threshold=6, failure_rate_threshold=0.5, minimum_calls=20, "
-              "cooldown=10s (x2 per reopen, max 60s), half_open_probes=3, min_health_score=0.5\n")
-    out.write("retry: 2 retries, backoff 0.2s x2 (max 2s, equal jitter), through the breaker\n\n")
-    header = (f"{'time':>10}  {'phase':<10} {'state':<10} {'fail%':>6} {'ewma':>6} "
-              f"{'signal':>6} {'thresh':>6} {'health':>6} {'latency':>8} {'ok':>5} "
-              f"{'failed':>6} {'rejected':>8} {'retries':>7} {'slept':>7}\n")
-    out.write(header)
+    _say(out, f"breaker: failure_threshold={c['failure_threshold']} (adaptive, sensitivity="
+              f"{c['sensitivity']:g}), failure_rate_threshold={c['failure_rate_threshold']:g}, "
+              f"window_size={window}, minimum_calls={c['minimum_calls']}, cooldown="
+              f"{c['cooldown']:g}s (x{c['cooldown_multiplier']:g} per reopen, max "
+              f"{c['cooldown_max']:g}s), half_open_probes={c['half_open_probes']}, "
+              f"min_health_score={c['min_health_score']:g}", indent=2)
+    _say(out, "retry: 2 retries, backoff 0.2s x2 (max 2s, equal jitter), through the breaker")
+    _say(out, f"columns of the timeline (a row every {every} requests; the >>> lines are the "
+              "breaker's transitions):")
+    _legend(out, columns)
+    out.write("\n")
+    _header(out, columns)
     ok = failed = rejected = 0
     request = 0
     for phase in PHASES:
@@ -208,18 +303,17 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
             if request % every == 0:
                 s = breaker.stats()
                 out.write(
-                    f"{clock.now():9.2f}s  {phase.name:<10} {s['state'].name:<10} "
-                    f"{s['failure_rate'] * 100:6.1f} {s['ewma_failure_rate']:6.3f} "
+                    f"{clock.now():6.1f}s {phase.name:<9} {s['state'].name:<9} "
+                    f"{s['failure_rate'] * 100:5.1f} {s['ewma_failure_rate']:5.3f} "
                     f"{s['ewma_signal']:6.3f} {s['effective_threshold']:6d} "
-                    f"{s['health_score']:6.3f} {s['avg_latency_ms']:7.0f}ms {ok:5d} "
-                    f"{failed:6d} {rejected:8d} {len(delays):7d} {sum(delays):6.1f}s\n")
+                    f"{s['health_score']:6.3f} {s['avg_latency_ms']:5.0f}ms {ok:4d} "
+                    f"{failed:4d} {rejected:4d} {len(delays):5d} {monitor.health():>8}\n")
     s = breaker.stats()
-    out.write(
-        f"\n{request} requests: {ok} succeeded, {failed} failed, {rejected} rejected by the "
-        f"breaker (the dependency saw {dependency.calls}); transitions: "
-        + ", ".join(f"{k}={v}" for k, v in s["transitions"].items() if v)
-        + "\n")
-    out.write(f"retries: {len(delays)} made, {sum(delays):.1f}s slept in all\n")
+    _say(out, f"\n{request} requests: {ok} succeeded, {failed} failed, {rejected} rejected by "
+              f"the breaker (the dependency saw {dependency.calls})")
+    _say(out, "transitions into each state: "
+              + ", ".join(f"{k}={v}" for k, v in s["transitions"].items() if v))
+    _say(out, f"retries: {len(delays)} made, {sum(delays):.1f}s slept in all")
     return {"requests": request, "ok": ok, "failed": failed, "rejected": rejected,
             "retries": len(delays),
             "dependency_calls": dependency.calls}
@@ -267,11 +361,11 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
             sources.extend([("novelty", emitter), ("demo", bus), ("demo", dlq)])
         scheduler = AdaptiveScheduler(emitter=emitter, novelty_threshold=0.75, clock=clock)
         scheduler.add("sampler", sample, scale=TimeScale.MICRO)
-        out.write("\nscheduler: a MICRO job (interval 0.05-1.0 s); activity 0.1, then 0.9 "
-                  "from 6 s to 12 s, then 0.1; readings >= 0.75 are emitted as novelty "
-                  "events\n")
-        out.write(f"{'time':>8}  {'activity':>8} {'interval':>9} {'runs':>5} {'emitted':>8} "
-                  f"{'queued':>6}\n")
+        _say(out, "\nscheduler: a MICRO job (interval 0.05-1.0 s); activity 0.1, then 0.9 "
+                  "from 6 s to 12 s, then 0.1; readings >= 0.75 are emitted as novelty events. "
+                  "Columns (a row every second):")
+        _legend(out, SCHEDULER_COLUMNS)
+        _header(out, SCHEDULER_COLUMNS)
         async with emitter, scheduler:
             t = 0.0
             while t < seconds:
@@ -279,34 +373,34 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                 t = clock.now()
                 st = scheduler.status()
                 job = st["jobs"]["sampler"]
-                out.write(f"{t:7.2f}s  {activity_at(t):8.2f} {job['interval']:8.3f}s "
-                          f"{job['runs']:5d} {emitter.status()['emitted']:8d} "
+                out.write(f"{t:6.2f}s {activity_at(t):8.2f} {job['interval']:7.3f}s "
+                          f"{job['runs']:4d} {emitter.status()['emitted']:7d} "
                           f"{st['event_queue_size']:6d}\n")
         runs = scheduler.status()["jobs"]["sampler"]["runs"]
-        out.write(f"{runs} runs; {len(delivered)} novelty events delivered; "
-                  f"emitter: {emitter.status()['dropped']} dropped\n")
+        _say(out, f"{runs} runs; {len(delivered)} novelty events delivered; "
+                  f"emitter: {emitter.status()['dropped']} dropped")
         # An operator's note lacks the dashboard's required "activity" field.
         await bus.publish("sensor.novelty", {"job": "sampler", "note": "recalibrated"},
                           publisher="console")
         stats = bus.stats()
-        out.write(f"\nbus: {stats['published']} events published (seq 1-{stats['last_seq']}), "
+        _say(out, f"\nbus: {stats['published']} events published (seq 1-{stats['last_seq']}), "
                   f"{stats['delivered']} deliveries, {stats['failed']} handler failures, "
-                  f"{stats['violations']} contract violations, {stats['storms']} storms\n")
+                  f"{stats['violations']} contract violations, {stats['storms']} storms")
         for event_type, info in bus.topology().items():
-            out.write(f"  topology {event_type}: publishers {info['publishers']}, "
-                      f"subscribers {info['subscribers']}\n")
+            _say(out, f"  topology {event_type}: publishers {info['publishers']}, "
+                      f"subscribers {info['subscribers']}", indent=4)
         by_source = dlq.stats()["by_source"]
-        out.write("dead letters: " + ", ".join(f"{n} from {src}" for src, n in
-                                                sorted(by_source.items())) + "\n")
+        _say(out, "dead letters: " + ", ".join(f"{n} from {src}" for src, n in
+                                             sorted(by_source.items())))
         failed = [e for e in dlq.list() if e.source == "sensor.novelty:archive"]
         reprocessed = 0
         if failed:
             entry = failed[0]
             ok = await dlq.reprocess(entry.id, archive)
             reprocessed = int(ok)
-            out.write(f"reprocessed dead letter {entry.id} (event {entry.item.seq}, "
+            _say(out, f"reprocessed dead letter {entry.id} (event {entry.item.seq}, "
                       f"{entry.error}) into the archive: {'ok' if ok else 'failed again'}; "
-                      f"{len(dlq)} left\n")
+                      f"{len(dlq)} left")
         return {"runs": runs, "novelty_events": len(delivered),
                 "published": stats["published"], "handler_failures": stats["failed"],
                 "violations": stats["violations"], "dead_letters": stats["dead_lettered"],
@@ -316,26 +410,53 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
         return run_virtual(main(), clock)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import sys
+# One line in ``python -m resil --help``.
+SUMMARY = "a simulated outage and recovery: breaker, retry, bus, dead letters"
 
-    parser = argparse.ArgumentParser(prog="python -m resil demo", description=__doc__,
+DESCRIPTION = """\
+Runs a simulated dependency through a circuit breaker with retries: it is
+healthy, then flaky, then down, then slow, then healthy again. Everything
+runs on a virtual clock, so about ten minutes of simulated traffic take a
+second and print the same timeline on every run with the same seed. A
+legend explains each column; the breaker's transitions appear as they
+happen. A second part runs an adaptive sampling job whose novel readings go
+through an event emitter onto an event bus, where a failing subscriber's
+events reach the dead-letter queue and one is reprocessed. The output ends
+with the monitor's dashboard and the path of this demo's source code."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m resil demo`` command line."""
+    parser = argparse.ArgumentParser(prog="python -m resil demo", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument("--every", type=int, default=20,
-                        help="print a timeline row every N requests (default 20)")
+    parser.add_argument("--seed", type=int, default=7, metavar="N",
+                        help="seed of the simulated dependency's randomness; the same seed "
+                             "prints the same timeline (default 7)")
+    parser.add_argument("--every", type=int, default=20, metavar="N",
+                        help="print a timeline row every N requests, N >= 1 (default 20)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics while "
-                             "the demo runs and afterwards, until Ctrl-C (0 picks a free port)")
+                             "the demo runs and afterwards, until Ctrl-C or SIGTERM (0 picks "
+                             "a free port; default: no server)")
     parser.add_argument("--hold", type=float, default=None, metavar="SECONDS",
-                        help="with --metrics-port: stop serving after SECONDS instead of "
-                             "waiting for Ctrl-C")
+                        help="with --metrics-port: stop serving SECONDS after the demo ends "
+                             "instead of waiting for Ctrl-C")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resil demo [options]``; returns the exit status."""
+    import sys
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error("--every must be at least 1")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         parser.error("--metrics-port must be in [0, 65535]")
-    monitor = Monitor(alert_response_ms=1000.0, clock=VirtualClock())
+    if args.hold is not None and not 0 <= args.hold < 1e9:
+        parser.error("--hold must be a number of seconds in [0, 1e9)")
+    monitor = new_monitor()
     sources: list[Any] = []
     server = None
     if args.metrics_port is not None:
@@ -359,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"for {args.hold:g} s" if args.hold is not None else "until Ctrl-C"),
                   flush=True)
             stop.wait(args.hold)
+        print(source_line(), flush=True)
     finally:
         if server is not None:
             server.shutdown()
@@ -368,5 +490,22 @@ def main(argv: list[str] | None = None) -> int:
 def write_dashboard(out: TextIO, monitor: Monitor) -> None:
     """Writes the monitor's dashboard document, as JSON."""
     doc = monitor.dashboard()
-    out.write("\ndashboard (resil.Monitor):\n")
+    _say(out, f"\ndashboard (resil.Monitor; requests, health and alerts over the last "
+              f"{monitor.retention:g} s):")
     out.write(json.dumps(doc, indent=2) + "\n")
+
+
+def source_line() -> str:
+    """The last line of the output: where the code that produced it is. The
+    shorter of the path from the current directory and the absolute path;
+    if neither fits in WIDTH, the path inside the package."""
+    here = os.path.abspath(__file__)
+    lead = "the code behind this output: "
+    names = [here]
+    with contextlib.suppress(ValueError):  # another drive, on Windows
+        names.append(os.path.relpath(here))
+    name = min(names, key=len)
+    if len(lead) + len(name) > WIDTH:
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+        name = os.path.relpath(here, package_root) + " in the installed resil package"
+    return lead + name
