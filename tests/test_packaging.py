@@ -55,8 +55,8 @@ def test_sdist_carries_what_building_and_testing_need(tmp_path: Path) -> None:
     with tarfile.open(archive) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     repo = Path(__file__).resolve().parent.parent
-    needed = {"LICENSE", "README.md", "Makefile", "setup.py", "pyproject.toml", ".ci/run",
-              "resil/py.typed", "resil/_resil.pyi"}
+    needed = {"LICENSE", "README.md", "ARCHITECTURE.md", "Makefile", "setup.py",
+              "pyproject.toml", ".ci/run", "resil/py.typed", "resil/_resil.pyi"}
     for pattern in ("csrc/core/*.[ch]", "csrc/py/*.[ch]", "tests/*.py", "tests/c/*.c",
                     "tests/model/*.py", "benchmarks/*.py"):
         needed |= {str(p.relative_to(repo)) for p in repo.glob(pattern)}
