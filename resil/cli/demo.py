@@ -87,6 +87,7 @@ class Column:
     name: str
     width: int
     meaning: str
+    left: bool = False  # text, aligned left; numbers align right
 
 
 def _say(out: TextIO, text: str, indent: int = 0) -> None:
@@ -114,18 +115,25 @@ def _legend(out: TextIO, columns: Sequence[Column]) -> None:
 
 
 def _header(out: TextIO, columns: Sequence[Column]) -> None:
-    out.write(" ".join(f"{c.name:>{c.width}}" if i == 0 or c.name not in ("phase", "state")
-                       else f"{c.name:<{c.width}}" for i, c in enumerate(columns)) + "\n")
+    out.write(" ".join(f"{c.name:<{c.width}}" if c.left else f"{c.name:>{c.width}}"
+                       for c in columns) + "\n")
+
+
+def _phases() -> str:
+    def span(lo: float, hi: float) -> str:
+        return f"{lo / 1000:g}-{hi / 1000:g} s" if hi >= 1000 else f"{lo:g}-{hi:g} ms"
+
+    return ", ".join(f"{p.name} ({p.failure_rate:.0%}, {span(*p.latency_ms)})" for p in PHASES)
 
 
 def _timeline_columns(window: int, period: int, threshold: int, min_health: float,
                       health_window: float) -> tuple[Column, ...]:
     return (
         Column("time", 7, "seconds of virtual time since the start"),
-        Column("phase", 9, "what the dependency does: healthy, flaky (30 % of calls fail), "
-                           "outage, slow (3.5-6.5 s a call), recovered"),
+        Column("phase", 9, f"what the dependency does: the share of calls that fail and "
+                           f"their latency: {_phases()}", left=True),
         Column("state", 9, "the breaker's state: CLOSED, DEGRADED (admits calls, health is "
-                           "low), OPEN (rejects), HALF_OPEN (admits a few probes)"),
+                           "low), OPEN (rejects), HALF_OPEN (admits a few probes)", left=True),
         Column("fail%", 5, f"failed calls among the breaker's last {window} outcomes"),
         Column("ewma", 5, f"the breaker's moving average of the failure rate, one step per "
                           f"{period} outcomes; it outlives the window"),
