@@ -286,3 +286,14 @@ def test_demo_refuses_bad_options(argv: list[str], capsys: pytest.CaptureFixture
         demo.main(argv)
     assert exit_.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [3, 9, 12])
+def test_demo_health_ends_healthy_whatever_the_seed(seed: int) -> None:
+    # Seeds whose breaker stays OPEN into the recovered phase: the cooldown
+    # cap leaves more than the monitor's window of healthy traffic after it.
+    out = io.StringIO()
+    demo.run(out, seed=seed)
+    header, rows = _table(out.getvalue().splitlines(), "phase")
+    assert _column(header, rows, "phase")[-1] == "recovered"
+    assert _column(header, rows, "monitor")[-1] == "healthy"

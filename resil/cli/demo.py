@@ -67,7 +67,7 @@ BREAKER: dict[str, Any] = {
     "window_size": 50,
     "minimum_calls": 20,
     "cooldown": 10.0,
-    "cooldown_max": 60.0,
+    "cooldown_max": 30.0,
     "half_open_probes": 3,
     "sensitivity": 0.5,
     "min_health_score": 0.5,
