@@ -2,7 +2,7 @@
  * counters and the non-blocking operations.
  *
  * The awaiting side (put/get/join with futures) is Python, in
- * resil/_queues.py, as in asyncio.Queue: a waiter is only woken, and takes
+ * resil/messaging/queues.py, as in asyncio.Queue: a waiter is only woken, and takes
  * the item itself with get_nowait, so a cancelled get never loses an item.
  * The Python side hands this type its three wake-up callables once, with
  * _set_wakers(getter, putter, joiners); it calls one only while the
