@@ -15,7 +15,7 @@ from resil.policies.breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
                         HandlerDisabled, TypeCircuitOpenError)
 from resil.messaging.dedup import idempotent
-from resil.messaging.dlq import DeadLetter, DeadLetterQueue
+from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
 from resil.errors import OperationTimeout, RetryError
 from resil.policies.interval import AdaptiveInterval, TimeScale
@@ -79,6 +79,7 @@ __all__ = [
     "ContractViolation",
     "DeadLetter",
     "DeadLetterQueue",
+    "DeadLetterSink",
     "DeliveryCancelled",
     "Deduplicator",
     "EmitterClosed",

@@ -24,11 +24,11 @@ from resil import EventEmitter, sinks
 
 
 class ListDLQ:
-    """A dead-letter target in memory; with ``store`` set the emitter treats
-    it as store-backed and writes to it from a worker thread."""
+    """A dead-letter target in memory; with ``blocking`` set the emitter
+    treats it as writing to disk and puts from a worker thread."""
 
-    def __init__(self, store: object = None) -> None:
-        self.store = store
+    def __init__(self, blocking: bool = False) -> None:
+        self.blocking = blocking
         self.items: list[tuple[Any, BaseException, str, int]] = []
         self.threads: set[int] = set()
 
@@ -471,7 +471,7 @@ def test_close_mid_write_loses_no_dead_letter_and_keeps_their_order(tmp_path: Pa
     assert st_["dead_lettered"] + st_["dropped"] == 300 and st_["dead_lettered"] == 300
 
     # The same with a stand-in store: written from a thread, never the loop's.
-    fake = ListDLQ(store="elsewhere")
+    fake = ListDLQ(blocking=True)
     em = EventEmitter(lambda e: 1 / 0, dlq=fake)
 
     async def run_fake() -> None:
@@ -494,7 +494,7 @@ def test_a_dlq_that_refuses_in_its_thread_counts_a_drop() -> None:
             return super().put(item, error, source, attempts)
 
     async def main() -> EventEmitter:
-        em = EventEmitter(lambda e: 1 / 0, dlq=Refusing(store="x"))
+        em = EventEmitter(lambda e: 1 / 0, dlq=Refusing(blocking=True))
         async with em:
             for i in range(10):
                 em.emit(i)
@@ -607,7 +607,7 @@ def test_every_event_ends_delivered_dead_lettered_or_dropped_once(
             for e in events_of(payload):     # recorded last: a cancelled call delivered nothing
                 delivered[e] += 1
 
-        dlq = {"list": ListDLQ(), "thread": ListDLQ(store="t"), "async": AsyncListDLQ(),
+        dlq = {"list": ListDLQ(), "thread": ListDLQ(blocking=True), "async": AsyncListDLQ(),
                None: None}[dlq_kind]
         breaker = resil.CircuitBreaker("sink", failure_threshold=2, cooldown=0.7,
                                        half_open_probes=1, clock=clock)

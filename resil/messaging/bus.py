@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import functools
 import inspect
 import itertools
 import json
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from resil import _check
+from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.policies.breaker import CircuitBreaker
 from resil.errors import CANCELLATION
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
@@ -227,9 +227,8 @@ class EventBus:
       follows the traffic, not ``storm_threshold``.
     - ``idempotency_key``: a key seen within ``idempotency_ttl`` seconds
       returns the original Event, neither numbered nor delivered.
-    - Handlers are isolated: an exception is logged, sent to ``dlq`` (source
-      ``"<type>:<handler name>"``) and never reaches the publisher or other
-      handlers. After ``handler_failure_limit`` consecutive failures the
+    - Handlers are isolated: an exception is logged, sent to ``dlq`` and
+      never reaches the publisher or other handlers. After ``handler_failure_limit`` consecutive failures the
       handler is disabled (its deliveries go to ``dlq`` as
       :class:`HandlerDisabled`) until ``reset_handler``. When half or more
       of a type's handlers are disabled the type's circuit (a
@@ -241,8 +240,17 @@ class EventBus:
       to_seq=None) -> int`` delivers stored events again, in sequence order,
       bounds inclusive, without renumbering, storing, storm or idempotency
       checks (contracts still apply). It needs a ``store``.
-    - ``dlq`` is any object with ``put(item, error, source=..., attempts=...)``
-      (a :class:`DeadLetterQueue`); without one, refused and failed
+    - ``dlq``: a :class:`DeadLetterSink` (such as a
+      :class:`DeadLetterQueue`). Each refused or failed delivery is one
+      ``put(event, error, source="<type>:<handler name>", attempts=n)``,
+      with ``error`` the handler's exception (or :class:`ContractViolation`,
+      :class:`HandlerDisabled`, :class:`DeliveryCancelled`) and ``n`` the
+      number of calls made to the handler for the event (0 or 1). Dead
+      letters reach it one ``put`` at a time, in order: from a worker
+      thread when the dlq is ``blocking`` (a queue over a
+      :class:`SQLiteStore`), so a disk write never blocks the event loop;
+      an awaitable ``put`` returns is awaited. ``publish`` returns once its
+      dead letters are written. Without a dlq, refused and failed
       deliveries are only logged and counted.
     - ``clock`` (a VirtualClock in tests) times the storm window and the
       idempotency ttl; timestamps are wall-clock Unix time.
@@ -264,7 +272,7 @@ class EventBus:
 
     def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0,
                  on_storm: str = "raise", handler_failure_limit: int = 3,
-                 store: SQLiteStore | None = None, dlq: Any = None, *,
+                 store: SQLiteStore | None = None, dlq: DeadLetterSink | None = None, *,
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
         from resil.storage.sqlite import SQLiteStore
 
@@ -275,8 +283,7 @@ class EventBus:
         _check.integer(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
-        if dlq is not None and not callable(getattr(dlq, "put", None)):
-            raise TypeError("dlq must have a put(item, error, source=..., attempts=...) method")
+        sink_for_dead_letters = check_sink(dlq)
         ttl = _check.seconds(idempotency_ttl, "idempotency_ttl", low=1e-9, low_open=False)
         # The clock is checked here (the error names "clock", as the user did).
         RateCounter(1, window, clock=clock)
@@ -286,7 +293,8 @@ class EventBus:
         self._raise_on_storm = on_storm == "raise"
         self._failure_limit = handler_failure_limit
         self._store = store
-        self._dlq = dlq
+        self._dead_letters = None if sink_for_dead_letters is None else \
+            DeadLetterHandoff(sink_for_dead_letters, _log)
         self._clock = clock
         self._topics: dict[str, _Topic] = {}
         # Topics without subscribers, least recently published first: the
@@ -299,7 +307,6 @@ class EventBus:
         self._holder: asyncio.Task[Any] | None = None  # the task holding the turn
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._pending: collections.deque[tuple[_Topic, Event]] = collections.deque()
-        self._background: set[asyncio.Future[Any]] = set()  # dead-letter puts in flight
         self._seq = 0
         self._id_prefix = uuid.uuid4().hex[:20]
         self._id_counter = itertools.count(1)
@@ -609,12 +616,13 @@ class EventBus:
                 topic, event = self._pending.popleft()
                 for sub in topic.subs[:]:
                     self._dead_letter_soon(event, sub, DeliveryCancelled(
-                        f"delivery of event {event.seq} interrupted"))
+                        f"delivery of event {event.seq} interrupted"), 0)
             raise
 
     async def _deliver(self, topic: _Topic, event: Event) -> None:
         subs = topic.subs[:]
         done = 0  # subs[:done] were delivered, refused or dead-lettered
+        calling = False  # subs[done]'s handler has been called and has not returned
         try:
             for sub in subs:
                 if sub.disabled:
@@ -636,23 +644,28 @@ class EventBus:
                     await self._dead_letter(event, sub, ContractViolation(violation), 0)
                     continue
                 try:
+                    calling = True
                     result = sub.handler(event)
                     if sub.is_async or (result is not None and inspect.isawaitable(result)):
                         await result
                 except _STOP:
                     raise
                 except Exception as exc:
+                    calling = False
                     done += 1
                     await self._handler_failed(topic, sub, event, exc)
                 else:
+                    calling = False
                     done += 1
                     sub.delivered += 1
                     sub.consecutive = 0
                     self._counts["delivered"] += 1
         except _STOP:
             for rest in subs[done:]:
+                # The interrupted handler had its call; the ones after it none.
                 self._dead_letter_soon(event, rest, DeliveryCancelled(
-                    f"delivery of event {event.seq} interrupted"))
+                    f"delivery of event {event.seq} interrupted"), 1 if calling else 0)
+                calling = False
             raise
 
     async def _handler_failed(self, topic: _Topic, sub: _Subscription, event: Event,
@@ -673,76 +686,23 @@ class EventBus:
                            event.event_type, sum(1 for s in topic.subs if s.disabled),
                            len(topic.subs))
 
-    def _start_put(self, event: Event, sub: _Subscription, error: BaseException,
-                   attempts: int) -> asyncio.Future[Any] | None:
-        """Starts ``dlq.put``: in a worker thread when the dlq writes to a
-        store (the file may be locked for seconds), as a task when put returns
-        an awaitable. Once started it finishes even if the caller is
-        cancelled. Returns what to wait for, or None when put is done."""
-        assert self._dlq is not None
-        source = f"{event.event_type}:{sub.name}"
-        if getattr(self._dlq, "store", None) is not None:
-            loop = asyncio.get_running_loop()
-            return loop.run_in_executor(None, functools.partial(
-                self._dlq.put, event, error, source=source, attempts=attempts))
-        result = self._dlq.put(event, error, source=source, attempts=attempts)
-        if inspect.isawaitable(result):
-            return asyncio.ensure_future(result)
-        return None
-
-    def _put_failed(self, event: Event, sub: _Subscription) -> None:
-        self._counts["dead_letter_errors"] += 1
-        _log.exception("dead-letter queue refused %s event %d for %s", event.event_type,
-                       event.seq, sub.name)
-
     async def _dead_letter(self, event: Event, sub: _Subscription, error: BaseException,
                            attempts: int) -> None:
-        if self._dlq is None:
-            return
-        pending = None
-        try:
-            pending = self._start_put(event, sub, error, attempts)
-            if pending is not None:
-                self._track(pending, event, sub)
-                await asyncio.shield(pending)
-        except _STOP:
-            raise  # the put runs on; _track counts its outcome
-        except Exception:
-            if pending is None:
-                self._put_failed(event, sub)
-            return
-        if pending is None:
-            self._counts["dead_lettered"] += 1
+        """Hands one delivery to the dlq and waits until it is written; if
+        the wait is cancelled the write goes on."""
+        if self._dead_letter_soon(event, sub, error, attempts):
+            assert self._dead_letters is not None
+            landed = self._dead_letters.landed()
+            if landed is not None:
+                await asyncio.shield(landed)
 
-    def _dead_letter_soon(self, event: Event, sub: _Subscription, error: BaseException) -> None:
-        """Dead-letters without waiting (used while a cancellation unwinds)."""
-        if self._dlq is None:
-            return
-        try:
-            pending = self._start_put(event, sub, error, 0)
-        except Exception:
-            self._put_failed(event, sub)
-            return
-        if pending is None:
-            self._counts["dead_lettered"] += 1
-        else:
-            self._track(pending, event, sub)
-
-    def _track(self, pending: asyncio.Future[Any], event: Event, sub: _Subscription) -> None:
-        self._background.add(pending)
-
-        def finished(f: asyncio.Future[Any]) -> None:
-            self._background.discard(f)
-            if f.cancelled():
-                self._counts["dead_letter_errors"] += 1
-            elif f.exception() is not None:
-                self._counts["dead_letter_errors"] += 1
-                _log.error("dead-letter queue refused %s event %d for %s: %r",
-                           event.event_type, event.seq, sub.name, f.exception())
-            else:
-                self._counts["dead_lettered"] += 1
-
-        pending.add_done_callback(finished)
+    def _dead_letter_soon(self, event: Event, sub: _Subscription, error: BaseException,
+                          attempts: int) -> bool:
+        """Hands one delivery to the dlq without waiting; True while it is
+        being written."""
+        if self._dead_letters is None:
+            return False
+        return self._dead_letters.send(event, error, f"{event.event_type}:{sub.name}", attempts)
 
     # ---- replay -------------------------------------------------------------------
     async def replay(self, from_seq: int | None = None, since: float | datetime.datetime | None = None,
@@ -851,8 +811,11 @@ class EventBus:
                     "delivered": sub.delivered, "failures": sub.failures,
                     "consecutive_failures": sub.consecutive, "violations": sub.violations,
                     "skipped": sub.skipped, "disabled": sub.disabled}
-        return {**dict(self._counts), "last_seq": self._seq, "handlers": handlers,
-                "circuits": circuits}
+        counts = dict(self._counts)
+        if self._dead_letters is not None:
+            counts["dead_lettered"] = self._dead_letters.handed
+            counts["dead_letter_errors"] = self._dead_letters.refused
+        return {**counts, "last_seq": self._seq, "handlers": handlers, "circuits": circuits}
 
     def circuit(self, event_type: str) -> CircuitBreaker:
         """The breaker guarding ``event_type`` (KeyError if the bus has not

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime
 import inspect
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from resil import _check
+from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.messaging.queues import BoundedQueue
 from resil._resil import CircuitOpenError, QueueFull, ResilError
 
@@ -79,15 +78,17 @@ class EventEmitter:
       rejects (OPEN, FORCED_OPEN, or HALF_OPEN with every probe taken) the
       events wait in the queue and the sender sleeps: until the breaker's
       remaining cooldown has passed, else 10 ms doubling up to 1 s.
-    - ``dlq``: any object with ``put(item, error, source=..., attempts=...)``
-      receiving each event that still failed, with ``attempts`` the number
-      of sink calls made for it. A ``dlq`` with a ``store`` that is not None
-      (a :class:`DeadLetterQueue` over a :class:`SQLiteStore`) is written
-      from a worker thread, one entry at a time and in order, so a disk
-      write never blocks the event loop; the sender waits while
-      ``queue_size`` dead letters are still unwritten. A ``put`` that
-      returns an awaitable is awaited. Every event ends delivered,
-      dead-lettered, or counted as dropped (also when the dlq refuses it).
+    - ``dlq``: a :class:`DeadLetterSink` (such as a
+      :class:`DeadLetterQueue`) receiving each event that still failed as
+      ``put(event, error, source="emitter", attempts=n)``, with ``error``
+      the sink's last exception and ``n`` the number of sink calls made for
+      the event. Dead letters reach it one ``put`` at a time, in order: from
+      a worker thread when the dlq is ``blocking`` (a queue over a
+      :class:`SQLiteStore`), so a disk write never blocks the event loop;
+      an awaitable ``put`` returns is awaited before the next. The sender
+      waits while ``queue_size`` dead letters are still unwritten. Every
+      event ends delivered, dead-lettered, or counted as dropped (also when
+      the dlq refuses it).
     - ``async with emitter:`` starts and closes it; ``await close(graceful=5.0,
       forced=2.0)`` waits for the queue to drain, then cancels the sender;
       events still queued or in flight go to ``dlq`` with
@@ -102,7 +103,7 @@ class EventEmitter:
     def __init__(self, sink: Callable[[Any], Any], queue_size: int = 1000,
                  batch_size: int = 1, flush_interval: float = 0.0, overflow: str = "reject",
                  breaker: Any = None, retry: Callable[[Any], Any] | None = None,
-                 dlq: Any = None) -> None:
+                 dlq: DeadLetterSink | None = None) -> None:
         if not callable(sink):
             raise TypeError(f"sink must be a function or an async function, not "
                             f"{type(sink).__name__}")
@@ -127,18 +128,15 @@ class EventEmitter:
         if retry is not None and not callable(retry):
             raise TypeError(f"retry must be a resil.retry(...) decorator, not "
                             f"{type(retry).__name__}")
-        if dlq is not None and not callable(getattr(dlq, "put", None)):
-            raise TypeError(f"dlq must have a put(item, error, ...) method; "
-                            f"{type(dlq).__name__} has none")
+        sink_for_dead_letters = check_sink(dlq)
         self._queue = queue
         self._sink = sink
         self._batch_size = batch_size
         self._flush_interval = flush
         self._overflow = overflow
         self._breaker = breaker
-        self._dlq = dlq
-        # A dlq over a store writes to disk: from a worker thread (see _write_backlog).
-        self._dlq_in_thread = dlq is not None and getattr(dlq, "store", None) is not None
+        self._dead_letters = None if sink_for_dead_letters is None else \
+            DeadLetterHandoff(sink_for_dead_letters, _log)
         # Without breaker or retry, one event at a time, the sender calls
         # the sink itself (_run_plain).
         self._plain = retry is None and breaker is None and batch_size == 1
@@ -157,18 +155,8 @@ class EventEmitter:
         self._swept = False              # close() has taken every queued event
         self._stopping = False           # close() is cancelling the sender
         self._closer: asyncio.Task[None] | None = None
-        self._counts = {"accepted": 0, "emitted": 0, "failed": 0, "dropped": 0, "refused": 0,
-                        "dead_lettered": 0}
+        self._counts = {"accepted": 0, "emitted": 0, "failed": 0, "dropped": 0, "refused": 0}
         self._last_emission: float | None = None  # time.time(); formatted in status()
-        # Dead letters for the worker thread, oldest first; an entry leaves
-        # only once written. One writer job runs at a time.
-        self._backlog: collections.deque[tuple[Any, BaseException, int]] = collections.deque()
-        self._writer: asyncio.Future[None] | None = None   # the latest writer job
-        self._writer_lock = threading.Lock()
-        self._writer_running = False     # under _writer_lock: a writer job owns the backlog
-        self._written = 0                # counted by the writer thread only
-        self._refused_in_thread = 0      # likewise
-        self._pending_puts: set[asyncio.Future[Any]] = set()  # awaitable dlq.put results
 
     # ---- producing ----------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -308,19 +296,16 @@ class EventEmitter:
         while not q.empty():
             leftovers.append((q.get_nowait(), 0))
             q.task_done()
-        # Dead letters in order: a put the sender started goes first.
-        if self._pending_puts:
-            await asyncio.wait(set(self._pending_puts), timeout=max(deadline - loop.time(), 0))
+        # After the dead letters the sender handed over (the handoff keeps the order).
         closed = EmitterClosed("emitter closed before delivery")
         for event, attempts in leftovers:
-            pending = self._dead_letter(event, closed, attempts)
-            if pending is not None:
-                await asyncio.wait({pending}, timeout=max(deadline - loop.time(), 0))
-        if self._writer_running and self._writer is not None:
-            await asyncio.wait({self._writer}, timeout=max(deadline - loop.time(), 0))
-        if self._backlog or self._pending_puts:
-            _log.warning("emitter closed with %d dead letters still being written",
-                         len(self._backlog) + len(self._pending_puts))
+            self._dead_letter(event, closed, attempts)
+        dead_letters = self._dead_letters
+        if dead_letters is not None and dead_letters.pending:
+            await dead_letters.flush(max(deadline - loop.time(), 0.0))
+            if dead_letters.pending:
+                _log.warning("emitter closed with %d dead letters still being written",
+                             dead_letters.pending)
 
     # ---- sending ------------------------------------------------------------
     async def _call_sink(self, payload: Any) -> Any:
@@ -500,87 +485,20 @@ class EventEmitter:
         self._counts["failed"] += len(batch)
         _log.warning("sink failed for %d event(s): %r", len(batch), exc)
         attempts = self._calls
-        done = 0
-        while done < len(batch):
-            pending = self._dead_letter(batch[done], exc, attempts)
-            done += 1
-            if pending is not None:
-                # Out of flight before the wait, so close() never hands it over
-                # again; the put runs on if this task is cancelled.
-                del batch[:done]
-                done = 0
-                await asyncio.wait({pending})
-        batch.clear()
-        if len(self._backlog) >= self._queue.maxsize and self._writer is not None:
-            await asyncio.wait({self._writer})  # the disk is slow: wait until it caught up
+        for event in batch:
+            self._dead_letter(event, exc, attempts)
+        batch.clear()  # handed over: close() never hands them over again
+        dead_letters = self._dead_letters
+        if dead_letters is not None and dead_letters.pending >= self._queue.maxsize:
+            await dead_letters.room(self._queue.maxsize)  # the dlq is slow: let it catch up
 
     # ---- dead letters -------------------------------------------------------
-    def _dead_letter(self, event: Any, error: BaseException,
-                     attempts: int) -> asyncio.Future[Any] | None:
-        """Hands one event to the dlq. Returns the future of a put still
-        running (an awaitable put), else None."""
-        dlq = self._dlq
-        if dlq is None:
-            self._counts["dropped"] += 1
-            return None
-        if self._dlq_in_thread:
-            self._backlog.append((event, error, attempts))
-            with self._writer_lock:
-                if self._writer_running:
-                    return None   # the running job takes it: it stops only on an empty backlog
-                self._writer_running = True
-            self._start_writer()
-            return None
-        try:
-            result = dlq.put(event, error, source="emitter", attempts=attempts)
-            if not inspect.isawaitable(result):
-                self._counts["dead_lettered"] += 1
-                return None
-            pending = asyncio.ensure_future(result)
-        except Exception:
-            _log.exception("dead-letter queue refused an event; it is counted as dropped")
-            self._counts["dropped"] += 1
-            return None
-        self._pending_puts.add(pending)
-        pending.add_done_callback(self._put_done)
-        return pending
-
-    def _put_done(self, pending: asyncio.Future[Any]) -> None:
-        self._pending_puts.discard(pending)
-        if pending.cancelled() or pending.exception() is not None:
-            _log.error("dead-letter queue refused an event; it is counted as dropped: %r",
-                       None if pending.cancelled() else pending.exception())
+    def _dead_letter(self, event: Any, error: BaseException, attempts: int) -> None:
+        """Hands one event to the dlq (counted as dropped without one)."""
+        if self._dead_letters is None:
             self._counts["dropped"] += 1
         else:
-            self._counts["dead_lettered"] += 1
-
-    def _start_writer(self) -> None:
-        try:
-            self._writer = asyncio.get_running_loop().run_in_executor(None, self._write_backlog)
-        except RuntimeError:
-            # The loop's executor is shut down (the loop is ending): a thread
-            # of its own finishes the backlog, and the interpreter waits for it.
-            self._writer = None
-            threading.Thread(target=self._write_backlog, name="resil-emitter-dlq").start()
-
-    def _write_backlog(self) -> None:
-        """Runs in a worker thread: writes the backlog in order until it is
-        empty. Only one runs at a time (_writer_running)."""
-        backlog, put = self._backlog, self._dlq.put
-        while True:
-            with self._writer_lock:
-                if not backlog:
-                    self._writer_running = False
-                    return
-            event, error, attempts = backlog[0]
-            try:
-                put(event, error, source="emitter", attempts=attempts)
-            except BaseException:  # a worker thread has no one to re-raise to
-                _log.exception("dead-letter queue refused an event; it is counted as dropped")
-                self._refused_in_thread += 1
-            else:
-                self._written += 1
-            backlog.popleft()
+            self._dead_letters.send(event, error, "emitter", attempts)
 
     # ---- reading ------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -595,18 +513,21 @@ class EventEmitter:
         written), in_flight, running."""
         last = self._last_emission
         counts = self._counts
+        dead_letters = self._dead_letters
+        handed, refused, pending = (0, 0, 0) if dead_letters is None else (
+            dead_letters.handed, dead_letters.refused, dead_letters.pending)
         return {
             "queue_size": self._queue.qsize(),
             "emitted": counts["emitted"],
             "failed": counts["failed"],
-            "dropped": counts["dropped"] + self._refused_in_thread,
+            "dropped": counts["dropped"] + refused,
             "last_emission": None if last is None else datetime.datetime.fromtimestamp(
                 last, datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
             "breaker": None if self._breaker is None else self._breaker.state.name,
             "accepted": counts["accepted"],
             "refused": counts["refused"],
-            "dead_lettered": counts["dead_lettered"] + self._written,
-            "dead_letters_pending": len(self._backlog) + len(self._pending_puts),
+            "dead_lettered": handed,
+            "dead_letters_pending": pending,
             "in_flight": len(self._in_flight),
             "running": self._task is not None and not self._task.done(),
         }
