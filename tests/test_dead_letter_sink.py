@@ -336,3 +336,47 @@ def test_the_memory_and_store_backends_keep_the_same_entries(tmp_path: Path) -> 
 def test_a_bad_clock_is_refused_naming_it(clock: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         DeadLetterQueue(clock=clock)
+
+
+# ---- an operator's reprocess never holds up the loop on the disk -----------------------------
+
+def test_reprocessing_a_store_backed_queue_does_not_block_the_loop(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = resil.SQLiteStore(tmp_path / "d.db", timeout=5)
+    dlq = DeadLetterQueue(store=store)
+    ok, bad = dlq.put({"n": 1}, "e"), dlq.put({"n": 2}, "e")
+    gaps: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = False
+
+        async def ticker() -> None:
+            last = loop.time()
+            while not stop:
+                await asyncio.sleep(0.005)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        def handler(item: dict[str, int]) -> None:
+            if item["n"] == 2:
+                raise ConnectionError("still down")
+            # Another process holds the file for 0.3 s while this entry is removed.
+            holder = sqlite3.connect(store.path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            loop.call_later(0.3, lambda: (holder.execute("ROLLBACK"), holder.close()))
+
+        tick = asyncio.create_task(ticker())
+        started = loop.time()
+        assert await dlq.reprocess_all(handler) == {"successful": 1, "failed": 1}
+        assert loop.time() - started >= 0.25  # the removal waited for the lock...
+        stop = True
+        await tick
+
+    asyncio.run(main())
+    assert max(gaps) < 0.15  # ...while the loop ran on
+    assert [(e.id, e.attempts, e.error_type) for e in dlq.list()] == [(bad, 1, "ConnectionError")]
+    with pytest.raises(KeyError):
+        dlq.get(ok)
+    store.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from resil import _check
 from resil._resil import ResilError
@@ -18,6 +20,8 @@ from resil.storage.sqlite import SQLiteStore
 __all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterSink"]
 
 _log = logging.getLogger("resil.dlq")
+
+_T = TypeVar("_T")
 
 
 class _BeingReprocessed(ResilError):
@@ -261,11 +265,14 @@ class DeadLetterQueue:
         entry stays with ``attempts`` + 1 and the new error, and False is
         returned. KeyError for an unknown id, TypeError if ``entry_id`` is
         not an int; ResilError if the entry is being reprocessed already.
-        Cancellation leaves the entry as it was."""
+        Cancellation leaves the entry as it was; once the handler returned
+        or raised, its outcome is recorded even if the caller is cancelled
+        meanwhile. A store-backed queue reads and writes from a worker
+        thread, so the event loop never waits on the disk."""
         _check_entry_id(entry_id)
         if not callable(handler):
             raise TypeError("handler must be callable")
-        entry = self.get(entry_id)
+        entry = await self._off_loop(self.get, entry_id)
         with self._lock:
             if entry_id in self._busy:
                 raise _BeingReprocessed(f"dead letter {entry_id} is being reprocessed already")
@@ -277,17 +284,31 @@ class DeadLetterQueue:
                     await result
             except Exception as exc:  # cancellation is not an Exception: it propagates
                 text, error_type = _describe(exc)
-                self._backend.record_failure(entry_id, text, error_type, entry.attempts + 1)
-                self._count("reprocess_failed")
-                _log.warning("reprocessing dead letter %d failed: %s", entry_id, text)
+                await self._off_loop(self._failed_again, entry, text, error_type)
                 return False
-            self._backend.delete(entry_id)
-            self._count("reprocessed")
-            _log.info("dead letter %d reprocessed", entry_id)
+            await self._off_loop(self._reprocessed, entry_id)
             return True
         finally:
             with self._lock:
                 self._busy.discard(entry_id)
+
+    def _failed_again(self, entry: DeadLetter, text: str, error_type: str) -> None:
+        self._backend.record_failure(entry.id, text, error_type, entry.attempts + 1)
+        self._count("reprocess_failed")
+        _log.warning("reprocessing dead letter %d failed: %s", entry.id, text)
+
+    def _reprocessed(self, entry_id: int) -> None:
+        self._backend.delete(entry_id)
+        self._count("reprocessed")
+        _log.info("dead letter %d reprocessed", entry_id)
+
+    async def _off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)``: in a worker thread when the backend blocks, where
+        it runs to its end even if the caller is cancelled meanwhile."""
+        if not self._backend.blocking:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(None, functools.partial(fn, *args)))
 
     async def reprocess_all(self, handler: Callable[[Any], Any]) -> dict[str, int]:
         """Reprocesses every entry present at the call, oldest first;
@@ -297,7 +318,7 @@ class DeadLetterQueue:
         if not callable(handler):
             raise TypeError("handler must be callable")
         successful = failed = 0
-        for entry in self.list():
+        for entry in await self._off_loop(self.list):
             try:
                 ok = await self.reprocess(entry.id, handler)
             except (KeyError, _BeingReprocessed):
