@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from resil import _check
 from resil._resil import ResilError
@@ -357,3 +357,7 @@ class DeadLetterQueue:
         label = self._backend.label
         where = f" {label}" if label else ""
         return f"<DeadLetterQueue {self._name!r} size={len(self)} maxsize={self._maxsize}{where}>"
+
+
+if TYPE_CHECKING:  # the type checker proves that a DeadLetterQueue is a DeadLetterSink
+    _IS_A_SINK: DeadLetterSink = DeadLetterQueue()
