@@ -138,8 +138,10 @@ def test_a_user_written_sink_gets_the_same_fields_from_the_emitter_and_the_bus()
     assert isinstance(sink.entries[1].item, Event)
 
 
-def test_an_interrupted_handler_counts_its_call() -> None:
-    sink = ListSink()
+def publish_cancelled_in_first_handler(sink: ListSink, later: str) -> EventBus:
+    """Publishes one event to a handler that hangs and handlers named by
+    the letters of ``later``, cancels the publish inside the first handler,
+    and waits a virtual second for the dead letters."""
     bus = EventBus(dlq=sink)
     entered = asyncio.Event()
 
@@ -148,7 +150,8 @@ def test_an_interrupted_handler_counts_its_call() -> None:
         await asyncio.sleep(60)
 
     bus.subscribe("t", slow, name="slow")
-    bus.subscribe("t", lambda e: None, name="after")
+    for name in later:
+        bus.subscribe("t", lambda e: None, name=name)
 
     async def main() -> None:
         task = asyncio.ensure_future(bus.publish("t", {}))
@@ -156,8 +159,15 @@ def test_an_interrupted_handler_counts_its_call() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await asyncio.sleep(1)
 
     resil.run_virtual(main())
+    return bus
+
+
+def test_an_interrupted_handler_counts_its_call() -> None:
+    sink = ListSink()
+    publish_cancelled_in_first_handler(sink, ["after"])
     # slow's handler was called once and interrupted; after's never.
     assert fields(sink) == [(1, "DeliveryCancelled", "t:slow", 1),
                             (1, "DeliveryCancelled", "t:after", 0)]
@@ -215,27 +225,8 @@ def test_a_blocking_sink_that_refuses_is_counted_by_the_bus() -> None:
 def test_awaitable_puts_keep_the_order_the_deliveries_failed_in() -> None:
     # The later puts finish sooner; the sink still gets them in order, one at a time.
     sink = SlowAsyncSink()
-    bus = EventBus(dlq=sink)
-    entered = asyncio.Event()
-
-    async def slow(event: Event) -> None:
-        entered.set()
-        await asyncio.sleep(60)
-
-    bus.subscribe("t", slow, name="a")
-    for name in "bcd":
-        bus.subscribe("t", lambda e: None, name=name)
-
-    async def main() -> None:
-        task = asyncio.ensure_future(bus.publish("t", {}))
-        await entered.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(1)
-
-    resil.run_virtual(main())
-    assert [source for _, _, source, _ in fields(sink)] == ["t:a", "t:b", "t:c", "t:d"]
+    bus = publish_cancelled_in_first_handler(sink, "bcd")
+    assert [source for _, _, source, _ in fields(sink)] == ["t:slow", "t:b", "t:c", "t:d"]
     assert bus.stats()["dead_lettered"] == 4
 
 
@@ -251,9 +242,9 @@ def test_an_awaitable_put_the_loop_ends_on_is_counted_not_lost() -> None:
         async with emitter:
             for i in range(3):
                 emitter.emit(i)
-        return emitter   # close() gave up on the dead letters; the loop ends
+        return emitter   # close() gave up on the dead letters after 7 s; the loop ends
 
-    emitter = asyncio.run(main())
+    emitter = resil.run_virtual(main())
     st = emitter.stats()
     assert (st["dead_lettered"], st["dropped"], st["dead_letters_pending"]) == (0, 3, 0)
 
