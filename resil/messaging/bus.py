@@ -228,9 +228,10 @@ class EventBus:
     - ``idempotency_key``: a key seen within ``idempotency_ttl`` seconds
       returns the original Event, neither numbered nor delivered.
     - Handlers are isolated: an exception is logged, sent to ``dlq`` and
-      never reaches the publisher or other handlers. After ``handler_failure_limit`` consecutive failures the
-      handler is disabled (its deliveries go to ``dlq`` as
-      :class:`HandlerDisabled`) until ``reset_handler``. When half or more
+      never reaches the publisher or other handlers. After
+      ``handler_failure_limit`` consecutive failures the handler is
+      disabled (its deliveries go to ``dlq`` as :class:`HandlerDisabled`)
+      until ``reset_handler``. When half or more
       of a type's handlers are disabled the type's circuit (a
       :class:`CircuitBreaker` named ``"bus:<type>"``) is forced open and
       publishing that type raises :class:`CircuitOpenError` (its message
