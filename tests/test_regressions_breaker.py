@@ -363,7 +363,7 @@ def test_configure_is_all_or_nothing() -> None:
         ({"failure_threshold": 10**400}, ValueError, "failure_threshold"),
         ({"cooldown": 10**400}, ValueError, "cooldown"),
         ({"adaptive": 1}, TypeError, "adaptive"),
-        ({"slow_call_rate_threshold": None}, ValueError, "slow_call_rate_threshold"),
+        ({"slow_call_rate_threshold": None}, TypeError, "slow_call_rate_threshold"),
     ]
     for changes, exc, name in bad:
         with pytest.raises(exc, match=name):

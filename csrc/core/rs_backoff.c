@@ -3,22 +3,14 @@
 
 #include <math.h>
 
-static const char *const FIELDS[RS_BOF_COUNT][2] = {
-    {"base", ">= 0 seconds"},
-    {"multiplier", ">= 1.0"},
-    {"max_delay", ">= base"},
-    {"jitter", "one of 'none', 'full', 'equal', 'decorrelated'"},
+const rs_field RS_BACKOFF_FIELDS[RS_BOF_COUNT] = {
+    {"base", RS_FIELD_SECONDS, 0.0, INFINITY, 0, NULL},
+    {"multiplier", RS_FIELD_NUMBER, 1.0, INFINITY, 0, NULL},
+    {"max_delay", RS_FIELD_SECONDS, 0.0, INFINITY, 0, ">= base"},
+    {"jitter", RS_FIELD_INT, 0.0, RS_JITTER_COUNT - 1, 0, NULL},
 };
 
 static const char *const JITTERS[RS_JITTER_COUNT] = {"none", "full", "equal", "decorrelated"};
-
-const char *rs_backoff_field_name(int field) {
-    return field >= 0 && field < RS_BOF_COUNT ? FIELDS[field][0] : NULL;
-}
-
-const char *rs_backoff_field_range(int field) {
-    return field >= 0 && field < RS_BOF_COUNT ? FIELDS[field][1] : NULL;
-}
 
 const char *rs_jitter_name(int jitter) {
     return jitter >= 0 && jitter < RS_JITTER_COUNT ? JITTERS[jitter] : NULL;
@@ -26,10 +18,12 @@ const char *rs_jitter_name(int jitter) {
 
 int rs_backoff_init(rs_backoff *b, double base, double multiplier, double max_delay, int jitter,
                     uint64_t seed) {
-    if (!(base >= 0.0 && isfinite(base))) return RS_EFIELD_BASE + RS_BOF_BASE;
-    if (!(multiplier >= 1.0 && isfinite(multiplier))) return RS_EFIELD_BASE + RS_BOF_MULTIPLIER;
-    if (!(max_delay >= base && isfinite(max_delay))) return RS_EFIELD_BASE + RS_BOF_MAX_DELAY;
-    if (jitter < 0 || jitter >= RS_JITTER_COUNT) return RS_EFIELD_BASE + RS_BOF_JITTER;
+    const rs_field *f = RS_BACKOFF_FIELDS;
+    if (!rs_field_ok(&f[RS_BOF_BASE], base)) return RS_EFIELD_BASE + RS_BOF_BASE;
+    if (!rs_field_ok(&f[RS_BOF_MULTIPLIER], multiplier)) return RS_EFIELD_BASE + RS_BOF_MULTIPLIER;
+    if (!(rs_field_ok(&f[RS_BOF_MAX_DELAY], max_delay) && max_delay >= base))
+        return RS_EFIELD_BASE + RS_BOF_MAX_DELAY;
+    if (!rs_field_ok(&f[RS_BOF_JITTER], jitter)) return RS_EFIELD_BASE + RS_BOF_JITTER;
     b->base = base;
     b->multiplier = multiplier;
     b->max_delay = max_delay;

@@ -17,6 +17,7 @@
 #define RS_BACKOFF_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 typedef enum rs_jitter {
     RS_JITTER_NONE = 0,
@@ -35,8 +36,9 @@ typedef enum rs_backoff_field {
     RS_BOF_COUNT
 } rs_backoff_field;
 
-const char *rs_backoff_field_name(int field);
-const char *rs_backoff_field_range(int field);
+/* Name and allowed values of each field; jitter's entry holds the rs_jitter
+ * index, which the caller takes by name (rs_jitter_name). */
+extern const rs_field RS_BACKOFF_FIELDS[RS_BOF_COUNT];
 /* "none", "full", "equal", "decorrelated"; NULL when out of range. */
 const char *rs_jitter_name(int jitter);
 

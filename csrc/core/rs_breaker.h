@@ -16,6 +16,7 @@
 
 #include "rs_common.h"
 #include "rs_ewma.h"
+#include "rs_field.h"
 #include "rs_window.h"
 
 typedef enum rs_state {
@@ -103,6 +104,15 @@ typedef enum rs_breaker_field {
  * "[0.01, 1.0]". NULL for an unknown field. */
 const char *rs_breaker_field_name(int field);
 const char *rs_breaker_field_range(int field);
+
+/* Bounds of the adaptive parameters. */
+#define RS_BREAKER_MIN_EWMA_ALPHA 0.01
+#define RS_BREAKER_MIN_SENSITIVITY 0.5
+#define RS_BREAKER_MAX_SENSITIVITY 5.0
+
+/* Name (as the binding takes the parameter, in seconds where the field is
+ * a duration) and allowed values of each field (rs_breaker_fields.c). */
+extern const rs_field RS_BREAKER_FIELDS[RS_BF_COUNT];
 
 /* Returns RS_OK or RS_EFIELD_BASE + the first bad field. */
 int rs_breaker_config_check(const rs_breaker_config *c);

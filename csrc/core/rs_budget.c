@@ -3,24 +3,17 @@
 
 #include <math.h>
 
-static const char *const FIELDS[RS_BGF_COUNT][2] = {
-    {"ratio", "in [0, 10]"},
-    {"min_per_second", ">= 0"},
-    {"window", ">= 1e-08 seconds"},
+/* The window holds RS_WINDOW_BUCKETS buckets of at least 1 ns. */
+const rs_field RS_BUDGET_FIELDS[RS_BGF_COUNT] = {
+    {"ratio", RS_FIELD_NUMBER, 0.0, RS_BUDGET_MAX_RATIO, 0, NULL},
+    {"min_per_second", RS_FIELD_NUMBER, 0.0, INFINITY, 0, NULL},
+    {"window", RS_FIELD_SECONDS, RS_WINDOW_BUCKETS / 1e9, RS_MAX_SECONDS, 0, NULL},
 };
-
-const char *rs_budget_field_name(int field) {
-    return field >= 0 && field < RS_BGF_COUNT ? FIELDS[field][0] : NULL;
-}
-
-const char *rs_budget_field_range(int field) {
-    return field >= 0 && field < RS_BGF_COUNT ? FIELDS[field][1] : NULL;
-}
 
 int rs_budget_init(rs_budget *b, double ratio, double min_per_second, uint64_t window_ns,
                    uint64_t now_ns) {
-    if (!(ratio >= 0.0 && ratio <= RS_BUDGET_MAX_RATIO)) return RS_EFIELD_BASE + RS_BGF_RATIO;
-    if (!(min_per_second >= 0.0 && isfinite(min_per_second)))
+    if (!rs_field_ok(&RS_BUDGET_FIELDS[RS_BGF_RATIO], ratio)) return RS_EFIELD_BASE + RS_BGF_RATIO;
+    if (!rs_field_ok(&RS_BUDGET_FIELDS[RS_BGF_MIN_PER_SECOND], min_per_second))
         return RS_EFIELD_BASE + RS_BGF_MIN_PER_SECOND;
     if (window_ns < RS_WINDOW_BUCKETS) return RS_EFIELD_BASE + RS_BGF_WINDOW;
     b->ratio = ratio;

@@ -10,6 +10,7 @@
 #define RS_BUDGET_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 #include "rs_window.h"
 
 typedef enum rs_budget_field {
@@ -19,8 +20,8 @@ typedef enum rs_budget_field {
     RS_BGF_COUNT
 } rs_budget_field;
 
-const char *rs_budget_field_name(int field);
-const char *rs_budget_field_range(int field);
+/* Name and allowed values of each field (window in seconds). */
+extern const rs_field RS_BUDGET_FIELDS[RS_BGF_COUNT];
 
 typedef struct rs_budget {
     double ratio;

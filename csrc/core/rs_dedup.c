@@ -22,11 +22,16 @@ static void add_free(rs_dedup *d, uint32_t from, uint32_t to) {
     }
 }
 
+const rs_field RS_DEDUP_FIELDS[RS_DDF_COUNT] = {
+    {"ttl", RS_FIELD_SECONDS, 1e-9, RS_MAX_SECONDS, 0, NULL}, /* at least 1 ns */
+    {"capacity", RS_FIELD_INT, 1, RS_DEDUP_MAX_CAPACITY, 0, NULL},
+};
+
 rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
                         rs_key_release release, void *ctx) {
     memset(d, 0, sizeof *d);
     d->oldest = d->newest = d->free_head = RS_DEDUP_NIL; /* safe to rs_dedup_free */
-    if (ttl_ns == 0 || capacity < 1 || capacity > RS_DEDUP_MAX_CAPACITY || !eq) {
+    if (ttl_ns == 0 || !rs_field_ok(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], capacity) || !eq) {
         return RS_EINVAL;
     }
     uint32_t pool_size = capacity < INITIAL_POOL ? capacity : INITIAL_POOL;

@@ -15,6 +15,7 @@
 #define RS_DEDUP_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 /* Returns 1 when equal, 0 when not, -1 on error (the operation stops). */
 typedef int (*rs_key_eq)(void *a, void *b, void *ctx);
@@ -22,6 +23,10 @@ typedef int (*rs_key_eq)(void *a, void *b, void *ctx);
 typedef void (*rs_key_release)(void *key, void *ctx);
 
 #define RS_DEDUP_MAX_CAPACITY (1u << 30)
+
+/* The configuration's fields, in the order of RS_DEDUP_FIELDS (ttl in seconds). */
+enum { RS_DDF_TTL = 0, RS_DDF_CAPACITY, RS_DDF_COUNT };
+extern const rs_field RS_DEDUP_FIELDS[RS_DDF_COUNT];
 
 typedef struct rs_dedup_entry {
     uint64_t hash;

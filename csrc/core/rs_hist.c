@@ -8,20 +8,12 @@
 #include <intrin.h>
 #endif
 
-static const char *const FIELDS[RS_HGF_COUNT][2] = {
-    {"sub_bits", "in [1, 10]"},
-    {"max_bits", "in [sub_bits + 1, 63]"},
-    {"nslots", "in [1, 64]"},
-    {"slot_ns", ">= 1"},
+const rs_field RS_HIST_FIELDS[RS_HGF_COUNT] = {
+    {"sub_bits", RS_FIELD_INT, RS_HIST_MIN_SUB_BITS, RS_HIST_MAX_SUB_BITS, 0, NULL},
+    {"max_bits", RS_FIELD_INT, RS_HIST_MIN_SUB_BITS + 1, RS_HIST_MAX_MAX_BITS, 0, "> sub_bits"},
+    {"slots", RS_FIELD_INT, 1, RS_HIST_MAX_SLOTS, 0, NULL},
+    {"slot_ns", RS_FIELD_INT, 1, (double)UINT64_MAX, 0, NULL},
 };
-
-const char *rs_hist_field_name(int field) {
-    return field >= 0 && field < RS_HGF_COUNT ? FIELDS[field][0] : NULL;
-}
-
-const char *rs_hist_field_range(int field) {
-    return field >= 0 && field < RS_HGF_COUNT ? FIELDS[field][1] : NULL;
-}
 
 /* ---- bucket layout ------------------------------------------------------ */
 
@@ -66,9 +58,9 @@ void rs_hist_bucket_bounds(const rs_hist *h, uint32_t index, uint64_t *lo, uint6
 }
 
 static int check_bits(int sub_bits, int max_bits) {
-    if (sub_bits < RS_HIST_MIN_SUB_BITS || sub_bits > RS_HIST_MAX_SUB_BITS)
+    if (!rs_field_ok(&RS_HIST_FIELDS[RS_HGF_SUB_BITS], sub_bits))
         return RS_EFIELD_BASE + RS_HGF_SUB_BITS;
-    if (max_bits <= sub_bits || max_bits > RS_HIST_MAX_MAX_BITS)
+    if (!rs_field_ok(&RS_HIST_FIELDS[RS_HGF_MAX_BITS], max_bits) || max_bits <= sub_bits)
         return RS_EFIELD_BASE + RS_HGF_MAX_BITS;
     return RS_OK;
 }
@@ -295,7 +287,7 @@ int rs_hist_window_init(rs_hist_window *w, int sub_bits, int max_bits, uint64_t 
     if (st != RS_OK) {
         return st;
     }
-    if (nslots < 1 || nslots > RS_HIST_MAX_SLOTS) {
+    if (!rs_field_ok(&RS_HIST_FIELDS[RS_HGF_NSLOTS], (double)nslots)) {
         return RS_EFIELD_BASE + RS_HGF_NSLOTS;
     }
     if (slot_ns < 1) {

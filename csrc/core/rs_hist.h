@@ -67,6 +67,7 @@
 #define RS_HIST_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 #define RS_HIST_DEFAULT_SUB_BITS 7
 #define RS_HIST_DEFAULT_MAX_BITS 44 /* 2^44 ns ~ 4.9 hours */
@@ -83,8 +84,8 @@ typedef enum rs_hist_field {
     RS_HGF_COUNT
 } rs_hist_field;
 
-const char *rs_hist_field_name(int field);
-const char *rs_hist_field_range(int field);
+/* Name and allowed values of each field; nslots is a window's "slots". */
+extern const rs_field RS_HIST_FIELDS[RS_HGF_COUNT];
 
 typedef struct rs_hist {
     uint64_t *counts; /* nbuckets; owned (a window slot borrows the window's block) */

@@ -9,31 +9,24 @@ const rs_timescale RS_TIMESCALES[3] = {
     {"MACRO", 300.0, 60.0, 600.0, 0.2},
 };
 
-static const char *const FIELDS[RS_IVF_COUNT][2] = {
-    {"base", "in [min, max]"},
-    {"min", "> 0"},
-    {"max", ">= min"},
-    {"threshold", "a finite number"},
-    {"speedup", "in (0, 1]"},
-    {"slowdown", ">= 1"},
+const rs_field RS_INTERVAL_FIELDS[RS_IVF_COUNT] = {
+    {"base", RS_FIELD_NUMBER, 0.0, INFINITY, RS_FIELD_OPEN_LO, "in [min, max]"},
+    {"min", RS_FIELD_NUMBER, 0.0, INFINITY, RS_FIELD_OPEN_LO, NULL},
+    {"max", RS_FIELD_NUMBER, 0.0, INFINITY, RS_FIELD_OPEN_LO, ">= min"},
+    {"threshold", RS_FIELD_NUMBER, -INFINITY, INFINITY, 0, NULL},
+    {"speedup", RS_FIELD_NUMBER, 0.0, 1.0, RS_FIELD_OPEN_LO, NULL},
+    {"slowdown", RS_FIELD_NUMBER, 1.0, INFINITY, 0, NULL},
 };
-
-const char *rs_interval_field_name(int field) {
-    return field >= 0 && field < RS_IVF_COUNT ? FIELDS[field][0] : NULL;
-}
-
-const char *rs_interval_field_range(int field) {
-    return field >= 0 && field < RS_IVF_COUNT ? FIELDS[field][1] : NULL;
-}
 
 int rs_interval_init(rs_interval *iv, double base, double min, double max, double threshold,
                      double speedup, double slowdown) {
-    if (!(min > 0.0 && isfinite(min))) return RS_EFIELD_BASE + RS_IVF_MIN;
-    if (!(max >= min && isfinite(max))) return RS_EFIELD_BASE + RS_IVF_MAX;
+    const rs_field *f = RS_INTERVAL_FIELDS;
+    if (!rs_field_ok(&f[RS_IVF_MIN], min)) return RS_EFIELD_BASE + RS_IVF_MIN;
+    if (!(rs_field_ok(&f[RS_IVF_MAX], max) && max >= min)) return RS_EFIELD_BASE + RS_IVF_MAX;
     if (!(base >= min && base <= max)) return RS_EFIELD_BASE + RS_IVF_BASE;
-    if (!isfinite(threshold)) return RS_EFIELD_BASE + RS_IVF_THRESHOLD;
-    if (!(speedup > 0.0 && speedup <= 1.0)) return RS_EFIELD_BASE + RS_IVF_SPEEDUP;
-    if (!(slowdown >= 1.0 && isfinite(slowdown))) return RS_EFIELD_BASE + RS_IVF_SLOWDOWN;
+    if (!rs_field_ok(&f[RS_IVF_THRESHOLD], threshold)) return RS_EFIELD_BASE + RS_IVF_THRESHOLD;
+    if (!rs_field_ok(&f[RS_IVF_SPEEDUP], speedup)) return RS_EFIELD_BASE + RS_IVF_SPEEDUP;
+    if (!rs_field_ok(&f[RS_IVF_SLOWDOWN], slowdown)) return RS_EFIELD_BASE + RS_IVF_SLOWDOWN;
     iv->base = base;
     iv->min = min;
     iv->max = max;

@@ -7,6 +7,7 @@
 #define RS_INTERVAL_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 typedef enum rs_interval_field {
     RS_IVF_BASE = 0,
@@ -18,8 +19,9 @@ typedef enum rs_interval_field {
     RS_IVF_COUNT
 } rs_interval_field;
 
-const char *rs_interval_field_name(int field);
-const char *rs_interval_field_range(int field);
+/* Name and allowed values of each field (seconds, but for threshold and
+ * the factors speedup and slowdown). */
+extern const rs_field RS_INTERVAL_FIELDS[RS_IVF_COUNT];
 
 typedef struct rs_interval {
     double base, min, max, threshold, speedup, slowdown;

@@ -3,18 +3,10 @@
 
 #include <string.h>
 
-static const char *const FIELDS[RS_RTF_COUNT][2] = {
-    {"threshold", "an int in [1, 16777216]"},
-    {"window", "> 0 (at least 1 ns)"},
+const rs_field RS_RATE_FIELDS[RS_RTF_COUNT] = {
+    {"threshold", RS_FIELD_INT, 1, RS_RATE_MAX_THRESHOLD, 0, NULL},
+    {"window", RS_FIELD_SECONDS, 1e-9, RS_MAX_SECONDS, 0, NULL},
 };
-
-const char *rs_rate_field_name(int field) {
-    return field >= 0 && field < RS_RTF_COUNT ? FIELDS[field][0] : NULL;
-}
-
-const char *rs_rate_field_range(int field) {
-    return field >= 0 && field < RS_RTF_COUNT ? FIELDS[field][1] : NULL;
-}
 
 /* The ring is in time order and never holds a time after last_ns. Checks the
  * ends only, so a debug build stays O(1) per operation with a large ring. */
@@ -38,7 +30,7 @@ static void check_consistent(const rs_rate *r) {
 
 int rs_rate_init(rs_rate *r, uint64_t threshold, uint64_t window_ns) {
     memset(r, 0, sizeof *r);
-    if (threshold < 1 || threshold > RS_RATE_MAX_THRESHOLD) {
+    if (!rs_field_ok(&RS_RATE_FIELDS[RS_RTF_THRESHOLD], (double)threshold)) {
         return RS_EFIELD_BASE + RS_RTF_THRESHOLD;
     }
     if (window_ns < 1) {

@@ -22,6 +22,7 @@
 #define RS_RATE_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 #define RS_RATE_MAX_THRESHOLD (1u << 24) /* 16,777,216 events: at most a 128 MiB ring */
 #define RS_RATE_MIN_CAP 8u               /* the first ring's slots (or threshold if fewer) */
@@ -32,8 +33,8 @@ typedef enum rs_rate_field {
     RS_RTF_COUNT
 } rs_rate_field;
 
-const char *rs_rate_field_name(int field);
-const char *rs_rate_field_range(int field);
+/* Name and allowed values of each field (window in seconds: at least 1 ns). */
+extern const rs_field RS_RATE_FIELDS[RS_RTF_COUNT];
 
 typedef struct rs_rate {
     uint64_t *times;    /* kept times in time order, oldest at head; NULL when cap is 0; owned */

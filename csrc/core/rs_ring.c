@@ -3,9 +3,11 @@
 
 #include <string.h>
 
+const rs_field RS_RING_CAPACITY_FIELD = {"maxsize", RS_FIELD_INT, 1, RS_RING_MAX_CAPACITY, 0, NULL};
+
 rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns) {
     memset(r, 0, sizeof *r);
-    if (capacity < 1 || capacity > RS_RING_MAX_CAPACITY) {
+    if (!rs_field_ok(&RS_RING_CAPACITY_FIELD, capacity)) {
         return RS_EINVAL;
     }
     r->items = rs_calloc(capacity, sizeof(void *));

@@ -8,8 +8,12 @@
 #define RS_RING_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 #define RS_RING_MAX_CAPACITY (1u << 30)
+
+/* The capacity's allowed values, named as a queue's maxsize. */
+extern const rs_field RS_RING_CAPACITY_FIELD;
 
 typedef struct rs_ring {
     void **items;

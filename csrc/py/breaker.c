@@ -286,55 +286,14 @@ typedef struct {
     PyObject *obj; /* classification parameters: new reference, Py_None for None */
 } parsed_param;
 
-static int bad_field(int field, PyObject *value) {
-    return resil_bad_value(rs_breaker_field_name(field), rs_breaker_field_range(field),
-                           value ? value : Py_None);
-}
+static const rs_field *const FIELDS = RS_BREAKER_FIELDS;
 
 static int as_u32(PyObject *o, int field, uint32_t *out) {
-    if (!PyLong_Check(o) || PyBool_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", rs_breaker_field_name(field),
-                     Py_TYPE(o)->tp_name);
+    long long v;
+    if (resil_field_int(&FIELDS[field], o, &v) < 0) {
         return -1;
-    }
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow || v < 0 || v > (long long)UINT32_MAX) {
-        return bad_field(field, o);
     }
     *out = (uint32_t)v;
-    return 0;
-}
-
-static int as_double(PyObject *o, int field, double *out) {
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number, not %.100s", rs_breaker_field_name(field),
-                     Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    *out = PyFloat_AsDouble(o);
-    if (*out == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            return bad_field(field, o);
-        }
-        return -1;
-    }
-    return 0;
-}
-
-static int as_ns(PyObject *o, int field, uint64_t *out) {
-    double s;
-    if (as_double(o, field, &s) < 0) {
-        return -1;
-    }
-    if (!(s >= 0.0 && s <= 9.2e9)) {
-        return bad_field(field, o);
-    }
-    *out = (uint64_t)llround(s * 1e9);
     return 0;
 }
 
@@ -377,10 +336,10 @@ static int parse_param(int p, PyObject *v, parsed_param *out) {
         return as_u32(v, f, &out->u);
     case P_FAILURE_RATE_THRESHOLD:
         out->on = v != Py_None;
-        return out->on ? as_double(v, f, &out->d) : 0;
+        return out->on ? resil_field_double(&FIELDS[f], v, &out->d) : 0;
     case P_SLOW_CALL_DURATION:
         out->on = v != Py_None;
-        if (out->on && as_double(v, f, &out->d) < 0) {
+        if (out->on && resil_field_double(&FIELDS[f], v, &out->d) < 0) {
             return -1;
         }
         out->d *= 1000.0; /* the core keeps milliseconds */
@@ -388,29 +347,16 @@ static int parse_param(int p, PyObject *v, parsed_param *out) {
     case P_WINDOW_DURATION:
     case P_HALF_OPEN_MAX_WAIT:
         out->ns = 0; /* None: a count window / no limit */
-        if (v != Py_None) {
-            uint64_t min = p == P_WINDOW_DURATION ? RS_WINDOW_BUCKETS : 1;
-            if (as_ns(v, f, &out->ns) < 0) {
-                return -1;
-            }
-            if (out->ns < min) {
-                return bad_field(f, v);
-            }
-        }
-        return 0;
+        return v == Py_None ? 0 : resil_field_ns(&FIELDS[f], v, &out->ns);
     case P_COOLDOWN:
     case P_COOLDOWN_MAX:
-        return v == Py_None ? bad_field(f, v) : as_ns(v, f, &out->ns);
+        return resil_field_ns(&FIELDS[f], v, &out->ns);
     case P_SLOW_CALL_RATE_THRESHOLD:
-        if (v == Py_None) {
-            return bad_field(f, v);
-        }
-        return as_double(v, f, &out->d);
     case P_COOLDOWN_MULTIPLIER:
     case P_EWMA_ALPHA:
     case P_SENSITIVITY:
     case P_MIN_HEALTH_SCORE:
-        return as_double(v, f, &out->d);
+        return resil_field_double(&FIELDS[f], v, &out->d);
     case P_ADAPTIVE:
         if (!PyBool_Check(v)) {
             PyErr_Format(PyExc_TypeError, "adaptive must be a bool, not %.100s", Py_TYPE(v)->tp_name);
@@ -505,18 +451,14 @@ static PyObject *param_value(const rs_breaker_config *c, PyObject *const py[PY_C
  * above cooldown_max, window_size below minimum_calls), else the field's
  * value in c. */
 static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given[P_COUNT]) {
-    if (rc == RS_ENOMEM) {
-        PyErr_NoMemory();
-        return;
-    }
     int field = rc - RS_EFIELD_BASE;
     int p = param_of_field(field);
-    if (p < 0) {
-        PyErr_Format(PyExc_SystemError, "rs_breaker: unexpected status %d", rc);
-        return;
-    }
-    if (given[p]) {
-        bad_field(field, given[p]);
+    if (p < 0 || given[p]) { /* not a field's status, or the value passed for it */
+        PyObject *by_field[RS_BF_COUNT] = {NULL};
+        if (p >= 0) {
+            by_field[field] = given[p];
+        }
+        resil_raise_status(rc, FIELDS, RS_BF_COUNT, by_field, NULL);
         return;
     }
     PyObject *none[PY_COUNT] = {NULL};
@@ -543,7 +485,7 @@ static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given
     }
     PyObject *v = param_value(c, none, p);
     if (v) {
-        bad_field(field, v);
+        resil_field_error(&FIELDS[field], v);
         Py_DECREF(v);
     }
 }
@@ -1405,5 +1347,8 @@ static PyType_Spec breaker_spec = {
 };
 
 int resil_breaker_init_types(PyObject *module, resil_state *st) {
-    return resil_add_type(module, &breaker_spec, NULL, &st->Breaker_type);
+    if (resil_add_type(module, &breaker_spec, NULL, &st->Breaker_type) < 0) {
+        return -1;
+    }
+    return resil_type_add_ranges(st->Breaker_type, FIELDS, RS_BF_COUNT);
 }

@@ -6,27 +6,15 @@
 
 #include <math.h>
 
-/* 2**63 ns is about 292 years: the largest time a clock may show. */
-#define MAX_SECONDS 9.2e9
-#define MAX_NS ((uint64_t)(MAX_SECONDS * 1e9))
+#define MAX_NS ((uint64_t)(RS_MAX_SECONDS * 1e9))
 
-
-int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out) {
-    if (PyBool_Check(seconds) || !(PyFloat_Check(seconds) || PyLong_Check(seconds))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a number of seconds (int or float), not %.100s",
-                     name, Py_TYPE(seconds)->tp_name);
-        return -1;
-    }
-    double s;
-    if (resil_number(seconds, name, &s) < 0) {
-        return -1;
-    }
-    if (!(s >= 0.0 && s <= MAX_SECONDS)) {
-        return resil_bad_value(name, "a finite number of seconds in [0, 9.2e9]", seconds);
-    }
-    *out = (uint64_t)llround(s * 1e9);
-    return 0;
-}
+/* A time a clock may show: what clock.now() returns and a VirtualClock
+ * starts at. */
+static const rs_field NOW_FIELD = {"clock.now()", RS_FIELD_SECONDS, 0.0, RS_MAX_SECONDS, 0, NULL};
+enum { CF_START = 0, CF_COUNT };
+static const rs_field CLOCK_FIELDS[CF_COUNT] = {
+    {"start", RS_FIELD_SECONDS, 0.0, RS_MAX_SECONDS, 0, NULL},
+};
 
 int resil_clock_read_python(PyObject *clock, uint64_t *now_ns) {
     PyObject *r = PyObject_CallMethod(clock, "now", NULL);
@@ -35,8 +23,8 @@ int resil_clock_read_python(PyObject *clock, uint64_t *now_ns) {
     }
     double s;
     int rc = resil_number(r, "clock.now()", &s);
-    if (rc == 0 && !(s >= 0.0 && s <= MAX_SECONDS)) {
-        rc = resil_bad_value("clock.now()", "seconds in [0, 9.2e9]", r);
+    if (rc == 0 && !rs_field_ok(&NOW_FIELD, s)) {
+        rc = resil_field_error(&NOW_FIELD, r);
     }
     Py_DECREF(r);
     if (rc < 0) {
@@ -145,7 +133,7 @@ static PyObject *vclock_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         return NULL;
     }
     uint64_t ns = 0;
-    if (start && resil_seconds_to_ns(start, "start", &ns) < 0) {
+    if (start && resil_field_ns(&CLOCK_FIELDS[CF_START], start, &ns) < 0) {
         return NULL;
     }
     VirtualClockObject *self = (VirtualClockObject *)type->tp_alloc(type, 0);
@@ -276,7 +264,8 @@ static PyType_Spec vclock_spec = {
 
 int resil_clock_init_types(PyObject *module, resil_state *st) {
     if (resil_add_type(module, &mono_spec, NULL, &st->MonotonicClock_type) < 0 ||
-        resil_add_type(module, &vclock_spec, NULL, &st->VirtualClock_type) < 0) {
+        resil_add_type(module, &vclock_spec, NULL, &st->VirtualClock_type) < 0 ||
+        resil_type_add_ranges(st->VirtualClock_type, CLOCK_FIELDS, CF_COUNT) < 0) {
         return -1;
     }
     st->default_clock = PyObject_CallNoArgs((PyObject *)st->MonotonicClock_type);

@@ -106,30 +106,10 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     uint64_t ttl_ns = 300 * RS_NS_PER_SEC;
-    if (ttl_o && resil_seconds_to_ns(ttl_o, "ttl", &ttl_ns) < 0) {
-        return NULL;
-    }
-    if (ttl_ns == 0) {
-        PyErr_Format(PyExc_ValueError, "ttl must be > 0 seconds, got %R", ttl_o);
-        return NULL;
-    }
     long long cap = 100000;
-    if (cap_o) {
-        if (!PyLong_Check(cap_o) || PyBool_Check(cap_o)) {
-            PyErr_Format(PyExc_TypeError, "capacity must be an int, not %.100s", Py_TYPE(cap_o)->tp_name);
-            return NULL;
-        }
-        int overflow;
-        cap = PyLong_AsLongLongAndOverflow(cap_o, &overflow);
-        if (cap == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (overflow || cap < 1 || cap > (long long)RS_DEDUP_MAX_CAPACITY) {
-            char accepts[48];
-            PyOS_snprintf(accepts, sizeof accepts, "in [1, %u]", RS_DEDUP_MAX_CAPACITY);
-            resil_bad_value("capacity", accepts, cap_o);
-            return NULL;
-        }
+    if ((ttl_o && resil_field_ns(&RS_DEDUP_FIELDS[RS_DDF_TTL], ttl_o, &ttl_ns) < 0) ||
+        (cap_o && resil_field_int(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], cap_o, &cap) < 0)) {
+        return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
@@ -149,7 +129,8 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, key_eq, key_release, self);
     if (rc != RS_OK) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        resil_raise_status(rc, RS_DEDUP_FIELDS, RS_DDF_COUNT, NULL, NULL);
+        return NULL;
     }
     self->initialised = 1;
     return (PyObject *)self;
@@ -389,5 +370,11 @@ static PyType_Spec dedup_spec = {
 
 int resil_dedup_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    return resil_add_type(module, &dedup_spec, NULL, NULL);
+    PyTypeObject *tp;
+    if (resil_add_type(module, &dedup_spec, NULL, &tp) < 0) {
+        return -1;
+    }
+    int rc = resil_type_add_ranges(tp, RS_DEDUP_FIELDS, RS_DDF_COUNT);
+    Py_DECREF(tp);
+    return rc;
 }

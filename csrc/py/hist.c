@@ -17,7 +17,6 @@
 #include "../core/rs_hist.h"
 
 /* Largest retention: what a clock may show (2**63 ns, see clock.c). */
-#define MAX_RETENTION_SECONDS 9.2e9
 /* 2**64 as a double: durations must convert to fewer nanoseconds. */
 #define TWO_POW_64 18446744073709551616.0
 
@@ -35,52 +34,27 @@ typedef struct {
 
 /* ---- argument conversion ------------------------------------------------ */
 
-/* An int (not bool) as a long long, saturated so that a huge value still
- * fails the caller's range check. */
-static int int_param(PyObject *o, const char *name, long long *out) {
-    if (!PyLong_Check(o) || PyBool_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", name, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *out = overflow > 0 ? LLONG_MAX : overflow < 0 ? LLONG_MIN : v;
-    return 0;
-}
-
 static int clamp_int(long long v) { return v < INT_MIN ? INT_MIN : v > INT_MAX ? INT_MAX : (int)v; }
 
-/* The ValueError for a bad sub_bits/max_bits (a core field), naming the
- * parameter and its range; given is the object passed, or NULL for the
- * default (value). */
-static PyObject *bad_bits(int field, PyObject *given, long long value, long long sub_bits) {
-    const char *name = rs_hist_field_name(field), *range = rs_hist_field_range(field);
-    PyObject *shown = given ? resil_value_repr(given) : PyUnicode_FromFormat("%lld", value);
-    if (!shown) {
-        return NULL;
-    }
-    if (field == RS_HGF_MAX_BITS) {
-        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %U (sub_bits is %lld)", name,
-                     range, shown, sub_bits);
-    } else {
-        PyErr_Format(PyExc_ValueError, "%s must be an int %s, got %U", name, range, shown);
-    }
-    Py_DECREF(shown);
-    return NULL;
-}
+/* A window's retention (a histogram's own fields are in RS_HIST_FIELDS). */
+static const rs_field RETENTION_FIELD = {"retention", RS_FIELD_SECONDS, 0.0, RS_MAX_SECONDS,
+                                         RS_FIELD_OPEN_LO, NULL};
 
-/* sub_bits and max_bits from optional arguments (NULL: the default). */
+/* sub_bits and max_bits from optional arguments (NULL: the default). A
+ * max_bits out of range is told the sub_bits it must exceed. */
 static int parse_bits(PyObject *sub_o, PyObject *max_o, int def_sub, int def_max, long long *sub,
                       long long *max) {
     *sub = def_sub;
     *max = def_max;
-    if (sub_o && int_param(sub_o, "sub_bits", sub) < 0) {
+    if (sub_o && resil_field_int(&RS_HIST_FIELDS[RS_HGF_SUB_BITS], sub_o, sub) < 0) {
         return -1;
     }
-    if (max_o && int_param(max_o, "max_bits", max) < 0) {
+    rs_field above = RS_HIST_FIELDS[RS_HGF_MAX_BITS];
+    char rule[48];
+    PyOS_snprintf(rule, sizeof rule, "%s (%lld)", above.rule, *sub);
+    above.rule = rule;
+    if (max_o && (resil_field_int(&above, max_o, max) < 0 ||
+                  (*max <= *sub && resil_field_error(&above, max_o) < 0))) {
         return -1;
     }
     return 0;
@@ -215,12 +189,9 @@ static HistObject *hist_alloc(PyTypeObject *tp, long long sub_bits, long long ma
     int rc = rs_hist_init(&self->core, clamp_int(sub_bits), clamp_int(max_bits));
     if (rc != RS_OK) {
         Py_DECREF(self);
-        if (rc == RS_ENOMEM) {
-            return (HistObject *)PyErr_NoMemory();
-        }
-        int field = rc - RS_EFIELD_BASE;
-        return (HistObject *)bad_bits(field, field == RS_HGF_SUB_BITS ? sub_o : max_o,
-                                      field == RS_HGF_SUB_BITS ? sub_bits : max_bits, sub_bits);
+        PyObject *given[RS_HGF_COUNT] = {sub_o, max_o, NULL, NULL};
+        resil_raise_status(rc, RS_HIST_FIELDS, RS_HGF_COUNT, given, NULL);
+        return NULL;
     }
     return self;
 }
@@ -426,27 +397,9 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     uint64_t retention_ns = 86400 * RS_NS_PER_SEC;
-    if (ret_o) {
-        double retention;
-        if (resil_number(ret_o, "retention", &retention) < 0) {
-            return NULL;
-        }
-        if (!(retention > 0.0 && retention <= MAX_RETENTION_SECONDS)) {
-            resil_bad_value("retention", "a finite number of seconds in (0, 9.2e9]", ret_o);
-            return NULL;
-        }
-        if (resil_seconds_to_ns(ret_o, "retention", &retention_ns) < 0) {
-            return NULL;
-        }
-    }
     long long slots = 12;
-    if (slots_o && int_param(slots_o, "slots", &slots) < 0) {
-        return NULL;
-    }
-    if (slots < 1 || slots > RS_HIST_MAX_SLOTS) {
-        char accepts[48];
-        PyOS_snprintf(accepts, sizeof accepts, "an int %s", rs_hist_field_range(RS_HGF_NSLOTS));
-        resil_bad_value("slots", accepts, slots_o);
+    if ((ret_o && resil_field_ns(&RETENTION_FIELD, ret_o, &retention_ns) < 0) ||
+        (slots_o && resil_field_int(&RS_HIST_FIELDS[RS_HGF_NSLOTS], slots_o, &slots) < 0)) {
         return NULL;
     }
     uint64_t slot_ns = retention_ns / (uint64_t)slots;
@@ -474,13 +427,9 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
                                  slot_ns);
     if (rc != RS_OK) {
         Py_DECREF(self);
-        if (rc == RS_ENOMEM) {
-            return PyErr_NoMemory();
-        }
-        /* slots and slot_ns were checked above: a bits field */
-        int field = rc - RS_EFIELD_BASE;
-        return bad_bits(field, field == RS_HGF_SUB_BITS ? sub_o : max_o,
-                        field == RS_HGF_SUB_BITS ? sub : max, sub);
+        PyObject *given[RS_HGF_COUNT] = {sub_o, max_o, slots_o, NULL};
+        resil_raise_status(rc, RS_HIST_FIELDS, RS_HGF_COUNT, given, NULL);
+        return NULL;
     }
     return (PyObject *)self;
 }
@@ -722,7 +671,10 @@ static PyType_Spec whist_spec = {
 
 int resil_hist_init_types(PyObject *module, resil_state *st) {
     if (resil_add_type(module, &hist_spec, NULL, &st->Histogram_type) < 0 ||
-        resil_add_type(module, &whist_spec, NULL, &st->WindowedHistogram_type) < 0) {
+        resil_add_type(module, &whist_spec, NULL, &st->WindowedHistogram_type) < 0 ||
+        resil_type_add_ranges(st->Histogram_type, RS_HIST_FIELDS, RS_HGF_NSLOTS) < 0 ||
+        resil_type_add_ranges(st->WindowedHistogram_type, &RETENTION_FIELD, 1) < 0 ||
+        resil_type_add_ranges(st->WindowedHistogram_type, RS_HIST_FIELDS, RS_HGF_SLOT_NS) < 0) {
         return -1;
     }
     return 0;

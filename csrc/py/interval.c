@@ -15,19 +15,17 @@ static PyObject *interval_new(PyTypeObject *type, PyObject *args, PyObject *kwds
                                      &o[2], &o[3], &o[4], &o[5])) {
         return NULL;
     }
-    double v[6] = {0, 0, 0, 0, 0.8, 1.2};
-    for (int i = 0; i < 6; i++) {
-        if (o[i] && resil_number(o[i], kwlist[i], &v[i]) < 0) {
+    /* The fields are in constructor order. */
+    double v[RS_IVF_COUNT] = {0, 0, 0, 0, 0.8, 1.2};
+    for (int i = 0; i < RS_IVF_COUNT; i++) {
+        if (o[i] && resil_field_double(&RS_INTERVAL_FIELDS[i], o[i], &v[i]) < 0) {
             return NULL;
         }
     }
     rs_interval core;
     int rc = rs_interval_init(&core, v[0], v[1], v[2], v[3], v[4], v[5]);
     if (rc != RS_OK) {
-        int f = rc - RS_EFIELD_BASE;
-        /* fields are in constructor order except base/min/max */
-        int arg = f == RS_IVF_BASE ? 0 : f == RS_IVF_MIN ? 1 : f == RS_IVF_MAX ? 2 : f;
-        resil_bad_value(rs_interval_field_name(f), rs_interval_field_range(f), o[arg] ? o[arg] : Py_None);
+        resil_raise_status(rc, RS_INTERVAL_FIELDS, RS_IVF_COUNT, o, v);
         return NULL;
     }
     IntervalObject *self = (IntervalObject *)type->tp_alloc(type, 0);
@@ -124,5 +122,11 @@ static PyType_Spec interval_spec = {
 
 int resil_interval_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    return resil_add_type(module, &interval_spec, NULL, NULL);
+    PyTypeObject *tp;
+    if (resil_add_type(module, &interval_spec, NULL, &tp) < 0) {
+        return -1;
+    }
+    int rc = resil_type_add_ranges(tp, RS_INTERVAL_FIELDS, RS_IVF_COUNT);
+    Py_DECREF(tp);
+    return rc;
 }

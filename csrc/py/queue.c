@@ -66,24 +66,13 @@ static void call_waker(RingObject *self, PyObject *waker, int *waiting) {
     }
 }
 
-/* ValueError for a watermark out of range; shows what the caller passed
- * (o), or the default value when the argument was left out. */
-static PyObject *raise_fraction(const char *name, const char *range, PyObject *o, double value) {
-    PyObject *shown = NULL;
-    if (o) {
-        shown = resil_value_repr(o);
-    } else {
-        PyObject *f = PyFloat_FromDouble(value);
-        shown = f ? PyObject_Repr(f) : NULL;
-        Py_XDECREF(f);
-    }
-    if (shown) {
-        PyErr_Format(PyExc_ValueError, "%s must be a fraction of maxsize in %s, got %U%s", name,
-                     range, shown, o ? "" : " (its default)");
-        Py_DECREF(shown);
-    }
-    return NULL;
-}
+/* The watermarks, fractions of maxsize (maxsize itself is the core ring's
+ * RS_RING_CAPACITY_FIELD). warn_at's rule is checked against reject_at. */
+enum { WF_REJECT_AT = 0, WF_WARN_AT, WF_COUNT };
+static const rs_field WATERMARK_FIELDS[WF_COUNT] = {
+    {"reject_at", RS_FIELD_NUMBER, 0.0, 1.0, RS_FIELD_OPEN_LO, NULL},
+    {"warn_at", RS_FIELD_NUMBER, 0.0, 1.0, RS_FIELD_OPEN_LO, "<= reject_at"},
+};
 
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"maxsize", "warn_at", "reject_at", "clock", NULL};
@@ -98,35 +87,16 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     long long maxsize = 1000;
-    if (max_o) {
-        if (!PyLong_Check(max_o) || PyBool_Check(max_o)) {
-            PyErr_Format(PyExc_TypeError, "maxsize must be an int, not %.100s", Py_TYPE(max_o)->tp_name);
-            return NULL;
-        }
-        int overflow;
-        maxsize = PyLong_AsLongLongAndOverflow(max_o, &overflow);
-        if (maxsize == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (overflow || maxsize < 1 || maxsize > (long long)RS_RING_MAX_CAPACITY) {
-            char accepts[48];
-            PyOS_snprintf(accepts, sizeof accepts, "in [1, %u]", RS_RING_MAX_CAPACITY);
-            resil_bad_value("maxsize", accepts, max_o);
-            return NULL;
-        }
-    }
-    /* A huge int reads as +inf and fails the range. */
-    if ((warn_o && resil_number(warn_o, "warn_at", &warn_at) < 0)
-        || (reject_o && resil_number(reject_o, "reject_at", &reject_at) < 0)) {
+    if ((max_o && resil_field_int(&RS_RING_CAPACITY_FIELD, max_o, &maxsize) < 0) ||
+        (reject_o && resil_field_double(&WATERMARK_FIELDS[WF_REJECT_AT], reject_o, &reject_at) < 0) ||
+        (warn_o && resil_field_double(&WATERMARK_FIELDS[WF_WARN_AT], warn_o, &warn_at) < 0)) {
         return NULL;
     }
-    if (!(reject_at > 0.0 && reject_at <= 1.0)) {
-        return raise_fraction("reject_at", "(0, 1]", reject_o, reject_at);
-    }
-    if (!(warn_at > 0.0 && warn_at <= reject_at)) {
-        char range[64];
-        PyOS_snprintf(range, sizeof range, "(0, reject_at=%.15g]", reject_at);
-        return raise_fraction("warn_at", range, warn_o, warn_at);
+    if (warn_at > reject_at) {
+        PyObject *given[WF_COUNT] = {reject_o, warn_o};
+        const double values[WF_COUNT] = {reject_at, warn_at};
+        resil_raise_status(RS_EFIELD_BASE + WF_WARN_AT, WATERMARK_FIELDS, WF_COUNT, given, values);
+        return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
     uint64_t now;
@@ -158,10 +128,7 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     if (rc != RS_OK) {
         Py_DECREF(self);
-        if (rc == RS_ENOMEM) {
-            return PyErr_NoMemory();
-        }
-        PyErr_Format(PyExc_SystemError, "BoundedQueue: core status %d at init", (int)rc);
+        resil_raise_status(rc, &RS_RING_CAPACITY_FIELD, 1, NULL, NULL);
         return NULL;
     }
     self->initialised = 1;
@@ -421,5 +388,14 @@ int resil_queue_init_types(PyObject *module, resil_state *st) {
     if (!st->QueueFull || PyModule_AddObjectRef(module, "QueueFull", st->QueueFull) < 0) {
         return -1;
     }
-    return resil_add_type(module, &ring_spec, NULL, NULL);
+    PyTypeObject *tp;
+    if (resil_add_type(module, &ring_spec, NULL, &tp) < 0) {
+        return -1;
+    }
+    int rc = resil_type_add_ranges(tp, &RS_RING_CAPACITY_FIELD, 1) < 0 ||
+                     resil_type_add_ranges(tp, WATERMARK_FIELDS, WF_COUNT) < 0
+                 ? -1
+                 : 0;
+    Py_DECREF(tp);
+    return rc;
 }

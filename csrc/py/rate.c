@@ -8,20 +8,12 @@
 
 #include "../core/rs_rate.h"
 
-/* Largest window: what a clock may show (2**63 ns, see clock.c). */
-#define MAX_WINDOW_SECONDS 9.2e9
-
 typedef struct {
     PyObject_HEAD
     rs_rate core;
     PyObject *clock;
     int clock_kind;
 } RateObject;
-
-static PyObject *bad_field(int field, PyObject *value) {
-    resil_bad_value(rs_rate_field_name(field), rs_rate_field_range(field), value);
-    return NULL;
-}
 
 static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"threshold", "window", "clock", NULL};
@@ -34,29 +26,10 @@ static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (!st) {
         return NULL;
     }
-    if (!PyLong_Check(threshold_o) || PyBool_Check(threshold_o)) {
-        PyErr_Format(PyExc_TypeError, "threshold must be an int, not %.100s",
-                     Py_TYPE(threshold_o)->tp_name);
-        return NULL;
-    }
-    int overflow;
-    long long threshold = PyLong_AsLongLongAndOverflow(threshold_o, &overflow);
-    if (threshold == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (overflow || threshold < 1 || threshold > (long long)RS_RATE_MAX_THRESHOLD) {
-        return bad_field(RS_RTF_THRESHOLD, threshold_o);
-    }
-    double window;
-    if (resil_number(window_o, "window", &window) < 0) {
-        return NULL;
-    }
-    if (!(window > 0.0 && window <= MAX_WINDOW_SECONDS)) {
-        resil_bad_value("window", "a finite number of seconds in (0, 9.2e9]", window_o);
-        return NULL;
-    }
+    long long threshold;
     uint64_t window_ns;
-    if (resil_seconds_to_ns(window_o, "window", &window_ns) < 0) {
+    if (resil_field_int(&RS_RATE_FIELDS[RS_RTF_THRESHOLD], threshold_o, &threshold) < 0 ||
+        resil_field_ns(&RS_RATE_FIELDS[RS_RTF_WINDOW], window_o, &window_ns) < 0) {
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
@@ -72,9 +45,9 @@ static PyObject *rate_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     int rc = rs_rate_init(&self->core, (uint64_t)threshold, window_ns);
     if (rc != RS_OK) {
         Py_DECREF(self);
-        /* window_ns is 0 when the window rounds below 1 ns */
-        return bad_field(rc - RS_EFIELD_BASE,
-                         rc - RS_EFIELD_BASE == RS_RTF_WINDOW ? window_o : threshold_o);
+        PyObject *given[RS_RTF_COUNT] = {threshold_o, window_o};
+        resil_raise_status(rc, RS_RATE_FIELDS, RS_RTF_COUNT, given, NULL);
+        return NULL;
     }
     return (PyObject *)self;
 }
@@ -223,5 +196,8 @@ static PyType_Spec rate_spec = {
 };
 
 int resil_rate_init_types(PyObject *module, resil_state *st) {
-    return resil_add_type(module, &rate_spec, NULL, &st->RateCounter_type);
+    if (resil_add_type(module, &rate_spec, NULL, &st->RateCounter_type) < 0) {
+        return -1;
+    }
+    return resil_type_add_ranges(st->RateCounter_type, RS_RATE_FIELDS, RS_RTF_COUNT);
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../core/rs_breaker.h"
+#include "../core/rs_field.h"
 
 #if PY_VERSION_HEX < 0x030B0000
 #define PyType_GetModuleByDef _PyType_GetModuleByDef
@@ -89,9 +90,33 @@ int resil_clock_kind(resil_state *st, PyObject *clock);
 /* A `clock=` argument: NULL or None becomes the module's MonotonicClock
  * (borrowed); returns its kind as resil_clock_kind does. */
 int resil_clock_resolve(resil_state *st, PyObject **clock);
-/* Converts seconds (int or float) to nanoseconds, validating finite, >= 0
- * and representable; name is the parameter for the error message. */
+/* Converts seconds (int or float) to nanoseconds, validating finite and in
+ * [0, RS_MAX_SECONDS]; name is the parameter for the error message. */
 int resil_seconds_to_ns(PyObject *seconds, const char *name, uint64_t *out);
+
+/* Configuration arguments checked against a core field table (fields.c).
+ * Each raises TypeError naming the parameter for a wrong type (a bool is
+ * never a number) and ValueError naming it and its range, worded from the
+ * table's bounds, for a value outside it: NaN, an infinity and an int too
+ * large for a double included. */
+int resil_field_int(const rs_field *f, PyObject *o, long long *out);
+int resil_field_double(const rs_field *f, PyObject *o, double *out);
+/* A seconds field as nanoseconds. */
+int resil_field_ns(const rs_field *f, PyObject *o, uint64_t *out);
+/* What the field accepts in words, e.g. "an int in [1, 1000000]"; new str. */
+PyObject *resil_field_accepts(const rs_field *f);
+/* Raises the field's ValueError: "<name> must be <accepts>, got <got>"
+ * (without the got part for NULL). Returns -1. */
+int resil_field_error(const rs_field *f, PyObject *got);
+/* Raises for a status a core init or configure returned: MemoryError for
+ * RS_ENOMEM; for RS_EFIELD_BASE + i the ValueError of table[i] showing
+ * given[i], or when that was not passed defaults[i] (when defaults is not
+ * NULL) as its default; SystemError for any other status. Returns -1. */
+int resil_raise_status(int rc, const rs_field *table, int n, PyObject *const *given,
+                       const double *defaults);
+/* Adds {name: {kind, lo, hi, lo_open, hi_open, accepts}} for each of the n
+ * fields to the type's _ranges dict, where tests and tools read the bounds. */
+int resil_type_add_ranges(PyTypeObject *tp, const rs_field *table, int n);
 
 /* Takes the raised exception (normalised instance, traceback attached). */
 static inline PyObject *fetch_exc(void) {

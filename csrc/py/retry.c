@@ -46,17 +46,26 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &max_o, &jitter, &seed_o)) {
         return NULL;
     }
-    double base = 1.0, mult = 2.0, max_delay = 30.0;
-    if ((base_o && resil_number(base_o, "base", &base) < 0) ||
-        (mult_o && resil_number(mult_o, "multiplier", &mult) < 0) ||
-        (max_o && resil_number(max_o, "max_delay", &max_delay) < 0)) {
-        return NULL;
+    const rs_field *fields = RS_BACKOFF_FIELDS;
+    double v[RS_BOF_COUNT] = {1.0, 2.0, 30.0, 0.0}; /* base, multiplier, max_delay, jitter */
+    PyObject *given[RS_BOF_COUNT] = {base_o, mult_o, max_o, NULL};
+    for (int i = 0; i < RS_BOF_JITTER; i++) {
+        if (given[i] && resil_field_double(&fields[i], given[i], &v[i]) < 0) {
+            return NULL;
+        }
     }
     int mode = -1;
+    char names[80] = "";
     for (int i = 0; i < RS_JITTER_COUNT; i++) {
         if (strcmp(jitter, rs_jitter_name(i)) == 0) {
             mode = i;
         }
+        size_t used = strlen(names);
+        PyOS_snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "", rs_jitter_name(i));
+    }
+    if (mode < 0) {
+        PyErr_Format(PyExc_ValueError, "jitter must be one of %s, got '%s'", names, jitter);
+        return NULL;
     }
     PyObject *seed = seed_o == Py_None ? random_seed() : Py_NewRef(seed_o);
     if (!seed) {
@@ -80,18 +89,9 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     Py_DECREF(seed);
     rs_backoff core;
-    int rc = rs_backoff_init(&core, base, mult, max_delay, mode, s);
+    int rc = rs_backoff_init(&core, v[RS_BOF_BASE], v[RS_BOF_MULTIPLIER], v[RS_BOF_MAX_DELAY], mode, s);
     if (rc != RS_OK) {
-        int f = rc - RS_EFIELD_BASE;
-        if (f == RS_BOF_JITTER) {
-            PyErr_Format(PyExc_ValueError, "jitter must be %s, got '%s'", rs_backoff_field_range(f),
-                         jitter);
-        } else {
-            PyObject *bad = f == RS_BOF_BASE ? base_o : f == RS_BOF_MULTIPLIER ? mult_o : max_o;
-            char accepts[80];
-            PyOS_snprintf(accepts, sizeof accepts, "a finite number %s", rs_backoff_field_range(f));
-            resil_bad_value(rs_backoff_field_name(f), accepts, bad ? bad : Py_None);
-        }
+        resil_raise_status(rc, fields, RS_BOF_COUNT, given, v);
         return NULL;
     }
     BackoffObject *self = (BackoffObject *)type->tp_alloc(type, 0);
@@ -256,11 +256,12 @@ static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     if (!st) {
         return NULL;
     }
+    const rs_field *fields = RS_BUDGET_FIELDS;
     double ratio = 0.2, mps = 3.0;
     uint64_t window_ns = 10 * RS_NS_PER_SEC;
-    if ((ratio_o && resil_number(ratio_o, "ratio", &ratio) < 0) ||
-        (mps_o && resil_number(mps_o, "min_per_second", &mps) < 0) ||
-        (window_o && resil_seconds_to_ns(window_o, "window", &window_ns) < 0)) {
+    if ((ratio_o && resil_field_double(&fields[RS_BGF_RATIO], ratio_o, &ratio) < 0) ||
+        (mps_o && resil_field_double(&fields[RS_BGF_MIN_PER_SECOND], mps_o, &mps) < 0) ||
+        (window_o && resil_field_ns(&fields[RS_BGF_WINDOW], window_o, &window_ns) < 0)) {
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
@@ -271,11 +272,8 @@ static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     rs_budget core;
     int rc = rs_budget_init(&core, ratio, mps, window_ns, now);
     if (rc != RS_OK) {
-        int f = rc - RS_EFIELD_BASE;
-        PyObject *bad = f == RS_BGF_RATIO ? ratio_o : f == RS_BGF_MIN_PER_SECOND ? mps_o : window_o;
-        char accepts[80];
-        PyOS_snprintf(accepts, sizeof accepts, "a finite number %s", rs_budget_field_range(f));
-        resil_bad_value(rs_budget_field_name(f), accepts, bad ? bad : Py_None);
+        PyObject *given[RS_BGF_COUNT] = {ratio_o, mps_o, window_o};
+        resil_raise_status(rc, fields, RS_BGF_COUNT, given, NULL);
         return NULL;
     }
     BudgetObject *self = (BudgetObject *)type->tp_alloc(type, 0);
@@ -536,7 +534,9 @@ static PyType_Spec retrying_spec = {
 
 int resil_retry_init_types(PyObject *module, resil_state *st) {
     if (resil_add_type(module, &backoff_spec, NULL, &st->Backoff_type) < 0 ||
-        resil_add_type(module, &budget_spec, NULL, &st->RetryBudget_type) < 0) {
+        resil_add_type(module, &budget_spec, NULL, &st->RetryBudget_type) < 0 ||
+        resil_type_add_ranges(st->Backoff_type, RS_BACKOFF_FIELDS, RS_BOF_JITTER) < 0 ||
+        resil_type_add_ranges(st->RetryBudget_type, RS_BUDGET_FIELDS, RS_BGF_COUNT) < 0) {
         return -1;
     }
     return resil_add_type(module, &retrying_spec, NULL, NULL);

@@ -60,24 +60,22 @@ static const double QS[] = {0.0,  1e-300, 1e-9, 1e-4, 0.001, 0.01,  0.05,   0.1,
 
 /* ---- names and validation ----------------------------------------------- */
 
-/* Field names and ranges are non-NULL for valid indices and NULL outside. */
+/* The field table names every field and gives its bounds from the header's constants. */
 static void test_field_names_and_ranges(void) {
     const char *names[RS_HGF_COUNT] = {
         [RS_HGF_SUB_BITS] = "sub_bits",
         [RS_HGF_MAX_BITS] = "max_bits",
-        [RS_HGF_NSLOTS] = "nslots",
+        [RS_HGF_NSLOTS] = "slots",
         [RS_HGF_SLOT_NS] = "slot_ns",
     };
     for (int f = 0; f < RS_HGF_COUNT; f++) {
-        const char *range = rs_hist_field_range(f);
-        CHECK_STREQ(rs_hist_field_name(f), names[f]);
-        CHECK(range != NULL && range[0] != '\0');
+        CHECK_STREQ(RS_HIST_FIELDS[f].name, names[f]);
+        CHECK(RS_HIST_FIELDS[f].lo <= RS_HIST_FIELDS[f].hi);
     }
-    const int outside[] = {-1, RS_HGF_COUNT, RS_HGF_COUNT + 1, INT_MIN, INT_MAX};
-    for (size_t i = 0; i < NELEM(outside); i++) {
-        CHECK(rs_hist_field_name(outside[i]) == NULL);
-        CHECK(rs_hist_field_range(outside[i]) == NULL);
-    }
+    CHECK(RS_HIST_FIELDS[RS_HGF_SUB_BITS].lo == RS_HIST_MIN_SUB_BITS);
+    CHECK(RS_HIST_FIELDS[RS_HGF_SUB_BITS].hi == RS_HIST_MAX_SUB_BITS);
+    CHECK(RS_HIST_FIELDS[RS_HGF_MAX_BITS].hi == RS_HIST_MAX_MAX_BITS);
+    CHECK(RS_HIST_FIELDS[RS_HGF_NSLOTS].hi == RS_HIST_MAX_SLOTS);
 }
 
 /* Each bad field is reported as RS_EFIELD_BASE + that field; edges are accepted; free is safe after. */

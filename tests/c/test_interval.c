@@ -16,9 +16,9 @@ static void test_validation(void) {
     CHECK_EQ_INT(rs_interval_init(&iv, 0.1, 0.05, 1.0, 0.5, 0.8, 0.9), RS_EFIELD_BASE + RS_IVF_SLOWDOWN);
     CHECK_EQ_INT(rs_interval_init(&iv, 0.1, 0.05, INFINITY, 0.5, 0.8, 1.2), RS_EFIELD_BASE + RS_IVF_MAX);
     for (int f = 0; f < RS_IVF_COUNT; f++) {
-        CHECK(rs_interval_field_name(f) != NULL && rs_interval_field_range(f) != NULL);
+        CHECK(RS_INTERVAL_FIELDS[f].name != NULL && RS_INTERVAL_FIELDS[f].lo <= RS_INTERVAL_FIELDS[f].hi);
     }
-    CHECK(rs_interval_field_name(RS_IVF_COUNT) == NULL && rs_interval_field_name(-1) == NULL);
+    CHECK(!rs_field_ok(&RS_INTERVAL_FIELDS[RS_IVF_THRESHOLD], NAN));
 }
 
 /* MICRO at low activity: 0.1 -> 0.12 -> 0.144 -> ... -> 1.0; at high: 1.0 -> 0.8 -> ... -> 0.05. */
