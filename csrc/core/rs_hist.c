@@ -374,59 +374,52 @@ typedef struct live_set {
     double sum;
 } live_set;
 
-static void collect(const rs_hist_window *w, uint64_t now_ns, live_set *ls) {
+static live_set collect(const rs_hist_window *w, uint64_t now_ns) {
+    live_set ls;
     uint64_t e = epoch_at(w, now_ns);
-    ls->n = 0;
-    ls->count = ls->clamped = ls->max = 0;
-    ls->min = UINT64_MAX;
-    ls->sum = 0.0;
+    ls.n = 0;
+    ls.count = ls.clamped = ls.max = 0;
+    ls.min = UINT64_MAX;
+    ls.sum = 0.0;
     for (uint32_t j = 0; j < w->nslots; j++) {
         const rs_hist *s = &w->slots[j];
         if (s->count == 0 || e - w->epochs[j] >= w->nslots) {
             continue;
         }
-        ls->cols[ls->n++] = s->counts;
-        ls->count += s->count;
-        ls->clamped += s->clamped;
-        ls->min = s->min < ls->min ? s->min : ls->min;
-        ls->max = s->max > ls->max ? s->max : ls->max;
-        ls->sum += s->sum;
+        ls.cols[ls.n++] = s->counts;
+        ls.count += s->count;
+        ls.clamped += s->clamped;
+        ls.min = s->min < ls.min ? s->min : ls.min;
+        ls.max = s->max > ls.max ? s->max : ls.max;
+        ls.sum += s->sum;
     }
+    return ls;
 }
 
 uint64_t rs_hist_window_count(const rs_hist_window *w, uint64_t now_ns) {
-    live_set ls;
-    collect(w, now_ns, &ls);
-    return ls.count;
+    return collect(w, now_ns).count;
 }
 
 uint64_t rs_hist_window_clamped(const rs_hist_window *w, uint64_t now_ns) {
-    live_set ls;
-    collect(w, now_ns, &ls);
-    return ls.clamped;
+    return collect(w, now_ns).clamped;
 }
 
 uint64_t rs_hist_window_min(const rs_hist_window *w, uint64_t now_ns) {
-    live_set ls;
-    collect(w, now_ns, &ls);
+    live_set ls = collect(w, now_ns);
     return ls.count ? ls.min : 0;
 }
 
 uint64_t rs_hist_window_max(const rs_hist_window *w, uint64_t now_ns) {
-    live_set ls;
-    collect(w, now_ns, &ls);
-    return ls.max;
+    return collect(w, now_ns).max;
 }
 
 double rs_hist_window_mean(const rs_hist_window *w, uint64_t now_ns) {
-    live_set ls;
-    collect(w, now_ns, &ls);
+    live_set ls = collect(w, now_ns);
     return ls.count ? ls.sum / (double)ls.count : 0.0;
 }
 
 uint64_t rs_hist_window_quantile(const rs_hist_window *w, uint64_t now_ns, double q) {
-    live_set ls;
-    collect(w, now_ns, &ls);
+    live_set ls = collect(w, now_ns);
     return pick(ls.cols, ls.n, w->sub_bits, (uint64_t)1 << w->max_bits, w->nbuckets, ls.count,
                 ls.min, ls.max, q);
 }

@@ -161,11 +161,7 @@ uint64_t rs_rate_count(rs_rate *r, uint64_t now_ns) {
 }
 
 void rs_rate_reset(rs_rate *r) {
-    rs_free(r->times);
-    r->times = NULL;
-    r->cap = 0;
-    r->head = 0;
-    r->len = 0;
+    rs_rate_free(r);
     r->accepted = 0;
     r->refused = 0;
 }
