@@ -251,6 +251,23 @@ static PyObject *aw_iternext(AwaitObject *a) {
     return NULL;
 }
 
+/* Ends an awaitable that never started (closed, or thrown into): gives its
+ * permit back, drops the deferred call and closes the coroutine. Returns
+ * what close() returned (None without a coroutine), NULL if it raised. */
+static PyObject *aw_abandon(AwaitObject *a) {
+    a->phase = 2;
+    aw_give_back(a);
+    Py_CLEAR(a->fn);
+    Py_CLEAR(a->args);
+    Py_CLEAR(a->kwargs);
+    if (!a->iter) {
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
+    Py_CLEAR(a->iter);
+    return r;
+}
+
 static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
@@ -258,19 +275,11 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
     }
     if (a->phase != 1) {
         if (a->phase == 0) {
-            a->phase = 2;
-            aw_give_back(a);
-            Py_CLEAR(a->fn);
-            Py_CLEAR(a->args);
-            Py_CLEAR(a->kwargs);
-            if (a->iter) {
-                PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
-                Py_CLEAR(a->iter);
-                if (!r) {
-                    return NULL;
-                }
-                Py_DECREF(r);
+            PyObject *r = aw_abandon(a);
+            if (!r) {
+                return NULL;
             }
+            Py_DECREF(r);
         }
         raise_thrown(args, nargs);
         return NULL;
@@ -322,16 +331,7 @@ static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
         return r;
     }
     if (a->phase == 0) {
-        a->phase = 2;
-        aw_give_back(a);
-        Py_CLEAR(a->fn);
-        Py_CLEAR(a->args);
-        Py_CLEAR(a->kwargs);
-        if (a->iter) {
-            PyObject *r = PyObject_CallMethod(a->iter, "close", NULL);
-            Py_CLEAR(a->iter);
-            return r;
-        }
+        return aw_abandon(a);
     }
     Py_RETURN_NONE;
 }
