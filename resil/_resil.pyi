@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from enum import IntEnum
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 _T = TypeVar("_T")
 
@@ -33,6 +33,9 @@ class MonotonicClock:
     def now_ns(self) -> int: ...
 
 class VirtualClock:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, start: float = 0.0) -> None: ...
     def now(self) -> float: ...
     def now_ns(self) -> int: ...
@@ -67,6 +70,9 @@ class Guarded:
     def breaker(self) -> Breaker: ...
 
 class Breaker:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(
         self,
         name: str = "default",
@@ -200,6 +206,9 @@ class Breaker:
     def _set_listener(self, fn: Callable[..., object] | None) -> None: ...
 
 class Backoff:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, base: float = 1.0, multiplier: float = 2.0, max_delay: float = 30.0, *,
                  jitter: str = "none", seed: int | None = None) -> None: ...
     def delay(self, attempt: int, prev: float | None = None) -> float: ...
@@ -216,6 +225,9 @@ class Backoff:
     def seed(self) -> int: ...
 
 class RetryBudget:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, ratio: float = 0.2, min_per_second: float = 3.0, window: float = 10.0, *,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...
     def record_request(self) -> None: ...
@@ -229,6 +241,9 @@ class Retrying:
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
 
 class Deduplicator:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, ttl: float = 300.0, capacity: int = 100_000, *,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...
     def seen(self, key: object) -> bool: ...
@@ -251,6 +266,9 @@ import asyncio as _asyncio
 class QueueFull(ResilError, _asyncio.QueueFull): ...
 
 class Ring:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     _waiting_getters: int
     _waiting_putters: int
     _waiting_joiners: int
@@ -279,6 +297,9 @@ class Ring:
     def reject_at(self) -> float: ...
 
 class AdaptiveInterval:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, base: float, min: float, max: float, threshold: float,
                  speedup: float = 0.8, slowdown: float = 1.2) -> None: ...
     def update(self, activity: float) -> float: ...
@@ -301,6 +322,9 @@ class AdaptiveInterval:
     def updates(self) -> int: ...
 
 class RateCounter:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, threshold: int, window: float, *,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...
     def hit(self) -> bool: ...
@@ -322,6 +346,9 @@ class RateCounter:
     def capacity(self) -> int: ...
 
 class Histogram:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, sub_bits: int = 7, max_bits: int = 44) -> None: ...
     def record(self, ms: float) -> None: ...
     def record_ns(self, ns: int) -> None: ...
@@ -348,6 +375,9 @@ class Histogram:
     def max_bits(self) -> int: ...
 
 class WindowedHistogram:
+    # Each configuration parameter checked against the core field table:
+    # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
     def __init__(self, retention: float = 86400.0, slots: int = 12, *, sub_bits: int = 6,
                  max_bits: int = 42,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...
