@@ -1347,8 +1347,5 @@ static PyType_Spec breaker_spec = {
 };
 
 int resil_breaker_init_types(PyObject *module, resil_state *st) {
-    if (resil_add_type(module, &breaker_spec, NULL, &st->Breaker_type) < 0) {
-        return -1;
-    }
-    return resil_type_add_ranges(st->Breaker_type, FIELDS, RS_BF_COUNT);
+    return resil_add_type_with_ranges(module, &breaker_spec, &st->Breaker_type, FIELDS, RS_BF_COUNT);
 }

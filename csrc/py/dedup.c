@@ -370,11 +370,5 @@ static PyType_Spec dedup_spec = {
 
 int resil_dedup_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    PyTypeObject *tp;
-    if (resil_add_type(module, &dedup_spec, NULL, &tp) < 0) {
-        return -1;
-    }
-    int rc = resil_type_add_ranges(tp, RS_DEDUP_FIELDS, RS_DDF_COUNT);
-    Py_DECREF(tp);
-    return rc;
+    return resil_add_type_with_ranges(module, &dedup_spec, NULL, RS_DEDUP_FIELDS, RS_DDF_COUNT);
 }

@@ -203,6 +203,21 @@ int resil_raise_status(int rc, const rs_field *table, int n, PyObject *const *gi
     return -1;
 }
 
+int resil_add_type_with_ranges(PyObject *module, PyType_Spec *spec, PyTypeObject **out,
+                               const rs_field *table, int n) {
+    PyTypeObject *tp;
+    if (resil_add_type(module, spec, NULL, &tp) < 0) {
+        return -1;
+    }
+    int rc = resil_type_add_ranges(tp, table, n);
+    if (rc == 0 && out) {
+        *out = tp; /* the caller keeps this reference (module state) */
+        return 0;
+    }
+    Py_DECREF(tp);
+    return rc;
+}
+
 int resil_type_add_ranges(PyTypeObject *tp, const rs_field *table, int n) {
     PyObject *d = PyDict_GetItemString(tp->tp_dict, "_ranges"); /* borrowed */
     if (d) {

@@ -122,11 +122,5 @@ static PyType_Spec interval_spec = {
 
 int resil_interval_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    PyTypeObject *tp;
-    if (resil_add_type(module, &interval_spec, NULL, &tp) < 0) {
-        return -1;
-    }
-    int rc = resil_type_add_ranges(tp, RS_INTERVAL_FIELDS, RS_IVF_COUNT);
-    Py_DECREF(tp);
-    return rc;
+    return resil_add_type_with_ranges(module, &interval_spec, NULL, RS_INTERVAL_FIELDS, RS_IVF_COUNT);
 }

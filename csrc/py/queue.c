@@ -389,13 +389,10 @@ int resil_queue_init_types(PyObject *module, resil_state *st) {
         return -1;
     }
     PyTypeObject *tp;
-    if (resil_add_type(module, &ring_spec, NULL, &tp) < 0) {
+    if (resil_add_type_with_ranges(module, &ring_spec, &tp, WATERMARK_FIELDS, WF_COUNT) < 0) {
         return -1;
     }
-    int rc = resil_type_add_ranges(tp, &RS_RING_CAPACITY_FIELD, 1) < 0 ||
-                     resil_type_add_ranges(tp, WATERMARK_FIELDS, WF_COUNT) < 0
-                 ? -1
-                 : 0;
+    int rc = resil_type_add_ranges(tp, &RS_RING_CAPACITY_FIELD, 1);
     Py_DECREF(tp);
     return rc;
 }

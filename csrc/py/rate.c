@@ -196,8 +196,6 @@ static PyType_Spec rate_spec = {
 };
 
 int resil_rate_init_types(PyObject *module, resil_state *st) {
-    if (resil_add_type(module, &rate_spec, NULL, &st->RateCounter_type) < 0) {
-        return -1;
-    }
-    return resil_type_add_ranges(st->RateCounter_type, RS_RATE_FIELDS, RS_RTF_COUNT);
+    return resil_add_type_with_ranges(module, &rate_spec, &st->RateCounter_type, RS_RATE_FIELDS,
+                                      RS_RTF_COUNT);
 }

@@ -117,6 +117,9 @@ int resil_raise_status(int rc, const rs_field *table, int n, PyObject *const *gi
 /* Adds {name: {kind, lo, hi, lo_open, hi_open, accepts}} for each of the n
  * fields to the type's _ranges dict, where tests and tools read the bounds. */
 int resil_type_add_ranges(PyTypeObject *tp, const rs_field *table, int n);
+/* resil_add_type, then resil_type_add_ranges on the new type. */
+int resil_add_type_with_ranges(PyObject *module, PyType_Spec *spec, PyTypeObject **out,
+                               const rs_field *table, int n);
 
 /* Takes the raised exception (normalised instance, traceback attached). */
 static inline PyObject *fetch_exc(void) {
