@@ -70,6 +70,7 @@ TARGETS = [
            companions={"reject_at": {"warn_at": 1e-300}, "warn_at": {"reject_at": 1.0}},
            too_big=frozenset({"maxsize"})),
     Target("VirtualClock()", resil.VirtualClock, _ctor(resil.VirtualClock)),
+    Target("BreakerGroup()", _resil.EjectionPool, _ctor(resil.BreakerGroup)),
 ]
 
 CASES = [(t, name) for t in TARGETS for name in sorted(t.ranges_of._ranges)]  # type: ignore[attr-defined]
@@ -123,8 +124,8 @@ def test_constructor_parameters_are_all_checked_by_a_table() -> None:
     for t in TARGETS:
         if "configure" in t.label:
             continue
-        cls = {_resil.Ring: resil.BoundedQueue, _resil.Breaker: resil.CircuitBreaker}.get(
-            t.ranges_of, t.ranges_of)
+        cls = {_resil.Ring: resil.BoundedQueue, _resil.Breaker: resil.CircuitBreaker,
+               _resil.EjectionPool: _resil.EjectionPool}.get(t.ranges_of, t.ranges_of)
         params = set(inspect.signature(cls).parameters) - non_numeric
         assert params <= set(t.ranges_of._ranges), (t.label, params)  # type: ignore[attr-defined]
 

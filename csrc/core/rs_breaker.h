@@ -114,6 +114,10 @@ const char *rs_breaker_field_range(int field);
  * a duration) and allowed values of each field (rs_breaker_fields.c). */
 extern const rs_field RS_BREAKER_FIELDS[RS_BF_COUNT];
 
+/* The ejector's max_percent: a percentage of the group's members. */
+#define RS_EJECTOR_MAX_PERCENT 100
+extern const rs_field RS_EJECTOR_PERCENT_FIELD;
+
 /* Returns RS_OK or RS_EFIELD_BASE + the first bad field. */
 int rs_breaker_config_check(const rs_breaker_config *c);
 

@@ -24,3 +24,6 @@ const rs_field RS_BREAKER_FIELDS[RS_BF_COUNT] = {
     {"min_health_score", RS_FIELD_NUMBER, 0.0, 1.0, 0, NULL},
     {"latency_window", RS_FIELD_INT, 1, RS_WINDOW_MAX_SIZE, 0, NULL},
 };
+
+const rs_field RS_EJECTOR_PERCENT_FIELD = {"max_ejection_percent", RS_FIELD_INT, 0,
+                                           RS_EJECTOR_MAX_PERCENT, 0, NULL};

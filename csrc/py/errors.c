@@ -105,7 +105,10 @@ static int openerr_init(OpenErrorObject *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
         if (overflow || v < 0 || v >= RS_STATE_COUNT) {
-            return resil_bad_value("state", "a resil.State or an int in [0, 5]", state);
+            char accepts[64];
+            PyOS_snprintf(accepts, sizeof accepts, "a resil.State or an int in [0, %d]",
+                          RS_STATE_COUNT - 1);
+            return resil_bad_value("state", accepts, state);
         }
         state = st->states[v];
     }

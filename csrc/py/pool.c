@@ -8,23 +8,19 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:EjectionPool", kwlist, &pct)) {
         return NULL;
     }
-    if (!PyLong_Check(pct) || PyBool_Check(pct)) {
-        PyErr_Format(PyExc_TypeError, "max_ejection_percent must be an int, not %.100s",
-                     Py_TYPE(pct)->tp_name);
-        return NULL;
-    }
-    long v = PyLong_AsLong(pct);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        v = -1;
-    }
-    if (v < 0 || v > 100) {
-        PyErr_Format(PyExc_ValueError, "max_ejection_percent must be in [0, 100], got %R", pct);
+    long long v;
+    if (resil_field_int(&RS_EJECTOR_PERCENT_FIELD, pct, &v) < 0) {
         return NULL;
     }
     PoolObject *self = (PoolObject *)type->tp_alloc(type, 0);
-    if (self) {
-        rs_ejector_init(&self->ej, (uint32_t)v);
+    if (!self) {
+        return NULL;
+    }
+    int rc = rs_ejector_init(&self->ej, (uint32_t)v);
+    if (rc != RS_OK) {
+        Py_DECREF(self);
+        resil_raise_status(rc, &RS_EJECTOR_PERCENT_FIELD, 1, NULL, NULL);
+        return NULL;
     }
     return (PyObject *)self;
 }
@@ -64,5 +60,6 @@ static PyType_Spec pool_spec = {
 };
 
 int resil_pool_init_types(PyObject *module, resil_state *st) {
-    return resil_add_type(module, &pool_spec, NULL, &st->EjectionPool_type);
+    return resil_add_type_with_ranges(module, &pool_spec, &st->EjectionPool_type,
+                                      &RS_EJECTOR_PERCENT_FIELD, 1);
 }
