@@ -87,3 +87,47 @@ def text(value: Any, name: str) -> str:
     if not value:
         raise ValueError(f"{name} must be a non-empty str, got ''")
     return value
+
+
+def limit(value: Any, name: str, *, optional: bool = False) -> float:
+    """A time limit in seconds >= 0 where ``inf`` means no limit (so does
+    an int too large for a float, and None with ``optional``): the limit
+    as a float, ``math.inf`` for none."""
+    either = "None or " if optional else ""
+    if value is None and optional:
+        return math.inf
+    if not _is_number(value):
+        raise TypeError(f"{name} must be {either}a number of seconds >= 0 (inf: no limit), "
+                        f"not {type(value).__name__}")
+    if not value >= 0:  # also NaN
+        raise ValueError(f"{name} must be {either}a number of seconds >= 0 (inf: no limit), "
+                         f"got {show(value)}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond any float: no limit either
+        return math.inf
+
+
+def clock(value: Any, name: str = "clock") -> Any:
+    """``value`` when it is None or has a ``now()`` method (seconds)."""
+    if value is not None and not callable(getattr(value, "now", None)):
+        raise TypeError(f"{name} must be None or a clock with a now() method returning "
+                        f"seconds, not {type(value).__name__}")
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """A bool (an int is not taken for one)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """One of the strings in ``options``."""
+    accepted = ", ".join(map(repr, options))
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {accepted}, not {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {accepted}, got {value!r}")
+    return value

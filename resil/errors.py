@@ -15,7 +15,16 @@ CANCELLATION: tuple[type[BaseException], ...] = (
 __all__ = ["OperationTimeout", "RetryError"]
 
 
-class OperationTimeout(ResilError, TimeoutError):
+class _Message:
+    """Base of the resil exceptions made from a message alone: their
+    constructor is ``(message="")``, a signature ``inspect`` can read (the
+    C base class's own constructor shows none)."""
+
+    def __init__(self, message: str = "", /) -> None:
+        super().__init__(message)  # type: ignore[call-arg]  # the exception class after this one
+
+
+class OperationTimeout(_Message, ResilError, TimeoutError):
     """An operation ran out of time: a TimeoutManager deadline, or a retried
     coroutine still running at its deadline. A subclass of TimeoutError."""
 

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
+from resil import _check
+
 __all__ = ["CancellationToken", "Outcome", "Supervisor", "shutdown_task"]
 
 _log = logging.getLogger("resil.tasks")
@@ -85,7 +87,7 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"  # still running after graceful + forced
 
 
-async def shutdown_task(task: asyncio.Task[Any], graceful: float = 5.0,
+async def shutdown_task(task: asyncio.Task[Any], *, graceful: float = 5.0,
                         forced: float = 2.0) -> Outcome:
     """Stops a task in two phases and says how it ended.
 
@@ -97,9 +99,8 @@ async def shutdown_task(task: asyncio.Task[Any], graceful: float = 5.0,
     """
     if not isinstance(task, asyncio.Future):
         raise TypeError(f"shutdown_task needs an asyncio.Task, not {type(task).__name__}")
-    for name, value in (("graceful", graceful), ("forced", forced)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    graceful = _check.limit(graceful, "graceful")
+    forced = _check.limit(forced, "forced")
     name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
     if not task.done():
         await asyncio.wait({task}, timeout=graceful)
@@ -153,7 +154,7 @@ class Supervisor:
         tasks = list(self._tasks)
         if not tasks:
             return {}
-        outcomes = await asyncio.gather(*(shutdown_task(t, graceful, forced) for t in tasks))
+        outcomes = await asyncio.gather(*(shutdown_task(t, graceful=graceful, forced=forced) for t in tasks))
         return {t.get_name(): o for t, o in zip(tasks, outcomes)}
 
     def stats(self) -> dict[str, int]:

@@ -22,7 +22,7 @@ def fill(m: Monitor, ok: int, failed: int, ms: float = 10.0, component: str = "d
     for _ in range(ok):
         m.record(component, "query", ms, True)
     for _ in range(failed):
-        m.record(component, "query", ms, False, "TimeoutError")
+        m.record(component, "query", ms, False, error_type="TimeoutError")
 
 
 def test_health_moves_healthy_degraded_critical_on_error_rate() -> None:
@@ -106,7 +106,7 @@ def test_dashboard_document() -> None:
     samples = [float(i) for i in range(1, 1001)]
     for i, ms in enumerate(samples):
         m.record("kafka_client", "publish_event", ms, i % 50 != 0,
-                 None if i % 50 else "KafkaError")
+                 error_type=None if i % 50 else "KafkaError")
     m.record_event("timeout", "kafka_client")
     m.record_event("retry", "kafka_client")
     m.record_event("retry", "kafka_client")
@@ -205,7 +205,7 @@ def test_counts_and_percentiles_agree_at_slot_edges(read_at: float) -> None:
     clock = VirtualClock()
     m = Monitor(retention=1.0, slots=3, clock=clock)
     clock.advance(0.1)
-    m.record("c", "op", 42.0, False, "E")
+    m.record("c", "op", 42.0, False, error_type="E")
     clock.set(read_at)
     perf = m.dashboard()["component_performance"]["c"]
     if perf["total_requests"]:

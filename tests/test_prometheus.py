@@ -83,7 +83,7 @@ def all_sources() -> tuple[Any, ...]:
     emitter = EventEmitter(sink)
     monitor = Monitor(clock=clock)
     monitor.record("kafka", "publish", 120.0, True)
-    monitor.record("kafka", "publish", 80.0, False, "KafkaError")
+    monitor.record("kafka", "publish", 80.0, False, error_type="KafkaError")
     monitor.record_event("circuit_breaker_trip", "kafka")
     monitor.record_event("retry", "kafka")
     monitor.record_event("custom", "kafka")

@@ -23,7 +23,7 @@ class QueueMachine(RuleBasedStateMachine):
     def setup(self, maxsize: int, warn: float, reject: float) -> None:
         warn = min(warn, reject)
         self.clock = resil.VirtualClock(10)
-        self.q = resil.BoundedQueue(maxsize, warn, reject, clock=self.clock)
+        self.q = resil.BoundedQueue(maxsize, warn_at=warn, reject_at=reject, clock=self.clock)
         self.m = QueueModel(maxsize, warn, reject, self.clock.now_ns())
         self.n = 0
 
@@ -268,6 +268,6 @@ def test_bounded_queue_validation() -> None:
     with pytest.raises(TypeError, match="maxsize"):
         resil.BoundedQueue(1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reject_at"):
-        resil.BoundedQueue(10, 0.5, 1.5)
+        resil.BoundedQueue(10, warn_at=0.5, reject_at=1.5)
     with pytest.raises(ValueError, match="warn_at"):
-        resil.BoundedQueue(10, 0.9, 0.5)
+        resil.BoundedQueue(10, warn_at=0.9, reject_at=0.5)

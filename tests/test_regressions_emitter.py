@@ -253,7 +253,7 @@ def test_close_cancelled_by_its_caller_still_accounts_for_every_event() -> None:
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"graceful": -1}, ValueError), ({"graceful": math.nan}, ValueError),
-    ({"graceful": 10**400}, ValueError), ({"graceful": "5"}, TypeError),
+    ({"graceful": "5"}, TypeError),
     ({"graceful": True}, TypeError), ({"forced": -1}, ValueError),
     ({"forced": math.nan}, ValueError), ({"forced": None}, TypeError)])
 def test_close_refuses_bad_arguments_before_changing_anything(kwargs: dict[str, Any],

@@ -39,7 +39,7 @@ class SlowPyClock:
 # ---- BoundedQueue with a Python clock, under threads ---------------------------------
 
 def test_bounded_queue_python_clock_threads_lose_nothing() -> None:
-    q: resil.BoundedQueue[int] = resil.BoundedQueue(4, 1.0, 1.0, clock=SlowPyClock())
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(4, warn_at=1.0, reject_at=1.0, clock=SlowPyClock())
     threads_n, rounds = 6, 1500
     accepted: list[list[int]] = [[] for _ in range(threads_n)]
     taken: list[list[int]] = [[] for _ in range(threads_n)]
@@ -165,7 +165,7 @@ def test_bounded_queue_failing_python_clock_changes_nothing() -> None:
             return 1.0
 
     clock = Flaky()
-    q: resil.BoundedQueue[str] = resil.BoundedQueue(2, 1.0, 1.0, clock=clock)
+    q: resil.BoundedQueue[str] = resil.BoundedQueue(2, warn_at=1.0, reject_at=1.0, clock=clock)
     q.put_nowait("a")
     clock.fail = True
     with pytest.raises(ZeroDivisionError):
@@ -275,7 +275,7 @@ def test_partitioned_queue_maxsize(maxsize: Any, exc: type[Exception]) -> None:
 def test_watermark_bounds_accepted() -> None:
     q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=1, reject_at=1)
     assert (q.warn_at, q.reject_at) == (1.0, 1.0)
-    assert math.isclose(resil.BoundedQueue(10, 0.25, 0.5).warn_at, 0.25)
+    assert math.isclose(resil.BoundedQueue(10, warn_at=0.25, reject_at=0.5).warn_at, 0.25)
 
 
 # ---- AdaptiveScheduler ---------------------------------------------------------------

@@ -118,17 +118,17 @@ def test_shutdown_task_outcomes(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        assert await resil.shutdown_task(asyncio.create_task(finishes(1)), 5, 2) is Outcome.OK
-        assert await resil.shutdown_task(asyncio.create_task(finishes(1, True)), 5, 2) \
+        assert await resil.shutdown_task(asyncio.create_task(finishes(1)), graceful=5, forced=2) is Outcome.OK
+        assert await resil.shutdown_task(asyncio.create_task(finishes(1, True)), graceful=5, forced=2) \
             is Outcome.ERROR
         assert loop.time() - t0 == 2.0  # each ended by itself after 1 s
         t0 = loop.time()
-        assert await resil.shutdown_task(asyncio.create_task(cooperative()), 5, 2) \
+        assert await resil.shutdown_task(asyncio.create_task(cooperative()), graceful=5, forced=2) \
             is Outcome.ABORTED
         assert loop.time() - t0 == 5.0
         t0 = loop.time()
         task = asyncio.create_task(stubborn())
-        assert await resil.shutdown_task(task, 5, 2) is Outcome.TIMEOUT
+        assert await resil.shutdown_task(task, graceful=5, forced=2) is Outcome.TIMEOUT
         assert loop.time() - t0 == 7.0  # graceful + forced, not a moment more
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -167,10 +167,10 @@ def test_supervisor_counts_and_shuts_everything_down() -> None:
 def test_shutdown_task_validation() -> None:
     async def main() -> None:
         with pytest.raises(TypeError):
-            await resil.shutdown_task("task", 1, 1)  # type: ignore[arg-type]
+            await resil.shutdown_task("task", graceful=1, forced=1)  # type: ignore[arg-type]
         t = asyncio.create_task(asyncio.sleep(0))
         with pytest.raises(ValueError, match="graceful"):
-            await resil.shutdown_task(t, -1, 1)
+            await resil.shutdown_task(t, graceful=-1, forced=1)
         await t
 
     resil.run_virtual(main())

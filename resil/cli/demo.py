@@ -306,7 +306,7 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
                 failed += 1
                 outcome = "DependencyError"
             monitor.record(breaker.name, "get", (clock.now() - started) * 1000.0,
-                           outcome is None, outcome)
+                           outcome is None, error_type=outcome)
             clock.advance(INTERVAL)
             if request % every == 0:
                 s = breaker.stats()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from resil import _check
 from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.policies.breaker import CircuitBreaker
-from resil.errors import CANCELLATION
+from resil.errors import CANCELLATION, _Message
 from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError, State
 
 if TYPE_CHECKING:
@@ -115,16 +115,16 @@ class TypeCircuitOpenError(CircuitOpenError):
         return f"publishing {event_type!r} is refused: circuit {self.name!r} is open: {why}; {fix}"
 
 
-class ContractViolation(ResilError):
+class ContractViolation(_Message, ResilError):
     """The error recorded for an event refused by a subscription's contract
     (a missing required field or an unsupported schema version)."""
 
 
-class HandlerDisabled(ResilError):
+class HandlerDisabled(_Message, ResilError):
     """The error recorded for an event not delivered to a disabled handler."""
 
 
-class DeliveryCancelled(ResilError):
+class DeliveryCancelled(_Message, ResilError):
     """The error recorded for deliveries skipped because ``publish`` or
     ``replay`` was cancelled (or interrupted) part-way through."""
 
@@ -271,9 +271,9 @@ class EventBus:
     ``"raise"`` or ``"drop"``.
     """
 
-    def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0,
+    def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0, *,
                  on_storm: str = "raise", handler_failure_limit: int = 3,
-                 store: SQLiteStore | None = None, dlq: DeadLetterSink | None = None, *,
+                 store: SQLiteStore | None = None, dlq: DeadLetterSink | None = None,
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
         from resil.storage.sqlite import SQLiteStore
 
@@ -341,8 +341,8 @@ class EventBus:
                 budget -= 1
             del idle[name]  # forgotten, or kept for its subscribers or circuit
 
-    def subscribe(self, event_type: str, handler: Callable[[Event], Any],
-                  required: Iterable[str] = (), versions: Iterable[str] = ("1.0", "1.1"), *,
+    def subscribe(self, event_type: str, handler: Callable[[Event], Any], *,
+                  required: Iterable[str] = (), versions: Iterable[str] = ("1.0", "1.1"),
                   name: str | None = None) -> Callable[[Event], Any]:
         """Adds ``handler`` for ``event_type`` and returns it. ``required``:
         payload fields the handler needs; ``versions``: schema versions it
@@ -432,9 +432,9 @@ class EventBus:
         return disabled > 0 and 2 * disabled >= len(topic.subs)
 
     # ---- publishing -------------------------------------------------------------
-    async def publish(self, event_type: str, payload: Mapping[str, Any],
+    async def publish(self, event_type: str, payload: Mapping[str, Any], *,
                       correlation_id: str | None = None, schema_version: str = "1.0",
-                      idempotency_key: str | None = None, *,
+                      idempotency_key: str | None = None,
                       publisher: str | None = None) -> Event | None:
         """Numbers, stores (with a store) and delivers one event; see the
         class docstring. Raises EventStormError, CircuitOpenError (naming
@@ -706,8 +706,9 @@ class EventBus:
         return self._dead_letters.send(event, error, f"{event.event_type}:{sub.name}", attempts)
 
     # ---- replay -------------------------------------------------------------------
-    async def replay(self, from_seq: int | None = None, since: float | datetime.datetime | None = None,
-                     event_type: str | None = None, *, to_seq: int | None = None) -> int:
+    async def replay(self, from_seq: int | None = None, *,
+                     since: float | datetime.datetime | None = None,
+                     event_type: str | None = None, to_seq: int | None = None) -> int:
         """Delivers stored events again to the current handlers, in sequence
         order; returns how many events were replayed. ``from_seq``/``to_seq``
         bound the sequence numbers, ``since`` the timestamps (Unix time or an
@@ -734,7 +735,7 @@ class EventBus:
                 if event_type not in known:
                     raise ValueError(f"unknown event type {event_type!r}: never published to "
                                      f"this store and no handler subscribed")
-        rows = store.events(from_seq, to_seq, since, event_type)
+        rows = store.events(from_seq, to_seq=to_seq, since=since, event_type=event_type)
         count = 0
         if self._busy:
             await self._acquire()

@@ -203,7 +203,7 @@ class DeadLetterQueue:
         return [e for e in entries if e.timestamp > cutoff]
 
     # ---- adding ---------------------------------------------------------------
-    def put(self, item: Any, error: BaseException | str, source: str | None = None,
+    def put(self, item: Any, error: BaseException | str, *, source: str | None = None,
             attempts: int = 0) -> int:
         """Adds an entry and returns its id. ``error``: the exception (or a
         str saying what went wrong); ``source``: a str (UTF-8 encodable) or

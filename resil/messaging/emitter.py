@@ -15,6 +15,7 @@ from typing import Any
 from resil import _check
 from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.messaging.queues import BoundedQueue
+from resil.errors import _Message
 from resil._resil import CircuitOpenError, QueueFull, ResilError
 
 __all__ = ["EventEmitter", "EmitterClosed"]
@@ -33,24 +34,10 @@ _REJECTED_WAIT_MAX = 1.0
 _TURN_SECONDS = 0.001
 
 
-class EmitterClosed(ResilError, RuntimeError):
+class EmitterClosed(_Message, ResilError, RuntimeError):
     """The emitter is closed: raised by ``put`` and ``start`` after ``close``,
     and recorded in the dead-letter queue for events still queued or in
     flight when it closed. Also a RuntimeError."""
-
-
-def _seconds(value: Any, name: str, *, allow_inf: bool) -> float:
-    """value as float seconds >= 0, or TypeError/ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    what = "a number of seconds >= 0" if allow_inf else "a finite number of seconds >= 0"
-    try:
-        seconds = float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must be {what}, got {_check.show(value)}") from None
-    if not seconds >= 0 or (seconds == math.inf and not allow_inf):
-        raise ValueError(f"{name} must be {what}, got {_check.show(value)}")
-    return seconds
 
 
 class EventEmitter:
@@ -100,7 +87,7 @@ class EventEmitter:
       :class:`EmitterClosed`.
     """
 
-    def __init__(self, sink: Callable[[Any], Any], queue_size: int = 1000,
+    def __init__(self, sink: Callable[[Any], Any], *, queue_size: int = 1000,
                  batch_size: int = 1, flush_interval: float = 0.0, overflow: str = "reject",
                  breaker: Any = None, retry: Callable[[Any], Any] | None = None,
                  dlq: DeadLetterSink | None = None) -> None:
@@ -116,13 +103,8 @@ class EventEmitter:
                 text = "queue_size" + text[len("maxsize"):]
             raise type(exc)(text) from None
         _check.integer(batch_size, "batch_size", 1, queue_size)
-        flush = _seconds(flush_interval, "flush_interval", allow_inf=False)
-        if not isinstance(overflow, str):
-            raise TypeError(f"overflow must be a str, one of {', '.join(map(repr, _OVERFLOW))}, "
-                            f"not {type(overflow).__name__}")
-        if overflow not in _OVERFLOW:
-            raise ValueError(f"overflow must be one of {', '.join(map(repr, _OVERFLOW))}, "
-                             f"got {overflow!r}")
+        flush = _check.seconds(flush_interval, "flush_interval", low_open=False)
+        _check.choice(overflow, "overflow", _OVERFLOW)
         if breaker is not None and not callable(getattr(breaker, "call_async", None)):
             raise TypeError(f"breaker must be a resil.CircuitBreaker, not {type(breaker).__name__}")
         if retry is not None and not callable(retry):
@@ -255,8 +237,8 @@ class EventEmitter:
         as dropped. Both are seconds >= 0 (``inf``: no limit); a bad value
         raises before anything changes. Idempotent: a second call waits for
         the first. Cancelling the caller does not stop the closing."""
-        graceful = _seconds(graceful, "graceful", allow_inf=True)
-        forced = _seconds(forced, "forced", allow_inf=True)
+        graceful = _check.limit(graceful, "graceful")
+        forced = _check.limit(forced, "forced")
         if self._closer is None:
             self._closing = True
             self._closer = asyncio.get_running_loop().create_task(

@@ -85,25 +85,9 @@ async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
 _MAX_SIZE = 1 << 30
 
 
-def _check_timeout(timeout: Any) -> float | None:
-    """A drain timeout as seconds for asyncio.wait_for: None (also for inf
-    and ints too large for a float) means no limit."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, "
-                        f"not {type(timeout).__name__}")
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int beyond any float
-        seconds = math.inf if timeout > 0 else -math.inf
-    if not seconds >= 0:  # also NaN
-        raise ValueError(f"timeout must be >= 0 seconds (None or inf: no limit), got {_check.show(timeout)}")
-    return None if seconds == math.inf else seconds
-
-
 async def _drain(join: Any, timeout: float | None, unfinished: int) -> bool:
-    seconds = _check_timeout(timeout)
+    limit = _check.limit(timeout, "timeout", optional=True)
+    seconds = None if limit == math.inf else limit
     if unfinished == 0:
         return True  # already processed: even drain(0) says so
     try:
@@ -135,8 +119,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
     or ``join`` waiting on the event loop is woken on that loop.
     """
 
-    def __init__(self, maxsize: int = 1000, warn_at: float = 0.8, reject_at: float = 0.95,
-                 *, clock: Any = None) -> None:
+    def __init__(self, maxsize: int = 1000, *, warn_at: float = 0.8, reject_at: float = 0.95,
+                 clock: Any = None) -> None:
         # Arguments are validated by the C constructor.
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()

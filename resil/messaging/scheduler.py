@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,18 +38,6 @@ class _LoopClock:
             return asyncio.get_running_loop().time()
         except RuntimeError:
             return 0.0
-
-
-def _seconds(value: Any, name: str) -> float:
-    """A non-negative duration in seconds (inf allowed: no limit)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not value >= 0:  # also NaN
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:  # an int beyond any float: no limit either
-        return math.inf
 
 
 @dataclass
@@ -88,14 +75,12 @@ class AdaptiveScheduler:
     ``stats()``) returns its status document.
     """
 
-    def __init__(self, emitter: EventEmitter | None = None, novelty_threshold: float = 0.75,
+    def __init__(self, emitter: EventEmitter | None = None, *, novelty_threshold: float = 0.75,
                  clock: VirtualClock | Any = None) -> None:
         if emitter is not None and not callable(getattr(emitter, "emit", None)):
             raise TypeError("emitter must be a resil.EventEmitter")
         self._novelty = _check.number(novelty_threshold, "novelty_threshold")
-        if clock is not None and not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method returning seconds, "
-                            f"not {type(clock).__name__}")
+        _check.clock(clock)
         self._emitter = emitter
         self._clock = clock if clock is not None else _LoopClock()
         self._jobs: dict[str, _Job] = {}
@@ -103,7 +88,7 @@ class AdaptiveScheduler:
         self._started = False
         self._stopping: asyncio.Event | None = None
 
-    def add(self, name: str, job: Callable[[], Awaitable[Any]], scale: TimeScale = TimeScale.MESO,
+    def add(self, name: str, job: Callable[[], Awaitable[Any]], *, scale: TimeScale = TimeScale.MESO,
             activity: Callable[[], Any] | None = None) -> None:
         """Adds a job; it starts at once when the scheduler is running."""
         if not isinstance(name, str):
@@ -139,8 +124,8 @@ class AdaptiveScheduler:
         after ``graceful`` seconds is cancelled (and given ``forced`` more).
         Both are seconds >= 0 (``inf``: no limit), checked before anything
         stops."""
-        graceful = _seconds(graceful, "graceful")
-        forced = _seconds(forced, "forced")
+        graceful = _check.limit(graceful, "graceful")
+        forced = _check.limit(forced, "forced")
         self._started = False
         if self._stopping is not None:
             self._stopping.set()

@@ -146,21 +146,16 @@ class Monitor:
     Thread-safe. ``clock`` times the window (a VirtualClock in tests).
     """
 
-    def __init__(self, retention: float = 86400.0, alert_error_rate: float = 5.0,
-                 alert_response_ms: float = 5000.0, *, slots: int = 12, clock: Any = None) -> None:
+    def __init__(self, retention: float = 86400.0, *, alert_error_rate: float = 5.0,
+                 alert_response_ms: float = 5000.0, slots: int = 12, clock: Any = None) -> None:
         self._retention = _check.number(retention, "retention", 1e-6, 365 * 86400.0)
         self._error_rate = _check.number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
         self._response_ms = _check.number(alert_response_ms, "alert_response_ms", 0.0, _MAX_MS)
         if self._error_rate == 0 or self._response_ms == 0:
             raise ValueError("alert_error_rate and alert_response_ms must be > 0 (a zero "
                              "threshold would call every component critical)")
-        if isinstance(slots, bool) or not isinstance(slots, int):
-            raise TypeError(f"slots must be an int in [1, 64], not {type(slots).__name__}")
-        if not 1 <= slots <= 64:
-            raise ValueError(f"slots must be an int in [1, 64], got {slots!r}")
-        if clock is not None and not callable(getattr(clock, "now", None)):
-            raise TypeError(f"clock must have a now() method returning seconds, "
-                            f"not {type(clock).__name__}")
+        _check.integer(slots, "slots", 1, 64)
+        _check.clock(clock)
         self._slots = slots
         self._clock = clock if clock is not None else MonotonicClock()
         # Validates the retention/slots pair in C before anything is kept.
@@ -186,7 +181,7 @@ class Monitor:
         return self._retention
 
     # ---- recording -------------------------------------------------------------
-    def record(self, component: str, operation: str, duration_ms: float, success: bool,
+    def record(self, component: str, operation: str, duration_ms: float, success: bool, *,
                error_type: str | None = None) -> None:
         """Records one operation of ``component``: ``component`` and
         ``operation`` are non-empty strs, ``duration_ms`` a number in [0,

@@ -62,8 +62,7 @@ class _Policy:
             raise TypeError(f"breaker must be a resil.CircuitBreaker, not {type(breaker).__name__}")
         if budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError(f"budget must be a resil.RetryBudget, not {type(budget).__name__}")
-        if clock is not None and not callable(getattr(clock, "now", None)):
-            raise TypeError("clock must have a now() method returning seconds")
+        _check.clock(clock)
         self.retries = retries
         self.backoff = backoff if backoff is not None else Backoff()
         self.retry_on = retry_on
@@ -291,13 +290,13 @@ async def _until(awaitable: Awaitable[Any], deadline: float,
     raise OperationTimeout(f"attempt still running at the deadline ({deadline - loop.time():+.3f}s)")
 
 
-def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exception,),
+def retry(retries: int = 3, *, backoff: Backoff | None = None, retry_on: Any = (Exception,),
           retry_if_result: Callable[[Any], object] | None = None,
           deadline: float | None = None, breaker: CircuitBreaker | None = None,
           budget: RetryBudget | None = None,
           retry_after: Callable[[BaseException], float | None] | None = None,
           on_retry: Callable[[int, float, object], object] | None = None,
-          clock: Any = None, *, name: str | None = None) -> RetryPolicy:
+          clock: Any = None, name: str | None = None) -> RetryPolicy:
     """Retries a function or coroutine function: at most ``retries + 1`` calls.
 
     - ``retries=3``: retries after the first call.
@@ -337,7 +336,7 @@ def retry(retries: int = 3, backoff: Backoff | None = None, retry_on: Any = (Exc
         raise TypeError("name must be a non-empty str or None")
     policy = _Policy(retries, backoff, retry_on, retry_if_result, deadline, breaker, budget,
                      retry_after, on_retry, clock)
-    return RetryPolicy(policy, name, clock)
+    return RetryPolicy(policy, name=name, clock=clock)
 
 
 class RetryPolicy:
@@ -349,7 +348,7 @@ class RetryPolicy:
 
     __slots__ = ("_policy", "name", "_clock")
 
-    def __init__(self, policy: _Policy, name: str | None, clock: Any) -> None:
+    def __init__(self, policy: _Policy, *, name: str | None, clock: Any) -> None:
         self._policy = policy
         self.name = name
         self._clock = clock

@@ -35,7 +35,7 @@ class _NameStats:
 class Operation:
     """One ``async with tm.timeout(name)`` block; ``progress()`` marks it alive."""
 
-    def __init__(self, manager: TimeoutManager, name: str, seconds: float) -> None:
+    def __init__(self, manager: TimeoutManager, name: str, *, seconds: float) -> None:
         self.manager = manager
         self.name = name
         self.seconds = seconds
@@ -178,7 +178,7 @@ class TimeoutManager:
     :func:`resil.run_virtual` they are virtual.
     """
 
-    def __init__(self, operation_timeout: float = 300.0, global_timeout: float = 3600.0,
+    def __init__(self, operation_timeout: float = 300.0, *, global_timeout: float = 3600.0,
                  grace_period: float = 30.0, warning_threshold: float = 0.8,
                  progressive: bool = True) -> None:
         self.operation_timeout = _check.seconds(operation_timeout, "operation_timeout")
@@ -208,7 +208,7 @@ class TimeoutManager:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         secs = self.operation_timeout if seconds is None else _check.seconds(seconds, "seconds")
-        return Operation(self, name, secs)
+        return Operation(self, name, seconds=secs)
 
     async def run(self, fn: Callable[..., Awaitable[T]], name: str, seconds: float | None = None,
                   *args: Any) -> T:

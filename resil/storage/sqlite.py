@@ -235,7 +235,7 @@ class SQLiteStore:
         result: int = self._write("append event", body)
         return result
 
-    def events(self, from_seq: int | None = None, to_seq: int | None = None,
+    def events(self, from_seq: int | None = None, *, to_seq: int | None = None,
                since: float | None = None, event_type: str | None = None) -> Iterator[dict[str, Any]]:
         """Stored events in sequence order, bounds inclusive, as dicts with
         the column names (``payload`` still JSON text). Read in pages, so
