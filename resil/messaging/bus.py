@@ -167,18 +167,19 @@ class _Topic:
     """What the bus keeps for an event type it currently tracks. Published
     counts and publisher names live in the bus (they outlive the topic)."""
 
-    __slots__ = ("name", "subs", "rate", "breaker")
+    __slots__ = ("name", "subs", "rate", "breaker", "clock")
 
-    def __init__(self, name: str, rate: RateCounter) -> None:
+    def __init__(self, name: str, rate: RateCounter, clock: Any) -> None:
         self.name = name
         self.subs: list[_Subscription] = []
         self.rate = rate
+        self.clock = clock  # the bus's: its breaker reads it
         self.breaker: CircuitBreaker | None = None  # made when first needed
 
     @property
     def circuit(self) -> CircuitBreaker:
         if self.breaker is None:
-            self.breaker = CircuitBreaker(name=f"bus:{self.name}")
+            self.breaker = CircuitBreaker(name=f"bus:{self.name}", clock=self.clock)
         return self.breaker
 
     def forced_open(self) -> bool:
@@ -279,8 +280,7 @@ class EventBus:
 
         _check.integer(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
         window = _check.seconds(storm_window, "storm_window", low=1e-9, low_open=False)
-        if not isinstance(on_storm, str) or on_storm not in _ON_STORM:
-            raise ValueError(f"on_storm must be 'raise' or 'drop', got {on_storm!r}")
+        _check.choice(on_storm, "on_storm", _ON_STORM)
         _check.integer(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
         if store is not None and not isinstance(store, SQLiteStore):
             raise TypeError("store must be a resil.SQLiteStore or None")
@@ -320,7 +320,7 @@ class EventBus:
         topic = self._topics.get(event_type)
         if topic is None:
             rate = RateCounter(self._storm_threshold, self._storm_window, clock=self._clock)
-            topic = self._topics[event_type] = _Topic(event_type, rate)
+            topic = self._topics[event_type] = _Topic(event_type, rate, self._clock)
             self._idle[event_type] = None
         return topic
 

@@ -53,7 +53,7 @@ class DeadLetterSink(Protocol):
 
     What a client hands over, one call per item that finally failed:
 
-    - ``put(item, error, source=None, attempts=0)``: ``item`` is what
+    - ``put(item, error, *, source=None, attempts=0)``: ``item`` is what
       failed (an emitter's event, a bus's :class:`Event`); ``error`` the
       exception of the last failure; ``source`` who gives it (``"emitter"``,
       or ``"<event type>:<handler name>"`` from a bus); ``attempts`` the
@@ -85,7 +85,7 @@ class DeadLetterSink(Protocol):
         """True when ``put`` may wait on a disk or network write."""
         ...
 
-    def put(self, item: Any, error: BaseException, source: str | None = None,
+    def put(self, item: Any, error: BaseException, *, source: str | None = None,
             attempts: int = 0) -> Any:
         """Keeps one item that failed; returns its id (or an awaitable)."""
         ...

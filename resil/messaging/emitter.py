@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from resil import _check
+from resil import _check, _time
 from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.messaging.queues import BoundedQueue
 from resil.errors import _Message
@@ -43,8 +43,8 @@ class EmitterClosed(_Message, ResilError, RuntimeError):
 class EventEmitter:
     """Emits events to a sink from a background task.
 
-    ``EventEmitter(sink, queue_size=1000, batch_size=1, flush_interval=0.0,
-    overflow="reject", breaker=None, retry=None, dlq=None)``.
+    ``EventEmitter(sink, *, queue_size=1000, batch_size=1, flush_interval=0.0,
+    overflow="reject", breaker=None, retry=None, dlq=None, clock=None)``.
 
     - ``sink``: a function or an async function called with each event (or
       with a list of events when ``batch_size > 1``); its result is awaited
@@ -85,12 +85,17 @@ class EventEmitter:
       still written by the worker thread). After ``close``, ``emit``
       returns False and counts a drop; ``put`` and ``start`` raise
       :class:`EmitterClosed`.
+    - ``clock=None``: what times ``flush_interval``, the waits while the
+      breaker rejects and the limits of ``close``: any object with
+      ``now()`` in seconds, by default the running event loop's clock.
+
+    Every argument after ``sink`` is keyword-only.
     """
 
     def __init__(self, sink: Callable[[Any], Any], *, queue_size: int = 1000,
                  batch_size: int = 1, flush_interval: float = 0.0, overflow: str = "reject",
                  breaker: Any = None, retry: Callable[[Any], Any] | None = None,
-                 dlq: DeadLetterSink | None = None) -> None:
+                 dlq: DeadLetterSink | None = None, clock: Any = None) -> None:
         if not callable(sink):
             raise TypeError(f"sink must be a function or an async function, not "
                             f"{type(sink).__name__}")
@@ -111,6 +116,7 @@ class EventEmitter:
             raise TypeError(f"retry must be a resil.retry(...) decorator, not "
                             f"{type(retry).__name__}")
         sink_for_dead_letters = check_sink(dlq)
+        self._clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
         self._queue = queue
         self._sink = sink
         self._batch_size = batch_size
@@ -245,24 +251,31 @@ class EventEmitter:
                 self._close(graceful, forced), name="resil-emitter-close")
         await asyncio.shield(self._closer)
 
+    async def _drain_until(self, until: float) -> bool:
+        """Waits until every queued event was processed, or the clock
+        reaches ``until``; True when processed."""
+        if not self._queue.unfinished_tasks:
+            return True
+        return await _time.await_until(self._queue.join, self._clock, until)
+
     async def _close(self, graceful: float, forced: float) -> None:
-        loop = asyncio.get_running_loop()
-        drain_until = loop.time() + graceful
+        clock = self._clock
+        drain_until = clock.now() + graceful
         deadline = drain_until + forced
         q = self._queue
         task = self._task
         if task is not None and not task.done():
-            drained = await q.drain(graceful)
+            drained = await self._drain_until(drain_until)
             while drained:
                 await asyncio.sleep(0)  # a put woken by the last take adds its event now
                 if not q.unfinished_tasks:
                     break
-                drained = await q.drain(max(drain_until - loop.time(), 0.0))
+                drained = await self._drain_until(drain_until)
             if not drained:
                 _log.warning("emitter did not drain in %.3fs; cancelling its sender", graceful)
             self._stopping = True
             task.cancel()
-            await asyncio.wait({task}, timeout=forced)
+            await _time.wait_until({task}, clock, clock.now() + forced)
         leftovers: list[tuple[Any, int]] = []
         if task is not None and task.done() and not task.cancelled() \
                 and task.exception() is not None:
@@ -284,7 +297,7 @@ class EventEmitter:
             self._dead_letter(event, closed, attempts)
         dead_letters = self._dead_letters
         if dead_letters is not None and dead_letters.pending:
-            await dead_letters.flush(max(deadline - loop.time(), 0.0))
+            await dead_letters.flush(max(deadline - clock.now(), 0.0))
             if dead_letters.pending:
                 _log.warning("emitter closed with %d dead letters still being written",
                              dead_letters.pending)
@@ -381,12 +394,11 @@ class EventEmitter:
     async def _fill(self, batch: list[Any]) -> None:
         q, size = self._queue, self._batch_size
         get = q.get_nowait
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._flush_interval
+        deadline = self._clock.now() + self._flush_interval
         while True:
             for _ in range(min(size - len(batch), q.qsize())):
                 batch.append(get())
-            if len(batch) >= size or self._flush_interval <= 0 or loop.time() >= deadline:
+            if len(batch) >= size or self._flush_interval <= 0 or self._clock.now() >= deadline:
                 return
             got, item = await self._get_before(deadline)
             if not got:
@@ -394,9 +406,8 @@ class EventEmitter:
             batch.append(item)  # no suspension since the get: never held outside the batch
 
     async def _get_before(self, deadline: float) -> tuple[bool, Any]:
-        """Waits for the next event until the loop's clock reaches deadline:
+        """Waits for the next event until the clock reaches deadline:
         (True, event), or (False, None) when the time ran out."""
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         expired = False
@@ -408,7 +419,7 @@ class EventEmitter:
 
         # A timer that cancels this task, like asyncio.timeout (3.11+): the
         # wait happens in this task, so no event is ever held by another.
-        timer = loop.call_at(deadline, expire)
+        timer = _time.Timer(self._clock, deadline, expire)
         try:
             return True, await self._queue.get()
         except asyncio.CancelledError:
@@ -450,7 +461,8 @@ class EventEmitter:
                     return
                 # Rejected without a call: the events wait in flight while
                 # the sender sleeps, so the loop runs on.
-                await asyncio.sleep(self._rejected_wait(exc, backoff))
+                await _time.sleep_until(self._clock,
+                                        self._clock.now() + self._rejected_wait(exc, backoff))
                 backoff = min(backoff * 2, _REJECTED_WAIT_MAX)
                 continue
             except Exception as exc:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-from resil import _check, _resil
+from resil import _check, _resil, _time
 from resil._resil import QueueFull
 
 __all__ = ["BoundedQueue", "PartitionedQueue", "QueueFull"]
@@ -85,22 +84,18 @@ async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
 _MAX_SIZE = 1 << 30
 
 
-async def _drain(join: Any, timeout: float | None, unfinished: int) -> bool:
+async def _drain(join: Callable[[], Awaitable[None]], timeout: float | None, unfinished: int,
+                 clock: Any) -> bool:
     limit = _check.limit(timeout, "timeout", optional=True)
-    seconds = None if limit == math.inf else limit
     if unfinished == 0:
         return True  # already processed: even drain(0) says so
-    try:
-        await asyncio.wait_for(join(), seconds)
-    except asyncio.TimeoutError:
-        return False
-    return True
+    return await _time.await_until(join, clock, clock.now() + limit)
 
 
 class BoundedQueue(_resil.Ring, Generic[T]):
     """An asyncio queue with watermarks: flow control and backpressure.
 
-    ``BoundedQueue(maxsize=1000, warn_at=0.8, reject_at=0.95, *, clock=None)``.
+    ``BoundedQueue(maxsize=1000, *, warn_at=0.8, reject_at=0.95, clock=None)``.
     ``put_nowait`` raises :class:`QueueFull` once the depth is at least
     ``reject_at * maxsize`` (flow control); ``await put`` waits until the
     depth is below that same limit (backpressure). ``warning`` is true while
@@ -112,7 +107,8 @@ class BoundedQueue(_resil.Ring, Generic[T]):
 
     ``maxsize`` is an int in [1, 2**30]; ``warn_at`` and ``reject_at`` are
     fractions of it with ``0 < warn_at <= reject_at <= 1``. ``clock``
-    (default: the monotonic clock) times the items' ages: any object with
+    (default: the monotonic clock) times the items' ages and ``drain``
+    (default there: the running event loop's clock): any object with
     ``now()`` in seconds. The non-blocking operations run in C and are
     atomic, so several threads may call them, whatever the clock: each
     either completes or raises and changes nothing, and a ``get``, ``put``
@@ -121,7 +117,9 @@ class BoundedQueue(_resil.Ring, Generic[T]):
 
     def __init__(self, maxsize: int = 1000, *, warn_at: float = 0.8, reject_at: float = 0.95,
                  clock: Any = None) -> None:
-        # Arguments are validated by the C constructor.
+        # Arguments are validated by the C constructor. drain() waits on the
+        # event loop: by the loop's own time unless a clock was given.
+        self._drain_clock: Any = _time.LOOP_CLOCK if clock is None else clock
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._joiners: deque[asyncio.Future[None]] = deque()
@@ -175,7 +173,7 @@ class BoundedQueue(_resil.Ring, Generic[T]):
         """Waits up to ``timeout`` seconds (``None`` or ``inf``: no limit) for
         join(); True when every item was processed. A negative or NaN timeout
         raises ValueError, a non-number TypeError."""
-        return await _drain(self.join, timeout, self.unfinished_tasks)
+        return await _drain(self.join, timeout, self.unfinished_tasks, self._drain_clock)
 
     def __repr__(self) -> str:
         return f"<BoundedQueue depth={self.qsize()} maxsize={self.maxsize}>"
@@ -189,13 +187,15 @@ class PartitionedQueue(Generic[K, T]):
 
     ``maxsize=1000`` (an int in [1, 2**30]) bounds the items waiting over
     all keys: ``put`` waits for room, ``put_nowait`` raises
-    :class:`QueueFull`. ``put_nowait``, ``get_nowait`` and ``task_done`` are
+    :class:`QueueFull`. ``clock=None`` times ``drain``: any object with
+    ``now()`` in seconds, by default the running event loop's clock. ``put_nowait``, ``get_nowait`` and ``task_done`` are
     atomic, so several threads may call them; a waiting ``get``, ``put``
     or ``join`` is woken on its event loop.
     """
 
-    def __init__(self, maxsize: int = 1000) -> None:
+    def __init__(self, maxsize: int = 1000, *, clock: Any = None) -> None:
         _check.integer(maxsize, "maxsize", 1, _MAX_SIZE)
+        self._clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
         self.maxsize = maxsize
         # The non-blocking operations check, then change several fields; the
         # lock makes each atomic across threads (reentrant, so a key whose
@@ -297,7 +297,7 @@ class PartitionedQueue(Generic[K, T]):
         """Waits up to ``timeout`` seconds (``None`` or ``inf``: no limit) for
         join(); True when every item was processed. A negative or NaN timeout
         raises ValueError, a non-number TypeError."""
-        return await _drain(self.join, timeout, self._unfinished)
+        return await _drain(self.join, timeout, self._unfinished, self._clock)
 
     def stats(self) -> dict[str, int]:
         """depth, keys (with items or held), held, ready and unfinished."""

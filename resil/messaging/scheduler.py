@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from resil import _check
+from resil import _check, _time
 from resil.policies.breaker import CircuitBreaker
 from resil.messaging.emitter import EventEmitter
 from resil.policies.interval import TimeScale
@@ -25,19 +25,6 @@ _log = logging.getLogger("resil.scheduler")
 #: A job's breaker: 5 consecutive errors skip the job for 60 s (the documented defaults).
 JOB_FAILURE_THRESHOLD = 5
 JOB_COOLDOWN = 60.0
-
-
-class _LoopClock:
-    """The running event loop's time as a clock (for the per-job breakers).
-
-    Outside a running loop it reads 0.0: a breaker never lets time go
-    backwards, so the loop's later, larger times simply move it forward."""
-
-    def now(self) -> float:
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return 0.0
 
 
 @dataclass
@@ -67,9 +54,10 @@ class AdaptiveScheduler:
     circuit breaker: 5 consecutive errors skip the job for 60 s. With
     ``emitter=`` an activity at or above ``novelty_threshold`` (default
     0.75, any finite number) emits a novelty event. ``clock=`` (default: the
-    event loop's time; any object with ``now()`` in seconds) is what the job
-    breakers read; pass the ``VirtualClock`` of :func:`resil.run_virtual` in
-    tests.
+    event loop's time; any object with ``now()`` in seconds) times the
+    intervals between runs and is what the job breakers read; pass the
+    ``VirtualClock`` of :func:`resil.run_virtual` in tests. Arguments after
+    ``emitter`` are keyword-only.
 
     ``async with scheduler:`` starts and stops it; ``status()`` (or
     ``stats()``) returns its status document.
@@ -82,7 +70,7 @@ class AdaptiveScheduler:
         self._novelty = _check.number(novelty_threshold, "novelty_threshold")
         _check.clock(clock)
         self._emitter = emitter
-        self._clock = clock if clock is not None else _LoopClock()
+        self._clock: Any = _time.LOOP_CLOCK if clock is None else clock
         self._jobs: dict[str, _Job] = {}
         self._supervisor = Supervisor()
         self._started = False
@@ -144,10 +132,8 @@ class AdaptiveScheduler:
         assert stopping is not None
         while not stopping.is_set():
             await self._run_once(entry)
-            try:
-                await asyncio.wait_for(stopping.wait(), entry.interval.interval)
-            except asyncio.TimeoutError:
-                pass
+            clock = self._clock
+            await _time.await_until(stopping.wait, clock, clock.now() + entry.interval.interval)
 
     async def _run_once(self, entry: _Job) -> None:
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from resil import _check
+from resil import _check, _time
 from resil.errors import OperationTimeout
 
 __all__ = ["TimeoutManager", "Operation"]
@@ -48,7 +48,7 @@ class Operation:
         self.timed_out = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
-        self._handles: list[asyncio.TimerHandle] = []
+        self._handles: list[_time.Timer] = []
         self._token: contextvars.Token[Operation | None] | None = None
         self._own_deadline = 0.0
         self._cancelling = 0
@@ -57,15 +57,15 @@ class Operation:
         """Records progress: a deadline passing within ``grace_period`` of
         the last progress grants one extension of ``grace_period``."""
         if self._loop is not None:
-            self.last_progress = self._loop.time()
+            self.last_progress = self.manager.clock.now()
 
     @property
     def elapsed(self) -> float:
-        return 0.0 if self._loop is None else self._loop.time() - self.started
+        return 0.0 if self._loop is None else self.manager.clock.now() - self.started
 
     @property
     def remaining(self) -> float:
-        return 0.0 if self._loop is None else max(0.0, self.deadline - self._loop.time())
+        return 0.0 if self._loop is None else max(0.0, self.deadline - self.manager.clock.now())
 
     async def __aenter__(self) -> Operation:
         loop = asyncio.get_running_loop()
@@ -74,7 +74,8 @@ class Operation:
             raise RuntimeError("TimeoutManager.timeout() must be used inside a task")
         tm = self.manager
         self._loop, self._task = loop, task
-        self.started = loop.time()
+        clock = tm.clock
+        self.started = clock.now()
         self.hard_deadline = self.started + tm.global_timeout
         self.deadline = min(self.started + self.seconds, self.hard_deadline)
         own_deadline = self.deadline
@@ -93,14 +94,14 @@ class Operation:
         tm._stats_for(self.name).started += 1
         if not bound_by_parent and tm.progressive and tm.warning_threshold < 1.0:
             warn_at = self.started + (self.deadline - self.started) * tm.warning_threshold
-            self._handles.append(loop.call_at(warn_at, self._warn))
+            self._handles.append(_time.Timer(clock, warn_at, self._warn))
         if bound_by_parent:
             # The parent fires first; this block's own deadline still holds if
             # the parent is granted a grace extension past it.
             self._own_deadline = own_deadline
-            self._handles.append(loop.call_at(own_deadline, self._expire_own))
+            self._handles.append(_time.Timer(clock, own_deadline, self._expire_own))
         else:
-            self._handles.append(loop.call_at(self.deadline, self._expire))
+            self._handles.append(_time.Timer(clock, self.deadline, self._expire))
         return self
 
     def _expire_own(self) -> None:
@@ -143,7 +144,7 @@ class Operation:
     def _expire(self) -> None:
         assert self._loop is not None and self._task is not None
         tm = self.manager
-        now = self._loop.time()
+        now = tm.clock.now()
         if (not self.extended and self.last_progress is not None
                 and now - self.last_progress <= tm.grace_period
                 and self.deadline < self.hard_deadline):
@@ -152,7 +153,7 @@ class Operation:
             tm._stats_for(self.name).grace_extensions += 1
             _log.info("operation %r made progress: %.3fs of grace", self.name, tm.grace_period,
                       extra={"operation": self.name, "elapsed_s": now - self.started})
-            self._handles.append(self._loop.call_at(self.deadline, self._expire))
+            self._handles.append(_time.Timer(tm.clock, self.deadline, self._expire))
             return
         self.timed_out = True
         tm._stats_for(self.name).timeouts += 1
@@ -173,25 +174,23 @@ class TimeoutManager:
     - ``warning_threshold=0.8``: with ``progressive=True``, a WARNING is
       logged once on logger ``resil.timeout`` at this fraction of the time.
     - ``progressive=True``.
-
-    Times come from the running event loop's clock (``loop.time()``); under
-    :func:`resil.run_virtual` they are virtual.
+    - ``clock=None``: what times the operations, any object with ``now()``
+      in seconds; by default the running event loop's clock
+      (``loop.time()``, virtual under :func:`resil.run_virtual`). The loop
+      waits what the clock says is left and reads it again, so a deadline
+      passes when the clock says so.
     """
 
     def __init__(self, operation_timeout: float = 300.0, *, global_timeout: float = 3600.0,
                  grace_period: float = 30.0, warning_threshold: float = 0.8,
-                 progressive: bool = True) -> None:
+                 progressive: bool = True, clock: Any = None) -> None:
         self.operation_timeout = _check.seconds(operation_timeout, "operation_timeout")
         self.global_timeout = _check.seconds(global_timeout, "global_timeout")
         self.grace_period = _check.seconds(grace_period, "grace_period", low_open=False)
-        if isinstance(warning_threshold, bool) or not isinstance(warning_threshold, (int, float)):
-            raise TypeError("warning_threshold must be a number in (0, 1]")
-        if not 0.0 < warning_threshold <= 1.0:
-            raise ValueError(f"warning_threshold must be in (0, 1], got {warning_threshold!r}")
-        if not isinstance(progressive, bool):
-            raise TypeError("progressive must be a bool")
-        self.warning_threshold = float(warning_threshold)
-        self.progressive = progressive
+        self.warning_threshold = _check.number(warning_threshold, "warning_threshold", 0.0, 1.0,
+                                               low_open=True)
+        self.progressive = _check.flag(progressive, "progressive")
+        self.clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
         self._active: dict[int, Operation] = {}
         self._stats: dict[str, _NameStats] = {}
 
