@@ -505,7 +505,7 @@ def test_bad_arguments() -> None:
     bus = EventBus()
     with pytest.raises(TypeError, match="handler must be callable"):
         bus.subscribe("t", "not a function")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="event_type"):
+    with pytest.raises(ValueError, match="event_type"):
         bus.subscribe("", Recorder())
     with pytest.raises(TypeError, match="required"):
         bus.subscribe("t", Recorder(), required="source")

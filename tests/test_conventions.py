@@ -462,3 +462,195 @@ def test_every_public_class_is_timeless_or_has_a_clock_scenario() -> None:
         if name in CLOCK_SCENARIOS and name not in CLOCK_XFAIL and name != "RetryPolicy":
             assert "clock" in inspect.signature(cls).parameters, name
     assert "clock" in inspect.signature(resil.retry).parameters
+
+
+# ---- TypeError for a wrong type, ValueError for a bad value -----------------------
+
+class _Nothing:
+    """An object of no type any parameter accepts."""
+
+
+NOTHING = _Nothing()
+NAN = math.nan
+
+#: For each public constructor: the arguments it needs, then per parameter a
+#: sample of a wrong type and a sample of the right type with a bad value
+#: (None when every value of the right type is accepted).
+ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[Any, Any]]]] = {
+    "AdaptiveInterval": (resil.AdaptiveInterval, {"base": 1.0, "min": 0.5, "max": 2.0,
+                                                  "threshold": 0.3}, {
+        "base": ("1", -1.0), "min": ("1", NAN), "max": ("1", 0.1), "threshold": ("1", NAN),
+        "speedup": ("1", 2.0), "slowdown": ("1", 0.5)}),
+    "AdaptiveScheduler": (resil.AdaptiveScheduler, {}, {
+        "emitter": (NOTHING, None), "novelty_threshold": ("1", NAN), "clock": (NOTHING, None)}),
+    "Backoff": (resil.Backoff, {}, {
+        "base": ("1", -1.0), "multiplier": ("1", 0.5), "max_delay": ("1", NAN),
+        "jitter": (1, "sometimes"), "seed": ("1", -1)}),
+    "BoundedQueue": (resil.BoundedQueue, {}, {
+        "maxsize": ("1", 0), "warn_at": ("1", 1.5), "reject_at": ("1", 0.0),
+        "clock": (NOTHING, None)}),
+    "BreakerGroup": (resil.BreakerGroup, {}, {
+        "max_ejection_percent": ("1", 101), "failure_threshold": ("1", -1)}),
+    "CircuitBreaker": (resil.CircuitBreaker, {}, {
+        "name": (1, None), "failure_threshold": ("1", -1),
+        "failure_rate_threshold": ("1", 1.5), "slow_call_duration": ("1", -1.0),
+        "slow_call_rate_threshold": ("1", 1.5), "window_size": ("1", 0),
+        "window_duration": ("1", -1.0), "minimum_calls": ("1", -1), "cooldown": ("1", -1.0),
+        "cooldown_multiplier": ("1", 0.5), "cooldown_max": ("1", NAN),
+        "half_open_probes": ("1", -1), "half_open_max_wait": ("1", -1.0),
+        "adaptive": ("1", None), "ewma_alpha": ("1", 2.0), "sensitivity": ("1", 10.0),
+        "min_health_score": ("1", 2.0), "latency_window": ("1", 0),
+        "failure_on": (NOTHING, None), "ignore": (NOTHING, None),
+        "failure_if": (NOTHING, None), "result_failure": (NOTHING, None),
+        "clock": (NOTHING, None)}),
+    "DeadLetterQueue": (resil.DeadLetterQueue, {}, {
+        "maxsize": ("1", 0), "store": (NOTHING, None), "name": (1, ""), "ttl": ("1", -1.0)}),
+    "Deduplicator": (resil.Deduplicator, {}, {
+        "ttl": ("1", -1.0), "capacity": ("1", 0), "clock": (NOTHING, None)}),
+    "EventBus": (resil.EventBus, {}, {
+        "storm_threshold": ("1", 0), "storm_window": ("1", -1.0), "on_storm": (1, "shout"),
+        "handler_failure_limit": ("1", 0), "store": (NOTHING, None), "dlq": (NOTHING, None),
+        "idempotency_ttl": ("1", -1.0), "clock": (NOTHING, None)}),
+    "EventEmitter": (resil.EventEmitter, {"sink": print}, {
+        "sink": (NOTHING, None), "queue_size": ("1", 0), "batch_size": ("1", 0),
+        "flush_interval": ("1", -1.0), "overflow": (1, "spill"), "breaker": (NOTHING, None),
+        "retry": (NOTHING, None), "dlq": (NOTHING, None), "clock": (NOTHING, None)}),
+    "Histogram": (resil.Histogram, {}, {"sub_bits": ("1", 99), "max_bits": ("1", 99)}),
+    "Monitor": (resil.Monitor, {}, {
+        "retention": ("1", -1.0), "alert_error_rate": ("1", 101.0),
+        "alert_response_ms": ("1", -1.0), "slots": ("1", 0), "clock": (NOTHING, None)}),
+    "PartitionedQueue": (resil.PartitionedQueue, {}, {
+        "maxsize": ("1", 0), "clock": (NOTHING, None)}),
+    "RateCounter": (resil.RateCounter, {"threshold": 1, "window": 1.0}, {
+        "threshold": ("1", 0), "window": ("1", -1.0), "clock": (NOTHING, None)}),
+    "RetryBudget": (resil.RetryBudget, {}, {
+        "ratio": ("1", -1.0), "min_per_second": ("1", -1.0), "window": ("1", 0.0),
+        "clock": (NOTHING, None)}),
+    "retry": (resil.retry, {}, {
+        "retries": ("1", -1), "backoff": (NOTHING, None), "retry_on": (NOTHING, None),
+        "retry_if_result": (NOTHING, None), "deadline": ("1", -1.0),
+        "breaker": (NOTHING, None), "budget": (NOTHING, None), "retry_after": (NOTHING, None),
+        "on_retry": (NOTHING, None), "clock": (NOTHING, None), "name": (1, None)}),
+    "SQLiteStore": (resil.SQLiteStore, {"path": ":memory:"}, {
+        "path": (NOTHING, ""), "timeout": ("1", -1.0)}),
+    "TimeoutManager": (resil.TimeoutManager, {}, {
+        "operation_timeout": ("1", -1.0), "global_timeout": ("1", 0.0),
+        "grace_period": ("1", -1.0), "warning_threshold": ("1", 1.5),
+        "progressive": ("1", None), "clock": (NOTHING, None)}),
+    "VirtualClock": (resil.VirtualClock, {}, {"start": ("1", NAN)}),
+    "VirtualEventLoop": (resil.VirtualEventLoop, {"clock": resil.VirtualClock()}, {
+        "clock": (NOTHING, None)}),
+    "WindowedHistogram": (resil.WindowedHistogram, {}, {
+        "retention": ("1", -1.0), "slots": ("1", 0), "sub_bits": ("1", 99),
+        "max_bits": ("1", 99), "clock": (NOTHING, None)}),
+}
+#: (constructor, parameter, "type" or "value") cases the C binding gets wrong.
+C_ARGUMENT_FAILURES = {("Backoff", "jitter", "type")}
+#: Constructors with no parameters, or whose parameters are a record's fields.
+NO_OPTIONS = {"CancellationToken", "DeadLetter", "Event", "MonotonicClock", "Operation",
+              "Outcome", "Permit", "RetryPolicy", "State", "StateListener", "Supervisor",
+              "TimeScale"}
+
+
+def argument_cases() -> list[Any]:
+    cases: list[Any] = []
+    for owner, (_, _, params) in sorted(ARGUMENTS.items()):
+        for param, (wrong_type, bad_value) in params.items():
+            for kind, sample in (("type", wrong_type), ("value", bad_value)):
+                if kind == "value" and bad_value is None:
+                    continue
+                case = (owner, param, kind)
+                cases.append(c_xfail(*case) if case in C_ARGUMENT_FAILURES else case)
+    return cases
+
+
+@pytest.mark.parametrize("owner, param, kind", argument_cases())
+def test_a_wrong_type_raises_type_error_and_a_bad_value_value_error(
+        owner: str, param: str, kind: str) -> None:
+    make, needed, params = ARGUMENTS[owner]
+    sample = params[param][0 if kind == "type" else 1]
+    error = TypeError if kind == "type" else ValueError
+    with pytest.raises(error) as info:
+        obj = make(**{**needed, param: sample})
+        close = getattr(obj, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    assert type(info.value) is error, info.value       # not a subclass such as OverflowError
+    assert param in str(info.value), str(info.value)
+
+
+def test_every_public_constructor_is_in_the_argument_table() -> None:
+    for name, cls in public_classes().items():
+        if issubclass(cls, BaseException):
+            continue
+        assert (name in ARGUMENTS) != (name in NO_OPTIONS), name
+        if name in ARGUMENTS:
+            sig = inspect.signature(cls)
+            listed = set(ARGUMENTS[name][2])
+            named = {p.name for p in sig.parameters.values()
+                     if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+            assert named <= listed, (name, named - listed)
+
+
+def _call_sync_or_async(fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    async def run() -> None:
+        result = fn(**kwargs)
+        if inspect.isawaitable(result):
+            await result
+    resil.run_virtual(run())
+
+
+#: Public methods that take parameters: a factory of the bound method, the
+#: arguments it needs, and per parameter a wrong-type and a bad-value sample.
+METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, Any],
+                                  dict[str, tuple[Any, Any]]]] = {
+    "CircuitBreaker.configure": (lambda: resil.CircuitBreaker().configure, {}, {
+        "failure_threshold": ("1", -1), "cooldown": ("1", -1.0), "ewma_alpha": ("1", 2.0),
+        "half_open_probes": ("1", -1), "clock": (NOTHING, None)}),
+    "TimeoutManager.timeout": (lambda: resil.TimeoutManager().timeout, {"name": "op"}, {
+        "name": (1, None), "seconds": ("1", -1.0)}),
+    "AdaptiveScheduler.add": (lambda: resil.AdaptiveScheduler().add,
+                              {"name": "j", "job": asyncio.sleep}, {
+        "name": (1, None), "job": (NOTHING, None), "scale": (NOTHING, None),
+        "activity": (NOTHING, None)}),
+    "Monitor.record": (lambda: resil.Monitor().record,
+                       {"component": "c", "operation": "o", "duration_ms": 1.0, "success": True}, {
+        "component": (1, ""), "operation": (1, ""), "duration_ms": ("1", -1.0),
+        "success": ("1", None), "error_type": (1, "")}),
+    "EventBus.subscribe": (lambda: resil.EventBus().subscribe,
+                           {"event_type": "t", "handler": print}, {
+        "event_type": (1, ""), "handler": (NOTHING, None), "versions": (NOTHING, ())}),
+    "EventBus.publish": (lambda: resil.EventBus().publish, {"event_type": "t", "payload": {}}, {
+        "event_type": (1, ""), "payload": (NOTHING, None),
+        "correlation_id": (1, None), "schema_version": (1, None),
+        "idempotency_key": (1, None)}),
+    "DeadLetterQueue.put": (lambda: resil.DeadLetterQueue().put, {"item": 1, "error": "e"}, {
+        "error": (NOTHING, None), "source": (1, None), "attempts": ("1", -1)}),
+    "EventEmitter.close": (lambda: resil.EventEmitter(print).close, {}, {
+        "graceful": ("1", -1.0), "forced": ("1", -1.0)}),
+}
+C_METHOD_FAILURES: set[tuple[str, str, str]] = set()
+
+
+def method_argument_cases() -> list[Any]:
+    cases: list[Any] = []
+    for owner, (_, _, params) in sorted(METHOD_ARGUMENTS.items()):
+        for param, (wrong_type, bad_value) in params.items():
+            for kind in ("type", "value"):
+                if kind == "value" and bad_value is None:
+                    continue
+                case = (owner, param, kind)
+                cases.append(c_xfail(*case) if case in C_METHOD_FAILURES else case)
+    return cases
+
+
+@pytest.mark.parametrize("owner, param, kind", method_argument_cases())
+def test_methods_raise_type_error_for_a_wrong_type_and_value_error_for_a_bad_value(
+        owner: str, param: str, kind: str) -> None:
+    factory, needed, params = METHOD_ARGUMENTS[owner]
+    sample = params[param][0 if kind == "type" else 1]
+    error = TypeError if kind == "type" else ValueError
+    with pytest.raises(error) as info:
+        _call_sync_or_async(factory(), {**needed, param: sample})
+    assert type(info.value) is error, info.value
+    assert param in str(info.value), str(info.value)

@@ -186,10 +186,11 @@ class _Topic:
         return self.breaker is not None and self.breaker.state is State.FORCED_OPEN
 
 
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{what} must be a non-empty str, got {value!r}")
-    return value
+def _strings(value: Any, name: str, what: str) -> tuple[Any, ...]:
+    """The items of an iterable that is not a str itself (checked by the caller)."""
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be an iterable of {what}, not {type(value).__name__}")
+    return tuple(value)
 
 
 _MAX_STORM_THRESHOLD = 1 << 24  # RateCounter's largest threshold
@@ -350,22 +351,18 @@ class EventBus:
         (default: its qualified name, with ``#2``, ``#3``... when another
         handler of the type has it). A handler subscribed twice to one type,
         or a ``name`` already used for the type, raises ValueError."""
-        _check_name(event_type, "event_type")
+        _check.text(event_type, "event_type")
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        if isinstance(required, str):
-            raise TypeError("required must be an iterable of field names, not a str")
-        req = tuple(required)
+        req = _strings(required, "required", "field names")
         for field in req:
-            _check_name(field, "each required field")
-        if isinstance(versions, str):
-            raise TypeError("versions must be an iterable of version strings, not a str")
-        vers = frozenset(versions)
+            _check.text(field, "each required field")
+        vers = frozenset(_strings(versions, "versions", "version strings"))
         if not vers:
             raise ValueError("versions must name at least one schema version")
         for version in vers:
-            _check_name(version, "each version")
-        label = _handler_name(handler) if name is None else _check_name(name, "name")
+            _check.text(version, "each version")
+        label = _handler_name(handler) if name is None else _check.text(name, "name")
         topic = self._topic(event_type)
         taken = {sub.name for sub in topic.subs}
         for sub in topic.subs:
@@ -443,17 +440,17 @@ class EventBus:
         JSON-serialisable) and StoreError when the store cannot write - in
         each case nothing is numbered, stored or delivered."""
         if type(event_type) is not str or not event_type:
-            _check_name(event_type, "event_type")
+            _check.text(event_type, "event_type")
         if type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, got {type(payload).__name__}")
         if correlation_id is not None:
-            _check_name(correlation_id, "correlation_id")
+            _check.text(correlation_id, "correlation_id")
         if type(schema_version) is not str or not schema_version:
-            _check_name(schema_version, "schema_version")
+            _check.text(schema_version, "schema_version")
         if idempotency_key is not None:
-            _check_name(idempotency_key, "idempotency_key")
+            _check.text(idempotency_key, "idempotency_key")
         if publisher is not None:
-            _check_name(publisher, "publisher")
+            _check.text(publisher, "publisher")
         payload_json = None
         if self._store is not None:
             try:
@@ -729,7 +726,7 @@ class EventBus:
         store = self._store
         loop = asyncio.get_running_loop()
         if event_type is not None:
-            _check_name(event_type, "event_type")
+            _check.text(event_type, "event_type")
             if event_type not in self._topics and event_type not in self._published:
                 known = await loop.run_in_executor(None, store.event_types)
                 if event_type not in known:

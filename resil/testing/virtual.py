@@ -61,9 +61,13 @@ class _JumpingSelector(selectors.BaseSelector):
 class VirtualEventLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose ``time()`` is ``clock.now()``."""
 
-    def __init__(self, clock: VirtualClock) -> None:
+    def __new__(cls, clock: VirtualClock) -> VirtualEventLoop:
+        # Checked before the loop exists: a half-made loop complains when collected.
         if not isinstance(clock, VirtualClock):
             raise TypeError(f"clock must be a resil.VirtualClock, not {type(clock).__name__}")
+        return super().__new__(cls)
+
+    def __init__(self, clock: VirtualClock) -> None:
         self._jumping = _JumpingSelector(clock)
         super().__init__(selector=self._jumping)
         self.clock = clock
