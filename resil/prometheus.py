@@ -196,12 +196,12 @@ def _from_partitioned_queue(fams: _Families, name: str | None,
 
 
 def _from_emitter(fams: _Families, name: str | None, obj: EventEmitter) -> None:
-    st = obj.status()
+    st = obj.stats()
     e = name or "default"
     fams.get("resil_emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
-        st["queue_size"], emitter=e)
+        st["depth"], emitter=e)
     for key, text in (("emitted", "Events delivered to the sink."),
-                      ("failed", "Events whose sink call failed."),
+                      ("failures", "Events whose sink call failed."),
                       ("dropped", "Events dropped (overflow, or failed without a DLQ).")):
         fams.get(f"resil_emitter_{key}_total", "counter", text).add(st[key], emitter=e)
 
@@ -211,7 +211,7 @@ def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
     bus = name or "default"
     for key, text in (("published", "Events published."),
                       ("delivered", "Handler deliveries that succeeded."),
-                      ("failed", "Handler deliveries that raised."),
+                      ("failures", "Handler deliveries that raised."),
                       ("violations", "Deliveries refused by a contract."),
                       ("storms", "Events refused by storm detection."),
                       ("duplicates", "Publishes answered by an idempotency key."),
@@ -237,7 +237,7 @@ def _from_dead_letter_queue(fams: _Families, name: str | None, obj: DeadLetterQu
     # rather than refused; the entries of one store's queue count once.
     st = obj.stats()
     q = name or obj.name
-    size = st["size"]
+    size = st["depth"]
     store = obj.store
     if store is not None:
         where = f":memory:{id(store)}" if store.path == ":memory:" else os.path.realpath(store.path)

@@ -158,4 +158,6 @@ class Supervisor:
         return {t.get_name(): o for t, o in zip(tasks, outcomes)}
 
     def stats(self) -> dict[str, int]:
+        """created (tasks started) and active (still running), in the
+        vocabulary every resil component's ``stats()`` uses."""
         return {"created": self.created, "active": self.active}

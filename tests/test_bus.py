@@ -217,7 +217,7 @@ def test_handler_disabled_after_three_consecutive_failures_others_still_receive(
     assert good1.seqs == good2.seqs == [1, 2, 3, 4, 5, 6]
     stats = bus.stats()
     assert stats["handlers"]["t:bad"]["disabled"] is True
-    assert stats["failed"] == 3 and stats["skipped"] == 3
+    assert stats["failures"] == 3 and stats["skipped"] == 3
     assert bus.circuit("t").state is State.CLOSED  # 1 of 3 is less than half
     kinds = [(e.item.seq, e.error_type, e.attempts) for e in dlq.list()]
     assert kinds == [(1, "RuntimeError", 1), (2, "RuntimeError", 1), (3, "RuntimeError", 1),
@@ -325,7 +325,7 @@ def test_handler_exception_without_dlq_is_counted() -> None:
     bus = EventBus()
     bus.subscribe("t", Failing())
     run(bus.publish("t", {}))
-    assert bus.stats()["failed"] == 1 and bus.stats()["dead_lettered"] == 0
+    assert bus.stats()["failures"] == 1 and bus.stats()["dead_lettered"] == 0
 
 
 def test_a_failing_dlq_never_reaches_the_publisher() -> None:
@@ -336,7 +336,7 @@ def test_a_failing_dlq_never_reaches_the_publisher() -> None:
     bus = EventBus(dlq=BrokenDLQ())
     bus.subscribe("t", Failing())
     run(bus.publish("t", {}))
-    assert bus.stats()["dead_letter_errors"] == 1
+    assert bus.stats()["dead_letter_failures"] == 1
 
 
 # ---- idempotency ------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_eviction_at_maxsize_is_counted() -> None:
         dlq.put(i, RuntimeError(str(i)))
     assert [e.item for e in dlq.list()] == [2, 3, 4]
     stats = dlq.stats()
-    assert (stats["size"], stats["added"], stats["evicted"]) == (3, 5, 2)
+    assert (stats["depth"], stats["added"], stats["evicted"]) == (3, 5, 2)
 
 
 def test_reprocess_success_failure_and_unknown() -> None:
@@ -91,7 +91,7 @@ def test_reprocess_success_failure_and_unknown() -> None:
     assert handled == ["a"]
     left = dlq.list()
     assert [(e.item, e.attempts, e.error) for e in left] == [("b", 2, "ConnectionError: still down")]
-    assert dlq.stats()["reprocessed"] == 1 and dlq.stats()["reprocess_failed"] == 1
+    assert dlq.stats()["reprocessed"] == 1 and dlq.stats()["reprocess_failures"] == 1
 
 
 def test_reprocess_all_with_async_handler() -> None:

@@ -41,7 +41,7 @@ def test_emit_never_blocks_even_when_the_sink_never_returns() -> None:
         st_ = em.status()
         # 100 queued; the sender took one and is stuck in the sink
         assert results.count(True) == 100 and st_["dropped"] == 9_900
-        assert st_["queue_size"] == 99 and st_["in_flight"] == 1
+        assert st_["depth"] == 99 and st_["in_flight"] == 1
         await em.close(graceful=1, forced=1)
         # graceful phase (1 s) passes; the cancelled sender ends at once
         assert loop.time() - t0 == 1.0 and len(dlq.items) == 100
@@ -64,13 +64,13 @@ def test_overflow_policies_keep_exact_counters(overflow: str) -> None:
         st_ = em.status()
         if overflow == "reject":
             assert accepted == [True] * 5 + [False] * 3
-            assert (st_["dropped"], st_["refused"]) == (3, 0)
+            assert (st_["dropped"], st_["rejected"]) == (3, 0)
         elif overflow == "drop_oldest":
             assert accepted == [True] * 8
-            assert (st_["dropped"], st_["refused"]) == (3, 0)
+            assert (st_["dropped"], st_["rejected"]) == (3, 0)
         else:
             assert accepted == [True] * 5 + [False] * 3
-            assert (st_["dropped"], st_["refused"]) == (0, 3)
+            assert (st_["dropped"], st_["rejected"]) == (0, 3)
             waiting = asyncio.create_task(em.put(99))
             await asyncio.sleep(0)
             assert not waiting.done()
@@ -157,7 +157,7 @@ def test_events_wait_in_the_queue_while_the_breaker_is_open() -> None:
         for i in range(1, 4):
             em.emit(i)
         await asyncio.sleep(5)
-        assert got == [] and em.status()["queue_size"] + em.status()["in_flight"] == 3
+        assert got == [] and em.status()["depth"] + em.status()["in_flight"] == 3
         assert em.status()["breaker"] == "OPEN"
         await asyncio.sleep(6)   # cooldown over: the probe succeeds, the rest follows
         assert [e for _, e in got] == [1, 2, 3] and got[0][0] >= 10.0

@@ -125,7 +125,7 @@ def test_a_plain_function_is_a_sink(kind: str) -> None:
         flat = [e for p in got for e in (p if isinstance(p, list) else [p])]
         assert flat == list(range(10))
         st_ = em.status()
-        assert (st_["emitted"], st_["failed"], st_["dropped"], dlq.items) == (10, 0, 0, [])
+        assert (st_["emitted"], st_["failures"], st_["dropped"], dlq.items) == (10, 0, 0, [])
 
         def failing(e: Any) -> None:
             raise ConnectionError("down")
@@ -135,7 +135,7 @@ def test_a_plain_function_is_a_sink(kind: str) -> None:
             em.emit("x")
             await asyncio.sleep(1)
         assert [(item, type(err)) for item, err, _, _ in dlq.items] == [("x", ConnectionError)]
-        assert em.status()["failed"] == 1
+        assert em.status()["failures"] == 1
 
     resil.run_virtual(main())
 
@@ -202,7 +202,7 @@ def test_a_put_waiting_for_room_when_close_empties_the_queue_raises_emitter_clos
             await waiting
         # The two accepted events are dead-lettered; the refused one is nowhere.
         assert [item for item, *_ in dlq.items] == [0, 1]
-        assert em.status()["queue_size"] == 0
+        assert em.status()["depth"] == 0
 
     resil.run_virtual(main())
 
@@ -222,7 +222,7 @@ def test_close_inside_a_batch_fill_loses_no_event() -> None:
             await asyncio.sleep(0.1)       # the sender holds 0, 1, 2 and waits for more
             await em.close(graceful=1, forced=1)
             st_ = em.status()
-            assert sent == [] and st_["in_flight"] == 0 and st_["queue_size"] == 0
+            assert sent == [] and st_["in_flight"] == 0 and st_["depth"] == 0
             if dlq is not None:
                 assert [item for item, *_ in dlq.items] == [0, 1, 2]
             else:
@@ -311,7 +311,7 @@ def test_a_half_open_breaker_with_its_probes_held_elsewhere_does_not_starve_the_
             em.emit(i)
         await asyncio.sleep(1.0)
         outcome["ticks"] = ticks
-        assert got == [] and em.status()["queue_size"] + em.status()["in_flight"] == 3
+        assert got == [] and em.status()["depth"] + em.status()["in_flight"] == 3
         breaker.record_success(probe)      # the probe succeeds: the breaker closes
         assert breaker.state == resil.State.CLOSED
         await asyncio.sleep(2.0)
@@ -433,7 +433,7 @@ def test_a_store_backed_dlq_is_written_off_the_event_loop(tmp_path: Path,
             assert dlq.store is not None
             dlq.store.close()
         st_ = em.status()
-        assert (st_["failed"], st_["dead_lettered"], st_["dropped"]) == (1000, 1000, 0)
+        assert (st_["failures"], st_["dead_lettered"], st_["dropped"]) == (1000, 1000, 0)
         stalls.append(stall)
         if stall <= 0.005:
             break
@@ -501,7 +501,7 @@ def test_a_dlq_that_refuses_in_its_thread_counts_a_drop() -> None:
         return em
 
     st_ = resil.run_virtual(main()).status()
-    assert (st_["dead_lettered"], st_["dropped"], st_["failed"]) == (5, 5, 10)
+    assert (st_["dead_lettered"], st_["dropped"], st_["failures"]) == (5, 5, 10)
 
 
 # ---- constructor errors name the user's parameters -------------------------------
@@ -541,7 +541,7 @@ def test_constructor_errors_name_the_parameter(kwargs: dict[str, Any], error: ty
 
 def test_constructor_accepts_the_edges() -> None:
     em = EventEmitter(lambda e: None, queue_size=1, batch_size=1, flush_interval=0)
-    assert em.status()["queue_size"] == 0
+    assert em.status()["depth"] == 0
     EventEmitter(lambda e: None, queue_size=10, batch_size=10, flush_interval=1e9)
     with pytest.raises(TypeError, match="sink"):
         EventEmitter(None)  # type: ignore[arg-type]
@@ -682,11 +682,11 @@ def test_every_event_ends_delivered_dead_lettered_or_dropped_once(
         assert not set(delivered) & set(dead)
         assert st_["emitted"] == sum(delivered.values())
         assert st_["dead_lettered"] == sum(dead.values())
-        assert st_["queue_size"] == 0 and st_["in_flight"] == 0
+        assert st_["depth"] == 0 and st_["in_flight"] == 0
         # An emit that returned False counts as dropped (reject, closed) or
         # refused (block); what was accepted ends in exactly one place.
         assert st_["accepted"] == emitted
-        dropped = st_["dropped"] - (turned_away - st_["refused"])
+        dropped = st_["dropped"] - (turned_away - st_["rejected"])
         assert sum(delivered.values()) + sum(dead.values()) + dropped == emitted
         assert asyncio.all_tasks() == {asyncio.current_task()}
 

@@ -291,7 +291,7 @@ def test_dlq_ttl_drops_and_counts_old_entries(dlq: DeadLetterQueue,
         q.get(first)
     q.put("newest", "e")
     stats = q.stats()
-    assert (stats["size"], stats["expired"], stats["ttl"]) == (2, 1, 60.0)
+    assert (stats["depth"], stats["expired"], stats["ttl"]) == (2, 1, 60.0)
     now[0] += 1000
     assert q.list() == [] and q.stats()["expired"] == 3
 

@@ -104,7 +104,7 @@ def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
                 assert st["accepted"] == results.count(True)
                 assert len(set(delivered)) == len(delivered) == st["emitted"]
                 turned_away = results.count(False)
-                dropped_accepted = st["dropped"] - (turned_away - st["refused"])
+                dropped_accepted = st["dropped"] - (turned_away - st["rejected"])
                 assert st["emitted"] + dropped_accepted == st["accepted"]
 
             asyncio.run(main())

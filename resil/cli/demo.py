@@ -392,7 +392,7 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                           publisher="console")
         stats = bus.stats()
         _say(out, f"\nbus: {stats['published']} events published (seq 1-{stats['last_seq']}), "
-                  f"{stats['delivered']} deliveries, {stats['failed']} handler failures, "
+                  f"{stats['delivered']} deliveries, {stats['failures']} handler failures, "
                   f"{stats['violations']} contract violations, {stats['storms']} storms")
         for event_type, info in bus.topology().items():
             _say(out, f"  topology {event_type}: publishers {info['publishers']}, "
@@ -410,7 +410,7 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                       f"{entry.error}) into the archive: {'ok' if ok else 'failed again'}; "
                       f"{len(dlq)} left")
         return {"runs": runs, "novelty_events": len(delivered),
-                "published": stats["published"], "handler_failures": stats["failed"],
+                "published": stats["published"], "handler_failures": stats["failures"],
                 "violations": stats["violations"], "dead_letters": stats["dead_lettered"],
                 "reprocessed": reprocessed, "archived": len(archived)}
 

@@ -313,8 +313,8 @@ class EventBus:
         self._id_prefix = uuid.uuid4().hex[:20]
         self._id_counter = itertools.count(1)
         self._counts = dict.fromkeys(
-            ("published", "delivered", "failed", "violations", "skipped", "storms", "dropped",
-             "duplicates", "dead_lettered", "dead_letter_errors", "replayed"), 0)
+            ("published", "delivered", "failures", "violations", "skipped", "storms", "dropped",
+             "duplicates", "dead_lettered", "dead_letter_failures", "replayed"), 0)
 
     # ---- subscriptions ------------------------------------------------------------
     def _topic(self, event_type: str) -> _Topic:
@@ -670,7 +670,7 @@ class EventBus:
                               exc: Exception) -> None:
         sub.failures += 1
         sub.consecutive += 1
-        self._counts["failed"] += 1
+        self._counts["failures"] += 1
         _log.warning("handler %s failed on %s event %d (%d in a row): %r", sub.name,
                      event.event_type, event.seq, sub.consecutive, exc)
         await self._dead_letter(event, sub, exc, 1)
@@ -793,9 +793,12 @@ class EventBus:
         return result
 
     def stats(self) -> dict[str, Any]:
-        """Counters: published, delivered, failed, violations, skipped
+        """The bus's counters, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: published, delivered,
+        failures (handler deliveries that raised), violations, skipped
         (deliveries refused by a disabled handler), storms, dropped,
-        duplicates, dead_lettered, dead_letter_errors, replayed; last_seq;
+        duplicates, dead_lettered, dead_letter_failures (dead letters the
+        dlq refused), replayed; last_seq;
         handlers ``{"<type>:<name>": {delivered, failures,
         consecutive_failures, violations, skipped, disabled}}``; circuits
         ``{type: state name}`` for the types the bus currently tracks (a
@@ -813,7 +816,7 @@ class EventBus:
         counts = dict(self._counts)
         if self._dead_letters is not None:
             counts["dead_lettered"] = self._dead_letters.handed
-            counts["dead_letter_errors"] = self._dead_letters.refused
+            counts["dead_letter_failures"] = self._dead_letters.refused
         return {**counts, "last_seq": self._seq, "handlers": handlers, "circuits": circuits}
 
     def circuit(self, event_type: str) -> CircuitBreaker:

@@ -153,7 +153,7 @@ class DeadLetterQueue:
         self._lock = threading.Lock()
         self._busy: set[int] = set()
         self._counts = dict.fromkeys(("added", "evicted", "expired", "reprocessed",
-                                      "reprocess_failed", "purged"), 0)
+                                      "reprocess_failures", "purged"), 0)
 
     @property
     def maxsize(self) -> int:
@@ -294,7 +294,7 @@ class DeadLetterQueue:
 
     def _failed_again(self, entry: DeadLetter, text: str, error_type: str) -> None:
         self._backend.record_failure(entry.id, text, error_type, entry.attempts + 1)
-        self._count("reprocess_failed")
+        self._count("reprocess_failures")
         _log.warning("reprocessing dead letter %d failed: %s", entry.id, text)
 
     def _reprocessed(self, entry_id: int) -> None:
@@ -337,10 +337,12 @@ class DeadLetterQueue:
         return removed
 
     def stats(self) -> dict[str, Any]:
-        """name, size, maxsize, ttl, added, evicted, expired, reprocessed,
-        reprocess_failed, purged, oldest (Unix time of the oldest entry or
-        None) and by_source ({source: entries}). The counters are this
-        object's; size and the rest read the entries (the store's, when
+        """The queue's counters, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: name, depth (entries held now),
+        maxsize, ttl, added, evicted, expired, reprocessed,
+        reprocess_failures, purged, oldest (Unix time of the oldest entry
+        or None) and by_source ({source: entries}). The counters are this
+        object's; depth and the rest read the entries (the store's, when
         there is one)."""
         entries = self.list()
         by_source: dict[str, int] = {}
@@ -349,7 +351,7 @@ class DeadLetterQueue:
             by_source[key] = by_source.get(key, 0) + 1
         with self._lock:
             counts = dict(self._counts)
-        return {"name": self._name, "size": len(entries), "maxsize": self._maxsize,
+        return {"name": self._name, "depth": len(entries), "maxsize": self._maxsize,
                 "ttl": self._ttl, **counts,
                 "oldest": entries[0].timestamp if entries else None, "by_source": by_source}
 

@@ -59,7 +59,7 @@ class EventEmitter:
     - ``overflow`` when the queue is full: ``"reject"`` (emit returns False,
       counted as dropped), ``"drop_oldest"`` (the oldest queued event is
       dropped and counted, the new one queued), ``"block"`` (emit returns
-      False and counts it as refused; ``await put(event)`` waits for room).
+      False and counts it as rejected; ``await put(event)`` waits for room).
     - ``retry``: a ``resil.retry(...)`` decorator applied to each sink call.
       ``breaker``: a :class:`CircuitBreaker` guarding sink calls; while it
       rejects (OPEN, FORCED_OPEN, or HALF_OPEN with every probe taken) the
@@ -143,7 +143,7 @@ class EventEmitter:
         self._swept = False              # close() has taken every queued event
         self._stopping = False           # close() is cancelling the sender
         self._closer: asyncio.Task[None] | None = None
-        self._counts = {"accepted": 0, "emitted": 0, "failed": 0, "dropped": 0, "refused": 0}
+        self._counts = {"accepted": 0, "emitted": 0, "failures": 0, "dropped": 0, "rejected": 0}
         self._last_emission: float | None = None  # time.time(); formatted in status()
 
     # ---- producing ----------------------------------------------------------
@@ -170,7 +170,7 @@ class EventEmitter:
             self._counts["dropped"] += 1
             return False
         if self._overflow == "block":
-            self._counts["refused"] += 1
+            self._counts["rejected"] += 1
             return False
         while True:  # drop_oldest; other threads may take or add items meanwhile
             try:
@@ -476,7 +476,7 @@ class EventEmitter:
     async def _failed(self, exc: Exception) -> None:
         """Dead-letters every event in flight after the sink failed for them."""
         batch = self._in_flight
-        self._counts["failed"] += len(batch)
+        self._counts["failures"] += len(batch)
         _log.warning("sink failed for %d event(s): %r", len(batch), exc)
         attempts = self._calls
         for event in batch:
@@ -496,35 +496,41 @@ class EventEmitter:
 
     # ---- reading ------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """The same document as :meth:`status` (every resil component has
-        ``stats()``)."""
-        return self.status()
-
-    def status(self) -> dict[str, Any]:
-        """queue_size, emitted, failed, dropped, last_emission (ISO 8601 UTC or
-        None), breaker (its state name or None), and the other counters:
-        accepted, refused, dead_lettered, dead_letters_pending (not yet
-        written), in_flight, running."""
+        """The emitter's counters, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: ``depth`` (events queued now),
+        ``in_flight`` (taken by the sender, not yet delivered or
+        dead-lettered), ``accepted`` (queued by emit or put), ``emitted``
+        (delivered), ``failures`` (events whose sink call failed),
+        ``rejected`` (emit returned False on a full queue with
+        ``overflow="block"``), ``dropped`` (lost: overflow, emit after
+        close, failed with no dlq or refused by it), ``dead_lettered``
+        (handed to the dlq), ``dead_letters_pending`` (not yet written),
+        ``last_emission`` (ISO 8601 UTC or None), ``breaker`` (its state
+        name or None) and ``running``."""
         last = self._last_emission
         counts = self._counts
         dead_letters = self._dead_letters
         handed, refused, pending = (0, 0, 0) if dead_letters is None else (
             dead_letters.handed, dead_letters.refused, dead_letters.pending)
         return {
-            "queue_size": self._queue.qsize(),
+            "depth": self._queue.qsize(),
             "emitted": counts["emitted"],
-            "failed": counts["failed"],
+            "failures": counts["failures"],
             "dropped": counts["dropped"] + refused,
             "last_emission": None if last is None else datetime.datetime.fromtimestamp(
                 last, datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
             "breaker": None if self._breaker is None else self._breaker.state.name,
             "accepted": counts["accepted"],
-            "refused": counts["refused"],
+            "rejected": counts["rejected"],
             "dead_lettered": handed,
             "dead_letters_pending": pending,
             "in_flight": len(self._in_flight),
             "running": self._task is not None and not self._task.done(),
         }
+
+    def status(self) -> dict[str, Any]:
+        """The same document as :meth:`stats`."""
+        return self.stats()
 
     def __repr__(self) -> str:
         return f"<EventEmitter queued={self._queue.qsize()} emitted={self._counts['emitted']}>"

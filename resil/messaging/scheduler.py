@@ -59,8 +59,8 @@ class AdaptiveScheduler:
     ``VirtualClock`` of :func:`resil.run_virtual` in tests. Arguments after
     ``emitter`` are keyword-only.
 
-    ``async with scheduler:`` starts and stops it; ``status()`` (or
-    ``stats()``) returns its status document.
+    ``async with scheduler:`` starts and stops it; ``status()`` returns its
+    status document, ``stats()`` its counters.
     """
 
     def __init__(self, emitter: EventEmitter | None = None, *, novelty_threshold: float = 0.75,
@@ -177,9 +177,26 @@ class AdaptiveScheduler:
         return self._jobs[name].interval.interval
 
     def stats(self) -> dict[str, Any]:
-        """The same document as :meth:`status` (every resil component has
-        ``stats()``)."""
-        return self.status()
+        """The scheduler's counters, JSON-serialisable, in the vocabulary
+        every resil component's ``stats()`` uses: runs, failures (runs
+        that raised or reported a non-finite activity) and skipped (runs
+        a job's open breaker refused) over every job; tripped (jobs whose
+        breaker is open); per job under ``jobs`` (scale, interval, runs,
+        failures, skipped, last_activity, novelty_events, breaker); the
+        supervisor's counts under ``tasks``. :meth:`status` is the status
+        document with the emitter's queue and last emission."""
+        jobs = list(self._jobs.values())
+        return {
+            "runs": sum(j.runs for j in jobs),
+            "failures": sum(j.errors for j in jobs),
+            "skipped": sum(j.skipped for j in jobs),
+            "tripped": sum(1 for j in jobs if j.breaker.state in (State.OPEN, State.FORCED_OPEN)),
+            "jobs": {j.name: {"scale": j.scale.name, "interval": j.interval.interval,
+                              "runs": j.runs, "failures": j.errors, "skipped": j.skipped,
+                              "last_activity": j.last_activity, "novelty_events": j.novelties,
+                              "breaker": j.breaker.state.name} for j in jobs},
+            "tasks": self._supervisor.stats(),
+        }
 
     def status(self) -> dict[str, Any]:
         """The status document: ``circuit_breaker`` (the per-job breakers in
@@ -189,7 +206,7 @@ class AdaptiveScheduler:
         jobs = list(self._jobs.values())
         tripped = [j for j in jobs if j.breaker.state in (State.OPEN, State.FORCED_OPEN)]
         last_trip = max((j.breaker.last_opened or 0.0 for j in tripped), default=None)
-        emitter_status = self._emitter.status() if self._emitter is not None else None
+        emitter_status = self._emitter.stats() if self._emitter is not None else None
         return {
             "circuit_breaker": {
                 "enabled": True,
@@ -202,7 +219,7 @@ class AdaptiveScheduler:
                 .isoformat().replace("+00:00", "Z"),
             },
             "adaptive_intervals": {j.name: j.interval.interval for j in jobs},
-            "event_queue_size": emitter_status["queue_size"] if emitter_status else 0,
+            "event_queue_size": emitter_status["depth"] if emitter_status else 0,
             "last_emission": emitter_status["last_emission"] if emitter_status else None,
             "jobs": {j.name: {"scale": j.scale.name, "interval": j.interval.interval,
                               "runs": j.runs, "errors": j.errors, "skipped": j.skipped,

@@ -380,6 +380,22 @@ class Monitor:
             .replace("+00:00", "Z"),
         }
 
+    def stats(self) -> dict[str, Any]:
+        """The monitor's cumulative counts, JSON-serialisable, in the
+        vocabulary every resil component's ``stats()`` uses: components
+        (recorded), requests and failures (over every component since it
+        started), events ({kind: count} of resilience events) and health
+        (over the window; :meth:`dashboard` has the windowed detail)."""
+        with self._lock:
+            comps = list(self._components.values())
+            requests = sum(comp.requests for comp in comps)
+            failures = sum(sum(comp.errors_by_type.values()) for comp in comps)
+            events: dict[str, int] = {}
+            for (kind, _), n in self._event_totals.items():
+                events[kind] = events.get(kind, 0) + n
+        return {"components": len(comps), "requests": requests, "failures": failures,
+                "events": events, "health": self.health()}
+
     # ---- for exporters --------------------------------------------------------------
     def _export(self) -> dict[str, Any]:
         """Cumulative counters and windowed quantiles, for resil.prometheus."""

@@ -266,7 +266,11 @@ class BreakerGroup(Mapping[str, CircuitBreaker]):
         self[endpoint].record_failure(None, latency_ms)
 
     def stats(self) -> dict[str, Any]:
-        """Group counts and every endpoint's ``stats()`` under ``endpoints``."""
+        """The group's counts, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: every endpoint's ``stats()``
+        under ``endpoints``, max_ejection_percent, ejected (endpoints OPEN,
+        HALF_OPEN or FORCED_OPEN now) and vetoed_trips (trips refused by
+        the ejection limit)."""
         # Endpoints first: reading them ticks lazy transitions (OPEN -> ...),
         # which the pool's ejected count must reflect in the same snapshot.
         endpoints = {name: b.stats() for name, b in list(self._breakers.items())}

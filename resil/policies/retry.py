@@ -354,6 +354,11 @@ class RetryPolicy:
         self._clock = clock
 
     def stats(self) -> dict[str, Any]:
+        """The policy's counts, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: name, retries (attempts after a
+        first one), gave_up (calls that ended failing: attempts, deadline
+        or budget ran out) and rejected (calls an open breaker ended
+        between attempts)."""
         p = self._policy
         return {"name": self.name, "retries": p.retried, "gave_up": p.gave_up,
                 "rejected": p.rejected}

@@ -232,7 +232,11 @@ class TimeoutManager:
                 for op in list(self._active.values())]
 
     def stats(self) -> dict[str, Any]:
-        """Totals (timeouts, warnings, grace_recoveries, ...) and the same per name."""
+        """The manager's counts, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: started, completed, timeouts,
+        warnings, grace_extensions and grace_recoveries over every
+        operation, active (running now), and the same counts per operation
+        name under ``per_name``."""
         per_name = {name: vars(s).copy() for name, s in list(self._stats.items())}
         totals = {key: sum(s[key] for s in per_name.values())
                   for key in vars(_NameStats()).keys()}

@@ -278,6 +278,12 @@ class SQLiteStore:
         return {row[0] for row in rows}
 
     # ---- dead letters ---------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """The store's counts, JSON-serialisable, in the vocabulary every
+        resil component's ``stats()`` uses: path, events (stored now) and
+        last_seq (the highest number ever stored; pruning never lowers it)."""
+        return {"path": self.path, "events": self.event_count(), "last_seq": self.last_seq()}
+
     def dlq_put(self, queue: str, item_json: str, error: str, error_type: str,
                 source: str | None, attempts: int, timestamp: float,
                 maxsize: int, expire_before: float | None = None) -> tuple[int, int, int]:
