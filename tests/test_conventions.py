@@ -187,7 +187,7 @@ def test_arguments_after_the_first_two_are_keyword_only(path: str) -> None:
 
 # ---- time limits ------------------------------------------------------------------
 
-def _limit_calls() -> dict[str, Callable[[dict[str, Any]], Any]]:
+def _limit_calls() -> dict[str, Callable[[Any], Any]]:
     """Each method that takes a time limit (``inf``: no limit), called on
     a fresh object with ``kwargs``, in a running virtual loop."""
     async def emitter_close(kw: dict[str, Any]) -> None:
@@ -552,31 +552,41 @@ NO_OPTIONS = {"CancellationToken", "DeadLetter", "Event", "MonotonicClock", "Ope
               "TimeScale"}
 
 
-def argument_cases() -> list[Any]:
+def argument_cases(table: dict[str, Any], c_failures: set[tuple[str, str, str]]) -> list[Any]:
+    """(owner, parameter, "type" or "value") for each sample of ``table``."""
     cases: list[Any] = []
-    for owner, (_, _, params) in sorted(ARGUMENTS.items()):
-        for param, (wrong_type, bad_value) in params.items():
-            for kind, sample in (("type", wrong_type), ("value", bad_value)):
-                if kind == "value" and bad_value is None:
-                    continue
+    for owner, (_, _, params) in sorted(table.items()):
+        for param, (_, bad_value) in params.items():
+            for kind in ("type", "value") if bad_value is not None else ("type",):
                 case = (owner, param, kind)
-                cases.append(c_xfail(*case) if case in C_ARGUMENT_FAILURES else case)
+                cases.append(c_xfail(*case) if case in c_failures else case)
     return cases
 
 
-@pytest.mark.parametrize("owner, param, kind", argument_cases())
-def test_a_wrong_type_raises_type_error_and_a_bad_value_value_error(
-        owner: str, param: str, kind: str) -> None:
-    make, needed, params = ARGUMENTS[owner]
+def expect_argument_error(table: dict[str, Any], owner: str, param: str, kind: str,
+                          call: Callable[[Any, dict[str, Any]], None]) -> None:
+    """``call(maker, arguments)`` with the parameter's sample raises
+    TypeError (kind "type") or ValueError (kind "value"), naming it."""
+    make, needed, params = table[owner]
     sample = params[param][0 if kind == "type" else 1]
     error = TypeError if kind == "type" else ValueError
     with pytest.raises(error) as info:
-        obj = make(**{**needed, param: sample})
-        close = getattr(obj, "close", None)
-        if callable(close) and not inspect.iscoroutinefunction(close):
-            close()
+        call(make, {**needed, param: sample})
     assert type(info.value) is error, info.value       # not a subclass such as OverflowError
     assert param in str(info.value), str(info.value)
+
+
+def _construct(make: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    obj = make(**kwargs)
+    close = getattr(obj, "close", None)
+    if callable(close) and not inspect.iscoroutinefunction(close):
+        close()
+
+
+@pytest.mark.parametrize("owner, param, kind", argument_cases(ARGUMENTS, C_ARGUMENT_FAILURES))
+def test_a_wrong_type_raises_type_error_and_a_bad_value_value_error(
+        owner: str, param: str, kind: str) -> None:
+    expect_argument_error(ARGUMENTS, owner, param, kind, _construct)
 
 
 def test_every_public_constructor_is_in_the_argument_table() -> None:
@@ -632,28 +642,12 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
 C_METHOD_FAILURES: set[tuple[str, str, str]] = set()
 
 
-def method_argument_cases() -> list[Any]:
-    cases: list[Any] = []
-    for owner, (_, _, params) in sorted(METHOD_ARGUMENTS.items()):
-        for param, (wrong_type, bad_value) in params.items():
-            for kind in ("type", "value"):
-                if kind == "value" and bad_value is None:
-                    continue
-                case = (owner, param, kind)
-                cases.append(c_xfail(*case) if case in C_METHOD_FAILURES else case)
-    return cases
-
-
-@pytest.mark.parametrize("owner, param, kind", method_argument_cases())
+@pytest.mark.parametrize("owner, param, kind",
+                         argument_cases(METHOD_ARGUMENTS, C_METHOD_FAILURES))
 def test_methods_raise_type_error_for_a_wrong_type_and_value_error_for_a_bad_value(
         owner: str, param: str, kind: str) -> None:
-    factory, needed, params = METHOD_ARGUMENTS[owner]
-    sample = params[param][0 if kind == "type" else 1]
-    error = TypeError if kind == "type" else ValueError
-    with pytest.raises(error) as info:
-        _call_sync_or_async(factory(), {**needed, param: sample})
-    assert type(info.value) is error, info.value
-    assert param in str(info.value), str(info.value)
+    expect_argument_error(METHOD_ARGUMENTS, owner, param, kind,
+                          lambda factory, kwargs: _call_sync_or_async(factory(), kwargs))
 
 
 # ---- stats() ----------------------------------------------------------------------
@@ -730,6 +724,8 @@ def test_every_public_class_is_a_component_with_stats_or_listed_as_none() -> Non
 
 @pytest.mark.parametrize("name", stats_cases())
 def test_stats_is_json_and_speaks_the_one_vocabulary(name: str) -> None:
+    assert {v.lstrip("_") for v in SYNONYM_SUFFIXES.values()} | set(SYNONYMS.values()) \
+        <= set(VOCABULARY)
     obj = STATS[name]()
     try:
         stats = obj.stats()
