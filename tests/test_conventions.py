@@ -400,7 +400,7 @@ async def _retry(given: resil.VirtualClock) -> None:
 
 
 async def _dead_letter_queue(given: resil.VirtualClock) -> None:
-    dlq = resil.DeadLetterQueue(ttl=5.0, clock=given)  # type: ignore[call-arg]
+    dlq = resil.DeadLetterQueue(ttl=5.0, clock=given)
     dlq.put("item", "error")
     await asyncio.sleep(100)
     assert len(dlq.list()) == 1
@@ -427,11 +427,12 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "RetryPolicy": _retry,
     "DeadLetterQueue": _dead_letter_queue,
 }
-CLOCK_XFAIL = {"DeadLetterQueue": "its ttl is judged by wall-clock timestamps"}
+CLOCK_XFAIL: dict[str, str] = {}
 #: Public classes with no time-dependent behaviour (values, errors, clocks
 #: themselves, the loop that takes a clock, and parts whose time comes from
 #: their owner: a BreakerGroup's breakers take clock= among their defaults).
 TIMELESS = {"AdaptiveInterval", "Backoff", "BreakerGroup", "CancellationToken", "DeadLetter",
+            "DeadLetterSink",
             "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit",
             "SQLiteStore", "State", "StateListener", "Supervisor", "TimeScale", "VirtualClock",
             "VirtualEventLoop"}
@@ -504,7 +505,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "failure_if": (NOTHING, None), "result_failure": (NOTHING, None),
         "clock": (NOTHING, None)}),
     "DeadLetterQueue": (resil.DeadLetterQueue, {}, {
-        "maxsize": ("1", 0), "store": (NOTHING, None), "name": (1, ""), "ttl": ("1", -1.0)}),
+        "maxsize": ("1", 0), "store": (NOTHING, None), "name": (1, ""), "ttl": ("1", -1.0),
+        "clock": (NOTHING, None)}),
     "Deduplicator": (resil.Deduplicator, {}, {
         "ttl": ("1", -1.0), "capacity": ("1", 0), "clock": (NOTHING, None)}),
     "EventBus": (resil.EventBus, {}, {
@@ -546,8 +548,9 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
 }
 #: (constructor, parameter, "type" or "value") cases the C binding gets wrong.
 C_ARGUMENT_FAILURES = {("Backoff", "jitter", "type")}
-#: Constructors with no parameters, or whose parameters are a record's fields.
-NO_OPTIONS = {"CancellationToken", "DeadLetter", "Event", "MonotonicClock", "Operation",
+#: Constructors with no parameters, whose parameters are a record's fields, or
+#: made by resil itself; and the dead-letter protocol, which is not constructed.
+NO_OPTIONS = {"CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
               "Outcome", "Permit", "RetryPolicy", "State", "StateListener", "Supervisor",
               "TimeScale"}
 
@@ -698,8 +701,10 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
 
 STATS = _stats_factories()
 #: Public classes that are not components: values, records, errors, clocks,
-#: the event loop and the cancellation token hold no counters.
-NOT_COMPONENTS = {"Backoff", "CancellationToken", "DeadLetter", "Event", "MonotonicClock",
+#: the event loop, the cancellation token and the dead-letter protocol hold no
+#: counters of their own.
+NOT_COMPONENTS = {"Backoff", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event",
+                  "MonotonicClock",
                   "Operation", "Outcome", "Permit", "State", "StateListener", "TimeScale",
                   "VirtualClock", "VirtualEventLoop"}
 #: C types whose stats() is missing or off the vocabulary.

@@ -84,7 +84,7 @@ def fields(sink: ListSink) -> list[tuple[Any, str, str | None, int]]:
 def test_the_protocol_is_exported_and_documented() -> None:
     assert "DeadLetterSink" in resil.__all__ and resil.DeadLetterSink is DeadLetterSink
     doc = DeadLetterSink.__doc__ or ""
-    for word in ("put(item, error, source=None, attempts=0)", "blocking", "list()", "get(",
+    for word in ("put(item, error, *, source=None, attempts=0)", "blocking", "list()", "get(",
                  "purge()", "stats()", "reprocess("):
         assert word in doc, word
 
@@ -218,7 +218,7 @@ def test_a_blocking_sink_that_refuses_is_counted_by_the_bus() -> None:
     asyncio.run(main())
     assert threading.get_ident() not in sink.threads  # put from the worker thread
     stats = bus.stats()
-    assert (stats["dead_lettered"], stats["dead_letter_errors"]) == (3, 3)
+    assert (stats["dead_lettered"], stats["dead_letter_failures"]) == (3, 3)
     assert [seq for seq, *_ in fields(sink)] == [2, 4, 6]
 
 
