@@ -1042,6 +1042,19 @@ static int tick(BreakerObject *self) {
 
 int resil_breaker_tick(PyObject *breaker) { return tick((BreakerObject *)breaker); }
 
+int resil_breaker_reject_if_open(PyObject *breaker) {
+    BreakerObject *self = (BreakerObject *)breaker;
+    if (tick(self) < 0) {
+        return -1;
+    }
+    int state = self->core.state;
+    if (state != RS_STATE_OPEN && state != RS_STATE_FORCED_OPEN) {
+        return 0;
+    }
+    raise_open(self, state == RS_STATE_FORCED_OPEN ? UINT64_MAX : rs_breaker_remaining(&self->core));
+    return 1;
+}
+
 void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out) {
     BreakerObject *self = (BreakerObject *)breaker;
     rs_breaker *b = &self->core;

@@ -181,6 +181,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->EjectionPool_type);
     Py_VISIT(st->Backoff_type);
     Py_VISIT(st->RetryBudget_type);
+    Py_VISIT(st->RetryCall_type);
+    Py_VISIT(st->Retrying_type);
     Py_VISIT(st->RateCounter_type);
     Py_VISIT(st->Histogram_type);
     Py_VISIT(st->WindowedHistogram_type);
@@ -209,6 +211,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->EjectionPool_type);
     Py_CLEAR(st->Backoff_type);
     Py_CLEAR(st->RetryBudget_type);
+    Py_CLEAR(st->RetryCall_type);
+    Py_CLEAR(st->Retrying_type);
     Py_CLEAR(st->RateCounter_type);
     Py_CLEAR(st->Histogram_type);
     Py_CLEAR(st->WindowedHistogram_type);

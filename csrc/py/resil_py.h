@@ -31,6 +31,8 @@ typedef struct {
     PyTypeObject *EjectionPool_type;
     PyTypeObject *Backoff_type;
     PyTypeObject *RetryBudget_type;
+    PyTypeObject *RetryCall_type;         /* RetryCore.begin() makes them */
+    PyTypeObject *Retrying_type;          /* RetryCore.wrap() makes them */
     PyTypeObject *RateCounter_type;
     PyTypeObject *Histogram_type;         /* WindowedHistogram.snapshot() makes them */
     PyTypeObject *WindowedHistogram_type;
@@ -200,6 +202,11 @@ typedef struct {
 int resil_breaker_tick(PyObject *breaker);
 /* Copies its current numbers; runs no Python code and cannot fail. */
 void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out);
+/* Brings a Breaker up to date (resil_breaker_tick) and tells whether it
+ * rejects calls now (OPEN or FORCED_OPEN): 0 when it does not; 1 when it
+ * does, with the CircuitOpenError a rejected call gets set; -1 with an
+ * exception set when the clock fails. */
+int resil_breaker_reject_if_open(PyObject *breaker);
 
 int resil_clock_init_types(PyObject *module, resil_state *st);
 /* The circuit breaker's types, one a file (breaker.h has what they share). */

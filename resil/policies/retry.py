@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import math
 import time
 import types
 from collections.abc import Awaitable, Callable
@@ -13,15 +12,12 @@ from typing import Any, TypeVar
 
 from resil import _check, _resil
 from resil.policies.breaker import CircuitBreaker
-from resil.errors import CANCELLATION, OperationTimeout, RetryError
-from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, State, VirtualClock
+from resil.errors import OperationTimeout, RetryError
+from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, VirtualClock
 
 __all__ = ["retry", "Backoff", "RetryBudget", "RetryError", "RetryPolicy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_CANCELLATION = CANCELLATION
-_REJECTING = (State.OPEN, State.FORCED_OPEN)
 
 
 def _default_retry_after(exc: BaseException) -> float | None:
@@ -29,18 +25,24 @@ def _default_retry_after(exc: BaseException) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _sleep(seconds: float) -> None:
+    # Looks time.sleep up at each call, so a test that replaces it is seen.
+    time.sleep(seconds)
+
+
 class _Policy:
-    """The validated settings of one @retry, and the decisions between attempts."""
+    """The validated settings of one @retry; ``core`` (a C RetryCore) makes
+    every decision between attempts and keeps the counters."""
 
     __slots__ = ("retries", "backoff", "retry_on", "retry_if_result", "deadline", "breaker",
-                 "budget", "retry_after", "on_retry", "clock", "retried", "gave_up", "rejected")
+                 "budget", "retry_after", "on_retry", "clock", "core")
 
     def __init__(self, retries: int, backoff: Backoff | None, retry_on: Any,
                  retry_if_result: Callable[[Any], object] | None, deadline: float | None,
                  breaker: CircuitBreaker | None, budget: RetryBudget | None,
                  retry_after: Callable[[BaseException], float | None] | None,
                  on_retry: Callable[[int, float, object], object] | None,
-                 clock: Any) -> None:
+                 clock: Any, name: str | None = None) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int):
             raise TypeError(f"retries must be an int, not {type(retries).__name__}")
         if retries < 0:
@@ -52,10 +54,10 @@ class _Policy:
         if not (isinstance(retry_on, tuple)
                 and all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on)):
             raise TypeError("retry_on must be an exception class or a tuple of them")
-        for name, fn in (("retry_if_result", retry_if_result), ("retry_after", retry_after),
-                         ("on_retry", on_retry)):
+        for fname, fn in (("retry_if_result", retry_if_result), ("retry_after", retry_after),
+                          ("on_retry", on_retry)):
             if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable or None, not {type(fn).__name__}")
+                raise TypeError(f"{fname} must be callable or None, not {type(fn).__name__}")
         if deadline is not None:
             deadline = _check.seconds(deadline, "deadline")
         if breaker is not None and not isinstance(breaker, _resil.Breaker):
@@ -73,64 +75,12 @@ class _Policy:
         self.retry_after = retry_after if retry_after is not None else _default_retry_after
         self.on_retry = on_retry
         self.clock = clock if clock is not None else MonotonicClock()
-        self.retried = 0  # attempts after a first one
-        self.gave_up = 0  # calls that failed after retries, deadline or budget ran out
-        self.rejected = 0  # calls ended by an open breaker between attempts
-
-    def next_delay(self, attempt: int, prev: float | None, error: object,
-                   started: float, now: float) -> float | None:
-        """The delay before the next attempt, or None to give up.
-
-        attempt is the 1-based number of the attempt that just failed; error
-        is its exception or its failing result."""
-        if attempt > self.retries:
-            return None
-        if self.breaker is not None and self.breaker.state in _REJECTING:
-            raise CircuitOpenError(self.breaker.name, self.breaker.state, self.breaker.remaining)
-        delay = self.backoff.delay(attempt - 1, prev)
-        if isinstance(error, BaseException):
-            hinted = self.retry_after(error)
-            if hinted is not None and math.isfinite(hinted):  # NaN/inf hints are ignored
-                delay = min(max(float(hinted), 0.0), self.backoff.max_delay)
-        if self.deadline is not None and now + delay >= started + self.deadline:
-            return None
-        if self.budget is not None and not self.budget.try_retry():
-            return None
-        if self.on_retry is not None:
-            self.on_retry(attempt, delay, error)
-        return delay
-
-    def after_failure(self, outcome: object, attempt: int, prev: float | None, started: float,
-                      now: float, final: tuple[type[BaseException], ...]) -> float:
-        """The delay before the next attempt after `outcome` (an exception or a
-        failing result) ended attempt number `attempt`; raises instead when the
-        call is over: the exception itself when it is cancellation, one of
-        `final` or not in retry_on; CircuitOpenError (chained) when the breaker
-        rejects; the last error (or RetryError) when retries, the deadline or
-        the budget run out."""
-        if isinstance(outcome, BaseException) and (
-                isinstance(outcome, final) or isinstance(outcome, _CANCELLATION)
-                or not isinstance(outcome, self.retry_on)):
-            raise outcome
-        if self.deadline is not None and now >= started + self.deadline:
-            self.gave_up += 1
-            raise _give_up(outcome, attempt)
-        try:
-            delay = self.next_delay(attempt, prev, outcome, started, now)
-        except CircuitOpenError as rejected:
-            self.rejected += 1
-            raise rejected from (outcome if isinstance(outcome, BaseException) else None)
-        if delay is None:
-            self.gave_up += 1
-            raise _give_up(outcome, attempt)
-        self.retried += 1
-        return delay
-
-    def sleep(self, seconds: float) -> None:
-        if isinstance(self.clock, VirtualClock):
-            self.clock.advance(seconds)
-        elif seconds > 0:
-            time.sleep(seconds)
+        self.core = _resil.RetryCore(
+            retries=retries, backoff=self.backoff, retry_on=retry_on,
+            retry_if_result=retry_if_result, deadline=self.deadline, breaker=breaker,
+            budget=budget, retry_after=self.retry_after, on_retry=on_retry, clock=self.clock,
+            sleep=self.clock.advance if isinstance(self.clock, VirtualClock) else _sleep,
+            retry_error=RetryError, name=name)
 
 
 def _guarded_by(fn: Any, breaker: _resil.Breaker) -> bool:
@@ -158,45 +108,14 @@ def _guarded_by(fn: Any, breaker: _resil.Breaker) -> bool:
     return False
 
 
-def _give_up(error: object, attempts: int) -> BaseException:
-    if isinstance(error, BaseException):
-        return error
-    return RetryError(f"retries exhausted after {attempts} attempts; the last result "
-                      f"failed retry_if_result", result=error, attempts=attempts)
-
-
 def _sync_wrapper(fn: Callable[..., Any], policy: _Policy) -> Callable[..., Any]:
     call = policy.breaker(fn) if policy.breaker is not None else fn
-
-    def after_first(error: BaseException | None, result: Any, has_result: bool,
-                    started: float | None, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
-        """Attempts 2..retries+1, after the first one (made in C) did not return."""
-        clock = policy.clock
-        if started is None:
-            started = clock.now()
-        outcome: object = result if has_result else error
-        prev: float | None = None
-        attempt = 1
-        while True:
-            delay = policy.after_failure(outcome, attempt, prev, started, clock.now(),
-                                         (CircuitOpenError,))
-            policy.sleep(delay)
-            prev = delay
-            attempt += 1
-            try:
-                result = call(*args, **kwargs)
-            except BaseException as exc:  # classified at the top of the loop
-                outcome = exc
-            else:
-                if policy.retry_if_result is None or not policy.retry_if_result(result):
-                    return result
-                outcome = result
-
-    wrapper = _resil.Retrying(call, after_first, policy.retry_if_result, policy.budget,
-                              policy.clock if policy.deadline is not None else None)
+    wrapper = policy.core.wrap(call)  # every attempt, sleep and decision in C
     functools.update_wrapper(wrapper, fn)
     return wrapper
+
+
+_ASYNC_FINAL = (CircuitOpenError, OperationTimeout)
 
 
 def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callable[..., Any]:
@@ -204,35 +123,30 @@ def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callab
     budget = policy.budget
     retry_if_result = policy.retry_if_result
     deadline = policy.deadline
+    core = policy.core
 
     def attempt_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
         return breaker.call_async(fn, *args, **kwargs) if breaker is not None else fn(*args, **kwargs)
 
-    async def after_first(outcome: object, started: float | None, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> Any:
-        """Attempts 2..retries+1, after the first one did not return."""
+    async def after_first(outcome: object, raised: bool, started: float | None,
+                          args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Attempts 2..retries+1, after the first one did not return: the C
+        RetryCall decides, this loop only awaits."""
         loop = asyncio.get_running_loop()
-        if started is None:
-            started = loop.time()
-        prev: float | None = None
-        attempt = 1
+        progress = core.begin(loop.time() if started is None else started, _ASYNC_FINAL)
         while True:
-            delay = policy.after_failure(outcome, attempt, prev, started, loop.time(),
-                                         (CircuitOpenError, OperationTimeout))
-            await asyncio.sleep(delay)
-            prev = delay
-            attempt += 1
+            await asyncio.sleep(progress.failed(outcome, raised, loop.time()))
             try:
-                if deadline is None:
+                if deadline is None or started is None:
                     result = await attempt_of(args, kwargs)
                 else:
                     result = await _until(attempt_of(args, kwargs), started + deadline, loop)
-            except BaseException as exc:  # classified at the top of the loop
-                outcome = exc
+            except BaseException as exc:  # classified by progress.failed
+                outcome, raised = exc, True
             else:
                 if retry_if_result is None or not retry_if_result(result):
                     return result
-                outcome = result
+                outcome, raised = result, False
 
     if breaker is None and budget is None and deadline is None:
         @functools.wraps(fn)
@@ -241,10 +155,10 @@ def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callab
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                return await after_first(exc, None, args, kwargs)
+                return await after_first(exc, True, None, args, kwargs)
             if retry_if_result is None or not retry_if_result(result):
                 return result
-            return await after_first(result, None, args, kwargs)
+            return await after_first(result, False, None, args, kwargs)
 
         return plain
 
@@ -262,10 +176,10 @@ def _async_wrapper(fn: Callable[..., Awaitable[Any]], policy: _Policy) -> Callab
                 started = loop.time()
                 result = await _until(attempt_of(args, kwargs), started + deadline, loop)
         except BaseException as exc:
-            return await after_first(exc, started, args, kwargs)
+            return await after_first(exc, True, started, args, kwargs)
         if retry_if_result is None or not retry_if_result(result):
             return result
-        return await after_first(result, started, args, kwargs)
+        return await after_first(result, False, started, args, kwargs)
 
     return wrapper
 
@@ -335,8 +249,8 @@ def retry(retries: int = 3, *, backoff: Backoff | None = None, retry_on: Any = (
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError("name must be a non-empty str or None")
     policy = _Policy(retries, backoff, retry_on, retry_if_result, deadline, breaker, budget,
-                     retry_after, on_retry, clock)
-    return RetryPolicy(policy, name=name, clock=clock)
+                     retry_after, on_retry, clock, name)
+    return RetryPolicy(policy, clock=clock)
 
 
 class RetryPolicy:
@@ -346,22 +260,27 @@ class RetryPolicy:
     their last error because retries, the deadline or the budget ran out;
     rejected: calls ended by an open breaker between attempts)."""
 
-    __slots__ = ("_policy", "name", "_clock")
+    __slots__ = ("_policy", "_clock")
 
-    def __init__(self, policy: _Policy, *, name: str | None, clock: Any) -> None:
+    def __init__(self, policy: _Policy, *, clock: Any) -> None:
         self._policy = policy
-        self.name = name
         self._clock = clock
+
+    @property
+    def name(self) -> str | None:
+        """How metrics call this policy, or None."""
+        name: str | None = self._policy.core.name
+        return name
 
     def stats(self) -> dict[str, Any]:
         """The policy's counts, JSON-serialisable, in the vocabulary every
         resil component's ``stats()`` uses: name, retries (attempts after a
         first one), gave_up (calls that ended failing: attempts, deadline
         or budget ran out) and rejected (calls an open breaker ended
-        between attempts)."""
-        p = self._policy
-        return {"name": self.name, "retries": p.retried, "gave_up": p.gave_up,
-                "rejected": p.rejected}
+        between attempts). The retry engine keeps them; this returns its
+        document as is."""
+        stats: dict[str, Any] = self._policy.core.stats()
+        return stats
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.name or ''} retries={self._policy.retries}>".replace("  ", " ")
