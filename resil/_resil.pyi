@@ -1,5 +1,6 @@
 """Type stubs of the C engine (implementation detail; import resil instead)."""
 
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from enum import IntEnum
 from types import TracebackType
@@ -288,9 +289,6 @@ class Ring:
     # Each configuration parameter checked against the core field table:
     # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.
     _ranges: ClassVar[dict[str, dict[str, Any]]]
-    _waiting_getters: int
-    _waiting_putters: int
-    _waiting_joiners: int
     def __init__(self, maxsize: int = 1000, warn_at: float = 0.8, reject_at: float = 0.95, *,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...
     def put_nowait(self, item: Any) -> None: ...
@@ -300,8 +298,9 @@ class Ring:
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
     def stats(self) -> dict[str, Any]: ...
-    def _set_wakers(self, getter: Callable[[], int], putter: Callable[[], int],
-                    joiners: Callable[[], int], /) -> None: ...
+    def _set_waiters(self, getters: deque[Any], putters: deque[Any], joiners: deque[Any],
+                     wake_first: Callable[[deque[Any]], object],
+                     wake_all: Callable[[deque[Any]], object], /) -> None: ...
     @property
     def maxsize(self) -> int: ...
     @property

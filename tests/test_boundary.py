@@ -8,6 +8,7 @@ import asyncio
 import gc
 import time
 import weakref
+from collections import deque
 from typing import Any
 
 import pytest
@@ -36,51 +37,59 @@ class _Named(_resil.Ring):
 
 def test_queue_engine_calls_no_method_by_name() -> None:
     q = _Named(4)
-    q._waiting_getters = q._waiting_putters = q._waiting_joiners = 1
     q.put_nowait(1)
     q.get_nowait()
     q.task_done()
-    assert q.called == []
-
-
-def test_queue_engine_calls_given_wakers_and_keeps_their_counts() -> None:
-    q = _resil.Ring(4)
-    calls: list[str] = []
-
-    def waker(kind: str, left: int) -> Any:
-        def wake() -> int:
-            calls.append(kind)
-            return left
-        return wake
-
-    q._set_wakers(waker("getter", 0), waker("putter", 2), waker("joiners", 0))
-    q.put_nowait(1)                 # nobody waits: no call
-    assert calls == []
-    q._waiting_getters = 1
-    q._waiting_putters = 3
-    q._waiting_joiners = 1
-    q.put_nowait(2)
-    assert calls == ["getter"] and q._waiting_getters == 0
-    q.get_nowait()
-    assert calls == ["getter", "putter"] and q._waiting_putters == 2
-    q.task_done()                   # one still unfinished: joiners not woken
-    assert calls == ["getter", "putter"]
+    woken: list[str] = []
+    q._set_waiters(deque("g"), deque("p"), deque("j"), lambda line: woken.append(line[0]),
+                   lambda line: woken.append(line[0].upper()))
+    q.put_nowait(1)
     q.get_nowait()
     q.task_done()
-    assert calls == ["getter", "putter", "putter", "joiners"] and q._waiting_joiners == 0
+    assert q.called == [] and woken == ["g", "p", "J"]
+
+
+def test_queue_engine_wakes_a_line_while_it_holds_waiters() -> None:
+    q = _resil.Ring(4)
+    getters: deque[str] = deque()
+    putters = deque(["p1", "p2"])
+    joiners: deque[str] = deque()
+    calls: list[str] = []
+
+    def first(line: deque[str]) -> None:
+        calls.append(line.popleft())
+
+    def every(line: deque[str]) -> None:
+        calls.extend(line)
+        line.clear()
+
+    q._set_waiters(getters, putters, joiners, first, every)
+    q.put_nowait(1)                 # nobody waits for an item: no call
+    assert calls == []
+    getters.append("g1")
+    joiners.append("j1")
+    q.put_nowait(2)
+    assert calls == ["g1"] and not getters
+    q.get_nowait()
+    assert calls == ["g1", "p1"] and list(putters) == ["p2"]
+    q.task_done()                   # one still unfinished: joiners not woken
+    assert calls == ["g1", "p1"]
+    q.get_nowait()
+    q.task_done()
+    assert calls == ["g1", "p1", "p2", "j1"] and not putters and not joiners
 
 
 def test_queue_waker_that_fails_loses_no_item() -> None:
     q = _resil.Ring(4)
 
-    def broken() -> int:
+    def broken(line: Any) -> None:
         raise RuntimeError("waker broke")
 
-    def wrong() -> Any:
-        return "two"
+    def wrong(line: Any) -> None:
+        raise TypeError("waker broke")
 
-    q._set_wakers(broken, wrong, broken)
-    q._waiting_getters = q._waiting_putters = 1
+    q._set_waiters(deque([1]), deque([1]), deque(), wrong, broken)
+    q._set_waiters(deque([1]), deque([1]), deque(), broken, wrong)
     seen: list[BaseException | None] = []
     import sys
     old, sys.unraisablehook = sys.unraisablehook, lambda u: seen.append(u.exc_value)
@@ -89,17 +98,22 @@ def test_queue_waker_that_fails_loses_no_item() -> None:
         assert q.get_nowait() == "x"
     finally:
         sys.unraisablehook = old
-    assert [type(e) for e in seen] == [RuntimeError, TypeError]
-    assert q._waiting_getters == 1 and q._waiting_putters == 1
+    assert [type(e) for e in seen] == [RuntimeError, RuntimeError]
 
 
-@pytest.mark.parametrize("bad", [None, 1, "f"])
-def test_set_wakers_refuses_non_callables(bad: Any) -> None:
+class _Deque(deque):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize("bad", [None, 1, [], _Deque()])
+def test_set_waiters_refuses_what_it_cannot_use(bad: Any) -> None:
     q = _resil.Ring(4)
-    with pytest.raises(TypeError, match="putter must be callable"):
-        q._set_wakers(print, bad, print)
-    with pytest.raises(TypeError, match="3 arguments"):
-        q._set_wakers(print, print)
+    with pytest.raises(TypeError, match="putters must be a collections.deque"):
+        q._set_waiters(deque(), bad, deque(), print, print)
+    with pytest.raises(TypeError, match="wake_all must be callable"):
+        q._set_waiters(deque(), deque(), deque(), print, bad if bad is not None else 1)
+    with pytest.raises(TypeError, match="5 arguments"):
+        q._set_waiters(deque(), deque(), deque())
 
 
 def test_bounded_queue_is_freed_without_the_cycle_collector() -> None:
@@ -124,17 +138,17 @@ def test_bounded_queue_wakes_getters_putters_and_joiners() -> None:
         q: resil.BoundedQueue[int] = resil.BoundedQueue(2, reject_at=1.0)
         getters = [asyncio.ensure_future(q.get()) for _ in range(2)]
         await asyncio.sleep(0)
-        assert q._waiting_getters == 2
+        assert len(q._getters) == 2
         q.put_nowait(1)
-        assert q._waiting_getters == 1   # one woken, one still in line
+        assert len(q._getters) == 1      # one woken, one still in line
         q.put_nowait(2)                  # the woken getter has not run yet
-        assert q._waiting_getters == 0
+        assert len(q._getters) == 0
         assert sorted(await asyncio.gather(*getters)) == [1, 2]
         q.put_nowait(3)
         q.put_nowait(0)
         putter = asyncio.ensure_future(q.put(4))
         await asyncio.sleep(0)
-        assert q._waiting_putters == 1
+        assert len(q._putters) == 1
         assert q.get_nowait() == 3
         await putter
         assert q.get_nowait() == 0 and q.get_nowait() == 4

@@ -216,3 +216,119 @@ def test_retry_engine_calls_only_the_callables_it_was_given() -> None:
     with pytest.raises(resil.CircuitOpenError):
         fails()
     assert Hooked.looked_up == 0
+
+
+# ---- breaker: transitions go to the listener it was given ---------------------
+
+
+class _Hooks:
+    """Counts every use of an attribute named like an old engine hook."""
+
+    def __init__(self) -> None:
+        self.uses: list[str] = []
+
+    def hook(self, name: str) -> Any:
+        def method(*args: Any, **kwargs: Any) -> None:
+            self.uses.append(name)
+        return method
+
+
+def _hooked(base: type, hooks: _Hooks, names: tuple[str, ...]) -> type:
+    def prop(name: str) -> property:
+        def get(self: Any) -> Any:
+            hooks.uses.append(name)
+            return hooks.hook(name)
+        return property(get)
+    return type("Hooked" + base.__name__, (base,), {n: prop(n) for n in names})
+
+
+BREAKER_HOOKS = ("_on_transition", "_on_state_change", "_notify", "_last_opened_wall",
+                 "_last_opened", "_opened_wall", "_listeners_changed")
+
+
+@pytest.mark.parametrize("base", [_resil.Breaker, resil.CircuitBreaker])
+def test_breaker_engine_uses_no_hook_of_a_subclass(base: type) -> None:
+    hooks = _Hooks()
+    # CircuitBreaker hands its own _on_transition to the engine, explicitly.
+    names = BREAKER_HOOKS if base is _resil.Breaker else BREAKER_HOOKS[1:]
+    cls = _hooked(base, hooks, names)
+    clock = resil.VirtualClock()
+    b = cls("hooked", failure_threshold=2, minimum_calls=1, cooldown=1.0, adaptive=False,
+            clock=clock)
+    hooks.uses.clear()  # what the Python constructor itself did is not the engine's doing
+    heard: list[tuple[Any, ...]] = []
+    b._set_listener(lambda *event: heard.append(event[1:3]))
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            b.call(lambda: 1 / 0)
+    clock.advance(2.0)
+    assert b.state is resil.State.HALF_OPEN
+    b.force_open()
+    b.reset()
+    b.stats()
+    b.last_opened
+    _resil.breaker_exposition([b])
+    assert hooks.uses == []
+    assert heard == [(resil.State.CLOSED, resil.State.OPEN), (resil.State.OPEN, resil.State.HALF_OPEN),
+                     (resil.State.HALF_OPEN, resil.State.FORCED_OPEN),
+                     (resil.State.FORCED_OPEN, resil.State.CLOSED)]
+
+
+def test_breaker_stats_are_the_engines_own() -> None:
+    # CircuitBreaker adds nothing to, and overwrites nothing in, what the
+    # engine reports.
+    assert resil.CircuitBreaker.stats is _resil.Breaker.stats
+    clock = resil.VirtualClock()
+    b = resil.CircuitBreaker("s", failure_threshold=1, minimum_calls=1, clock=clock)
+    with pytest.raises(KeyError):
+        b.call(lambda: {}[0])
+    assert b.stats() == _resil.Breaker.stats(b)
+    assert b.stats()["last_opened"] == b.last_opened is not None
+
+
+# ---- queue: Python owns the waiters, the engine reads their lines ------------------
+
+
+QUEUE_HOOKS = ("_wake_getter", "_wake_putter", "_wake_joiners", "_waiting_getters",
+               "_waiting_putters", "_waiting_joiners", "_wake", "_on_put", "_on_get")
+
+
+def test_queue_uses_no_hook_of_a_subclass_and_keeps_one_count_of_waiters() -> None:
+    hooks = _Hooks()
+    cls = _hooked(resil.BoundedQueue, hooks, QUEUE_HOOKS)
+
+    async def main() -> None:
+        q = cls(1, reject_at=1.0)
+        getters = [asyncio.ensure_future(q.get()) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert len(q._getters) == 3
+        getters[0].cancel()
+        await asyncio.sleep(0)
+        assert len(q._getters) == 2       # the one count: who is in line
+        q.put_nowait("a")
+        assert await getters[1] == "a"
+        q.put_nowait("b")
+        assert await getters[2] == "b"
+        q.put_nowait("c")
+        putter = asyncio.ensure_future(q.put("d"))
+        await asyncio.sleep(0)
+        assert len(q._putters) == 1
+        assert q.get_nowait() == "c"
+        await putter
+        joiner = asyncio.ensure_future(q.join())
+        await asyncio.sleep(0)
+        assert q.get_nowait() == "d"
+        for _ in range(4):
+            q.task_done()
+        await asyncio.wait_for(joiner, 1)
+        assert not q._getters and not q._putters and not q._joiners
+
+    resil.run_virtual(main())
+    assert hooks.uses == []
+
+
+def test_queue_stats_are_the_engines_own() -> None:
+    assert resil.BoundedQueue.stats is _resil.Ring.stats
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(4, clock=resil.VirtualClock())
+    q.put_nowait(1)
+    assert q.stats() == _resil.Ring.stats(q)

@@ -105,7 +105,6 @@ def test_a_failing_wakeup_never_loses_an_item() -> None:
     parked = other.create_future()  # a put() parked on a loop since closed
     other.close()
     q._putters.append(parked)
-    q._waiting_putters = 1
     assert q.get_nowait() == "a"
 
 

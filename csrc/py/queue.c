@@ -4,13 +4,17 @@
  * The awaiting side (put/get/join with futures) is Python, in
  * resil/messaging/queues.py, as in asyncio.Queue: a waiter is only woken, and takes
  * the item itself with get_nowait, so a cancelled get never loses an item.
- * The Python side hands this type its three wake-up callables once, with
- * _set_wakers(getter, putter, joiners); it calls one only while the
- * matching _waiting_* count is non-zero, and stores the count of waiters
- * still waiting that the callable returns. It looks nothing up by name. */
+ * The Python side owns the waiters: it hands this type its three lines of
+ * waiters (getters, putters, joiners) and two wake-up callables once, with
+ * _set_waiters(getters, putters, joiners, wake_first, wake_all). After a
+ * put this type calls wake_first(getters) when len(getters) is non-zero,
+ * after a get wake_first(putters), and wake_all(joiners) when nothing is
+ * left unfinished; it never counts waiters itself and looks nothing up by
+ * name. */
 #include "resil_py.h"
 
 #include <math.h>
+#include <string.h>
 #include <structmember.h>
 
 #include "../core/rs_ring.h"
@@ -27,8 +31,8 @@ typedef struct {
     uint32_t warn_limit;     /* depth >= this: warning */
     uint32_t reject_limit;   /* depth >= this: put_nowait raises QueueFull */
     int in_warning;
-    int waiting_getters, waiting_putters, waiting_joiners;
-    PyObject *wake_getter, *wake_putter, *wake_joiners; /* callables or NULL */
+    PyObject *lines[3];      /* getters, putters, joiners (deques), or NULL */
+    PyObject *wake_first, *wake_all; /* callables, or NULL */
     uint64_t unfinished;
     uint64_t puts, got, rejected, warnings;
     uint64_t started_ns;
@@ -38,30 +42,37 @@ typedef struct {
 
 #define THROUGHPUT_WINDOW_NS (10 * RS_NS_PER_SEC)
 
-/* Calls a waker given to _set_wakers; it returns the count of waiters
- * still waiting (an int), which becomes *waiting. Never raises: the change
- * that called it is made, and a failing wake-up must not undo how it looks
- * (an item put or taken), so its error is reported as unraisable. */
-static void call_waker(RingObject *self, PyObject *waker, int *waiting) {
-    if (!waker) {
+enum { LINE_GETTERS = 0, LINE_PUTTERS = 1, LINE_JOINERS = 2 };
+
+/* How many wait in line i: its len(), 0 before _set_waiters. A
+ * collections.deque keeps its length in ob_size (its len() returns
+ * Py_SIZE), so the hot path reads it as cheaply as an int field. */
+static inline Py_ssize_t waiting(RingObject *self, int i) {
+    return self->lines[i] ? Py_SIZE(self->lines[i]) : 0;
+}
+
+/* A line is an exact collections.deque (the C type, not a subclass). */
+static int is_deque(PyObject *o) {
+    PyTypeObject *tp = Py_TYPE(o);
+    return !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) && strcmp(tp->tp_name, "collections.deque") == 0;
+}
+
+/* Calls wake(line) for line i. Never raises: the change that called it is
+ * made, and a failing wake-up must not undo how it looks (an item put or
+ * taken), so its error is reported as unraisable. */
+static void wake_line(RingObject *self, PyObject *wake, int i) {
+    PyObject *line = self->lines[i];
+    if (!wake || !line) {
         return;
     }
-    Py_INCREF(waker); /* _set_wakers may replace it while it runs */
-    PyObject *r = PyObject_CallNoArgs(waker);
-    Py_DECREF(waker);
-    if (r && PyLong_Check(r)) {
-        long n = PyLong_AsLong(r);
-        if (n >= 0 && n <= INT_MAX) {
-            *waiting = (int)n;
-        } else if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError, "a waker returned %ld waiters", n);
-        }
-    } else if (r) {
-        PyErr_Format(PyExc_TypeError, "a waker must return the int count of waiters, not %.100s",
-                     Py_TYPE(r)->tp_name);
-    }
-    Py_XDECREF(r);
-    if (PyErr_Occurred()) {
+    Py_INCREF(wake); /* _set_waiters may replace them while it runs */
+    Py_INCREF(line);
+    PyObject *r = PyObject_CallOneArg(wake, line);
+    Py_DECREF(wake);
+    Py_DECREF(line);
+    if (r) {
+        Py_DECREF(r);
+    } else {
         PyErr_WriteUnraisable((PyObject *)self);
     }
 }
@@ -138,9 +149,11 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->clock);
-    Py_VISIT(self->wake_getter);
-    Py_VISIT(self->wake_putter);
-    Py_VISIT(self->wake_joiners);
+    for (int i = 0; i < 3; i++) {
+        Py_VISIT(self->lines[i]);
+    }
+    Py_VISIT(self->wake_first);
+    Py_VISIT(self->wake_all);
     if (self->initialised) {
         for (uint32_t i = 0; i < self->ring.len; i++) {
             Py_VISIT((PyObject *)rs_ring_at(&self->ring, i));
@@ -150,9 +163,11 @@ static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
 }
 
 static int ring_clear(RingObject *self) {
-    Py_CLEAR(self->wake_getter);
-    Py_CLEAR(self->wake_putter);
-    Py_CLEAR(self->wake_joiners);
+    for (int i = 0; i < 3; i++) {
+        Py_CLEAR(self->lines[i]);
+    }
+    Py_CLEAR(self->wake_first);
+    Py_CLEAR(self->wake_all);
     if (self->initialised) {
         PyObject *item;
         while ((item = rs_ring_pop(&self->ring)) != NULL) {
@@ -200,8 +215,8 @@ static PyObject *ring_put_nowait(RingObject *self, PyObject *item) {
             self->warnings++;
         }
     }
-    if (RS_UNLIKELY(self->waiting_getters > 0)) {
-        call_waker(self, self->wake_getter, &self->waiting_getters);
+    if (RS_UNLIKELY(waiting(self, LINE_GETTERS) > 0)) {
+        wake_line(self, self->wake_first, LINE_GETTERS);
     }
     Py_RETURN_NONE;
 }
@@ -223,8 +238,8 @@ static PyObject *ring_get_nowait(RingObject *self, PyObject *Py_UNUSED(ignored))
     if (self->in_warning && self->ring.len < self->warn_limit) {
         self->in_warning = 0;
     }
-    if (RS_UNLIKELY(self->waiting_putters > 0)) {
-        call_waker(self, self->wake_putter, &self->waiting_putters);
+    if (RS_UNLIKELY(waiting(self, LINE_PUTTERS) > 0)) {
+        wake_line(self, self->wake_first, LINE_PUTTERS);
     }
     return item;
 }
@@ -234,8 +249,8 @@ static PyObject *ring_task_done(RingObject *self, PyObject *Py_UNUSED(ignored)) 
         PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
         return NULL;
     }
-    if (--self->unfinished == 0 && self->waiting_joiners > 0) {
-        call_waker(self, self->wake_joiners, &self->waiting_joiners);
+    if (--self->unfinished == 0 && waiting(self, LINE_JOINERS) > 0) {
+        wake_line(self, self->wake_all, LINE_JOINERS);
     }
     Py_RETURN_NONE;
 }
@@ -290,23 +305,27 @@ static PyObject *ring_get(RingObject *self, void *closure) {
     }
 }
 
-static PyObject *ring_set_wakers(RingObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    static const char *const names[3] = {"getter", "putter", "joiners"};
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "_set_wakers() takes 3 arguments (getter, putter, joiners), "
-                     "got %zd", nargs);
+static PyObject *ring_set_waiters(RingObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const char *const names[5] = {"getters", "putters", "joiners", "wake_first",
+                                         "wake_all"};
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "_set_waiters() takes 5 arguments (getters, putters, "
+                     "joiners, wake_first, wake_all), got %zd", nargs);
         return NULL;
     }
-    for (int i = 0; i < 3; i++) {
-        if (!PyCallable_Check(args[i])) {
-            PyErr_Format(PyExc_TypeError, "%s must be callable, not %.100s", names[i],
-                         Py_TYPE(args[i])->tp_name);
+    for (int i = 0; i < 5; i++) {
+        int ok = i < 3 ? is_deque(args[i]) : PyCallable_Check(args[i]);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", names[i],
+                         i < 3 ? "a collections.deque" : "callable", Py_TYPE(args[i])->tp_name);
             return NULL;
         }
     }
-    Py_XSETREF(self->wake_getter, Py_NewRef(args[0]));
-    Py_XSETREF(self->wake_putter, Py_NewRef(args[1]));
-    Py_XSETREF(self->wake_joiners, Py_NewRef(args[2]));
+    for (int i = 0; i < 3; i++) {
+        Py_XSETREF(self->lines[i], Py_NewRef(args[i]));
+    }
+    Py_XSETREF(self->wake_first, Py_NewRef(args[3]));
+    Py_XSETREF(self->wake_all, Py_NewRef(args[4]));
     Py_RETURN_NONE;
 }
 
@@ -325,17 +344,10 @@ static PyMethodDef ring_methods[] = {
      "stats() -> dict\n\ndepth, maxsize, pressure, oldest_age and average_age (seconds),\n"
      "throughput (gets per second over the last 10 s), put, got, rejected, warnings\n"
      "(entries into the warning zone), unfinished, warning."},
-    {"_set_wakers", (PyCFunction)(void (*)(void))ring_set_wakers, METH_FASTCALL,
-     "_set_wakers(getter, putter, joiners)\n\nThe callables that wake a waiting get, put or join;\n"
-     "each returns how many of its kind still wait."},
+    {"_set_waiters", (PyCFunction)(void (*)(void))ring_set_waiters, METH_FASTCALL,
+     "_set_waiters(getters, putters, joiners, wake_first, wake_all)\n\nThe lines of waiting gets,\n"
+     "puts and joins, and the callables that wake the first of a line or all of it."},
     {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef ring_members[] = {
-    {"_waiting_getters", T_INT, offsetof(RingObject, waiting_getters), 0, NULL},
-    {"_waiting_putters", T_INT, offsetof(RingObject, waiting_putters), 0, NULL},
-    {"_waiting_joiners", T_INT, offsetof(RingObject, waiting_joiners), 0, NULL},
-    {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef ring_getset[] = {
@@ -355,7 +367,6 @@ static PyType_Slot ring_slots[] = {
     {Py_tp_clear, ring_clear},
     {Py_tp_dealloc, ring_dealloc},
     {Py_tp_methods, ring_methods},
-    {Py_tp_members, ring_members},
     {Py_tp_getset, ring_getset},
     {0, NULL},
 };

@@ -53,17 +53,6 @@ def _wake_all(waiters: deque[asyncio.Future[None]]) -> None:
             fut.set_result(None)
 
 
-def _counting(wake: Callable[[deque[asyncio.Future[None]]], None],
-              waiters: deque[asyncio.Future[None]]) -> Callable[[], int]:
-    """A waker for BoundedQueue's engine: wakes as `wake` does and returns
-    how many waiters are left in line. It holds the line, not the queue, so
-    a queue is freed without the cycle collector."""
-    def waker() -> int:
-        wake(waiters)
-        return len(waiters)
-    return waker
-
-
 async def _wait_in(waiters: deque[asyncio.Future[None]]) -> None:
     """Parks the calling task in `waiters` until woken. On cancellation the
     task leaves the line and hands a wake-up it may have received on."""
@@ -123,51 +112,37 @@ class BoundedQueue(_resil.Ring, Generic[T]):
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._joiners: deque[asyncio.Future[None]] = deque()
-        # The engine calls these while its _waiting_* count says someone
-        # waits, and keeps the count each returns.
-        self._set_wakers(_counting(_wake_first, self._getters),
-                         _counting(_wake_first, self._putters),
-                         _counting(_wake_all, self._joiners))
+        # The lines are the only count of waiters: the engine wakes one
+        # (wake_first or wake_all) when its len() is non-zero.
+        self._set_waiters(self._getters, self._putters, self._joiners, _wake_first, _wake_all)
 
     async def put(self, item: T) -> None:
         """Waits until the depth is below the rejection watermark, then adds item."""
         while self.full():
-            self._waiting_putters += 1
             try:
                 await _wait_in(self._putters)
             except BaseException:
-                self._waiting_putters = len(self._putters)
                 if not self.full():
                     _wake_first(self._putters)  # pass on a wake-up this task may have taken
-                    self._waiting_putters = len(self._putters)
                 raise
-            self._waiting_putters = len(self._putters)
         self.put_nowait(item)
 
     async def get(self) -> T:
         """Waits for an item and removes it."""
         while self.empty():
-            self._waiting_getters += 1
             try:
                 await _wait_in(self._getters)
             except BaseException:
-                self._waiting_getters = len(self._getters)
                 if not self.empty():
-                    _wake_first(self._getters)
-                    self._waiting_getters = len(self._getters)
+                    _wake_first(self._getters)  # pass on a wake-up this task may have taken
                 raise
-            self._waiting_getters = len(self._getters)
         item: T = self.get_nowait()
         return item
 
     async def join(self) -> None:
         """Waits until every item put has been marked with task_done()."""
         while self.unfinished_tasks:
-            self._waiting_joiners += 1
-            try:
-                await _wait_in(self._joiners)
-            finally:
-                self._waiting_joiners = len(self._joiners)
+            await _wait_in(self._joiners)
 
     async def drain(self, timeout: float | None) -> bool:
         """Waits up to ``timeout`` seconds (``None`` or ``inf``: no limit) for
