@@ -32,6 +32,7 @@ typedef struct {
     uint32_t reject_limit;   /* depth >= this: put_nowait raises QueueFull */
     int in_warning;
     PyObject *lines[3];      /* getters, putters, joiners (deques), or NULL */
+    const Py_ssize_t *lens[3]; /* each line's length field, or no_line */
     PyObject *wake_first, *wake_all; /* callables, or NULL */
     uint64_t unfinished;
     uint64_t puts, got, rejected, warnings;
@@ -44,11 +45,15 @@ typedef struct {
 
 enum { LINE_GETTERS = 0, LINE_PUTTERS = 1, LINE_JOINERS = 2 };
 
+/* The length of a line not given yet. */
+static const Py_ssize_t no_line = 0;
+
 /* How many wait in line i: its len(), 0 before _set_waiters. A
  * collections.deque keeps its length in ob_size (its len() returns
- * Py_SIZE), so the hot path reads it as cheaply as an int field. */
+ * Py_SIZE), so the hot path reads that field, through a pointer set with
+ * the line, as cheaply as an int of its own. */
 static inline Py_ssize_t waiting(RingObject *self, int i) {
-    return self->lines[i] ? Py_SIZE(self->lines[i]) : 0;
+    return *self->lens[i];
 }
 
 /* A line is an exact collections.deque (the C type, not a subclass). */
@@ -60,6 +65,9 @@ static int is_deque(PyObject *o) {
 /* Calls wake(line) for line i. Never raises: the change that called it is
  * made, and a failing wake-up must not undo how it looks (an item put or
  * taken), so its error is reported as unraisable. */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
 static void wake_line(RingObject *self, PyObject *wake, int i) {
     PyObject *line = self->lines[i];
     if (!wake || !line) {
@@ -119,6 +127,9 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     self->st = st;
+    for (int i = 0; i < 3; i++) {
+        self->lens[i] = &no_line;
+    }
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
     self->maxsize = (uint32_t)maxsize;
@@ -164,6 +175,7 @@ static int ring_traverse(RingObject *self, visitproc visit, void *arg) {
 
 static int ring_clear(RingObject *self) {
     for (int i = 0; i < 3; i++) {
+        self->lens[i] = &no_line; /* before the line can go */
         Py_CLEAR(self->lines[i]);
     }
     Py_CLEAR(self->wake_first);
@@ -321,11 +333,21 @@ static PyObject *ring_set_waiters(RingObject *self, PyObject *const *args, Py_ss
             return NULL;
         }
     }
+    /* Everything is in place before an old line goes: freeing it may run
+     * code that uses this queue. */
+    PyObject *old[5];
     for (int i = 0; i < 3; i++) {
-        Py_XSETREF(self->lines[i], Py_NewRef(args[i]));
+        old[i] = self->lines[i];
+        self->lines[i] = Py_NewRef(args[i]);
+        self->lens[i] = &((PyVarObject *)args[i])->ob_size;
     }
-    Py_XSETREF(self->wake_first, Py_NewRef(args[3]));
-    Py_XSETREF(self->wake_all, Py_NewRef(args[4]));
+    old[3] = self->wake_first;
+    old[4] = self->wake_all;
+    self->wake_first = Py_NewRef(args[3]);
+    self->wake_all = Py_NewRef(args[4]);
+    for (int i = 0; i < 5; i++) {
+        Py_XDECREF(old[i]);
+    }
     Py_RETURN_NONE;
 }
 
