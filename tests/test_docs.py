@@ -54,7 +54,7 @@ def test_the_document_covers_every_core_part_and_subpackage() -> None:
 
 
 @pytest.mark.parametrize("type_name, method", [("Breaker", "_set_listener"),
-                                               ("Ring", "_set_wakers")])
+                                               ("Ring", "_set_waiters")])
 def test_the_boundary_callbacks_it_names_exist(type_name: str, method: str) -> None:
     assert f"`{method}`" in _doc()
     assert callable(getattr(getattr(_resil, type_name), method))
