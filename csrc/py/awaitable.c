@@ -421,6 +421,100 @@ static PyType_Spec aw_spec = {
     .slots = aw_slots,
 };
 
+/* ---- Finished ----------------------------------------------------------
+ * An awaitable that is already done: awaiting it returns its value at once,
+ * without suspending. What a C method gives for an `async def` step that
+ * never waits (CircuitBreaker.__aenter__ / __aexit__), where a coroutine
+ * would cost a frame and a generator object per call. It holds no state that
+ * awaiting changes, so one instance per value serves every call. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} FinishedObject;
+
+static PySendResult fin_send(FinishedObject *f, PyObject *Py_UNUSED(arg), PyObject **result) {
+    *result = Py_NewRef(f->value);
+    return PYGEN_RETURN;
+}
+
+static PyObject *fin_iternext(FinishedObject *f) {
+    set_stop_iteration(f->value);
+    return NULL;
+}
+
+static PyObject *fin_send_method(FinishedObject *f, PyObject *Py_UNUSED(arg)) {
+    return fin_iternext(f);
+}
+
+static PyObject *fin_throw(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    raise_thrown(args, nargs);
+    return NULL;
+}
+
+static PyObject *fin_close(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored)) {
+    Py_RETURN_NONE;
+}
+
+static PyObject *fin_repr(FinishedObject *f) {
+    return PyUnicode_FromFormat("<resil finished awaitable of %R>", f->value);
+}
+
+static void fin_dealloc(FinishedObject *f) {
+    PyTypeObject *tp = Py_TYPE(f);
+    Py_CLEAR(f->value);
+    tp->tp_free((PyObject *)f);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef fin_methods[] = {
+    {"send", (PyCFunction)fin_send_method, METH_O, "send(value)"},
+    {"throw", (PyCFunction)(void (*)(void))fin_throw, METH_FASTCALL, "throw(typ[, val[, tb]])"},
+    {"close", (PyCFunction)fin_close, METH_NOARGS, "close()"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot fin_slots[] = {
+    {Py_tp_doc, "An awaitable that is already finished: awaiting it returns its value."},
+    {Py_am_await, aw_await},
+    {Py_am_send, fin_send},
+    {Py_tp_iter, aw_await},
+    {Py_tp_iternext, fin_iternext},
+    {Py_tp_methods, fin_methods},
+    {Py_tp_repr, fin_repr},
+    {Py_tp_dealloc, fin_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec fin_spec = {
+    .name = "resil._resil.Finished",
+    .basicsize = sizeof(FinishedObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = fin_slots,
+};
+
+static PyObject *make_finished(PyTypeObject *tp, PyObject *value) {
+    FinishedObject *f = PyObject_New(FinishedObject, tp); /* holds its type */
+    if (f) {
+        f->value = Py_NewRef(value);
+    }
+    return (PyObject *)f;
+}
+
 int resil_awaitable_init_types(PyObject *module, resil_state *st) {
-    return resil_add_type(module, &aw_spec, NULL, &st->Awaitable_type);
+    if (resil_add_type(module, &aw_spec, NULL, &st->Awaitable_type) < 0) {
+        return -1;
+    }
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, &fin_spec, NULL);
+    if (!tp) {
+        return -1;
+    }
+    st->finished_none = make_finished(tp, Py_None);
+    st->finished_false = make_finished(tp, Py_False);
+    Py_DECREF(tp);
+    return st->finished_none && st->finished_false ? 0 : -1;
 }

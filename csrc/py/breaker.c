@@ -1010,6 +1010,30 @@ static PyObject *breaker_exit(BreakerObject *self, PyObject *const *args, Py_ssi
     Py_RETURN_FALSE;
 }
 
+/* `async with breaker:` does what `with` does; neither step waits, so each
+ * returns an awaitable that is already finished instead of a coroutine. */
+static PyObject *breaker_aenter(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *r = breaker_enter(self, NULL);
+    if (!r) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    return Py_NewRef(self->st->finished_none);
+}
+
+static PyObject *breaker_aexit(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "__aexit__ takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *r = breaker_exit(self, args, nargs);
+    if (!r) {
+        return NULL;
+    }
+    Py_DECREF(r); /* False */
+    return Py_NewRef(self->st->finished_false);
+}
+
 /* ---- Breaker: manual control, reads ------------------------------------ */
 
 #define MANUAL(fname, corefn)                                                        \
@@ -1271,6 +1295,8 @@ static PyMethodDef breaker_methods[] = {
      "An awaitable dropped without being awaited warns (RuntimeWarning)."},
     {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL, NULL},
+    {"__aenter__", (PyCFunction)breaker_aenter, METH_NOARGS, NULL},
+    {"__aexit__", (PyCFunction)(void (*)(void))breaker_aexit, METH_FASTCALL, NULL},
     {"force_open", (PyCFunction)breaker_force_open, METH_NOARGS,
      "force_open()\n\nRejects every call until reset(), close() or disable()."},
     {"disable", (PyCFunction)breaker_disable, METH_NOARGS,

@@ -196,6 +196,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     }
     Py_VISIT(st->cancel_types);
     Py_VISIT(st->permit_var);
+    Py_VISIT(st->finished_none);
+    Py_VISIT(st->finished_false);
     Py_VISIT(st->default_clock);
     return 0;
 }
@@ -229,6 +231,8 @@ static int resil_clear(PyObject *module) {
     }
     Py_CLEAR(st->cancel_types);
     Py_CLEAR(st->permit_var);
+    Py_CLEAR(st->finished_none);
+    Py_CLEAR(st->finished_false);
     Py_CLEAR(st->str_now);
     Py_CLEAR(st->default_clock);
     return 0;

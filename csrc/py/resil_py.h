@@ -45,6 +45,8 @@ typedef struct {
     PyObject *reasons[RS_REASON_COUNT];   /* interned reason strings */
     PyObject *cancel_types;               /* tuple of cancellation exceptions */
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
+    PyObject *finished_none;              /* awaitables already done, of None and False */
+    PyObject *finished_false;
     PyObject *str_now;
     PyObject *default_clock;              /* a shared MonotonicClock */
 } resil_state;

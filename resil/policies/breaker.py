@@ -8,7 +8,6 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 from resil import _resil
@@ -137,13 +136,6 @@ class CircuitBreaker(_resil.Breaker):
         if is_async:
             _mark_coroutine_function(wrapper, fn)
         return wrapper  # type: ignore[return-value]
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> bool:
-        return self.__exit__(exc_type, exc, tb)
 
     def on_state_change(self, listener: StateListener) -> StateListener:
         """Calls ``listener(breaker, old, new, reason)`` after every state

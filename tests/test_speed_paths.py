@@ -1,0 +1,120 @@
+"""The fast paths of the circuit breaker keep its behaviour: `async with`
+through the C __aenter__ / __aexit__, the guarded call that forwards its
+arguments, and the rejection that builds CircuitOpenError without a message."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import pickle
+
+import pytest
+
+from resil import CircuitBreaker, CircuitOpenError, State, VirtualClock
+
+
+def make(clock: VirtualClock | None = None, **kw: object) -> CircuitBreaker:
+    kw.setdefault("clock", clock or VirtualClock())
+    return CircuitBreaker("svc", **kw)  # type: ignore[arg-type]
+
+
+# ---- async with -------------------------------------------------------------
+
+def test_async_with_steps_are_awaitables_that_finish_at_once() -> None:
+    b = make()
+    enter = b.__aenter__()
+    assert inspect.isawaitable(enter)
+    with pytest.raises(StopIteration) as stop:
+        enter.__await__().send(None)
+    assert stop.value.value is None
+    exit_ = b.__aexit__(None, None, None)
+    with pytest.raises(StopIteration) as stop:
+        next(iter(exit_.__await__()))
+    assert stop.value.value is False
+    assert b.stats()["successes"] == 1
+    with pytest.raises(KeyError):
+        exit_.throw(KeyError("k"))
+    assert exit_.close() is None
+    with pytest.raises(TypeError, match="3 arguments"):
+        b.__aexit__(None, None)  # type: ignore[call-arg]
+
+    async def main() -> bool:
+        await b.__aenter__()
+        return await b.__aexit__(None, None, None)
+
+    assert asyncio.run(main()) is False
+    assert b.stats()["successes"] == 2
+
+
+def test_async_with_records_success_failure_ignored_and_cancellation() -> None:
+    clock = VirtualClock()
+    b = make(clock, ignore=(KeyError,), failure_threshold=10, cooldown=1, half_open_probes=1)
+
+    async def body(exc: BaseException | None) -> None:
+        async with b:
+            clock.advance(0.25)
+            await asyncio.sleep(0)
+            if exc is not None:
+                raise exc
+
+    async def main() -> None:
+        await body(None)
+        for exc in (ValueError("v"), KeyError("k")):
+            with pytest.raises(type(exc)):
+                await body(exc)
+        task = asyncio.create_task(body(None))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    st = b.stats()
+    assert (st["successes"], st["failures"], st["released"]) == (1, 1, 2)
+    # A probe cancelled inside `async with` is given back, never counted.
+    b.open()
+    clock.advance(1)
+
+    async def probe() -> None:
+        task = asyncio.create_task(body(None))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await body(None)  # the probe permit is free again
+
+    asyncio.run(probe())
+    assert b.state == State.CLOSED
+
+
+def test_async_with_rejects_without_running_the_body() -> None:
+    b = make()
+    b.force_open()
+    ran = []
+
+    async def main() -> None:
+        with pytest.raises(CircuitOpenError) as err:
+            async with b:
+                ran.append(1)
+        assert err.value.state == State.FORCED_OPEN and err.value.remaining is None
+        with pytest.raises(RuntimeError, match="matching __enter__"):
+            await b.__aexit__(None, None, None)
+
+    asyncio.run(main())
+    assert ran == [] and b.stats()["rejected"] == 1
+
+
+def test_async_with_failure_if_error_is_raised_chained() -> None:
+    def judge(exc: BaseException) -> bool:
+        raise RuntimeError("judge broke")
+
+    b = make(failure_if=judge)
+
+    async def main() -> None:
+        async with b:
+            raise ValueError("inner")
+
+    with pytest.raises(RuntimeError, match="judge broke") as err:
+        asyncio.run(main())
+    assert isinstance(err.value.__context__, ValueError)
+    assert b.stats()["failures"] == 1
