@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import pickle
+import sys
 
 import pytest
 
@@ -118,3 +119,44 @@ def test_async_with_failure_if_error_is_raised_chained() -> None:
         asyncio.run(main())
     assert isinstance(err.value.__context__, ValueError)
     assert b.stats()["failures"] == 1
+
+
+# ---- rejection --------------------------------------------------------------
+
+def test_rejection_error_is_fresh_complete_and_chained() -> None:
+    clock = VirtualClock()
+    b = make(clock, cooldown=30)
+
+    @b
+    def f(x: int) -> int:
+        return x
+
+    b.open()
+    clock.advance(10)
+    errors = []
+    for _ in range(2):
+        try:
+            f(1)
+        except CircuitOpenError as e:
+            errors.append(e)
+    first, second = errors
+    assert first is not second
+    assert (first.name, first.state, first.remaining) == ("svc", State.OPEN, 20.0)
+    assert first.args == () and first.__traceback__ is not None
+    assert first.__context__ is None and first.__cause__ is None
+    assert "svc" in str(first) and "OPEN" in str(first) and "CircuitOpenError" in repr(first)
+    again = pickle.loads(pickle.dumps(first))
+    assert (again.name, again.state, again.remaining) == ("svc", State.OPEN, 20.0)
+    if sys.version_info >= (3, 11):
+        first.add_note("seen")
+        assert first.__notes__ == ["seen"]
+    first.extra = 1  # an instance dict, as for any exception
+    assert first.extra == 1
+    try:
+        try:
+            raise KeyError("while handling")
+        except KeyError:
+            b.call(f, 1)
+    except CircuitOpenError as e:
+        assert isinstance(e.__context__, KeyError)
+    assert b.stats()["rejected"] == 3

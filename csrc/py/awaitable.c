@@ -377,7 +377,9 @@ static void aw_finalize(PyObject *self) {
 
 static void aw_dealloc(AwaitObject *a) {
     PyTypeObject *tp = Py_TYPE(a);
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0) {
+    /* Only a deferred call never started has something to report. */
+    if (RS_UNLIKELY(a->phase == 0 && a->fn) &&
+        PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0) {
         return; /* resurrected by the warning machinery */
     }
     PyObject_GC_UnTrack(a);

@@ -922,7 +922,7 @@ static PyObject *breaker_call(BreakerObject *self, PyObject *const *args, size_t
     if (take_permit(self, &p, &t0) < 0) {
         return NULL;
     }
-    PyObject *res = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    PyObject *res = call_guarded(args[0], args + 1, (size_t)(nargs - 1), kwnames);
     return end_call(self, &p, t0, res);
 }
 

@@ -132,6 +132,20 @@ static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
     return 0;
 }
 
+/* Calls the guarded function. A Python function is called through its own
+ * vectorcall, skipping the result check PyObject_Vectorcall makes for C
+ * callables that could return a value with an error set. */
+static inline PyObject *call_guarded(PyObject *fn, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+    if (RS_LIKELY(PyFunction_Check(fn))) {
+        vectorcallfunc vc = PyVectorcall_Function(fn);
+        if (RS_LIKELY(vc != NULL)) {
+            return vc(fn, args, nargsf, kwnames);
+        }
+    }
+    return PyObject_Vectorcall(fn, args, nargsf, kwnames);
+}
+
 /* A call's result that is a coroutine: its outcome is its completion. A
  * Future or Task is not one (it runs on its own; it is returned as is). */
 static inline int is_coroutine_result(PyObject *res) {

@@ -59,22 +59,27 @@ PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns) {
     if (!rem) {
         return NULL;
     }
-    /* args stay the shared empty tuple: the fields are members, and
-     * __reduce__ / __repr__ / __str__ use them. */
-    PyObject *args = PyTuple_New(0);
-    if (!args) {
+    /* Made as BaseException.__new__ would, without its argument handling:
+     * args stay the shared empty tuple, since the fields are members and
+     * __reduce__ / __repr__ / __str__ (the message, made only when asked
+     * for) use them. */
+    OpenErrorObject *e = PyObject_GC_New(OpenErrorObject, tp);
+    if (!e) {
         Py_DECREF(rem);
         return NULL;
     }
-    OpenErrorObject *e = (OpenErrorObject *)((PyTypeObject *)PyExc_BaseException)->tp_new(tp, args, NULL);
-    Py_DECREF(args);
-    if (!e) {
-        Py_DECREF(rem);
+    memset((char *)e + sizeof(PyObject), 0, sizeof *e - sizeof(PyObject));
+    e->base.args = PyTuple_New(0);
+    if (!e->base.args) {
+        e->remaining = rem;
+        PyObject_GC_Track(e);
+        Py_DECREF(e);
         return NULL;
     }
     e->name = Py_NewRef(b->name);
     e->state = Py_NewRef(state);
     e->remaining = rem;
+    PyObject_GC_Track(e);
     return (PyObject *)e;
 }
 

@@ -14,7 +14,7 @@ static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size
     if (take_permit(b, &p, &t0) < 0) {
         return NULL;
     }
-    PyObject *res = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
+    PyObject *res = call_guarded(g->fn, args, nargsf, kwnames);
     return end_call(b, &p, t0, res);
 }
 
@@ -50,7 +50,7 @@ static PyObject *guarded_call_async(GuardedObject *g, PyObject *const *args, siz
         }
         return a;
     }
-    PyObject *coro = PyObject_Vectorcall(g->fn, args, nargsf, kwnames);
+    PyObject *coro = call_guarded(g->fn, args, nargsf, kwnames);
     if (!coro) {
         return NULL;
     }
