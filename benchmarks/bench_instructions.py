@@ -75,9 +75,20 @@ async def main(n):
     assert len(got) == n
 """
 
+
+def _awaits(setup: str, stmt: str) -> str:
+    """A coroutine that runs `stmt` (which awaits) n times, in one event loop."""
+    return (f"import asyncio\n{setup}\nasync def main(n):\n    for _ in range(n):\n"
+            f"        {stmt}")
+
+
+_ASYNC_BREAKER = "import resil\nb = resil.CircuitBreaker('x')\nasync def g(x): return x"
+
 CASES = [
     Case("bare", "loop: `pass`", "", "pass"),
     Case("bare", "call of an empty function `f(1)`", "def f(x): return x", "f(1)"),
+    Case("bare", "await of an empty coroutine function `await g(1)`",
+         _awaits("async def g(x): return x", "await g(1)"), run="asyncio.run(main(n))"),
     Case("breaker", "resil `@breaker` sync call",
          "import resil\nb = resil.CircuitBreaker('x')\n@b\ndef f(x): return x", "f(1)"),
     Case("breaker", "resil `b.call(f, 1)`",
@@ -86,6 +97,16 @@ CASES = [
          "import resil\nb = resil.CircuitBreaker('x')\n@b\ndef f(x): return x\nb.force_open()\n"
          "E = resil.CircuitOpenError\n"
          "def g():\n    try:\n        f(1)\n    except E:\n        pass", "g()"),
+    Case("breaker", "(a plain function that raises, caught: `raise ValueError`)",
+         "E = ValueError\ndef f(x): raise E\n"
+         "def g():\n    try:\n        f(1)\n    except E:\n        pass", "g()"),
+    Case("breaker", "resil `@breaker` coroutine function, `await h(1)`",
+         _awaits(_ASYNC_BREAKER + "\nh = b(g)", "await h(1)"), run="asyncio.run(main(n))"),
+    Case("breaker", "resil `await b.call_async(g, 1)`",
+         _awaits(_ASYNC_BREAKER, "await b.call_async(g, 1)"), run="asyncio.run(main(n))"),
+    Case("breaker", "resil `async with b: await g(1)`",
+         _awaits(_ASYNC_BREAKER, "async with b:\n            await g(1)"),
+         run="asyncio.run(main(n))"),
     Case("breaker", "pybreaker `@breaker` sync call",
          "import pybreaker\nb = pybreaker.CircuitBreaker()\n@b\ndef f(x): return x", "f(1)",
          needs="pybreaker"),
