@@ -160,3 +160,68 @@ def test_rejection_error_is_fresh_complete_and_chained() -> None:
     except CircuitOpenError as e:
         assert isinstance(e.__context__, KeyError)
     assert b.stats()["rejected"] == 3
+
+
+# ---- with: the permits of each context ------------------------------------
+
+def test_a_task_cannot_leave_the_block_its_parent_entered() -> None:
+    b = make()
+    seen = []
+
+    async def child() -> None:
+        with pytest.raises(RuntimeError, match="matching __enter__"):
+            await b.__aexit__(None, None, None)
+        async with b:  # its own block, inside the parent's
+            seen.append("child")
+
+    async def main() -> None:
+        async with b:
+            await asyncio.create_task(child())
+            seen.append("parent")
+
+    asyncio.run(main())
+    assert seen == ["child", "parent"]
+    assert b.stats()["successes"] == 2 and b.stats()["permitted"] == 2
+
+
+def test_with_blocks_nest_across_breakers_threads_and_contexts() -> None:
+    import contextvars
+    import gc
+    import threading
+
+    b, other = make(), make()
+    with b:
+        with other:
+            with pytest.raises(RuntimeError, match="matching __enter__"):
+                b.__exit__(None, None, None)  # other's block is innermost
+        # a copied context has no block of its own to leave
+        ctx = contextvars.copy_context()
+        with pytest.raises(RuntimeError, match="matching __enter__"):
+            ctx.run(b.__exit__, None, None, None)
+
+        def inner() -> None:
+            with b:
+                pass
+
+        ctx.run(inner)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(50):
+                with b:
+                    with other:
+                        pass
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert b.stats()["successes"] == 2 + 400 and other.stats()["successes"] == 1 + 400
+    gc.collect()
+    stacks = [o for o in gc.get_objects() if type(o).__name__ == "PermitStack"]
+    assert len(stacks) <= 3  # the threads' stacks went with their contexts

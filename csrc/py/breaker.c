@@ -934,30 +934,16 @@ static PyObject *breaker_enter(BreakerObject *self, PyObject *Py_UNUSED(ignored)
     if (take_permit(self, &p, &t0) < 0) {
         return NULL;
     }
-    PyObject *top = NULL;
-    PermitObject *pm = NULL;
-    PyObject *token = NULL;
-    if (PyContextVar_Get(self->st->permit_var, Py_None, &top) < 0) {
-        goto error;
+    PermitObject *pm = new_permit(self, &p, t0);
+    PermitStackObject *stack = pm ? permit_stack(self->st, 1) : NULL;
+    if (!stack) {
+        Py_XDECREF(pm);
+        rs_breaker_release(&self->core, &p, t0);
+        return NULL;
     }
-    pm = new_permit(self, &p, t0);
-    if (!pm) {
-        goto error;
-    }
-    pm->prev = top == Py_None ? NULL : Py_NewRef(top);
-    token = PyContextVar_Set(self->st->permit_var, (PyObject *)pm);
-    if (!token) {
-        goto error;
-    }
-    Py_DECREF(token);
-    Py_DECREF(pm);
-    Py_XDECREF(top);
+    pm->prev = stack->top; /* the stack's reference moves to pm */
+    stack->top = (PyObject *)pm;
     Py_RETURN_NONE;
-error:
-    Py_XDECREF(pm);
-    Py_XDECREF(top);
-    rs_breaker_release(&self->core, &p, t0);
-    return NULL;
 }
 
 static PyObject *breaker_exit(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -965,23 +951,19 @@ static PyObject *breaker_exit(BreakerObject *self, PyObject *const *args, Py_ssi
         PyErr_Format(PyExc_TypeError, "__exit__ takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *top = NULL;
-    if (PyContextVar_Get(self->st->permit_var, Py_None, &top) < 0) {
+    PermitStackObject *stack = permit_stack(self->st, 0);
+    if (!stack && PyErr_Occurred()) {
         return NULL;
     }
-    if (!Py_IS_TYPE(top, self->st->Permit_type) || ((PermitObject *)top)->breaker != (PyObject *)self) {
-        Py_DECREF(top);
+    PyObject *top = stack ? stack->top : NULL;
+    if (!top || !Py_IS_TYPE(top, self->st->Permit_type) ||
+        ((PermitObject *)top)->breaker != (PyObject *)self) {
         PyErr_SetString(PyExc_RuntimeError,
                         "breaker __exit__ without a matching __enter__ in this context");
         return NULL;
     }
-    PermitObject *pm = (PermitObject *)top;
-    PyObject *token = PyContextVar_Set(self->st->permit_var, pm->prev ? pm->prev : Py_None);
-    if (!token) {
-        Py_DECREF(top);
-        return NULL;
-    }
-    Py_DECREF(token);
+    PermitObject *pm = (PermitObject *)top; /* the stack's reference moves here */
+    stack->top = Py_XNewRef(pm->prev);
     uint64_t t1 = breaker_now_end(self);
     double lat = latency_ms(pm->t0, t1);
     int kind = OUT_SUCCESS;

@@ -44,6 +44,12 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    PyObject *owner; /* the Context that set it, strong */
+    PyObject *top;   /* PermitObject, strong, or NULL when empty */
+} PermitStackObject;
+
+typedef struct {
+    PyObject_HEAD
     BreakerObject *breaker;
     PyObject *fn;
     PyObject *dict;
@@ -76,6 +82,11 @@ void drain_slow(BreakerObject *b);
 void raise_open(BreakerObject *b, uint64_t remaining_ns);
 PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res);
 int is_coroutine_abc(PyObject *o);
+/* Defined in permit.c. The `with` permits of the running context
+ * (borrowed; the context holds it), or NULL when it has none and create is
+ * 0. With create, a context that has none gets one; NULL then means an
+ * error is set. */
+PermitStackObject *permit_stack(resil_state *st, int create);
 /* Defined in errors.c. */
 PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns);
 /* Defined in awaitable.c. */

@@ -178,6 +178,7 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->Permit_type);
     Py_VISIT(st->Guarded_type);
     Py_VISIT(st->Awaitable_type);
+    Py_VISIT(st->PermitStack_type);
     Py_VISIT(st->EjectionPool_type);
     Py_VISIT(st->Backoff_type);
     Py_VISIT(st->RetryBudget_type);
@@ -210,6 +211,7 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->Permit_type);
     Py_CLEAR(st->Guarded_type);
     Py_CLEAR(st->Awaitable_type);
+    Py_CLEAR(st->PermitStack_type);
     Py_CLEAR(st->EjectionPool_type);
     Py_CLEAR(st->Backoff_type);
     Py_CLEAR(st->RetryBudget_type);

@@ -70,6 +70,89 @@ static PyType_Spec permit_spec = {
     .slots = permit_slots,
 };
 
+/* ---- PermitStack --------------------------------------------------------
+ * The value of the context variable that keeps the permits of `with
+ * breaker:` blocks, innermost on top. It belongs to the context that set it:
+ * there, entering and leaving a block push and pop in place, with no new
+ * context variable value each time. A context that finds a stack it does
+ * not own (copied from the context that set it, as a task's is) sets one of
+ * its own before changing anything, so contexts never see each other's
+ * blocks. */
+
+static int stack_traverse(PermitStackObject *s, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(s));
+    Py_VISIT(s->owner);
+    Py_VISIT(s->top);
+    return 0;
+}
+
+static int stack_clear(PermitStackObject *s) {
+    Py_CLEAR(s->owner);
+    Py_CLEAR(s->top);
+    return 0;
+}
+
+static void stack_dealloc(PermitStackObject *s) {
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    stack_clear(s);
+    PyObject_GC_Del(s);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot stack_slots[] = {
+    {Py_tp_doc, "The `with breaker:` permits of one context, innermost on top."},
+    {Py_tp_traverse, stack_traverse},
+    {Py_tp_clear, stack_clear},
+    {Py_tp_dealloc, stack_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec stack_spec = {
+    .name = "resil._resil.PermitStack",
+    .basicsize = sizeof(PermitStackObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = stack_slots,
+};
+
+/* The context running now (borrowed), or NULL before any context exists. */
+static inline PyObject *current_context(void) { return PyThreadState_Get()->context; }
+
+PermitStackObject *permit_stack(resil_state *st, int create) {
+    PyObject *v = NULL;
+    if (PyContextVar_Get(st->permit_var, NULL, &v) < 0) {
+        return NULL;
+    }
+    PyObject *ctx = current_context();
+    if (v && ((PermitStackObject *)v)->owner == ctx) {
+        Py_DECREF(v);
+        return (PermitStackObject *)v; /* borrowed: the context holds it */
+    }
+    Py_XDECREF(v);
+    if (!create) {
+        return NULL;
+    }
+    PermitStackObject *s = PyObject_GC_New(PermitStackObject, st->PermitStack_type);
+    if (!s) {
+        return NULL;
+    }
+    s->owner = NULL;
+    s->top = NULL;
+    PyObject_GC_Track(s);
+    PyObject *token = PyContextVar_Set(st->permit_var, (PyObject *)s);
+    if (token) {
+        Py_DECREF(token);
+        s->owner = Py_XNewRef(current_context()); /* setting made one if there was none */
+    }
+    Py_DECREF(s);
+    return token ? s : NULL;
+}
+
 int resil_permit_init_types(PyObject *module, resil_state *st) {
-    return resil_add_type(module, &permit_spec, NULL, &st->Permit_type);
+    if (resil_add_type(module, &permit_spec, NULL, &st->Permit_type) < 0) {
+        return -1;
+    }
+    st->PermitStack_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &stack_spec, NULL);
+    return st->PermitStack_type ? 0 : -1;
 }

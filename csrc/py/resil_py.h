@@ -28,6 +28,7 @@ typedef struct {
     PyTypeObject *Permit_type;
     PyTypeObject *Guarded_type;
     PyTypeObject *Awaitable_type;
+    PyTypeObject *PermitStack_type;
     PyTypeObject *EjectionPool_type;
     PyTypeObject *Backoff_type;
     PyTypeObject *RetryBudget_type;
