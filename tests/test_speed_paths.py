@@ -225,3 +225,22 @@ def test_with_blocks_nest_across_breakers_threads_and_contexts() -> None:
     gc.collect()
     stacks = [o for o in gc.get_objects() if type(o).__name__ == "PermitStack"]
     assert len(stacks) <= 3  # the threads' stacks went with their contexts
+
+
+def test_exit_with_an_exception_type_that_cannot_be_made_gives_the_permit_back() -> None:
+    clock = VirtualClock()
+    b = make(clock, cooldown=1, half_open_probes=1)
+    b.open()
+    clock.advance(1)
+
+    class Unmakeable(Exception):
+        def __init__(self) -> None:
+            raise LookupError("cannot make it")
+
+    b.__enter__()  # the only probe
+    with pytest.raises(LookupError, match="cannot make it"):
+        b.__exit__(Unmakeable, None, None)
+    assert b.stats()["released"] == 1
+    with b:  # the probe is free again
+        pass
+    assert b.state == State.CLOSED

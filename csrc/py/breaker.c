@@ -744,7 +744,6 @@ static PermitObject *new_permit(BreakerObject *b, const rs_permit *p, uint64_t t
         return NULL;
     }
     pm->breaker = Py_NewRef((PyObject *)b);
-    pm->prev = NULL;
     pm->permit = *p;
     pm->t0 = t0;
     pm->done = 0;
@@ -934,15 +933,16 @@ static PyObject *breaker_enter(BreakerObject *self, PyObject *Py_UNUSED(ignored)
     if (take_permit(self, &p, &t0) < 0) {
         return NULL;
     }
-    PermitObject *pm = new_permit(self, &p, t0);
-    PermitStackObject *stack = pm ? permit_stack(self->st, 1) : NULL;
-    if (!stack) {
-        Py_XDECREF(pm);
+    PermitStackObject *stack = permit_stack(self->st, 1);
+    if (!stack || permit_stack_reserve(stack) < 0) {
         rs_breaker_release(&self->core, &p, t0);
+        drain(self);
         return NULL;
     }
-    pm->prev = stack->top; /* the stack's reference moves to pm */
-    stack->top = (PyObject *)pm;
+    with_entry *e = &stack->entries[stack->len++];
+    e->breaker = Py_NewRef((PyObject *)self);
+    e->permit = p;
+    e->t0 = t0;
     Py_RETURN_NONE;
 }
 
@@ -955,38 +955,36 @@ static PyObject *breaker_exit(BreakerObject *self, PyObject *const *args, Py_ssi
     if (!stack && PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *top = stack ? stack->top : NULL;
-    if (!top || !Py_IS_TYPE(top, self->st->Permit_type) ||
-        ((PermitObject *)top)->breaker != (PyObject *)self) {
+    if (!stack || !stack->len || stack->entries[stack->len - 1].breaker != (PyObject *)self) {
         PyErr_SetString(PyExc_RuntimeError,
                         "breaker __exit__ without a matching __enter__ in this context");
         return NULL;
     }
-    PermitObject *pm = (PermitObject *)top; /* the stack's reference moves here */
-    stack->top = Py_XNewRef(pm->prev);
+    /* Popped before any Python code (a clock, failure_if) can run: the
+     * block's reference to the breaker is dropped at the end. */
+    with_entry e = stack->entries[--stack->len];
     uint64_t t1 = breaker_now_end(self);
-    double lat = latency_ms(pm->t0, t1);
+    double lat = latency_ms(e.t0, t1);
     int kind = OUT_SUCCESS;
     PyObject *exc = args[1];
     if (args[0] != Py_None) {
         if (exc == Py_None || !PyExceptionInstance_Check(exc)) {
             /* __exit__(type, None, None): make an instance for failure_if */
             exc = PyObject_CallNoArgs(args[0]);
-            if (!exc) {
-                Py_DECREF(top);
-                return NULL;
-            }
         } else {
             Py_INCREF(exc);
         }
-        kind = classify_exc(self, exc);
-        Py_DECREF(exc);
+        if (exc) {
+            kind = classify_exc(self, exc);
+            Py_DECREF(exc);
+        } else {
+            kind = OUT_RELEASE; /* no outcome to judge, but the permit goes back */
+        }
     }
-    pm->done = 1;
-    record(self, &pm->permit, kind, lat, t1);
-    Py_DECREF(top);
+    record(self, &e.permit, kind, lat, t1);
     drain(self);
-    if (PyErr_Occurred()) { /* failure_if raised */
+    Py_DECREF(e.breaker);
+    if (PyErr_Occurred()) { /* failure_if raised, or the exception could not be made */
         return NULL;
     }
     Py_RETURN_FALSE;

@@ -36,16 +36,24 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyObject *breaker; /* BreakerObject, strong */
-    PyObject *prev;    /* enclosing `with` permit, strong, may be NULL */
     rs_permit permit;
     uint64_t t0;
     int done;
 } PermitObject;
 
+/* The permit of one `with breaker:` block. */
+typedef struct {
+    PyObject *breaker; /* BreakerObject, strong */
+    rs_permit permit;
+    uint64_t t0;
+} with_entry;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *owner; /* the Context that set it, strong */
-    PyObject *top;   /* PermitObject, strong, or NULL when empty */
+    PyObject *owner;     /* the Context that set it, strong */
+    with_entry *entries; /* innermost last */
+    Py_ssize_t len;
+    Py_ssize_t cap;
 } PermitStackObject;
 
 typedef struct {
@@ -87,6 +95,8 @@ int is_coroutine_abc(PyObject *o);
  * 0. With create, a context that has none gets one; NULL then means an
  * error is set. */
 PermitStackObject *permit_stack(resil_state *st, int create);
+/* Makes room for one more entry; -1 with MemoryError. Runs no Python code. */
+int permit_stack_reserve(PermitStackObject *s);
 /* Defined in errors.c. */
 PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns);
 /* Defined in awaitable.c. */

@@ -1,18 +1,16 @@
-/* permit.c - Permit, a permit to make one call, taken by acquire() or
- * `with breaker:` and reported once (record_success, record_failure,
- * release). */
+/* permit.c - Permit, a permit to make one call, taken by acquire() and
+ * reported once (record_success, record_failure, release); and
+ * PermitStack, where the permits of `with breaker:` blocks are kept. */
 #include "breaker.h"
 
 static int permit_traverse(PermitObject *p, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(p));
     Py_VISIT(p->breaker);
-    Py_VISIT(p->prev);
     return 0;
 }
 
 static int permit_clear(PermitObject *p) {
     Py_CLEAR(p->breaker);
-    Py_CLEAR(p->prev);
     return 0;
 }
 
@@ -72,7 +70,8 @@ static PyType_Spec permit_spec = {
 
 /* ---- PermitStack --------------------------------------------------------
  * The value of the context variable that keeps the permits of `with
- * breaker:` blocks, innermost on top. It belongs to the context that set it:
+ * breaker:` blocks, innermost last, as plain entries (a block makes no
+ * Permit object). It belongs to the context that set it:
  * there, entering and leaving a block push and pop in place, with no new
  * context variable value each time. A context that finds a stack it does
  * not own (copied from the context that set it, as a task's is) sets one of
@@ -82,13 +81,18 @@ static PyType_Spec permit_spec = {
 static int stack_traverse(PermitStackObject *s, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(s));
     Py_VISIT(s->owner);
-    Py_VISIT(s->top);
+    for (Py_ssize_t i = 0; i < s->len; i++) {
+        Py_VISIT(s->entries[i].breaker);
+    }
     return 0;
 }
 
 static int stack_clear(PermitStackObject *s) {
     Py_CLEAR(s->owner);
-    Py_CLEAR(s->top);
+    while (s->len > 0) {
+        s->len--;
+        Py_CLEAR(s->entries[s->len].breaker);
+    }
     return 0;
 }
 
@@ -96,8 +100,25 @@ static void stack_dealloc(PermitStackObject *s) {
     PyTypeObject *tp = Py_TYPE(s);
     PyObject_GC_UnTrack(s);
     stack_clear(s);
+    PyMem_Free(s->entries);
     PyObject_GC_Del(s);
     Py_DECREF(tp);
+}
+
+int permit_stack_reserve(PermitStackObject *s) {
+    if (RS_LIKELY(s->len < s->cap)) {
+        return 0;
+    }
+    Py_ssize_t cap = s->cap ? s->cap * 2 : 4;
+    with_entry *grown = (size_t)cap <= PY_SSIZE_T_MAX / sizeof *grown
+                            ? PyMem_Realloc(s->entries, (size_t)cap * sizeof *grown) : NULL;
+    if (!grown) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->entries = grown;
+    s->cap = cap;
+    return 0;
 }
 
 static PyType_Slot stack_slots[] = {
@@ -138,7 +159,8 @@ PermitStackObject *permit_stack(resil_state *st, int create) {
         return NULL;
     }
     s->owner = NULL;
-    s->top = NULL;
+    s->entries = NULL;
+    s->len = s->cap = 0;
     PyObject_GC_Track(s);
     PyObject *token = PyContextVar_Set(st->permit_var, (PyObject *)s);
     if (token) {
