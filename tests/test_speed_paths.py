@@ -13,6 +13,8 @@ import pytest
 
 from resil import CircuitBreaker, CircuitOpenError, State, VirtualClock
 
+from tests_support import run_threads
+
 
 def make(clock: VirtualClock | None = None, **kw: object) -> CircuitBreaker:
     kw.setdefault("clock", clock or VirtualClock())
@@ -187,7 +189,6 @@ def test_a_task_cannot_leave_the_block_its_parent_entered() -> None:
 def test_with_blocks_nest_across_breakers_threads_and_contexts() -> None:
     import contextvars
     import gc
-    import threading
 
     b, other = make(), make()
     with b:
@@ -206,7 +207,7 @@ def test_with_blocks_nest_across_breakers_threads_and_contexts() -> None:
         ctx.run(inner)
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         try:
             for _ in range(50):
                 with b:
@@ -215,11 +216,7 @@ def test_with_blocks_nest_across_breakers_threads_and_contexts() -> None:
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 8)
     assert errors == []
     assert b.stats()["successes"] == 2 + 400 and other.stats()["successes"] == 1 + 400
     gc.collect()

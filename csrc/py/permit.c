@@ -122,7 +122,7 @@ int permit_stack_reserve(PermitStackObject *s) {
 }
 
 static PyType_Slot stack_slots[] = {
-    {Py_tp_doc, "The `with breaker:` permits of one context, innermost on top."},
+    {Py_tp_doc, "The `with breaker:` permits of one context, innermost last."},
     {Py_tp_traverse, stack_traverse},
     {Py_tp_clear, stack_clear},
     {Py_tp_dealloc, stack_dealloc},
