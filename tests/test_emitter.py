@@ -38,7 +38,7 @@ def test_emit_never_blocks_even_when_the_sink_never_returns() -> None:
         results = [em.emit(i) for i in range(10_000)]
         assert loop.time() == t0  # no await happened
         await asyncio.sleep(0)
-        st_ = em.status()
+        st_ = em.stats()
         # 100 queued; the sender took one and is stuck in the sink
         assert results.count(True) == 100 and st_["dropped"] == 9_900
         assert st_["depth"] == 99 and st_["in_flight"] == 1
@@ -61,7 +61,7 @@ def test_overflow_policies_keep_exact_counters(overflow: str) -> None:
 
         em = EventEmitter(sink, queue_size=5, overflow=overflow)
         accepted = [em.emit(i) for i in range(8)]   # not started: nothing drains
-        st_ = em.status()
+        st_ = em.stats()
         if overflow == "reject":
             assert accepted == [True] * 5 + [False] * 3
             assert (st_["dropped"], st_["rejected"]) == (3, 0)
@@ -78,7 +78,7 @@ def test_overflow_policies_keep_exact_counters(overflow: str) -> None:
         await em.close()
         want = {"reject": [0, 1, 2, 3, 4], "drop_oldest": [3, 4, 5, 6, 7],
                 "block": [0, 1, 2, 3, 4, 99]}[overflow]
-        assert got == want and em.status()["emitted"] == len(want)
+        assert got == want and em.stats()["emitted"] == len(want)
 
     resil.run_virtual(main())
 
@@ -121,7 +121,7 @@ def test_every_event_is_delivered_dead_lettered_or_dropped_exactly_once(
                     await asyncio.sleep(0.05)
             await asyncio.sleep(1)
         dead = Counter(item for item, *_ in dlq.items)
-        st_ = em.status()
+        st_ = em.stats()
         assert all(v == 1 for v in delivered.values())          # never twice
         assert not set(delivered) & set(dead)
         accounted = sum(delivered.values()) + sum(dead.values()) + st_["dropped"]
@@ -157,8 +157,8 @@ def test_events_wait_in_the_queue_while_the_breaker_is_open() -> None:
         for i in range(1, 4):
             em.emit(i)
         await asyncio.sleep(5)
-        assert got == [] and em.status()["depth"] + em.status()["in_flight"] == 3
-        assert em.status()["breaker"] == "OPEN"
+        assert got == [] and em.stats()["depth"] + em.stats()["in_flight"] == 3
+        assert em.stats()["breaker"] == "OPEN"
         await asyncio.sleep(6)   # cooldown over: the probe succeeds, the rest follows
         assert [e for _, e in got] == [1, 2, 3] and got[0][0] >= 10.0
         await em.close()
@@ -179,12 +179,12 @@ def test_close_drains_within_graceful_and_is_idempotent() -> None:
             em.emit(i)
         t0 = loop.time()
         await asyncio.gather(em.close(graceful=5, forced=2), em.close())
-        assert loop.time() - t0 == 3.0 and em.status()["emitted"] == 3
+        assert loop.time() - t0 == 3.0 and em.stats()["emitted"] == 3
         await em.close()
-        assert em.emit(4) is False and em.status()["dropped"] == 1
+        assert em.emit(4) is False and em.stats()["dropped"] == 1
         with pytest.raises(RuntimeError):
             await em.put(5)
-        assert em.status()["last_emission"].endswith("Z")
+        assert em.stats()["last_emission"].endswith("Z")
 
     resil.run_virtual(main())
 

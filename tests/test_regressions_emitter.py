@@ -124,7 +124,7 @@ def test_a_plain_function_is_a_sink(kind: str) -> None:
             await asyncio.sleep(1)
         flat = [e for p in got for e in (p if isinstance(p, list) else [p])]
         assert flat == list(range(10))
-        st_ = em.status()
+        st_ = em.stats()
         assert (st_["emitted"], st_["failures"], st_["dropped"], dlq.items) == (10, 0, 0, [])
 
         def failing(e: Any) -> None:
@@ -135,7 +135,7 @@ def test_a_plain_function_is_a_sink(kind: str) -> None:
             em.emit("x")
             await asyncio.sleep(1)
         assert [(item, type(err)) for item, err, _, _ in dlq.items] == [("x", ConnectionError)]
-        assert em.status()["failures"] == 1
+        assert em.stats()["failures"] == 1
 
     resil.run_virtual(main())
 
@@ -162,7 +162,7 @@ def test_fanout_takes_plain_and_async_sinks_and_raises_only_when_all_fail() -> N
 
         async with EventEmitter(sinks.fanout(lambda e: got.append(("em", e)))) as em:
             em.emit(3)
-        assert ("em", 3) in got and em.status()["emitted"] == 1
+        assert ("em", 3) in got and em.stats()["emitted"] == 1
 
     resil.run_virtual(main())
     with pytest.raises(TypeError, match="sink"):
@@ -179,12 +179,12 @@ def test_emit_after_close_counts_a_drop_and_put_raises_emitter_closed() -> None:
         em = EventEmitter(lambda e: None)
         em.start()
         await em.close()
-        assert em.emit(1) is False and em.status()["dropped"] == 1
+        assert em.emit(1) is False and em.stats()["dropped"] == 1
         with pytest.raises(resil.EmitterClosed):
             await em.put(2)
         with pytest.raises(resil.EmitterClosed):
             em.start()
-        assert em.status()["dropped"] == 1   # a refused put was never accepted
+        assert em.stats()["dropped"] == 1   # a refused put was never accepted
 
     resil.run_virtual(main())
 
@@ -202,7 +202,7 @@ def test_a_put_waiting_for_room_when_close_empties_the_queue_raises_emitter_clos
             await waiting
         # The two accepted events are dead-lettered; the refused one is nowhere.
         assert [item for item, *_ in dlq.items] == [0, 1]
-        assert em.status()["depth"] == 0
+        assert em.stats()["depth"] == 0
 
     resil.run_virtual(main())
 
@@ -221,7 +221,7 @@ def test_close_inside_a_batch_fill_loses_no_event() -> None:
                 em.emit(i)
             await asyncio.sleep(0.1)       # the sender holds 0, 1, 2 and waits for more
             await em.close(graceful=1, forced=1)
-            st_ = em.status()
+            st_ = em.stats()
             assert sent == [] and st_["in_flight"] == 0 and st_["depth"] == 0
             if dlq is not None:
                 assert [item for item, *_ in dlq.items] == [0, 1, 2]
@@ -311,7 +311,7 @@ def test_a_half_open_breaker_with_its_probes_held_elsewhere_does_not_starve_the_
             em.emit(i)
         await asyncio.sleep(1.0)
         outcome["ticks"] = ticks
-        assert got == [] and em.status()["depth"] + em.status()["in_flight"] == 3
+        assert got == [] and em.stats()["depth"] + em.stats()["in_flight"] == 3
         breaker.record_success(probe)      # the probe succeeds: the breaker closes
         assert breaker.state == resil.State.CLOSED
         await asyncio.sleep(2.0)
@@ -324,7 +324,7 @@ def test_a_half_open_breaker_with_its_probes_held_elsewhere_does_not_starve_the_
         t0 = loop.time()
         await em.close(graceful=2, forced=1)
         outcome["close_took"] = loop.time() - t0
-        outcome["dropped"] = em.status()["dropped"]
+        outcome["dropped"] = em.stats()["dropped"]
         tick.cancel()
 
     runner = threading.Thread(target=resil.run_virtual, args=(main(), clock), daemon=True)
@@ -432,7 +432,7 @@ def test_a_store_backed_dlq_is_written_off_the_event_loop(tmp_path: Path,
         finally:
             assert dlq.store is not None
             dlq.store.close()
-        st_ = em.status()
+        st_ = em.stats()
         assert (st_["failures"], st_["dead_lettered"], st_["dropped"]) == (1000, 1000, 0)
         stalls.append(stall)
         if stall <= 0.005:
@@ -467,7 +467,7 @@ def test_close_mid_write_loses_no_dead_letter_and_keeps_their_order(tmp_path: Pa
         assert [e.item for e in dlq.list()] == list(range(300))
     finally:
         store.close()
-    st_ = em.status()
+    st_ = em.stats()
     assert st_["dead_lettered"] + st_["dropped"] == 300 and st_["dead_lettered"] == 300
 
     # The same with a stand-in store: written from a thread, never the loop's.
@@ -500,7 +500,7 @@ def test_a_dlq_that_refuses_in_its_thread_counts_a_drop() -> None:
                 em.emit(i)
         return em
 
-    st_ = resil.run_virtual(main()).status()
+    st_ = resil.run_virtual(main()).stats()
     assert (st_["dead_lettered"], st_["dropped"], st_["failures"]) == (5, 5, 10)
 
 
@@ -541,7 +541,7 @@ def test_constructor_errors_name_the_parameter(kwargs: dict[str, Any], error: ty
 
 def test_constructor_accepts_the_edges() -> None:
     em = EventEmitter(lambda e: None, queue_size=1, batch_size=1, flush_interval=0)
-    assert em.status()["depth"] == 0
+    assert em.stats()["depth"] == 0
     EventEmitter(lambda e: None, queue_size=10, batch_size=10, flush_interval=1e9)
     with pytest.raises(TypeError, match="sink"):
         EventEmitter(None)  # type: ignore[arg-type]
@@ -673,9 +673,9 @@ def test_every_event_ends_delivered_dead_lettered_or_dropped_once(
             await closer
         await asyncio.gather(*putters)
         # Dead letters close() had no time left for are still written, by the thread.
-        while em.status()["dead_letters_pending"]:
+        while em.stats()["dead_letters_pending"]:
             await asyncio.sleep(0.01)
-        st_ = em.status()
+        st_ = em.stats()
         dead = Counter(item for item, *_ in dlq.items) if dlq is not None else Counter()
         assert all(v == 1 for v in delivered.values()), delivered      # never twice
         assert all(v == 1 for v in dead.values()), dead
@@ -691,3 +691,28 @@ def test_every_event_ends_delivered_dead_lettered_or_dropped_once(
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     resil.run_virtual(main(), clock)
+
+
+def test_status_is_the_emitters_status_document_in_its_own_key_names() -> None:
+    # status() keeps the key names of the status document dashboards built on
+    # the generalised emitter read; stats() speaks resil's one vocabulary.
+    async def main() -> None:
+        async def sink(event: object) -> None:
+            if event == "bad":
+                raise RuntimeError("refused")
+
+        em = resil.EventEmitter(sink, batch_size=1)
+        for event in ("a", "bad", "b"):
+            assert em.emit(event)
+        assert em.status()["queue_size"] == 3
+        em.start()
+        await em.close()
+        status, stats = em.status(), em.stats()
+        assert set(status) == {"queue_size", "emitted", "failed", "dropped", "last_emission",
+                               "breaker"}
+        assert status == {"queue_size": stats["depth"], "emitted": 2, "failed": 1,
+                          "dropped": stats["dropped"], "last_emission": stats["last_emission"],
+                          "breaker": None}
+        assert status["last_emission"].endswith("Z")
+
+    asyncio.run(main())

@@ -100,7 +100,7 @@ def test_emit_from_several_threads_never_raises_and_accounts_for_every_event(
                     await asyncio.sleep(0.001)
                 await em.close()
                 assert errors == []
-                st = em.status()
+                st = em.stats()
                 assert st["accepted"] == results.count(True)
                 assert len(set(delivered)) == len(delivered) == st["emitted"]
                 turned_away = results.count(False)

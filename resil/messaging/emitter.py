@@ -529,8 +529,16 @@ class EventEmitter:
         }
 
     def status(self) -> dict[str, Any]:
-        """The same document as :meth:`stats`."""
-        return self.stats()
+        """The status document of the event emitter resil's emitter
+        generalises, in that document's own key names, for dashboards built
+        on it: ``queue_size`` (the ``depth`` of :meth:`stats`), ``emitted``,
+        ``failed`` (``failures``), ``dropped``, ``last_emission`` and
+        ``breaker``. :meth:`stats` has these and more in the vocabulary
+        every resil component uses."""
+        stats = self.stats()
+        return {"queue_size": stats["depth"], "emitted": stats["emitted"],
+                "failed": stats["failures"], "dropped": stats["dropped"],
+                "last_emission": stats["last_emission"], "breaker": stats["breaker"]}
 
     def __repr__(self) -> str:
         return f"<EventEmitter queued={self._queue.qsize()} emitted={self._counts['emitted']}>"
