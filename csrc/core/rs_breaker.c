@@ -15,39 +15,12 @@ static const char *const REASON_NAMES[RS_REASON_COUNT] = {
     "disable",              "reset",             "manual_open",
     "manual_close"};
 
-static const char *const FIELD_NAMES[RS_BF_COUNT][2] = {
-    {"failure_threshold", "[0, 4294967295]"},
-    {"failure_rate_threshold", "(0, 1]"},
-    {"slow_call_duration", "a finite number of seconds > 0"},
-    {"slow_call_rate_threshold", "(0, 1]"},
-    {"window_size", "[1, 1000000]"},
-    {"window_duration", "[1e-08, 9.2e9] seconds"},
-    {"minimum_calls", "[0, window_size] for a count window"},
-    {"cooldown", "[0, 9.2e9] seconds"},
-    {"cooldown_multiplier", ">= 1.0"},
-    {"cooldown_max", ">= cooldown, at most 9.2e9 seconds"},
-    {"half_open_probes", "[0, 1000000]"},
-    {"half_open_max_wait", "(0, 9.2e9] seconds"},
-    {"ewma_alpha", "[0.01, 1.0]"},
-    {"sensitivity", "[0.5, 5.0]"},
-    {"min_health_score", "[0.0, 1.0]"},
-    {"latency_window", "[1, 1000000]"},
-};
-
 const char *rs_state_name(int state) {
     return state >= 0 && state < RS_STATE_COUNT ? STATE_NAMES[state] : "UNKNOWN";
 }
 
 const char *rs_reason_name(int reason) {
     return reason >= 0 && reason < RS_REASON_COUNT ? REASON_NAMES[reason] : "unknown";
-}
-
-const char *rs_breaker_field_name(int field) {
-    return field >= 0 && field < RS_BF_COUNT ? FIELD_NAMES[field][0] : NULL;
-}
-
-const char *rs_breaker_field_range(int field) {
-    return field >= 0 && field < RS_BF_COUNT ? FIELD_NAMES[field][1] : NULL;
 }
 
 void rs_breaker_config_default(rs_breaker_config *c) {
@@ -73,42 +46,46 @@ void rs_breaker_config_default(rs_breaker_config *c) {
     c->latency_window = 50;
 }
 
-static int in_range(double x, double lo, double hi) { return x >= lo && x <= hi; }
+/* 1 when v lies within the bounds RS_BREAKER_FIELDS gives field f. */
+static int field_ok(int f, double v) { return rs_field_ok(&RS_BREAKER_FIELDS[f], v); }
 
 int rs_breaker_config_check(const rs_breaker_config *c) {
 #define BAD(f) (RS_EFIELD_BASE + (f))
-    if (c->failure_rate_enabled && !(c->failure_rate_threshold > 0.0 && c->failure_rate_threshold <= 1.0))
+    if (c->failure_rate_enabled && !field_ok(RS_BF_FAILURE_RATE_THRESHOLD, c->failure_rate_threshold))
         return BAD(RS_BF_FAILURE_RATE_THRESHOLD);
-    if (c->slow_call_enabled && !(c->slow_call_ms > 0.0 && isfinite(c->slow_call_ms)))
+    /* The table gives (0, inf) seconds; the same bounds hold in ms, and
+     * dividing a tiny positive ms value could round it to 0. */
+    if (c->slow_call_enabled && !field_ok(RS_BF_SLOW_CALL_DURATION, c->slow_call_ms))
         return BAD(RS_BF_SLOW_CALL_DURATION);
-    if (!(c->slow_call_rate_threshold > 0.0 && c->slow_call_rate_threshold <= 1.0))
+    if (!field_ok(RS_BF_SLOW_CALL_RATE_THRESHOLD, c->slow_call_rate_threshold))
         return BAD(RS_BF_SLOW_CALL_RATE_THRESHOLD);
-    if (c->window_size < 1 || c->window_size > RS_WINDOW_MAX_SIZE)
+    if (!field_ok(RS_BF_WINDOW_SIZE, (double)c->window_size))
         return BAD(RS_BF_WINDOW_SIZE);
-    if (c->window_duration_ns != 0 && c->window_duration_ns < RS_WINDOW_BUCKETS)
+    if (c->window_duration_ns != 0 &&
+        !field_ok(RS_BF_WINDOW_DURATION, (double)c->window_duration_ns / 1e9))
         return BAD(RS_BF_WINDOW_DURATION);
     if (c->window_duration_ns == 0 && c->minimum_calls > c->window_size)
         return BAD(RS_BF_MINIMUM_CALLS);
-    if (!(c->cooldown_multiplier >= 1.0 && isfinite(c->cooldown_multiplier)))
+    if (!field_ok(RS_BF_COOLDOWN_MULTIPLIER, c->cooldown_multiplier))
         return BAD(RS_BF_COOLDOWN_MULTIPLIER);
     if (c->cooldown_max_ns < c->cooldown_ns)
         return BAD(RS_BF_COOLDOWN_MAX);
-    if (c->half_open_probes > RS_WINDOW_MAX_SIZE)
+    if (!field_ok(RS_BF_HALF_OPEN_PROBES, (double)c->half_open_probes))
         return BAD(RS_BF_HALF_OPEN_PROBES);
-    if (!in_range(c->ewma_alpha, 0.01, 1.0))
+    if (!field_ok(RS_BF_EWMA_ALPHA, c->ewma_alpha))
         return BAD(RS_BF_EWMA_ALPHA);
-    if (!in_range(c->sensitivity, 0.5, 5.0))
+    if (!field_ok(RS_BF_SENSITIVITY, c->sensitivity))
         return BAD(RS_BF_SENSITIVITY);
-    if (!in_range(c->min_health_score, 0.0, 1.0))
+    if (!field_ok(RS_BF_MIN_HEALTH_SCORE, c->min_health_score))
         return BAD(RS_BF_MIN_HEALTH_SCORE);
-    if (c->latency_window < 1 || c->latency_window > RS_WINDOW_MAX_SIZE)
+    if (!field_ok(RS_BF_LATENCY_WINDOW, (double)c->latency_window))
         return BAD(RS_BF_LATENCY_WINDOW);
     return RS_OK;
 #undef BAD
 }
 
 rs_status rs_ejector_init(rs_ejector *e, uint32_t max_percent) {
-    if (max_percent > 100) {
+    if (!rs_field_ok(&RS_EJECTOR_PERCENT_FIELD, (double)max_percent)) {
         return RS_EINVAL;
     }
     memset(e, 0, sizeof *e);

@@ -100,11 +100,6 @@ typedef enum rs_breaker_field {
     RS_BF_COUNT
 } rs_breaker_field;
 
-/* Parameter name and allowed range of a field, e.g. "ewma_alpha",
- * "[0.01, 1.0]". NULL for an unknown field. */
-const char *rs_breaker_field_name(int field);
-const char *rs_breaker_field_range(int field);
-
 /* Bounds of the adaptive parameters. */
 #define RS_BREAKER_MIN_EWMA_ALPHA 0.01
 #define RS_BREAKER_MIN_SENSITIVITY 0.5

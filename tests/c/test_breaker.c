@@ -124,8 +124,10 @@ static void test_config_defaults(void) {
     CHECK_EQ_INT(rs_breaker_config_check(&c), RS_OK);
 }
 
-/* Every field has a non-NULL name (the public parameter name) and range; unknown fields give NULL. */
-static void test_field_names_and_ranges(void) {
+/* Every field has its public parameter name in RS_BREAKER_FIELDS, and
+ * config_check applies the table's bounds: the bound itself is accepted
+ * where the table closes it, the next value outside refused. */
+static void test_field_table(void) {
     const char *names[RS_BF_COUNT] = {
         [RS_BF_FAILURE_THRESHOLD] = "failure_threshold",
         [RS_BF_FAILURE_RATE_THRESHOLD] = "failure_rate_threshold",
@@ -145,15 +147,22 @@ static void test_field_names_and_ranges(void) {
         [RS_BF_LATENCY_WINDOW] = "latency_window",
     };
     for (int f = 0; f < RS_BF_COUNT; f++) {
-        const char *range = rs_breaker_field_range(f);
-        CHECK_STREQ(rs_breaker_field_name(f), names[f]);
-        CHECK(range != NULL && range[0] != '\0');
+        CHECK_STREQ(RS_BREAKER_FIELDS[f].name, names[f]);
     }
-    CHECK_STREQ(rs_breaker_field_range(RS_BF_EWMA_ALPHA), "[0.01, 1.0]");
-    CHECK(rs_breaker_field_name(-1) == NULL);
-    CHECK(rs_breaker_field_range(-1) == NULL);
-    CHECK(rs_breaker_field_name(RS_BF_COUNT) == NULL);
-    CHECK(rs_breaker_field_range(RS_BF_COUNT) == NULL);
+    rs_breaker_config c;
+    rs_breaker_config_default(&c);
+    c.ewma_alpha = RS_BREAKER_FIELDS[RS_BF_EWMA_ALPHA].lo;
+    c.sensitivity = RS_BREAKER_FIELDS[RS_BF_SENSITIVITY].hi;
+    c.window_size = (uint32_t)RS_BREAKER_FIELDS[RS_BF_WINDOW_SIZE].hi;
+    CHECK_EQ_INT(rs_breaker_config_check(&c), RS_OK);
+    c.sensitivity = nextafter(RS_BREAKER_FIELDS[RS_BF_SENSITIVITY].hi, INFINITY);
+    CHECK_EQ_INT(rs_breaker_config_check(&c), RS_EFIELD_BASE + RS_BF_SENSITIVITY);
+    rs_breaker_config_default(&c);
+    c.window_size = (uint32_t)RS_BREAKER_FIELDS[RS_BF_WINDOW_SIZE].hi + 1;
+    CHECK_EQ_INT(rs_breaker_config_check(&c), RS_EFIELD_BASE + RS_BF_WINDOW_SIZE);
+    rs_ejector e;
+    CHECK_EQ_INT(rs_ejector_init(&e, RS_EJECTOR_MAX_PERCENT), RS_OK);
+    CHECK_EQ_INT(rs_ejector_init(&e, RS_EJECTOR_MAX_PERCENT + 1), RS_EINVAL);
 }
 
 /* Both config_check and init report RS_EFIELD_BASE + field for a bad value. */
@@ -1521,7 +1530,7 @@ static void test_configure_windows(void) {
 int main(void) {
     RUN_TEST(test_names);
     RUN_TEST(test_config_defaults);
-    RUN_TEST(test_field_names_and_ranges);
+    RUN_TEST(test_field_table);
     RUN_TEST(test_config_each_bad_field);
     RUN_TEST(test_config_first_bad_field);
     RUN_TEST(test_trip_on_consecutive_failures);
