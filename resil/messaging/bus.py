@@ -463,11 +463,7 @@ class EventBus:
         # after the current one (waiting for the turn would deadlock).
         nested = self._busy and self._holder is asyncio.current_task()
         if not nested:
-            if self._busy:
-                await self._acquire()
-            else:
-                self._busy = True
-            self._holder = asyncio.current_task()
+            await self._take_turn()
         try:
             if not nested and self._idle:
                 self._forget_idle()
@@ -529,7 +525,6 @@ class EventBus:
             return event
         finally:
             if not nested:
-                self._holder = None
                 self._release()
 
     def _circuit_error(self, topic: _Topic) -> TypeCircuitOpenError:
@@ -538,21 +533,28 @@ class EventBus:
         error.disabled = tuple(sub.name for sub in topic.subs if sub.disabled)
         return error
 
-    async def _acquire(self) -> None:
-        """Waits for the bus's turn (FIFO). Publishes are serialised so that
-        numbering, storing and delivery happen in one order."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # the turn was handed over as we were cancelled: pass it on
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
+    async def _take_turn(self) -> None:
+        """Takes the bus's turn for the current task, waiting for it (FIFO)
+        while another task holds it. Publishes and replays are serialised
+        so that numbering, storing and delivery happen in one order."""
+        if self._busy:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # the turn was handed over as we were cancelled: pass it on
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+        else:
+            self._busy = True
+        self._holder = asyncio.current_task()
 
     def _release(self) -> None:
+        """Gives the turn to the next waiting task, or frees it."""
+        self._holder = None
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -734,11 +736,7 @@ class EventBus:
                                      f"this store and no handler subscribed")
         rows = store.events(from_seq, to_seq=to_seq, since=since, event_type=event_type)
         count = 0
-        if self._busy:
-            await self._acquire()
-        else:
-            self._busy = True
-        self._holder = asyncio.current_task()
+        await self._take_turn()
         try:
             while True:
                 page = await loop.run_in_executor(None, _next_page, rows)
@@ -762,7 +760,6 @@ class EventBus:
                     if topic is not None:
                         await self._deliver_all(topic, event)
         finally:
-            self._holder = None
             self._release()
         return count
 

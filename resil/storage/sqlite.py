@@ -126,24 +126,20 @@ class SQLiteStore:
                 detail = "; ".join(str(p) for p in problems[:3]).replace("\n", " ")
                 raise StoreError(f"{self._path}: open failed: the file is corrupt (SQLite "
                                  f"quick_check: {detail})", path=self._path, operation="open")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _DDL:
-                    db.execute(statement)
-                row = db.execute("SELECT value FROM resil_meta WHERE key = 'schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO resil_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-                elif row[0] != _SCHEMA_VERSION:
-                    raise StoreError(f"{self._path}: store schema {row[0]!r} is not supported "
-                                     f"(this resil reads schema {_SCHEMA_VERSION!r})",
-                                     path=self._path, operation="open")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
+        self._write("open", self._create_schema)
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        for statement in _DDL:
+            db.execute(statement)
+        row = db.execute("SELECT value FROM resil_meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO resil_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] != _SCHEMA_VERSION:
+            raise StoreError(f"{self._path}: store schema {row[0]!r} is not supported "
+                             f"(this resil reads schema {_SCHEMA_VERSION!r})",
+                             path=self._path, operation="open")
 
     # ---- plumbing -------------------------------------------------------------
     @property
