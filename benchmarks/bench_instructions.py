@@ -122,7 +122,7 @@ CASES = [
          "import resil\nq = resil.BoundedQueue(1000)\np, g = q.put_nowait, q.get_nowait",
          "p(1); g()"),
     Case("queue", "resil `BoundedQueue` rejected put_nowait (full)",
-         "import resil\nq = resil.BoundedQueue(10, 1.0, 1.0)\n"
+         "import resil\nq = resil.BoundedQueue(10, warn_at=1.0, reject_at=1.0)\n"
          "for i in range(10): q.put_nowait(i)\nF = resil.QueueFull\n"
          "def g():\n    try:\n        q.put_nowait(1)\n    except F:\n        pass", "g()"),
     Case("queue", "resil `PartitionedQueue` put_nowait + get_nowait + task_done",

@@ -30,10 +30,38 @@ typedef struct rs_ring {
 rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns);
 void rs_ring_free(rs_ring *r);
 
-/* Returns RS_EREJECTED when the ring is full; the item is not stored. */
-rs_status rs_ring_push(rs_ring *r, void *item, uint64_t now_ns);
+/* Returns RS_EREJECTED when the ring is full; the item is not stored.
+ * Push and pop are defined here so that every caller's hot path inlines them. */
+RS_INLINE rs_status rs_ring_push(rs_ring *r, void *item, uint64_t now_ns) {
+    if (RS_UNLIKELY(r->len == r->capacity)) {
+        return RS_EREJECTED;
+    }
+    uint32_t i = r->head + r->len;
+    if (i >= r->capacity) {
+        i -= r->capacity;
+    }
+    r->items[i] = item;
+    r->times[i] = now_ns;
+    r->time_sum += (double)(int64_t)(now_ns - r->base_ns);
+    r->len++;
+    return RS_OK;
+}
+
 /* Returns the oldest item and removes it; NULL when empty. */
-void *rs_ring_pop(rs_ring *r);
+RS_INLINE void *rs_ring_pop(rs_ring *r) {
+    if (RS_UNLIKELY(r->len == 0)) {
+        return NULL;
+    }
+    void *item = r->items[r->head];
+    r->items[r->head] = NULL;
+    r->time_sum -= (double)(int64_t)(r->times[r->head] - r->base_ns);
+    r->head = r->head + 1 == r->capacity ? 0 : r->head + 1;
+    if (--r->len == 0) {
+        r->time_sum = 0.0; /* drop accumulated rounding */
+    }
+    return item;
+}
+
 /* The i-th item from the oldest (0 <= i < len), for traversal. */
 void *rs_ring_at(const rs_ring *r, uint32_t i);
 
