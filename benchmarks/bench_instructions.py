@@ -139,6 +139,10 @@ CASES = [
          "c = itertools.count()\n"
          "def s(k):\n    if k in d:\n        return True\n    d[k] = True\n    return False",
          "s(next(c))", needs="cachetools"),
+    Case("dedup", "resil `@idempotent` call, cached result",
+         "import asyncio, resil\n@resil.idempotent(key=lambda x: x)\nasync def f(x): return x\n"
+         "async def main(n):\n    for i in range(n):\n        await f(1)",
+         run="asyncio.run(main(n))"),
     Case("rate", "resil `RateCounter.hit` (threshold 10**6)",
          "import resil\nr = resil.RateCounter(10**6, 1.0)\nh = r.hit", "h()"),
     Case("backoff", "resil `Backoff.delay` (full jitter)",
@@ -149,6 +153,15 @@ CASES = [
          _ASYNC_EMITTER.replace("{sink}", "got.append"), run="asyncio.run(main(n))"),
     Case("bus", "resil `EventBus.publish`, 1 subscriber, per event", _ASYNC_BUS,
          run="asyncio.run(main(n))"),
+    Case("bus", "resil `EventBus.publish` with a new idempotency_key, per event",
+         _ASYNC_BUS.replace('{"i": i}', '{"i": i}, idempotency_key=str(i)'),
+         run="asyncio.run(main(n))"),
+    Case("monitor", "resil `Monitor.record`, success",
+         "import resil\nm = resil.Monitor()\nr = m.record", "r('db', 'q', 1.5, True)"),
+    Case("monitor", "resil `Monitor.record`, failure",
+         "import resil\nm = resil.Monitor()\nr = m.record", "r('db', 'q', 1.5, False)"),
+    Case("monitor", "resil `Monitor.record_event`",
+         "import resil\nm = resil.Monitor()\nr = m.record_event", "r('retry', 'db')"),
 ]
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
