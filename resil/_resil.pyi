@@ -317,6 +317,8 @@ class Ring:
     @property
     def reject_at(self) -> float: ...
 
+TIMESCALES: dict[str, tuple[float, float, float, float]]
+
 class AdaptiveInterval:
     # Each configuration parameter checked against the core field table:
     # {name: {"kind", "lo", "hi", "lo_open", "hi_open", "accepts"}}.

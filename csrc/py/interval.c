@@ -120,7 +120,33 @@ static PyType_Spec interval_spec = {
     .slots = interval_slots,
 };
 
+/* TIMESCALES: {name: (base, min, max, threshold)} from the core's presets,
+ * so resil.TimeScale takes its values from the one table. */
+static int add_timescales(PyObject *module) {
+    PyObject *d = PyDict_New();
+    if (!d) {
+        return -1;
+    }
+    size_t n = sizeof RS_TIMESCALES / sizeof RS_TIMESCALES[0];
+    for (size_t i = 0; i < n; i++) {
+        const rs_timescale *t = &RS_TIMESCALES[i];
+        PyObject *v = Py_BuildValue("(dddd)", t->base, t->min, t->max, t->threshold);
+        if (!v || PyDict_SetItemString(d, t->name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    int rc = PyModule_AddObjectRef(module, "TIMESCALES", d);
+    Py_DECREF(d);
+    return rc;
+}
+
 int resil_interval_init_types(PyObject *module, resil_state *st) {
     (void)st;
+    if (add_timescales(module) < 0) {
+        return -1;
+    }
     return resil_add_type_with_ranges(module, &interval_spec, NULL, RS_INTERVAL_FIELDS, RS_IVF_COUNT);
 }

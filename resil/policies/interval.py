@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import enum
 
-from resil._resil import AdaptiveInterval
+from resil._resil import TIMESCALES, AdaptiveInterval
 
 __all__ = ["AdaptiveInterval", "TimeScale"]
 
 
 class TimeScale(enum.Enum):
-    """Interval presets (seconds): base, min, max and activity threshold."""
+    """Interval presets (seconds): base, min, max and activity threshold.
+    MICRO is (0.1, 0.05, 1.0, 0.5), MESO (10.0, 5.0, 30.0, 0.3), MACRO
+    (300.0, 60.0, 600.0, 0.2); the values come from the C engine's table."""
 
-    MICRO = (0.1, 0.05, 1.0, 0.5)
-    MESO = (10.0, 5.0, 30.0, 0.3)
-    MACRO = (300.0, 60.0, 600.0, 0.2)
+    MICRO = TIMESCALES["MICRO"]
+    MESO = TIMESCALES["MESO"]
+    MACRO = TIMESCALES["MACRO"]
 
     @property
     def base(self) -> float:
