@@ -34,6 +34,7 @@ from resil._resil import (
     RetryBudget,
     State,
     VirtualClock,
+    WindowedCounter,
     WindowedHistogram,
 )
 from resil.policies.retry import RetryPolicy, retry
@@ -113,6 +114,7 @@ __all__ = [
     "TypeCircuitOpenError",
     "VirtualClock",
     "VirtualEventLoop",
+    "WindowedCounter",
     "WindowedHistogram",
     "idempotent",
     "retry",

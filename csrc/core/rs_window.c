@@ -9,7 +9,7 @@ static void reset_counts(rs_window *w) {
     w->filled = 0;
     w->period_n = 0;
     w->period_f = 0;
-    memset(w->buckets, 0, sizeof w->buckets);
+    memset(w->buckets, 0, (size_t)w->nbuckets * sizeof w->buckets[0]);
     w->total = 0;
     w->failures = 0;
     w->slow = 0;
@@ -29,15 +29,22 @@ rs_status rs_window_init_count(rs_window *w, uint32_t size) {
     return RS_OK;
 }
 
-rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns) {
+rs_status rs_window_init_buckets(rs_window *w, uint64_t duration_ns, uint32_t nbuckets,
+                                 uint64_t now_ns) {
     memset(w, 0, sizeof *w);
-    if (duration_ns < RS_WINDOW_BUCKETS) {
+    if (nbuckets < 1 || nbuckets > RS_WINDOW_MAX_BUCKETS || duration_ns < nbuckets) {
         return RS_EINVAL;
     }
     w->timed = 1;
-    w->width_ns = duration_ns / RS_WINDOW_BUCKETS;
+    w->nbuckets = nbuckets;
+    w->width_ns = duration_ns / nbuckets;
     w->head_id = now_ns / w->width_ns;
+    w->head_pos = (uint32_t)(w->head_id % nbuckets);
     return RS_OK;
+}
+
+rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns) {
+    return rs_window_init_buckets(w, duration_ns, RS_WINDOW_BUCKETS, now_ns);
 }
 
 void rs_window_free(rs_window *w) {
@@ -49,6 +56,7 @@ void rs_window_clear(rs_window *w, uint64_t now_ns) {
     reset_counts(w);
     if (w->timed) {
         w->head_id = now_ns / w->width_ns;
+        w->head_pos = (uint32_t)(w->head_id % w->nbuckets);
     }
 }
 
@@ -67,20 +75,26 @@ int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate) {
     if (RS_LIKELY(id <= w->head_id)) {
         return 0;
     }
-    rs_bucket *head = &w->buckets[w->head_id % RS_WINDOW_BUCKETS];
+    rs_bucket *head = &w->buckets[w->head_pos];
     int closed = 0;
     if (head->total > 0) {
         *period_rate = (double)head->failures / (double)head->total;
         closed = 1;
     }
     uint64_t steps = id - w->head_id;
-    if (steps > RS_WINDOW_BUCKETS) {
-        steps = RS_WINDOW_BUCKETS;
-    }
-    for (uint64_t k = 1; k <= steps; k++) {
-        drop_bucket(w, &w->buckets[(w->head_id + k) % RS_WINDOW_BUCKETS]);
+    if (steps >= w->nbuckets) {
+        /* every bucket aged out */
+        memset(w->buckets, 0, (size_t)w->nbuckets * sizeof w->buckets[0]);
+        w->total = w->failures = w->slow = 0;
+    } else {
+        uint32_t pos = w->head_pos;
+        for (uint64_t k = 1; k <= steps; k++) {
+            pos = pos + 1 == w->nbuckets ? 0 : pos + 1;
+            drop_bucket(w, &w->buckets[pos]);
+        }
     }
     w->head_id = id;
+    w->head_pos = (uint32_t)(id % w->nbuckets);
     return closed;
 }
 
@@ -91,7 +105,7 @@ int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
     w->failures += failed;
     w->slow += slow;
     if (w->timed) {
-        rs_bucket *b = &w->buckets[w->head_id % RS_WINDOW_BUCKETS];
+        rs_bucket *b = &w->buckets[w->head_pos];
         b->total++;
         b->failures += failed;
         b->slow += slow;
@@ -116,6 +130,19 @@ int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
         return 1;
     }
     return 0;
+}
+
+rs_status rs_window_add_n(rs_window *w, uint64_t n) {
+    if (!w->timed) {
+        return RS_EINVAL;
+    }
+    rs_bucket *b = &w->buckets[w->head_pos];
+    if (n > (uint64_t)(UINT32_MAX - b->total)) {
+        return RS_EINVAL;
+    }
+    b->total += (uint32_t)n;
+    w->total += n;
+    return RS_OK;
 }
 
 rs_status rs_latring_init(rs_latring *l, uint32_t cap) {

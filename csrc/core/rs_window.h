@@ -2,10 +2,16 @@
  *
  * rs_window counts outcomes (total, failures, slow) over either the last N
  * outcomes (count window) or the last `duration` nanoseconds split into
- * RS_WINDOW_BUCKETS buckets (time window). Both also cut the stream into
+ * nbuckets buckets of duration / nbuckets ns each (time window;
+ * RS_WINDOW_BUCKETS unless given). Both also cut the stream into
  * periods - every max(1, N / 10) outcomes, or one bucket - and report each
  * finished period's failure rate, which feeds the breaker's EWMA. A time
  * period with no outcomes is skipped.
+ *
+ * Time window rule: bucket ids are now_ns / width_ns; an outcome added while
+ * the head bucket is id e counts until the window rolls to id e + nbuckets
+ * (between nbuckets - 1 and nbuckets bucket widths), the slot rule of
+ * rs_hist_window with nslots = nbuckets and slot_ns = width_ns.
  *
  * rs_latring keeps the last `cap` latencies (milliseconds) with their running
  * sum and sum of squares; the sums are recomputed exactly each time the ring
@@ -15,7 +21,8 @@
 
 #include "rs_common.h"
 
-#define RS_WINDOW_BUCKETS 10
+#define RS_WINDOW_BUCKETS 10     /* buckets of rs_window_init_time */
+#define RS_WINDOW_MAX_BUCKETS 64 /* most buckets of a time window */
 #define RS_WINDOW_MAX_SIZE 1000000u
 
 enum { RS_OUTCOME_FAILED = 1, RS_OUTCOME_SLOW = 2 };
@@ -39,7 +46,9 @@ typedef struct rs_window {
     /* time window */
     uint64_t width_ns; /* bucket width */
     uint64_t head_id;  /* now_ns / width_ns of the newest bucket */
-    rs_bucket buckets[RS_WINDOW_BUCKETS];
+    uint32_t nbuckets; /* buckets in use, 1..RS_WINDOW_MAX_BUCKETS */
+    uint32_t head_pos; /* head_id % nbuckets */
+    rs_bucket buckets[RS_WINDOW_MAX_BUCKETS];
     /* totals over the whole window */
     uint64_t total;
     uint64_t failures;
@@ -49,8 +58,13 @@ typedef struct rs_window {
 /* Returns RS_EINVAL unless 1 <= size <= RS_WINDOW_MAX_SIZE, RS_ENOMEM if the
  * ring cannot be allocated; w is then safe to pass to rs_window_free. */
 rs_status rs_window_init_count(rs_window *w, uint32_t size);
-/* Returns RS_EINVAL unless duration_ns >= RS_WINDOW_BUCKETS. */
+/* A time window of RS_WINDOW_BUCKETS buckets. Returns RS_EINVAL unless
+ * duration_ns >= RS_WINDOW_BUCKETS. */
 rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns);
+/* A time window of nbuckets buckets. Returns RS_EINVAL unless 1 <= nbuckets
+ * <= RS_WINDOW_MAX_BUCKETS and duration_ns >= nbuckets. No allocation. */
+rs_status rs_window_init_buckets(rs_window *w, uint64_t duration_ns, uint32_t nbuckets,
+                                 uint64_t now_ns);
 void rs_window_free(rs_window *w);
 
 /* Empties the window and the current period. */
@@ -66,6 +80,11 @@ int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate);
  * and stores the finished period's failure rate when the outcome completes a
  * count-window period, else 0. */
 int rs_window_add(rs_window *w, unsigned flags, double *period_rate);
+
+/* Time window: adds n unflagged outcomes to the head bucket at once. Returns
+ * RS_EINVAL, changing nothing, when the head bucket's count would pass
+ * UINT32_MAX (or for a count window); n = 0 changes nothing. */
+rs_status rs_window_add_n(rs_window *w, uint64_t n);
 
 typedef struct rs_latring {
     double *values; /* owned */

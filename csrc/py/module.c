@@ -163,7 +163,8 @@ static int resil_exec(PyObject *module) {
         resil_awaitable_init_types(module, st) < 0 || resil_pool_init_types(module, st) < 0 ||
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
-        resil_rate_init_types(module, st) < 0 || resil_hist_init_types(module, st) < 0 ||
+        resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
+        resil_hist_init_types(module, st) < 0 ||
         resil_expo_init(module, st) < 0) {
         return -1;
     }

@@ -225,6 +225,7 @@ int resil_dedup_init_types(PyObject *module, resil_state *st);
 int resil_queue_init_types(PyObject *module, resil_state *st);
 int resil_interval_init_types(PyObject *module, resil_state *st);
 int resil_rate_init_types(PyObject *module, resil_state *st);
+int resil_counter_init_types(PyObject *module, resil_state *st);
 /* Adds breaker_exposition() to the module (expo.c). */
 int resil_expo_init(PyObject *module, resil_state *st);
 int resil_hist_init_types(PyObject *module, resil_state *st);

@@ -10,7 +10,7 @@ from typing import Any
 
 from resil import _check
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
-from resil._resil import MonotonicClock, State, WindowedHistogram
+from resil._resil import MonotonicClock, State, WindowedCounter, WindowedHistogram
 
 __all__ = ["Monitor"]
 
@@ -29,58 +29,15 @@ _QUANTILES = (0.5, 0.95, 0.99)
 _MAX_MS = 1e12  # about 31.7 years: a longer duration is a caller's bug
 
 
-class _Slots:
-    """Per-slot sums over a retention window, with the C WindowedHistogram's
-    slot rule: a value added in slot e counts while now's slot < e + slots.
-    Time never goes back: an earlier now is read as the newest slot seen."""
-
-    __slots__ = ("slot", "n", "epochs", "values", "newest")
-
-    def __init__(self, slot: float, n: int, width: int) -> None:
-        self.slot = slot
-        self.n = n
-        self.epochs = [-1] * n
-        self.values = [[0.0] * width for _ in range(n)]
-        self.newest = -1
-
-    def _epoch(self, now: float) -> int:
-        epoch = int(now // self.slot)
-        if epoch < self.newest:
-            return self.newest
-        self.newest = epoch
-        return epoch
-
-    def add(self, now: float, index: int, amount: float) -> None:
-        epoch = self._epoch(now)
-        i = epoch % self.n
-        row = self.values[i]
-        if self.epochs[i] != epoch:
-            self.epochs[i] = epoch
-            for k in range(len(row)):
-                row[k] = 0.0
-        row[index] += amount
-
-    def totals(self, now: float) -> list[float]:
-        epoch = self._epoch(now)
-        width = len(self.values[0])
-        out = [0.0] * width
-        for e, row in zip(self.epochs, self.values):
-            if 0 <= epoch - e < self.n:
-                for k in range(width):
-                    out[k] += row[k]
-        return out
-
-
 class _Component:
-    __slots__ = ("hist", "failures", "requests", "duration_sum", "by_operation",
+    __slots__ = ("hist", "errors", "requests", "duration_sum", "by_operation",
                  "errors_by_type")
 
     def __init__(self, retention: float, slots: int, clock: Any) -> None:
-        # Requests, their mean and percentiles come from one C window. A second
-        # one (a few buckets) gets every request too, as 1 ns for an error and
-        # 0 for a success, so it sees the same times: errors = its sum.
+        # Requests, their mean and percentiles come from a C histogram window;
+        # errors from a C counter window with the same slots and slot rule.
         self.hist = WindowedHistogram(retention, slots, clock=clock)
-        self.failures = WindowedHistogram(retention, slots, sub_bits=1, max_bits=2, clock=clock)
+        self.errors = WindowedCounter(retention, slots, clock=clock)
         self.requests = 0
         self.duration_sum = 0.0
         # cumulative, for counters: (operation, success) -> (count, duration sum)
@@ -90,8 +47,9 @@ class _Component:
     def window(self) -> tuple[float, float, float]:
         """(requests, errors, duration sum in ms) over the window."""
         requests = self.hist.count()
-        outcomes = self.failures.count()
-        errors = min(round(self.failures.mean_ms() * 1e6 * outcomes), requests)
+        # An error is counted just after its request: should a slot boundary
+        # pass in between, it outlives the request by one slot.
+        errors = min(self.errors.total(), requests)
         return float(requests), float(errors), self.hist.mean_ms() * requests
 
 
@@ -142,7 +100,8 @@ class Monitor:
       ``component_performance`` (with p50/p95/p99 per component) and
       ``alerts``.
 
-    Memory: one histogram window per component, about ``slots`` x 19 KB.
+    Memory: one histogram window per component, about ``slots`` x 19 KB, and
+    a counter window (under 1 KB) per component and per event kind.
     Thread-safe. ``clock`` times the window (a VirtualClock in tests).
     """
 
@@ -165,8 +124,8 @@ class Monitor:
         # Breakers already wired in: watching one again must not count its trips twice.
         self._watched: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._components: dict[str, _Component] = {}
-        self._events = _Slots(self._retention / slots, slots, len(EVENT_KINDS))
-        self._event_index = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+        self._events = {kind: WindowedCounter(self._retention, slots, clock=self._clock)
+                        for kind in EVENT_KINDS}
         self._other_events: dict[str, int] = {}
         self._event_totals: dict[tuple[str, str], int] = {}  # (kind, component) -> count
 
@@ -212,7 +171,8 @@ class Monitor:
                 comp = self._components[component] = _Component(self._retention, self._slots,
                                                                 self._clock)
             comp.hist.record(duration_ms)
-            comp.failures.record_ns(0 if ok else 1)
+            if not ok:
+                comp.errors.add()
             comp.requests += 1
             comp.duration_sum += duration_ms
             entry = comp.by_operation.get((operation, ok))
@@ -230,9 +190,9 @@ class Monitor:
         _check.text(kind, "kind")
         _check.text(component, "component")
         with self._lock:
-            index = self._event_index.get(kind)
-            if index is not None:
-                self._events.add(self._clock.now(), index, 1.0)
+            counter = self._events.get(kind)
+            if counter is not None:
+                counter.add()
             else:
                 self._other_events[kind] = self._other_events.get(kind, 0) + 1
             key = (kind, component)
@@ -292,11 +252,15 @@ class Monitor:
         with a count in the window."""
         with self._lock:
             rows = self._rows()
-            events = self._events.totals(self._clock.now())
+            events = self._event_totals_now()
         return self._alerts(rows, events)
 
+    def _event_totals_now(self) -> list[int]:
+        """Events of each EVENT_KINDS kind in the window; called with the lock held."""
+        return [counter.total() for counter in self._events.values()]
+
     def _alerts(self, rows: list[tuple[str, float, float, float]],
-                events: list[float]) -> list[dict[str, Any]]:
+                events: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         system: tuple[str | None, float, float, float] = (None, *_total(r[1:] for r in rows))
         for name, requests, errors, duration in [system, *rows]:
@@ -356,7 +320,7 @@ class Monitor:
                     "errors_by_type": dict(comp.errors_by_type),
                     "status": self._judge(requests, errors, total),
                 }
-            events = self._events.totals(now)
+            events = self._event_totals_now()
             other = dict(self._other_events)
             uptime = now - self._started
         all_requests, all_errors, all_ms = _total(r[1:] for r in rows)

@@ -344,6 +344,90 @@ static void test_time_clear(void) {
     rs_window_free(&w);
 }
 
+/* ---- time window with nbuckets ------------------------------------------ */
+
+/* init_buckets rejects 0 or more than RS_WINDOW_MAX_BUCKETS buckets and a
+ * duration shorter than one ns per bucket. */
+static void test_buckets_init_errors(void) {
+    rs_window w;
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 1000, 0, 0), RS_EINVAL);
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 1000, RS_WINDOW_MAX_BUCKETS + 1, 0), RS_EINVAL);
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 63, 64, 0), RS_EINVAL);
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 64, 64, 0), RS_OK);
+    CHECK_EQ_U64(w.width_ns, 1);
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 1000, 1, 2500), RS_OK);
+    CHECK_EQ_U64(w.width_ns, 1000);
+    CHECK_EQ_U64(w.head_id, 2);
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 1000, 12, 0), RS_OK);
+    CHECK_EQ_U64(w.width_ns, 83); /* rounded down, as rs_hist_window's slot_ns */
+    rs_window_free(&w);
+}
+
+/* add_n adds to the head bucket; a count that would pass UINT32_MAX in one
+ * bucket is refused whole; a count window refuses it. */
+static void test_buckets_add_n(void) {
+    rs_window w;
+    double rate;
+    CHECK_EQ_INT(rs_window_init_buckets(&w, 300, 3, 0), RS_OK);
+    CHECK_EQ_INT(rs_window_add_n(&w, 0), RS_OK);
+    CHECK_EQ_U64(w.total, 0);
+    CHECK_EQ_INT(rs_window_add_n(&w, 5), RS_OK);
+    CHECK_EQ_INT(rs_window_add_n(&w, UINT32_MAX - 5), RS_OK);
+    CHECK_EQ_U64(w.total, UINT32_MAX);
+    CHECK_EQ_INT(rs_window_add_n(&w, 1), RS_EINVAL);
+    CHECK_EQ_INT(rs_window_add_n(&w, UINT64_MAX), RS_EINVAL);
+    CHECK_EQ_U64(w.total, UINT32_MAX);
+    rs_window_roll(&w, 100, &rate);
+    CHECK_EQ_INT(rs_window_add_n(&w, UINT32_MAX), RS_OK);
+    CHECK_EQ_U64(w.total, 2 * (uint64_t)UINT32_MAX);
+    rs_window_roll(&w, 300, &rate); /* the first bucket ages out */
+    CHECK_EQ_U64(w.total, UINT32_MAX);
+    rs_window_free(&w);
+    CHECK_EQ_INT(rs_window_init_count(&w, 4), RS_OK);
+    CHECK_EQ_INT(rs_window_add_n(&w, 1), RS_EINVAL);
+    CHECK_EQ_U64(w.total, 0);
+    rs_window_free(&w);
+}
+
+/* Against a recount of every (time, n) added, for bucket counts 1..64: an
+ * add at head id e counts while the head id is < e + nbuckets; time that
+ * steps back is read as the newest time seen. */
+static void test_buckets_match_recount(void) {
+    enum { N = 600 };
+    static uint64_t ids[N], ns[N];
+    for (uint32_t nb = 1; nb <= RS_WINDOW_MAX_BUCKETS; nb += (nb < 4 ? 1 : 7)) {
+        rs_window w;
+        double rate;
+        uint64_t width = 1 + lcg_next() % 50;
+        CHECK_EQ_INT(rs_window_init_buckets(&w, width * nb + lcg_next() % nb, nb, 0), RS_OK);
+        CHECK_EQ_U64(w.width_ns, width);
+        uint64_t now = 0, newest = 0;
+        int mismatches = 0;
+        for (uint32_t i = 0; i < N; i++) {
+            uint32_t r = lcg_next();
+            if (r % 5 == 0 && now > 3 * width) {
+                now -= lcg_next() % (3 * width); /* a step back */
+            } else {
+                now += (r >> 3) % (width * (r % 3 == 0 ? 2u * nb : 2u));
+            }
+            if (now / width > newest) {
+                newest = now / width;
+            }
+            rs_window_roll(&w, now, &rate);
+            ids[i] = newest;
+            ns[i] = 1 + lcg_next() % 4;
+            CHECK_EQ_INT(rs_window_add_n(&w, ns[i]), RS_OK);
+            uint64_t expect = 0;
+            for (uint32_t k = 0; k <= i; k++) {
+                expect += newest - ids[k] < nb ? ns[k] : 0;
+            }
+            mismatches += w.total != expect;
+        }
+        CHECK_EQ_INT(mismatches, 0);
+        rs_window_free(&w);
+    }
+}
+
 /* ---- latency ring ------------------------------------------------------ */
 
 /* Latency-ring init rejects cap 0 and cap > RS_WINDOW_MAX_SIZE; free is safe after. */
@@ -479,6 +563,9 @@ int main(void) {
     RUN_TEST(test_time_jump_far_ahead);
     RUN_TEST(test_time_jump_edges);
     RUN_TEST(test_time_clear);
+    RUN_TEST(test_buckets_init_errors);
+    RUN_TEST(test_buckets_add_n);
+    RUN_TEST(test_buckets_match_recount);
     RUN_TEST(test_latring_init_errors);
     RUN_TEST(test_latring_mean_stddev_by_hand);
     RUN_TEST(test_latring_cap_one);
