@@ -14,10 +14,13 @@ label: :class:`CircuitBreaker` and :class:`BreakerGroup` (label
 unless a pair names it; queues sharing a name are one queue, summed, and
 the entries of store-backed ones on one file count once), :class:`Supervisor`
 (global task gauges) and :class:`Monitor` (``component``, ``operation``,
-``status``, ``error_type``, ``kind``). Families are label-based - one per
-metric, never one per endpoint - and follow Prometheus naming: base units
-in names, ``_total`` on counters. The breaker families of many endpoints
-are rendered in C.
+``status``, ``error_type``, ``kind``; a circuit breaker trip names its
+breaker with ``endpoint``, as every breaker family does). Families are
+label-based - one per metric, never one per endpoint - and follow
+Prometheus naming: base units in names, ``_total`` on counters. Values are
+written one way in every family: an int in decimal, a float as Python's
+repr (``0.0``, ``0.25``), ``+Inf`` for infinity. The breaker families are
+rendered in C, from one table that Collector reads too.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ _errors_lock = threading.Lock()
 
 _HEALTH = {"healthy": 0, "degraded": 1, "critical": 2}
 
-# The breaker families: rendered by _resil.breaker_exposition when available.
+# The breaker families, rendered in C (_resil.breaker_exposition, or as data
+# by _resil.breaker_families); a breaker's name is its BREAKER_LABEL label in
+# every family that concerns a breaker.
 BREAKER_PREFIX = "resil_circuit_breaker"
+BREAKER_LABEL = "endpoint"
 
 
 @dataclass
@@ -61,6 +67,7 @@ class _Family:
     name: str
     kind: str  # gauge, counter, summary
     help: str
+    # values: an int stays an int (written in decimal), anything else a float
     samples: list[tuple[str, tuple[tuple[str, str], ...], float]] = field(default_factory=list)
     # (suffix, labels) -> index in samples
     seen: dict[tuple[str, tuple[tuple[str, str], ...]], int] = field(default_factory=dict)
@@ -71,7 +78,7 @@ class _Family:
             raise ValueError(f"two sources give {self.name}{suffix} the same labels "
                              f"{dict(labels)}; name them with (name, source) pairs")
         self.seen[key] = len(self.samples)
-        self.samples.append((suffix, key[1], float(value)))
+        self.samples.append((suffix, key[1], value if type(value) is int else float(value)))
 
     def add_up(self, value: float, **labels: str) -> None:
         """Adds ``value`` to the sample with these labels (made at 0 if new):
@@ -81,7 +88,7 @@ class _Family:
             self.add(value, **labels)
         else:
             suffix, key, old = self.samples[i]
-            self.samples[i] = (suffix, key, old + float(value))
+            self.samples[i] = (suffix, key, old + (value if type(value) is int else float(value)))
 
 
 class _Families:
@@ -123,26 +130,12 @@ def _breakers(sources: Iterable[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _breaker_families(fams: _Families, breakers: list[Any]) -> None:
-    """The breaker families built in Python (for Collector and as the reference)."""
-    p = BREAKER_PREFIX
-    state = fams.get(f"{p}_state", "gauge", "Circuit state (0=CLOSED 1=DEGRADED 2=OPEN "
-                     "3=HALF_OPEN 4=FORCED_OPEN 5=DISABLED).")
-    failures = fams.get(f"{p}_failures_total", "counter", "Failures recorded by the circuit.")
-    latency = fams.get(f"{p}_latency_ms", "gauge", "Average call latency in milliseconds.")
-    opened = fams.get(f"{p}_last_opened_timestamp_seconds", "gauge",
-                      "Unix time the circuit last opened.")
-    ratio = fams.get(f"{p}_success_ratio", "gauge", "Success ratio over the window (0-1).")
-    health = fams.get(f"{p}_health_score", "gauge", "Health score (0-1).")
-    for b in breakers:
-        st = b.stats()
-        ep = b.name
-        state.add(int(st["state"]), endpoint=ep)
-        failures.add(st["failures"], endpoint=ep)
-        latency.add(st["avg_latency_ms"], endpoint=ep)
-        if st["last_opened"] is not None:
-            opened.add(st["last_opened"], endpoint=ep)
-        ratio.add(st["success_rate"], endpoint=ep)
-        health.add(st["health_score"], endpoint=ep)
+    """The breaker families as data, for Collector: the names, help texts and
+    values of the C renderer's own table (exposition() uses its text)."""
+    for name, kind, help_text, samples in _resil.breaker_families(breakers, BREAKER_PREFIX):
+        fam = fams.get(name, kind, help_text)
+        for endpoint, value in samples:
+            fam.add(value, **{BREAKER_LABEL: endpoint})
 
 
 def _from_retry_policy(fams: _Families, name: str | None, obj: RetryPolicy) -> None:
@@ -263,12 +256,16 @@ def _from_supervisor(fams: _Families, name: str | None, obj: Supervisor) -> None
         st["active"], **extra)
 
 
+# record_event kind -> (family, help, the label naming the event's component)
 _EVENT_FAMILIES = {
-    "circuit_breaker_trip": ("resil_circuit_breaker_trips_total", "Circuit breaker trips."),
-    "timeout": ("resil_timeout_failures_total", "Operations that timed out."),
-    "retry": ("resil_retry_attempts_total", "Retry attempts."),
-    "dead_letter": ("resil_dead_letter_messages_total", "Messages sent to a dead-letter queue."),
-    "grace_recovery": ("resil_grace_period_recoveries_total", "Grace-period recoveries."),
+    "circuit_breaker_trip": ("resil_circuit_breaker_trips_total", "Circuit breaker trips.",
+                             BREAKER_LABEL),
+    "timeout": ("resil_timeout_failures_total", "Operations that timed out.", "component"),
+    "retry": ("resil_retry_attempts_total", "Retry attempts.", "component"),
+    "dead_letter": ("resil_dead_letter_messages_total", "Messages sent to a dead-letter queue.",
+                    "component"),
+    "grace_recovery": ("resil_grace_period_recoveries_total", "Grace-period recoveries.",
+                       "component"),
 }
 
 
@@ -291,8 +288,8 @@ def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
             errors.add(count, **extra, component=comp, error_type=error_type)
     for (kind, comp), count in sorted(data["events"].items()):
         if kind in _EVENT_FAMILIES:
-            fam_name, text = _EVENT_FAMILIES[kind]
-            fams.get(fam_name, "counter", text).add(count, **extra, component=comp)
+            fam_name, text, label = _EVENT_FAMILIES[kind]
+            fams.get(fam_name, "counter", text).add(count, **extra, **{label: comp})
         else:
             fams.get("resil_events_total", "counter", "Other resilience events.").add(
                 count, **extra, component=comp, kind=kind)
@@ -358,12 +355,14 @@ def _escape_help(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    """A sample value as the C renderer writes one: an int in decimal, a float
+    as its repr (the shortest text that reads back the same), NaN, +Inf, -Inf."""
+    if type(value) is int:
+        return str(value)
     if value != value:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2 ** 53:
-        return str(int(value))
     return repr(value)
 
 
@@ -386,7 +385,7 @@ def exposition(*sources: Any) -> str:
     breakers, fams = _gather(sources, breakers_in_python=False)
     out: list[str] = []
     if breakers:
-        out.append(_resil.breaker_exposition(breakers, BREAKER_PREFIX, "endpoint"))
+        out.append(_resil.breaker_exposition(breakers, BREAKER_PREFIX, BREAKER_LABEL))
     for fam in fams.by_name.values():
         _render(fam, out)
     return "".join(out)

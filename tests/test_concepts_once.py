@@ -229,3 +229,95 @@ class WindowedCounterMachine(RuleBasedStateMachine):
 
 
 TestWindowedCounterModel = WindowedCounterMachine.TestCase
+
+
+# ---- the exposition: breaker families once, one number format, one label -----------
+
+def _samples(text: str) -> dict[str, str]:
+    """{'name{labels}': value text} of every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = value
+    return out
+
+
+def test_collector_breaker_families_are_the_c_table() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import resil.prometheus as rp
+
+    clock = resil.VirtualClock()
+    a = resil.CircuitBreaker("a", failure_threshold=1, clock=clock)
+    a.record_failure(latency_ms=2.5)  # opens: has a last-opened time
+    b = resil.CircuitBreaker("b", clock=clock)
+    b.record_success(latency_ms=1.0)
+    text = _resil.breaker_exposition([a, b])
+    expected = {(f.name, f.type, f.documentation): sorted((s.name, tuple(s.labels.items()), s.value)
+                                                          for s in f.samples)
+                for f in text_string_to_metric_families(text)}
+    registry = CollectorRegistry()
+    registry.register(rp.Collector(a, b))
+    got = {}
+    for f in registry.collect():
+        if not f.name.startswith("resil_circuit_breaker"):
+            continue
+        got[(f.name, f.type, f.documentation)] = sorted(
+            (s.name, tuple(s.labels.items()), s.value) for s in f.samples
+            if not s.name.endswith("_created"))
+    assert got == expected
+    fams = _resil.breaker_families([a, b])
+    assert [f[0] for f in fams] == [line.split()[2] for line in text.splitlines()
+                                    if line.startswith("# HELP")]
+    assert dict(fams[0][3]) == {"a": int(resil.State.OPEN), "b": int(resil.State.CLOSED)}
+    assert type(fams[1][3][0][1]) is int and type(fams[2][3][0][1]) is float
+
+
+def test_one_number_format_in_every_family() -> None:
+    import resil.prometheus as rp
+
+    clock = resil.VirtualClock()
+    m = resil.Monitor(clock=clock)
+    m.record("db", "query", 1000.0, True)
+    b = resil.CircuitBreaker("db", clock=clock)
+    b.record_success(latency_ms=2.0)
+    s = _samples(rp.exposition(b, m))
+    # floats as their repr, integral ones included; ints in decimal
+    assert s['resil_circuit_breaker_success_ratio{endpoint="db"}'] == "1.0"
+    assert s['resil_circuit_breaker_latency_ms{endpoint="db"}'] == "2.0"
+    assert s['resil_request_duration_seconds_sum{component="db"}'] == "1.0"
+    assert s['resil_circuit_breaker_state{endpoint="db"}'] == "0"
+    assert s['resil_request_duration_seconds_count{component="db"}'] == "1"
+    assert s['resil_requests_total{component="db",operation="query",status="success"}'] == "1"
+    assert s["resil_system_health_status"] == "0"
+
+
+def test_an_overflowing_latency_mean_is_plus_inf() -> None:
+    import resil.prometheus as rp
+
+    b = resil.CircuitBreaker("huge", clock=resil.VirtualClock())
+    b.record_success(latency_ms=1.7e308)
+    b.record_success(latency_ms=1.7e308)  # the sum overflows
+    assert b.stats()["avg_latency_ms"] == math.inf
+    s = _samples(rp.exposition(b))
+    assert s['resil_circuit_breaker_latency_ms{endpoint="huge"}'] == "+Inf"
+    assert dict(_resil.breaker_families([b])[2][3]) == {"huge": math.inf}
+
+
+def test_a_breaker_is_endpoint_in_every_family() -> None:
+    import resil.prometheus as rp
+
+    clock = resil.VirtualClock()
+    m = resil.Monitor(clock=clock)
+    b = resil.CircuitBreaker("payments", failure_threshold=1, clock=clock)
+    m.watch(b)
+    b.record_failure()  # a trip, recorded by the monitor
+    m.record("payments", "charge", 1.0, False)
+    text = rp.exposition(b, m)
+    s = _samples(text)
+    assert s['resil_circuit_breaker_trips_total{endpoint="payments"}'] == "1"
+    breaker_lines = [k for k in s if k.startswith("resil_circuit_breaker")]
+    assert len(breaker_lines) == 7
+    assert all(k.split("{", 1)[1].startswith('endpoint="payments"}') for k in breaker_lines)

@@ -136,7 +136,7 @@ def test_exposition_parses_and_round_trips_every_family_and_label() -> None:
     assert got[("resil_request_duration_seconds_sum", (("component", "kafka"),))] == 0.2
     p99 = got[("resil_request_duration_seconds", (("component", "kafka"), ("quantile", "0.99")))]
     assert abs(p99 - 0.120) <= 0.0012
-    assert got[("resil_circuit_breaker_trips_total", (("component", "kafka"),))] == 1
+    assert got[("resil_circuit_breaker_trips_total", (("endpoint", "kafka"),))] == 1
     assert got[("resil_events_total", (("component", "kafka"), ("kind", "custom")))] == 1
     assert got[("resil_system_health_status", ())] == 2  # 50 % errors: critical
     # every breaker value equals its stats()

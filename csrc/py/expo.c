@@ -71,13 +71,14 @@ static inline void put_u64(buf *b, uint64_t v) {
     put(b, tmp + i, sizeof tmp - i);
 }
 
-/* A float as Python's repr (the shortest string that round-trips), with the
- * exposition's NaN, +Inf and -Inf. VALUE_ROOM must be reserved. */
+/* A float as Python's repr (the shortest string that round-trips), and
+ * +Inf for infinity. A breaker's values are never NaN or -inf (ratios and
+ * scores lie in [0, 1]; a mean of latencies >= 0 is +inf only once their sum
+ * overflows). VALUE_ROOM must be reserved. */
 static int put_double(buf *b, double v) {
-    if (isnan(v)) {
-        put(b, "NaN", 3);
-    } else if (isinf(v)) {
-        put(b, v > 0 ? "+Inf" : "-Inf", 4);
+    RS_ASSERT(!isnan(v) && v != -INFINITY);
+    if (RS_UNLIKELY(isinf(v))) {
+        put(b, "+Inf", 4);
     } else if (v == 0.0 && !signbit(v)) {
         put(b, "0.0", 3); /* the common values, without an allocation */
     } else if (v == 1.0) {
@@ -184,20 +185,20 @@ static int write_state_help(buf *b) {
         put(b, " ", 1);
         put(b, name, n);
     }
-    return append(b, ".\n", 2);
+    return append(b, ".", 1);
+}
+
+/* The help text of family f, without a newline. */
+static int write_help(buf *b, int f) {
+    return families[f].help ? append(b, families[f].help, strlen(families[f].help))
+                            : write_state_help(b);
 }
 
 static int write_header(buf *b, int f, const char *prefix, size_t plen) {
     size_t slen = strlen(families[f].suffix);
     if (append(b, "# HELP ", 7) < 0 || append(b, prefix, plen) < 0 ||
-        append(b, families[f].suffix, slen) < 0 || append(b, " ", 1) < 0) {
-        return -1;
-    }
-    if (families[f].help) {
-        if (append(b, families[f].help, strlen(families[f].help)) < 0 || append(b, "\n", 1) < 0) {
-            return -1;
-        }
-    } else if (write_state_help(b) < 0) {
+        append(b, families[f].suffix, slen) < 0 || append(b, " ", 1) < 0 ||
+        write_help(b, f) < 0 || append(b, "\n", 1) < 0) {
         return -1;
     }
     if (append(b, "# TYPE ", 7) < 0 || append(b, prefix, plen) < 0 ||
@@ -314,6 +315,53 @@ PyDoc_STRVAR(breaker_exposition_doc,
 "_success_ratio and _health_score (gauges, 0 to 1); the values are those of\n"
 "stats(). No breakers gives the six HELP and TYPE pairs without samples.");
 
+/* The prefix (a metric name) and, when label_obj is given or label is
+ * wanted, the label name: the defaults, or the strs given, validated. */
+static int parse_names(PyObject *prefix_obj, PyObject *label_obj, const char **prefix,
+                       Py_ssize_t *plen, const char **label, Py_ssize_t *llen) {
+    *prefix = "resil_circuit_breaker";
+    *plen = (Py_ssize_t)strlen(*prefix);
+    if (prefix_obj && !(*prefix = PyUnicode_AsUTF8AndSize(prefix_obj, plen))) {
+        return -1;
+    }
+    if (!valid_name(*prefix, *plen, 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "prefix must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), not %R", prefix_obj);
+        return -1;
+    }
+    if (!label) {
+        return 0;
+    }
+    *label = "endpoint";
+    *llen = (Py_ssize_t)strlen(*label);
+    if (label_obj && !(*label = PyUnicode_AsUTF8AndSize(label_obj, llen))) {
+        return -1;
+    }
+    if (!valid_name(*label, *llen, 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "label must be a label name ([a-zA-Z_][a-zA-Z0-9_]*), not %R", label_obj);
+        return -1;
+    }
+    if (*llen >= 2 && (*label)[0] == '_' && (*label)[1] == '_') {
+        PyErr_Format(PyExc_ValueError,
+                     "label must not start with '__' (reserved by Prometheus), not %R", label_obj);
+        return -1;
+    }
+    return 0;
+}
+
+/* The breakers as a tuple (a copy: listeners run during the ticks and may
+ * change a list), or NULL with TypeError. */
+static PyObject *breaker_tuple(PyObject *breakers) {
+    if (!PyTuple_Check(breakers) && !PyList_Check(breakers) && !Py_TYPE(breakers)->tp_iter &&
+        !PySequence_Check(breakers)) {
+        PyErr_Format(PyExc_TypeError, "breakers must be an iterable of CircuitBreaker, not %.100s",
+                     Py_TYPE(breakers)->tp_name);
+        return NULL;
+    }
+    return PySequence_Tuple(breakers);
+}
+
 static PyObject *breaker_exposition(PyObject *module, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"breakers", "prefix", "label", NULL};
     PyObject *breakers, *prefix_obj = NULL, *label_obj = NULL;
@@ -322,38 +370,12 @@ static PyObject *breaker_exposition(PyObject *module, PyObject *args, PyObject *
         return NULL;
     }
     resil_state *st = get_state(module);
-    const char *prefix = "resil_circuit_breaker", *label = "endpoint";
-    Py_ssize_t plen = (Py_ssize_t)strlen(prefix), llen = (Py_ssize_t)strlen(label);
-    if (prefix_obj && !(prefix = PyUnicode_AsUTF8AndSize(prefix_obj, &plen))) {
+    const char *prefix, *label;
+    Py_ssize_t plen, llen;
+    if (parse_names(prefix_obj, label_obj, &prefix, &plen, &label, &llen) < 0) {
         return NULL;
     }
-    if (!valid_name(prefix, plen, 1)) {
-        PyErr_Format(PyExc_ValueError,
-                     "prefix must be a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), not %R", prefix_obj);
-        return NULL;
-    }
-    if (label_obj && !(label = PyUnicode_AsUTF8AndSize(label_obj, &llen))) {
-        return NULL;
-    }
-    if (!valid_name(label, llen, 0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "label must be a label name ([a-zA-Z_][a-zA-Z0-9_]*), not %R", label_obj);
-        return NULL;
-    }
-    if (llen >= 2 && label[0] == '_' && label[1] == '_') {
-        PyErr_Format(PyExc_ValueError,
-                     "label must not start with '__' (reserved by Prometheus), not %R", label_obj);
-        return NULL;
-    }
-    if (!PyTuple_Check(breakers) && !PyList_Check(breakers) && !Py_TYPE(breakers)->tp_iter &&
-        !PySequence_Check(breakers)) {
-        PyErr_Format(PyExc_TypeError, "breakers must be an iterable of CircuitBreaker, not %.100s",
-                     Py_TYPE(breakers)->tp_name);
-        return NULL;
-    }
-    /* A tuple copy, not the list itself: listeners run during the ticks and
-     * may change the list. */
-    PyObject *seq = PySequence_Tuple(breakers);
+    PyObject *seq = breaker_tuple(breakers);
     if (!seq) {
         return NULL;
     }
@@ -393,9 +415,137 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(breaker_families_doc,
+"breaker_families(breakers, prefix=\"resil_circuit_breaker\") -> list\n"
+"\n"
+"The six families of breaker_exposition as data, for registries that render\n"
+"the text themselves (prometheus_client): a list of (name, type, help,\n"
+"samples) in exposition order, samples a list of (breaker name, value) with\n"
+"an int for _state and _failures_total and a float for the others; the same\n"
+"names, help texts, values and order as breaker_exposition.");
+
+/* The value of family f for one breaker, as a new reference. */
+static PyObject *family_value(int f, const resil_breaker_metrics *m) {
+    switch (f) {
+    case F_STATE: return PyLong_FromLong(m->state);
+    case F_FAILURES: return PyLong_FromUnsignedLongLong(m->failures);
+    case F_LATENCY: return PyFloat_FromDouble(m->avg_latency_ms);
+    case F_OPENED: return PyFloat_FromDouble(m->opened_unix);
+    case F_SUCCESS: return PyFloat_FromDouble(m->success_rate);
+    default: return PyFloat_FromDouble(m->health_score);
+    }
+}
+
+/* (name, type, help, samples) of family f. */
+static PyObject *family_tuple(int f, const char *prefix, Py_ssize_t plen,
+                              const resil_breaker_metrics *ms, PyObject *const *names,
+                              Py_ssize_t n) {
+    buf name = {NULL, 0, 0}, help = {NULL, 0, 0};
+    PyObject *samples = NULL, *result = NULL;
+    if (append(&name, prefix, (size_t)plen) < 0 ||
+        append(&name, families[f].suffix, strlen(families[f].suffix)) < 0 ||
+        write_help(&help, f) < 0) {
+        goto done;
+    }
+    samples = PyList_New(0);
+    if (!samples) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (f == F_OPENED && !ms[i].has_opened) {
+            continue;
+        }
+        PyObject *v = family_value(f, &ms[i]);
+        PyObject *pair = v ? PyTuple_Pack(2, names[i], v) : NULL;
+        Py_XDECREF(v);
+        if (!pair || PyList_Append(samples, pair) < 0) {
+            Py_XDECREF(pair);
+            goto done;
+        }
+        Py_DECREF(pair);
+    }
+    result = Py_BuildValue("(s#ss#O)", name.p, (Py_ssize_t)name.len, families[f].type, help.p,
+                           (Py_ssize_t)help.len, samples);
+done:
+    Py_XDECREF(samples);
+    PyMem_Free(name.p);
+    PyMem_Free(help.p);
+    return result;
+}
+
+static PyObject *breaker_families(PyObject *module, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"breakers", "prefix", NULL};
+    PyObject *breakers, *prefix_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|U:breaker_families", kwlist, &breakers,
+                                     &prefix_obj)) {
+        return NULL;
+    }
+    resil_state *st = get_state(module);
+    const char *prefix;
+    Py_ssize_t plen;
+    if (parse_names(prefix_obj, NULL, &prefix, &plen, NULL, NULL) < 0) {
+        return NULL;
+    }
+    PyObject *seq = breaker_tuple(breakers);
+    if (!seq) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), got = 0;
+    PyObject *result = NULL;
+    resil_breaker_metrics *ms = PyMem_New(resil_breaker_metrics, n ? n : 1);
+    PyObject **names = PyMem_New(PyObject *, n ? n : 1);
+    if (!ms || !names) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n; got++) {
+        PyObject *o = PyTuple_GET_ITEM(seq, got);
+        if (!PyObject_TypeCheck(o, st->Breaker_type)) {
+            PyErr_Format(PyExc_TypeError, "breakers[%zd] must be a CircuitBreaker, not %.100s",
+                         got, Py_TYPE(o)->tp_name);
+            goto done;
+        }
+        if (resil_breaker_tick(o) < 0) {
+            goto done;
+        }
+        /* No Python code runs between the tick and the copy. */
+        resil_breaker_read_metrics(o, &ms[got]);
+        if (!ms[got].name) {
+            PyErr_Format(PyExc_ValueError, "breakers[%zd] has no name (it is being destroyed)",
+                         got);
+            goto done;
+        }
+        names[got] = Py_NewRef(ms[got].name);
+    }
+    result = PyList_New(F_COUNT);
+    if (!result) {
+        goto done;
+    }
+    for (int f = 0; f < F_COUNT; f++) {
+        PyObject *fam = family_tuple(f, prefix, plen, ms, names, n);
+        if (!fam) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, f, fam);
+    }
+done:
+    if (names) {
+        for (Py_ssize_t i = 0; i < got; i++) {
+            Py_DECREF(names[i]);
+        }
+    }
+    PyMem_Free(names);
+    PyMem_Free(ms);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef expo_methods[] = {
     {"breaker_exposition", (PyCFunction)(void (*)(void))breaker_exposition,
      METH_VARARGS | METH_KEYWORDS, breaker_exposition_doc},
+    {"breaker_families", (PyCFunction)(void (*)(void))breaker_families,
+     METH_VARARGS | METH_KEYWORDS, breaker_families_doc},
     {NULL, NULL, 0, NULL},
 };
 
