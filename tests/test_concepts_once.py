@@ -4,8 +4,12 @@ families of the exposition)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import inspect
 import math
+import sys
+import weakref
 
 import pytest
 from hypothesis import strategies as st
@@ -18,8 +22,10 @@ from resil import _resil
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     from model.counter import WindowedCounterModel
+    from model.dedup import DedupModel
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests.model.counter import WindowedCounterModel  # type: ignore[no-redef]
+    from tests.model.dedup import DedupModel  # type: ignore[no-redef]
 
 
 # ---- TimeScale presets -----------------------------------------------------------
@@ -321,3 +327,219 @@ def test_a_breaker_is_endpoint_in_every_family() -> None:
     breaker_lines = [k for k in s if k.startswith("resil_circuit_breaker")]
     assert len(breaker_lines) == 7
     assert all(k.split("{", 1)[1].startswith('endpoint="payments"}') for k in breaker_lines)
+
+
+# ---- Deduplicator values: the TTL map of idempotent and the bus -----------------------
+
+class Collide:
+    """Equal by value; hashes collide in groups of four."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __hash__(self) -> int:
+        return self.v % 4
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Collide) and other.v == self.v
+
+    def __repr__(self) -> str:
+        return f"Collide({self.v})"
+
+
+DEDUP_KEYS = st.one_of(st.integers(-3, 12), st.sampled_from([1.0, True, 0.0, "a", (1, 2)]),
+                       st.builds(Collide, st.integers(0, 15)))
+
+
+class DedupValuesMachine(RuleBasedStateMachine):
+    """Deduplicator (seen, put, get, discard, clear) and DedupModel in lockstep."""
+
+    @initialize(ttl=st.integers(1, 20), capacity=st.integers(1, 10), start=st.integers(0, 10**6))
+    def setup(self, ttl: int, capacity: int, start: int) -> None:
+        self.clock = resil.VirtualClock()
+        self.clock.advance_ns(start)
+        self.c = resil.Deduplicator(ttl=ttl / 10, capacity=capacity, clock=self.clock)
+        self.m = DedupModel(ttl * SEC // 10, capacity)
+        self.serial = 0
+
+    @property
+    def now(self) -> int:
+        return self.clock.now_ns()
+
+    @rule(key=DEDUP_KEYS)
+    def seen(self, key: object) -> None:
+        assert self.c.seen(key) == self.m.seen(key, self.now)
+
+    @rule(key=DEDUP_KEYS, none=st.booleans())
+    def put(self, key: object, none: bool) -> None:
+        self.serial += 1
+        value = None if none else ("v", self.serial)
+        self.c.put(key, value)
+        self.m.put(key, value, self.now)
+
+    @rule(key=DEDUP_KEYS)
+    def get(self, key: object) -> None:
+        missing = object()
+        assert self.c.get(key, missing) is self.m.get(key, self.now, missing)
+        assert self.c.get(key) is self.m.get(key, self.now)
+
+    @rule(key=DEDUP_KEYS)
+    def discard(self, key: object) -> None:
+        assert self.c.discard(key) == self.m.discard(key)
+
+    @rule(ms=st.integers(0, 1500) | st.sampled_from([100, 1000]), ns=st.integers(-1, 1))
+    def advance(self, ms: int, ns: int) -> None:
+        self.clock.advance_ns(max(0, ms * 1_000_000 + ns))
+
+    @rule()
+    def clear(self) -> None:
+        self.c.clear()
+        self.m.keys.clear()
+        self.m.values.clear()
+
+    @invariant()
+    def counters(self) -> None:
+        assert self.c.duplicate_count == self.m.duplicates
+        stats = self.c.stats()
+        assert stats["size"] == self.m.size(self.now)
+        assert (stats["expired"], stats["evicted"]) == (self.m.expired, self.m.evicted)
+
+
+TestDedupValuesModel = DedupValuesMachine.TestCase
+
+
+def test_dedup_put_get_and_ttl() -> None:
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=10.0, clock=clock)
+    d.put("k", "first")
+    assert d.get("k") == "first" and "k" in d
+    assert d.seen("k") and d.duplicate_count == 1
+    clock.advance(9.0)
+    d.put("k", "second")  # the ttl starts again
+    clock.advance(9.0)
+    assert d.get("k") == "second"
+    clock.advance(1.0)
+    assert d.get("k") is None and d.get("k", 0) == 0 and "k" not in d
+    d.seen("plain")
+    assert d.get("plain", "missing") is None  # recorded without a value
+    assert str(inspect.signature(d.put)) == "(key, value, /)"
+    assert str(inspect.signature(d.get)) == "(key, default=None, /)"
+    with pytest.raises(TypeError):
+        d.put("k")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        d.get()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unhashable"):
+        d.put([], 1)
+    with pytest.raises(TypeError, match="unhashable"):
+        d.get([])
+
+
+def test_dedup_values_are_released_and_collected() -> None:
+    class Value:
+        pass
+
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=1.0, capacity=2, clock=clock)
+    v1, v2, v3 = Value(), Value(), Value()
+    r1, r2, r3 = weakref.ref(v1), weakref.ref(v2), weakref.ref(v3)
+    d.put("a", v1)
+    d.put("a", v2)  # replaced: v1 released
+    d.put("b", v3)
+    del v1, v2, v3
+    assert r1() is None and r2() is not None and r3() is not None
+    d.put("c", None)  # capacity 2: "a" and its value evicted
+    assert r2() is None
+    clock.advance(1.0)
+    assert len(d) == 0 and r3() is None  # expired
+    # a cycle through a value (the value holds the Deduplicator) is collected
+    cyc = Value()
+    cyc.d = d  # type: ignore[attr-defined]
+    d.put("cycle", cyc)
+    rd, rc = weakref.ref(d), weakref.ref(cyc)
+    del d, cyc
+    gc.collect()
+    assert rd() is None and rc() is None
+
+
+def test_dedup_put_with_a_failing_eq_keeps_nothing() -> None:
+    class Bad:
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            raise ZeroDivisionError("eq")
+
+    d = resil.Deduplicator(clock=resil.VirtualClock())
+    d.put(Bad(), "x")
+    value = object()
+    before = sys.getrefcount(value)
+    with pytest.raises(ZeroDivisionError):
+        d.put(Bad(), value)
+    assert sys.getrefcount(value) == before and len(d) == 1
+    with pytest.raises(ZeroDivisionError):
+        d.get(Bad())
+
+
+def test_dedup_put_get_across_threads() -> None:
+    d = resil.Deduplicator(capacity=1 << 16)
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for n in range(1500):
+            key = (i, n % 50)
+            d.put(key, n)
+            got = d.get(key)
+            if got is None or got % 50 != n % 50:
+                errors.append(f"{key}: {got}")
+
+    run_threads(work, 8)
+    assert not errors and len(d) == 8 * 50
+
+
+def test_idempotent_keeps_results_in_a_deduplicator() -> None:
+    """A finished result (None included) is returned again until ttl on the
+    loop's clock; cache_clear forgets it; an exception is not kept."""
+    calls: list[int] = []
+
+    @resil.idempotent(key=lambda x: x, ttl=5.0)
+    async def work(x: int) -> int | None:
+        calls.append(x)
+        await asyncio.sleep(1.0)
+        if x < 0:
+            raise ValueError(x)
+        return None if x == 0 else x * 10
+
+    async def main() -> None:
+        assert await asyncio.gather(work(1), work(1), work(0)) == [10, 10, None]
+        assert calls == [1, 0]
+        await asyncio.sleep(4.999)  # finished at t=1: kept until t=6
+        assert await work(1) == 10 and await work(0) is None and calls == [1, 0]
+        await asyncio.sleep(0.001)
+        assert await work(1) == 10 and calls == [1, 0, 1]
+        work.cache_clear()  # type: ignore[attr-defined]
+        assert await work(1) == 10 and calls == [1, 0, 1, 1]
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                await work(-1)
+        assert calls.count(-1) == 2
+
+    resil.run_virtual(main())
+
+
+def test_bus_idempotency_originals_live_in_its_deduplicator() -> None:
+    clock = resil.VirtualClock()
+    bus = resil.EventBus(clock=clock, idempotency_ttl=10.0)
+    got: list[object] = []
+    bus.subscribe("t", got.append)
+
+    async def main() -> None:
+        first = await bus.publish("t", {"n": 1}, idempotency_key="k")
+        assert await bus.publish("t", {"n": 2}, idempotency_key="k") is first
+        assert bus._dedup.get("k") is first
+        clock.advance(10.0)
+        again = await bus.publish("t", {"n": 3}, idempotency_key="k")
+        assert again is not first and again.seq == first.seq + 1
+
+    resil.run_virtual(main(), clock)
+    assert len(got) == 2 and bus.stats()["duplicates"] == 1
+    assert not hasattr(bus, "_originals")

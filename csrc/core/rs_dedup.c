@@ -62,8 +62,10 @@ void rs_dedup_free(rs_dedup *d) {
     rs_dedup_clear(d);
     rs_free(d->pool);
     rs_free(d->table);
+    rs_free(d->values);
     d->pool = NULL;
     d->table = NULL;
+    d->values = NULL;
 }
 
 /* Finds the table cell holding key: 1 found (*slot set), 0 not found (*slot
@@ -133,19 +135,30 @@ static void append_entry(rs_dedup *d, uint32_t idx) {
     d->newest = idx;
 }
 
-/* Removes entry idx entirely and hands its key back. */
+/* Hands a dropped or replaced value back. */
+static void release_value(rs_dedup *d, void *value) {
+    if (value && d->release) {
+        d->release(value, d->ctx);
+    }
+}
+
+/* Removes entry idx entirely and hands its key and value back. */
 static void drop_entry(rs_dedup *d, uint32_t idx) {
     rs_dedup_entry *e = &d->pool[idx];
-    void *key = e->key;
+    void *key = e->key, *value = d->values ? d->values[idx] : NULL;
     table_remove(d, e->slot);
     unlink_entry(d, idx);
     e->key = NULL;
+    if (d->values) {
+        d->values[idx] = NULL;
+    }
     e->next = d->free_head;
     d->free_head = idx;
     d->size--;
     if (d->release) {
         d->release(key, d->ctx);
     }
+    release_value(d, value);
 }
 
 /* Doubles the pool (up to capacity) and rehashes. Returns 0 or -1 (ENOMEM,
@@ -156,12 +169,19 @@ static int grow(rs_dedup *d) {
     uint32_t tsize = table_size_for(new_size);
     rs_dedup_entry *pool = rs_alloc((size_t)new_size * sizeof(rs_dedup_entry));
     rs_dedup_cell *table = rs_calloc(tsize, sizeof(rs_dedup_cell));
-    if (!pool || !table) {
+    void **values = d->values ? rs_calloc(new_size, sizeof(void *)) : NULL;
+    if (!pool || !table || (d->values && !values)) {
         rs_free(pool);
         rs_free(table);
+        rs_free(values);
         return -1;
     }
     memcpy(pool, d->pool, (size_t)d->pool_size * sizeof(rs_dedup_entry));
+    if (values) {
+        memcpy(values, d->values, (size_t)d->pool_size * sizeof(void *));
+        rs_free(d->values);
+        d->values = values;
+    }
     rs_free(d->pool);
     rs_free(d->table);
     d->pool = pool;
@@ -196,8 +216,16 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
     return n;
 }
 
-int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored) {
+/* rs_dedup_seen (put = 0, value NULL) and rs_dedup_put (put = 1). */
+static int record(rs_dedup *d, uint64_t hash, void *key, void *value, int put, uint64_t now_ns,
+                  int *stored) {
     *stored = 0;
+    if (put && !d->values) {
+        d->values = rs_calloc(d->pool_size, sizeof(void *));
+        if (!d->values) {
+            return -2;
+        }
+    }
     /* Amortised clean-up: a couple of expired entries per call (checked
      * inline first: usually the oldest entry is still live). */
     if (d->oldest != RS_DEDUP_NIL && expired(d, &d->pool[d->oldest], now_ns)) {
@@ -211,16 +239,26 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
     if (r) {
         uint32_t idx = RS_DEDUP_CELL_INDEX(d->table[slot]) - 1;
         rs_dedup_entry *e = &d->pool[idx];
-        if (!expired(d, e, now_ns)) {
+        int live = !expired(d, e, now_ns);
+        if (live && !put) {
             d->duplicates++;
             return 1;
         }
-        /* Known but expired: record it again, now, as the newest. */
-        d->expired++;
+        /* Known but expired, or given a new value: record it again, now,
+         * as the newest. */
+        if (!live) {
+            d->expired++;
+        }
+        void *old = NULL;
+        if (d->values) {
+            old = d->values[idx];
+            d->values[idx] = value;
+        }
         e->t_ns = now_ns;
         unlink_entry(d, idx);
         append_entry(d, idx);
-        return 0;
+        release_value(d, old);
+        return live;
     }
     if (d->size == d->pool_size && d->pool_size < d->capacity) {
         if (grow(d) < 0) {
@@ -246,6 +284,9 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
     d->free_head = e->next;
     e->hash = hash;
     e->key = key;
+    if (d->values) {
+        d->values[idx] = value;
+    }
     e->t_ns = now_ns;
     e->slot = slot;
     d->table[slot] = RS_DEDUP_CELL(idx, hash);
@@ -253,6 +294,29 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
     d->size++;
     *stored = 1;
     return 0;
+}
+
+int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored) {
+    return record(d, hash, key, NULL, 0, now_ns, stored);
+}
+
+int rs_dedup_put(rs_dedup *d, uint64_t hash, void *key, void *value, uint64_t now_ns,
+                 int *stored) {
+    return record(d, hash, key, value, 1, now_ns, stored);
+}
+
+int rs_dedup_get(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, void **value) {
+    uint32_t slot;
+    int r = find(d, hash, key, &slot);
+    if (r <= 0) {
+        return r;
+    }
+    uint32_t idx = RS_DEDUP_CELL_INDEX(d->table[slot]) - 1;
+    if (expired(d, &d->pool[idx], now_ns)) {
+        return 0;
+    }
+    *value = d->values ? d->values[idx] : NULL;
+    return 1;
 }
 
 int rs_dedup_contains(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns) {
@@ -286,10 +350,14 @@ int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg
         if (r) {
             return r;
         }
+        if (d->values && d->values[idx] && (r = fn(d->values[idx], arg)) != 0) {
+            return r;
+        }
     }
     return 0;
 }
 
 size_t rs_dedup_memory(const rs_dedup *d) {
-    return (size_t)d->pool_size * sizeof(rs_dedup_entry) + ((size_t)d->mask + 1) * sizeof(rs_dedup_cell);
+    return (size_t)d->pool_size * (sizeof(rs_dedup_entry) + (d->values ? sizeof(void *) : 0)) +
+           ((size_t)d->mask + 1) * sizeof(rs_dedup_cell);
 }

@@ -1,4 +1,5 @@
-/* rs_dedup.h - a TTL set of opaque keys for deduplication.
+/* rs_dedup.h - a TTL set of opaque keys for deduplication, each key with an
+ * optional opaque value (a TTL map: rs_dedup_put / rs_dedup_get).
  *
  * Entries live in a pool and are linked in insertion-time order, so the
  * oldest can be expired or evicted in O(1); an open-addressing table (linear
@@ -9,8 +10,9 @@
  * function that may fail (Python's __eq__ can raise): a failed comparison
  * aborts the operation with status -1, changing nothing but the expired
  * entries it may already have dropped.
- * The caller owns the keys; the set hands back every key it drops through
- * the `release` callback. Time is a nanosecond argument. */
+ * The caller owns the keys and values; the set hands back every key it drops,
+ * and every non-NULL value it drops or replaces, through the `release`
+ * callback. Time is a nanosecond argument. */
 #ifndef RS_DEDUP_H
 #define RS_DEDUP_H
 
@@ -19,7 +21,8 @@
 
 /* Returns 1 when equal, 0 when not, -1 on error (the operation stops). */
 typedef int (*rs_key_eq)(void *a, void *b, void *ctx);
-/* Called for each key the set drops (expired, evicted, discarded, cleared). */
+/* Called for each key the set drops (expired, evicted, discarded, cleared),
+ * and for each non-NULL value it drops with its key or replaces. */
 typedef void (*rs_key_release)(void *key, void *ctx);
 
 #define RS_DEDUP_MAX_CAPACITY (1u << 30)
@@ -55,6 +58,9 @@ typedef struct rs_dedup {
     uint32_t mask;      /* table size - 1 (a power of two >= 2 * pool_size) */
     rs_dedup_cell *table;
     rs_dedup_entry *pool;
+    void **values;      /* by entry index, NULL unless given by rs_dedup_put; the
+                         * array is allocated on the first put, so a set of bare
+                         * keys pays nothing for it */
     uint32_t free_head; /* free entries, linked by next */
     uint32_t oldest, newest;
     uint32_t size;      /* live entries (expired ones not yet dropped included) */
@@ -82,6 +88,22 @@ void rs_dedup_free(rs_dedup *d);
  * otherwise *stored tells whether the set took the key. */
 int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored);
 
+/* Records key with value at now_ns, as a dict assignment does: a recorded key
+ * (live or expired) gets the new value and time and becomes the newest; a
+ * new one is inserted as rs_dedup_seen inserts (evicting the oldest at
+ * capacity). The value it had, if any, is released. Returns 1 when key was
+ * live, 0 when not, -1 on a failed comparison, -2 when memory ran out
+ * (nothing changed in the error cases, expired entries aside; the caller
+ * keeps its references). On 0 or 1 the set keeps value; *stored tells
+ * whether it took the key (not when the key was already recorded). Counts
+ * no duplicate. */
+int rs_dedup_put(rs_dedup *d, uint64_t hash, void *key, void *value, uint64_t now_ns,
+                 int *stored);
+
+/* 1 and *value (NULL for a key recorded by rs_dedup_seen) when key is
+ * recorded and not expired, 0 when not, -1 on a failed comparison. */
+int rs_dedup_get(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, void **value);
+
 /* 1 when key is recorded and not expired, 0 when not, -1 on a failed comparison. */
 int rs_dedup_contains(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns);
 
@@ -94,8 +116,9 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit);
 
 void rs_dedup_clear(rs_dedup *d);
 
-/* Calls fn for each live key, oldest first (for the garbage collector);
- * stops at the first non-zero return and returns it. */
+/* Calls fn for each live key, and then its value if not NULL, oldest first
+ * (for the garbage collector); stops at the first non-zero return and
+ * returns it. */
 int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg);
 
 /* Bytes allocated for the pool and table. */

@@ -231,6 +231,61 @@ static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
     return PyBool_FromLong(r);
 }
 
+static PyObject *dedup_put(DedupObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "put() takes 2 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *key = args[0], *value = args[1];
+    uint64_t hash, now;
+    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        enter(self) < 0) {
+        return NULL;
+    }
+    int stored;
+    Py_INCREF(key); /* the set's references, if it keeps them */
+    Py_INCREF(value);
+    int r = rs_dedup_put(&self->core, hash, key, value, now, &stored);
+    leave(self);
+    if (!stored) {
+        Py_DECREF(key);
+    }
+    if (r < 0) {
+        Py_DECREF(value);
+    }
+    flush_grave(self);
+    if (r == -1) {
+        return NULL;
+    }
+    if (r == -2) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get() takes 1 or 2 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    PyObject *key = args[0], *dflt = nargs > 1 ? args[1] : Py_None;
+    uint64_t hash, now;
+    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        enter(self) < 0) {
+        return NULL;
+    }
+    void *value = NULL;
+    int r = rs_dedup_get(&self->core, hash, key, now, &value);
+    /* A reference taken before another thread can drop the entry. */
+    PyObject *result = r == 1 ? Py_NewRef(value ? (PyObject *)value : Py_None) : NULL;
+    leave(self);
+    if (r < 0) {
+        return NULL;
+    }
+    return result ? result : Py_NewRef(dflt);
+}
+
 static int dedup_contains(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
     if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
@@ -320,6 +375,15 @@ static PyMethodDef dedup_methods[] = {
     {"seen", (PyCFunction)dedup_seen, METH_O,
      "seen(key) -> bool\n\nTrue when key was recorded less than ttl ago (a duplicate, counted);\n"
      "otherwise records it now and returns False. One check-and-insert."},
+    {"put", (PyCFunction)(void (*)(void))dedup_put, METH_FASTCALL,
+     "put($self, key, value, /)\n--\n\n"
+     "Records key with value now, as d[key] = value would: a key already\n"
+     "recorded (live or expired) takes the new value and starts its ttl again;\n"
+     "a new key may evict the oldest at capacity. Counts no duplicate."},
+    {"get", (PyCFunction)(void (*)(void))dedup_get_value, METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\n"
+     "The value put with key while it is recorded (None for a key recorded by\n"
+     "seen()); default when key is not recorded or has expired. Changes nothing."},
     {"discard", (PyCFunction)dedup_discard, METH_O,
      "discard(key) -> bool\n\nForgets key; True when it was recorded."},
     {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS, "clear()\n\nForgets every key."},
@@ -347,7 +411,8 @@ static PyType_Slot dedup_slots[] = {
                 "A TTL set for deduplication, in C. seen(key) is one check-and-insert.\n"
                 "Keys are hashable objects compared exactly, like dict keys: no false\n"
                 "positives. Expired keys are dropped incrementally (never by a full scan);\n"
-                "at capacity the oldest key is evicted and counted."},
+                "at capacity the oldest key is evicted and counted. A key may carry a\n"
+                "value (put(key, value), get(key)): a TTL map of results or originals."},
     {Py_tp_new, dedup_new},
     {Py_tp_traverse, dedup_traverse},
     {Py_tp_clear, dedup_clear},

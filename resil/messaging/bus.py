@@ -289,6 +289,7 @@ class EventBus:
         ttl = _check.seconds(idempotency_ttl, "idempotency_ttl", low=1e-9, low_open=False)
         # The clock is checked here (the error names "clock", as the user did).
         RateCounter(1, window, clock=clock)
+        # idempotency key -> the original Event, for idempotency_ttl seconds
         self._dedup = Deduplicator(ttl=ttl, clock=clock)
         self._storm_threshold = storm_threshold
         self._storm_window = window
@@ -304,7 +305,6 @@ class EventBus:
         self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._published: dict[str, int] = {}  # every type ever published -> events
         self._publishers: dict[str, set[str]] = {}  # types with named publishers
-        self._originals: collections.OrderedDict[str, Event] = collections.OrderedDict()
         self._busy = False
         self._holder: asyncio.Task[Any] | None = None  # the task holding the turn
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -472,8 +472,8 @@ class EventBus:
                 topic = self._topic(event_type)
             if topic.forced_open():
                 raise self._circuit_error(topic)
-            if idempotency_key is not None and idempotency_key in self._dedup:
-                original = self._originals.get(idempotency_key)
+            if idempotency_key is not None:
+                original: Event | None = self._dedup.get(idempotency_key)
                 if original is not None:
                     self._counts["duplicates"] += 1
                     return original
@@ -515,7 +515,7 @@ class EventBus:
                 named.add(publisher)
             self._counts["published"] += 1
             if idempotency_key is not None:
-                self._remember(idempotency_key, event)
+                self._dedup.put(idempotency_key, event)
             if nested:
                 self._pending.append((topic, event))
             else:
@@ -587,18 +587,6 @@ class EventBus:
         if cancelled is not None:
             _log.debug("publish cancelled while its event %d was being stored", seq)
         return seq, cancelled
-
-    def _remember(self, key: str, event: Event) -> None:
-        self._dedup.seen(key)
-        originals = self._originals
-        originals.pop(key, None)  # a key seen again after it expired goes to the back
-        originals[key] = event
-        # The Deduplicator decides expiry (ttl, capacity); drop what it forgot.
-        while originals:
-            oldest = next(iter(originals))
-            if oldest in self._dedup:
-                break
-            del originals[oldest]
 
     async def _deliver_all(self, topic: _Topic, event: Event) -> None:
         """Delivers ``event``, then the events handlers published meanwhile,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -17,43 +16,50 @@ __all__ = ["Deduplicator", "idempotent"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+class _LoopClock:
+    """The running event loop's clock (``loop.time()``), as a resil clock."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+
+_LOOP_CLOCK = _LoopClock()
+_MISSING: Any = object()
+# Results are kept until their ttl ends, however many: the table grows with them.
+_MAX_RESULTS = 1 << 30
+
+
 def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F], F]:
     """Runs a coroutine function once per key: concurrent calls with the same
     ``key(*args, **kwargs)`` share one run and all await its result; a
     finished result is returned again for ``ttl`` seconds (default 300, on
     the event loop's clock); an exception is not cached, so the next call
     runs again. The shared run is shielded: cancelling one caller does not
-    cancel it for the others.
+    cancel it for the others. The results are kept in a C
+    :class:`Deduplicator` (``wrapper.cache_clear()`` forgets them).
     """
     if not callable(key):
         raise TypeError(f"key must be a callable returning a hashable key, not {type(key).__name__}")
     ttl = _check.seconds(ttl, "ttl")
+    Deduplicator(ttl=ttl)  # a ttl below 1 ns is refused now, naming ttl
 
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"idempotent needs a coroutine function, not {fn!r}")
-        results: dict[Hashable, tuple[float, Any]] = {}
-        order: deque[tuple[float, Hashable]] = deque()  # results in finishing order
+        results = Deduplicator(ttl=ttl, capacity=_MAX_RESULTS, clock=_LOOP_CLOCK)
         running: dict[Hashable, asyncio.Task[Any]] = {}
-
-        def purge(now: float) -> None:
-            while order and now - order[0][0] >= ttl:
-                finished_at, k = order.popleft()
-                entry = results.get(k)
-                if entry is not None and entry[0] == finished_at:
-                    del results[k]
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             k = key(*args, **kwargs)
-            loop = asyncio.get_running_loop()
-            purge(loop.time())
-            cached = results.get(k)
-            if cached is not None:
-                return cached[1]
+            cached = results.get(k, _MISSING)
+            if cached is not _MISSING:
+                return cached
             task = running.get(k)
             if task is None:
-                task = loop.create_task(fn(*args, **kwargs))
+                task = asyncio.get_running_loop().create_task(fn(*args, **kwargs))
                 running[k] = task
 
                 def finished(t: asyncio.Task[Any], k: Hashable = k) -> None:
@@ -62,9 +68,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
                     if t.cancelled():
                         return
                     if t.exception() is None:  # also marks a failure as retrieved
-                        now = loop.time()
-                        results[k] = (now, t.result())
-                        order.append((now, k))
+                        results.put(k, t.result())
 
                 task.add_done_callback(finished)
             return await asyncio.shield(task)
@@ -72,7 +76,6 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
         def cache_clear() -> None:
             """Forgets every cached result (running calls are kept)."""
             results.clear()
-            order.clear()
 
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -1548,6 +1548,174 @@ static void on_alarm(int sig) {
     _exit(3);
 }
 
+/* ---- values (put / get) ---------------------------------------------------- */
+
+/* The caller's bookkeeping after rs_dedup_put returned r: on r >= 0 the set
+ * owns the value. */
+static void after_put(tctx *t, void *key, void *value, int stored, int r) {
+    after_seen(t, key, stored);
+    if (r >= 0 && tracked(t, value)) {
+        t->own[key_serial(value)] = OWN_SET;
+    }
+}
+
+/* put records a value that get returns; a second put replaces it (the old value
+ * is released, the set keeps its first key) and restarts the ttl; seen counts
+ * a duplicate of a put key; expiry, eviction, discard and free release keys and
+ * values exactly once; visit reports values after their keys. */
+static void test_put_get(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    CHECK_EQ_INT(rs_dedup_init(&d, 100, 3, test_eq, test_release, &t), RS_OK);
+    CHECK(d.values == NULL);
+    void *value = (void *)1, *k1 = new_key(&t, 7), *v1 = new_key(&t, 1000);
+    int stored = -1;
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(7), k1, 0, &value), 0);
+    int r = rs_dedup_put(&d, h_mix(7), k1, v1, 0, &stored);
+    after_put(&t, k1, v1, stored, r);
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(stored, 1);
+    CHECK(d.values != NULL);
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(7), K(7), 50, &value), 1);
+    CHECK(value == v1);
+    /* replace: the set keeps k1, the caller keeps k2, v1 is released */
+    void *k2 = new_key(&t, 7), *v2 = new_key(&t, 1001);
+    r = rs_dedup_put(&d, h_mix(7), k2, v2, 60, &stored);
+    after_put(&t, k2, v2, stored, r);
+    CHECK_EQ_INT(r, 1);
+    CHECK_EQ_INT(stored, 0);
+    CHECK_EQ_INT(t.own[key_serial(v1)], OWN_RELEASED);
+    CHECK_EQ_INT(t.own[key_serial(k2)], OWN_CALLER);
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(7), K(7), 159, &value), 1); /* ttl restarted at 60 */
+    CHECK(value == v2);
+    CHECK_EQ_INT(rs_dedup_seen(&d, h_mix(7), K(7), 159, &stored), 1);
+    CHECK_EQ_U64(d.duplicates, 1);
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(7), K(7), 160, &value), 0); /* expired */
+    /* a key recorded by seen has no value */
+    CHECK_EQ_INT(rs_dedup_seen(&d, h_mix(8), K(8), 160, &stored), 0);
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(8), K(8), 160, &value), 1);
+    CHECK(value == NULL);
+    /* the expired k1 went (with v2) in the clean-up seen starts with */
+    CHECK_EQ_U64(d.expired, 1);
+    CHECK_EQ_INT(t.own[key_serial(k1)], OWN_RELEASED);
+    CHECK_EQ_INT(t.own[key_serial(v2)], OWN_RELEASED);
+    void *v3 = new_key(&t, 1002);
+    r = rs_dedup_put(&d, h_mix(7), K(7), v3, 170, &stored);
+    after_put(&t, K(7), v3, stored, r);
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(stored, 1);
+    /* visit: keys oldest first, each value after its key */
+    visit_buf b;
+    snapshot(&d, &b);
+    CHECK_EQ_INT(b.n, 3);
+    CHECK(b.keys[0] == K(8) && b.keys[1] == K(7) && b.keys[2] == v3);
+    /* capacity 3: two more keys evict the oldest (K(8), no value), then K(7) and v3 */
+    void *k9 = new_key(&t, 9), *v9 = new_key(&t, 1009), *k10 = new_key(&t, 10);
+    r = rs_dedup_put(&d, h_mix(9), k9, v9, 171, &stored);
+    after_put(&t, k9, v9, stored, r);
+    r = rs_dedup_put(&d, h_mix(10), k10, NULL, 172, &stored);
+    after_put(&t, k10, NULL, stored, r);
+    CHECK_EQ_U64(d.size, 3);
+    r = rs_dedup_seen(&d, h_mix(11), K(11), 173, &stored);
+    CHECK_EQ_U64(d.evicted, 2);
+    CHECK_EQ_INT(t.own[key_serial(v3)], OWN_RELEASED);
+    CHECK_EQ_INT(rs_dedup_discard(&d, h_mix(9), K(9)), 1);
+    CHECK_EQ_INT(t.own[key_serial(k9)], OWN_RELEASED);
+    CHECK_EQ_INT(t.own[key_serial(v9)], OWN_RELEASED);
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    CHECK_EQ_INT(owned_by_set(&t), 0);
+    CHECK_EQ_INT(t.own_errors, 0);
+    tctx_free(&t);
+}
+
+/* Values survive the pool growing; a failed allocation of the value array or
+ * of a grown pool changes nothing and leaves the caller its references. */
+static void test_put_grow_and_enomem(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    install_failing(0, 0);
+    CHECK_EQ_INT(rs_dedup_init(&d, 1000, 1000, test_eq, test_release, &t), RS_OK);
+    int stored;
+    alloc_fail_at = alloc_calls + 1; /* the value array */
+    void *v = new_key(&t, 5000);
+    CHECK_EQ_INT(rs_dedup_put(&d, h_mix(1), K(1), v, 0, &stored), -2);
+    CHECK_EQ_INT(stored, 0);
+    CHECK_EQ_U64(d.size, 0);
+    CHECK(d.values == NULL);
+    alloc_fail_at = 0;
+    for (uint32_t i = 0; i < 200; i++) {
+        void *vi = new_key(&t, 5000 + i);
+        int r = rs_dedup_put(&d, h_mix(i), K(i), vi, 1, &stored);
+        after_put(&t, K(i), vi, stored, r);
+        CHECK_EQ_INT(r, 0);
+    }
+    CHECK(d.pool_size >= 200);
+    int wrong = 0;
+    for (uint32_t i = 0; i < 200; i++) {
+        void *got = NULL;
+        wrong += rs_dedup_get(&d, h_mix(i), K(i), 2, &got) != 1 || key_val(got) != 5000 + i;
+    }
+    CHECK_EQ_INT(wrong, 0);
+    /* fill the pool, then make the growth's value array fail */
+    uint32_t i = 200;
+    while (d.size < d.pool_size) {
+        void *vi = new_key(&t, 5000 + i);
+        int r = rs_dedup_put(&d, h_mix(i), K(i), vi, 1, &stored);
+        after_put(&t, K(i), vi, stored, r);
+        i++;
+    }
+    uint32_t pool = d.pool_size, size = d.size;
+    alloc_fail_at = alloc_calls + 3; /* pool, table, then the value array */
+    void *vx = new_key(&t, 9999);
+    CHECK_EQ_INT(rs_dedup_put(&d, h_mix(i), K(i), vx, 1, &stored), -2);
+    CHECK_EQ_U64(d.pool_size, pool);
+    CHECK_EQ_U64(d.size, size);
+    alloc_fail_at = 0;
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    CHECK_EQ_INT(alloc_live, 0);
+    rs_set_allocator(NULL, NULL);
+    CHECK_EQ_INT(owned_by_set(&t), 0);
+    CHECK_EQ_INT(t.own_errors, 0);
+    tctx_free(&t);
+}
+
+/* A key that expired but is still stored (behind older expired ones that the
+ * put's clean-up of two does not reach) takes the new value: the old one is
+ * released, the set keeps its key, the expiry is counted. */
+static void test_put_known_expired(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    CHECK_EQ_INT(rs_dedup_init(&d, 100, 10, test_eq, test_release, &t), RS_OK);
+    int stored, r;
+    for (uint32_t v = 1; v <= 2; v++) {
+        r = rs_dedup_seen(&d, h_mix(v), K(v), 0, &stored);
+        CHECK_EQ_INT(r, 0);
+    }
+    void *k = new_key(&t, 3), *v1 = new_key(&t, 2000), *v2 = new_key(&t, 2001);
+    r = rs_dedup_put(&d, h_mix(3), k, v1, 1, &stored);
+    after_put(&t, k, v1, stored, r);
+    r = rs_dedup_put(&d, h_mix(3), K(3), v2, 500, &stored);
+    after_put(&t, K(3), v2, stored, r);
+    CHECK_EQ_INT(r, 0);
+    CHECK_EQ_INT(stored, 0);
+    CHECK_EQ_U64(d.expired, 3);
+    CHECK_EQ_INT(t.own[key_serial(k)], OWN_SET);
+    CHECK_EQ_INT(t.own[key_serial(v1)], OWN_RELEASED);
+    void *got = NULL;
+    CHECK_EQ_INT(rs_dedup_get(&d, h_mix(3), K(3), 599, &got), 1);
+    CHECK(got == v2);
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    CHECK_EQ_INT(owned_by_set(&t), 0);
+    CHECK_EQ_INT(t.own_errors, 0);
+    tctx_free(&t);
+}
+
 int main(void) {
     signal(SIGALRM, on_alarm);
     alarm(120); /* the whole file runs in a few seconds under the sanitizers */
@@ -1574,6 +1742,9 @@ int main(void) {
     RUN_TEST(test_visit);
     RUN_TEST(test_clear);
     RUN_TEST(test_release_null);
+    RUN_TEST(test_put_get);
+    RUN_TEST(test_put_known_expired);
+    RUN_TEST(test_put_grow_and_enomem);
     RUN_TEST(test_randomized_long);
     RUN_TEST(test_randomized_poor_hash);
     return rs_test_summary();
