@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import itertools
 import math
 import sys
 import weakref
@@ -22,10 +23,12 @@ from resil import _resil
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     from model.counter import WindowedCounterModel
-    from model.dedup import DedupModel
+    from test_dedup import KEYS as DEDUP_KEYS
+    from test_dedup import DedupMachine
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests.model.counter import WindowedCounterModel  # type: ignore[no-redef]
-    from tests.model.dedup import DedupModel  # type: ignore[no-redef]
+    from tests.test_dedup import KEYS as DEDUP_KEYS  # type: ignore[no-redef]
+    from tests.test_dedup import DedupMachine  # type: ignore[no-redef]
 
 
 # ---- TimeScale presets -----------------------------------------------------------
@@ -331,49 +334,15 @@ def test_a_breaker_is_endpoint_in_every_family() -> None:
 
 # ---- Deduplicator values: the TTL map of idempotent and the bus -----------------------
 
-class Collide:
-    """Equal by value; hashes collide in groups of four."""
+class DedupValuesMachine(DedupMachine):
+    """DedupMachine's rules (seen, contains, discard, advance, clear) and put
+    and get, on the Deduplicator and DedupModel in lockstep."""
 
-    def __init__(self, v: int) -> None:
-        self.v = v
-
-    def __hash__(self) -> int:
-        return self.v % 4
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Collide) and other.v == self.v
-
-    def __repr__(self) -> str:
-        return f"Collide({self.v})"
-
-
-DEDUP_KEYS = st.one_of(st.integers(-3, 12), st.sampled_from([1.0, True, 0.0, "a", (1, 2)]),
-                       st.builds(Collide, st.integers(0, 15)))
-
-
-class DedupValuesMachine(RuleBasedStateMachine):
-    """Deduplicator (seen, put, get, discard, clear) and DedupModel in lockstep."""
-
-    @initialize(ttl=st.integers(1, 20), capacity=st.integers(1, 10), start=st.integers(0, 10**6))
-    def setup(self, ttl: int, capacity: int, start: int) -> None:
-        self.clock = resil.VirtualClock()
-        self.clock.advance_ns(start)
-        self.c = resil.Deduplicator(ttl=ttl / 10, capacity=capacity, clock=self.clock)
-        self.m = DedupModel(ttl * SEC // 10, capacity)
-        self.serial = 0
-
-    @property
-    def now(self) -> int:
-        return self.clock.now_ns()
-
-    @rule(key=DEDUP_KEYS)
-    def seen(self, key: object) -> None:
-        assert self.c.seen(key) == self.m.seen(key, self.now)
+    serial = itertools.count()
 
     @rule(key=DEDUP_KEYS, none=st.booleans())
     def put(self, key: object, none: bool) -> None:
-        self.serial += 1
-        value = None if none else ("v", self.serial)
+        value = None if none else ("v", next(self.serial))
         self.c.put(key, value)
         self.m.put(key, value, self.now)
 
@@ -383,26 +352,10 @@ class DedupValuesMachine(RuleBasedStateMachine):
         assert self.c.get(key, missing) is self.m.get(key, self.now, missing)
         assert self.c.get(key) is self.m.get(key, self.now)
 
-    @rule(key=DEDUP_KEYS)
-    def discard(self, key: object) -> None:
-        assert self.c.discard(key) == self.m.discard(key)
-
-    @rule(ms=st.integers(0, 1500) | st.sampled_from([100, 1000]), ns=st.integers(-1, 1))
-    def advance(self, ms: int, ns: int) -> None:
-        self.clock.advance_ns(max(0, ms * 1_000_000 + ns))
-
     @rule()
     def clear(self) -> None:
-        self.c.clear()
-        self.m.keys.clear()
+        super().clear()
         self.m.values.clear()
-
-    @invariant()
-    def counters(self) -> None:
-        assert self.c.duplicate_count == self.m.duplicates
-        stats = self.c.stats()
-        assert stats["size"] == self.m.size(self.now)
-        assert (stats["expired"], stats["evicted"]) == (self.m.expired, self.m.evicted)
 
 
 TestDedupValuesModel = DedupValuesMachine.TestCase
