@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 from resil import _check
-from resil._resil import Deduplicator
+from resil._resil import Deduplicator, MonotonicClock
 
 __all__ = ["Deduplicator", "idempotent"]
 
@@ -26,9 +26,19 @@ class _LoopClock:
 
 
 _LOOP_CLOCK = _LoopClock()
+_MONOTONIC = MonotonicClock()
 _MISSING: Any = object()
 # Results are kept until their ttl ends, however many: the table grows with them.
 _MAX_RESULTS = 1 << 30
+
+
+def _clock_of(loop_type: type[asyncio.AbstractEventLoop]) -> Any:
+    """The clock that times results made on loops of ``loop_type``: the C
+    monotonic clock for asyncio's own time (time.monotonic), else the
+    running loop's time()."""
+    if loop_type.time is asyncio.BaseEventLoop.time:
+        return _MONOTONIC
+    return _LOOP_CLOCK
 
 
 def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F], F]:
@@ -48,34 +58,49 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"idempotent needs a coroutine function, not {fn!r}")
-        results = Deduplicator(ttl=ttl, capacity=_MAX_RESULTS, clock=_LOOP_CLOCK)
+        # One table per clock (at most two: asyncio's own time, and loop.time()
+        # of other loops); the loop type last seen and its table, for the fast path.
+        tables: dict[Any, Deduplicator] = {}
+        seen_type: Any = None
+        results: Deduplicator | None = None
         running: dict[Hashable, asyncio.Task[Any]] = {}
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal seen_type, results
             k = key(*args, **kwargs)
+            loop = asyncio.get_running_loop()
+            if type(loop) is not seen_type or results is None:
+                clock = _clock_of(type(loop))
+                results = tables.get(clock)
+                if results is None:
+                    results = tables[clock] = Deduplicator(ttl=ttl, capacity=_MAX_RESULTS,
+                                                           clock=clock)
+                seen_type = type(loop)
             cached = results.get(k, _MISSING)
             if cached is not _MISSING:
                 return cached
             task = running.get(k)
             if task is None:
-                task = asyncio.get_running_loop().create_task(fn(*args, **kwargs))
+                task = loop.create_task(fn(*args, **kwargs))
                 running[k] = task
 
-                def finished(t: asyncio.Task[Any], k: Hashable = k) -> None:
+                def finished(t: asyncio.Task[Any], k: Hashable = k,
+                             table: Deduplicator = results) -> None:
                     if running.get(k) is t:
                         del running[k]
                     if t.cancelled():
                         return
                     if t.exception() is None:  # also marks a failure as retrieved
-                        results.put(k, t.result())
+                        table.put(k, t.result())
 
                 task.add_done_callback(finished)
             return await asyncio.shield(task)
 
         def cache_clear() -> None:
             """Forgets every cached result (running calls are kept)."""
-            results.clear()
+            for table in tables.values():
+                table.clear()
 
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
