@@ -20,6 +20,13 @@
 #endif
 
 #define RS_INLINE static inline
+/* For a helper that one hot function and a cold one share: inlined into
+ * both even when large, so each gets a copy specialised to its arguments. */
+#if defined(__GNUC__) || defined(__clang__)
+#define RS_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define RS_ALWAYS_INLINE static inline
+#endif
 
 /* Status codes. Components add their own codes for "which field is bad"
  * above RS_EFIELD_BASE; the value minus RS_EFIELD_BASE indexes the

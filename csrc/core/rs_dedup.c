@@ -145,20 +145,23 @@ static void release_value(rs_dedup *d, void *value) {
 /* Removes entry idx entirely and hands its key and value back. */
 static void drop_entry(rs_dedup *d, uint32_t idx) {
     rs_dedup_entry *e = &d->pool[idx];
-    void *key = e->key, *value = d->values ? d->values[idx] : NULL;
+    void *key = e->key, *value = NULL;
+    if (RS_UNLIKELY(d->values != NULL)) {
+        value = d->values[idx];
+        d->values[idx] = NULL;
+    }
     table_remove(d, e->slot);
     unlink_entry(d, idx);
     e->key = NULL;
-    if (d->values) {
-        d->values[idx] = NULL;
-    }
     e->next = d->free_head;
     d->free_head = idx;
     d->size--;
     if (d->release) {
         d->release(key, d->ctx);
+        if (RS_UNLIKELY(value != NULL)) {
+            d->release(value, d->ctx);
+        }
     }
-    release_value(d, value);
 }
 
 /* Doubles the pool (up to capacity) and rehashes. Returns 0 or -1 (ENOMEM,
@@ -218,7 +221,7 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
 
 /* rs_dedup_seen (put = 0, value NULL) and rs_dedup_put (put = 1); inlined
  * into each, so seen pays nothing for put. */
-RS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, int put, uint64_t now_ns,
+RS_ALWAYS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, int put, uint64_t now_ns,
                   int *stored) {
     *stored = 0;
     if (put && !d->values) {
@@ -285,8 +288,8 @@ RS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, int put
     d->free_head = e->next;
     e->hash = hash;
     e->key = key;
-    if (d->values) {
-        d->values[idx] = value;
+    if (put) {
+        d->values[idx] = value; /* allocated above */
     }
     e->t_ns = now_ns;
     e->slot = slot;
@@ -351,8 +354,13 @@ int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg
         if (r) {
             return r;
         }
-        if (d->values && d->values[idx] && (r = fn(d->values[idx], arg)) != 0) {
-            return r;
+    }
+    if (d->values) {
+        for (uint32_t idx = d->oldest; idx != RS_DEDUP_NIL; idx = d->pool[idx].next) {
+            int r = d->values[idx] ? fn(d->values[idx], arg) : 0;
+            if (r) {
+                return r;
+            }
         }
     }
     return 0;

@@ -116,9 +116,9 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit);
 
 void rs_dedup_clear(rs_dedup *d);
 
-/* Calls fn for each live key, and then its value if not NULL, oldest first
- * (for the garbage collector); stops at the first non-zero return and
- * returns it. */
+/* Calls fn for each live key, oldest first, then for each non-NULL value in
+ * the same order (for the garbage collector); stops at the first non-zero
+ * return and returns it. */
 int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg);
 
 /* Bytes allocated for the pool and table. */

@@ -1605,7 +1605,7 @@ static void test_put_get(void) {
     after_put(&t, K(7), v3, stored, r);
     CHECK_EQ_INT(r, 0);
     CHECK_EQ_INT(stored, 1);
-    /* visit: keys oldest first, each value after its key */
+    /* visit: keys oldest first, then their values */
     visit_buf b;
     snapshot(&d, &b);
     CHECK_EQ_INT(b.n, 3);
