@@ -356,6 +356,15 @@ async def _rate_counter(given: resil.VirtualClock) -> None:
     assert r.count() == 0
 
 
+async def _windowed_counter(given: resil.VirtualClock) -> None:
+    c = resil.WindowedCounter(1.0, clock=given)
+    c.add(2)
+    await asyncio.sleep(10)
+    assert c.total() == 2
+    given.advance(1.0)
+    assert c.total() == 0
+
+
 async def _retry_budget(given: resil.VirtualClock) -> None:
     b = resil.RetryBudget(ratio=0.0, min_per_second=1.0, window=1.0, clock=given)
     b.record_request()
@@ -421,6 +430,7 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "CircuitBreaker": _circuit_breaker,
     "Deduplicator": _deduplicator,
     "RateCounter": _rate_counter,
+    "WindowedCounter": _windowed_counter,
     "RetryBudget": _retry_budget,
     "WindowedHistogram": _windowed_histogram,
     "Monitor": _monitor,
@@ -528,6 +538,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
     "RetryBudget": (resil.RetryBudget, {}, {
         "ratio": ("1", -1.0), "min_per_second": ("1", -1.0), "window": ("1", 0.0),
         "clock": (NOTHING, None)}),
+    "WindowedCounter": (resil.WindowedCounter, {"window": 1.0}, {
+        "window": ("1", -1.0), "slots": ("1", 0), "clock": (NOTHING, None)}),
     "retry": (resil.retry, {}, {
         "retries": ("1", -1), "backoff": (NOTHING, None), "retry_on": (NOTHING, None),
         "retry_if_result": (NOTHING, None), "deadline": ("1", -1.0),
@@ -696,6 +708,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "Supervisor": resil.Supervisor,
         "TimeoutManager": resil.TimeoutManager,
         "WindowedHistogram": resil.WindowedHistogram,
+        "WindowedCounter": lambda: resil.WindowedCounter(1.0),
     }
 
 
