@@ -4,6 +4,11 @@
 #include <math.h>
 #include <string.h>
 
+const rs_field RS_WINDOW_FIELDS[RS_WNF_COUNT] = {
+    {"window", RS_FIELD_SECONDS, 1e-9, RS_MAX_SECONDS, 0, NULL},
+    {"slots", RS_FIELD_INT, 1, RS_WINDOW_MAX_BUCKETS, 0, NULL},
+};
+
 static void reset_counts(rs_window *w) {
     w->pos = 0;
     w->filled = 0;

@@ -20,12 +20,19 @@
 #define RS_WINDOW_H
 
 #include "rs_common.h"
+#include "rs_field.h"
 
 #define RS_WINDOW_BUCKETS 10     /* buckets of rs_window_init_time */
 #define RS_WINDOW_MAX_BUCKETS 64 /* most buckets of a time window */
 #define RS_WINDOW_MAX_SIZE 1000000u
 
 enum { RS_OUTCOME_FAILED = 1, RS_OUTCOME_SLOW = 2 };
+
+/* The fields of a time window cut into slots (resil.WindowedCounter): its
+ * duration and its bucket count. rs_window_init_buckets also needs the
+ * duration to give every bucket at least 1 ns. */
+typedef enum rs_window_field { RS_WNF_WINDOW = 0, RS_WNF_SLOTS, RS_WNF_COUNT } rs_window_field;
+extern const rs_field RS_WINDOW_FIELDS[RS_WNF_COUNT];
 
 typedef struct rs_bucket {
     uint32_t total;

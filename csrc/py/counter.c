@@ -8,12 +8,7 @@
  * and clear() never moves the head back. */
 #include "resil_py.h"
 
-#include <limits.h>
-
 #include "../core/rs_window.h"
-
-/* Largest window: what a clock may show (2**63 ns, see clock.c). */
-#define MAX_WINDOW_SECONDS 9.2e9
 
 typedef struct {
     PyObject_HEAD
@@ -33,36 +28,11 @@ static PyObject *counter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!st) {
         return NULL;
     }
-    double window;
-    if (resil_number(window_o, "window", &window) < 0) {
-        return NULL;
-    }
-    if (!(window > 0.0 && window <= MAX_WINDOW_SECONDS)) {
-        resil_bad_value("window", "a finite number of seconds in (0, 9.2e9]", window_o);
-        return NULL;
-    }
     uint64_t window_ns;
-    if (resil_seconds_to_ns(window_o, "window", &window_ns) < 0) {
-        return NULL;
-    }
     long long slots = RS_WINDOW_BUCKETS;
-    if (slots_o) {
-        if (!PyLong_Check(slots_o) || PyBool_Check(slots_o)) {
-            PyErr_Format(PyExc_TypeError, "slots must be an int, not %.100s",
-                         Py_TYPE(slots_o)->tp_name);
-            return NULL;
-        }
-        int overflow;
-        slots = PyLong_AsLongLongAndOverflow(slots_o, &overflow);
-        if (slots == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (overflow || slots < 1 || slots > RS_WINDOW_MAX_BUCKETS) {
-            char accepts[48];
-            PyOS_snprintf(accepts, sizeof accepts, "an int in [1, %d]", RS_WINDOW_MAX_BUCKETS);
-            resil_bad_value("slots", accepts, slots_o);
-            return NULL;
-        }
+    if (resil_field_ns(&RS_WINDOW_FIELDS[RS_WNF_WINDOW], window_o, &window_ns) < 0 ||
+        (slots_o && resil_field_int(&RS_WINDOW_FIELDS[RS_WNF_SLOTS], slots_o, &slots) < 0)) {
+        return NULL;
     }
     if (window_ns < (uint64_t)slots) {
         PyErr_Format(PyExc_ValueError,
@@ -268,5 +238,6 @@ static PyType_Spec counter_spec = {
 
 int resil_counter_init_types(PyObject *module, resil_state *st) {
     (void)st;
-    return resil_add_type(module, &counter_spec, NULL, NULL);
+    return resil_add_type_with_ranges(module, &counter_spec, NULL, RS_WINDOW_FIELDS,
+                                      RS_WNF_COUNT);
 }
