@@ -142,11 +142,13 @@ static void release_value(rs_dedup *d, void *value) {
     }
 }
 
-/* Removes entry idx entirely and hands its key and value back. */
-static void drop_entry(rs_dedup *d, uint32_t idx) {
+/* Removes entry idx entirely and hands its key and value back; with
+ * has_values 0 (a constant where inlined) the caller has seen that no value
+ * table exists. */
+RS_ALWAYS_INLINE void drop_entry_of(rs_dedup *d, uint32_t idx, int has_values) {
     rs_dedup_entry *e = &d->pool[idx];
     void *key = e->key, *value = NULL;
-    if (RS_UNLIKELY(d->values != NULL)) {
+    if (has_values) {
         value = d->values[idx];
         d->values[idx] = NULL;
     }
@@ -158,9 +160,17 @@ static void drop_entry(rs_dedup *d, uint32_t idx) {
     d->size--;
     if (d->release) {
         d->release(key, d->ctx);
-        if (RS_UNLIKELY(value != NULL)) {
+        if (has_values && value != NULL) {
             d->release(value, d->ctx);
         }
+    }
+}
+
+static void drop_entry(rs_dedup *d, uint32_t idx) {
+    if (RS_UNLIKELY(d->values != NULL)) {
+        drop_entry_of(d, idx, 1);
+    } else {
+        drop_entry_of(d, idx, 0);
     }
 }
 
@@ -343,8 +353,13 @@ int rs_dedup_discard(rs_dedup *d, uint64_t hash, void *key) {
 }
 
 void rs_dedup_clear(rs_dedup *d) {
+    /* A release may run code that puts a value (and so makes the value
+     * table): each loop re-checks, and the second takes what is left. */
+    while (d->oldest != RS_DEDUP_NIL && d->values == NULL) {
+        drop_entry_of(d, d->oldest, 0);
+    }
     while (d->oldest != RS_DEDUP_NIL) {
-        drop_entry(d, d->oldest);
+        drop_entry_of(d, d->oldest, 1);
     }
 }
 
