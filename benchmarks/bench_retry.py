@@ -89,7 +89,7 @@ async def g(x: Any) -> Any:
 # makes a fresh decorator, so no two wrapped functions share state.
 
 def resil_retry() -> Callable[[Any], Any]:
-    return resil.retry(retries=RETRIES, backoff=resil.Backoff(BASE_S, FACTOR, MAX_S))
+    return resil.retry(retries=RETRIES, backoff=resil.Backoff(BASE_S, FACTOR, max_delay=MAX_S))
 
 
 def tenacity_retry() -> Callable[[Any], Any]:
@@ -287,7 +287,7 @@ Notes:
 - Every decorator: at most 3 retries (4 attempts), exponential waits of
   1, 2, 4 s ... capped at 30 s without jitter, retry on `Exception`, no
   overall time limit, the last error re-raised: resil
-  `retry(retries=3, backoff=Backoff(1.0, 2.0, 30.0))`; tenacity
+  `retry(retries=3, backoff=Backoff(1.0, 2.0, max_delay=30.0))`; tenacity
   `retry(stop=stop_after_attempt(4), wait=wait_exponential(multiplier=1,
   exp_base=2, max=30), retry=retry_if_exception_type(Exception),
   reraise=True)`; backoff `on_exception(expo, Exception, max_tries=4,

@@ -17,8 +17,8 @@ __all__ = ["OperationTimeout", "RetryError"]
 
 class _Message:
     """Base of the resil exceptions made from a message alone: their
-    constructor is ``(message="")``, a signature ``inspect`` can read (the
-    C base class's own constructor shows none)."""
+    constructor takes ``(message="", /)`` and nothing more (the C base
+    class, like Exception, would take any number of arguments)."""
 
     def __init__(self, message: str = "", /) -> None:
         super().__init__(message)  # type: ignore[call-arg]  # the exception class after this one

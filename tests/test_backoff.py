@@ -81,7 +81,7 @@ def test_same_seed_same_sequence_other_seed_differs() -> None:
                                 st.none() | st.floats(0, 1e6)), max_size=30))
 def test_backoff_matches_model_bit_for_bit(base: float, mult: float, extra: float, jitter: str,
                                            seed: int, calls: list) -> None:
-    c = resil.Backoff(base, mult, base + extra, jitter=jitter, seed=seed)
+    c = resil.Backoff(base, mult, max_delay=base + extra, jitter=jitter, seed=seed)
     m = BackoffModel(base, mult, base + extra, jitter, seed)
     for attempt, prev in calls:
         got, want = c.delay(attempt, prev), m.delay(attempt, prev)
@@ -128,7 +128,7 @@ def test_budget_allows_ratio_of_requests_and_a_floor_per_second() -> None:
     assert b.try_retry() is True
     assert b.try_retry() is False
     st_ = b.stats()
-    assert (st_["requests"], st_["retries"], st_["denied"]) == (20, 6, 2)
+    assert (st_["requests"], st_["retries"], st_["rejected"]) == (20, 6, 2)
     clock.advance(10)
     assert b.stats()["requests"] == 0 and b.stats()["retries"] == 0
 
@@ -171,7 +171,7 @@ class BudgetMachine(RuleBasedStateMachine):
         s = self.c.stats()
         assert (s["requests"], s["retries"], s["retries_last_second"]) == \
             self.m.counts(self.clock.now_ns())
-        assert s["denied"] == self.m.denied
+        assert s["rejected"] == self.m.rejected
 
 
 TestBudgetModel = BudgetMachine.TestCase

@@ -108,8 +108,7 @@ def test_every_exported_exception_is_a_resil_error() -> None:
 # ---- signatures -------------------------------------------------------------------
 
 SIGNATURE_CASES = [
-    c_xfail(name, why="no text signature in the type's doc") if name in ("ResilError", "QueueFull")
-    else name
+    name
     for name in resil.__all__
     if isinstance(getattr(resil, name), type) or inspect.isfunction(getattr(resil, name))
 ]
@@ -153,7 +152,6 @@ MORE_POSITIONALS = {
 }
 #: Value records built from their fields and enums: not constructors with options.
 RECORDS = (BaseException, enum.Enum, tuple)
-C_KEYWORDS = {"Backoff", "RetryBudget"}
 
 
 def keyword_cases() -> list[Any]:
@@ -161,7 +159,7 @@ def keyword_cases() -> list[Any]:
     for name, cls in public_classes().items():
         if issubclass(cls, RECORDS) or name in ("DeadLetter", "Event"):
             continue
-        cases.append(c_xfail(name) if name in C_KEYWORDS else name)
+        cases.append(name)
         for attr, member in vars(cls).items():
             if not attr.startswith("_") and inspect.isfunction(member):
                 cases.append(f"{name}.{attr}")
@@ -559,7 +557,7 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "max_bits": ("1", 99), "clock": (NOTHING, None)}),
 }
 #: (constructor, parameter, "type" or "value") cases the C binding gets wrong.
-C_ARGUMENT_FAILURES = {("Backoff", "jitter", "type")}
+C_ARGUMENT_FAILURES: set[tuple[str, str, str]] = set()
 #: Constructors with no parameters, whose parameters are a record's fields, or
 #: made by resil itself; and the dead-letter protocol, which is not constructed.
 NO_OPTIONS = {"CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
@@ -722,9 +720,6 @@ NOT_COMPONENTS = {"Backoff", "CancellationToken", "DeadLetter", "DeadLetterSink"
                   "VirtualClock", "VirtualEventLoop"}
 #: C types whose stats() is missing or off the vocabulary.
 C_STATS_FAILURES = {
-    "AdaptiveInterval": "no stats()", "Histogram": "no stats()", "RateCounter": "no stats()",
-    "WindowedHistogram": "no stats()", "Deduplicator": "'size' is 'depth' elsewhere",
-    "RetryBudget": "'denied' is 'rejected' elsewhere",
     "CircuitBreaker": "the stats() docstring does not list its keys",
 }
 

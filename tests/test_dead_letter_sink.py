@@ -117,7 +117,7 @@ def test_a_user_written_sink_gets_the_same_fields_from_the_emitter_and_the_bus()
             raise ConnectionError("down")
 
         emitter = EventEmitter(failing, dlq=sink, retry=resil.retry(
-            retries=2, backoff=resil.Backoff(0.01, 2, 0.01)))
+            retries=2, backoff=resil.Backoff(0.01, 2, max_delay=0.01)))
         async with emitter:
             emitter.emit("e1")
         bus = EventBus(dlq=sink)

@@ -81,7 +81,7 @@ class DedupMachine(RuleBasedStateMachine):
         if hasattr(self, "c"):
             assert self.c.duplicate_count == self.m.duplicates
             st_ = self.c.stats()   # drops expired entries, like the model's size()
-            assert st_["size"] == self.m.size(self.now)
+            assert st_["depth"] == self.m.size(self.now)
             assert (st_["expired"], st_["evicted"]) == (self.m.expired, self.m.evicted)
 
 

@@ -110,7 +110,7 @@ def test_every_event_is_delivered_dead_lettered_or_dropped_exactly_once(
         if guarded:
             em = EventEmitter(sink, queue_size=16, batch_size=batch, breaker=breaker,
                               retry=resil.retry(retries=retries,
-                                                backoff=resil.Backoff(0.1, 2, 1)),
+                                                backoff=resil.Backoff(0.1, 2, max_delay=1)),
                               dlq=dlq)
         else:  # the plain sender: no breaker, no retry
             em = EventEmitter(sink, queue_size=16, batch_size=batch, dlq=dlq)

@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(r"""
 
     g_aok = b(aok)
     r_ok = resil.retry(retries=3, clock=clock)(ok)
-    r_bad = resil.retry(retries=1, backoff=resil.Backoff(0.0, 1.0, 0.0), clock=clock)(bad)
+    r_bad = resil.retry(retries=1, backoff=resil.Backoff(0.0, 1.0, max_delay=0.0), clock=clock)(bad)
 
     def retry_success(n):
         for i in range(n):

@@ -56,7 +56,7 @@ def all_sources() -> tuple[Any, ...]:
     group = BreakerGroup(clock=clock)
     group["rpc1"].record_success(latency_ms=3.0)
     group["rpc2"].record_failure()
-    policy = retry(retries=2, backoff=resil.Backoff(0.0, 1.0, 0.0), name="db")
+    policy = retry(retries=2, backoff=resil.Backoff(0.0, 1.0, max_delay=0.0), name="db")
     calls = {"n": 0}
 
     @policy

@@ -65,7 +65,8 @@ def test_a_dead_letter_records_every_sink_call_made_for_its_event() -> None:
             calls.clear()
             dlq = ListDLQ()
             em = EventEmitter(sink, batch_size=batch, dlq=dlq,
-                              retry=resil.retry(retries=2, backoff=resil.Backoff(0.1, 1, 0.1)))
+                              retry=resil.retry(retries=2,
+                                                backoff=resil.Backoff(0.1, 1, max_delay=0.1)))
             async with em:
                 em.emit(0)
                 em.emit(1)
@@ -95,7 +96,8 @@ def test_an_event_in_flight_at_close_records_the_calls_made_so_far() -> None:
 
         dlq = ListDLQ()
         em = EventEmitter(sink, dlq=dlq,
-                          retry=resil.retry(retries=5, backoff=resil.Backoff(0.1, 1, 0.1)))
+                          retry=resil.retry(retries=5,
+                                            backoff=resil.Backoff(0.1, 1, max_delay=0.1)))
         em.start()
         em.emit(0)
         em.emit(1)
@@ -615,7 +617,7 @@ def test_every_event_ends_delivered_dead_lettered_or_dropped_once(
             sink, queue_size=queue_size, batch_size=min(batch, queue_size), flush_interval=flush,
             overflow=overflow, breaker=breaker if guarded else None, dlq=dlq,
             retry=None if retries is None else resil.retry(
-                retries=retries, backoff=resil.Backoff(0.05, 2, 0.2)))
+                retries=retries, backoff=resil.Backoff(0.05, 2, max_delay=0.2)))
         em.start()
         emitted = 0          # emit returned True, or put returned
         turned_away = 0      # emit returned False

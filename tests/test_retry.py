@@ -35,7 +35,7 @@ def test_retries_then_succeeds_with_backoff_delays() -> None:
     clock = VirtualClock()
     f = Flaky(clock, failures=3)
     seen = []
-    g = resil.retry(retries=3, backoff=Backoff(1, 2, 30), clock=clock,
+    g = resil.retry(retries=3, backoff=Backoff(1, 2, max_delay=30), clock=clock,
                     on_retry=lambda a, d, e: seen.append((a, d, type(e))))(f)
     assert g() == "ok"
     assert f.calls == [0.0, 1.0, 3.0, 7.0]
@@ -99,7 +99,7 @@ def test_retry_after_is_honoured_and_capped() -> None:
             raise Throttled(next(hints))
         return "ok"
 
-    assert resil.retry(backoff=Backoff(1, 2, 60), clock=clock)(f)() == "ok"
+    assert resil.retry(backoff=Backoff(1, 2, max_delay=60), clock=clock)(f)() == "ok"
     assert calls == [0.0, 7.0, 67.0]  # 7 s as asked, then 500 capped at max_delay 60
     custom = resil.retry(retry_after=lambda e: 0.25, clock=clock, retries=1)
     f2 = Flaky(clock, failures=1)
@@ -131,8 +131,8 @@ def test_budget_denial_ends_with_the_last_error() -> None:
     f = Flaky(clock, failures=10)
     with pytest.raises(ConnectionError):
         resil.retry(retries=5, budget=budget, backoff=Backoff(0.1, 1.0), clock=clock)(f)()
-    assert len(f.calls) == 2  # the floor allows one retry per second; the next is denied
-    assert budget.stats()["denied"] == 1 and budget.stats()["requests"] == 1
+    assert len(f.calls) == 2  # the floor allows one retry per second; the next is rejected
+    assert budget.stats()["rejected"] == 1 and budget.stats()["requests"] == 1
 
 
 @given(cost=st.floats(0, 3), base=st.floats(0.01, 5), deadline=st.floats(0.5, 20),
@@ -141,7 +141,8 @@ def test_total_time_never_exceeds_the_deadline_virtual(cost: float, base: float,
                                                         deadline: float, failures: int) -> None:
     clock = VirtualClock()
     f = Flaky(clock, failures=failures, cost=cost)
-    g = resil.retry(retries=10, backoff=Backoff(base, 2.0, 30.0), deadline=deadline, clock=clock)(f)
+    g = resil.retry(retries=10, backoff=Backoff(base, 2.0, max_delay=30.0), deadline=deadline,
+                    clock=clock)(f)
     try:
         g()
     except ConnectionError:
@@ -155,7 +156,7 @@ def test_total_time_never_exceeds_the_deadline_virtual(cost: float, base: float,
 def test_total_time_never_exceeds_the_deadline_real_time() -> None:
     calls = []
 
-    @resil.retry(retries=50, backoff=Backoff(0.02, 2.0, 1.0), deadline=0.25)
+    @resil.retry(retries=50, backoff=Backoff(0.02, 2.0, max_delay=1.0), deadline=0.25)
     def f() -> None:
         calls.append(time.monotonic())
         raise ConnectionError
@@ -173,7 +174,7 @@ def test_async_retry_on_virtual_loop() -> None:
     clock = VirtualClock()
     calls = []
 
-    @resil.retry(retries=3, backoff=Backoff(2, 2, 30))
+    @resil.retry(retries=3, backoff=Backoff(2, 2, max_delay=30))
     async def f(x: int) -> int:
         calls.append(asyncio.get_running_loop().time())
         if len(calls) < 3:

@@ -21,7 +21,7 @@ int rs_budget_init(rs_budget *b, double ratio, double min_per_second, uint64_t w
     rs_window_init_time(&b->window, window_ns, now_ns);
     rs_window_init_time(&b->last_second, RS_NS_PER_SEC, now_ns);
     b->now_ns = now_ns;
-    b->requests = b->retries = b->denied = 0;
+    b->requests = b->retries = b->rejected = 0;
     return RS_OK;
 }
 
@@ -48,7 +48,7 @@ int rs_budget_try_retry(rs_budget *b, uint64_t now_ns) {
     int allowed = retries + 1.0 <= b->ratio * requests ||
                   (double)b->last_second.total < b->min_per_second;
     if (!allowed) {
-        b->denied++;
+        b->rejected++;
         return 0;
     }
     double unused;

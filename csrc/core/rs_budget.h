@@ -31,7 +31,7 @@ typedef struct rs_budget {
     uint64_t now_ns;
     uint64_t requests;     /* totals since init */
     uint64_t retries;
-    uint64_t denied;
+    uint64_t rejected;
 } rs_budget;
 
 /* The largest ratio: ten retries per request. A larger one lets a single
@@ -45,7 +45,7 @@ int rs_budget_init(rs_budget *b, double ratio, double min_per_second, uint64_t w
                    uint64_t now_ns);
 
 void rs_budget_request(rs_budget *b, uint64_t now_ns);
-/* Returns 1 and counts the retry when the budget allows it, else 0 (denied
+/* Returns 1 and counts the retry when the budget allows it, else 0 (rejected
  * and counted). */
 int rs_budget_try_retry(rs_budget *b, uint64_t now_ns);
 

@@ -345,9 +345,9 @@ static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
         return NULL;
     }
     const rs_dedup *d = &self->core;
-    return Py_BuildValue("{sIsKsKsKsIsdsn}", "size", d->size, "duplicates",
+    return Py_BuildValue("{sIsKsKsKsIsdsn}", "depth", d->size, "duplicates",
                          (unsigned long long)d->duplicates, "expired", (unsigned long long)d->expired,
-                         "evicted", (unsigned long long)d->evicted, "capacity", d->capacity, "ttl",
+                         "evicted", (unsigned long long)d->evicted, "maxsize", d->capacity, "ttl",
                          (double)d->ttl_ns / 1e9, "memory_bytes", (Py_ssize_t)rs_dedup_memory(d));
 }
 
@@ -388,7 +388,11 @@ static PyMethodDef dedup_methods[] = {
      "discard(key) -> bool\n\nForgets key; True when it was recorded."},
     {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS, "clear()\n\nForgets every key."},
     {"stats", (PyCFunction)dedup_stats, METH_NOARGS,
-     "stats() -> dict\n\nsize, duplicates, expired, evicted, capacity, ttl, memory_bytes."},
+     "stats($self, /)\n--\n\n"
+     "The set's counts, JSON-serialisable: depth (keys remembered now, expired ones\n"
+     "dropped first), duplicates (seen() calls that found their key), expired and\n"
+     "evicted (keys dropped after their ttl, and at maxsize to make room), maxsize\n"
+     "(the capacity: most keys kept), ttl (seconds) and memory_bytes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -38,7 +38,9 @@ static void resilerr_dealloc(PyObject *self) {
 }
 
 static PyType_Slot resilerr_slots[] = {
-    {Py_tp_doc, "Base class of every error resil raises on its own account."},
+    {Py_tp_doc, "ResilError(message='', /)\n--\n\n"
+                "Base class of every error resil raises on its own account; made from its\n"
+                "message, like Exception."},
     {Py_tp_traverse, resilerr_traverse},
     {Py_tp_dealloc, resilerr_dealloc},
     {0, NULL},

@@ -303,6 +303,22 @@ static PyObject *hist_get(HistObject *self, void *closure) {
     }
 }
 
+/* The summary stats() reports; count, clamped, min, max and mean are read
+ * from one state (a window's at one clock reading). */
+static PyObject *summary_dict(uint64_t count, uint64_t clamped, uint64_t min_ns, uint64_t max_ns,
+                              double mean_ns, int sub_bits, int max_bits, Py_ssize_t memory) {
+    return Py_BuildValue("{sKsKsdsdsdsisisn}", "count", (unsigned long long)count, "clamped",
+                         (unsigned long long)clamped, "min_ms", (double)min_ns / 1e6, "max_ms",
+                         (double)max_ns / 1e6, "mean_ms", mean_ns / 1e6, "sub_bits", sub_bits,
+                         "max_bits", max_bits, "memory_bytes", memory);
+}
+
+static PyObject *hist_stats(HistObject *self, PyObject *Py_UNUSED(ignored)) {
+    const rs_hist *h = &self->core;
+    return summary_dict(h->count, h->clamped, rs_hist_min(h), rs_hist_max(h), rs_hist_mean(h),
+                        h->sub_bits, h->max_bits, hist_memory(h));
+}
+
 static PyObject *hist_repr(HistObject *self) {
     const rs_hist *h = &self->core;
     return PyUnicode_FromFormat("<Histogram sub_bits=%d max_bits=%d count=%llu clamped=%llu>",
@@ -334,6 +350,12 @@ static PyMethodDef hist_methods[] = {
     {"reset", (PyCFunction)hist_reset, METH_NOARGS, "reset()\n\nForgets every sample."},
     {"copy", (PyCFunction)hist_copy, METH_NOARGS,
      "copy() -> Histogram\n\nAn independent Histogram with the same config and samples."},
+    {"stats", (PyCFunction)hist_stats, METH_NOARGS,
+     "stats($self, /)\n--\n\n"
+     "The histogram's summary, JSON-serialisable: count (samples recorded),\n"
+     "clamped (of them, samples of 2**max_bits ns or more), min_ms, max_ms and\n"
+     "mean_ms (0.0 when empty), and sub_bits, max_bits and memory_bytes as the\n"
+     "attributes of those names."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -574,6 +596,30 @@ static PyObject *whist_get(WHistObject *self, void *closure) {
     }
 }
 
+static PyObject *whist_stats(WHistObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (whist_now(self, &now) < 0) {
+        return NULL;
+    }
+    const rs_hist_window *w = &self->core;
+    PyObject *d = summary_dict(rs_hist_window_count(w, now), rs_hist_window_clamped(w, now),
+                               rs_hist_window_min(w, now), rs_hist_window_max(w, now),
+                               rs_hist_window_mean(w, now), w->sub_bits, w->max_bits,
+                               whist_memory(w));
+    if (!d) {
+        return NULL;
+    }
+    PyObject *retention = PyFloat_FromDouble((double)(w->slot_ns * w->nslots) / 1e9);
+    PyObject *slots = PyLong_FromUnsignedLong(w->nslots);
+    if (!retention || !slots || PyDict_SetItemString(d, "retention", retention) < 0 ||
+        PyDict_SetItemString(d, "slots", slots) < 0) {
+        Py_CLEAR(d);
+    }
+    Py_XDECREF(retention);
+    Py_XDECREF(slots);
+    return d;
+}
+
 static PyObject *whist_repr(WHistObject *self) {
     const rs_hist_window *w = &self->core;
     PyObject *retention = PyFloat_FromDouble((double)(w->slot_ns * w->nslots) / 1e9);
@@ -613,6 +659,12 @@ static PyMethodDef whist_methods[] = {
      "snapshot() -> Histogram\n\nA new Histogram (same sub_bits and max_bits) holding the samples in\n"
      "the window now; its quantiles equal the window's."},
     {"reset", (PyCFunction)whist_reset, METH_NOARGS, "reset()\n\nForgets every sample."},
+    {"stats", (PyCFunction)whist_stats, METH_NOARGS,
+     "stats($self, /)\n--\n\n"
+     "The window's summary at one clock reading, JSON-serialisable: count (samples\n"
+     "in the window now), clamped (of them, samples of 2**max_bits ns or more),\n"
+     "min_ms, max_ms and mean_ms (0.0 when empty), and retention (seconds), slots,\n"
+     "sub_bits, max_bits and memory_bytes as the attributes of those names."},
     {NULL, NULL, 0, NULL},
 };
 

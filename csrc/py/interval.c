@@ -54,6 +54,14 @@ static PyObject *interval_reset(IntervalObject *self, PyObject *Py_UNUSED(ignore
     Py_RETURN_NONE;
 }
 
+static PyObject *interval_stats(IntervalObject *self, PyObject *Py_UNUSED(ignored)) {
+    const rs_interval *c = &self->core;
+    return Py_BuildValue("{sdsKsdsdsdsdsdsd}", "interval", c->interval, "updates",
+                         (unsigned long long)c->updates, "base", c->base, "min", c->min, "max",
+                         c->max, "threshold", c->threshold, "speedup", c->speedup, "slowdown",
+                         c->slowdown);
+}
+
 static PyObject *interval_get(IntervalObject *self, void *closure) {
     const rs_interval *c = &self->core;
     switch ((int)(intptr_t)closure) {
@@ -84,6 +92,11 @@ static PyMethodDef interval_methods[] = {
      "raise ValueError) > threshold multiplies the interval by speedup, otherwise by\n"
      "slowdown, clamped to [min, max]; returns the new interval."},
     {"reset", (PyCFunction)interval_reset, METH_NOARGS, "reset()\n\nBack to base."},
+    {"stats", (PyCFunction)interval_stats, METH_NOARGS,
+     "stats($self, /)\n--\n\n"
+     "The rule's state, JSON-serialisable: interval (the current one, seconds),\n"
+     "updates (steps applied since creation or reset), and the settings base, min,\n"
+     "max (seconds), threshold, speedup and slowdown."},
     {NULL, NULL, 0, NULL},
 };
 

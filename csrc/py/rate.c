@@ -102,6 +102,19 @@ static PyObject *rate_count(RateObject *self, PyObject *Py_UNUSED(ignored)) {
     return PyLong_FromUnsignedLongLong(rs_rate_count(&self->core, now));
 }
 
+static PyObject *rate_stats(RateObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return NULL;
+    }
+    const rs_rate *c = &self->core;
+    uint64_t count = rs_rate_count(&self->core, now);
+    return Py_BuildValue("{sKsKsKsksd}", "count", (unsigned long long)count, "accepted",
+                         (unsigned long long)c->accepted, "rejected", (unsigned long long)c->refused,
+                         "threshold", (unsigned long)c->threshold, "window",
+                         (double)c->window_ns / 1e9);
+}
+
 static PyObject *rate_reset(RateObject *self, PyObject *Py_UNUSED(ignored)) {
     rs_rate_reset(&self->core);
     Py_RETURN_NONE;
@@ -150,6 +163,12 @@ static PyMethodDef rate_methods[] = {
      "aged out and shrinks the ring once three quarters of it are free."},
     {"reset", (PyCFunction)rate_reset, METH_NOARGS,
      "reset()\n\nForgets every event, zeroes accepted and refused and frees the ring."},
+    {"stats", (PyCFunction)rate_stats, METH_NOARGS,
+     "stats($self, /)\n--\n\n"
+     "The counter's counts, JSON-serialisable: count (accepted events within the\n"
+     "last window, as count() returns), accepted and rejected (events hit()\n"
+     "accepted and refused since creation or reset: the accepted and refused\n"
+     "attributes), and the settings threshold and window (seconds)."},
     {NULL, NULL, 0, NULL},
 };
 

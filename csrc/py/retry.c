@@ -39,12 +39,34 @@ static PyObject *random_seed(void) {
 
 /* ---- Backoff ----------------------------------------------------------- */
 
+/* The jitter mode named by o, one of rs_jitter_name(0..RS_JITTER_COUNT-1):
+ * TypeError for a non-str, ValueError for another name, each listing them. */
+static int jitter_arg(PyObject *o, int *mode) {
+    char names[80] = "";
+    for (int i = 0; i < RS_JITTER_COUNT; i++) {
+        size_t used = strlen(names);
+        PyOS_snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "", rs_jitter_name(i));
+    }
+    if (!PyUnicode_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "jitter must be a str, one of %s, not %.100s", names,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    for (int i = 0; i < RS_JITTER_COUNT; i++) {
+        if (PyUnicode_CompareWithASCIIString(o, rs_jitter_name(i)) == 0) {
+            *mode = i;
+            return 0;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "jitter must be one of %s, got %R", names, o);
+    return -1;
+}
+
 static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"base", "multiplier", "max_delay", "jitter", "seed", NULL};
-    PyObject *base_o = NULL, *mult_o = NULL, *max_o = NULL, *seed_o = Py_None;
-    const char *jitter = "none";
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$sO:Backoff", kwlist, &base_o, &mult_o,
-                                     &max_o, &jitter, &seed_o)) {
+    PyObject *base_o = NULL, *mult_o = NULL, *max_o = NULL, *jitter_o = NULL, *seed_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOO:Backoff", kwlist, &base_o, &mult_o,
+                                     &max_o, &jitter_o, &seed_o)) {
         return NULL;
     }
     const rs_field *fields = RS_BACKOFF_FIELDS;
@@ -55,17 +77,8 @@ static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    int mode = -1;
-    char names[80] = "";
-    for (int i = 0; i < RS_JITTER_COUNT; i++) {
-        if (strcmp(jitter, rs_jitter_name(i)) == 0) {
-            mode = i;
-        }
-        size_t used = strlen(names);
-        PyOS_snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "", rs_jitter_name(i));
-    }
-    if (mode < 0) {
-        PyErr_Format(PyExc_ValueError, "jitter must be one of %s, got '%s'", names, jitter);
+    int mode = RS_JITTER_NONE;
+    if (jitter_o && jitter_arg(jitter_o, &mode) < 0) {
         return NULL;
     }
     PyObject *seed = seed_o == Py_None ? random_seed() : Py_NewRef(seed_o);
@@ -223,7 +236,7 @@ static PyGetSetDef backoff_getset[] = {
 };
 
 static PyType_Slot backoff_slots[] = {
-    {Py_tp_doc, "Backoff(base=1.0, multiplier=2.0, max_delay=30.0, *, jitter='none', seed=None)\n--\n\n"
+    {Py_tp_doc, "Backoff(base=1.0, multiplier=2.0, *, max_delay=30.0, jitter='none', seed=None)\n--\n\n"
                 "Exponential backoff with a cap and jitter, in C. base >= 0, multiplier >= 1,\n"
                 "max_delay >= base (seconds). jitter is 'none', 'full', 'equal' or\n"
                 "'decorrelated'. A seed, an int in [0, 2**64 - 1], gives the same delays on\n"
@@ -249,7 +262,7 @@ static PyType_Spec backoff_spec = {
 static PyObject *budget_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"ratio", "min_per_second", "window", "clock", NULL};
     PyObject *ratio_o = NULL, *mps_o = NULL, *window_o = NULL, *clock = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO$O:RetryBudget", kwlist, &ratio_o, &mps_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O$OOO:RetryBudget", kwlist, &ratio_o, &mps_o,
                                      &window_o, &clock)) {
         return NULL;
     }
@@ -327,8 +340,8 @@ static PyObject *budget_stats(BudgetObject *self, PyObject *Py_UNUSED(ignored)) 
     return Py_BuildValue("{sKsKsKsKsKsKsdsdsd}", "requests", (unsigned long long)req, "retries",
                          (unsigned long long)ret, "retries_last_second", (unsigned long long)last,
                          "total_requests", (unsigned long long)self->core.requests,
-                         "total_retries", (unsigned long long)self->core.retries, "denied",
-                         (unsigned long long)self->core.denied, "ratio", self->core.ratio,
+                         "total_retries", (unsigned long long)self->core.retries, "rejected",
+                         (unsigned long long)self->core.rejected, "ratio", self->core.ratio,
                          "min_per_second", self->core.min_per_second, "window",
                          (double)(self->core.window.width_ns * RS_WINDOW_BUCKETS) / 1e9);
 }
@@ -339,12 +352,16 @@ static PyMethodDef budget_methods[] = {
     {"try_retry", (PyCFunction)budget_try_retry, METH_NOARGS,
      "try_retry() -> bool\n\nTrue, and counts the retry, when the budget allows one."},
     {"stats", (PyCFunction)budget_stats, METH_NOARGS,
-     "stats() -> dict\n\nrequests, retries and retries_last_second in the window; totals; denied."},
+     "stats($self, /)\n--\n\n"
+     "The budget's counts, JSON-serialisable: requests and retries (counted in the\n"
+     "window now), retries_last_second, total_requests and total_retries (since\n"
+     "creation), rejected (retries the budget refused since creation), and the\n"
+     "settings ratio, min_per_second and window (seconds)."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyType_Slot budget_slots[] = {
-    {Py_tp_doc, "RetryBudget(ratio=0.2, min_per_second=3.0, window=10.0, *, clock=None)\n--\n\n"
+    {Py_tp_doc, "RetryBudget(ratio=0.2, *, min_per_second=3.0, window=10.0, clock=None)\n--\n\n"
                 "A retry budget shared by many calls: a retry is allowed while\n"
                 "(retries + 1) <= ratio * requests over `window` seconds, or while fewer than\n"
                 "`min_per_second` retries happened in the last second. ratio is in [0, 10]\n"

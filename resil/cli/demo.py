@@ -266,7 +266,7 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
 
     # Each request: up to 2 retries with jittered backoff, every attempt
     # through the breaker; an open breaker fails fast without sleeping.
-    policy = retry(retries=2, backoff=Backoff(0.2, 2.0, 2.0, jitter="equal", seed=1),
+    policy = retry(retries=2, backoff=Backoff(0.2, 2.0, max_delay=2.0, jitter="equal", seed=1),
                    breaker=breaker, clock=clock, on_retry=on_retry, name="inventory")
     call = policy(dependency)
     if sources is not None:

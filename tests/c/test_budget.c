@@ -53,7 +53,7 @@ static int try_retries(rs_budget *b, uint64_t now, int n) {
     do {                                                                       \
         CHECK_EQ_U64((b)->requests, (req));                                    \
         CHECK_EQ_U64((b)->retries, (ret));                                     \
-        CHECK_EQ_U64((b)->denied, (den));                                      \
+        CHECK_EQ_U64((b)->rejected, (den));                                    \
     } while (0)
 
 /* ---- names and validation --------------------------------------------- */
@@ -132,7 +132,7 @@ static void test_floor_allows_ceil_min_per_second(void) {
         }
         CHECK_TOTALS(&b, 0, cases[k].allowed, 5);
     }
-    /* 3.0 -> 3, then the 4th is denied and counted */
+    /* 3.0 -> 3, then the 4th is rejected and counted */
     rs_budget b;
     init_ok(&b, 0.2, 3.0, WINDOW, T0);
     CHECK_EQ_INT(rs_budget_try_retry(&b, T0), 1);
@@ -142,7 +142,7 @@ static void test_floor_allows_ceil_min_per_second(void) {
     CHECK_EQ_INT(rs_budget_try_retry(&b, T0 + 900u * MSEC), 0);
     CHECK_EQ_INT(rs_budget_try_retry(&b, T0 + SEC - 1u), 0);
     CHECK_TOTALS(&b, 0, 3, 2);
-    CHECK_COUNTS(&b, T0 + SEC - 1u, 0, 3, 3); /* a denied retry is not counted as a retry */
+    CHECK_COUNTS(&b, T0 + SEC - 1u, 0, 3, 3); /* a rejected retry is not counted as a retry */
 }
 
 /* The floor frees up again once the retries are more than a second old. */

@@ -19,7 +19,7 @@ class BudgetModel:
         self.now = now
         self.events: list[tuple[int, str]] = []   # (bucket id, "request" | "retry")
         self.recent: list[int] = []               # bucket ids of retries, 100 ms buckets
-        self.denied = 0
+        self.rejected = 0
 
     def _roll(self, now: int) -> None:
         self.now = max(self.now, now)
@@ -40,7 +40,7 @@ class BudgetModel:
     def try_retry(self, now: int) -> bool:
         requests, retries, last_second = self.counts(now)
         if not (retries + 1.0 <= self.ratio * requests or last_second < self.min_per_second):
-            self.denied += 1
+            self.rejected += 1
             return False
         self.events.append((self.now // self.width, "retry"))
         self.recent.append(self.now // self.second_width)
