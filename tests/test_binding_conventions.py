@@ -222,3 +222,12 @@ def test_stats_of_one_window_stay_consistent_under_thread_switches() -> None:
         stop.set()
         t.join()
         sys.setswitchinterval(old)
+
+
+def test_a_jitter_whose_repr_raises_still_gets_the_value_error() -> None:
+    class Odd(str):
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(ValueError, match=r"^jitter must be one of 'none', .*, got "):
+        resil.Backoff(jitter=Odd("fast"))

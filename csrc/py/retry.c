@@ -42,13 +42,14 @@ static PyObject *random_seed(void) {
 /* The jitter mode named by o, one of rs_jitter_name(0..RS_JITTER_COUNT-1):
  * TypeError for a non-str, ValueError for another name, each listing them. */
 static int jitter_arg(PyObject *o, int *mode) {
-    char names[80] = "";
+    char accepts[96] = "one of ";
     for (int i = 0; i < RS_JITTER_COUNT; i++) {
-        size_t used = strlen(names);
-        PyOS_snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "", rs_jitter_name(i));
+        size_t used = strlen(accepts);
+        PyOS_snprintf(accepts + used, sizeof accepts - used, "%s'%s'", i ? ", " : "",
+                      rs_jitter_name(i));
     }
     if (!PyUnicode_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "jitter must be a str, one of %s, not %.100s", names,
+        PyErr_Format(PyExc_TypeError, "jitter must be a str, %s, not %.100s", accepts,
                      Py_TYPE(o)->tp_name);
         return -1;
     }
@@ -58,8 +59,7 @@ static int jitter_arg(PyObject *o, int *mode) {
             return 0;
         }
     }
-    PyErr_Format(PyExc_ValueError, "jitter must be one of %s, got %R", names, o);
-    return -1;
+    return resil_bad_value("jitter", accepts, o);
 }
 
 static PyObject *backoff_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
