@@ -1287,7 +1287,8 @@ static PyMethodDef breaker_methods[] = {
      "open()\n\nOpens now, as a trip would; HALF_OPEN follows after the cooldown."},
     {"close", (PyCFunction)breaker_close, METH_NOARGS,
      "close()\n\nCloses now, as successful probes would (the EWMA is kept)."},
-    {"stats", (PyCFunction)breaker_stats, METH_NOARGS, "stats() -> dict"},
+    {"stats", (PyCFunction)breaker_stats, METH_NOARGS,
+     "stats() -> dict\n\nThe breaker's state and counts, JSON-serialisable, in the vocabulary every\nresil component's stats() uses. Identity and state: name, state (its name),\nepoch (the generation of permits: it changes at every transition), transitions,\nremaining (seconds until an OPEN breaker turns HALF_OPEN, 0.0 otherwise, None when\nforced open), cooldown (the current one, seconds), last_opened (Unix time or None). Lifetime counts: permitted,\nrejected, released (permits given back unreported), successes, failures,\nslow_calls, stale_outcomes (reported with a permit of an earlier epoch),\nvetoed_trips (trips a group's ejection limit refused),\nhalf_open_probes_granted, half_open_probe_successes,\nconsecutive_failures. The sliding window: window_calls, window_failures,\nwindow_slow_calls, failure_rate, slow_call_rate, success_rate. Adaptive\nstate: ewma_failure_rate, ewma_stddev, ewma_signal, effective_threshold\n(consecutive failures that trip now), health_score in [0, 1]. Latency:\navg_latency_ms, jitter_ms, latency_samples."},
     {"configure", (PyCFunction)(void (*)(void))breaker_configure, FASTKW,
      "configure($self, /, **changes)\n--\n\n"
      "Changes configuration parameters at run time, with the constructor's checks,\n"
