@@ -3,6 +3,7 @@
  * resil._resil is an implementation detail; the public API is the resil
  * package, which re-exports what users need. */
 #include "resil_py.h"
+#include "retry.h"
 
 static void *raw_alloc(size_t n) { return PyMem_RawMalloc(n); }
 static void raw_free(void *p) { PyMem_RawFree(p); }
@@ -161,6 +162,7 @@ static int resil_exec(PyObject *module) {
     if (resil_clock_init_types(module, st) < 0 || resil_breaker_init_types(module, st) < 0 ||
         resil_permit_init_types(module, st) < 0 || resil_guarded_init_types(module, st) < 0 ||
         resil_awaitable_init_types(module, st) < 0 || resil_pool_init_types(module, st) < 0 ||
+        resil_backoff_init_types(module, st) < 0 || resil_budget_init_types(module, st) < 0 ||
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
         resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
