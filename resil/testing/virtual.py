@@ -104,7 +104,10 @@ def run_virtual(main: Coroutine[Any, Any, T], clock: VirtualClock | None = None)
 
 
 class _Runner310:
-    """asyncio.Runner for Python 3.10 (set the loop, run, shut generators down)."""
+    """asyncio.Runner for Python 3.10: sets the loop, runs, and on the way
+    out does what asyncio.run does there: cancels the tasks still pending
+    and waits for them (reporting their errors), then shuts down async
+    generators and the default executor."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -114,8 +117,20 @@ class _Runner310:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        loop = self._loop
         try:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    loop.call_exception_handler({
+                        "message": "unhandled exception during run_virtual() shutdown",
+                        "exception": task.exception(), "task": task})
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             asyncio.set_event_loop(None)
             self._loop.close()
