@@ -56,10 +56,23 @@ static inline Py_ssize_t waiting(RingObject *self, int i) {
     return *self->lens[i];
 }
 
-/* A line is an exact collections.deque (the C type, not a subclass). */
+/* 1 when o is an exact collections.deque (not a subclass: its length must
+ * be the one in ob_size), 0 when not, -1 with an exception set. The type
+ * is looked up rather than recognised by name or flags: from Python 3.12
+ * it is a heap type of the _collections module. */
 static int is_deque(PyObject *o) {
-    PyTypeObject *tp = Py_TYPE(o);
-    return !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) && strcmp(tp->tp_name, "collections.deque") == 0;
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (!collections) {
+        return -1;
+    }
+    PyObject *deque = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (!deque) {
+        return -1;
+    }
+    int exact = PyType_Check(deque) && Py_IS_TYPE(o, (PyTypeObject *)deque);
+    Py_DECREF(deque);
+    return exact;
 }
 
 /* Calls wake(line) for line i. Never raises: the change that called it is
@@ -327,6 +340,9 @@ static PyObject *ring_set_waiters(RingObject *self, PyObject *const *args, Py_ss
     }
     for (int i = 0; i < 5; i++) {
         int ok = i < 3 ? is_deque(args[i]) : PyCallable_Check(args[i]);
+        if (ok < 0) {
+            return NULL;
+        }
         if (!ok) {
             PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", names[i],
                          i < 3 ? "a collections.deque" : "callable", Py_TYPE(args[i])->tp_name);

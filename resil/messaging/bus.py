@@ -463,7 +463,10 @@ class EventBus:
         # after the current one (waiting for the turn would deadlock).
         nested = self._busy and self._holder is asyncio.current_task()
         if not nested:
-            await self._take_turn()
+            if self._busy:
+                await self._wait_turn()
+            else:
+                self._busy, self._holder = True, asyncio.current_task()
         try:
             if not nested and self._idle:
                 self._forget_idle()
@@ -533,23 +536,22 @@ class EventBus:
         error.disabled = tuple(sub.name for sub in topic.subs if sub.disabled)
         return error
 
-    async def _take_turn(self) -> None:
-        """Takes the bus's turn for the current task, waiting for it (FIFO)
-        while another task holds it. Publishes and replays are serialised
-        so that numbering, storing and delivery happen in one order."""
-        if self._busy:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # the turn was handed over as we were cancelled: pass it on
-                elif waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                raise
-        else:
-            self._busy = True
+    async def _wait_turn(self) -> None:
+        """Waits while another task holds the bus's turn (FIFO), then holds
+        it for the current task. Publishes and replays are serialised so
+        that numbering, storing and delivery happen in one order; when the
+        turn is free they take it inline (``_busy``, ``_holder``) without
+        this coroutine."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the turn was handed over as we were cancelled: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
         self._holder = asyncio.current_task()
 
     def _release(self) -> None:
@@ -724,7 +726,10 @@ class EventBus:
                                      f"this store and no handler subscribed")
         rows = store.events(from_seq, to_seq=to_seq, since=since, event_type=event_type)
         count = 0
-        await self._take_turn()
+        if self._busy:
+            await self._wait_turn()
+        else:
+            self._busy, self._holder = True, asyncio.current_task()
         try:
             while True:
                 page = await loop.run_in_executor(None, _next_page, rows)
