@@ -162,7 +162,7 @@ class Monitor:
             # Strict: "false" or 0 read as truth values would miscount.
             raise TypeError(f"success must be a bool (True or False), "
                             f"not {type(success).__name__}")
-        if error_type is not None:
+        if error_type is not None and (type(error_type) is not str or not error_type):
             _check.text(error_type, "error_type")
         ok: bool = success
         with self._lock:
