@@ -14,6 +14,7 @@ import collections
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
@@ -262,6 +263,10 @@ class DeadLetterHandoff:
                 self._refuse(letter.source, exc)
             else:
                 self.handed += 1
+            # Give the GIL up between letters: a loop thread waiting for it
+            # takes it now instead of after the interpreter's switch interval
+            # (5 ms), so a long backlog never stalls the event loop.
+            time.sleep(0)
             done = self._done()
             if done is not None:
                 try:
