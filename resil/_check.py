@@ -111,8 +111,9 @@ def limit(value: Any, name: str, *, optional: bool = False) -> float:
 def clock(value: Any, name: str = "clock") -> Any:
     """``value`` when it is None or has a ``now()`` method (seconds)."""
     if value is not None and not callable(getattr(value, "now", None)):
-        raise TypeError(f"{name} must be None or a clock with a now() method returning "
-                        f"seconds, not {type(value).__name__}")
+        raise TypeError(f"{name} must have a now() method returning seconds (a "
+                        f"resil.MonotonicClock or resil.VirtualClock) or be None, "
+                        f"not {type(value).__name__}")
     return value
 
 

@@ -74,12 +74,9 @@ def _unix_time(clock: Any) -> Callable[[], float]:
     """The queue's Unix time: ``time.time`` without a clock; with one, the
     Unix time now plus the seconds the clock moves from now on. TypeError or
     ValueError naming ``clock`` for an object that is no clock."""
-    if clock is None:
+    if _check.clock(clock) is None:
         return time.time
-    now = getattr(clock, "now", None)
-    if not callable(now):
-        raise TypeError(f"clock must have a now() method returning seconds (a "
-                        f"resil.MonotonicClock or resil.VirtualClock), not {type(clock).__name__}")
+    now = clock.now
     offset = time.time() - _check.number(now(), "clock.now()", what="number of seconds")
 
     def unix_time() -> float:
