@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from resil import _check
+
 
 class LoopClock:
     """The running event loop's time as a clock. Outside a running loop it
@@ -28,6 +30,13 @@ class LoopClock:
 
 
 LOOP_CLOCK = LoopClock()
+
+
+def clock_or_loop(clock: Any) -> Any:
+    """``clock`` once checked (None or an object with ``now()`` in
+    seconds; TypeError naming ``clock`` otherwise), or :data:`LOOP_CLOCK`
+    for None."""
+    return LOOP_CLOCK if _check.clock(clock) is None else clock
 
 
 class Timer:

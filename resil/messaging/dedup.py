@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from resil import _check
+from resil import _check, _time
 from resil._resil import Deduplicator, MonotonicClock
 
 __all__ = ["Deduplicator", "idempotent"]
@@ -16,16 +16,6 @@ __all__ = ["Deduplicator", "idempotent"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-class _LoopClock:
-    """The running event loop's clock (``loop.time()``), as a resil clock."""
-
-    __slots__ = ()
-
-    def now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-
-_LOOP_CLOCK = _LoopClock()
 _MONOTONIC = MonotonicClock()
 _MISSING: Any = object()
 # Results are kept until their ttl ends, however many: the table grows with them.
@@ -38,7 +28,7 @@ def _clock_of(loop_type: type[asyncio.AbstractEventLoop]) -> Any:
     running loop's time()."""
     if loop_type.time is asyncio.BaseEventLoop.time:
         return _MONOTONIC
-    return _LOOP_CLOCK
+    return _time.LOOP_CLOCK
 
 
 def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F], F]:

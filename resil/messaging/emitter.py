@@ -116,7 +116,7 @@ class EventEmitter:
             raise TypeError(f"retry must be a resil.retry(...) decorator, not "
                             f"{type(retry).__name__}")
         sink_for_dead_letters = check_sink(dlq)
-        self._clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
+        self._clock: Any = _time.clock_or_loop(clock)
         self._queue = queue
         self._sink = sink
         self._batch_size = batch_size

@@ -108,7 +108,7 @@ class BoundedQueue(_resil.Ring, Generic[T]):
                  clock: Any = None) -> None:
         # Arguments are validated by the C constructor. drain() waits on the
         # event loop: by the loop's own time unless a clock was given.
-        self._drain_clock: Any = _time.LOOP_CLOCK if clock is None else clock
+        self._drain_clock: Any = _time.clock_or_loop(clock)
         self._getters: deque[asyncio.Future[None]] = deque()
         self._putters: deque[asyncio.Future[None]] = deque()
         self._joiners: deque[asyncio.Future[None]] = deque()
@@ -170,7 +170,7 @@ class PartitionedQueue(Generic[K, T]):
 
     def __init__(self, maxsize: int = 1000, *, clock: Any = None) -> None:
         _check.integer(maxsize, "maxsize", 1, _MAX_SIZE)
-        self._clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
+        self._clock: Any = _time.clock_or_loop(clock)
         self.maxsize = maxsize
         # The non-blocking operations check, then change several fields; the
         # lock makes each atomic across threads (reentrant, so a key whose

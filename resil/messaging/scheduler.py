@@ -68,9 +68,8 @@ class AdaptiveScheduler:
         if emitter is not None and not callable(getattr(emitter, "emit", None)):
             raise TypeError("emitter must be a resil.EventEmitter")
         self._novelty = _check.number(novelty_threshold, "novelty_threshold")
-        _check.clock(clock)
+        self._clock: Any = _time.clock_or_loop(clock)
         self._emitter = emitter
-        self._clock: Any = _time.LOOP_CLOCK if clock is None else clock
         self._jobs: dict[str, _Job] = {}
         self._supervisor = Supervisor()
         self._started = False

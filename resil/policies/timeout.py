@@ -190,7 +190,7 @@ class TimeoutManager:
         self.warning_threshold = _check.number(warning_threshold, "warning_threshold", 0.0, 1.0,
                                                low_open=True)
         self.progressive = _check.flag(progressive, "progressive")
-        self.clock: Any = _time.LOOP_CLOCK if _check.clock(clock) is None else clock
+        self.clock: Any = _time.clock_or_loop(clock)
         self._active: dict[int, Operation] = {}
         self._stats: dict[str, _NameStats] = {}
 
