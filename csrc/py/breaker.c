@@ -238,31 +238,25 @@ enum {
     P_COUNT
 };
 
-static const struct {
-    const char *name;
-    int field; /* rs_breaker_field, or -1 for what the binding holds */
-} PARAMS[P_COUNT] = {
-    {"failure_threshold", RS_BF_FAILURE_THRESHOLD},
-    {"failure_rate_threshold", RS_BF_FAILURE_RATE_THRESHOLD},
-    {"slow_call_duration", RS_BF_SLOW_CALL_DURATION},
-    {"slow_call_rate_threshold", RS_BF_SLOW_CALL_RATE_THRESHOLD},
-    {"window_size", RS_BF_WINDOW_SIZE},
-    {"window_duration", RS_BF_WINDOW_DURATION},
-    {"minimum_calls", RS_BF_MINIMUM_CALLS},
-    {"cooldown", RS_BF_COOLDOWN},
-    {"cooldown_multiplier", RS_BF_COOLDOWN_MULTIPLIER},
-    {"cooldown_max", RS_BF_COOLDOWN_MAX},
-    {"half_open_probes", RS_BF_HALF_OPEN_PROBES},
-    {"half_open_max_wait", RS_BF_HALF_OPEN_MAX_WAIT},
-    {"adaptive", -1},
-    {"ewma_alpha", RS_BF_EWMA_ALPHA},
-    {"sensitivity", RS_BF_SENSITIVITY},
-    {"min_health_score", RS_BF_MIN_HEALTH_SCORE},
-    {"latency_window", RS_BF_LATENCY_WINDOW},
-    {"failure_on", -1},
-    {"ignore", -1},
-    {"failure_if", -1},
-    {"result_failure", -1},
+/* The constructor's keywords: name, the parameters in P_* order, clock.
+ * A parameter's name is KWLIST[p + 1] (PARAM_NAME). */
+static char *KWLIST[] = {"name", "failure_threshold", "failure_rate_threshold",
+                         "slow_call_duration", "slow_call_rate_threshold", "window_size",
+                         "window_duration", "minimum_calls", "cooldown",
+                         "cooldown_multiplier", "cooldown_max", "half_open_probes",
+                         "half_open_max_wait", "adaptive", "ewma_alpha", "sensitivity",
+                         "min_health_score", "latency_window", "failure_on", "ignore",
+                         "failure_if", "result_failure", "clock", NULL};
+#define PARAM_NAME(p) ((const char *)KWLIST[(p) + 1])
+
+/* The core field (rs_breaker_field) behind each parameter, or -1 for what
+ * the binding holds. A field's parameter has the field's own name. */
+static const int PARAM_FIELD[P_COUNT] = {
+    RS_BF_FAILURE_THRESHOLD, RS_BF_FAILURE_RATE_THRESHOLD, RS_BF_SLOW_CALL_DURATION,
+    RS_BF_SLOW_CALL_RATE_THRESHOLD, RS_BF_WINDOW_SIZE, RS_BF_WINDOW_DURATION,
+    RS_BF_MINIMUM_CALLS, RS_BF_COOLDOWN, RS_BF_COOLDOWN_MULTIPLIER, RS_BF_COOLDOWN_MAX,
+    RS_BF_HALF_OPEN_PROBES, RS_BF_HALF_OPEN_MAX_WAIT, -1, RS_BF_EWMA_ALPHA, RS_BF_SENSITIVITY,
+    RS_BF_MIN_HEALTH_SCORE, RS_BF_LATENCY_WINDOW, -1, -1, -1, -1,
 };
 
 /* The parameters the binding holds (outcome classification). */
@@ -270,7 +264,7 @@ enum { PY_FAILURE_ON = 0, PY_IGNORE, PY_FAILURE_IF, PY_RESULT_FAILURE, PY_COUNT 
 
 static int param_of_field(int field) {
     for (int p = 0; p < P_COUNT; p++) {
-        if (PARAMS[p].field == field) {
+        if (PARAM_FIELD[p] == field) {
             return p;
         }
     }
@@ -326,7 +320,7 @@ static PyObject *exc_tuple(PyObject *o, const char *name) {
 /* Parses the value of parameter p; may run Python code (a number's
  * __float__), touches no breaker. */
 static int parse_param(int p, PyObject *v, parsed_param *out) {
-    int f = PARAMS[p].field;
+    int f = PARAM_FIELD[p];
     switch (p) {
     case P_FAILURE_THRESHOLD:
     case P_WINDOW_SIZE:
@@ -366,11 +360,11 @@ static int parse_param(int p, PyObject *v, parsed_param *out) {
         return 0;
     case P_FAILURE_ON:
     case P_IGNORE:
-        out->obj = exc_tuple(v, PARAMS[p].name);
+        out->obj = exc_tuple(v, PARAM_NAME(p));
         return out->obj ? 0 : -1;
     default: /* P_FAILURE_IF, P_RESULT_FAILURE */
         if (v != Py_None && !PyCallable_Check(v)) {
-            PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s", PARAMS[p].name,
+            PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s", PARAM_NAME(p),
                          Py_TYPE(v)->tp_name);
             return -1;
         }
@@ -475,7 +469,7 @@ static void bad_config(int rc, const rs_breaker_config *c, PyObject *const given
             PyObject *text = PyUnicode_FromFormat(accepts, shown);
             const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
             if (utf8) {
-                resil_bad_value(PARAMS[other].name, utf8, given[other]);
+                resil_bad_value(PARAM_NAME(other), utf8, given[other]);
             }
             Py_XDECREF(text);
         }
@@ -520,17 +514,10 @@ static PyObject *take_classifier(parsed_param *pv, int p) {
 }
 
 static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"name", "failure_threshold", "failure_rate_threshold",
-                             "slow_call_duration", "slow_call_rate_threshold", "window_size",
-                             "window_duration", "minimum_calls", "cooldown",
-                             "cooldown_multiplier", "cooldown_max", "half_open_probes",
-                             "half_open_max_wait", "adaptive", "ewma_alpha", "sensitivity",
-                             "min_health_score", "latency_window", "failure_on", "ignore",
-                             "failure_if", "result_failure", "clock", NULL};
     PyObject *name = NULL, *clock = NULL;
     PyObject *v[P_COUNT] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", kwlist, &name,
+            args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", KWLIST, &name,
             &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
             &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18], &v[19], &v[20], &clock)) {
         return NULL;
@@ -606,7 +593,7 @@ static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, P
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *key = PyTuple_GET_ITEM(kwnames, i);
         int p = 0;
-        while (p < P_COUNT && PyUnicode_CompareWithASCIIString(key, PARAMS[p].name) != 0) {
+        while (p < P_COUNT && PyUnicode_CompareWithASCIIString(key, PARAM_NAME(p)) != 0) {
             p++;
         }
         if (p == P_COUNT) {
@@ -673,7 +660,7 @@ static PyObject *breaker_get_param(BreakerObject *self, void *closure) {
 static int breaker_set_param(BreakerObject *self, PyObject *value, void *closure) {
     (void)self;
     (void)value;
-    const char *name = PARAMS[(int)(intptr_t)closure].name;
+    const char *name = PARAM_NAME((int)(intptr_t)closure);
     PyErr_Format(PyExc_AttributeError, "%s is read-only; use breaker.configure(%s=...)", name, name);
     return -1;
 }
@@ -686,7 +673,7 @@ static PyObject *breaker_get_config(BreakerObject *self, void *Py_UNUSED(closure
     }
     for (int p = 0; p < P_COUNT; p++) {
         PyObject *v = breaker_get_param(self, (void *)(intptr_t)p);
-        if (!v || PyDict_SetItemString(d, PARAMS[p].name, v) < 0) {
+        if (!v || PyDict_SetItemString(d, PARAM_NAME(p), v) < 0) {
             Py_XDECREF(v);
             Py_DECREF(d);
             return NULL;
