@@ -15,7 +15,7 @@ circuit breakers, retries with backoff and deadlines, timeouts, dedup,
 bounded queues, an event emitter, an event bus with dead letters, a SQLite
 store and monitoring with Prometheus exposition. Its state machines are
 written in C. It is a library you import (see the README); these commands
-show it at work."""
+show it at work and map how your own sources use an event bus."""
 
 
 def _demo() -> ModuleType:
@@ -24,8 +24,14 @@ def _demo() -> ModuleType:
     return demo
 
 
+def _analyze() -> ModuleType:
+    from resil.cli import analyze
+
+    return analyze
+
+
 # name -> the module holding its SUMMARY, build_parser() and main(argv).
-_COMMANDS: dict[str, Callable[[], ModuleType]] = {"demo": _demo}
+_COMMANDS: dict[str, Callable[[], ModuleType]] = {"demo": _demo, "analyze": _analyze}
 
 
 def usage() -> str:
