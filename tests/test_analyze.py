@@ -384,6 +384,8 @@ def test_loop_enumeration_stops_at_its_limit(tmp_path: Path,
 
 @pytest.mark.parametrize("paths, error, match", [
     (123, TypeError, "paths must be a path"),
+    (True, TypeError, "paths must be a path"),
+    (float("nan"), TypeError, "paths must be a path"),
     ([b"x.py"], TypeError, "paths must hold str"),
     ([None], TypeError, "paths must hold str"),
     ([], ValueError, "at least one"),

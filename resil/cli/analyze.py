@@ -50,7 +50,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,7 @@ class _Call:
     kind: str  # "publish" or "subscribe"
     file: str
     line: int
+    column: int
     event_type: str | None  # None: not a literal
     expression: str
     scope: _Scope
@@ -117,6 +118,12 @@ def _location(scope: _Scope) -> str:
     return scope.qualname or "<module>"
 
 
+_SCOPES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef})
+_LEAVES = frozenset({ast.Name, ast.Constant, *ast.expr_context.__subclasses__(),
+                     *ast.operator.__subclasses__(), *ast.unaryop.__subclasses__(),
+                     *ast.cmpop.__subclasses__(), *ast.boolop.__subclasses__()})
+
+
 class _File:
     """The scopes and the publish/subscribe calls of one parsed file."""
 
@@ -125,7 +132,6 @@ class _File:
         self.module = _Scope("module", "", "", name, 0, None)
         self.calls: list[_Call] = []
         self.lambdas: dict[int, _Scope] = {}  # id(ast.Lambda) -> its scope
-        self.all_functions: list[_Scope] = []
         self.all_classes: list[_Scope] = []
         self._walk(tree)
 
@@ -134,38 +140,53 @@ class _File:
         return _Scope(kind, name, qualname, self.name, getattr(node, "lineno", 0), parent)
 
     def _walk(self, tree: ast.Module) -> None:
-        # Iterative, so a deeply nested expression cannot exhaust the stack.
+        # Iterative, so a deeply nested expression cannot exhaust the stack;
+        # names, constants and operators have nothing to look at below them.
         stack: list[tuple[ast.AST, _Scope]] = [(tree, self.module)]
+        push = stack.append
         while stack:
             node, scope = stack.pop()
-            body: list[ast.AST] = []
-            inner = scope
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                inner = self._child("function", node.name, node, scope)
-                positional = node.args.posonlyargs + node.args.args
-                inner.first_param = positional[0].arg if positional else None
-                scope.functions.setdefault(node.name, []).append(inner)
-                self.all_functions.append(inner)
-                body = list(node.body)
-            elif isinstance(node, ast.Lambda):
-                inner = self._child("function", "<lambda>", node, scope)
-                self.lambdas[id(node)] = inner
-                body = [node.body]
-            elif isinstance(node, ast.ClassDef):
-                inner = self._child("class", node.name, node, scope)
-                inner.bases = [b.attr if isinstance(b, ast.Attribute) else b.id
-                               for b in node.bases if isinstance(b, (ast.Name, ast.Attribute))]
-                scope.classes.setdefault(node.name, []).append(inner)
-                self.all_classes.append(inner)
-                body = list(node.body)
-            elif isinstance(node, ast.ImportFrom):
-                for alias in node.names:
+            kind = type(node)
+            outer = scope
+            if kind is ast.Call:
+                self._call(node, scope)  # type: ignore[arg-type]
+            elif kind in _SCOPES:
+                scope = self._scope(node, scope)
+            elif kind is ast.ImportFrom:
+                for alias in node.names:  # type: ignore[attr-defined]
                     scope.imports[alias.asname or alias.name] = alias.name
-            elif isinstance(node, ast.Call):
-                self._call(node, scope)
-            in_body = {id(n) for n in body}
-            for child in reversed(list(ast.iter_child_nodes(node))):
-                stack.append((child, inner if id(child) in in_body else scope))
+                continue
+            for name in node._fields:
+                value = getattr(node, name, None)
+                # A body runs in the new scope; decorators, defaults and
+                # bases in the enclosing one.
+                where = scope if name == "body" else outer
+                if type(value) is list:
+                    for item in value:
+                        if isinstance(item, ast.AST) and type(item) not in _LEAVES:
+                            push((item, where))
+                elif isinstance(value, ast.AST) and type(value) not in _LEAVES:
+                    push((value, where))
+
+    def _scope(self, node: ast.AST, parent: _Scope) -> _Scope:
+        """The scope ``node`` (a def, class or lambda) opens, recorded in
+        ``parent`` and the file's tables."""
+        if isinstance(node, ast.Lambda):
+            inner = self._child("function", "<lambda>", node, parent)
+            self.lambdas[id(node)] = inner
+        elif isinstance(node, ast.ClassDef):
+            inner = self._child("class", node.name, node, parent)
+            inner.bases = [b.attr if isinstance(b, ast.Attribute) else b.id
+                           for b in node.bases if isinstance(b, (ast.Name, ast.Attribute))]
+            parent.classes.setdefault(node.name, []).append(inner)
+            self.all_classes.append(inner)
+        else:
+            assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            inner = self._child("function", node.name, node, parent)
+            positional = node.args.posonlyargs + node.args.args
+            inner.first_param = positional[0].arg if positional else None
+            parent.functions.setdefault(node.name, []).append(inner)
+        return inner
 
     def _call(self, node: ast.Call, scope: _Scope) -> None:
         func = node.func
@@ -175,7 +196,7 @@ class _File:
         event_type = None
         if isinstance(type_arg, ast.Constant) and isinstance(type_arg.value, str):
             event_type = type_arg.value
-        call = _Call(func.attr, self.name, node.lineno, event_type,
+        call = _Call(func.attr, self.name, node.lineno, node.col_offset, event_type,
                      "(no event type)" if type_arg is None else _shown(type_arg), scope)
         if func.attr == "subscribe" and event_type is not None:
             handler = _arg(node, 1, "handler")
@@ -283,6 +304,12 @@ def _is_pattern(pattern: str) -> bool:
 
 def _at(file: str, line: int) -> str:
     return f"{file}:{line}"
+
+
+def _place(at: str) -> tuple[str, int]:
+    """A "file:line" place as a key that orders lines by number."""
+    file, line = at.rsplit(":", 1)
+    return file, int(line)
 
 
 def _paths(paths: Any) -> list[str]:
@@ -412,6 +439,53 @@ def _cycles(edges: dict[str, set[str]]) -> tuple[list[list[str]], bool]:
     return cycles, False
 
 
+def _loops(subs: list[_Call], resolved: dict[int, list[_Scope]], published: list[str],
+           subscriber: Callable[[_Call], dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The feedback loops of the type graph, where a published type points
+    to each type published in the body of a handler that receives it."""
+    edges: dict[str, set[str]] = {}
+    steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in subs:
+        pattern = s.event_type or ""
+        for fn in resolved[id(s)]:
+            for p in fn.publishes:
+                target = p.event_type or ""
+                for t in published:
+                    if _matches(pattern, t):
+                        edges.setdefault(t, set()).add(target)
+                        steps.setdefault((t, target), []).append({
+                            "on": t, "handler": subscriber(s)["handler"],
+                            "subscribed_at": _at(s.file, s.line), "function": fn.qualname,
+                            "defined_at": _at(fn.file, fn.line), "publishes": target,
+                            "published_at": _at(p.file, p.line)})
+    for entries in steps.values():
+        entries.sort(key=lambda e: [_place(e[k]) for k in ("subscribed_at", "defined_at",
+                                                            "published_at")])
+    cycles, truncated = _cycles(edges)
+    loops = []
+    for cycle in cycles:
+        loop_steps = []
+        for i, a in enumerate(cycle):
+            loop_steps.extend(steps[(a, cycle[(i + 1) % len(cycle)])])
+        loops.append({"types": cycle, "steps": loop_steps})
+    return loops, truncated
+
+
+def _components(calls: list[_Call]) -> int:
+    """How many classes (the outermost, for nested ones), and modules
+    outside any class, the calls are in."""
+    components = set()
+    for c in calls:
+        outer = "<module>"
+        scope: _Scope | None = c.scope
+        while scope is not None:
+            if scope.kind == "class":
+                outer = scope.qualname
+            scope = scope.parent
+        components.add((c.file, outer))
+    return len(components)
+
+
 def analyze(paths: Any) -> dict[str, Any]:
     """Analyses the publish and subscribe calls in the Python sources under
     ``paths`` (a path, or an iterable of paths, of files or directories)
@@ -453,7 +527,7 @@ def analyze(paths: Any) -> dict[str, Any]:
              if f is not None]
     index = _Index(files)
     calls = sorted((c for f in files for c in f.calls),
-                   key=lambda c: (c.file, c.line, c.kind, c.expression))
+                   key=lambda c: (c.file, c.line, c.column))
     pubs = [c for c in calls if c.kind == "publish" and c.event_type is not None]
     subs = [c for c in calls if c.kind == "subscribe" and c.event_type is not None]
     published = sorted({c.event_type for c in pubs if c.event_type is not None})
@@ -497,47 +571,16 @@ def analyze(paths: Any) -> dict[str, Any]:
         if _is_pattern(pattern):
             wildcards.append({**entry, "matches": received})
 
-    # The type graph: a type received by a handler -> each type its body publishes.
-    edges: dict[str, set[str]] = {}
-    steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for s in subs:
-        for fn in resolved[id(s)]:
-            for p in fn.publishes:
-                for t in published:
-                    if s.event_type is not None and p.event_type is not None \
-                            and _matches(s.event_type, t):
-                        edges.setdefault(t, set()).add(p.event_type)
-                        steps.setdefault((t, p.event_type), []).append({
-                            "on": t, "handler": subscriber(s)["handler"],
-                            "subscribed_at": _at(s.file, s.line), "function": fn.qualname,
-                            "defined_at": _at(fn.file, fn.line), "publishes": p.event_type,
-                            "published_at": _at(p.file, p.line)})
-    cycles, truncated = _cycles(edges)
-    loops = []
-    for cycle in cycles:
-        loop_steps = []
-        for i, a in enumerate(cycle):
-            b = cycle[(i + 1) % len(cycle)]
-            loop_steps.extend(steps[(a, b)])
-        loops.append({"types": cycle, "steps": loop_steps})
+    loops, truncated = _loops(subs, resolved, published, subscriber)
 
     dynamic = [{"at": _at(c.file, c.line), "call": c.kind, "expression": c.expression,
                 "function": _location(c.scope)} for c in calls if c.event_type is None]
-    components = set()  # (file, outermost class), "<module>" outside classes
-    for c in pubs + subs:
-        outer = "<module>"
-        scope: _Scope | None = c.scope
-        while scope is not None:
-            if scope.kind == "class":
-                outer = scope.qualname
-            scope = scope.parent
-        components.add((c.file, outer))
     errors.sort(key=lambda e: (e["file"], e["line"] or 0, e["message"]))
     report: dict[str, Any] = {
         "files": sorted(sources),
         "counts": {"files": len(sources), "event_types": len(types),
                    "publishers": len(pubs), "subscribers": len(subs),
-                   "wildcards": len(wildcards), "components": len(components),
+                   "wildcards": len(wildcards), "components": _components(pubs + subs),
                    "orphans": len(orphans), "unused_subscriptions": len(unused),
                    "loops": len(loops), "dynamic": len(dynamic), "errors": len(errors)},
         "event_types": event_types,
@@ -592,10 +635,10 @@ def render(report: dict[str, Any]) -> str:
             via = "" if s["pattern"] == t else f" via {s['pattern']!r}"
             items.append(f"    subscribed at {s['at']}: {s['handler']}{via}")
     section("event types:", items)
+    published_at = {t: ", ".join(p["at"] for p in info["publishers"])
+                    for t, info in report["event_types"].items()}
     section("orphaned types (published, never subscribed):",
-            [f"  {t} (published at "
-             f"{', '.join(p['at'] for p in report['event_types'][t]['publishers'])})"
-             for t in report["orphans"]])
+            [f"  {t} (published at {published_at[t]})" for t in report["orphans"]])
     section("unused subscriptions (subscribed, never published):",
             [f"  {u['pattern']} at {u['at']}: {u['handler']}"
              for u in report["unused_subscriptions"]])
@@ -613,12 +656,12 @@ def render(report: dict[str, Any]) -> str:
     if report["loops_truncated"]:
         items.append(f"  (only the first {MAX_LOOPS} loops are listed)")
     section("feedback loops:", items)
-    section("dynamic event types (not string literals, not analysed):",
-            [f"  {d['at']}: {d['call']}({d['expression']}) in {d['function']}"
-             for d in report["dynamic"]])
-    section("errors (files not analysed):",
-            [f"  {e['file']}{'' if e['line'] is None else ':' + str(e['line'])}: "
-             f"{e['message']}" for e in report["errors"]])
+    dynamic = [f"  {d['at']}: {d['call']}({d['expression']}) in {d['function']}"
+               for d in report["dynamic"]]
+    section("dynamic event types (not string literals, not analysed):", dynamic)
+    errors = [f"  {e['file']}{'' if e['line'] is None else ':' + str(e['line'])}: "
+              f"{e['message']}" for e in report["errors"]]
+    section("errors (files not analysed):", errors)
     lines.append("")
     lines.append(f"orphaned types: {n['orphans']}, unused subscriptions: "
                  f"{n['unused_subscriptions']}, loops: {n['loops']}, errors: {n['errors']}")
@@ -664,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     if args.json:
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         sys.stdout.write(render(report) + "\n")
     return exit_status(report)
