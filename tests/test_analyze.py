@@ -293,6 +293,10 @@ def test_handler_resolution_scopes_bases_partial_and_nested_functions(tmp_path: 
             class Base:
                 async def relay(self, event):
                     await self.bus.publish("ping", {})
+
+            class Other:  # not Child's: its relay is not the handler
+                async def relay(self, event):
+                    await self.bus.publish("pong", {})
             """,
         "handlers.py": """\
             async def answer(event):
@@ -320,6 +324,19 @@ def test_handler_resolution_scopes_bases_partial_and_nested_functions(tmp_path: 
                 bus.subscribe("ping", functools.partial(later, 1))
                 bus.subscribe("never", later)
                 bus.subscribe("ping", unknown_handler)
+
+                @register(bus.publish("registered", {}))  # runs in setup
+                def on_registered(event, default=bus.publish("registered", {})):
+                    pass
+                bus.subscribe("registered", on_registered)
+
+            class Panel:
+                def answer(self, event):
+                    return self.bus.publish("pang", {})
+
+                def __init__(self, bus):
+                    bus.subscribe("pang", answer)  # the module's: names in a class body
+                                                   # are not seen from its methods
             """})
     report = analyze(tmp_path)
     subs = {s["at"]: [d["function"] for d in s["defined_at"]]
@@ -331,6 +348,23 @@ def test_handler_resolution_scopes_bases_partial_and_nested_functions(tmp_path: 
     assert [loop["types"] for loop in report["loops"]] == [["ping"]]
     assert report["event_types"]["never"]["publishers"] == [
         {"at": "m.py:16", "function": "setup.later.nested"}]
+    assert report["event_types"]["pang"]["subscribers"][0]["defined_at"] == [
+        {"at": "m.py:5", "function": "answer"}]
+    # a decorator and a default are evaluated in the enclosing function
+    assert [p["function"] for p in report["event_types"]["registered"]["publishers"]] == [
+        "setup", "setup"]
+
+
+def test_a_file_reached_twice_is_read_once(tmp_path: Path) -> None:
+    write(tmp_path, {"pkg/real.py": 'bus.publish("once", {})\n'})
+    (tmp_path / "link.py").symlink_to(tmp_path / "pkg" / "real.py")
+    for paths in ([tmp_path], [tmp_path / "pkg" / "real.py", tmp_path],
+                  [tmp_path, tmp_path / "pkg", tmp_path / "link.py"]):
+        report = analyze(paths)
+        # under the smaller of its names, whichever path reached it first
+        assert report["files"] == ["link.py"], paths
+        assert report["event_types"]["once"]["publishers"] == [
+            {"at": "link.py:1", "function": "<module>"}]
 
 
 def test_a_file_that_does_not_parse_is_reported_and_the_rest_analysed(tmp_path: Path) -> None:

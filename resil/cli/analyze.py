@@ -432,7 +432,7 @@ def _cycles(edges: dict[str, set[str]]) -> tuple[list[list[str]], bool]:
                 cycles.append(list(path))
                 if len(cycles) >= MAX_LOOPS:
                     return cycles, True
-            elif nxt in reach and nxt not in on_path and order[nxt] > floor:
+            elif nxt in reach and nxt not in on_path:
                 path.append(nxt)
                 on_path.add(nxt)
                 stack.append(iter(sorted(edges.get(nxt, ()))))
