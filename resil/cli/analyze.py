@@ -73,9 +73,8 @@ class _Scope:
     parent: _Scope | None
     first_param: str | None = None
     bases: list[str] = field(default_factory=list)
-    # functions and classes defined directly in this scope, by name
+    # functions defined directly in this scope, by name
     functions: dict[str, list[_Scope]] = field(default_factory=dict)
-    classes: dict[str, list[_Scope]] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # alias -> imported name
     publishes: list[_Call] = field(default_factory=list)  # literal, in its own body
 
@@ -178,7 +177,6 @@ class _File:
             inner = self._child("class", node.name, node, parent)
             inner.bases = [b.attr if isinstance(b, ast.Attribute) else b.id
                            for b in node.bases if isinstance(b, (ast.Name, ast.Attribute))]
-            parent.classes.setdefault(node.name, []).append(inner)
             self.all_classes.append(inner)
         else:
             assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
