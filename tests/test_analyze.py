@@ -452,3 +452,24 @@ def test_python_m_resil_help_lists_analyze(capsys: pytest.CaptureFixture[str]) -
         main.main(["analyze", "--help"])
     assert exit_.value.code == 0
     assert "exit status" in capsys.readouterr().out
+
+
+def test_a_directory_that_cannot_be_listed_is_an_error_reported_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, {"ok.py": 'bus.publish("t", {})\nbus.subscribe("t", print)\n',
+                     "locked/hidden.py": ""})
+    real_walk = os.walk
+
+    def walk(top: str, onerror: Any = None) -> Any:
+        for entry in real_walk(top, onerror=onerror):
+            if entry[0].endswith("locked"):  # as os.walk reports an unreadable one
+                onerror(PermissionError(13, "Permission denied", entry[0]))
+                continue
+            yield entry
+
+    monkeypatch.setattr(cli.os, "walk", walk)
+    # the directory is reached from both paths given
+    report = analyze([tmp_path, tmp_path / "locked"])
+    assert report["errors"] == [{"file": "locked", "line": None,
+                                 "message": "cannot list: Permission denied"}]
+    assert report["files"] == ["ok.py"] and cli.exit_status(report) == 2

@@ -573,6 +573,9 @@ def analyze(paths: Any) -> dict[str, Any]:
 
     dynamic = [{"at": _at(c.file, c.line), "call": c.kind, "expression": c.expression,
                 "function": _location(c.scope)} for c in calls if c.event_type is None]
+    # A directory under two of the paths is listed twice: one entry per error.
+    errors = [dict(e) for e in {(("file", e["file"]), ("line", e["line"]),
+                                 ("message", e["message"])) for e in errors}]
     errors.sort(key=lambda e: (e["file"], e["line"] or 0, e["message"]))
     report: dict[str, Any] = {
         "files": sorted(sources),
