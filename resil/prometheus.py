@@ -1,26 +1,54 @@
 """Prometheus exposition for every resil component.
 
-``exposition(*sources) -> str`` renders the text format (version 0.0.4);
-``Collector(*sources)`` offers the same families to a ``prometheus_client``
-registry (the optional ``prometheus`` extra); ``serve(port)`` serves
-``/metrics`` from a daemon thread with the standard library only.
+``exposition(*sources, namespace="resil") -> str`` renders the text format
+(version 0.0.4); ``Collector(*sources, namespace="resil")`` offers the same
+families to a ``prometheus_client`` registry (the optional ``prometheus``
+extra); ``serve(port, namespace="resil")`` serves ``/metrics`` from a daemon
+thread with the standard library only. Every family name starts with
+``namespace`` and an underscore (``resil_circuit_breaker_state``; with
+``namespace="omninode"``, ``omninode_circuit_breaker_state``); a namespace
+is a str that is a Prometheus metric name (``[a-zA-Z_:][a-zA-Z0-9_:]*``).
 
 A source is a component, or a ``(name, component)`` pair naming it for its
 label: :class:`CircuitBreaker` and :class:`BreakerGroup` (label
-``endpoint``), :class:`RetryPolicy` (``policy``), :class:`TimeoutManager`
-(``operation``), :class:`BoundedQueue` and :class:`PartitionedQueue`
+``endpoint`` in every family rendered from a breaker), :class:`RetryPolicy`
+(``policy``), :class:`TimeoutManager` (``manager``, and ``operation`` per
+named operation), :class:`BoundedQueue` and :class:`PartitionedQueue`
 (``queue``), :class:`EventEmitter` (``emitter``), :class:`EventBus`
-(``event_type``), :class:`DeadLetterQueue` (``queue``: its own ``name``
-unless a pair names it; queues sharing a name are one queue, summed, and
-the entries of store-backed ones on one file count once), :class:`Supervisor`
-(global task gauges) and :class:`Monitor` (``component``, ``operation``,
-``status``, ``error_type``, ``kind``; a circuit breaker trip names its
-breaker with ``endpoint``, as every breaker family does). Families are
-label-based - one per metric, never one per endpoint - and follow
-Prometheus naming: base units in names, ``_total`` on counters. Values are
-written one way in every family: an int in decimal, a float as Python's
-repr (``0.0``, ``0.25``), ``+Inf`` for infinity. The breaker families are
-rendered in C, from one table that Collector reads too.
+(``bus``, and ``event_type`` per type), :class:`DeadLetterQueue` (``queue``:
+its own ``name`` unless a pair names it; queues sharing a name are one
+queue, summed, and the entries of store-backed ones on one file count
+once), :class:`Supervisor` (global task gauges, ``supervisor`` when named)
+and :class:`Monitor` (``monitor`` when named).
+
+A Monitor gives the families of a request and resilience dashboard, each
+labelled by what the monitor was told (``<ns>`` is the namespace):
+
+- ``<ns>_request_duration_seconds{component,operation,status}``, a
+  histogram (``_bucket{le}``, ``_sum``, ``_count``) of every duration
+  recorded since the monitor started, ``status`` ``"success"`` or
+  ``"error"``, with the bucket bounds of ``Monitor.DURATION_BUCKETS``
+  (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  30 and 60 seconds, then ``+Inf``);
+- ``<ns>_requests_total{component,operation,status}``,
+  ``<ns>_errors_total{component,error_type}``;
+- from ``record_event`` (and ``watch``): ``<ns>_circuit_breaker_trips_total``,
+  ``<ns>_timeout_failures_total``, ``<ns>_retry_attempts_total`` and
+  ``<ns>_grace_period_recoveries_total``, each ``{component}`` (the
+  component the event was recorded for: a watched breaker's trips under
+  the breaker's name); ``<ns>_dead_letter_messages_total{topic}`` (the
+  component given with the dead letter); other kinds in
+  ``<ns>_events_total{component,kind}``;
+- ``<ns>_system_health_status`` (0 healthy, 1 degraded, 2 critical, as
+  ``Monitor.health()``), ``<ns>_active_connections{service}`` (from
+  ``Monitor.set_active_connections``) and ``<ns>_memory_usage_bytes`` (this
+  process's resident set, once per exposition with any monitor).
+
+Families are label-based - one per metric, never one per endpoint - and
+follow Prometheus naming: base units in names, ``_total`` on counters.
+Values are written one way in every family: an int in decimal, a float as
+Python's repr (``0.0``, ``0.25``), ``+Inf`` for infinity. The breaker
+families are rendered in C, from one table that Collector reads too.
 """
 
 from __future__ import annotations
@@ -29,6 +57,7 @@ import http.server
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +68,8 @@ from resil.policies.breaker import BreakerGroup
 from resil.messaging.bus import EventBus
 from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
-from resil.observe.monitor import Monitor
+from resil.observe.memory import resident_bytes
+from resil.observe.monitor import DURATION_BUCKETS, Monitor
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.policies.retry import RetryPolicy
 from resil.tasks import Supervisor
@@ -56,16 +86,33 @@ _errors_lock = threading.Lock()
 _HEALTH = {"healthy": 0, "degraded": 1, "critical": 2}
 
 # The breaker families, rendered in C (_resil.breaker_exposition, or as data
-# by _resil.breaker_families); a breaker's name is its BREAKER_LABEL label in
-# every family that concerns a breaker.
-BREAKER_PREFIX = "resil_circuit_breaker"
+# by _resil.breaker_families) under "<namespace>_" + BREAKER_FAMILIES; a
+# breaker's name is its BREAKER_LABEL label in every family rendered from a
+# breaker.
+BREAKER_FAMILIES = "circuit_breaker"
 BREAKER_LABEL = "endpoint"
+DEFAULT_NAMESPACE = "resil"
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# The duration histogram's "le" label values, the bounds as written in the
+# text format.
+_LE = tuple(repr(b) for b in DURATION_BUCKETS) + ("+Inf",)
+
+
+def _namespace(namespace: Any) -> str:
+    """``namespace`` checked: a str that is a Prometheus metric name."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, a Prometheus metric name "
+                        f"([a-zA-Z_:][a-zA-Z0-9_:]*), not {type(namespace).__name__}")
+    if not _METRIC_NAME.fullmatch(namespace):
+        raise ValueError(f"namespace must be a Prometheus metric name "
+                         f"([a-zA-Z_:][a-zA-Z0-9_:]*), got {namespace!r}")
+    return namespace
 
 
 @dataclass
 class _Family:
     name: str
-    kind: str  # gauge, counter, summary
+    kind: str  # gauge, counter, histogram
     help: str
     # values: an int stays an int (written in decimal), anything else a float
     samples: list[tuple[str, tuple[tuple[str, str], ...], float]] = field(default_factory=list)
@@ -92,14 +139,18 @@ class _Family:
 
 
 class _Families:
-    def __init__(self) -> None:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
         self.by_name: dict[str, _Family] = {}
         self.dead_letter_stores: set[tuple[str, str]] = set()  # (file, queue) counted
+        self.monitors = 0  # Monitor sources collected
 
     def get(self, name: str, kind: str, help_text: str) -> _Family:
-        fam = self.by_name.get(name)
+        """The family ``<namespace>_<name>``, made empty if new."""
+        full = f"{self.namespace}_{name}"
+        fam = self.by_name.get(full)
         if fam is None:
-            fam = self.by_name[name] = _Family(name, kind, help_text)
+            fam = self.by_name[full] = _Family(full, kind, help_text)
         return fam
 
 
@@ -132,8 +183,9 @@ def _breakers(sources: Iterable[Any]) -> tuple[list[Any], list[Any]]:
 def _breaker_families(fams: _Families, breakers: list[Any]) -> None:
     """The breaker families as data, for Collector: the names, help texts and
     values of the C renderer's own table (exposition() uses its text)."""
-    for name, kind, help_text, samples in _resil.breaker_families(breakers, BREAKER_PREFIX):
-        fam = fams.get(name, kind, help_text)
+    prefix = f"{fams.namespace}_{BREAKER_FAMILIES}"
+    for name, kind, help_text, samples in _resil.breaker_families(breakers, prefix):
+        fam = fams.by_name[name] = _Family(name, kind, help_text)
         for endpoint, value in samples:
             fam.add(value, **{BREAKER_LABEL: endpoint})
 
@@ -141,12 +193,12 @@ def _breaker_families(fams: _Families, breakers: list[Any]) -> None:
 def _from_retry_policy(fams: _Families, name: str | None, obj: RetryPolicy) -> None:
     st = obj.stats()
     label = name or st["name"] or "default"
-    fams.get("resil_retries_total", "counter", "Attempts made after a first one.").add(
+    fams.get("retries_total", "counter", "Attempts made after a first one.").add(
         st["retries"], policy=label)
-    fams.get("resil_retry_exhausted_total", "counter",
+    fams.get("retry_exhausted_total", "counter",
              "Calls that failed after retries, deadline or budget ran out.").add(
         st["gave_up"], policy=label)
-    fams.get("resil_retry_rejected_total", "counter",
+    fams.get("retry_rejected_total", "counter",
              "Calls ended by an open breaker between attempts.").add(
         st["rejected"], policy=label)
 
@@ -155,27 +207,27 @@ def _from_timeout_manager(fams: _Families, name: str | None, obj: TimeoutManager
     st = obj.stats()
     manager = name or "default"
     for op, s in sorted(st["per_name"].items()):
-        fams.get("resil_timeouts_total", "counter", "Operations that timed out.").add(
+        fams.get("timeouts_total", "counter", "Operations that timed out.").add(
             s.get("timeouts", 0), manager=manager, operation=op)
-        fams.get("resil_timeout_warnings_total", "counter",
+        fams.get("timeout_warnings_total", "counter",
                  "Operations that passed the warning fraction of their deadline.").add(
             s.get("warnings", 0), manager=manager, operation=op)
-        fams.get("resil_grace_recoveries_total", "counter",
+        fams.get("grace_recoveries_total", "counter",
                  "Operations that finished within their grace extension.").add(
             s.get("grace_recoveries", 0), manager=manager, operation=op)
-    fams.get("resil_timeout_active_operations", "gauge",
+    fams.get("timeout_active_operations", "gauge",
              "Operations running under a deadline.").add(st["active"], manager=manager)
 
 
 def _from_bounded_queue(fams: _Families, name: str | None, obj: BoundedQueue[Any]) -> None:
     st = obj.stats()
     q = name or "default"
-    fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
-    fams.get("resil_queue_oldest_age_seconds", "gauge", "Age of the oldest item.").add(
+    fams.get("queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+    fams.get("queue_oldest_age_seconds", "gauge", "Age of the oldest item.").add(
         st["oldest_age"], queue=q)
-    fams.get("resil_queue_put_total", "counter", "Items put.").add(st["put"], queue=q)
-    fams.get("resil_queue_got_total", "counter", "Items taken.").add(st["got"], queue=q)
-    fams.get("resil_queue_rejected_total", "counter",
+    fams.get("queue_put_total", "counter", "Items put.").add(st["put"], queue=q)
+    fams.get("queue_got_total", "counter", "Items taken.").add(st["got"], queue=q)
+    fams.get("queue_rejected_total", "counter",
              "Puts refused by the reject watermark.").add(st["rejected"], queue=q)
 
 
@@ -183,20 +235,20 @@ def _from_partitioned_queue(fams: _Families, name: str | None,
                             obj: PartitionedQueue[Any, Any]) -> None:
     st = obj.stats()
     q = name or "default"
-    fams.get("resil_queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
-    fams.get("resil_queue_partitions", "gauge", "Keys with queued items.").add(
+    fams.get("queue_depth", "gauge", "Items in the queue.").add(st["depth"], queue=q)
+    fams.get("queue_partitions", "gauge", "Keys with queued items.").add(
         st["keys"], queue=q)
 
 
 def _from_emitter(fams: _Families, name: str | None, obj: EventEmitter) -> None:
     st = obj.stats()
     e = name or "default"
-    fams.get("resil_emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
+    fams.get("emitter_queue_depth", "gauge", "Events waiting to be sent.").add(
         st["depth"], emitter=e)
     for key, text in (("emitted", "Events delivered to the sink."),
                       ("failures", "Events whose sink call failed."),
                       ("dropped", "Events dropped (overflow, or failed without a DLQ).")):
-        fams.get(f"resil_emitter_{key}_total", "counter", text).add(st[key], emitter=e)
+        fams.get(f"emitter_{key}_total", "counter", text).add(st[key], emitter=e)
 
 
 def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
@@ -209,18 +261,18 @@ def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
                       ("storms", "Events refused by storm detection."),
                       ("duplicates", "Publishes answered by an idempotency key."),
                       ("dead_lettered", "Deliveries sent to the dead-letter queue.")):
-        fams.get(f"resil_bus_{key}_total", "counter", text).add(st[key], bus=bus)
+        fams.get(f"bus_{key}_total", "counter", text).add(st[key], bus=bus)
     for event_type, info in obj.topology().items():
-        fams.get("resil_bus_events_total", "counter", "Events published per type.").add(
+        fams.get("bus_events_total", "counter", "Events published per type.").add(
             info["published"], bus=bus, event_type=event_type)
-        fams.get("resil_bus_subscribers", "gauge", "Handlers subscribed per type.").add(
+        fams.get("bus_subscribers", "gauge", "Handlers subscribed per type.").add(
             len(info["subscribers"]), bus=bus, event_type=event_type)
     for event_type, state in st["circuits"].items():
-        fams.get("resil_bus_circuit_open", "gauge",
+        fams.get("bus_circuit_open", "gauge",
                  "1 while publishing the type is refused.").add(
             1 if state == "FORCED_OPEN" else 0, bus=bus, event_type=event_type)
     disabled = sum(1 for h in st["handlers"].values() if h["disabled"])
-    fams.get("resil_bus_disabled_handlers", "gauge", "Handlers disabled by failures.").add(
+    fams.get("bus_disabled_handlers", "gauge", "Handlers disabled by failures.").add(
         disabled, bus=bus)
 
 
@@ -238,33 +290,33 @@ def _from_dead_letter_queue(fams: _Families, name: str | None, obj: DeadLetterQu
         if shared in fams.dead_letter_stores:
             size = 0
         fams.dead_letter_stores.add(shared)
-    fams.get("resil_dead_letters", "gauge", "Entries in the dead-letter queue.").add_up(
+    fams.get("dead_letters", "gauge", "Entries in the dead-letter queue.").add_up(
         size, queue=q)
     for key, text in (("added", "Entries added."),
                       ("evicted", "Entries evicted at maxsize."),
                       ("expired", "Entries dropped after their ttl."),
                       ("reprocessed", "Entries reprocessed successfully.")):
-        fams.get(f"resil_dead_letters_{key}_total", "counter", text).add_up(st[key], queue=q)
+        fams.get(f"dead_letters_{key}_total", "counter", text).add_up(st[key], queue=q)
 
 
 def _from_supervisor(fams: _Families, name: str | None, obj: Supervisor) -> None:
     st = obj.stats()
     extra = {"supervisor": name} if name else {}
-    fams.get("resil_tasks_created_total", "counter", "Background tasks started.").add(
+    fams.get("tasks_created_total", "counter", "Background tasks started.").add(
         st["created"], **extra)
-    fams.get("resil_tasks_active", "gauge", "Background tasks running.").add(
+    fams.get("tasks_active", "gauge", "Background tasks running.").add(
         st["active"], **extra)
 
 
 # record_event kind -> (family, help, the label naming the event's component)
 _EVENT_FAMILIES = {
-    "circuit_breaker_trip": ("resil_circuit_breaker_trips_total", "Circuit breaker trips.",
-                             BREAKER_LABEL),
-    "timeout": ("resil_timeout_failures_total", "Operations that timed out.", "component"),
-    "retry": ("resil_retry_attempts_total", "Retry attempts.", "component"),
-    "dead_letter": ("resil_dead_letter_messages_total", "Messages sent to a dead-letter queue.",
-                    "component"),
-    "grace_recovery": ("resil_grace_period_recoveries_total", "Grace-period recoveries.",
+    "circuit_breaker_trip": ("circuit_breaker_trips_total", "Circuit breaker trips.",
+                             "component"),
+    "timeout": ("timeout_failures_total", "Operations that timed out.", "component"),
+    "retry": ("retry_attempts_total", "Retry attempts.", "component"),
+    "dead_letter": ("dead_letter_messages_total", "Messages sent to a dead-letter queue.",
+                    "topic"),
+    "grace_recovery": ("grace_period_recoveries_total", "Grace-period recoveries.",
                        "component"),
 }
 
@@ -272,30 +324,40 @@ _EVENT_FAMILIES = {
 def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
     extra = {"monitor": name} if name else {}
     data = monitor._export()
-    duration = fams.get("resil_request_duration_seconds", "summary",
-                        "Operation durations (quantiles over the monitor's retention).")
-    requests = fams.get("resil_requests_total", "counter", "Operations recorded.")
-    errors = fams.get("resil_errors_total", "counter", "Failed operations by error type.")
-    for comp, info in sorted(data["components"].items()):
-        for q, ms in sorted(info["quantiles"].items()):
-            duration.add(ms / 1000.0, **extra, component=comp, quantile=repr(q))
-        duration.add(info["sum_ms"] / 1000.0, "_sum", **extra, component=comp)
-        duration.add(info["count"], "_count", **extra, component=comp)
-        for (operation, ok), (count, _) in sorted(info["by_operation"].items()):
-            requests.add(count, **extra, component=comp, operation=operation,
-                         status="success" if ok else "error")
+    fams.monitors += 1
+    duration = fams.get("request_duration_seconds", "histogram",
+                        "Operation durations in seconds since the monitor started.")
+    requests = fams.get("requests_total", "counter", "Operations recorded.")
+    errors = fams.get("errors_total", "counter", "Failed operations by error type.")
+    for comp, info in data["components"].items():
+        for (operation, ok), entry in sorted(info["by_operation"].items()):
+            labels = {**extra, "component": comp, "operation": operation,
+                      "status": "success" if ok else "error"}
+            sum_ms, *buckets = entry
+            count = 0
+            for le, n in zip(_LE, buckets):
+                count += n  # cumulative: durations <= le
+                duration.add(count, "_bucket", **labels, le=le)
+            duration.add(sum_ms / 1000.0, "_sum", **labels)
+            duration.add(count, "_count", **labels)
+            requests.add(count, **labels)
         for error_type, count in sorted(info["errors_by_type"].items()):
             errors.add(count, **extra, component=comp, error_type=error_type)
+    event_fams = {kind: (fams.get(fam_name, "counter", text), label)
+                  for kind, (fam_name, text, label) in _EVENT_FAMILIES.items()}
     for (kind, comp), count in sorted(data["events"].items()):
-        if kind in _EVENT_FAMILIES:
-            fam_name, text, label = _EVENT_FAMILIES[kind]
-            fams.get(fam_name, "counter", text).add(count, **extra, **{label: comp})
+        if kind in event_fams:
+            fam, label = event_fams[kind]
+            fam.add(count, **extra, **{label: comp})
         else:
-            fams.get("resil_events_total", "counter", "Other resilience events.").add(
+            fams.get("events_total", "counter", "Other resilience events.").add(
                 count, **extra, component=comp, kind=kind)
-    fams.get("resil_system_health_status", "gauge",
+    fams.get("system_health_status", "gauge",
              "System health (0=healthy 1=degraded 2=critical).").add(_HEALTH[data["health"]],
                                                                        **extra)
+    connections = fams.get("active_connections", "gauge", "Connections a service has open.")
+    for service, n in sorted(data["connections"].items()):
+        connections.add(n, **extra, service=service)
 
 
 # What each kind of source contributes; breakers and groups are gathered apart
@@ -323,10 +385,11 @@ def _collect(fams: _Families, name: str | None, obj: Any) -> None:
     raise TypeError(f"resil.prometheus cannot export {type(obj).__name__} objects")
 
 
-def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[Any], _Families]:
+def _gather(sources: tuple[Any, ...], namespace: str,
+            breakers_in_python: bool) -> tuple[list[Any], _Families]:
     global _source_errors
     breakers, others = _breakers(sources)
-    fams = _Families()
+    fams = _Families(namespace)
     if breakers_in_python:
         _breaker_families(fams, breakers)
     for name, obj in others:
@@ -338,7 +401,11 @@ def _gather(sources: tuple[Any, ...], breakers_in_python: bool) -> tuple[list[An
             with _errors_lock:
                 _source_errors += 1
             _log.exception("collecting metrics from %r failed; it is left out", obj)
-    fams.get("resil_exposition_errors_total", "counter",
+    if fams.monitors:
+        # The process's, not a monitor's: one sample however many monitors.
+        fams.get("memory_usage_bytes", "gauge",
+                 "Resident memory of this process in bytes.").add(resident_bytes())
+    fams.get("exposition_errors_total", "counter",
              "Sources whose collection raised and were left out.").add(_source_errors)
     return breakers, fams
 
@@ -376,16 +443,20 @@ def _render(fam: _Family, out: list[str]) -> None:
             out.append(f"{fam.name}{suffix} {_number(value)}\n")
 
 
-def exposition(*sources: Any) -> str:
-    """The Prometheus text format for ``sources`` (see the module docstring).
-    TypeError for an object resil cannot export; ValueError when two sources
-    would give one family the same labels. A source whose collection raises
-    anything else is logged, left out and counted in
-    ``resil_exposition_errors_total``."""
-    breakers, fams = _gather(sources, breakers_in_python=False)
+def exposition(*sources: Any, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The Prometheus text format for ``sources`` (see the module docstring),
+    every family named ``<namespace>_...``; ``namespace="resil"`` is a str
+    that is a Prometheus metric name (``[a-zA-Z_:][a-zA-Z0-9_:]*``), else
+    TypeError or ValueError. TypeError for an object resil cannot export;
+    ValueError when two sources would give one family the same labels. A
+    source whose collection raises anything else is logged, left out and
+    counted in ``<namespace>_exposition_errors_total``."""
+    ns = _namespace(namespace)
+    breakers, fams = _gather(sources, ns, breakers_in_python=False)
     out: list[str] = []
     if breakers:
-        out.append(_resil.breaker_exposition(breakers, BREAKER_PREFIX, BREAKER_LABEL))
+        out.append(_resil.breaker_exposition(breakers, f"{ns}_{BREAKER_FAMILIES}",
+                                             BREAKER_LABEL))
     for fam in fams.by_name.values():
         _render(fam, out)
     return "".join(out)
@@ -394,11 +465,14 @@ def exposition(*sources: Any) -> str:
 # ---- prometheus_client bridge ----------------------------------------------------------
 class Collector:
     """A ``prometheus_client`` collector for ``sources``:
-    ``prometheus_client.REGISTRY.register(resil.prometheus.Collector(breaker, queue))``.
+    ``prometheus_client.REGISTRY.register(resil.prometheus.Collector(breaker, queue))``,
+    with the families and samples of ``exposition(*sources,
+    namespace=namespace)`` (``namespace="resil"``, checked as there).
     Needs the optional ``prometheus_client`` package (``pip install
     resil[prometheus]``) only when a registry calls ``collect``."""
 
-    def __init__(self, *sources: Any) -> None:
+    def __init__(self, *sources: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._namespace = _namespace(namespace)
         _breakers(sources)  # fails now, not at the first scrape, on bad sources
         for source in sources:
             _, obj = _split(source)
@@ -410,25 +484,21 @@ class Collector:
         from prometheus_client.core import (
             CounterMetricFamily,
             GaugeMetricFamily,
-            SummaryMetricFamily,
+            HistogramMetricFamily,
         )
         from prometheus_client.metrics_core import Metric
 
-        _, fams = _gather(self._sources, breakers_in_python=True)
+        _, fams = _gather(self._sources, self._namespace, breakers_in_python=True)
         for fam in fams.by_name.values():
             metric: Metric
             if fam.kind == "counter":
                 metric = CounterMetricFamily(fam.name.removesuffix("_total"), fam.help)
-                for suffix, labels, value in fam.samples:
-                    metric.add_sample(fam.name + suffix, dict(labels), value)
-            elif fam.kind == "summary":
-                metric = SummaryMetricFamily(fam.name, fam.help)
-                for suffix, labels, value in fam.samples:
-                    metric.add_sample(fam.name + suffix, dict(labels), value)
+            elif fam.kind == "histogram":
+                metric = HistogramMetricFamily(fam.name, fam.help)
             else:
                 metric = GaugeMetricFamily(fam.name, fam.help)
-                for suffix, labels, value in fam.samples:
-                    metric.add_sample(fam.name + suffix, dict(labels), value)
+            for suffix, labels, value in fam.samples:
+                metric.add_sample(fam.name + suffix, dict(labels), value)
             yield metric
 
     def describe(self) -> list[Any]:
@@ -468,13 +538,17 @@ class MetricsServer:
         self.shutdown()
 
 
-def serve(port: int, host: str = "127.0.0.1", sources: Iterable[Any] = ()) -> MetricsServer:
-    """Serves ``exposition(*sources)`` at ``http://host:port/metrics`` from a
-    daemon thread (port 0 picks a free port: see ``server.port``). A list
-    is read again at each scrape, so sources appended later are served too.
-    Other paths answer 404; a failing exposition answers 500 and is logged."""
+def serve(port: int, host: str = "127.0.0.1", sources: Iterable[Any] = (), *,
+          namespace: str = DEFAULT_NAMESPACE) -> MetricsServer:
+    """Serves ``exposition(*sources, namespace=namespace)`` at
+    ``http://host:port/metrics`` from a daemon thread (port 0 picks a free
+    port: see ``server.port``; ``namespace="resil"`` is checked now, as
+    exposition checks it). A list is read again at each scrape, so sources
+    appended later are served too. Other paths answer 404; a failing
+    exposition answers 500 and is logged."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
+    ns = _namespace(namespace)
     chosen = sources if isinstance(sources, list) else tuple(sources)
     Collector(*chosen)  # validates the sources given so far
 
@@ -484,7 +558,7 @@ def serve(port: int, host: str = "127.0.0.1", sources: Iterable[Any] = ()) -> Me
                 self.send_error(404, "only /metrics is served here")
                 return
             try:
-                body = exposition(*chosen).encode()
+                body = exposition(*chosen, namespace=ns).encode()
             except Exception:
                 _log.exception("exposition failed")
                 self.send_error(500, "exposition failed; see the resil.prometheus log")

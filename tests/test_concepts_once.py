@@ -296,9 +296,11 @@ def test_one_number_format_in_every_family() -> None:
     # floats as their repr, integral ones included; ints in decimal
     assert s['resil_circuit_breaker_success_ratio{endpoint="db"}'] == "1.0"
     assert s['resil_circuit_breaker_latency_ms{endpoint="db"}'] == "2.0"
-    assert s['resil_request_duration_seconds_sum{component="db"}'] == "1.0"
+    db = 'component="db",operation="query",status="success"'
+    assert s['resil_request_duration_seconds_sum{' + db + '}'] == "1.0"
+    assert s['resil_request_duration_seconds_bucket{' + db + ',le="1.0"}'] == "1"
     assert s['resil_circuit_breaker_state{endpoint="db"}'] == "0"
-    assert s['resil_request_duration_seconds_count{component="db"}'] == "1"
+    assert s['resil_request_duration_seconds_count{' + db + '}'] == "1"
     assert s['resil_requests_total{component="db",operation="query",status="success"}'] == "1"
     assert s["resil_system_health_status"] == "0"
 
@@ -315,8 +317,9 @@ def test_an_overflowing_latency_mean_is_plus_inf() -> None:
     assert dict(_resil.breaker_families([b])[2][3]) == {"huge": math.inf}
 
 
-def test_a_breaker_is_endpoint_in_every_family() -> None:
+def test_a_breaker_is_endpoint_in_every_breaker_family() -> None:
     import resil.prometheus as rp
+    from prometheus_client import CollectorRegistry, generate_latest
 
     clock = resil.VirtualClock()
     m = resil.Monitor(clock=clock)
@@ -324,12 +327,21 @@ def test_a_breaker_is_endpoint_in_every_family() -> None:
     m.watch(b)
     b.record_failure()  # a trip, recorded by the monitor
     m.record("payments", "charge", 1.0, False)
-    text = rp.exposition(b, m)
-    s = _samples(text)
-    assert s['resil_circuit_breaker_trips_total{endpoint="payments"}'] == "1"
-    breaker_lines = [k for k in s if k.startswith("resil_circuit_breaker")]
-    assert len(breaker_lines) == 7
-    assert all(k.split("{", 1)[1].startswith('endpoint="payments"}') for k in breaker_lines)
+    registry = CollectorRegistry()
+    registry.register(rp.Collector(b, m))
+    breaker_families = {f[0] for f in _resil.breaker_families([b])}
+    assert len(breaker_families) == 6
+    # the C renderer (exposition) and the Python one (Collector) alike
+    for text in (rp.exposition(b, m), generate_latest(registry).decode()):
+        s = _samples(text)
+        lines = [k for k in s if k.split("{", 1)[0] in breaker_families]
+        assert len(lines) == 6
+        assert all(k.split("{", 1)[1] == 'endpoint="payments"}' for k in lines)
+        # the monitor's trips are counted per component, as its other
+        # families are: the watched breaker's name is the component
+        trips = [k for k in s if k.startswith("resil_circuit_breaker_trips_total")]
+        assert trips == ['resil_circuit_breaker_trips_total{component="payments"}']
+        assert float(s[trips[0]]) == 1
 
 
 # ---- Deduplicator values: the TTL map of idempotent and the bus -----------------------

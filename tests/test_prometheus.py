@@ -110,7 +110,7 @@ def test_exposition_parses_and_round_trips_every_family_and_label() -> None:
         "resil_bus_published": "counter",
         "resil_dead_letters": "gauge",
         "resil_tasks_active": "gauge",
-        "resil_request_duration_seconds": "summary",
+        "resil_request_duration_seconds": "histogram",
         "resil_requests": "counter",
         "resil_errors": "counter",
         "resil_circuit_breaker_trips": "counter",
@@ -132,11 +132,16 @@ def test_exposition_parses_and_round_trips_every_family_and_label() -> None:
     assert got[("resil_requests_total", (("component", "kafka"), ("operation", "publish"),
                                          ("status", "error")))] == 1
     assert got[("resil_errors_total", (("component", "kafka"), ("error_type", "KafkaError")))] == 1
-    assert got[("resil_request_duration_seconds_count", (("component", "kafka"),))] == 2
-    assert got[("resil_request_duration_seconds_sum", (("component", "kafka"),))] == 0.2
-    p99 = got[("resil_request_duration_seconds", (("component", "kafka"), ("quantile", "0.99")))]
-    assert abs(p99 - 0.120) <= 0.0012
-    assert got[("resil_circuit_breaker_trips_total", (("endpoint", "kafka"),))] == 1
+    ok = (("component", "kafka"), ("operation", "publish"), ("status", "success"))
+    bad = (("component", "kafka"), ("operation", "publish"), ("status", "error"))
+    assert got[("resil_request_duration_seconds_count", ok)] == 1
+    assert got[("resil_request_duration_seconds_sum", ok)] == 0.12
+    assert got[("resil_request_duration_seconds_count", bad)] == 1
+    assert got[("resil_request_duration_seconds_sum", bad)] == 0.08
+    assert got[("resil_request_duration_seconds_bucket", (ok[0], ("le", "0.1"), *ok[1:]))] == 0
+    assert got[("resil_request_duration_seconds_bucket", (ok[0], ("le", "0.25"), *ok[1:]))] == 1
+    assert got[("resil_request_duration_seconds_bucket", (bad[0], ("le", "0.1"), *bad[1:]))] == 1
+    assert got[("resil_circuit_breaker_trips_total", (("component", "kafka"),))] == 1
     assert got[("resil_events_total", (("component", "kafka"), ("kind", "custom")))] == 1
     assert got[("resil_system_health_status", ())] == 2  # 50 % errors: critical
     # every breaker value equals its stats()
