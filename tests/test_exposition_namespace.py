@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import sys
 import threading
 import urllib.request
 from typing import Any
@@ -18,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resil import BoundedQueue, CircuitBreaker, Monitor, VirtualClock, prometheus
 from resil.observe.memory import resident_bytes
-
-Key = tuple[str, tuple[tuple[str, str], ...]]
+from test_prometheus import samples
+from tests_support import run_threads
 
 # The families a dashboard built on the "omninode" names reads: family ->
 # (type, label names of its samples; a histogram's buckets add "le").
@@ -35,16 +34,6 @@ SEED_FAMILIES = {
     "omninode_active_connections": ("gauge", {"service"}),
     "omninode_memory_usage_bytes": ("gauge", set()),
 }
-
-
-def samples(text: str) -> dict[Key, float]:
-    out: dict[Key, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            assert key not in out, key
-            out[key] = s.value
-    return out
 
 
 def busy_monitor(clock: VirtualClock) -> Monitor:
@@ -269,11 +258,15 @@ def test_active_connections_sum_in_the_dashboard_and_one_sample_per_service() ->
     got = samples(prometheus.exposition(m))
     assert got[("resil_active_connections", (("service", "postgres"),))] == 2
     assert got[("resil_active_connections", (("service", "kafka"),))] == 0
+    odd = 'a "quoted"\\back\nslash \udc80'  # escaped, a lone surrogate included
+    m.set_active_connections(odd, 4)
+    assert samples(prometheus.exposition(m))[
+        ("resil_active_connections", (("service", odd.replace("\udc80", "\\udc80")),))] == 4
     big = 2**63 - 1
     m.set_active_connections("huge", big)
     text = prometheus.exposition(m)
     assert f'resil_active_connections{{service="huge"}} {big}\n' in text
-    assert m.dashboard()["system_health"]["active_connections"] == big + 2
+    assert m.dashboard()["system_health"]["active_connections"] == big + 6
 
 
 @pytest.mark.parametrize("service, n, error, match", [
@@ -298,14 +291,8 @@ def test_set_active_connections_checks_its_arguments(service: Any, n: Any, error
 
 def test_set_active_connections_from_many_threads() -> None:
     m = Monitor(clock=VirtualClock(100.0))
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
     errors: list[BaseException] = []
     stop = threading.Event()
-
-    def setter(i: int) -> None:
-        for n in range(300):
-            m.set_active_connections(f"svc{i}", n)
 
     def scraper() -> None:
         try:
@@ -314,18 +301,17 @@ def test_set_active_connections_from_many_threads() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
+    def setter(i: int) -> None:
+        for n in range(300):
+            m.set_active_connections(f"svc{i}", n)
+
+    scrape = threading.Thread(target=scraper)
+    scrape.start()
     try:
-        scrape = threading.Thread(target=scraper)
-        scrape.start()
-        threads = [threading.Thread(target=setter, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(setter, 6)
+    finally:
         stop.set()
         scrape.join()
-    finally:
-        sys.setswitchinterval(old)
     assert not errors
     assert m.dashboard()["system_health"]["active_connections"] == 6 * 299
     got = samples(prometheus.exposition(m))
