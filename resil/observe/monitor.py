@@ -119,8 +119,9 @@ class Monitor:
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, then
       +Inf), which ``resil.prometheus`` exposes as a histogram.
 
-    Memory: one histogram window per component, about ``slots`` x 19 KB, and
-    a counter window (under 1 KB) per component and per event kind.
+    Memory: one histogram window per component, about ``slots`` x 19 KB, a
+    counter window (under 1 KB) per component and per event kind, and 17
+    numbers per (component, operation, success) pair.
     Thread-safe. ``clock`` times the window (a VirtualClock in tests).
     """
 
