@@ -103,10 +103,12 @@ def _namespace(namespace: Any) -> str:
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str, a Prometheus metric name "
                         f"([a-zA-Z_:][a-zA-Z0-9_:]*), not {type(namespace).__name__}")
-    if not _METRIC_NAME.fullmatch(namespace):
+    # The plain str of a subclass's value: what is checked is what is written.
+    name = str.__str__(namespace)
+    if not _METRIC_NAME.fullmatch(name):
         raise ValueError(f"namespace must be a Prometheus metric name "
-                         f"([a-zA-Z_:][a-zA-Z0-9_:]*), got {namespace!r}")
-    return namespace
+                         f"([a-zA-Z_:][a-zA-Z0-9_:]*), got {name!r}")
+    return name
 
 
 @dataclass

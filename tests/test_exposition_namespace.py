@@ -130,6 +130,22 @@ def test_a_namespace_that_is_not_a_metric_name_is_refused(bad: str) -> None:
             call()
 
 
+def test_a_str_subclass_namespace_is_written_as_its_value() -> None:
+    class Sly(str):
+        def __str__(self) -> str:
+            return "bad name{"
+
+        def __format__(self, spec: str) -> str:
+            return "bad name{"
+
+    text = prometheus.exposition(Monitor(), CircuitBreaker("db"), namespace=Sly("omninode"))
+    names = [f.name for f in text_string_to_metric_families(text)]
+    assert names and all(n.startswith("omninode_") for n in names)
+    registry = CollectorRegistry()
+    registry.register(prometheus.Collector(Monitor(), namespace=Sly("omninode")))
+    assert "bad name" not in generate_latest(registry).decode()
+
+
 # ---- the request-duration histogram --------------------------------------------------------
 DURATIONS_MS = [0.0, 0.5, 1.0, 1.0000001, 2.5, 7.0, 100.0, 100.5, 4999.9, 5000.0, 59999.0,
                 60000.0, 60000.1, 1e9, 1e12]
