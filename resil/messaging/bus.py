@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import time
+import types
+import typing
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -135,15 +137,20 @@ def _handler_name(handler: Callable[..., Any]) -> str:
 
 
 class _Subscription:
-    __slots__ = ("handler", "name", "required", "versions", "is_async", "delivered",
-                 "failures", "consecutive", "disabled", "violations", "skipped")
+    __slots__ = ("handler", "name", "required", "types", "versions", "pattern", "order",
+                 "is_async", "delivered", "failures", "consecutive", "disabled", "violations",
+                 "skipped")
 
     def __init__(self, handler: Callable[[Event], Any], name: str, required: tuple[str, ...],
-                 versions: frozenset[str]) -> None:
+                 types: tuple[tuple[str, tuple[type, ...]], ...], versions: frozenset[str],
+                 pattern: str | None, order: int) -> None:
         self.handler = handler
         self.name = name
         self.required = required
+        self.types = types  # (field, accepted types) for a typed contract
         self.versions = versions
+        self.pattern = pattern  # the wildcard pattern subscribed to, or None
+        self.order = order  # when it subscribed, among every subscription of the bus
         self.is_async = inspect.iscoroutinefunction(handler)
         self.delivered = 0
         self.failures = 0
@@ -160,6 +167,15 @@ class _Subscription:
         missing = [f for f in self.required if f not in payload]
         if missing:
             return f"missing required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        for field, accepted in self.types:
+            value = payload[field]
+            try:
+                ok = isinstance(value, accepted)
+            except Exception as exc:  # an __instancecheck__ that raises
+                return f"field {field!r} could not be checked: {exc!r}"
+            if not ok:
+                return (f"field {field!r} is {type(value).__name__}, expected "
+                        f"{' or '.join(t.__name__ for t in accepted)}")
         return None
 
 
@@ -167,11 +183,14 @@ class _Topic:
     """What the bus keeps for an event type it currently tracks. Published
     counts and publisher names live in the bus (they outlive the topic)."""
 
-    __slots__ = ("name", "subs", "rate", "breaker", "clock")
+    __slots__ = ("name", "subs", "receivers", "rate", "breaker", "clock")
 
     def __init__(self, name: str, rate: RateCounter, clock: Any) -> None:
         self.name = name
-        self.subs: list[_Subscription] = []
+        self.subs: list[_Subscription] = []  # subscribed to this exact type
+        # Who gets its events: subs and the wildcard subscriptions matching
+        # it, each handler once, in subscription order (set by the bus).
+        self.receivers: list[_Subscription] = []
         self.rate = rate
         self.clock = clock  # the bus's: its breaker reads it
         self.breaker: CircuitBreaker | None = None  # made when first needed
@@ -197,6 +216,61 @@ _MAX_STORM_THRESHOLD = 1 << 24  # RateCounter's largest threshold
 _FORGET_PER_PUBLISH = 8  # idle event types forgotten per publish, at most
 
 
+def _parse_type(event_type: Any) -> str | None:
+    """Checks a subscribed event type; returns the prefix a wildcard pattern
+    matches (``""`` for ``"*"``, ``"graph."`` for ``"graph.*"``) or None for
+    an exact type."""
+    text = _check.text(event_type, "event_type")
+    if "*" not in text:
+        return None
+    if text == "*" or (text.endswith(".*") and "*" not in text[:-1]):
+        return text[:-1]
+    raise ValueError(f"event_type {event_type!r} is not a valid pattern: only a whole last "
+                     f"segment may be '*' (\"graph.*\", or \"*\" for every type)")
+
+
+def _is_union(hint: Any) -> bool:
+    origin: Any = typing.get_origin(hint)
+    return origin is typing.Union or origin is types.UnionType
+
+
+def _contract(required: Any) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[type, ...]], ...]]:
+    """The field names and (field, types) pairs of a ``required`` argument."""
+    if isinstance(required, Mapping):
+        names: list[str] = []
+        typed: list[tuple[str, tuple[type, ...]]] = []
+        for field, accepted in required.items():
+            _check.text(field, "each required field")
+            kinds = accepted if isinstance(accepted, tuple) else (accepted,)
+            # int | str and Optional[int] stand for (int, str) and (int, NoneType)
+            kinds = tuple(t for k in kinds
+                          for t in (typing.get_args(k) if _is_union(k) else (k,)))
+            # A generic alias (list[int]) passes for a type on Python 3.10
+            # but isinstance refuses it.
+            if not kinds or not all(isinstance(k, type) and not isinstance(k, types.GenericAlias)
+                                    for k in kinds):
+                raise TypeError(f"required[{field!r}] must be a type, a union of types or a "
+                                f"non-empty tuple of types, not {accepted!r}")
+            names.append(field)
+            typed.append((field, kinds))
+        return tuple(names), tuple(typed)
+    req = _strings(required, "required", "field names (or a mapping of field name to type)")
+    for field in req:
+        _check.text(field, "each required field")
+    return req, ()
+
+
+def _same_handler(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Whether two subscriptions hold one handler (equal bound methods are);
+    an ``__eq__`` that raises or answers no bool says they differ."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
 class EventBus:
     """Publishes events to subscribed handlers, in order, with protection.
 
@@ -205,10 +279,15 @@ class EventBus:
     clock=None)``.
 
     - ``subscribe(event_type, handler, required=(), versions=("1.0", "1.1"),
-      *, name=None)``: ``handler(event)`` may be sync or async. An event
-      whose payload lacks a ``required`` field, or whose schema version is
-      not in ``versions``, is not delivered to that handler: it is logged as
-      a contract violation, counted, and sent to ``dlq``.
+      *, name=None)``: ``handler(event)`` may be sync or async.
+      ``event_type`` may be a pattern whose last segment is ``*``
+      (``"graph.*"``: every type under ``graph.``; ``"*"``: every type); a
+      handler gets each event once, however many of its subscriptions
+      match. ``required`` is a tuple of field names or a mapping of field
+      name to type(s). An event whose payload lacks a ``required`` field,
+      has one of another type, or whose schema version is not in
+      ``versions``, is not delivered to that handler: it is logged as a
+      contract violation, counted, and sent to ``dlq``.
     - ``await publish(event_type, payload, correlation_id=None,
       schema_version="1.0", idempotency_key=None, *, publisher=None) ->
       Event``: numbers the event (gapless, from 1; with ``store``, the
@@ -238,7 +317,17 @@ class EventBus:
       :class:`CircuitBreaker` named ``"bus:<type>"``) is forced open and
       publishing that type raises :class:`CircuitOpenError` (its message
       names the disabled handlers and ``reset_handler``; ``event_type`` and
-      ``disabled`` hold them) until ``reset_handler``.
+      ``disabled`` hold them) until ``reset_handler``. Only the type's own
+      subscriptions count toward that half: a wildcard handler failing
+      ``handler_failure_limit`` times in a row (over any of the types it
+      receives) is disabled for all of them until
+      ``reset_handler(pattern)``, its deliveries dead-lettered as
+      :class:`HandlerDisabled`, but it opens no circuit - it is one
+      observer of many types, and its failure should not refuse the
+      publishers of every type it matches.
+    - ``configure(storm_threshold=None, storm_window=None)`` changes the
+      storm settings from the next publish on (see :meth:`configure` for
+      the events already counted).
     - ``await replay(from_seq=None, since=None, event_type=None, *,
       to_seq=None) -> int`` delivers stored events again, in sequence order,
       bounds inclusive, without renumbering, storing, storm or idempotency
@@ -304,6 +393,9 @@ class EventBus:
         # candidates to forget.
         self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._published: dict[str, int] = {}  # every type ever published -> events
+        # Wildcard subscriptions: pattern ("graph.*", "*") -> its subscriptions.
+        self._patterns: dict[str, list[_Subscription]] = {}
+        self._order = itertools.count()  # subscription order across types and patterns
         self._publishers: dict[str, set[str]] = {}  # types with named publishers
         self._busy = False
         self._holder: asyncio.Task[Any] | None = None  # the task holding the turn
@@ -320,10 +412,41 @@ class EventBus:
     def _topic(self, event_type: str) -> _Topic:
         topic = self._topics.get(event_type)
         if topic is None:
-            rate = RateCounter(self._storm_threshold, self._storm_window, clock=self._clock)
+            # The counter's own limit is the largest: publish compares the
+            # count with the bus's threshold, which configure() may change.
+            rate = RateCounter(_MAX_STORM_THRESHOLD, self._storm_window, clock=self._clock)
             topic = self._topics[event_type] = _Topic(event_type, rate, self._clock)
+            topic.receivers = self._receivers(event_type, topic.subs)
             self._idle[event_type] = None
         return topic
+
+    def _receivers(self, event_type: str, subs: list[_Subscription],
+                   patterns: dict[str, list[_Subscription]] | None = None
+                   ) -> list[_Subscription]:
+        """Who gets ``event_type``'s events: its own subscriptions and the
+        matching wildcard ones (of ``patterns``, by default the bus's), a
+        handler once (by its most specific subscription: the exact type,
+        else the longest pattern), in the order they subscribed."""
+        if patterns is None:
+            patterns = self._patterns
+        if not patterns:
+            return list(subs)
+        chosen = list(subs)
+        for pattern in sorted(patterns, key=len, reverse=True):
+            prefix = pattern[:-1]
+            if len(event_type) > len(prefix) and event_type.startswith(prefix):
+                for sub in patterns[pattern]:
+                    if not any(_same_handler(other.handler, sub.handler) for other in chosen):
+                        chosen.append(sub)
+        chosen.sort(key=lambda sub: sub.order)
+        return chosen
+
+    def _rematch(self, prefix: str) -> None:
+        """Recomputes the receivers of every tracked type a pattern with
+        this prefix matches."""
+        for name, topic in self._topics.items():
+            if len(name) > len(prefix) and name.startswith(prefix):
+                topic.receivers = self._receivers(name, topic.subs)
 
     def _forget_idle(self) -> None:
         """Forgets a few types that have no subscriber, no circuit and no
@@ -343,29 +466,49 @@ class EventBus:
             del idle[name]  # forgotten, or kept for its subscribers or circuit
 
     def subscribe(self, event_type: str, handler: Callable[[Event], Any], *,
-                  required: Iterable[str] = (), versions: Iterable[str] = ("1.0", "1.1"),
+                  required: Iterable[str] | Mapping[str, Any] = (),
+                  versions: Iterable[str] = ("1.0", "1.1"),
                   name: str | None = None) -> Callable[[Event], Any]:
-        """Adds ``handler`` for ``event_type`` and returns it. ``required``:
-        payload fields the handler needs; ``versions``: schema versions it
-        accepts; ``name``: how logs, dlq sources and topology() call it
-        (default: its qualified name, with ``#2``, ``#3``... when another
-        handler of the type has it). A handler subscribed twice to one type,
-        or a ``name`` already used for the type, raises ValueError."""
-        _check.text(event_type, "event_type")
+        """Adds ``handler`` for ``event_type`` and returns it.
+
+        ``event_type``: a type, or a pattern whose last segment is ``*``:
+        ``"graph.*"`` receives ``graph.edge_added`` and ``graph.node.x``
+        (not ``graph``), ``"*"`` every type; any other ``*`` raises
+        ValueError. A handler subscribed to a type and to a pattern matching
+        it (or to two matching patterns) gets each event once, through its
+        most specific subscription (the type, else the longer pattern),
+        whose contract applies. Handlers of an event run in the order they
+        subscribed.
+
+        ``required``: payload fields the handler needs - a tuple of names,
+        or a mapping of name to a type, a tuple of types or a union
+        (``{"id": int, "score": (int, float)}``, checked with isinstance):
+        a missing field, or a present one of another type, is a contract
+        violation. ``versions``: schema versions it accepts; ``name``: how
+        logs, dlq sources and topology() call it (default: its qualified
+        name, with ``#2``, ``#3``... when another handler of the type or
+        pattern has it). A handler subscribed twice to one type or pattern,
+        or a ``name`` already used there, raises ValueError; a ``required``
+        mapping whose values are not types raises TypeError."""
+        prefix = _parse_type(event_type)
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        req = _strings(required, "required", "field names")
-        for field in req:
-            _check.text(field, "each required field")
+        req, typed = _contract(required)
         vers = frozenset(_strings(versions, "versions", "version strings"))
         if not vers:
             raise ValueError("versions must name at least one schema version")
         for version in vers:
             _check.text(version, "each version")
         label = _handler_name(handler) if name is None else _check.text(name, "name")
-        topic = self._topic(event_type)
-        taken = {sub.name for sub in topic.subs}
-        for sub in topic.subs:
+        if prefix is None:
+            topic: _Topic | None = self._topic(event_type)
+            assert topic is not None
+            subs = topic.subs
+        else:
+            topic = None
+            subs = self._patterns.get(event_type, [])
+        taken = {sub.name for sub in subs}
+        for sub in subs:
             if sub.handler == handler:
                 raise ValueError(f"{label} is already subscribed to {event_type!r}")
         if label in taken:
@@ -376,18 +519,38 @@ class EventBus:
             while f"{base}#{n}" in taken:
                 n += 1
             label = f"{base}#{n}"
-        topic.subs.append(_Subscription(handler, label, req, vers))
-        self._idle.pop(event_type, None)
+        sub = _Subscription(handler, label, req, typed, vers,
+                            None if prefix is None else event_type, next(self._order))
+        if topic is not None:
+            topic.subs.append(sub)
+            topic.receivers = self._receivers(event_type, topic.subs)
+            self._idle.pop(event_type, None)
+        else:
+            assert prefix is not None
+            self._patterns.setdefault(event_type, []).append(sub)
+            self._rematch(prefix)
         return handler
 
     def unsubscribe(self, event_type: str, handler: Callable[[Event], Any]) -> bool:
-        """Removes ``handler`` from ``event_type``; False if it was not there."""
+        """Removes ``handler`` from ``event_type`` (a type or a pattern, as
+        subscribed); False if it was not there."""
+        subs = self._patterns.get(event_type)
+        if subs is not None:
+            for i, sub in enumerate(subs):
+                if sub.handler == handler:
+                    del subs[i]
+                    if not subs:
+                        del self._patterns[event_type]
+                    self._rematch(event_type[:-1])
+                    return True
+            return False
         topic = self._topics.get(event_type)
         if topic is None:
             return False
         for i, sub in enumerate(topic.subs):
             if sub.handler == handler:
                 del topic.subs[i]
+                topic.receivers = self._receivers(event_type, topic.subs)
                 if not topic.forced_open() and self._half_disabled(topic):
                     topic.circuit.force_open()
                     _log.error("bus circuit for %r opened: half of its handlers are disabled",
@@ -400,7 +563,14 @@ class EventBus:
     def reset_handler(self, event_type: str, handler: Callable[[Event], Any] | None = None) -> int:
         """Re-enables ``handler`` (every handler of the type when None) and
         closes the type's circuit unless half or more of its handlers are
-        still disabled. Returns how many handlers were re-enabled."""
+        still disabled. Returns how many handlers were re-enabled. For a
+        pattern (``"graph.*"``) it re-enables that pattern's handlers, for
+        every type they receive; a type's reset leaves the handlers it gets
+        through a pattern alone (KeyError naming the pattern when ``handler``
+        is one of them)."""
+        patterned = self._patterns.get(event_type)
+        if patterned is not None:
+            return self._reset_subs(patterned, event_type, handler)
         topic = self._topics.get(event_type)
         if topic is None:
             if handler is None and event_type in self._published:
@@ -416,17 +586,74 @@ class EventBus:
                 sub.disabled = False
                 sub.consecutive = 0
         if not found:
-            raise KeyError(f"{_handler_name(handler)} is not subscribed to {event_type!r}"
-                           if handler is not None else event_type)
+            assert handler is not None
+            via = [sub.pattern for sub in topic.receivers
+                   if sub.pattern is not None and sub.handler == handler]
+            raise KeyError(f"{_handler_name(handler)} receives {event_type!r} through the "
+                           f"pattern {via[0]!r}: reset_handler({via[0]!r}, handler) re-enables it"
+                           if via else
+                           f"{_handler_name(handler)} is not subscribed to {event_type!r}")
         if topic.forced_open() and not self._half_disabled(topic):
             topic.circuit.reset()
             _log.info("bus circuit for %r closed by reset_handler", event_type)
         return count
 
     @staticmethod
+    def _reset_subs(subs: list[_Subscription], pattern: str,
+                    handler: Callable[[Event], Any] | None) -> int:
+        count = 0
+        found = handler is None
+        for sub in subs:
+            if handler is None or sub.handler == handler:
+                found = True
+                if sub.disabled:
+                    count += 1
+                sub.disabled = False
+                sub.consecutive = 0
+        if not found:
+            assert handler is not None
+            raise KeyError(f"{_handler_name(handler)} is not subscribed to {pattern!r}")
+        return count
+
+    @staticmethod
     def _half_disabled(topic: _Topic) -> bool:
+        # Only the type's own subscriptions count: a wildcard handler is
+        # disabled on its own and never opens the circuit of a type it matches.
         disabled = sum(1 for sub in topic.subs if sub.disabled)
         return disabled > 0 and 2 * disabled >= len(topic.subs)
+
+    # ---- settings -----------------------------------------------------------------
+    def configure(self, *, storm_threshold: int | None = None,
+                  storm_window: float | None = None) -> None:
+        """Changes the storm settings from the next publish on; None leaves
+        one as it is. Both are checked as the constructor checks them
+        (``storm_threshold`` an int in [1, 16777216], ``storm_window``
+        seconds in [1e-9, 9.2e9]) before anything changes: a bad value
+        raises and changes neither.
+
+        The events already in a type's storm window still count. A new
+        threshold applies to them as they are: lowered below their number,
+        the type's next publish is a storm. A new window re-times them: each
+        event that counted under the old window at the call counts in the
+        new one as if published at the call, so a storm under way is never
+        forgotten, and is remembered at most one old window longer than an
+        event published now would be."""
+        threshold = self._storm_threshold if storm_threshold is None else _check.integer(
+            storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
+        window = self._storm_window if storm_window is None else _check.seconds(
+            storm_window, "storm_window", low=1e-9, low_open=False)
+        if window != self._storm_window:
+            # New counters first (allocation may fail): then swapped in at once.
+            fresh: list[tuple[_Topic, RateCounter]] = []
+            for topic in list(self._topics.values()):
+                rate = RateCounter(_MAX_STORM_THRESHOLD, window, clock=self._clock)
+                for _ in range(topic.rate.count()):
+                    rate.hit()
+                fresh.append((topic, rate))
+            for topic, rate in fresh:
+                topic.rate = rate
+        self._storm_threshold = threshold
+        self._storm_window = window
 
     # ---- publishing -------------------------------------------------------------
     async def publish(self, event_type: str, payload: Mapping[str, Any], *,
@@ -472,6 +699,9 @@ class EventBus:
                 self._forget_idle()
             topic = self._topics.get(event_type)
             if topic is None:
+                if "*" in event_type:
+                    raise ValueError(f"event_type {event_type!r}: a published event type cannot "
+                                     f"contain '*' (a wildcard is for subscribe)")
                 topic = self._topic(event_type)
             if topic.forced_open():
                 raise self._circuit_error(topic)
@@ -595,22 +825,22 @@ class EventBus:
         in sequence order. Interrupted, every delivery not made is
         dead-lettered as DeliveryCancelled."""
         try:
-            if topic.subs:
+            if topic.receivers:
                 await self._deliver(topic, event)
             while self._pending:
                 topic, event = self._pending.popleft()
-                if topic.subs:
+                if topic.receivers:
                     await self._deliver(topic, event)
         except _STOP:
             while self._pending:
                 topic, event = self._pending.popleft()
-                for sub in topic.subs[:]:
+                for sub in topic.receivers[:]:
                     self._dead_letter_soon(event, sub, DeliveryCancelled(
                         f"delivery of event {event.seq} interrupted"), 0)
             raise
 
     async def _deliver(self, topic: _Topic, event: Event) -> None:
-        subs = topic.subs[:]
+        subs = topic.receivers[:]
         done = 0  # subs[:done] were delivered, refused or dead-lettered
         calling = False  # subs[done]'s handler has been called and has not returned
         try:
@@ -670,7 +900,7 @@ class EventBus:
             sub.disabled = True
             _log.error("handler %s disabled after %d consecutive failures on %r", sub.name,
                        sub.consecutive, event.event_type)
-            if not topic.forced_open() and self._half_disabled(topic):
+            if sub.pattern is None and not topic.forced_open() and self._half_disabled(topic):
                 topic.circuit.force_open()
                 _log.error("bus circuit for %r opened: %d of %d handlers disabled",
                            event.event_type, sum(1 for s in topic.subs if s.disabled),
@@ -748,6 +978,8 @@ class EventBus:
                                          f"replayed before it", path=store.path,
                                          operation="replay") from exc
                     topic = self._topics.get(event.event_type)
+                    if topic is None and self._patterns:
+                        topic = self._topic(event.event_type)  # a wildcard handler may want it
                     count += 1
                     self._counts["replayed"] += 1
                     if topic is not None:
@@ -760,18 +992,27 @@ class EventBus:
     def topology(self) -> dict[str, dict[str, Any]]:
         """``{event_type: {"publishers", "subscribers", "published",
         "orphaned", "unused"}}`` for every type ever published (forgotten
-        idle types included) and every type the bus tracks now: publishers
-        are the ``publisher`` names given to publish, subscribers the handler
-        names; orphaned = published but nobody subscribed now, unused =
-        subscribed but never published."""
+        idle types included), every type the bus tracks now and every
+        subscribed pattern: publishers are the ``publisher`` names given to
+        publish, subscribers the names of the handlers that get the type's
+        events (through a matching pattern too); orphaned = published but
+        nobody gets it now, unused = subscribed but never published. A
+        pattern's entry (its key ends with ``*``) lists its own handlers,
+        counts the published events of the types it matches and is unused
+        while none was published; it has no publishers and is never
+        orphaned."""
         result: dict[str, dict[str, Any]] = {}
         # Copies first: a metrics thread may read while the loop changes them.
         topics = dict(self._topics)
         published = dict(self._published)
         publishers = dict(self._publishers)
+        patterns = {p: list(subs) for p, subs in list(self._patterns.items())}
         for name in sorted(published.keys() | topics.keys()):
             topic = topics.get(name)
-            subs = list(topic.subs) if topic is not None else []
+            if topic is not None:
+                subs = list(topic.receivers)
+            else:  # forgotten: nothing subscribed to the type itself
+                subs = self._receivers(name, [], patterns)
             count = published.get(name, 0)
             result[name] = {
                 "publishers": sorted(list(publishers.get(name, ()))),
@@ -780,6 +1021,12 @@ class EventBus:
                 "orphaned": count > 0 and not subs,
                 "unused": bool(subs) and count == 0,
             }
+        for pattern in sorted(patterns):
+            prefix = pattern[:-1]
+            count = sum(n for name, n in published.items()
+                        if len(name) > len(prefix) and name.startswith(prefix))
+            result[pattern] = {"publishers": [], "subscribers": [s.name for s in patterns[pattern]],
+                               "published": count, "orphaned": False, "unused": count == 0}
         return result
 
     def stats(self) -> dict[str, Any]:
@@ -789,8 +1036,9 @@ class EventBus:
         (deliveries refused by a disabled handler), storms, dropped,
         duplicates, dead_lettered, dead_letter_failures (dead letters the
         dlq refused), replayed; last_seq;
-        handlers ``{"<type>:<name>": {delivered, failures,
-        consecutive_failures, violations, skipped, disabled}}``; circuits
+        handlers ``{"<type or pattern>:<name>": {delivered, failures,
+        consecutive_failures, violations, skipped, disabled}}`` (a wildcard
+        handler's counts cover every type it received); circuits
         ``{type: state name}`` for the types the bus currently tracks (a
         forgotten type's circuit is CLOSED)."""
         handlers: dict[str, dict[str, Any]] = {}
@@ -799,10 +1047,10 @@ class EventBus:
             breaker = topic.breaker
             circuits[name] = breaker.state.name if breaker is not None else State.CLOSED.name
             for sub in list(topic.subs):
-                handlers[f"{name}:{sub.name}"] = {
-                    "delivered": sub.delivered, "failures": sub.failures,
-                    "consecutive_failures": sub.consecutive, "violations": sub.violations,
-                    "skipped": sub.skipped, "disabled": sub.disabled}
+                handlers[f"{name}:{sub.name}"] = _handler_stats(sub)
+        for pattern, subs in list(self._patterns.items()):
+            for sub in list(subs):
+                handlers[f"{pattern}:{sub.name}"] = _handler_stats(sub)
         counts = dict(self._counts)
         if self._dead_letters is not None:
             counts["dead_lettered"] = self._dead_letters.handed
@@ -829,6 +1077,12 @@ class EventBus:
         types = len(self._published.keys() | self._topics.keys())
         return (f"<EventBus types={types} published={self._counts['published']} "
                 f"last_seq={self._seq}>")
+
+
+def _handler_stats(sub: _Subscription) -> dict[str, Any]:
+    return {"delivered": sub.delivered, "failures": sub.failures,
+            "consecutive_failures": sub.consecutive, "violations": sub.violations,
+            "skipped": sub.skipped, "disabled": sub.disabled}
 
 
 def _next_page(rows: Any) -> list[dict[str, Any]]:
