@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import threading
 from typing import Any, Optional
 
 import pytest
 
 import resil
 from resil import AdaptiveInterval, AdaptiveScheduler, CircuitBreaker, EventBus, TimeScale
+from tests_support import switch_interval
 
 
 # ---- scheduler: a caller's breaker --------------------------------------------------------------
@@ -607,9 +609,6 @@ def test_configure_checks_everything_before_changing_anything() -> None:
 
 
 def test_topology_and_stats_read_from_a_thread_while_patterns_change() -> None:
-    import sys
-    import threading
-
     bus = EventBus(storm_threshold=1 << 20)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -632,15 +631,13 @@ def test_topology_and_stats_read_from_a_thread_while_patterns_change() -> None:
             for i, h in enumerate(handlers):
                 assert bus.unsubscribe(f"p{i % 3}.*" if i % 2 else "*", h)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    thread = threading.Thread(target=reader)
-    thread.start()
-    try:
-        asyncio.run(main())
-    finally:
-        stop.set()
-        thread.join()
-        sys.setswitchinterval(old)
+    with switch_interval(1e-5):
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            asyncio.run(main())
+        finally:
+            stop.set()
+            thread.join()
     assert errors == []
     assert bus.stats()["published"] == 150

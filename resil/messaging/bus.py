@@ -570,25 +570,21 @@ class EventBus:
         is one of them)."""
         patterned = self._patterns.get(event_type)
         if patterned is not None:
-            return self._reset_subs(patterned, event_type, handler)
+            count = _enable(patterned, handler)
+            if count is None:
+                assert handler is not None
+                raise KeyError(f"{_handler_name(handler)} is not subscribed to {event_type!r}")
+            return count
         topic = self._topics.get(event_type)
         if topic is None:
             if handler is None and event_type in self._published:
                 return 0  # a forgotten type: nothing subscribed, nothing disabled
             raise KeyError(event_type)
-        count = 0
-        found = handler is None
-        for sub in topic.subs:
-            if handler is None or sub.handler == handler:
-                found = True
-                if sub.disabled:
-                    count += 1
-                sub.disabled = False
-                sub.consecutive = 0
-        if not found:
+        count = _enable(topic.subs, handler)
+        if count is None:
             assert handler is not None
             via = [sub.pattern for sub in topic.receivers
-                   if sub.pattern is not None and sub.handler == handler]
+                   if sub.pattern is not None and _same_handler(sub.handler, handler)]
             raise KeyError(f"{_handler_name(handler)} receives {event_type!r} through the "
                            f"pattern {via[0]!r}: reset_handler({via[0]!r}, handler) re-enables it"
                            if via else
@@ -596,23 +592,6 @@ class EventBus:
         if topic.forced_open() and not self._half_disabled(topic):
             topic.circuit.reset()
             _log.info("bus circuit for %r closed by reset_handler", event_type)
-        return count
-
-    @staticmethod
-    def _reset_subs(subs: list[_Subscription], pattern: str,
-                    handler: Callable[[Event], Any] | None) -> int:
-        count = 0
-        found = handler is None
-        for sub in subs:
-            if handler is None or sub.handler == handler:
-                found = True
-                if sub.disabled:
-                    count += 1
-                sub.disabled = False
-                sub.consecutive = 0
-        if not found:
-            assert handler is not None
-            raise KeyError(f"{_handler_name(handler)} is not subscribed to {pattern!r}")
         return count
 
     @staticmethod
@@ -1077,6 +1056,21 @@ class EventBus:
         types = len(self._published.keys() | self._topics.keys())
         return (f"<EventBus types={types} published={self._counts['published']} "
                 f"last_seq={self._seq}>")
+
+
+def _enable(subs: list[_Subscription], handler: Callable[..., Any] | None) -> int | None:
+    """Re-enables ``handler``'s subscription among ``subs`` (every one when
+    None); how many were disabled, or None when ``handler`` is not there."""
+    count = 0
+    found = handler is None
+    for sub in subs:
+        if handler is None or sub.handler == handler:
+            found = True
+            if sub.disabled:
+                count += 1
+            sub.disabled = False
+            sub.consecutive = 0
+    return count if found else None
 
 
 def _handler_stats(sub: _Subscription) -> dict[str, Any]:
