@@ -265,6 +265,8 @@ def _from_bus(fams: _Families, name: str | None, obj: EventBus) -> None:
                       ("dead_lettered", "Deliveries sent to the dead-letter queue.")):
         fams.get(f"bus_{key}_total", "counter", text).add(st[key], bus=bus)
     for event_type, info in obj.topology().items():
+        if event_type.endswith("*"):
+            continue  # a wildcard pattern: its events and handlers are in its types' rows
         fams.get("bus_events_total", "counter", "Events published per type.").add(
             info["published"], bus=bus, event_type=event_type)
         fams.get("bus_subscribers", "gauge", "Handlers subscribed per type.").add(

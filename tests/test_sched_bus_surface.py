@@ -641,3 +641,21 @@ def test_topology_and_stats_read_from_a_thread_while_patterns_change() -> None:
             thread.join()
     assert errors == []
     assert bus.stats()["published"] == 150
+
+
+def test_the_exposition_counts_each_event_once_beside_wildcard_subscriptions() -> None:
+    from resil import prometheus
+
+    bus = EventBus()
+    bus.subscribe("graph.*", Recorder("watch"))
+    bus.subscribe("*", Recorder("audit"))
+
+    async def main() -> None:
+        await bus.publish("graph.edge_added", {})
+        await bus.publish("graph.node_added", {})
+
+    asyncio.run(main())
+    rows = [line for line in prometheus.exposition(("main", bus)).splitlines()
+            if line.startswith("resil_bus_events_total")]
+    assert len(rows) == 2 and all(line.endswith(" 1") for line in rows), rows
+    assert not any("*" in line for line in rows)
