@@ -239,6 +239,40 @@ def test_stopping_gives_an_owned_emitter_only_what_is_left_of_the_limits() -> No
     assert math.isfinite(clock.now())
 
 
+def test_an_owned_emitter_closes_with_unlimited_limits_and_when_stop_is_cancelled() -> None:
+    clock = resil.VirtualClock()
+    got: list[float] = []
+
+    async def slow(event: Any) -> None:
+        await asyncio.sleep(5.0)
+        got.append(event["activity"])
+
+    async def job() -> float:
+        return 1.0
+
+    async def main() -> None:
+        sched = AdaptiveScheduler(emitter=slow, clock=clock)
+        sched.add("j", job, scale=TimeScale.MICRO)
+        sched.start()
+        await asyncio.sleep(0.01)
+        await sched.stop(graceful=math.inf, forced=math.inf)   # drains, however long
+        assert got == [1.0] and sched.emitter is not None
+        assert sched.emitter.stats()["emitted"] == 1
+
+        sched.start()                                          # a new emitter
+        await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(sched.stop(graceful=1.0, forced=1.0))
+        await asyncio.sleep(0)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        await asyncio.sleep(3.0)                               # the close went on by itself
+        assert sched.emitter.stats()["running"] is False
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    resil.run_virtual(main(), clock)
+
+
 # ---- bus: wildcard subscriptions ----------------------------------------------------------------
 class Recorder:
     def __init__(self, name: str) -> None:

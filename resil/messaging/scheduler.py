@@ -93,6 +93,7 @@ class AdaptiveScheduler:
                                               else EventEmitter(sink, clock=clock))
         self._owns_emitter = sink is not None
         self._emitter_closed = False
+        self._closing: set[asyncio.Task[None]] = set()  # emitter closes under way
         self._jobs: dict[str, _Job] = {}
         self._supervisor = Supervisor()
         self._started = False
@@ -179,19 +180,38 @@ class AdaptiveScheduler:
         later :meth:`start` wraps the function in a new one."""
         graceful = _check.limit(graceful, "graceful")
         forced = _check.limit(forced, "forced")
-        loop_clock = asyncio.get_running_loop()
-        drain_until = loop_clock.time() + graceful
-        deadline = drain_until + forced
+        loop = asyncio.get_running_loop()
+        drain_until = loop.time() + graceful
         self._started = False
         if self._stopping is not None:
             self._stopping.set()
-        await self._supervisor.shutdown(graceful=graceful, forced=forced)
-        if self._owns_emitter and not self._emitter_closed:
-            assert self._emitter is not None
-            self._emitter_closed = True
-            now = loop_clock.time()
-            left = max(drain_until - now, 0.0)
-            await self._emitter.close(graceful=left, forced=max(deadline - now - left, 0.0))
+        try:
+            await self._supervisor.shutdown(graceful=graceful, forced=forced)
+        finally:
+            # Also when this stop is cancelled: the emitter still closes (in
+            # its own task, kept until it ends), and the cancellation goes on.
+            closing = self._close_emitter(loop, drain_until, forced)
+        if closing is not None:
+            await asyncio.shield(closing)
+
+    def _close_emitter(self, loop: asyncio.AbstractEventLoop, drain_until: float,
+                       forced: float) -> asyncio.Task[None] | None:
+        """Starts closing an emitter the scheduler owns with what is left of
+        stop's limits; the closing task, or None when there is nothing to close."""
+        if not self._owns_emitter or self._emitter_closed:
+            return None
+        assert self._emitter is not None
+        self._emitter_closed = True
+        now = loop.time()
+        if now < drain_until:
+            left, forced_left = drain_until - now, forced
+        else:
+            left, forced_left = 0.0, max(drain_until + forced - now, 0.0)
+        task = loop.create_task(self._emitter.close(graceful=left, forced=forced_left),
+                                name="resil-scheduler-emitter-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
 
     async def __aenter__(self) -> AdaptiveScheduler:
         self.start()
