@@ -693,3 +693,24 @@ def test_the_exposition_counts_each_event_once_beside_wildcard_subscriptions() -
             if line.startswith("resil_bus_events_total")]
     assert len(rows) == 2 and all(line.endswith(" 1") for line in rows), rows
     assert not any("*" in line for line in rows)
+
+
+def test_replay_delivers_stored_events_to_wildcard_handlers(tmp_path: Any) -> None:
+    store = resil.SQLiteStore(str(tmp_path / "events.db"))
+    clock = resil.VirtualClock()
+    bus = EventBus(store=store, clock=clock)
+
+    async def main() -> None:
+        await bus.publish("graph.edge_added", {"n": 1})
+        await bus.publish("other", {"n": 2})
+        await bus.publish("graph.node.x", {"n": 3})
+        clock.advance(5.0)
+        await bus.publish("later", {"n": 4})   # the idle types above are forgotten now
+        graph = Recorder("graph")
+        bus.subscribe("graph.*", graph)
+        assert await bus.replay() == 4
+        assert graph.seqs == [1, 3]
+        assert graph.types == ["graph.edge_added", "graph.node.x"]
+
+    asyncio.run(main())
+    store.close()
