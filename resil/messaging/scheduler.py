@@ -109,9 +109,9 @@ class AdaptiveScheduler:
         of no arguments. ``scale`` (default ``TimeScale.MESO``): a
         :class:`TimeScale` (the job gets a fresh interval of that preset,
         factors 0.8 and 1.2) or an :class:`AdaptiveInterval`, which the job
-        then uses as it is: its current interval is the first wait, and its
-        ``update`` (its own min, max, threshold, speedup and slowdown) moves
-        it after each run, so the caller can read it. One interval object
+        then uses as it is (not reset): after each run its ``update`` (its
+        own min, max, threshold, speedup and slowdown) gives the wait before
+        the next, and the caller can read it. One interval object
         steps one job: handing the same one to a second job of this
         scheduler raises ValueError, and it must not be shared with another
         scheduler either (each job's runs would move the other's waits).
