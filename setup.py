@@ -30,8 +30,8 @@ if debug:
     macros.append(("RS_DEBUG", "1"))
 else:
     # LTO lets the binding and the core inline across files (window, ring, breaker).
-    compile_args += ["-O2", "-flto=auto"]
-    link_args += ["-O2", "-flto=auto"]
+    compile_args += ["-O3", "-flto=auto"]
+    link_args += ["-O3", "-flto=auto"]
 if sanitize:
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
     compile_args += flags

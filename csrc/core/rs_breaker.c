@@ -465,6 +465,17 @@ static void apply_outcome(rs_breaker *b, const rs_permit *p, int failed, double 
     }
     switch (b->state) {
     case RS_STATE_CLOSED:
+        /* A fast, clean success into a window with no failure and no slow
+         * call fires no rule: consecutive failures are 0, both rates are 0
+         * (their thresholds are > 0), and the health score is at least
+         * 0.5 * 1.0, which is at least min_health_score here (so neither
+         * health rule holds). The common case skips the rule arithmetic. */
+        if (flags == 0 && b->window.failures == 0 && b->window.slow == 0 &&
+            c->min_health_score <= 0.5) {
+            break;
+        }
+        evaluate_closed(b);
+        break;
     case RS_STATE_DEGRADED:
         evaluate_closed(b);
         break;

@@ -103,40 +103,6 @@ int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate) {
     return closed;
 }
 
-int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
-    unsigned failed = (flags & RS_OUTCOME_FAILED) ? 1u : 0u;
-    unsigned slow = (flags & RS_OUTCOME_SLOW) ? 1u : 0u;
-    w->total++;
-    w->failures += failed;
-    w->slow += slow;
-    if (w->timed) {
-        rs_bucket *b = &w->buckets[w->head_pos];
-        b->total++;
-        b->failures += failed;
-        b->slow += slow;
-        return 0;
-    }
-    if (w->filled == w->size) {
-        uint8_t old = w->ring[w->pos];
-        w->total--;
-        w->failures -= (old & RS_OUTCOME_FAILED) ? 1u : 0u;
-        w->slow -= (old & RS_OUTCOME_SLOW) ? 1u : 0u;
-    } else {
-        w->filled++;
-    }
-    w->ring[w->pos] = (uint8_t)(failed | (slow << 1));
-    w->pos = w->pos + 1 == w->size ? 0 : w->pos + 1;
-    w->period_n++;
-    w->period_f += failed;
-    if (w->period_n == w->period) {
-        *period_rate = (double)w->period_f / (double)w->period_n;
-        w->period_n = 0;
-        w->period_f = 0;
-        return 1;
-    }
-    return 0;
-}
-
 rs_status rs_window_add_n(rs_window *w, uint64_t n) {
     if (!w->timed) {
         return RS_EINVAL;
@@ -175,28 +141,17 @@ void rs_latring_clear(rs_latring *l) {
     l->sumsq = 0.0;
 }
 
-void rs_latring_push(rs_latring *l, double ms) {
-    if (l->n == l->cap) {
-        double old = l->values[l->pos];
-        l->sum -= old;
-        l->sumsq -= old * old;
-    } else {
-        l->n++;
+/* Oldest-first order is now 0..cap-1: the sums are recomputed exactly, so
+ * rounding from the running sums never builds up. */
+void rs_latring_resum(rs_latring *l) {
+    double s = 0.0, q = 0.0;
+    for (uint32_t i = 0; i < l->n; i++) {
+        s += l->values[i];
+        q += l->values[i] * l->values[i];
     }
-    l->values[l->pos] = ms;
-    l->sum += ms;
-    l->sumsq += ms * ms;
-    if (++l->pos == l->cap) {
-        /* Oldest-first order is now 0..cap-1: recompute the sums exactly. */
-        double s = 0.0, q = 0.0;
-        for (uint32_t i = 0; i < l->n; i++) {
-            s += l->values[i];
-            q += l->values[i] * l->values[i];
-        }
-        l->sum = s;
-        l->sumsq = q;
-        l->pos = 0;
-    }
+    l->sum = s;
+    l->sumsq = q;
+    l->pos = 0;
 }
 
 double rs_latring_mean(const rs_latring *l) { return l->n ? l->sum / (double)l->n : 0.0; }

@@ -86,7 +86,39 @@ int rs_window_roll(rs_window *w, uint64_t now_ns, double *period_rate);
 /* Adds one outcome (RS_OUTCOME_* flags) at the current position. Returns 1
  * and stores the finished period's failure rate when the outcome completes a
  * count-window period, else 0. */
-int rs_window_add(rs_window *w, unsigned flags, double *period_rate);
+RS_INLINE int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
+    unsigned failed = (flags & RS_OUTCOME_FAILED) ? 1u : 0u;
+    unsigned slow = (flags & RS_OUTCOME_SLOW) ? 1u : 0u;
+    w->total++;
+    w->failures += failed;
+    w->slow += slow;
+    if (w->timed) {
+        rs_bucket *b = &w->buckets[w->head_pos];
+        b->total++;
+        b->failures += failed;
+        b->slow += slow;
+        return 0;
+    }
+    if (w->filled == w->size) {
+        uint8_t old = w->ring[w->pos];
+        w->total--;
+        w->failures -= (old & RS_OUTCOME_FAILED) ? 1u : 0u;
+        w->slow -= (old & RS_OUTCOME_SLOW) ? 1u : 0u;
+    } else {
+        w->filled++;
+    }
+    w->ring[w->pos] = (uint8_t)(failed | (slow << 1));
+    w->pos = w->pos + 1 == w->size ? 0 : w->pos + 1;
+    w->period_n++;
+    w->period_f += failed;
+    if (w->period_n == w->period) {
+        *period_rate = (double)w->period_f / (double)w->period_n;
+        w->period_n = 0;
+        w->period_f = 0;
+        return 1;
+    }
+    return 0;
+}
 
 /* Time window: adds n unflagged outcomes to the head bucket at once. Returns
  * RS_EINVAL, changing nothing, when the head bucket's count would pass
@@ -107,7 +139,23 @@ typedef struct rs_latring {
 rs_status rs_latring_init(rs_latring *l, uint32_t cap);
 void rs_latring_free(rs_latring *l);
 void rs_latring_clear(rs_latring *l);
-void rs_latring_push(rs_latring *l, double ms);
+/* Recomputes the sums once the ring wraps (rs_latring_push calls it). */
+void rs_latring_resum(rs_latring *l);
+RS_INLINE void rs_latring_push(rs_latring *l, double ms) {
+    if (l->n == l->cap) {
+        double old = l->values[l->pos];
+        l->sum -= old;
+        l->sumsq -= old * old;
+    } else {
+        l->n++;
+    }
+    l->values[l->pos] = ms;
+    l->sum += ms;
+    l->sumsq += ms * ms;
+    if (++l->pos == l->cap) {
+        rs_latring_resum(l);
+    }
+}
 /* Mean and population standard deviation; 0 when empty. */
 double rs_latring_mean(const rs_latring *l);
 double rs_latring_stddev(const rs_latring *l);

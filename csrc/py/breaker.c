@@ -182,8 +182,9 @@ static inline void record(BreakerObject *b, const rs_permit *p, int kind, double
 }
 
 /* Records the outcome of a finished call and returns res (or NULL with the
- * call's exception). result_failure errors replace the result. */
-PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res) {
+ * call's exception). result_failure errors replace the result. Every case,
+ * the ones finish_call records inline included. */
+PyObject *finish_call_any(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res) {
     uint64_t t1 = breaker_now_end(b);
     double lat = latency_ms(t0, t1);
     int kind;

@@ -88,7 +88,7 @@ typedef struct {
 /* Defined in breaker.c. */
 void drain_slow(BreakerObject *b);
 void raise_open(BreakerObject *b, uint64_t remaining_ns);
-PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res);
+PyObject *finish_call_any(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res);
 int is_coroutine_abc(PyObject *o);
 /* Defined in permit.c. The `with` permits of the running context
  * (borrowed; the context holds it), or NULL when it has none and create is
@@ -178,6 +178,22 @@ static inline int is_coroutine_result(PyObject *res) {
         return 0;
     }
     return is_coroutine_abc(res);
+}
+
+/* Records the outcome of a finished call and returns res (or NULL with the
+ * call's exception). The common case, a result with no result_failure
+ * predicate and a built-in clock, is recorded here; finish_call_any takes
+ * every other. */
+static inline PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0,
+                                    PyObject *res) {
+    if (RS_LIKELY(res != NULL && !b->result_failure && b->clock_kind != CLOCK_PYTHON_KIND)) {
+        uint64_t t1;
+        breaker_now(b, &t1); /* a built-in clock cannot fail */
+        rs_breaker_success(&b->core, p, latency_ms(t0, t1), t1);
+        drain(b);
+        return res;
+    }
+    return finish_call_any(b, p, t0, res);
 }
 
 /* The end of a sync call: a coroutine result is guarded until it finishes,
