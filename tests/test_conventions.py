@@ -544,7 +544,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "breaker": (NOTHING, None), "budget": (NOTHING, None), "retry_after": (NOTHING, None),
         "on_retry": (NOTHING, None), "clock": (NOTHING, None), "name": (1, None)}),
     "SQLiteStore": (resil.SQLiteStore, {"path": ":memory:"}, {
-        "path": (NOTHING, ""), "timeout": ("1", -1.0)}),
+        "path": (NOTHING, ""), "max_events": ("1", 0), "retention": ("1", -1.0),
+        "timeout": ("1", -1.0)}),
     "TimeoutManager": (resil.TimeoutManager, {}, {
         "operation_timeout": ("1", -1.0), "global_timeout": ("1", 0.0),
         "grace_period": ("1", -1.0), "warning_threshold": ("1", 1.5),

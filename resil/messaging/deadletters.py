@@ -22,6 +22,24 @@ from typing import Any, Protocol, cast, runtime_checkable
 __all__ = ["DeadLetter", "DeadLetterSink"]
 
 
+#: One processing attempt of a dead letter: (Unix time, error text, source).
+Attempt = tuple[float, str, str | None]
+
+#: Attempts an entry's history keeps: the first and the latest 19.
+HISTORY_LIMIT = 20
+
+
+def add_attempt(history: tuple[Attempt, ...], dropped: int,
+                attempt: Attempt) -> tuple[tuple[Attempt, ...], int]:
+    """``history`` with ``attempt`` appended, and ``dropped`` plus the
+    attempts left out to stay within :data:`HISTORY_LIMIT`: the first
+    attempt is always kept, then the latest ones."""
+    over = len(history) + 1 - HISTORY_LIMIT
+    if over <= 0 or not history:
+        return (*history, attempt), dropped
+    return (history[0], *history[1 + over:], attempt), dropped + over
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One entry of a dead-letter queue.
@@ -33,7 +51,16 @@ class DeadLetter:
     puts ``"<event type>:<handler>"``, an emitter ``"emitter"``);
     ``attempts``: calls made for the item so far (the client's, then one
     per failed reprocess); ``timestamp``: Unix time it was added, as the
-    queue's clock tells it."""
+    queue's clock tells it.
+
+    ``history``: every failed attempt, oldest first, as ``(unix_time,
+    error_text, source)``: the failure it was added for (its ``timestamp``,
+    error and source), then one per failed reprocess (the time it failed,
+    its error, and ``"reprocess:<handler>"``). At most 20 are kept - the
+    first and the latest 19 - and ``history_dropped`` says how many
+    attempts between them were left out. An entry a store kept from before
+    histories were recorded starts with one attempt: its time added, its
+    last error and its source."""
 
     id: int
     item: Any
@@ -42,6 +69,8 @@ class DeadLetter:
     source: str | None
     attempts: int
     timestamp: float
+    history: tuple[Attempt, ...] = ()
+    history_dropped: int = 0
 
 
 @runtime_checkable

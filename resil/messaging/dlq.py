@@ -54,6 +54,17 @@ _INT64 = 1 << 63
 _MAX_TTL = _check.MAX_SECONDS
 
 
+class _Unchanged:
+    """The default of a :meth:`DeadLetterQueue.configure` parameter: the
+    setting stays as it is."""
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_UNCHANGED = _Unchanged()
+
+
 def _check_entry_id(entry_id: Any) -> int:
     if isinstance(entry_id, bool) or not isinstance(entry_id, int):
         raise TypeError(f"entry_id must be an int (an id put() returned), not "
@@ -68,6 +79,16 @@ def _check_text(value: Any, what: str) -> str:
         raise ValueError(f"{what} must be encodable as UTF-8 (it holds a lone surrogate): "
                          f"{value!r}")
     return value
+
+
+def _handler_name(handler: Any) -> str:
+    """What an attempt's history calls ``handler``: its qualified name, or
+    its type's for an object that has none (never a repr, which holds a
+    memory address)."""
+    name = getattr(handler, "__qualname__", None)
+    if not isinstance(name, str) or not name:
+        name = type(handler).__qualname__
+    return _utf8(name)
 
 
 def _unix_time(clock: Any) -> Callable[[], float]:
@@ -148,6 +169,7 @@ class DeadLetterQueue:
         self._name = name
         self._ttl = ttl
         self._lock = threading.Lock()
+        self._settings = threading.Lock()  # maxsize and ttl, as put and configure use them
         self._busy: set[int] = set()
         self._counts = dict.fromkeys(("added", "evicted", "expired", "reprocessed",
                                       "reprocess_failures", "purged"), 0)
@@ -215,10 +237,11 @@ class DeadLetterQueue:
                 raise TypeError(f"source must be a str or None, not {type(source).__name__}")
             _check_text(source, "source")
         _check.integer(attempts, "attempts", 0, _INT64 - 1)
-        now = self._now()
-        new_id, evicted, expired = self._backend.add(
-            item, text, error_type, source, attempts, now, self._maxsize,
-            None if self._ttl is None else now - self._ttl)
+        with self._settings:  # configure() waits: its limits apply before or after this put
+            now = self._now()
+            new_id, evicted, expired = self._backend.add(
+                item, text, error_type, source, attempts, now, self._maxsize,
+                None if self._ttl is None else now - self._ttl)
         with self._lock:
             self._counts["added"] += 1
             self._counts["evicted"] += evicted
@@ -264,8 +287,10 @@ class DeadLetterQueue:
         not an int; ResilError if the entry is being reprocessed already.
         Cancellation leaves the entry as it was; once the handler returned
         or raised, its outcome is recorded even if the caller is cancelled
-        meanwhile. A store-backed queue reads and writes from a worker
-        thread, so the event loop never waits on the disk."""
+        meanwhile. A failure joins the entry's ``history`` as ``(time, error,
+        "reprocess:<handler's qualified name>")``. A store-backed queue
+        reads and writes from a worker thread, so the event loop never waits
+        on the disk."""
         _check_entry_id(entry_id)
         if not callable(handler):
             raise TypeError("handler must be callable")
@@ -281,7 +306,8 @@ class DeadLetterQueue:
                     await result
             except Exception as exc:  # cancellation is not an Exception: it propagates
                 text, error_type = _describe(exc)
-                await self._off_loop(self._failed_again, entry, text, error_type)
+                await self._off_loop(self._failed_again, entry, text, error_type,
+                                     f"reprocess:{_handler_name(handler)}")
                 return False
             await self._off_loop(self._reprocessed, entry_id)
             return True
@@ -289,8 +315,9 @@ class DeadLetterQueue:
             with self._lock:
                 self._busy.discard(entry_id)
 
-    def _failed_again(self, entry: DeadLetter, text: str, error_type: str) -> None:
-        self._backend.record_failure(entry.id, text, error_type, entry.attempts + 1)
+    def _failed_again(self, entry: DeadLetter, text: str, error_type: str, source: str) -> None:
+        self._backend.record_failure(entry.id, text, error_type, entry.attempts + 1, self._now(),
+                                     source)
         self._count("reprocess_failures")
         _log.warning("reprocessing dead letter %d failed: %s", entry.id, text)
 
@@ -327,6 +354,39 @@ class DeadLetterQueue:
         return {"successful": successful, "failed": failed}
 
     # ---- housekeeping -------------------------------------------------------------
+    def configure(self, *, maxsize: int | _Unchanged = _UNCHANGED,
+                  ttl: float | None | _Unchanged = _UNCHANGED) -> None:
+        """Changes the limits at run time, keyword by keyword (one not given
+        stays as it is); the values are checked as the constructor checks
+        them, all before anything changes, so a bad one raises TypeError or
+        ValueError and changes nothing.
+
+        Lowering ``maxsize`` evicts the oldest entries beyond it now,
+        counted in ``stats()["evicted"]``; a new ``ttl`` (None: forever)
+        drops the entries it makes too old now, counted in
+        ``stats()["expired"]``. A store-backed queue does both in one write
+        transaction; if it fails (StoreError) the limits stay as they were.
+        A ``put`` running meanwhile finishes under the old limits first."""
+        new_maxsize = self._maxsize if isinstance(maxsize, _Unchanged) else \
+            _check.integer(maxsize, "maxsize", 1, 1 << 31)
+        if isinstance(ttl, _Unchanged):
+            new_ttl = self._ttl
+        elif ttl is None:
+            new_ttl = None
+        else:
+            new_ttl = _check.seconds(ttl, "ttl", high=_MAX_TTL, optional=True)
+        with self._settings:
+            evicted, expired = self._backend.trim(
+                new_maxsize, None if new_ttl is None else self._now() - new_ttl)
+            self._maxsize, self._ttl = new_maxsize, new_ttl
+        with self._lock:
+            self._counts["evicted"] += evicted
+            self._counts["expired"] += expired
+        if evicted:
+            _log.warning("dead-letter queue %r reconfigured to maxsize %d: evicted %d oldest "
+                         "entr%s", self._name, new_maxsize, evicted,
+                         "y" if evicted == 1 else "ies")
+
     def purge(self) -> int:
         """Removes every entry; returns how many were removed."""
         removed = self._backend.purge()

@@ -10,6 +10,7 @@ is given is Unix time as the queue's clock tells it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import json
 import math
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from resil.messaging.bus import Event
-from resil.messaging.deadletters import DeadLetter
+from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.storage.sqlite import SQLiteStore, StoreError
 
 __all__ = ["DeadLetterBackend", "MemoryDeadLetters", "SQLiteDeadLetters", "open_backend"]
@@ -74,8 +75,17 @@ class DeadLetterBackend(Protocol):
         returns how many."""
         ...
 
-    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int) -> bool:
-        """Records a failed reprocessing of an entry; False if it is gone."""
+    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int,
+                       timestamp: float, source: str) -> bool:
+        """Records a failed reprocessing of an entry: its error, error type
+        and attempts become these, and ``(timestamp, error, source)`` joins
+        its history (see :func:`add_attempt`); False if it is gone."""
+        ...
+
+    def trim(self, maxsize: int, expire_before: float | None) -> tuple[int, int]:
+        """Drops the entries with a timestamp at or before ``expire_before``
+        (when given), then evicts the oldest beyond ``maxsize``, as one
+        atomic step; returns (evicted, expired)."""
         ...
 
     def delete(self, entry_id: int) -> bool:
@@ -115,12 +125,24 @@ class MemoryDeadLetters:
                     expired += 1
             new_id = next(self._ids)
             entries[new_id] = DeadLetter(new_id, item, error, error_type, source, attempts,
-                                         timestamp)
-            evicted = 0
-            while len(entries) > maxsize:
-                entries.popitem(last=False)
-                evicted += 1
-            return new_id, evicted, expired
+                                         timestamp, ((timestamp, error, source),))
+            return new_id, self._evict(maxsize), expired
+
+    def _evict(self, maxsize: int) -> int:
+        """Evicts the oldest entries beyond ``maxsize``; the lock is held."""
+        entries = self._entries
+        evicted = 0
+        while len(entries) > maxsize:
+            entries.popitem(last=False)
+            evicted += 1
+        return evicted
+
+    def trim(self, maxsize: int, expire_before: float | None) -> tuple[int, int]:
+        with self._lock:
+            expired = 0
+            if expire_before is not None:
+                expired = self._expire(expire_before)
+            return self._evict(maxsize), expired
 
     def entries(self, since: float | None) -> list[DeadLetter]:
         with self._lock:
@@ -141,18 +163,26 @@ class MemoryDeadLetters:
 
     def expire(self, before: float) -> int:
         with self._lock:
-            gone = [e.id for e in self._entries.values() if e.timestamp <= before]
-            for entry_id in gone:
-                del self._entries[entry_id]
-            return len(gone)
+            return self._expire(before)
 
-    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int) -> bool:
+    def _expire(self, before: float) -> int:
+        """Removes every entry at or before ``before``; the lock is held."""
+        gone = [e.id for e in self._entries.values() if e.timestamp <= before]
+        for entry_id in gone:
+            del self._entries[entry_id]
+        return len(gone)
+
+    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int,
+                       timestamp: float, source: str) -> bool:
         with self._lock:
             old = self._entries.get(entry_id)
             if old is None:
                 return False
-            self._entries[entry_id] = DeadLetter(old.id, old.item, error, error_type, old.source,
-                                                 attempts, old.timestamp)
+            history, dropped = add_attempt(old.history, old.history_dropped,
+                                           (timestamp, error, source))
+            self._entries[entry_id] = dataclasses.replace(
+                old, error=error, error_type=error_type, attempts=attempts, history=history,
+                history_dropped=dropped)
             return True
 
     def delete(self, entry_id: int) -> bool:
@@ -292,8 +322,13 @@ class SQLiteDeadLetters:
     def expire(self, before: float) -> int:
         return self._store.dlq_expire(self._name, before)
 
-    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int) -> bool:
-        return self._store.dlq_update(self._name, entry_id, error, error_type, attempts)
+    def record_failure(self, entry_id: int, error: str, error_type: str, attempts: int,
+                       timestamp: float, source: str) -> bool:
+        return self._store.dlq_update(self._name, entry_id, error, error_type, attempts,
+                                      timestamp=timestamp, source=source)
+
+    def trim(self, maxsize: int, expire_before: float | None) -> tuple[int, int]:
+        return self._store.dlq_trim(self._name, maxsize=maxsize, expire_before=expire_before)
 
     def delete(self, entry_id: int) -> bool:
         return self._store.dlq_delete(self._name, entry_id)
@@ -309,8 +344,9 @@ class SQLiteDeadLetters:
             raise StoreError(f"{self._store.path}: dead letter {row['id']} of queue "
                              f"{self._name!r} is corrupt and cannot be read ({exc!r})",
                              path=self._store.path, operation="read") from exc
+        history, dropped = self._store.dlq_history(self._name, row)
         return DeadLetter(row["id"], item, row["error"], row["error_type"],
-                          row["source"], row["attempts"], row["timestamp"])
+                          row["source"], row["attempts"], row["timestamp"], history, dropped)
 
 
 #: The kinds of store a queue can live in, and the backend for each. A new
