@@ -182,6 +182,29 @@ def test_numbers_are_never_reused_across_processes(tmp_path: Path) -> None:
         assert append(store) == 8
 
 
+def test_writers_in_threads_sharing_a_capped_file_never_reuse_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    stores = [SQLiteStore(path, max_events=25) for _ in range(4)]
+    numbers: list[list[int]] = [[] for _ in stores]
+
+    def writer(i: int) -> None:
+        for n in range(40):
+            numbers[i].append(append(stores[i]))
+            if n == 20 and i == 0:
+                stores[i].prune(keep=0)
+
+    try:
+        run_threads(writer, 4)
+        every = sorted(n for ns in numbers for n in ns)
+        assert every == list(range(1, 161))
+        assert all(ns == sorted(ns) for ns in numbers)
+        left = seqs(stores[0])  # the last 25 numbers, less what prune(keep=0) took late
+        assert left == list(range(max(136, left[0]), 161)) and stores[1].last_seq() == 160
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_replay_after_a_prune_delivers_what_is_left_in_order(tmp_path: Path) -> None:
     async def main() -> None:
         with SQLiteStore(tmp_path / "log.db") as store:

@@ -124,7 +124,13 @@ class DeadLetterQueue:
     - ``ttl`` (seconds in (0, 9.2e9], or None: forever): an entry at least
       ``ttl`` old (by its ``timestamp``) is no longer listed and is
       dropped, counted in ``stats()["expired"]``, at the next ``put`` or
-      read that meets it.
+      read that meets it. A ``put`` drops only from the old end (in
+      memory) or by an index range (in a store), never by scanning the
+      queue. An entry's age is this queue's Unix time (see ``clock``)
+      minus the ``timestamp`` stored with it, which the queue that put it
+      took from its own clock: queues sharing a store file age each
+      other's entries correctly when they agree on the time, as the default
+      wall clock does.
     - ``clock`` (an object with ``now()`` in seconds, such as
       :class:`MonotonicClock` or :class:`VirtualClock`; None: the system's
       wall clock): every time the queue uses - an entry's ``timestamp``,
@@ -146,6 +152,10 @@ class DeadLetterQueue:
     such as an IntEnum or OrderedDict, any other object - is refused with
     TypeError saying what and where, and nothing is added. The memory-backed
     queue keeps any item.
+
+    ``configure(maxsize=..., ttl=...)`` changes the limits at run time;
+    every entry keeps its ``history`` of failed attempts (see
+    :class:`DeadLetter`).
 
     Thread-safe. ``put`` never awaits; a store-backed queue is ``blocking``
     (its ``put`` writes to disk), so an :class:`EventEmitter` or
