@@ -38,13 +38,14 @@ def _bound(n: int) -> str:
     return str(n)
 
 
-def integer(value: Any, name: str, low: int, high: int) -> int:
-    """``value`` as an int in [low, high]."""
-    bounds = f"[{_bound(low)}, {_bound(high)}]"
+def integer(value: Any, name: str, low: int, high: int, *, optional: bool = False) -> int:
+    """``value`` as an int in [low, high]; ``optional`` says that None is
+    accepted too (the caller handles None)."""
+    bounds = f"{'None or ' if optional else ''}an int in [{_bound(low)}, {_bound(high)}]"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in {bounds}, not {type(value).__name__}")
+        raise TypeError(f"{name} must be {bounds}, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be an int in {bounds}, got {show(value)}")
+        raise ValueError(f"{name} must be {bounds}, got {show(value)}")
     return int(value)
 
 

@@ -79,18 +79,6 @@ _DLQ_COLUMNS = ("id", "item", "error", "error_type", "source", "attempts", "time
 _INT64_MAX = (1 << 63) - 1
 
 
-def _max_events(value: Any, name: str, low: int) -> int | None:
-    """None, or an int in [low, 2**63 - 1] (a bool is not taken for one)."""
-    if value is None:
-        return None
-    bounds = f"[{low}, 2**63 - 1]"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be None or an int in {bounds}, not {type(value).__name__}")
-    if not low <= value <= _INT64_MAX:
-        raise ValueError(f"{name} must be None or an int in {bounds}, got {_check.show(value)}")
-    return int(value)
-
-
 class StoreError(ResilError):
     """A store operation failed: the file is not a resil store, is corrupt,
     stayed locked longer than the busy timeout, or the disk refused a write.
@@ -164,7 +152,8 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, max_events: int | None = None,
                  retention: float | None = None, timeout: float = 5.0) -> None:
         timeout = _check.seconds(timeout, "timeout", high=86400.0, low_open=False)
-        self._max_events = _max_events(max_events, "max_events", low=1)
+        self._max_events = None if max_events is None else _check.integer(
+            max_events, "max_events", 1, _INT64_MAX, optional=True)
         self._retention = None if retention is None else _check.seconds(
             retention, "retention", optional=True)
         try:
@@ -362,7 +351,8 @@ class SQLiteStore:
         minus ``retention``; ValueError when the store has neither limit.
         One write transaction; counted in ``stats()["pruned"]``. The numbers
         of later events still follow the highest ever stored."""
-        keep = _max_events(keep, "keep", low=0)
+        if keep is not None:
+            keep = _check.integer(keep, "keep", 0, _INT64_MAX, optional=True)
         if before is not None:
             before = _check.number(before, "before", what="Unix time", optional=True)
         if keep is None and before is None:
