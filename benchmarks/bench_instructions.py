@@ -89,6 +89,11 @@ CASES = [
     Case("bare", "call of an empty function `f(1)`", "def f(x): return x", "f(1)"),
     Case("bare", "await of an empty coroutine function `await g(1)`",
          _awaits("async def g(x): return x", "await g(1)"), run="asyncio.run(main(n))"),
+    Case("bare", "call through a C wrapper that does nothing else: `functools.partial(f)(1)`",
+         "import functools\ndef f(x): return x\np = functools.partial(f)", "p(1)"),
+    Case("bare", "a C function's exception, caught: `{}[1]` raising KeyError",
+         "d = {}\nE = KeyError\n"
+         "def g():\n    try:\n        d[1]\n    except E:\n        pass", "g()"),
     Case("breaker", "resil `@breaker` sync call",
          "import resil\nb = resil.CircuitBreaker('x')\n@b\ndef f(x): return x", "f(1)"),
     Case("breaker", "resil `b.call(f, 1)`",
