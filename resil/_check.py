@@ -29,6 +29,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def finite(value: Any) -> bool:
+    """True for an int or float (not a bool) that is finite as a float."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
 def _bound(n: int) -> str:
     """A range end as people write it: 2**31, 2**63 - 1, 100."""
     for delta, suffix in ((0, ""), (1, " - 1")):

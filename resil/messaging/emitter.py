@@ -8,11 +8,11 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from resil import _check, _time
+from resil import _check, _env, _time
 from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.messaging.queues import BoundedQueue
 from resil.errors import _Message
@@ -123,6 +123,7 @@ class EventEmitter:
         self._flush_interval = flush
         self._overflow = overflow
         self._breaker = breaker
+        self._dlq = dlq
         self._dead_letters = None if sink_for_dead_letters is None else \
             DeadLetterHandoff(sink_for_dead_letters, _log)
         # Without breaker or retry, one event at a time, the sender calls
@@ -542,3 +543,71 @@ class EventEmitter:
 
     def __repr__(self) -> str:
         return f"<EventEmitter queued={self._queue.qsize()} emitted={self._counts['emitted']}>"
+
+    @property
+    def dlq(self) -> DeadLetterSink | None:
+        """The dead-letter queue given as ``dlq`` (or made by :meth:`from_env`), or None."""
+        return self._dlq
+
+    @classmethod
+    def from_env(cls: type[_E], sink: Callable[[Any], Any],
+                 environ: Mapping[str, str] | None = None, *, topic: str | None = None,
+                 **overrides: Any) -> _E:
+        """An emitter for ``sink`` configured from environment variables,
+        each also read under a ``RESIL_`` name that wins
+        (``RESIL_KAFKA_ENABLE_DLQ``):
+
+        - ``KAFKA_MAX_RETRIES`` and ``KAFKA_TIMEOUT_SECONDS``: when either is
+          set, ``retry=resil.retry(retries=..., deadline=...)`` (an int >= 0,
+          default 3; seconds, default none): the sink is called again for a
+          failed event up to that many times, and the deadline bounds one
+          event's delivery, its retries and their sleeps included.
+        - ``KAFKA_ENABLE_DLQ`` (a boolean: 1/0, true/false, yes/no, on/off):
+          when true, ``dlq=`` a new in-memory
+          :class:`~resil.DeadLetterQueue` named ``topic`` +
+          ``KAFKA_DLQ_SUFFIX`` (default ``".dlq"``). As with a message bus
+          whose failed messages go to their topic's dead-letter topic, the
+          topic is where the events were going: ``topic=`` (a non-empty
+          str), by default the sink's ``__name__`` (or its type's name).
+
+        ``environ`` (default ``os.environ``, read at this call only) is
+        where the variables are looked up; a variable that is unset or
+        empty leaves the constructor's default. ``overrides`` are the
+        constructor's keyword arguments and win over the environment:
+        ``retry=`` over the first two variables, ``dlq=`` over the last two
+        (which are then not read); an unknown one raises TypeError. A value
+        that does not parse, or that is refused, raises ValueError naming
+        the variable and the value.
+        """
+        env = _env.environment(environ)
+        extra: dict[str, Any] = {}
+        if "retry" not in overrides:
+            found = _env.read(env, _ENV_RETRY, {})
+            if found:
+                from resil.policies.retry import retry as make_retry
+                extra["retry"] = _env.build(make_retry, found, {})
+        enabled = None if "dlq" in overrides else _env.read(env, _ENV_DLQ, {}).get("dlq")
+        if enabled is not None and enabled.value:
+            if topic is None:
+                topic = getattr(sink, "__name__", None) or type(sink).__name__
+            _check.text(topic, "topic")
+            from resil.messaging.dlq import DeadLetterQueue
+            suffix = _env.read(env, _ENV_SUFFIX, {}).get("name")
+            name = topic + (".dlq" if suffix is None else suffix.value)
+            found = {} if suffix is None else {"name": suffix}
+            extra["dlq"] = _env.build(DeadLetterQueue, found, {}, {"name": name})
+
+        def make(**kwargs: Any) -> _E:
+            return cls(sink, **kwargs)
+
+        return _env.build(make, {}, overrides, extra)
+
+
+_E = TypeVar("_E", bound=EventEmitter)
+
+_ENV_RETRY = (
+    _env.Setting("KAFKA_MAX_RETRIES", "retries", _env.integer),
+    _env.Setting("KAFKA_TIMEOUT_SECONDS", "deadline", _env.number()),
+)
+_ENV_DLQ = (_env.Setting("KAFKA_ENABLE_DLQ", "dlq", _env.flag),)
+_ENV_SUFFIX = (_env.Setting("KAFKA_DLQ_SUFFIX", "name", _env.text),)

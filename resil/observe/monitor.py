@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import math
 import threading
 import weakref
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
-from resil import _check
+from resil import _check, _env
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
 from resil._resil import MonotonicClock, State, WindowedCounter, WindowedHistogram
 
@@ -434,3 +435,54 @@ class Monitor:
         health = self._judge(*_total(r[1:] for r in rows))
         return {"components": comps, "events": events, "connections": connections,
                 "health": health}
+
+    @classmethod
+    def from_env(cls: type[_M], environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> _M:
+        """A monitor configured from environment variables, each also read
+        under a ``RESIL_`` name that wins (``RESIL_PERF_MONITOR_RETENTION_HOURS``):
+
+        - ``PERF_MONITOR_RETENTION_HOURS``: ``retention``, in hours
+          (converted to seconds: 24 gives 86400.0).
+        - ``PERF_MONITOR_SAMPLING_INTERVAL``: seconds (> 0) between two
+          steps of the retention window, which forgets old figures one step
+          at a time: ``slots`` becomes ``retention / interval`` rounded up,
+          kept within [1, 64], so a step is never finer than
+          ``retention / 64`` (with the default 24 hours, any interval up to
+          1350 s gives 64 steps of 1350 s). The monitor samples nothing on
+          a timer: it is fed by ``record``, ``record_event`` and ``watch``.
+        - ``PERF_MONITOR_ERROR_THRESHOLD``: ``alert_error_rate``, percent.
+        - ``PERF_MONITOR_RESPONSE_THRESHOLD``: ``alert_response_ms``,
+          milliseconds.
+
+        ``environ`` (default ``os.environ``, read at this call only) is
+        where the variables are looked up; a variable that is unset or
+        empty leaves the constructor's default. ``overrides`` are the
+        constructor's keyword arguments and win over the environment (the
+        variable of an overridden parameter is not read; ``slots=`` wins
+        over the sampling interval); an unknown one raises TypeError. A
+        value that does not parse, or that the constructor refuses, raises
+        ValueError naming the variable and the value.
+        """
+        settings = _ENV_SETTINGS if "slots" not in overrides else _ENV_SETTINGS[:-1]
+        found = _env.read(environ, settings, overrides)
+        interval = found.pop("sampling_interval", None)
+        retention = overrides.get("retention", found["retention"].value
+                                  if "retention" in found else 86400.0)
+        # A bad retention is left to the constructor, which names its variable.
+        if interval is not None and _check.finite(retention) and retention > 0:
+            steps = min(64, max(1, math.ceil(retention / interval.value)))
+            found["slots"] = _env.Found(interval.variable, interval.text, steps)
+        return _env.build(cls, found, overrides)
+
+
+_M = TypeVar("_M", bound=Monitor)
+
+_ENV_SETTINGS = (
+    _env.Setting("PERF_MONITOR_RETENTION_HOURS", "retention", _env.number(3600.0)),
+    _env.Setting("PERF_MONITOR_ERROR_THRESHOLD", "alert_error_rate", _env.number()),
+    _env.Setting("PERF_MONITOR_RESPONSE_THRESHOLD", "alert_response_ms", _env.number()),
+    # Last (left out when slots= is given); not a constructor parameter:
+    # from_env turns it into slots.
+    _env.Setting("PERF_MONITOR_SAMPLING_INTERVAL", "sampling_interval", _env.positive_seconds),
+)

@@ -7,10 +7,10 @@ import functools
 import inspect
 import time
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from resil import _check, _resil
+from resil import _check, _env, _resil
 from resil.policies.breaker import CircuitBreaker
 from resil.errors import OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, VirtualClock
@@ -308,3 +308,31 @@ class RetryPolicy:
         else:
             wrapper = _sync_wrapper(fn, policy)
         return wrapper  # type: ignore[return-value]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> RetryPolicy:
+        """``retry(...)`` configured from environment variables, each also
+        read under a ``RESIL_`` name that wins (``RESIL_KAFKA_MAX_RETRIES``):
+
+        - ``KAFKA_MAX_RETRIES``: ``retries``, an int >= 0.
+        - ``KAFKA_TIMEOUT_SECONDS``: ``deadline``, seconds for the whole
+          call, sleeps included.
+
+        ``environ`` (default ``os.environ``, read at this call only) is
+        where the variables are looked up; a variable that is unset or
+        empty leaves :func:`retry`'s default. ``overrides`` are
+        :func:`retry`'s keyword arguments and win over the environment (the
+        variable of an overridden parameter is not read); an unknown one
+        raises TypeError. A value that does not parse, or that
+        :func:`retry` refuses, raises ValueError naming the variable and
+        the value.
+        """
+        found = _env.read(environ, _ENV_SETTINGS, overrides)
+        return _env.build(retry, found, overrides)
+
+
+_ENV_SETTINGS = (
+    _env.Setting("KAFKA_MAX_RETRIES", "retries", _env.integer),
+    _env.Setting("KAFKA_TIMEOUT_SECONDS", "deadline", _env.number()),
+)

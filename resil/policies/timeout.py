@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from resil import _check, _time
+from resil import _check, _env, _time
 from resil.errors import OperationTimeout
 
 __all__ = ["TimeoutManager", "Operation"]
@@ -241,3 +241,37 @@ class TimeoutManager:
         totals = {key: sum(s[key] for s in per_name.values())
                   for key in vars(_NameStats()).keys()}
         return {**totals, "active": len(self._active), "per_name": per_name}
+
+    @classmethod
+    def from_env(cls: type[_TM], environ: Mapping[str, str] | None = None,
+                 **overrides: Any) -> _TM:
+        """A manager configured from environment variables, each also read
+        under a ``RESIL_`` name that wins (``RESIL_TIMEOUT_GRACE_PERIOD``):
+
+        - ``TIMEOUT_OPERATION_DEFAULT``: ``operation_timeout``, seconds.
+        - ``TIMEOUT_GLOBAL_DEFAULT``: ``global_timeout``, seconds.
+        - ``TIMEOUT_GRACE_PERIOD``: ``grace_period``, seconds.
+        - ``TIMEOUT_WARNING_THRESHOLD``: ``warning_threshold``, a fraction
+          of the time (0.8, not 80).
+
+        ``environ`` (default ``os.environ``, read at this call only) is
+        where the variables are looked up; a variable that is unset or
+        empty leaves the constructor's default. ``overrides`` are the
+        constructor's keyword arguments and win over the environment (the
+        variable of an overridden parameter is not read); an unknown one
+        raises TypeError. A value that does not parse, or that the
+        constructor refuses, raises ValueError naming the variable and the
+        value.
+        """
+        found = _env.read(environ, _ENV_SETTINGS, overrides)
+        return _env.build(cls, found, overrides)
+
+
+_TM = TypeVar("_TM", bound=TimeoutManager)
+
+_ENV_SETTINGS = (
+    _env.Setting("TIMEOUT_OPERATION_DEFAULT", "operation_timeout", _env.number()),
+    _env.Setting("TIMEOUT_GLOBAL_DEFAULT", "global_timeout", _env.number()),
+    _env.Setting("TIMEOUT_GRACE_PERIOD", "grace_period", _env.number()),
+    _env.Setting("TIMEOUT_WARNING_THRESHOLD", "warning_threshold", _env.number()),
+)
