@@ -76,6 +76,26 @@ class DedupMachine(RuleBasedStateMachine):
         self.c.clear()
         self.m.keys.clear()
 
+    @rule(ttl=st.none() | st.integers(1, 20), capacity=st.none() | st.integers(1, 10),
+          bad=st.sampled_from([None, ("ttl", 0), ("ttl", -1.0), ("maxsize", 0),
+                               ("maxsize", 1.5), ("capacity", 2**31)]))
+    def configure(self, ttl: int | None, capacity: int | None,
+                  bad: tuple[str, object] | None) -> None:
+        changes: dict[str, object] = {}
+        if ttl is not None:
+            changes["ttl"] = ttl / 10
+        if capacity is not None:
+            changes["maxsize"] = capacity
+        if bad is not None:
+            changes.pop("maxsize" if bad[0] == "capacity" else bad[0], None)
+            changes[bad[0]] = bad[1]
+            with pytest.raises((TypeError, ValueError), match=bad[0]):
+                self.c.configure(**changes)
+            return  # nothing changed: the invariant compares with the model
+        self.c.configure(**changes)
+        self.m.configure(self.m.ttl if ttl is None else ttl * SEC // 10,
+                         self.m.capacity if capacity is None else capacity, self.now)
+
     @invariant()
     def counters(self) -> None:
         if hasattr(self, "c"):
@@ -83,6 +103,8 @@ class DedupMachine(RuleBasedStateMachine):
             st_ = self.c.stats()   # drops expired entries, like the model's size()
             assert st_["depth"] == self.m.size(self.now)
             assert (st_["expired"], st_["evicted"]) == (self.m.expired, self.m.evicted)
+            assert (st_["maxsize"], self.c.capacity) == (self.m.capacity, self.m.capacity)
+            assert round(st_["ttl"] * SEC) == self.m.ttl
 
 
 TestDedupModel = DedupMachine.TestCase

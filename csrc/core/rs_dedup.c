@@ -218,6 +218,80 @@ static inline int expired(const rs_dedup *d, const rs_dedup_entry *e, uint64_t n
     return now_ns >= e->t_ns && now_ns - e->t_ns >= d->ttl_ns;
 }
 
+/* Moves the live entries, oldest first, to entries 0..size-1 of a new pool
+ * of pool_size entries, with its table and value array (NULL when the set
+ * has none), and frees the old ones. */
+static void move_to(rs_dedup *d, rs_dedup_entry *pool, rs_dedup_cell *table, void **values,
+                    uint32_t pool_size) {
+    uint32_t mask = table_size_for(pool_size) - 1, n = 0;
+    for (uint32_t idx = d->oldest; idx != RS_DEDUP_NIL; idx = d->pool[idx].next, n++) {
+        rs_dedup_entry *e = &pool[n];
+        e->hash = d->pool[idx].hash;
+        e->key = d->pool[idx].key;
+        e->t_ns = d->pool[idx].t_ns;
+        e->prev = n ? n - 1 : RS_DEDUP_NIL;
+        e->next = n + 1 < d->size ? n + 1 : RS_DEDUP_NIL;
+        if (values) {
+            values[n] = d->values[idx];
+        }
+        uint32_t i = (uint32_t)e->hash & mask;
+        while (table[i]) {
+            i = (i + 1) & mask;
+        }
+        table[i] = RS_DEDUP_CELL(n, e->hash);
+        e->slot = i;
+    }
+    rs_free(d->pool);
+    rs_free(d->table);
+    rs_free(d->values);
+    d->pool = pool;
+    d->table = table;
+    d->values = values;
+    d->mask = mask;
+    d->pool_size = pool_size;
+    d->oldest = n ? 0 : RS_DEDUP_NIL;
+    d->newest = n ? n - 1 : RS_DEDUP_NIL;
+    d->free_head = RS_DEDUP_NIL;
+    add_free(d, n, pool_size);
+}
+
+rs_status rs_dedup_configure(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, uint64_t now_ns) {
+    if (ttl_ns == 0 || (double)ttl_ns > RS_MAX_SECONDS * 1e9) {
+        return RS_EFIELD_BASE + RS_DDF_TTL;
+    }
+    if (!rs_field_ok(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], capacity)) {
+        return RS_EFIELD_BASE + RS_DDF_CAPACITY;
+    }
+    /* Everything that can fail comes first. */
+    rs_dedup_entry *pool = NULL;
+    rs_dedup_cell *table = NULL;
+    void **values = NULL;
+    int shrink = capacity < d->pool_size;
+    if (shrink) {
+        pool = rs_alloc((size_t)capacity * sizeof(rs_dedup_entry));
+        table = rs_calloc(table_size_for(capacity), sizeof(rs_dedup_cell));
+        values = d->values ? rs_calloc(capacity, sizeof(void *)) : NULL;
+        if (!pool || !table || (d->values && !values)) {
+            rs_free(pool);
+            rs_free(table);
+            rs_free(values);
+            return RS_ENOMEM;
+        }
+    }
+    rs_dedup_expire(d, now_ns, 0); /* under the old ttl: gone, whatever the new one */
+    d->ttl_ns = ttl_ns;
+    rs_dedup_expire(d, now_ns, 0);
+    while (d->size > capacity) {
+        drop_entry(d, d->oldest);
+        d->evicted++;
+    }
+    if (shrink) {
+        move_to(d, pool, table, values, capacity);
+    }
+    d->capacity = capacity;
+    return RS_OK;
+}
+
 uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
     uint32_t n = 0;
     while (d->oldest != RS_DEDUP_NIL && (limit == 0 || n < limit) &&

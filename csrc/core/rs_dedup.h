@@ -75,6 +75,19 @@ typedef struct rs_dedup {
  * rs_dedup_free. */
 rs_status rs_dedup_init(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, rs_key_eq eq,
                         rs_key_release release, void *ctx);
+/* Changes the ttl and the capacity of a set in use. Returns RS_EFIELD_BASE
+ * + RS_DDF_TTL unless 0 < ttl_ns <= RS_MAX_SECONDS s, RS_EFIELD_BASE +
+ * RS_DDF_CAPACITY unless the capacity lies in its field's range, RS_ENOMEM
+ * when the smaller pool of a lowered capacity cannot be allocated; nothing
+ * changes in any of these cases. Otherwise, in this order: the entries
+ * expired at now_ns under the old ttl or under the new one are dropped
+ * (counted as expired), then the oldest entries beyond the new capacity
+ * (counted as evicted). The new ttl applies to every entry kept, from the
+ * time it was recorded: a longer ttl lengthens the life of the entries
+ * still live, a shorter one shortens it. A capacity below the pool's size
+ * shrinks the pool to it, so its memory is returned. */
+rs_status rs_dedup_configure(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, uint64_t now_ns);
+
 /* Releases every key and frees the memory. */
 void rs_dedup_free(rs_dedup *d);
 

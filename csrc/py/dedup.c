@@ -340,6 +340,66 @@ static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignor
     Py_RETURN_NONE;
 }
 
+/* configure(*, ttl=..., maxsize=...): maxsize is also accepted as capacity,
+ * the constructor's name for it; an error names the keyword passed. */
+static PyObject *dedup_configure(DedupObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    static const char *const names[3] = {"ttl", "maxsize", "capacity"};
+    if (nargs) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    PyObject *given[RS_DDF_COUNT] = {NULL};
+    rs_field fields[RS_DDF_COUNT] = {RS_DEDUP_FIELDS[RS_DDF_TTL], RS_DEDUP_FIELDS[RS_DDF_CAPACITY]};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        int n = 0;
+        while (n < 3 && PyUnicode_CompareWithASCIIString(key, names[n]) != 0) {
+            n++;
+        }
+        if (n == 3) {
+            PyErr_Format(PyExc_TypeError, "configure() got an unexpected keyword argument %R%s",
+                         key, PyUnicode_CompareWithASCIIString(key, "clock") == 0
+                                  ? ": the clock is fixed when the Deduplicator is made" : "");
+            return NULL;
+        }
+        int f = n ? RS_DDF_CAPACITY : RS_DDF_TTL;
+        if (given[f]) {
+            PyErr_SetString(PyExc_TypeError,
+                            "configure() takes maxsize or capacity (the same parameter), not both");
+            return NULL;
+        }
+        given[f] = args[i];
+        fields[f].name = names[n];
+    }
+    uint64_t ttl_ns = self->core.ttl_ns, now;
+    long long cap = self->core.capacity;
+    if ((given[RS_DDF_TTL] && resil_field_ns(&fields[RS_DDF_TTL], given[RS_DDF_TTL], &ttl_ns) < 0) ||
+        (given[RS_DDF_CAPACITY] &&
+         resil_field_int(&fields[RS_DDF_CAPACITY], given[RS_DDF_CAPACITY], &cap) < 0) ||
+        resil_clock_read(self->clock_kind, self->clock, &now) < 0 || enter(self) < 0) {
+        return NULL;
+    }
+    /* No Python code runs from here to the change: a value not given is
+     * the one in force now (another thread may have changed it since it was
+     * read above). */
+    if (!given[RS_DDF_TTL]) {
+        ttl_ns = self->core.ttl_ns;
+    }
+    if (!given[RS_DDF_CAPACITY]) {
+        cap = self->core.capacity;
+    }
+    rs_status rc = rs_dedup_configure(&self->core, ttl_ns, (uint32_t)cap, now);
+    leave(self);
+    flush_grave(self);
+    if (rc != RS_OK) {
+        resil_raise_status(rc, fields, RS_DDF_COUNT, given, NULL);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
     if (expire_all(self) < 0) {
         return NULL;
@@ -387,6 +447,17 @@ static PyMethodDef dedup_methods[] = {
     {"discard", (PyCFunction)dedup_discard, METH_O,
      "discard(key) -> bool\n\nForgets key; True when it was recorded."},
     {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS, "clear()\n\nForgets every key."},
+    {"configure", (PyCFunction)(void (*)(void))dedup_configure, METH_FASTCALL | METH_KEYWORDS,
+     "configure($self, /, **changes)\n--\n\n"
+     "configure(ttl=..., maxsize=...) changes the ttl (seconds) and the maxsize (most keys kept; also accepted as\n"
+     "capacity), checked as the constructor checks them: a bad value raises\n"
+     "TypeError or ValueError naming it and changes nothing. Then, at once: keys\n"
+     "expired under the old or the new ttl are dropped (counted as expired), then\n"
+     "the oldest keys beyond a lower maxsize (counted as evicted), and the memory\n"
+     "of a lower maxsize is given back. The new ttl applies to every key kept,\n"
+     "from the time it was recorded: a longer one lengthens the life of keys still\n"
+     "live (keys already expired stay forgotten), a shorter one shortens it.\n"
+     "Atomic with respect to other threads' seen() and put()."},
     {"stats", (PyCFunction)dedup_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The set's counts, JSON-serialisable: depth (keys remembered now, expired ones\n"

@@ -1716,6 +1716,176 @@ static void test_put_known_expired(void) {
     tctx_free(&t);
 }
 
+/* ---- configure ------------------------------------------------------------ */
+
+/* A bad ttl or capacity returns its field's status and changes nothing. */
+static void test_configure_errors(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    CHECK_EQ_INT(rs_dedup_init(&d, 100, 5, test_eq, test_release, &t), RS_OK);
+    int stored;
+    for (uint32_t v = 1; v <= 5; v++) {
+        rs_dedup_seen(&d, h_mix(v), K(v), v, &stored);
+    }
+    const uint64_t bad_ttl[] = {0, (uint64_t)(RS_MAX_SECONDS * 1e9) + 1024, UINT64_MAX};
+    for (size_t k = 0; k < sizeof bad_ttl / sizeof bad_ttl[0]; k++) {
+        CHECK_EQ_INT(rs_dedup_configure(&d, bad_ttl[k], 2, 1000), RS_EFIELD_BASE + RS_DDF_TTL);
+    }
+    const uint32_t bad_cap[] = {0, RS_DEDUP_MAX_CAPACITY + 1, UINT32_MAX};
+    for (size_t k = 0; k < sizeof bad_cap / sizeof bad_cap[0]; k++) {
+        CHECK_EQ_INT(rs_dedup_configure(&d, 1, bad_cap[k], 1000),
+                     RS_EFIELD_BASE + RS_DDF_CAPACITY);
+    }
+    /* nothing changed: not even the expiry the configuration would do at 1000 */
+    CHECK_EQ_U64(d.ttl_ns, 100);
+    CHECK_EQ_U64(d.capacity, 5);
+    CHECK_EQ_U64(d.size, 5);
+    CHECK_EQ_U64(d.expired + d.evicted, 0);
+    CHECK_EQ_INT(t.releases, 0);
+    CHECK_EQ_INT(rs_dedup_configure(&d, (uint64_t)(RS_MAX_SECONDS * 1e9), RS_DEDUP_MAX_CAPACITY,
+                                    50), RS_OK);
+    CHECK_EQ_U64(d.size, 5);
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    tctx_free(&t);
+}
+
+/* A lower capacity evicts the oldest (counted, released oldest first),
+ * shrinks the pool and keeps order, values and lookups; a higher one lets
+ * the pool grow again. */
+static void test_configure_capacity(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    CHECK_EQ_INT(rs_dedup_init(&d, 1000, 200, test_eq, test_release, &t), RS_OK);
+    int stored, r;
+    for (uint32_t v = 1; v <= 150; v++) {
+        void *k = new_key(&t, v), *val = v % 2 ? new_key(&t, 2000 + v) : NULL;
+        r = rs_dedup_put(&d, h_const(v) + (v % 7), k, val, v, &stored);
+        after_put(&t, k, val, stored, r);
+    }
+    CHECK_EQ_U64(d.pool_size, 200);
+    size_t mem = rs_dedup_memory(&d);
+    t.rel_len = 0;
+    CHECK_EQ_INT(rs_dedup_configure(&d, 1000, 10, 150), RS_OK);
+    CHECK_EQ_U64(d.evicted, 140);
+    CHECK_EQ_U64(d.expired, 0);
+    CHECK_EQ_U64(d.size, 10);
+    CHECK_EQ_U64(d.pool_size, 10);
+    CHECK(rs_dedup_memory(&d) < mem / 10);
+    CHECK(key_val(t.rel_log[0]) == 1); /* the oldest first */
+    CHECK_EQ_INT(t.releases, 140 + 70); /* keys, and the odd keys' values */
+    visit_buf b;
+    snapshot(&d, &b); /* the keys, oldest first, then their values */
+    CHECK_EQ_INT(b.n, 10 + 5);
+    int in_order = 0;
+    for (uint32_t i = 0; i < 10; i++) {
+        in_order += key_val(b.keys[i]) == 141 + i;
+    }
+    CHECK_EQ_INT(in_order, 10);
+    int found = 0, values_ok = 0;
+    for (uint32_t v = 1; v <= 150; v++) {
+        void *value = NULL;
+        int g = rs_dedup_get(&d, h_const(v) + (v % 7), ALT(v), 150, &value);
+        found += g;
+        values_ok += g && (v % 2 ? key_val(value) == 2000 + v : value == NULL);
+    }
+    CHECK_EQ_INT(found, 10);
+    CHECK_EQ_INT(values_ok, 10);
+    CHECK_EQ_INT(violations(&d), 0);
+    /* at the new capacity a new key evicts the oldest */
+    CHECK_EQ_INT(rs_dedup_seen(&d, h_mix(500), K(500), 151, &stored), 0);
+    CHECK_EQ_U64(d.evicted, 141);
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_const(141) + (141 % 7), K(141), 151), 0);
+    /* raised: the pool grows again as keys come */
+    CHECK_EQ_INT(rs_dedup_configure(&d, 1000, 100, 152), RS_OK);
+    for (uint32_t v = 600; v < 690; v++) {
+        rs_dedup_seen(&d, h_mix(v), K(v), 153, &stored);
+    }
+    CHECK_EQ_U64(d.size, 100);
+    CHECK_EQ_U64(d.pool_size, 100);
+    CHECK_EQ_U64(d.evicted, 141);
+    CHECK_EQ_INT(violations(&d), 0);
+    /* the same capacity: nothing moves */
+    rs_dedup_entry *pool = d.pool;
+    CHECK_EQ_INT(rs_dedup_configure(&d, 1000, 100, 153), RS_OK);
+    CHECK(d.pool == pool);
+    rs_dedup_free(&d);
+    CHECK_EQ_INT(owned_by_set(&t), 0);
+    CHECK_EQ_INT(t.own_errors, 0);
+    tctx_free(&t);
+}
+
+/* The entries expired at now under the old or the new ttl are dropped and
+ * counted; the others live ttl after they were recorded. */
+static void test_configure_ttl(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    CHECK_EQ_INT(rs_dedup_init(&d, 100, 10, test_eq, test_release, &t), RS_OK);
+    int stored;
+    const uint64_t at[] = {0, 50, 95, 110};
+    for (uint32_t v = 0; v < 4; v++) {
+        rs_dedup_seen(&d, h_mix(v), K(v), at[v], &stored);
+    }
+    /* at 120: key 0 (age 120) expired under 100; key 1 (age 70) under 30 */
+    CHECK_EQ_INT(rs_dedup_configure(&d, 30, 10, 120), RS_OK);
+    CHECK_EQ_U64(d.expired, 2);
+    CHECK_EQ_U64(d.size, 2);
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_mix(2), K(2), 124), 1);
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_mix(2), K(2), 125), 0); /* 95 + 30 */
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_mix(3), K(3), 139), 1);
+    /* longer: what is still live lives longer; what expired stays gone */
+    CHECK_EQ_INT(rs_dedup_configure(&d, 1000, 10, 125), RS_OK);
+    CHECK_EQ_U64(d.size, 1);
+    CHECK_EQ_U64(d.expired, 3); /* key 2 had expired at 125 */
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_mix(3), K(3), 1109), 1);
+    CHECK_EQ_INT(rs_dedup_contains(&d, h_mix(3), K(3), 1110), 0);
+    CHECK_EQ_INT(rs_dedup_seen(&d, h_mix(0), K(0), 130, &stored), 0); /* gone: recorded anew */
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    tctx_free(&t);
+}
+
+/* A lower capacity whose new pool, table or value array cannot be
+ * allocated returns RS_ENOMEM and changes nothing. */
+static void test_configure_enomem(void) {
+    tctx t;
+    tctx_init(&t);
+    rs_dedup d;
+    install_failing(0, 0);
+    CHECK_EQ_INT(rs_dedup_init(&d, 100, 100, test_eq, test_release, &t), RS_OK);
+    int stored;
+    for (uint32_t v = 1; v <= 80; v++) {
+        rs_dedup_put(&d, h_mix(v), K(v), NULL, v, &stored);
+    }
+    size_t mem = rs_dedup_memory(&d);
+    for (long which = 1; which <= 4; which++) {
+        alloc_fail_at = which <= 3 ? alloc_calls + which : 0;
+        alloc_fail_from = which == 4 ? alloc_calls + 1 : 0;
+        long live = alloc_live;
+        CHECK_EQ_INT(rs_dedup_configure(&d, 10, 5, 1000), RS_ENOMEM);
+        CHECK_EQ_INT(alloc_live, live);
+        CHECK_EQ_U64(d.size, 80);
+        CHECK_EQ_U64(d.capacity, 100);
+        CHECK_EQ_U64(d.ttl_ns, 100);
+        CHECK_EQ_U64(rs_dedup_memory(&d), mem);
+        CHECK_EQ_U64(d.expired + d.evicted, 0);
+        CHECK_EQ_INT(t.releases, 0);
+        CHECK_EQ_INT(violations(&d), 0);
+    }
+    alloc_fail_at = alloc_fail_from = 0;
+    CHECK_EQ_INT(rs_dedup_configure(&d, 10, 5, 85), RS_OK); /* 76..80 live under 10 */
+    CHECK_EQ_U64(d.size, 5);
+    CHECK_EQ_U64(d.expired, 75);
+    CHECK_EQ_INT(violations(&d), 0);
+    rs_dedup_free(&d);
+    CHECK_EQ_INT(alloc_live, 0);
+    rs_set_allocator(NULL, NULL);
+    tctx_free(&t);
+}
+
 int main(void) {
     signal(SIGALRM, on_alarm);
     alarm(120); /* the whole file runs in a few seconds under the sanitizers */
@@ -1745,6 +1915,10 @@ int main(void) {
     RUN_TEST(test_put_get);
     RUN_TEST(test_put_known_expired);
     RUN_TEST(test_put_grow_and_enomem);
+    RUN_TEST(test_configure_errors);
+    RUN_TEST(test_configure_capacity);
+    RUN_TEST(test_configure_ttl);
+    RUN_TEST(test_configure_enomem);
     RUN_TEST(test_randomized_long);
     RUN_TEST(test_randomized_poor_hash);
     return rs_test_summary();

@@ -3,7 +3,8 @@ and a dict of the values given with put().
 
 Mirrors the engine's bookkeeping: each seen() or put() first drops at most
 two expired entries, a known-but-expired key is recorded again as the newest
-(counted as expired), and at capacity the oldest entry is evicted. put() of
+(counted as expired), and at capacity the oldest entry is evicted.
+configure() changes ttl and capacity as rs_dedup_configure does. put() of
 a recorded key, live or expired, gives it the new value and time (the
 newest), like a dict assignment, and counts no duplicate; seen() of a new or
 expired key records it without a value (None).
@@ -77,6 +78,18 @@ class DedupModel:
     def discard(self, key: Hashable) -> bool:
         self.values.pop(key, None)
         return self.keys.pop(key, None) is not None
+
+    def configure(self, ttl_ns: int, capacity: int, now: int) -> None:
+        """Entries expired under the old or the new ttl go (counted as
+        expired), then the oldest beyond the capacity (counted as evicted)."""
+        self.expire(now)
+        self.ttl = ttl_ns
+        self.expire(now)
+        while len(self.keys) > capacity:
+            oldest, _ = self.keys.popitem(last=False)
+            self.values.pop(oldest, None)
+            self.evicted += 1
+        self.capacity = capacity
 
     def size(self, now: int) -> int:
         self.expire(now)
