@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import Any
 
 import pytest
@@ -246,3 +247,237 @@ def test_emitter_overrides_win_over_the_environment() -> None:
         resil.EventEmitter.from_env(print, {"KAFKA_ENABLE_DLQ": "1"}, topic=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="queue_size"):
         resil.EventEmitter.from_env(print, {}, queue_size=0)
+
+
+def _hammer(workers: list[Any], reconfigure: Any) -> None:
+    """Runs each worker(stop) in a thread, with thread switches every 10 us,
+    while this thread calls reconfigure(); re-raises a worker's error."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(worker: Any) -> None:
+        try:
+            worker(stop)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        try:
+            reconfigure()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(old)
+    if errors:
+        raise errors[0]
+
+
+# ---- Deduplicator.configure ----------------------------------------------------------
+
+def test_dedup_lower_maxsize_evicts_the_oldest_and_gives_memory_back() -> None:
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=100, capacity=10_000, clock=clock)
+    for i in range(5000):
+        d.seen(i)
+    before = d.stats()["memory_bytes"]
+    d.configure(maxsize=100)
+    stats = d.stats()
+    assert (stats["depth"], stats["evicted"], stats["maxsize"], d.capacity) == (100, 4900, 100, 100)
+    assert stats["memory_bytes"] < before / 20
+    assert [i for i in range(5000) if i in d] == list(range(4900, 5000))
+    assert d.seen(4999) is True and d.seen("new") is False
+    assert 4900 not in d and d.stats()["evicted"] == 4901
+    d.configure(capacity=200)  # the constructor's name for it
+    for i in range(300):
+        d.seen(("more", i))
+    assert len(d) == 200
+
+
+def test_dedup_ttl_change_applies_to_keys_already_stored() -> None:
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=100, clock=clock)
+    d.seen("old")
+    clock.advance(60)
+    d.seen("young")
+    clock.advance(10)                # old is 70 s old, young 10 s
+    d.configure(ttl=50)              # old has expired under the new ttl: dropped now
+    assert "old" not in d and "young" in d and d.stats()["expired"] == 1
+    clock.advance(39)
+    assert d.seen("young") is True   # 49 s < 50
+    clock.advance(1)
+    assert "young" not in d
+    d.seen("k")
+    d.configure(ttl=1000)            # a longer ttl lengthens what is still live
+    clock.advance(500)
+    assert "k" in d and "young" not in d and d.ttl == 1000.0
+
+
+def test_dedup_bad_configure_changes_nothing() -> None:
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=10, capacity=5, clock=clock)
+    for i in range(5):
+        d.seen(i)
+    clock.advance(20)  # all expired, not yet dropped: a successful configure would drop them
+    for changes, error, name in (
+            ({"ttl": 1, "maxsize": 0}, ValueError, "maxsize"),
+            ({"maxsize": 1, "ttl": float("nan")}, ValueError, "ttl"),
+            ({"maxsize": 1, "ttl": float("inf")}, ValueError, "ttl"),
+            ({"maxsize": 1, "ttl": -1}, ValueError, "ttl"),
+            ({"ttl": 1, "capacity": 10**400}, ValueError, "capacity"),
+            ({"ttl": 1, "maxsize": True}, TypeError, "maxsize"),
+            ({"ttl": "1"}, TypeError, "ttl"),
+            ({"maxsize": 1, "capacity": 1}, TypeError, "not both"),
+            ({"clock": resil.VirtualClock()}, TypeError, "clock"),
+            ({"size": 3}, TypeError, "size")):
+        with pytest.raises(error, match=name):
+            d.configure(**changes)
+        assert (d.ttl, d.capacity, d.duplicate_count) == (10.0, 5, 0)
+    # Nothing was dropped either: the expired keys are still there to expire.
+    with pytest.raises(TypeError, match="keyword"):
+        d.configure(5)  # type: ignore[misc]
+    d.configure()  # nothing to change: drops what has expired, as stats() would
+    assert d.stats()["expired"] == 5
+
+
+def test_dedup_configure_under_threads_is_atomic() -> None:
+    d = resil.Deduplicator(ttl=1000, capacity=64)
+
+    def worker(n: int) -> Any:
+        def work(stop: threading.Event) -> None:
+            i = 0
+            while not stop.is_set():
+                d.seen((n, i % 500))
+                d.put(("v", n, i % 300), i)
+                i += 1
+        return work
+
+    def reconfigure() -> None:
+        for k in range(300):
+            d.configure(maxsize=1 + k % 97, ttl=0.5 + k % 3)
+            assert len(d) <= 1 + k % 97
+
+    _hammer([worker(n) for n in range(3)], reconfigure)
+    s = d.stats()
+    assert s["depth"] <= s["maxsize"] == 1 + 299 % 97
+
+
+# ---- BoundedQueue.configure ------------------------------------------------------------
+
+def test_queue_lowered_below_its_depth_keeps_items_and_refuses_puts_until_drained() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=0.5, reject_at=1.0)
+    for i in range(8):
+        q.put_nowait(i)
+    q.configure(maxsize=4)
+    assert q.qsize() == 8 and q.full() and q.pressure == 2.0 and q.maxsize == 4
+    with pytest.raises(resil.QueueFull):
+        q.put_nowait(99)
+    assert [q.get_nowait() for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(resil.QueueFull):
+        q.put_nowait(99)  # depth 4 is still the limit
+    assert q.get_nowait() == 4
+    q.put_nowait(99)
+    assert [q.get_nowait() for _ in range(4)] == [5, 6, 7, 99]
+    assert q.stats()["rejected"] == 2
+
+
+def test_queue_watermarks_change_and_the_warning_follows() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=0.8, reject_at=1.0)
+    for i in range(5):
+        q.put_nowait(i)
+    assert not q.warning and q.stats()["warnings"] == 0
+    q.configure(warn_at=0.5)
+    assert q.warning and q.stats()["warnings"] == 1 and q.warn_at == 0.5
+    q.configure(warn_at=0.6)
+    assert not q.warning and q.stats()["warnings"] == 1
+    q.configure(warn_at=0.3, maxsize=20)  # 5 >= 6? no: ceil(0.3 * 20) = 6
+    assert not q.warning
+    q.configure(maxsize=15)               # ceil(0.3 * 15) = 5: in the zone again
+    assert q.warning and q.stats()["warnings"] == 2
+
+
+def test_queue_bad_configure_changes_nothing() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(10, warn_at=0.8, reject_at=0.9)
+    for changes, error, name in (
+            ({"maxsize": 5, "reject_at": 0.7}, ValueError, r"reject_at must be >= warn_at \(0.8\)"),
+            ({"maxsize": 5, "warn_at": 0.95}, ValueError, "warn_at"),
+            ({"warn_at": 0.1, "maxsize": 0}, ValueError, "maxsize"),
+            ({"warn_at": 0.1, "maxsize": 2**30 + 1}, ValueError, "maxsize"),
+            ({"warn_at": 0.1, "maxsize": 5.0}, TypeError, "maxsize"),
+            ({"maxsize": 5, "reject_at": float("nan")}, ValueError, "reject_at"),
+            ({"maxsize": 5, "reject_at": 0}, ValueError, "reject_at"),
+            ({"maxsize": 5, "warn_at": True}, TypeError, "warn_at"),
+            ({"maxsize": 5, "clock": None}, TypeError, "clock"),
+            ({"size": 5}, TypeError, "size")):
+        with pytest.raises(error, match=name):
+            q.configure(**changes)
+        assert (q.maxsize, q.warn_at, q.reject_at) == (10, 0.8, 0.9)
+    for i in range(9):
+        q.put_nowait(i)
+    with pytest.raises(resil.QueueFull):
+        q.put_nowait(9)
+
+
+def test_queue_raised_limit_wakes_waiting_puts() -> None:
+    async def main() -> None:
+        q: resil.BoundedQueue[int] = resil.BoundedQueue(2, reject_at=1.0)
+        q.put_nowait(0)
+        q.put_nowait(1)
+        done: list[int] = []
+
+        async def producer(i: int) -> None:
+            await q.put(i)
+            done.append(i)
+
+        tasks = [asyncio.create_task(producer(i)) for i in (2, 3, 4)]
+        await asyncio.sleep(1)
+        assert done == []
+        q.configure(maxsize=4)  # room for two
+        await asyncio.sleep(1)
+        assert done == [2, 3] and q.qsize() == 4
+        assert q.get_nowait() == 0
+        await asyncio.sleep(1)
+        assert done == [2, 3, 4]
+        await asyncio.gather(*tasks)
+        assert [q.get_nowait() for _ in range(4)] == [1, 2, 3, 4]
+
+    resil.run_virtual(main())
+
+
+def test_queue_configure_under_threads_is_atomic() -> None:
+    q: resil.BoundedQueue[int] = resil.BoundedQueue(100, reject_at=1.0)
+    counts = {"put": 0, "got": 0}
+    lock = threading.Lock()
+
+    def producer(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                q.put_nowait(1)
+            except resil.QueueFull:
+                continue
+            with lock:
+                counts["put"] += 1
+
+    def consumer(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                q.get_nowait()
+            except asyncio.QueueEmpty:
+                continue
+            with lock:
+                counts["got"] += 1
+
+    def reconfigure() -> None:
+        for k in range(500):
+            q.configure(maxsize=1 + k % 50, warn_at=0.5 if k % 2 else 1.0)
+
+    _hammer([producer, producer, consumer], reconfigure)
+    s = q.stats()
+    assert s["depth"] == counts["put"] - counts["got"] == s["put"] - s["got"]
+    assert s["depth"] <= max(s["maxsize"], 50)

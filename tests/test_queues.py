@@ -26,6 +26,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.q = resil.BoundedQueue(maxsize, warn_at=warn, reject_at=reject, clock=self.clock)
         self.m = QueueModel(maxsize, warn, reject, self.clock.now_ns())
         self.n = 0
+        self.warn, self.reject = warn, reject
 
     @rule()
     def put(self) -> None:
@@ -58,6 +59,22 @@ class QueueMachine(RuleBasedStateMachine):
     def advance(self, ms: int) -> None:
         self.clock.advance_ns(ms * 1_000_000)
 
+    @rule(maxsize=st.none() | st.integers(1, 12),
+          warn=st.none() | st.sampled_from([0.1, 0.5, 0.8, 1.0]),
+          reject=st.none() | st.sampled_from([0.5, 0.8, 0.95, 1.0]))
+    def configure(self, maxsize: int | None, warn: float | None, reject: float | None) -> None:
+        changes = {k: v for k, v in (("maxsize", maxsize), ("warn_at", warn),
+                                     ("reject_at", reject)) if v is not None}
+        new_warn = self.warn if warn is None else warn
+        new_reject = self.reject if reject is None else reject
+        if new_warn > new_reject:  # refused, naming what was passed; nothing changes
+            with pytest.raises(ValueError, match="warn_at" if warn is not None else "reject_at"):
+                self.q.configure(**changes)
+            return
+        self.q.configure(**changes)
+        self.warn, self.reject = new_warn, new_reject
+        self.m.configure(self.m.maxsize if maxsize is None else maxsize, new_warn, new_reject)
+
     @invariant()
     def agree(self) -> None:
         if not hasattr(self, "q"):
@@ -69,6 +86,8 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.q.full() == (len(m.items) >= m.reject_limit)
         assert self.q.warning == (len(m.items) >= m.warn_limit) == s["warning"]
         assert s["pressure"] == len(m.items) / m.maxsize
+        assert (s["maxsize"], self.q.warn_at, self.q.reject_at) == (m.maxsize, self.warn,
+                                                                    self.reject)
         assert s["oldest_age"] == pytest.approx(m.oldest_age(now) / 1e9, abs=1e-9)
         assert s["average_age"] == pytest.approx(m.mean_age(now) / 1e9, rel=1e-9, abs=1e-6)
 

@@ -242,10 +242,10 @@ static void move_to(rs_dedup *d, rs_dedup_entry *pool, rs_dedup_cell *table, voi
         e->slot = i;
     }
     rs_free(d->pool);
-    rs_free(d->table);
-    rs_free(d->values);
     d->pool = pool;
+    rs_free(d->table);
     d->table = table;
+    rs_free(d->values);
     d->values = values;
     d->mask = mask;
     d->pool_size = pool_size;

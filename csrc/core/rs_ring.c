@@ -16,8 +16,36 @@ rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns) {
         rs_ring_free(r);
         return RS_ENOMEM;
     }
-    r->capacity = capacity;
+    r->capacity = r->limit = capacity;
     r->base_ns = now_ns;
+    return RS_OK;
+}
+
+rs_status rs_ring_resize(rs_ring *r, uint32_t limit) {
+    if (!rs_field_ok(&RS_RING_CAPACITY_FIELD, limit)) {
+        return RS_EINVAL;
+    }
+    uint32_t slots = limit > r->len ? limit : r->len;
+    if (slots != r->capacity) {
+        void **items = rs_calloc(slots, sizeof(void *));
+        uint64_t *times = rs_calloc(slots, sizeof(uint64_t));
+        if (!items || !times) {
+            rs_free(items);
+            rs_free(times);
+            return RS_ENOMEM;
+        }
+        for (uint32_t i = 0, k = r->head; i < r->len; i++, k = k + 1 == r->capacity ? 0 : k + 1) {
+            items[i] = r->items[k];
+            times[i] = r->times[k];
+        }
+        rs_free(r->items);
+        rs_free(r->times);
+        r->items = items;
+        r->times = times;
+        r->capacity = slots;
+        r->head = 0;
+    }
+    r->limit = limit;
     return RS_OK;
 }
 

@@ -1,9 +1,10 @@
 /* rs_ring.h - a bounded FIFO of opaque pointers with enqueue times:
  * the storage of resil's queues and their age statistics.
  *
- * Fixed memory allocated at init; push and pop are O(1) and cannot fail
- * once initialised, except that push refuses a full ring. The caller owns the
- * items; the ring only stores pointers. */
+ * Fixed memory allocated at init (and at rs_ring_resize); push and pop are
+ * O(1) and cannot fail once initialised, except that push refuses an item
+ * while the ring holds `limit` or more. The caller owns the items; the ring
+ * only stores pointers. */
 #ifndef RS_RING_H
 #define RS_RING_H
 
@@ -18,7 +19,8 @@ extern const rs_field RS_RING_CAPACITY_FIELD;
 typedef struct rs_ring {
     void **items;
     uint64_t *times; /* enqueue time of each item, ns */
-    uint32_t capacity;
+    uint32_t capacity; /* slots allocated */
+    uint32_t limit;    /* push refuses at len >= limit; <= capacity */
     uint32_t head;   /* oldest item */
     uint32_t len;
     double time_sum; /* sum of (enqueue time - base) over held items, for the mean age */
@@ -30,10 +32,18 @@ typedef struct rs_ring {
 rs_status rs_ring_init(rs_ring *r, uint32_t capacity, uint64_t now_ns);
 void rs_ring_free(rs_ring *r);
 
-/* Returns RS_EREJECTED when the ring is full; the item is not stored.
+/* Sets the limit of a ring in use, keeping every item it holds, in order,
+ * with its time: a limit below len refuses pushes until pops bring len
+ * below it. The slots become max(limit, len), so a lower limit returns
+ * memory. Returns RS_EINVAL unless 1 <= limit <= RS_RING_MAX_CAPACITY,
+ * RS_ENOMEM when the new slots cannot be allocated; nothing changes then. */
+rs_status rs_ring_resize(rs_ring *r, uint32_t limit);
+
+/* Returns RS_EREJECTED when the ring holds `limit` items or more; the item
+ * is not stored.
  * Push and pop are defined here so that every caller's hot path inlines them. */
 RS_INLINE rs_status rs_ring_push(rs_ring *r, void *item, uint64_t now_ns) {
-    if (RS_UNLIKELY(r->len == r->capacity)) {
+    if (RS_UNLIKELY(r->len >= r->limit)) {
         return RS_EREJECTED;
     }
     uint32_t i = r->head + r->len;

@@ -106,6 +106,37 @@ static const rs_field WATERMARK_FIELDS[WF_COUNT] = {
     {"warn_at", RS_FIELD_NUMBER, 0.0, 1.0, RS_FIELD_OPEN_LO, "<= reject_at"},
 };
 
+/* The smallest depth d with d >= fraction * maxsize, at least 1. */
+static uint32_t depth_at(double fraction, uint32_t maxsize) {
+    uint32_t d = (uint32_t)ceil(fraction * (double)maxsize);
+    return d < 1 ? 1 : d;
+}
+
+static void set_limits(RingObject *self, uint32_t maxsize, double warn_at, double reject_at) {
+    self->maxsize = maxsize;
+    self->reject_limit = depth_at(reject_at, maxsize);
+    self->warn_limit = depth_at(warn_at, maxsize);
+    self->warn_at = warn_at;
+    self->reject_at = reject_at;
+}
+
+/* configure()'s ValueError for warn_at above reject_at: naming warn_at
+ * when it was passed, else reject_at against warn_at's value now. */
+static void bad_watermarks(PyObject *const given[WF_COUNT], const double values[WF_COUNT]) {
+    if (given[WF_WARN_AT]) {
+        resil_raise_status(RS_EFIELD_BASE + WF_WARN_AT, WATERMARK_FIELDS, WF_COUNT, given, NULL);
+        return;
+    }
+    char *warn = PyOS_double_to_string(values[WF_WARN_AT], 'r', 0, 0, NULL);
+    if (!warn) {
+        return;
+    }
+    char accepts[64];
+    PyOS_snprintf(accepts, sizeof accepts, ">= warn_at (%s)", warn);
+    PyMem_Free(warn);
+    resil_bad_value("reject_at", accepts, given[WF_REJECT_AT]);
+}
+
 static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"maxsize", "warn_at", "reject_at", "clock", NULL};
     PyObject *max_o = NULL, *warn_o = NULL, *reject_o = NULL, *clock = Py_None;
@@ -145,14 +176,7 @@ static PyObject *ring_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
-    self->maxsize = (uint32_t)maxsize;
-    /* The smallest depth d with d >= fraction * maxsize. */
-    self->reject_limit = (uint32_t)ceil(reject_at * (double)maxsize);
-    self->warn_limit = (uint32_t)ceil(warn_at * (double)maxsize);
-    if (self->reject_limit < 1) self->reject_limit = 1;
-    if (self->warn_limit < 1) self->warn_limit = 1;
-    self->warn_at = warn_at;
-    self->reject_at = reject_at;
+    set_limits(self, (uint32_t)maxsize, warn_at, reject_at);
     self->started_ns = now;
     rs_status rc = rs_ring_init(&self->ring, self->reject_limit, now);
     if (rc == RS_OK) {
@@ -319,6 +343,77 @@ static PyObject *ring_stats(RingObject *self, PyObject *Py_UNUSED(ignored)) {
         self->ring.len >= self->warn_limit ? Py_True : Py_False);
 }
 
+/* configure(*, maxsize=..., warn_at=..., reject_at=...) */
+static PyObject *ring_configure(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    if (nargs) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    PyObject *max_o = NULL, *given[WF_COUNT] = {NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        PyObject **slot = PyUnicode_CompareWithASCIIString(key, "maxsize") == 0 ? &max_o
+                          : PyUnicode_CompareWithASCIIString(key, "warn_at") == 0
+                              ? &given[WF_WARN_AT]
+                          : PyUnicode_CompareWithASCIIString(key, "reject_at") == 0
+                              ? &given[WF_REJECT_AT] : NULL;
+        if (!slot) {
+            PyErr_Format(PyExc_TypeError, "configure() got an unexpected keyword argument %R%s",
+                         key, PyUnicode_CompareWithASCIIString(key, "clock") == 0
+                                  ? ": the clock is fixed when the queue is made" : "");
+            return NULL;
+        }
+        *slot = args[i];
+    }
+    long long maxsize = 0;
+    double values[WF_COUNT] = {0.0, 0.0};
+    if ((max_o && resil_field_int(&RS_RING_CAPACITY_FIELD, max_o, &maxsize) < 0) ||
+        (given[WF_REJECT_AT] && resil_field_double(&WATERMARK_FIELDS[WF_REJECT_AT],
+                                                   given[WF_REJECT_AT], &values[WF_REJECT_AT]) < 0) ||
+        (given[WF_WARN_AT] && resil_field_double(&WATERMARK_FIELDS[WF_WARN_AT], given[WF_WARN_AT],
+                                                 &values[WF_WARN_AT]) < 0)) {
+        return NULL;
+    }
+    /* No Python code runs from here to the change: what was not passed is
+     * the value in force now. */
+    if (!max_o) {
+        maxsize = self->maxsize;
+    }
+    if (!given[WF_REJECT_AT]) {
+        values[WF_REJECT_AT] = self->reject_at;
+    }
+    if (!given[WF_WARN_AT]) {
+        values[WF_WARN_AT] = self->warn_at;
+    }
+    if (values[WF_WARN_AT] > values[WF_REJECT_AT]) {
+        bad_watermarks(given, values);
+        return NULL;
+    }
+    rs_status rc = rs_ring_resize(&self->ring, depth_at(values[WF_REJECT_AT], (uint32_t)maxsize));
+    if (rc != RS_OK) {
+        resil_raise_status(rc, &RS_RING_CAPACITY_FIELD, 1, NULL, NULL);
+        return NULL;
+    }
+    set_limits(self, (uint32_t)maxsize, values[WF_WARN_AT], values[WF_REJECT_AT]);
+    if (self->ring.len >= self->warn_limit) {
+        if (!self->in_warning) { /* in the warning zone now: an entry into it */
+            self->in_warning = 1;
+            self->warnings++;
+        }
+    } else {
+        self->in_warning = 0;
+    }
+    /* Room made: wake as many waiting puts as there is room for (each
+     * checks again and waits again if it finds none). */
+    Py_ssize_t room = self->ring.len < self->reject_limit ? self->reject_limit - self->ring.len : 0;
+    for (Py_ssize_t n = waiting(self, LINE_PUTTERS); room > 0 && n > 0; room--, n--) {
+        wake_line(self, self->wake_first, LINE_PUTTERS);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *ring_get(RingObject *self, void *closure) {
     switch ((int)(intptr_t)closure) {
     case 0: return PyLong_FromUnsignedLong(self->maxsize);
@@ -378,6 +473,17 @@ static PyMethodDef ring_methods[] = {
     {"empty", (PyCFunction)ring_empty, METH_NOARGS, "empty() -> bool"},
     {"full", (PyCFunction)ring_full, METH_NOARGS,
      "full() -> bool\n\nTrue while put_nowait would raise QueueFull."},
+    {"configure", (PyCFunction)(void (*)(void))ring_configure, METH_FASTCALL | METH_KEYWORDS,
+     "configure($self, /, **changes)\n--\n\n"
+     "configure(maxsize=..., warn_at=..., reject_at=...) changes the size and the\n"
+     "watermarks, checked as the constructor checks them (with the values not\n"
+     "passed as they are now): a bad value raises TypeError or ValueError naming it\n"
+     "and changes nothing. The items held are kept, in order: while the depth is\n"
+     "at or above the new rejection watermark put_nowait raises QueueFull and put\n"
+     "waits, until gets bring it below; a depth at or above the new warning\n"
+     "watermark is the warning state (counted as an entry into it when it was not).\n"
+     "Puts waiting for room are woken when there is room. Atomic with respect to\n"
+     "other threads' put_nowait() and get_nowait()."},
     {"stats", (PyCFunction)ring_stats, METH_NOARGS,
      "stats() -> dict\n\ndepth, maxsize, pressure, oldest_age and average_age (seconds),\n"
      "throughput (gets per second over the last 10 s), put, got, rejected, warnings\n"

@@ -102,6 +102,14 @@ class BoundedQueue(_resil.Ring, Generic[T]):
     atomic, so several threads may call them, whatever the clock: each
     either completes or raises and changes nothing, and a ``get``, ``put``
     or ``join`` waiting on the event loop is woken on that loop.
+
+    ``configure(maxsize=..., warn_at=..., reject_at=...)`` changes the size
+    and the watermarks while the queue is in use, checked as the
+    constructor checks them, all or nothing. The items held are all kept,
+    in order: a depth at or above the new rejection watermark makes
+    ``put_nowait`` raise and ``put`` wait until gets bring it below (and
+    ``pressure`` may then exceed 1); raising it wakes the puts waiting for
+    the room made.
     """
 
     def __init__(self, maxsize: int = 1000, *, warn_at: float = 0.8, reject_at: float = 0.95,

@@ -639,6 +639,90 @@ static void test_mean_no_drift_when_never_empty(void) {
     free(q.times);
 }
 
+/* ---- resize ------------------------------------------------------------------ */
+
+/* A resize keeps every item in order with its time, wrapped or not; a limit
+ * below len refuses pushes until pops bring len below it; the slots follow
+ * max(limit, len). */
+static void test_resize_keeps_items(void) {
+    rs_ring r;
+    CHECK_EQ_INT(rs_ring_init(&r, 8, 0), RS_OK);
+    for (uint64_t v = 1; v <= 6; v++) { /* head moves to 5: the items wrap */
+        CHECK_EQ_INT(rs_ring_push(&r, P(v), v * 10), RS_OK);
+    }
+    for (int i = 0; i < 5; i++) {
+        rs_ring_pop(&r);
+    }
+    for (uint64_t v = 7; v <= 12; v++) {
+        CHECK_EQ_INT(rs_ring_push(&r, P(v), v * 10), RS_OK);
+    }
+    CHECK_EQ_U64(r.len, 7); /* 6..12 */
+    double mean = rs_ring_mean_age(&r, 1000);
+    /* below len: every item kept, pushes refused */
+    CHECK_EQ_INT(rs_ring_resize(&r, 3), RS_OK);
+    CHECK_EQ_U64(r.capacity, 7);
+    CHECK_EQ_U64(r.limit, 3);
+    CHECK_EQ_INT(rs_ring_push(&r, P(99), 200), RS_EREJECTED);
+    CHECK_EQ_U64(rs_ring_oldest_age(&r, 1000), 1000 - 60);
+    CHECK_NEAR(rs_ring_mean_age(&r, 1000), mean, 1e-6);
+    for (uint32_t i = 0; i < 7; i++) {
+        CHECK(rs_ring_at(&r, i) == P(6 + i));
+    }
+    for (uint64_t v = 6; v <= 10; v++) { /* len 7 -> 2: only then is there room */
+        CHECK(rs_ring_pop(&r) == P(v));
+        CHECK_EQ_INT(rs_ring_push(&r, P(99), 200), v == 10 ? RS_OK : RS_EREJECTED);
+    }
+    CHECK_EQ_U64(r.len, 3); /* 11, 12, 99 */
+    CHECK_EQ_INT(rs_ring_push(&r, P(100), 200), RS_EREJECTED);
+    /* raised: room for more, across the wrap of the 7 slots */
+    CHECK_EQ_INT(rs_ring_resize(&r, 20), RS_OK);
+    CHECK_EQ_U64(r.capacity, 20);
+    for (uint64_t v = 100; v < 117; v++) {
+        CHECK_EQ_INT(rs_ring_push(&r, P(v), 300), RS_OK);
+    }
+    CHECK_EQ_INT(rs_ring_push(&r, P(117), 300), RS_EREJECTED);
+    CHECK(rs_ring_pop(&r) == P(11));
+    CHECK(rs_ring_pop(&r) == P(12));
+    CHECK(rs_ring_pop(&r) == P(99));
+    for (uint64_t v = 100; v < 117; v++) {
+        CHECK(rs_ring_pop(&r) == P(v));
+    }
+    CHECK(rs_ring_pop(&r) == NULL);
+    /* lowered while empty: the slots shrink to the limit */
+    CHECK_EQ_INT(rs_ring_resize(&r, 2), RS_OK);
+    CHECK_EQ_U64(r.capacity, 2);
+    CHECK_EQ_INT(rs_ring_push(&r, P(1), 0), RS_OK);
+    CHECK_EQ_INT(rs_ring_push(&r, P(2), 0), RS_OK);
+    CHECK_EQ_INT(rs_ring_push(&r, P(3), 0), RS_EREJECTED);
+    rs_ring_free(&r);
+}
+
+/* A bad limit is RS_EINVAL and a failed allocation RS_ENOMEM; nothing changes. */
+static void test_resize_errors(void) {
+    rs_ring r;
+    CHECK_EQ_INT(rs_ring_init(&r, 4, 0), RS_OK);
+    CHECK_EQ_INT(rs_ring_push(&r, P(1), 5), RS_OK);
+    CHECK_EQ_INT(rs_ring_push(&r, P(2), 6), RS_OK);
+    void **items = r.items;
+    CHECK_EQ_INT(rs_ring_resize(&r, 0), RS_EINVAL);
+    CHECK_EQ_INT(rs_ring_resize(&r, RS_RING_MAX_CAPACITY + 1), RS_EINVAL);
+    for (long fail = 1; fail <= 2; fail++) {
+        install_counting(fail, 0);
+        CHECK_EQ_INT(rs_ring_resize(&r, 9), RS_ENOMEM);
+        CHECK_EQ_INT(alloc_live, 0);
+        restore_allocator();
+    }
+    CHECK(r.items == items);
+    CHECK_EQ_U64(r.capacity, 4);
+    CHECK_EQ_U64(r.limit, 4);
+    CHECK_EQ_U64(r.len, 2);
+    CHECK_EQ_INT(rs_ring_resize(&r, 4), RS_OK); /* the same: nothing allocated */
+    CHECK(r.items == items);
+    CHECK(rs_ring_pop(&r) == P(1));
+    CHECK(rs_ring_pop(&r) == P(2));
+    rs_ring_free(&r);
+}
+
 int main(void) {
     RUN_TEST(test_init_errors);
     RUN_TEST(test_init_ok_and_free);
@@ -653,5 +737,7 @@ int main(void) {
     RUN_TEST(test_ages_time_not_advancing);
     RUN_TEST(test_random_against_reference);
     RUN_TEST(test_mean_no_drift_when_never_empty);
+    RUN_TEST(test_resize_keeps_items);
+    RUN_TEST(test_resize_errors);
     return rs_test_summary();
 }

@@ -9,12 +9,26 @@ from typing import Any
 
 class QueueModel:
     def __init__(self, maxsize: int, warn_at: float, reject_at: float, now: int) -> None:
-        self.maxsize = maxsize
-        self.reject_limit = max(1, math.ceil(reject_at * maxsize))
-        self.warn_limit = max(1, math.ceil(warn_at * maxsize))
+        self._set_limits(maxsize, warn_at, reject_at)
         self.items: deque[tuple[Any, int]] = deque()
         self.unfinished = self.put = self.got = self.rejected = self.warnings = 0
         self.in_warning = False
+
+    def configure(self, maxsize: int, warn_at: float, reject_at: float) -> None:
+        """New size and watermarks; the items stay. A depth in the warning
+        zone counts as an entry into it when the queue was not in it."""
+        self._set_limits(maxsize, warn_at, reject_at)
+        if len(self.items) >= self.warn_limit:
+            if not self.in_warning:
+                self.in_warning = True
+                self.warnings += 1
+        else:
+            self.in_warning = False
+
+    def _set_limits(self, maxsize: int, warn_at: float, reject_at: float) -> None:
+        self.maxsize = maxsize
+        self.reject_limit = max(1, math.ceil(reject_at * maxsize))
+        self.warn_limit = max(1, math.ceil(warn_at * maxsize))
 
     def put_nowait(self, item: Any, now: int) -> bool:
         """False when rejected (QueueFull)."""
