@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import resil
+from tests_support import run_threads
 
 SEC = 1_000_000_000
 
@@ -251,30 +252,23 @@ def test_emitter_overrides_win_over_the_environment() -> None:
 
 def _hammer(workers: list[Any], reconfigure: Any) -> None:
     """Runs each worker(stop) in a thread, with thread switches every 10 us,
-    while this thread calls reconfigure(); re-raises a worker's error."""
+    while another thread calls reconfigure(); re-raises the first error."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def run(worker: Any) -> None:
+    def run(i: int) -> None:
         try:
-            worker(stop)
+            if i:
+                workers[i - 1](stop)
+                return
+            try:
+                reconfigure()
+            finally:
+                stop.set()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-        for t in threads:
-            t.start()
-        try:
-            reconfigure()
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(run, len(workers) + 1)
     if errors:
         raise errors[0]
 
