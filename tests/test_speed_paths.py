@@ -241,3 +241,57 @@ def test_exit_with_an_exception_type_that_cannot_be_made_gives_the_permit_back()
     with b:  # the probe is free again
         pass
     assert b.state == State.CLOSED
+
+
+# ---- reused awaitables --------------------------------------------------------
+
+def test_every_dropped_deferred_call_warns_even_when_its_memory_is_reused() -> None:
+    # A freed guarded awaitable's memory is reused by the next one; one
+    # whose never-awaited warning ran must not pass that mark on, or the
+    # next dropped call would be silent.
+    b = make()
+
+    async def g(x: int) -> int:
+        return x
+
+    import gc
+    import warnings
+    for _ in range(3):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            b.call_async(g, 1)  # dropped, never awaited
+            gc.collect()
+        assert [w.category for w in seen] == [RuntimeWarning], seen
+        assert asyncio.run(b.call_async(g, 2)) == 2  # reuses freed memory
+
+
+def test_awaitables_reused_across_many_calls_record_each_outcome() -> None:
+    b = make(failure_threshold=1000)
+
+    async def ok(x: int) -> int:
+        return x
+
+    async def bad(x: int) -> int:
+        raise ValueError(x)
+
+    guarded_ok, guarded_bad = b(ok), b(bad)
+
+    async def main() -> list[object]:
+        out: list[object] = []
+        for i in range(200):
+            if i % 3 == 0:
+                try:
+                    await guarded_bad(i)
+                except ValueError as e:
+                    out.append(e.args[0])
+            else:
+                out.append(await guarded_ok(i))
+        # several alive at once, then freed together
+        many = [guarded_ok(i) for i in range(40)]
+        out.extend(await asyncio.gather(*many))
+        return out
+
+    out = asyncio.run(main())
+    assert out == list(range(200)) + list(range(40))
+    st = b.stats()
+    assert (st["successes"], st["failures"]) == (133 + 40, 67)

@@ -46,9 +46,16 @@ static void raise_thrown(PyObject *const *args, Py_ssize_t nargs) {
 
 PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObject *args,
                          PyObject *kwargs) {
-    AwaitObject *a = PyObject_GC_New(AwaitObject, b->st->Awaitable_type);
-    if (!a) {
-        return NULL;
+    resil_state *st = b->st;
+    AwaitObject *a;
+    if (RS_LIKELY(st->aw_nfree > 0)) {
+        a = (AwaitObject *)st->aw_free[--st->aw_nfree];
+        PyObject_Init((PyObject *)a, st->Awaitable_type); /* type, reference */
+    } else {
+        a = PyObject_GC_New(AwaitObject, st->Awaitable_type);
+        if (!a) {
+            return NULL;
+        }
     }
     a->breaker = (BreakerObject *)Py_NewRef((PyObject *)b);
     a->iter = coro;
@@ -388,9 +395,18 @@ static void aw_dealloc(AwaitObject *a) {
          * is not lost (reported at the breaker's next operation). */
         rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
     }
+    /* The breaker keeps the module, and so its state, alive until here;
+     * the type (released last) keeps it alive past the push. */
+    resil_state *st = a->breaker ? a->breaker->st : NULL;
     aw_clear(a);
     Py_CLEAR(a->breaker);
-    PyObject_GC_Del(a);
+    /* A finalized object keeps that mark in its GC header, so only an
+     * unfinalized one is kept for reuse (its finalizer must run again). */
+    if (st && st->aw_nfree < RESIL_AW_FREE_MAX && !PyObject_GC_IsFinalized((PyObject *)a)) {
+        st->aw_free[st->aw_nfree++] = a;
+    } else {
+        PyObject_GC_Del(a);
+    }
     Py_DECREF(tp);
 }
 

@@ -240,6 +240,9 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->finished_false);
     Py_CLEAR(st->str_now);
     Py_CLEAR(st->default_clock);
+    while (st->aw_nfree > 0) {
+        PyObject_GC_Del(st->aw_free[--st->aw_nfree]);
+    }
     return 0;
 }
 

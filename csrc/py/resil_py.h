@@ -19,6 +19,9 @@
 #error "resil needs Python 3.10 or newer"
 #endif
 
+/* How many freed guarded awaitables a module keeps for reuse. */
+#define RESIL_AW_FREE_MAX 16
+
 enum { CLOCK_MONOTONIC_KIND = 0, CLOCK_VIRTUAL_KIND = 1, CLOCK_PYTHON_KIND = 2 };
 
 typedef struct {
@@ -50,6 +53,11 @@ typedef struct {
     PyObject *finished_false;
     PyObject *str_now;
     PyObject *default_clock;              /* a shared MonotonicClock */
+    /* Freed guarded awaitables kept for reuse: one is made and freed on
+     * every awaited guarded call, and reusing its memory skips an
+     * allocation and a free (awaitable.c). */
+    void *aw_free[RESIL_AW_FREE_MAX];
+    int aw_nfree;
 } resil_state;
 
 extern struct PyModuleDef resil_module;
