@@ -19,6 +19,7 @@ from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
 from resil.errors import OperationTimeout, RetryError
 from resil.policies.interval import AdaptiveInterval, TimeScale
+from resil.observe.memory import MemoryTracker
 from resil.observe.monitor import Monitor
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil._resil import (
@@ -91,6 +92,7 @@ __all__ = [
     "EventStormError",
     "HandlerDisabled",
     "Histogram",
+    "MemoryTracker",
     "Monitor",
     "MonotonicClock",
     "Operation",

@@ -11,6 +11,7 @@ wait ends at its deadline.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -37,6 +38,23 @@ def clock_or_loop(clock: Any) -> Any:
     seconds; TypeError naming ``clock`` otherwise), or :data:`LOOP_CLOCK`
     for None."""
     return LOOP_CLOCK if _check.clock(clock) is None else clock
+
+
+def unix_time(clock: Any) -> Callable[[], float]:
+    """Unix time as ``clock`` tells it: ``time.time`` itself without a
+    clock; with one, the Unix time now plus the seconds the clock moves from
+    now on (a VirtualClock makes the time of records deterministic in
+    tests). TypeError or ValueError naming ``clock`` for an object that is
+    no clock."""
+    if _check.clock(clock) is None:
+        return time.time
+    now = clock.now
+    offset = time.time() - _check.number(now(), "clock.now()", what="number of seconds")
+
+    def unix() -> float:
+        return offset + float(now())
+
+    return unix
 
 
 class Timer:

@@ -415,6 +415,17 @@ async def _dead_letter_queue(given: resil.VirtualClock) -> None:
     assert dlq.list() == []
 
 
+async def _memory_tracker(given: resil.VirtualClock) -> None:
+    tracker = resil.MemoryTracker(clock=given)
+    tracker.sample()
+    await asyncio.sleep(100)              # the loop's time: not the snapshots'
+    tracker.sample()
+    given.advance(5.0)
+    tracker.sample()
+    first, same, later = (s["time"] for s in tracker.stats()["snapshots"])
+    assert same == first and later - first == pytest.approx(5.0, abs=1e-6)
+
+
 #: Every time-dependent public class and a scenario that shows it follows
 #: its ``clock=``; classes with no time-dependent behaviour are listed in
 #: TIMELESS.
@@ -434,6 +445,7 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "Monitor": _monitor,
     "RetryPolicy": _retry,
     "DeadLetterQueue": _dead_letter_queue,
+    "MemoryTracker": _memory_tracker,
 }
 CLOCK_XFAIL: dict[str, str] = {}
 #: Public classes with no time-dependent behaviour (values, errors, clocks
@@ -526,9 +538,12 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "flush_interval": ("1", -1.0), "overflow": (1, "spill"), "breaker": (NOTHING, None),
         "retry": (NOTHING, None), "dlq": (NOTHING, None), "clock": (NOTHING, None)}),
     "Histogram": (resil.Histogram, {}, {"sub_bits": ("1", 99), "max_bits": ("1", 99)}),
+    "MemoryTracker": (resil.MemoryTracker, {}, {
+        "max_snapshots": ("1", 0), "clock": (NOTHING, None)}),
     "Monitor": (resil.Monitor, {}, {
         "retention": ("1", -1.0), "alert_error_rate": ("1", 101.0),
-        "alert_response_ms": ("1", -1.0), "slots": ("1", 0), "clock": (NOTHING, None)}),
+        "alert_response_ms": ("1", -1.0), "alert_dead_letters": ("1", 0), "slots": ("1", 0),
+        "clock": (NOTHING, None)}),
     "PartitionedQueue": (resil.PartitionedQueue, {}, {
         "maxsize": ("1", 0), "clock": (NOTHING, None)}),
     "RateCounter": (resil.RateCounter, {"threshold": 1, "window": 1.0}, {
@@ -698,6 +713,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "EventBus": resil.EventBus,
         "EventEmitter": lambda: resil.EventEmitter(print),
         "Histogram": resil.Histogram,
+        "MemoryTracker": resil.MemoryTracker,
         "Monitor": resil.Monitor,
         "PartitionedQueue": resil.PartitionedQueue,
         "RateCounter": lambda: resil.RateCounter(1, 1.0),

@@ -36,6 +36,7 @@ typedef struct {
     PyObject *sleep;           /* the sync path's sleep(seconds) */
     PyObject *retry_error;     /* the class raised when retries end on a result */
     PyObject *name;            /* str or None */
+    PyObject *listener;        /* listener(attempt, delay, error) after each retry decided; or NULL */
     uint64_t retried, gave_up, rejected;
 } RetryCoreObject;
 
@@ -161,6 +162,22 @@ static double retry_decide(RetryCoreObject *c, retry_progress *p, PyObject *outc
     c->retried++;
     p->attempt++;
     p->prev = delay;
+    if (c->listener) {
+        /* After the change, as on_retry's arguments: the attempt that failed. */
+        PyObject *a = PyLong_FromUnsignedLongLong(p->attempt - 1);
+        PyObject *d = a ? PyFloat_FromDouble(delay) : NULL;
+        PyObject *r = NULL;
+        if (d) {
+            PyObject *argv[3] = {a, d, outcome};
+            r = PyObject_Vectorcall(c->listener, argv, 3, NULL);
+        }
+        Py_XDECREF(a);
+        Py_XDECREF(d);
+        if (!r) {
+            return -1.0;
+        }
+        Py_DECREF(r);
+    }
     return delay;
 out_of_retries:
     c->gave_up++;
@@ -269,6 +286,7 @@ static int core_traverse(RetryCoreObject *c, visitproc visit, void *arg) {
     Py_VISIT(c->sleep);
     Py_VISIT(c->retry_error);
     Py_VISIT(c->name);
+    Py_VISIT(c->listener);
     return 0;
 }
 
@@ -284,6 +302,7 @@ static int core_clear(RetryCoreObject *c) {
     Py_CLEAR(c->sleep);
     Py_CLEAR(c->retry_error);
     Py_CLEAR(c->name);
+    Py_CLEAR(c->listener);
     return 0;
 }
 
@@ -516,6 +535,16 @@ static PyObject *core_wrap(RetryCoreObject *c, PyObject *fn) {
     return (PyObject *)r;
 }
 
+static PyObject *core_set_listener(RetryCoreObject *c, PyObject *fn) {
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "_set_listener() needs a callable or None, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    Py_XSETREF(c->listener, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef core_methods[] = {
     {"wrap", (PyCFunction)core_wrap, METH_O,
      "wrap(fn) -> callable\n\nfn (a plain function) under this policy: every attempt in C."},
@@ -525,6 +554,11 @@ static PyMethodDef core_methods[] = {
      "of them, or None) is never retried."},
     {"stats", (PyCFunction)core_stats, METH_NOARGS,
      "stats() -> dict\n\nname; retries (attempts after a first one); gave_up; rejected."},
+    {"_set_listener", (PyCFunction)core_set_listener, METH_O,
+     "_set_listener($self, fn, /)\n--\n\n"
+     "fn(attempt, delay, error) is called after each retry is decided and counted, before\n"
+     "its sleep (the arguments on_retry gets); None removes it. What it raises ends the\n"
+     "call, as an error of on_retry does."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -183,9 +183,10 @@ class _Topic:
     """What the bus keeps for an event type it currently tracks. Published
     counts and publisher names live in the bus (they outlive the topic)."""
 
-    __slots__ = ("name", "subs", "receivers", "rate", "breaker", "clock")
+    __slots__ = ("name", "subs", "receivers", "rate", "breaker", "clock", "on_circuit")
 
-    def __init__(self, name: str, rate: RateCounter, clock: Any) -> None:
+    def __init__(self, name: str, rate: RateCounter, clock: Any,
+                 on_circuit: list[Callable[[CircuitBreaker], object]]) -> None:
         self.name = name
         self.subs: list[_Subscription] = []  # subscribed to this exact type
         # Who gets its events: subs and the wildcard subscriptions matching
@@ -194,11 +195,17 @@ class _Topic:
         self.rate = rate
         self.clock = clock  # the bus's: its breaker reads it
         self.breaker: CircuitBreaker | None = None  # made when first needed
+        self.on_circuit = on_circuit  # the bus's: each is handed every new circuit
 
     @property
     def circuit(self) -> CircuitBreaker:
         if self.breaker is None:
             self.breaker = CircuitBreaker(name=f"bus:{self.name}", clock=self.clock)
+            for fn in tuple(self.on_circuit):
+                try:
+                    fn(self.breaker)
+                except Exception:
+                    _log.exception("circuit listener %r failed for %r", fn, self.name)
         return self.breaker
 
     def forced_open(self) -> bool:
@@ -389,6 +396,8 @@ class EventBus:
             DeadLetterHandoff(sink_for_dead_letters, _log)
         self._clock = clock
         self._topics: dict[str, _Topic] = {}
+        # Called with each type's circuit as it is made (Monitor.watch wires it).
+        self._on_circuit: list[Callable[[CircuitBreaker], object]] = []
         # Topics without subscribers, least recently published first: the
         # candidates to forget.
         self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -415,7 +424,8 @@ class EventBus:
             # The counter's own limit is the largest: publish compares the
             # count with the bus's threshold, which configure() may change.
             rate = RateCounter(_MAX_STORM_THRESHOLD, self._storm_window, clock=self._clock)
-            topic = self._topics[event_type] = _Topic(event_type, rate, self._clock)
+            topic = self._topics[event_type] = _Topic(event_type, rate, self._clock,
+                                                      self._on_circuit)
             topic.receivers = self._receivers(event_type, topic.subs)
             self._idle[event_type] = None
         return topic

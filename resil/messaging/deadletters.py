@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
+from resil._hooks import Listeners
+
 __all__ = ["DeadLetter", "DeadLetterSink"]
 
 
@@ -201,6 +203,17 @@ class DeadLetterHandoff:
         self._running = False  # a worker owns the backlog until it finds it empty
         self.handed = 0
         self.refused = 0
+        # Told ("dead_letter", name) as the sink takes each letter; name is
+        # the sink's own when it has one (a str), else "dlq".
+        name = getattr(sink, "name", None)
+        self.name = name if isinstance(name, str) and name else "dlq"
+        self.sink = sink
+        self.listeners = Listeners(log)
+
+    def _handed(self) -> None:
+        self.handed += 1
+        if self.listeners:
+            self.listeners.notify("dead_letter", self.name)
 
     @property
     def pending(self) -> int:
@@ -220,7 +233,7 @@ class DeadLetterHandoff:
                 self._refuse(source, exc)
                 return False
             if not inspect.isawaitable(started):
-                self.handed += 1
+                self._handed()
                 return False
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -291,7 +304,7 @@ class DeadLetterHandoff:
             except BaseException as exc:  # a worker thread has no one to re-raise to
                 self._refuse(letter.source, exc)
             else:
-                self.handed += 1
+                self._handed()
             # Give the GIL up between letters: a loop thread waiting for it
             # takes it now instead of after the interpreter's switch interval
             # (5 ms), so a long backlog never stalls the event loop.
@@ -330,7 +343,7 @@ class DeadLetterHandoff:
                     error = asyncio.CancelledError() if running.cancelled() else \
                         running.exception()
                 if error is None:
-                    self.handed += 1
+                    self._handed()
                 else:
                     self._refuse(letter.source, error)
                 done = self._done()

@@ -7,11 +7,11 @@ import functools
 import inspect
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from resil import _check
+from resil import _check, _time
+from resil._hooks import Listeners
 from resil._resil import ResilError
 from resil.messaging.deadletters import DeadLetter, DeadLetterSink
 from resil.storage.deadletters import DeadLetterBackend, open_backend
@@ -91,21 +91,6 @@ def _handler_name(handler: Any) -> str:
     return _utf8(name)
 
 
-def _unix_time(clock: Any) -> Callable[[], float]:
-    """The queue's Unix time: ``time.time`` without a clock; with one, the
-    Unix time now plus the seconds the clock moves from now on. TypeError or
-    ValueError naming ``clock`` for an object that is no clock."""
-    if _check.clock(clock) is None:
-        return time.time
-    now = clock.now
-    offset = time.time() - _check.number(now(), "clock.now()", what="number of seconds")
-
-    def unix_time() -> float:
-        return offset + float(now())
-
-    return unix_time
-
-
 class DeadLetterQueue:
     """Keeps what failed, for review and reprocessing: a
     :class:`DeadLetterSink` whose entries live in memory or in a store.
@@ -172,7 +157,7 @@ class DeadLetterQueue:
         _check_text(name, "name")
         if ttl is not None:
             ttl = _check.seconds(ttl, "ttl", high=_MAX_TTL, optional=True)
-        self._now = _unix_time(clock)
+        self._now = _time.unix_time(clock)
         self._backend: DeadLetterBackend = open_backend(store, name)
         self._clock = clock
         self._maxsize = maxsize
@@ -183,6 +168,8 @@ class DeadLetterQueue:
         self._busy: set[int] = set()
         self._counts = dict.fromkeys(("added", "evicted", "expired", "reprocessed",
                                       "reprocess_failures", "purged"), 0)
+        # Told ("dead_letter", name) after each entry is added.
+        self._listeners = Listeners(_log)
 
     @property
     def maxsize(self) -> int:
@@ -260,6 +247,8 @@ class DeadLetterQueue:
             _log.warning("dead-letter queue %r full (%d): evicted %d oldest entr%s", self._name,
                          self._maxsize, evicted, "y" if evicted == 1 else "ies")
         _log.info("dead letter %d from %s: %s", new_id, source, text)
+        if self._listeners:
+            self._listeners.notify("dead_letter", self._name)
         return new_id
 
     # ---- reading --------------------------------------------------------------

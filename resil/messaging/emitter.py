@@ -124,6 +124,7 @@ class EventEmitter:
         self._overflow = overflow
         self._breaker = breaker
         self._dlq = dlq
+        self._retry = retry
         self._dead_letters = None if sink_for_dead_letters is None else \
             DeadLetterHandoff(sink_for_dead_letters, _log)
         # Without breaker or retry, one event at a time, the sender calls

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import inspect
+import logging
 import math
 import threading
 import weakref
@@ -10,10 +12,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from resil import _check, _env
+from resil._hooks import Listeners
+from resil.messaging.bus import EventBus
+from resil.messaging.deadletters import DeadLetterHandoff
+from resil.messaging.dlq import DeadLetterQueue
+from resil.messaging.emitter import EventEmitter
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
+from resil.policies.retry import RetryPolicy
+from resil.policies.timeout import TimeoutManager
 from resil._resil import MonotonicClock, State, WindowedCounter, WindowedHistogram
 
 __all__ = ["Monitor"]
+
+_log = logging.getLogger("resil.monitor")
 
 HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
 _RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
@@ -85,11 +96,96 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
     return HEALTHY
 
 
+# ---- watch(): relays from a component's explicit listener lists --------------------
+#
+# A relay is what a watched component holds: it reaches the monitor through a
+# weak reference, so a component never keeps a monitor alive, and once the
+# monitor is gone the relay takes itself off the component's list at the next
+# event. The monitor holds the components it watches weakly too.
+
+
+class _Relay:
+    """``relay(kind, name)``, added to a component's :class:`Listeners`:
+    records the event under ``name`` (or the relay's own name)."""
+
+    __slots__ = ("_monitor", "_name", "_listeners", "__weakref__")
+
+    def __init__(self, monitor: Monitor, listeners: Listeners, name: str | None = None) -> None:
+        self._monitor = weakref.ref(monitor)
+        self._name = name
+        self._listeners = weakref.ref(listeners)
+
+    def __call__(self, kind: str, name: str) -> None:
+        monitor = self._monitor()
+        if monitor is not None:
+            monitor.record_event(kind, self._name or name)
+            return
+        listeners = self._listeners()
+        if listeners is not None:
+            listeners.remove(self)
+
+
+class _TripRelay:
+    """A breaker's state-change listener: a transition to OPEN or
+    FORCED_OPEN is a ``circuit_breaker_trip`` under the breaker's name."""
+
+    __slots__ = ("_monitor", "__weakref__")
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = weakref.ref(monitor)
+
+    def __call__(self, breaker: CircuitBreaker, old: State, new: State, reason: str) -> None:
+        monitor = self._monitor()
+        if monitor is None:
+            try:
+                breaker.remove_listener(self)
+            except ValueError:  # removed by another thread meanwhile
+                pass
+        elif new in (State.OPEN, State.FORCED_OPEN):
+            monitor.record_event("circuit_breaker_trip", breaker.name)
+
+
+class _CircuitRelay:
+    """Handed each circuit an EventBus makes for an event type: watches it."""
+
+    __slots__ = ("_monitor", "_bus", "__weakref__")
+
+    def __init__(self, monitor: Monitor, bus: EventBus) -> None:
+        self._monitor = weakref.ref(monitor)
+        self._bus = weakref.ref(bus)
+
+    def __call__(self, breaker: CircuitBreaker) -> None:
+        monitor = self._monitor()
+        if monitor is not None:
+            monitor.watch(breaker)
+            return
+        bus = self._bus()
+        if bus is not None:
+            try:
+                bus._on_circuit.remove(self)
+            except ValueError:
+                pass
+
+
+def _retry_policy_of(source: Any) -> RetryPolicy | None:
+    """The policy of a function decorated with ``resil.retry(...)`` (its
+    wrapper's ``retry_policy``), read without running the object's code."""
+    try:
+        policy = inspect.getattr_static(source, "retry_policy", None)
+    except Exception:  # an object whose attribute lookup itself fails
+        return None
+    return policy if isinstance(policy, RetryPolicy) else None
+
+
+_ACCEPTED = ("a resil.CircuitBreaker, BreakerGroup, RetryPolicy (or a function decorated "
+             "with resil.retry), TimeoutManager, DeadLetterQueue, EventEmitter or EventBus")
+
+
 class Monitor:
     """Per-component durations and errors, health, alerts and a dashboard.
 
     ``Monitor(retention=86400.0, alert_error_rate=5.0, alert_response_ms=5000.0,
-    *, slots=12, clock=None)``:
+    alert_dead_letters=None, *, slots=12, clock=None)``:
 
     - ``record(component, operation, duration_ms, success, error_type=None)``
       records one operation. Durations go into a C log-linear histogram per
@@ -97,8 +193,8 @@ class Monitor:
     - ``record_event(kind, component)`` counts a resilience event: kinds
       ``"circuit_breaker_trip"``, ``"timeout"``, ``"retry"``,
       ``"dead_letter"``, ``"grace_recovery"`` (others are counted too, under
-      their own name). ``watch(source)`` records the trips of a
-      CircuitBreaker or of a BreakerGroup's breakers.
+      their own name). ``watch(source)`` wires a component's own events
+      in, so they are counted with no further code (see :meth:`watch`).
     - ``health(component=None)``: over the last ``retention`` seconds (in
       ``slots`` steps of ``retention / slots``), ``"degraded"`` when errors
       are at least ``alert_error_rate`` percent of requests or the mean
@@ -106,8 +202,11 @@ class Monitor:
       either; else (also with no requests) ``"healthy"``. Without a
       component: over all components' requests together.
     - ``alerts()``: one dict per threshold crossed (severity ``"warning"``
-      or ``"critical"``) and per resilience event kind seen in the window
-      (``"warning"`` for trips, timeouts and dead letters).
+      or ``"critical"``), per resilience event kind seen in the window
+      (``"warning"`` for trips, timeouts and dead letters) and, with
+      ``alert_dead_letters`` (an int >= 1, or None: no such alert), per
+      watched :class:`DeadLetterQueue` holding at least that many entries
+      (``"warning"``; ``"critical"`` at twice as many).
     - ``set_active_connections(service, n)``: the connections a service
       has open now; their sum is the dashboard's
       ``system_health.active_connections``.
@@ -129,8 +228,17 @@ class Monitor:
     DURATION_BUCKETS = DURATION_BUCKETS
 
     def __init__(self, retention: float = 86400.0, *, alert_error_rate: float = 5.0,
-                 alert_response_ms: float = 5000.0, slots: int = 12, clock: Any = None) -> None:
+                 alert_response_ms: float = 5000.0, alert_dead_letters: int | None = None,
+                 slots: int = 12, clock: Any = None) -> None:
         self._retention = _check.number(retention, "retention", 1e-6, 365 * 86400.0)
+        if alert_dead_letters is not None:
+            if isinstance(alert_dead_letters, bool) or not isinstance(alert_dead_letters, int):
+                raise TypeError(f"alert_dead_letters must be an int >= 1 or None, not "
+                                f"{type(alert_dead_letters).__name__}")
+            if alert_dead_letters < 1:
+                raise ValueError(f"alert_dead_letters must be an int >= 1 or None, got "
+                                 f"{alert_dead_letters!r}")
+        self._dead_letter_limit = alert_dead_letters
         self._error_rate = _check.number(alert_error_rate, "alert_error_rate", 0.0, 100.0)
         self._response_ms = _check.number(alert_response_ms, "alert_response_ms", 0.0, _MAX_MS)
         if self._error_rate == 0 or self._response_ms == 0:
@@ -144,8 +252,10 @@ class Monitor:
         WindowedHistogram(self._retention, slots, clock=self._clock)
         self._started = self._clock.now()
         self._lock = threading.Lock()
-        # Breakers already wired in: watching one again must not count its trips twice.
-        self._watched: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+        # Components already wired in (held weakly): watching one again, or
+        # through another component, must not count its events twice.
+        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._queues: weakref.WeakSet[DeadLetterQueue] = weakref.WeakSet()  # for the alert
         self._components: dict[str, _Component] = {}
         self._events = {kind: WindowedCounter(self._retention, slots, clock=self._clock)
                         for kind in EVENT_KINDS}
@@ -239,30 +349,121 @@ class Monitor:
             key = (kind, component)
             self._event_totals[key] = self._event_totals.get(key, 0) + 1
 
-    def watch(self, source: CircuitBreaker | BreakerGroup) -> None:
-        """Records a ``circuit_breaker_trip`` for the breaker's name each time
-        ``source`` opens: a :class:`CircuitBreaker`, or a :class:`BreakerGroup`
-        (the breakers it holds now; endpoints added later are not watched).
-        A breaker already watched (directly or through a group) is not wired
-        again, so each trip is counted once. Anything else raises TypeError."""
-        breakers: list[CircuitBreaker]
+    def watch(self, source: Any) -> None:
+        """Wires ``source``'s own events into this monitor, so that
+        :meth:`dashboard` and :meth:`alerts` count what it does with no
+        further code. Each event is counted once, under the name given:
+
+        - :class:`CircuitBreaker`: each transition to OPEN or FORCED_OPEN is
+          a ``circuit_breaker_trip`` under the breaker's ``name``.
+          :class:`BreakerGroup`: the same for the breakers it holds now
+          (endpoints added later are not watched).
+        - :class:`RetryPolicy`, or a function decorated with
+          ``resil.retry(...)`` (which watches its policy, so every function
+          that policy decorates): each retry is a ``retry`` under the
+          policy's ``name``; a policy without one is counted under the
+          ``__qualname__`` of the function it was first watched through,
+          else ``"retry"``.
+        - :class:`TimeoutManager`: each ``timeout`` and each
+          ``grace_recovery`` (an operation that finished inside its grace
+          extension), under the operation's name.
+        - :class:`DeadLetterQueue`: each entry put is a ``dead_letter``
+          under the queue's ``name``; its size is what ``alert_dead_letters``
+          is compared with.
+        - :class:`EventEmitter`: its ``breaker`` (a CircuitBreaker) and its
+          ``retry`` (a RetryPolicy, counted under the policy's name, else
+          ``"emitter"``) as above, and its dead letters: through its ``dlq``
+          when that is a DeadLetterQueue, else each letter its dead-letter
+          sink takes, under the sink's ``name`` (or ``"dlq"``).
+        - :class:`EventBus`: the circuit of every event type, now and later
+          (a type's circuit opening when half its handlers are disabled is
+          a ``circuit_breaker_trip`` under ``"bus:<type>"``), and its dead
+          letters (handler failures, contract violations, deliveries to a
+          disabled handler) as for the emitter.
+
+        A component already watched, directly or through another, is not
+        wired again. The monitor and the components hold each other weakly:
+        watching keeps neither alive, and events of a component whose
+        monitor was collected are ignored. Anything else raises TypeError
+        naming the accepted types."""
         if isinstance(source, CircuitBreaker):
-            breakers = [source]
+            self._watch_breaker(source)
         elif isinstance(source, BreakerGroup):
-            breakers = [source[name] for name in source]
+            for name in source:
+                self._watch_breaker(source[name])
+        elif isinstance(source, RetryPolicy):
+            self._watch_retry(source, None)
+        elif isinstance(source, TimeoutManager):
+            self._watch_listeners(source, source._listeners)
+        elif isinstance(source, DeadLetterQueue):
+            self._watch_queue(source)
+        elif isinstance(source, EventEmitter):
+            self._watch_emitter(source)
+        elif isinstance(source, EventBus):
+            self._watch_bus(source)
         else:
-            raise TypeError(f"watch() takes a resil.CircuitBreaker or a resil.BreakerGroup, "
-                            f"not {type(source).__name__}")
+            # Components added later (a bulkhead, a rate limiter) take a
+            # branch above: an explicit Listeners they call, relayed here.
+            policy = _retry_policy_of(source)
+            if policy is None:
+                raise TypeError(f"watch() takes {_ACCEPTED}; got {type(source).__name__}")
+            self._watch_retry(policy, getattr(source, "__qualname__", None))
 
-        def on_change(b: Any, old: State, new: State, reason: str) -> None:
-            if new in (State.OPEN, State.FORCED_OPEN):
-                self.record_event("circuit_breaker_trip", b.name)
-
+    def _first_watch(self, component: Any) -> bool:
+        """True the first time ``component`` is watched (then remembered)."""
         with self._lock:
-            fresh = [b for b in breakers if b not in self._watched]
-            self._watched.update(fresh)
-        for b in fresh:
-            b.on_state_change(on_change)
+            if component in self._watched:
+                return False
+            self._watched.add(component)
+            return True
+
+    def _watch_breaker(self, breaker: CircuitBreaker) -> None:
+        if self._first_watch(breaker):
+            breaker.on_state_change(_TripRelay(self))
+
+    def _watch_listeners(self, component: Any, listeners: Listeners,
+                         name: str | None = None) -> None:
+        if self._first_watch(component):
+            listeners.add(_Relay(self, listeners, name))
+
+    def _watch_retry(self, policy: RetryPolicy, hint: str | None,
+                     default: str = "retry") -> None:
+        name = policy.name or (hint if isinstance(hint, str) and hint else default)
+        if self._first_watch(policy):
+            policy._listen(_Relay(self, policy._policy.listeners, name))
+
+    def _watch_queue(self, dlq: DeadLetterQueue) -> None:
+        with self._lock:
+            self._queues.add(dlq)
+        self._watch_listeners(dlq, dlq._listeners)
+
+    def _watch_dead_letters(self, handoff: DeadLetterHandoff | None) -> None:
+        if handoff is None:
+            return
+        if isinstance(handoff.sink, DeadLetterQueue):
+            self._watch_queue(handoff.sink)  # counted (and sized) where they land
+        else:
+            self._watch_listeners(handoff, handoff.listeners)
+
+    def _watch_emitter(self, emitter: EventEmitter) -> None:
+        if not self._first_watch(emitter):
+            return
+        if isinstance(emitter._breaker, CircuitBreaker):
+            self._watch_breaker(emitter._breaker)
+        if isinstance(emitter._retry, RetryPolicy):
+            self._watch_retry(emitter._retry, None, "emitter")
+        self._watch_dead_letters(emitter._dead_letters)
+
+    def _watch_bus(self, bus: EventBus) -> None:
+        if not self._first_watch(bus):
+            return
+        # Circuits made from now on are handed to the relay; then the ones
+        # made already are watched (one made in between is watched once).
+        bus._on_circuit.append(_CircuitRelay(self, bus))
+        for topic in list(bus._topics.values()):
+            if topic.breaker is not None:
+                self._watch_breaker(topic.breaker)
+        self._watch_dead_letters(bus._dead_letters)
 
     def set_active_connections(self, service: str, n: int) -> None:
         """Sets how many connections ``service`` (a non-empty str) has open
@@ -342,6 +543,34 @@ class Monitor:
                             "value": int(count), "threshold": 1,
                             "message": f"{int(count)} {kind.replace('_', ' ')} event(s) in the "
                                        f"last {self._retention:g} s"})
+        out.extend(self._queue_alerts())
+        return out
+
+    def _queue_alerts(self) -> list[dict[str, Any]]:
+        """An alert per watched dead-letter queue holding at least
+        ``alert_dead_letters`` entries now (read outside the lock: a
+        store-backed queue counts its entries in its file)."""
+        limit = self._dead_letter_limit
+        if limit is None:
+            return []
+        with self._lock:
+            queues = list(self._queues)
+        out: list[dict[str, Any]] = []
+        for dlq in sorted(queues, key=lambda q: q.name):
+            try:
+                size = len(dlq)
+            except Exception:
+                _log.exception("could not read the size of dead-letter queue %r", dlq.name)
+                continue
+            if size < limit:
+                continue
+            severity, threshold = ("critical", 2 * limit) if size >= 2 * limit else \
+                ("warning", limit)
+            out.append({"severity": severity, "component": dlq.name,
+                        "metric": "dead_letter_queue_depth", "value": size,
+                        "threshold": threshold,
+                        "message": f"dead-letter queue {dlq.name!r} holds {size} "
+                                   f"entr{'y' if size == 1 else 'ies'} >= {threshold}"})
         return out
 
     def dashboard(self) -> dict[str, Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import time
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from resil import _check, _env, _resil
+from resil._hooks import EventListener, Listeners
 from resil.policies.breaker import CircuitBreaker
 from resil.errors import OperationTimeout, RetryError
 from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget, VirtualClock
@@ -18,6 +20,8 @@ from resil._resil import Backoff, CircuitOpenError, MonotonicClock, RetryBudget,
 __all__ = ["retry", "Backoff", "RetryBudget", "RetryError", "RetryPolicy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_log = logging.getLogger("resil.retry")
 
 
 def _default_retry_after(exc: BaseException) -> float | None:
@@ -35,7 +39,7 @@ class _Policy:
     every decision between attempts and keeps the counters."""
 
     __slots__ = ("retries", "backoff", "retry_on", "retry_if_result", "deadline", "breaker",
-                 "budget", "retry_after", "on_retry", "clock", "core")
+                 "budget", "retry_after", "on_retry", "clock", "core", "listeners")
 
     def __init__(self, retries: int, backoff: Backoff | None, retry_on: Any,
                  retry_if_result: Callable[[Any], object] | None, deadline: float | None,
@@ -81,6 +85,8 @@ class _Policy:
             budget=budget, retry_after=self.retry_after, on_retry=on_retry, clock=self.clock,
             sleep=self.clock.advance if isinstance(self.clock, VirtualClock) else _sleep,
             retry_error=RetryError, name=name)
+        # Told of every retry once someone listens (RetryPolicy._listen).
+        self.listeners = Listeners(_log)
 
 
 def _guarded_by(fn: Any, breaker: _resil.Breaker) -> bool:
@@ -260,7 +266,7 @@ class RetryPolicy:
     their last error because retries, the deadline or the budget ran out;
     rejected: calls ended by an open breaker between attempts)."""
 
-    __slots__ = ("_policy", "_clock")
+    __slots__ = ("_policy", "_clock", "__weakref__")
 
     def __init__(self, policy: _Policy, *, clock: Any) -> None:
         self._policy = policy
@@ -282,6 +288,23 @@ class RetryPolicy:
         stats: dict[str, Any] = self._policy.core.stats()
         return stats
 
+    def _listen(self, listener: EventListener) -> None:
+        """Calls ``listener("retry", name)`` after each retry the policy
+        decides, before its sleep (name: the policy's, or ``"retry"``)."""
+        policy = self._policy
+        listeners = policy.listeners
+        listeners.add(listener)
+        name = policy.core.name or "retry"
+
+        def retried(attempt: int, delay: float, error: object) -> None:
+            listeners.notify("retry", name)
+
+        # The engine calls only what it is handed; nothing until someone listens.
+        policy.core._set_listener(retried)
+
+    def _unlisten(self, listener: EventListener) -> None:
+        self._policy.listeners.remove(listener)
+
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.name or ''} retries={self._policy.retries}>".replace("  ", " ")
 
@@ -289,7 +312,8 @@ class RetryPolicy:
         """Applies the policy to ``fn``. With ``breaker=b``, a function that
         already goes through ``b`` (decorated with ``@b``, directly or under
         functools.wraps wrappers) raises ValueError: each attempt would be
-        counted twice."""
+        counted twice. The wrapper's ``retry_policy`` attribute is this
+        policy (what :meth:`resil.Monitor.watch` follows)."""
         policy, clock = self._policy, self._clock
         if not callable(fn):
             raise TypeError(f"retry needs a callable, not {type(fn).__name__}")
@@ -307,6 +331,7 @@ class RetryPolicy:
             wrapper = _async_wrapper(fn, policy)
         else:
             wrapper = _sync_wrapper(fn, policy)
+        wrapper.retry_policy = self  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     @classmethod

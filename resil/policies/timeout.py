@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from resil import _check, _env, _time
+from resil._hooks import Listeners
 from resil.errors import OperationTimeout
 
 __all__ = ["TimeoutManager", "Operation"]
@@ -130,6 +131,8 @@ class Operation:
             stats.grace_recoveries += 1
             _log.info("operation %r recovered in its grace period", self.name,
                       extra={"operation": self.name, "elapsed_s": self.elapsed})
+            if tm._listeners:
+                tm._listeners.notify("grace_recovery", self.name)
 
     def _warn(self) -> None:
         if self.warned:
@@ -160,6 +163,8 @@ class Operation:
         _log.warning("operation %r timed out after %.3fs", self.name, now - self.started,
                      extra={"operation": self.name, "elapsed_s": now - self.started})
         self._task.cancel()
+        if tm._listeners:
+            tm._listeners.notify("timeout", self.name)
 
 
 class TimeoutManager:
@@ -193,6 +198,8 @@ class TimeoutManager:
         self.clock: Any = _time.clock_or_loop(clock)
         self._active: dict[int, Operation] = {}
         self._stats: dict[str, _NameStats] = {}
+        # Told ("timeout" | "grace_recovery", operation name) as each happens.
+        self._listeners = Listeners(_log)
 
     def _stats_for(self, name: str) -> _NameStats:
         stats = self._stats.get(name)
