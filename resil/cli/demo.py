@@ -35,6 +35,7 @@ from resil import (
     EventBus,
     EventEmitter,
     Monitor,
+    TimeoutManager,
     TimeScale,
     VirtualClock,
     retry,
@@ -233,8 +234,10 @@ class Dependency:
 
 def new_monitor() -> Monitor:
     """The demo's monitor: health over the last HEALTH_WINDOW seconds, on a
-    new VirtualClock; a mean request of 1 s or more is degraded."""
-    return Monitor(retention=HEALTH_WINDOW, alert_response_ms=1000.0, clock=VirtualClock())
+    new VirtualClock; a mean request of 1 s or more is degraded, and a
+    watched dead-letter queue holding 2 entries or more raises an alert."""
+    return Monitor(retention=HEALTH_WINDOW, alert_response_ms=1000.0, alert_dead_letters=2,
+                   clock=VirtualClock())
 
 
 def run(out: TextIO, seed: int = 7, every: int = 20, monitor: Monitor | None = None,
@@ -262,12 +265,12 @@ def _run(out: TextIO, clock: VirtualClock, dependency: Dependency, breaker: Circ
 
     def on_retry(attempt: int, delay: float, error: object) -> None:
         delays.append(delay)
-        monitor.record_event("retry", breaker.name)
 
     # Each request: up to 2 retries with jittered backoff, every attempt
     # through the breaker; an open breaker fails fast without sleeping.
     policy = retry(retries=2, backoff=Backoff(0.2, 2.0, max_delay=2.0, jitter="equal", seed=1),
                    breaker=breaker, clock=clock, on_retry=on_retry, name="inventory")
+    monitor.watch(policy)  # its retries reach the dashboard with no other code
     call = policy(dependency)
     if sources is not None:
         sources.extend([breaker, policy, monitor])
@@ -331,8 +334,11 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                   sources: list[Any] | None = None) -> dict[str, int]:
     """A sampling job on the MICRO scale whose activity goes quiet -> burst ->
     quiet: its interval adapts, and novel readings go out through an emitter
-    onto an event bus. Dead letters are counted in ``monitor``; the emitter,
-    bus and dead-letter queue are appended to ``sources``."""
+    onto an event bus, whose archive handler writes behind a retry, a
+    breaker and a timeout. ``monitor`` (if given) watches the emitter, the
+    bus, the dead-letter queue, the archive's retry, breaker and timeouts;
+    they, the emitter, bus and dead-letter queue are appended to
+    ``sources``."""
     clock = VirtualClock()
     delivered: list[dict[str, object]] = []
 
@@ -342,20 +348,40 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
     async def sample() -> float:
         return activity_at(clock.now())
 
-    dlq = DeadLetterQueue(maxsize=100)
-    bus = EventBus(storm_threshold=50, storm_window=1.0, dlq=dlq, clock=clock)
-    archive_down = (9.0, 9.5)  # the archive is unreachable for half a second
+    dlq = DeadLetterQueue(maxsize=100, name="novelty.dlq")
+    bus = EventBus(storm_threshold=50, storm_window=1.0, handler_failure_limit=5, dlq=dlq,
+                   clock=clock)
+    # The archive refuses connections for half a second, is slow (but shows
+    # progress) for a while, then hangs once.
+    archive_down, archive_slow, archive_hangs = (9.0, 9.5), (10.5, 10.6), (11.0, 11.1)
     archived: list[int] = []
+    archive_breaker = CircuitBreaker("archive", failure_threshold=2, cooldown=0.25,
+                                     half_open_probes=1, clock=clock)
+    timeouts = TimeoutManager(operation_timeout=0.2, grace_period=0.2, clock=clock)
 
     def dashboard(event: Event) -> None:
         delivered.append(dict(event.payload))
 
+    def within(span: tuple[float, float], t: float) -> bool:
+        return span[0] <= t < span[1]
+
+    @retry(retries=1, backoff=Backoff(0.05, 1.0, max_delay=0.05), breaker=archive_breaker,
+           name="archive")
+    async def write(event: Event) -> None:
+        async with timeouts.timeout("archive.write") as op:
+            started = clock.now()
+            if within(archive_down, started):
+                raise ConnectionError("archive unreachable")
+            if within(archive_slow, started):
+                await asyncio.sleep(0.15)
+                op.progress()          # alive: earns a grace period past 0.2 s
+                await asyncio.sleep(0.15)
+            elif within(archive_hangs, started):
+                await asyncio.sleep(1.0)   # no progress: timed out at 0.2 s
+            archived.append(event.seq)
+
     async def archive(event: Event) -> None:
-        if archive_down[0] <= clock.now() < archive_down[1]:
-            if monitor is not None:
-                monitor.record_event("dead_letter", "archive")
-            raise ConnectionError("archive unreachable")
-        archived.append(event.seq)
+        await write(event)
 
     bus.subscribe("sensor.novelty", dashboard, required=("job", "activity"), name="dashboard")
     bus.subscribe("sensor.novelty", archive, name="archive")
@@ -365,13 +391,20 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
 
     async def main() -> dict[str, int]:
         emitter = EventEmitter(sink, queue_size=100)
+        if monitor is not None:
+            for component in (emitter, bus, archive_breaker, write, timeouts):
+                monitor.watch(component)   # the bus brings its dead-letter queue
         if sources is not None:
-            sources.extend([("novelty", emitter), ("demo", bus), ("demo", dlq)])
+            sources.extend([("novelty", emitter), ("demo", bus), ("demo", dlq),
+                            archive_breaker, write.retry_policy])  # type: ignore[attr-defined]
         scheduler = AdaptiveScheduler(emitter=emitter, novelty_threshold=0.75, clock=clock)
         scheduler.add("sampler", sample, scale=TimeScale.MICRO)
         _say(out, "\nscheduler: a MICRO job (interval 0.05-1.0 s); activity 0.1, then 0.9 "
-                  "from 6 s to 12 s, then 0.1; readings >= 0.75 are emitted as novelty events. "
-                  "Columns (a row every second):")
+                  "from 6 s to 12 s, then 0.1; readings >= 0.75 are emitted as novelty events "
+                  "onto a bus, whose archive handler writes with 1 retry through breaker "
+                  "'archive' (2 failures trip it) and a 0.2 s timeout (0.2 s of grace after "
+                  "progress): the archive refuses connections at 9-9.5 s, is slow at 10.5 s and "
+                  "hangs at 11 s. Columns (a row every second):")
         _legend(out, SCHEDULER_COLUMNS)
         _header(out, SCHEDULER_COLUMNS)
         async with emitter, scheduler:
@@ -414,7 +447,8 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
                 "violations": stats["violations"], "dead_letters": stats["dead_lettered"],
                 "reprocessed": reprocessed, "archived": len(archived)}
 
-    with _routed(_MessageHandler(out, clock), "resil.bus", "resil.dlq"):
+    with _routed(_MessageHandler(out, clock), "resil.bus", "resil.dlq", "resil.timeout",
+                 "resil.breaker"):
         return run_virtual(main(), clock)
 
 
