@@ -491,3 +491,46 @@ def test_alert_dead_letters_accepts_one_and_huge_ints() -> None:
     monitor.watch(dlq)
     dlq.put(1, "e")
     assert all(a["metric"] != "dead_letter_queue_depth" for a in monitor.alerts())
+
+
+# ---- the retry engine's listener (C) ----------------------------------------------------------
+
+def test_the_retry_engine_calls_the_one_listener_it_is_handed_after_each_retry() -> None:
+    policy = resil.retry(retries=2, backoff=Backoff(0.5, multiplier=1.0, max_delay=0.5),
+                         clock=VirtualClock())
+    core = policy._policy.core
+    with pytest.raises(TypeError, match="_set_listener"):
+        core._set_listener(3)  # type: ignore[arg-type]
+    heard: list[tuple[int, float, type]] = []
+    core._set_listener(lambda attempt, delay, error: heard.append((attempt, delay, type(error))))
+    fn = policy(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        fn()
+    assert heard == [(1, 0.5, ZeroDivisionError), (2, 0.5, ZeroDivisionError)]
+    core._set_listener(None)
+    with pytest.raises(ZeroDivisionError):
+        fn()
+    assert len(heard) == 2 and policy.stats()["retries"] == 4
+
+    class Stop(BaseException):
+        pass
+
+    def stop(attempt: int, delay: float, error: object) -> None:
+        raise Stop
+
+    core._set_listener(stop)        # what the listener raises ends the call
+    with pytest.raises(Stop):
+        fn()
+    assert policy.stats()["retries"] == 5
+
+
+def test_a_failing_relay_is_logged_and_never_breaks_the_component(
+        caplog: pytest.LogCaptureFixture) -> None:
+    dlq = DeadLetterQueue()
+
+    def broken(kind: str, name: str) -> None:
+        raise RuntimeError("listener bug")
+
+    dlq._listeners.add(broken)
+    assert dlq.put(1, "e") >= 0 and len(dlq) == 1
+    assert "listener bug" in caplog.text
