@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 import resil
 from resil.observe import memory
+from tests_support import run_threads
 
 MB = 1 << 20
 
@@ -133,25 +133,16 @@ def test_a_bad_clock_is_refused_naming_it() -> None:
 
 
 def test_threads_sampling_at_once_lose_no_sample() -> None:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        tracker = resil.MemoryTracker(max_snapshots=50)
-        start = threading.Barrier(4)
+    tracker = resil.MemoryTracker(max_snapshots=50)
+    start = threading.Barrier(4)
 
-        def work() -> None:
-            start.wait()
-            for _ in range(250):
-                tracker.sample()
-                tracker.stats()
+    def work(_: int) -> None:
+        start.wait()
+        for _ in range(250):
+            tracker.sample()
+            tracker.stats()
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(work, 4)
     stats = tracker.stats()
     assert stats["samples"] == 1000 and len(stats["snapshots"]) == 50
     assert stats["peak_mb"] >= stats["avg_mb"] > 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import threading
 import weakref
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import resil
+from tests_support import run_threads
 from resil import (Backoff, CircuitBreaker, DeadLetterQueue, EventBus, EventEmitter, Monitor,
                    OperationTimeout, TimeoutManager, VirtualClock)
 
@@ -318,27 +318,17 @@ def test_two_monitors_each_count_a_shared_component() -> None:
 
 
 def test_threads_watching_and_putting_at_once_count_each_dead_letter_once() -> None:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        monitor = Monitor(clock=VirtualClock())
-        dlq = DeadLetterQueue(maxsize=10_000)
-        monitor.watch(dlq)
-        start = threading.Barrier(8)
+    monitor = Monitor(clock=VirtualClock())
+    dlq = DeadLetterQueue(maxsize=10_000)
+    start = threading.Barrier(8)
 
-        def work() -> None:
-            start.wait()
-            for i in range(200):
-                monitor.watch(dlq)
-                dlq.put(i, "e")
+    def work(_: int) -> None:
+        start.wait()
+        for i in range(200):
+            monitor.watch(dlq)
+            dlq.put(i, "e")
 
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(work, 8)
     assert metrics(monitor)["dead_letter_queue_messages"] == 1600 == len(dlq)
 
 

@@ -74,6 +74,24 @@ static void give_up(RetryCoreObject *c, PyObject *outcome, int raised, uint64_t 
     Py_XDECREF(kwnames);
 }
 
+/* Calls fn(attempt, delay, error); -1 with its exception set when it raised. */
+static int tell(PyObject *fn, uint64_t attempt, double delay, PyObject *error) {
+    PyObject *a = PyLong_FromUnsignedLongLong(attempt);
+    PyObject *d = a ? PyFloat_FromDouble(delay) : NULL;
+    PyObject *r = NULL;
+    if (d) {
+        PyObject *argv[3] = {a, d, error};
+        r = PyObject_Vectorcall(fn, argv, 3, NULL);
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(d);
+    if (!r) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 /* The delay before the next attempt, after attempt p->attempt ended in
  * `outcome` (raised: an exception; otherwise a result retry_if_result
  * called a failure) at time `now`; p then describes that next attempt.
@@ -144,39 +162,15 @@ static double retry_decide(RetryCoreObject *c, retry_progress *p, PyObject *outc
             goto out_of_retries;
         }
     }
-    if (c->on_retry) {
-        PyObject *a = PyLong_FromUnsignedLongLong(p->attempt);
-        PyObject *d = a ? PyFloat_FromDouble(delay) : NULL;
-        PyObject *r = NULL;
-        if (d) {
-            PyObject *argv[3] = {a, d, outcome};
-            r = PyObject_Vectorcall(c->on_retry, argv, 3, NULL);
-        }
-        Py_XDECREF(a);
-        Py_XDECREF(d);
-        if (!r) {
-            return -1.0;
-        }
-        Py_DECREF(r);
+    if (c->on_retry && tell(c->on_retry, p->attempt, delay, outcome) < 0) {
+        return -1.0;
     }
     c->retried++;
     p->attempt++;
     p->prev = delay;
-    if (c->listener) {
-        /* After the change, as on_retry's arguments: the attempt that failed. */
-        PyObject *a = PyLong_FromUnsignedLongLong(p->attempt - 1);
-        PyObject *d = a ? PyFloat_FromDouble(delay) : NULL;
-        PyObject *r = NULL;
-        if (d) {
-            PyObject *argv[3] = {a, d, outcome};
-            r = PyObject_Vectorcall(c->listener, argv, 3, NULL);
-        }
-        Py_XDECREF(a);
-        Py_XDECREF(d);
-        if (!r) {
-            return -1.0;
-        }
-        Py_DECREF(r);
+    /* After the change, with on_retry's arguments: the attempt that failed. */
+    if (c->listener && tell(c->listener, p->attempt - 1, delay, outcome) < 0) {
+        return -1.0;
     }
     return delay;
 out_of_retries:
