@@ -524,3 +524,21 @@ def test_a_failing_relay_is_logged_and_never_breaks_the_component(
     dlq._listeners.add(broken)
     assert dlq.put(1, "e") >= 0 and len(dlq) == 1
     assert "listener bug" in caplog.text
+
+
+def test_components_and_operations_named_empty_are_counted_as_unnamed() -> None:
+    clock = VirtualClock()
+    monitor = Monitor(clock=clock)
+    breaker = CircuitBreaker("", failure_threshold=1, clock=clock)
+    tm = TimeoutManager(clock=clock)
+    monitor.watch(breaker)
+    monitor.watch(tm)
+    breaker.record_failure()
+
+    async def main() -> None:
+        with pytest.raises(OperationTimeout):
+            async with tm.timeout("", 1.0):
+                await asyncio.sleep(2)
+
+    resil.run_virtual(main(), clock)
+    assert events(monitor) == {("circuit_breaker_trip", "unnamed"): 1, ("timeout", "unnamed"): 1}

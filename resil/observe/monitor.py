@@ -104,6 +104,12 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
 # event. The monitor holds the components it watches weakly too.
 
 
+def _named(name: str) -> str:
+    """A component's name as the monitor counts it: an empty one (a breaker
+    or an operation may be called "") is counted as "unnamed"."""
+    return name or "unnamed"
+
+
 class _Relay:
     """``relay(kind, name)``, added to a component's :class:`Listeners`:
     records the event under ``name`` (or the relay's own name)."""
@@ -118,7 +124,7 @@ class _Relay:
     def __call__(self, kind: str, name: str) -> None:
         monitor = self._monitor()
         if monitor is not None:
-            monitor.record_event(kind, self._name or name)
+            monitor.record_event(kind, self._name or _named(name))
             return
         listeners = self._listeners()
         if listeners is not None:
@@ -142,7 +148,7 @@ class _TripRelay:
             except ValueError:  # removed by another thread meanwhile
                 pass
         elif new in (State.OPEN, State.FORCED_OPEN):
-            monitor.record_event("circuit_breaker_trip", breaker.name)
+            monitor.record_event("circuit_breaker_trip", _named(breaker.name))
 
 
 class _CircuitRelay:
@@ -381,6 +387,7 @@ class Monitor:
           letters (handler failures, contract violations, deliveries to a
           disabled handler) as for the emitter.
 
+        A component or operation named ``""`` is counted as ``"unnamed"``.
         A component already watched, directly or through another, is not
         wired again. The monitor and the components hold each other weakly:
         watching keeps neither alive, and events of a component whose
