@@ -542,3 +542,17 @@ def test_components_and_operations_named_empty_are_counted_as_unnamed() -> None:
 
     resil.run_virtual(main(), clock)
     assert events(monitor) == {("circuit_breaker_trip", "unnamed"): 1, ("timeout", "unnamed"): 1}
+
+
+def test_a_retried_method_is_watched_through_its_bound_method() -> None:
+    class Client:
+        @resil.retry(retries=1, backoff=NO_WAIT, name="client.get")
+        def get(self) -> None:
+            raise OSError
+
+    client = Client()
+    monitor = Monitor(clock=VirtualClock())
+    monitor.watch(client.get)
+    with pytest.raises(OSError):
+        client.get()
+    assert events(monitor) == {("retry", "client.get"): 1}

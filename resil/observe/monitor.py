@@ -7,6 +7,7 @@ import inspect
 import logging
 import math
 import threading
+import types
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -175,7 +176,10 @@ class _CircuitRelay:
 
 def _retry_policy_of(source: Any) -> RetryPolicy | None:
     """The policy of a function decorated with ``resil.retry(...)`` (its
-    wrapper's ``retry_policy``), read without running the object's code."""
+    wrapper's ``retry_policy``, or a bound method's function's), read
+    without running the object's code."""
+    if isinstance(source, types.MethodType):
+        source = source.__func__
     try:
         policy = inspect.getattr_static(source, "retry_policy", None)
     except Exception:  # an object whose attribute lookup itself fails
