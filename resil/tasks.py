@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -14,6 +15,21 @@ from resil import _check
 __all__ = ["CancellationToken", "Outcome", "Supervisor", "shutdown_task"]
 
 _log = logging.getLogger("resil.tasks")
+
+# The task running on a loop, read on hot paths as ``_RUNNING.get(loop)``.
+# From CPython 3.12 asyncio.current_task is C; before, it is a Python
+# function around a lookup of the loop in asyncio.tasks._current_tasks
+# (the dict the C task steps maintain), which costs a Python call per use
+# on paths that run once per event. Those versions no longer change, so
+# the dict is read directly there.
+if sys.version_info >= (3, 12):
+    class _CurrentTask:
+        __slots__ = ()
+        get = staticmethod(asyncio.current_task)
+
+    _RUNNING: Any = _CurrentTask()
+else:
+    _RUNNING = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
 
 
 class CancellationToken:

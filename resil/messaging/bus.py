@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from resil import _check
+from resil.tasks import _RUNNING
 from resil.messaging.deadletters import DeadLetterHandoff, DeadLetterSink, check_sink
 from resil.policies.breaker import CircuitBreaker
 from resil.errors import CANCELLATION, _Message
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ContractViolation", "Event", "EventBus", "EventStormError", "HandlerDisabled"]
 
+_running_loop = asyncio.get_running_loop
 _log = logging.getLogger("resil.bus")
 
 _STOP = CANCELLATION
@@ -677,12 +679,12 @@ class EventBus:
         # A handler publishing on the bus that is delivering to it runs in the
         # task holding the turn: its event is numbered now and delivered
         # after the current one (waiting for the turn would deadlock).
-        nested = self._busy and self._holder is asyncio.current_task()
+        nested = self._busy and self._holder is _RUNNING.get(_running_loop())
         if not nested:
             if self._busy:
                 await self._wait_turn()
             else:
-                self._busy, self._holder = True, asyncio.current_task()
+                self._busy, self._holder = True, _RUNNING.get(_running_loop())
         try:
             if not nested and self._idle:
                 self._forget_idle()

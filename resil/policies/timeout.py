@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from resil import _check, _env, _time
 from resil._hooks import Listeners
 from resil.errors import OperationTimeout
+from resil.tasks import _RUNNING
 
 __all__ = ["TimeoutManager", "Operation"]
 
@@ -70,7 +71,7 @@ class Operation:
 
     async def __aenter__(self) -> Operation:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = _RUNNING.get(loop)
         if task is None:
             raise RuntimeError("TimeoutManager.timeout() must be used inside a task")
         tm = self.manager
