@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.resil-deps
 
-.PHONY: demo test test-versions build bench clean services
+.PHONY: demo test test-versions build docs bench clean services
 
 # The project's own builds treat compiler warnings as errors (setup.py reads
 # this; a user's pip install does not set it).
@@ -18,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
 	touch $(STAMP)
 
 # Rebuilds the extension in place when a C file changed (a no-op otherwise).
@@ -36,8 +36,16 @@ services:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
+# The reference (docs/, Sphinx autodoc over the installed package) in
+# docs/_build/html: warnings are errors and every cross-reference must
+# resolve (nitpicky, set in docs/conf.py), so a broken docstring fails;
+# -E rereads every page, since autodoc cannot see that the C extension changed.
+docs: build
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
+
 test: build services
 	$(BIN)/python -m mypy --strict resil
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-versions
 
@@ -76,4 +84,4 @@ bench: build
 	for b in $(BENCHMARKS); do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf build $(VENV) .venv-3.* resil/*.so .pytest_cache .mypy_cache .hypothesis
+	rm -rf build docs/_build $(VENV) .venv-3.* resil/*.so .pytest_cache .mypy_cache .hypothesis

@@ -10,16 +10,16 @@ thread with the standard library only. Every family name starts with
 is a str that is a Prometheus metric name (``[a-zA-Z_:][a-zA-Z0-9_:]*``).
 
 A source is a component, or a ``(name, component)`` pair naming it for its
-label: :class:`CircuitBreaker` and :class:`BreakerGroup` (label
-``endpoint`` in every family rendered from a breaker), :class:`RetryPolicy`
-(``policy``), :class:`TimeoutManager` (``manager``, and ``operation`` per
-named operation), :class:`BoundedQueue` and :class:`PartitionedQueue`
-(``queue``), :class:`EventEmitter` (``emitter``), :class:`EventBus`
-(``bus``, and ``event_type`` per type), :class:`DeadLetterQueue` (``queue``:
+label: :class:`~resil.CircuitBreaker` and :class:`~resil.BreakerGroup` (label
+``endpoint`` in every family rendered from a breaker), :class:`~resil.RetryPolicy`
+(``policy``), :class:`~resil.TimeoutManager` (``manager``, and ``operation`` per
+named operation), :class:`~resil.BoundedQueue` and :class:`~resil.PartitionedQueue`
+(``queue``), :class:`~resil.EventEmitter` (``emitter``), :class:`~resil.EventBus`
+(``bus``, and ``event_type`` per type), :class:`~resil.DeadLetterQueue` (``queue``:
 its own ``name`` unless a pair names it; queues sharing a name are one
 queue, summed, and the entries of store-backed ones on one file count
-once), :class:`Supervisor` (global task gauges, ``supervisor`` when named)
-and :class:`Monitor` (``monitor`` when named).
+once), :class:`~resil.Supervisor` (global task gauges, ``supervisor`` when named)
+and :class:`~resil.Monitor` (``monitor`` when named).
 
 A Monitor gives the families of a request and resilience dashboard, each
 labelled by what the monitor was told (``<ns>`` is the namespace):
@@ -77,6 +77,7 @@ from resil.policies.timeout import TimeoutManager
 
 __all__ = ["CONTENT_TYPE", "Collector", "MetricsServer", "exposition", "serve"]
 
+#: The ``Content-Type`` of the text that :func:`exposition` returns.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _log = logging.getLogger("resil.prometheus")

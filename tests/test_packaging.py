@@ -58,7 +58,7 @@ def test_sdist_carries_what_building_and_testing_need(tmp_path: Path) -> None:
     needed = {"LICENSE", "README.md", "ARCHITECTURE.md", "Makefile", "setup.py",
               "pyproject.toml", ".ci/run", "resil/py.typed", "resil/_resil.pyi"}
     for pattern in ("csrc/core/*.[ch]", "csrc/py/*.[ch]", "tests/*.py", "tests/c/*.c",
-                    "tests/model/*.py", "benchmarks/*.py"):
+                    "tests/model/*.py", "benchmarks/*.py", "docs/*.py", "docs/**/*.rst"):
         needed |= {str(p.relative_to(repo)) for p in repo.glob(pattern)}
     assert needed <= names, sorted(needed - names)
     assert not [n for n in names if n.endswith((".so", ".pyc"))]

@@ -1258,8 +1258,8 @@ static PyMethodDef breaker_methods[] = {
      "with its permit, so a rejection raises from call itself. An awaitable dropped\n"
      "without being awaited warns (RuntimeWarning), as a coroutine never awaited does."},
     {"call_async", (PyCFunction)(void (*)(void))breaker_call_async, FASTKW,
-     "call_async(fn, /, *args, **kwargs) -> awaitable\n\n"
-     "Awaits fn(*args, **kwargs) through the breaker; fn is called when awaited.\n"
+     "call_async($self, fn, /, *args, **kwargs)\n--\n\n"
+     "Awaits ``fn(*args, **kwargs)`` through the breaker; fn is called when awaited.\n"
      "An awaitable dropped without being awaited warns (RuntimeWarning)."},
     {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL, NULL},
