@@ -51,7 +51,8 @@ def _flat(name: str) -> str | None:
     """``resil.policies.breaker.CircuitBreaker`` (where a name is defined)
     -> ``resil.CircuitBreaker`` (where the reference documents it)."""
     head, _, last = name.rpartition(".")
-    if head.startswith("resil.") and last in resil.__all__:
+    if (head.startswith("resil.") and last in resil.__all__
+            and _lookup(name) is getattr(resil, last)):
         return f"resil.{last}"
     return None
 

@@ -3,6 +3,7 @@ cross-reference, and documents every public name of resil."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -165,8 +166,10 @@ def test_a_broken_reference_or_docstring_fails_the_build(tmp_path: Path) -> None
 def test_make_test_builds_the_docs_with_warnings_as_errors() -> None:
     if shutil.which("make") is None:
         pytest.skip("needs make")
+    # Run from make test itself, so the outer make's flags are left out.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(["make", "-n", "--no-print-directory", "test"], capture_output=True,
-                            text=True, timeout=60, cwd=REPO)
+                            text=True, timeout=60, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr
     builds = [line for line in result.stdout.splitlines() if "-m sphinx" in line]
     assert builds, result.stdout
