@@ -42,7 +42,7 @@ autodoc_member_order = "bysource"
 html_theme = "alabaster"
 html_title = f"resil {release}"
 html_theme_options = {"description": "Resilience for asyncio and threaded Python, with a C engine.",
-                      "fixed_sidebar": True}
+                      "fixed_sidebar": True, "page_width": "1180px"}
 html_sidebars = {"**": ["about.html", "navigation.html", "searchbox.html"]}
 html_show_sourcelink = False
 
