@@ -1,8 +1,8 @@
 """Sphinx configuration of resil's reference.
 
-Built with warnings as errors and every cross-reference checked
-(``make docs``: ``sphinx-build -W --keep-going -n``), so a broken docstring
-or a reference to a name that does not exist fails the build. The pages
+Built with warnings as errors (``make docs``: ``python -m sphinx -E -W``)
+and every cross-reference checked (``nitpicky`` below), so a broken
+docstring or a reference to a name that does not exist fails the build. The pages
 document the public names at their flat path (``resil.CircuitBreaker``);
 autodoc imports resil, so the C types render from their docstrings and
 text signatures.
@@ -31,8 +31,8 @@ release = version = resil.__version__
 extensions = ["sphinx.ext.autodoc"]
 exclude_patterns = ["_build"]
 nitpicky = True
+# Single backquotes in a docstring (`seconds`) are code, not a reference.
 default_role = "code"
-# Quoted annotations (from __future__ import annotations) stay as written.
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 autodoc_class_signature = "mixed"
