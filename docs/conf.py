@@ -67,14 +67,16 @@ def _lookup(name: str) -> object:
 def _missing_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     """Resolves a reference the Python domain did not find.
 
-    Three kinds are resolved here, every other one stays a warning (an
+    Four kinds are resolved here, every other one stays a warning (an
     error, in the build): a public name written at the module that defines
     it (a type hint says ``resil.messaging.emitter.EventEmitter``; the page
     documents ``resil.EventEmitter``); a type variable of a generic
-    signature (``T`` in ``BoundedQueue.get() -> T``), which has no page and
-    is shown as text; and a standard-library name (``asyncio.Task``), also
-    shown as text: the build is offline, so there is no inventory of the
-    Python documentation to link to.
+    signature (``T`` in ``BoundedQueue.get() -> T``) and a private class
+    that exists (``_Unchanged``, the type of a "leave it as it is"
+    default), which have no page and are shown as text; and a
+    standard-library name (``asyncio.Task``), also shown as text: the build
+    is offline, so there is no inventory of the Python documentation to
+    link to.
     """
     if node.get("refdomain") != "py":
         return None
@@ -84,7 +86,10 @@ def _missing_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
         domain = env.get_domain("py")
         return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], flat,
                                    node, contnode)
-    if isinstance(_lookup(target), TypeVar) or target.split(".")[0] in sys.stdlib_module_names:
+    found = _lookup(target)
+    if isinstance(found, TypeVar) or target.split(".")[0] in sys.stdlib_module_names:
+        return contnode
+    if isinstance(found, type) and target.rpartition(".")[2].startswith("_"):
         return contnode
     return None
 

@@ -144,9 +144,10 @@ def test_the_command_line_page_shows_each_commands_help(
 
 
 def test_a_broken_reference_or_docstring_fails_the_build(tmp_path: Path) -> None:
-    # One page with a reference to a name that does not exist and a
-    # docstring whose markup is broken (an unescaped *args): both warn, and
-    # each warning fails the build.
+    # One page with references to names that do not exist (a private one
+    # too: only a private class that exists is shown as text) and a
+    # docstring whose markup is broken (an unescaped *args): each warns,
+    # and a warning fails the build.
     source = tmp_path / "docs"
     source.mkdir()
     shutil.copy(DOCS / "conf.py", source / "conf.py")
@@ -156,11 +157,13 @@ def test_a_broken_reference_or_docstring_fails_the_build(tmp_path: Path) -> None
     (source / "broken_docstring.py").write_text('def f():\n    """Calls fn(*args)."""\n',
                                                 encoding="utf-8")
     (source / "index.rst").write_text(
-        "Page\n====\n\n:class:`resil.NoSuchThing` is not a name.\n\n"
+        "Page\n====\n\n:class:`resil.NoSuchThing` is not a name, nor is\n"
+        ":class:`resil.messaging.dlq._NoSuchSentinel`.\n\n"
         ".. autofunction:: broken_docstring.f\n", encoding="utf-8")
     result = _sphinx(source, tmp_path / "html")
     assert result.returncode != 0
     assert "py:class reference target not found: resil.NoSuchThing" in result.stderr
+    assert "reference target not found: resil.messaging.dlq._NoSuchSentinel" in result.stderr
     assert "Inline emphasis start-string without end-string" in result.stderr
 
 

@@ -144,7 +144,7 @@ class SQLiteStore:
     to, and found unreadable later. A file written by the previous release
     (store schema 1) is brought up to date when opened, in one transaction:
     its dead letters gain an empty-until-now history (see
-    :attr:`DeadLetter.history`), and its numbering continues where it was.
+    :attr:`resil.DeadLetter.history`), and its numbering continues where it was.
     Once migrated, the previous release refuses the file, so every process
     sharing it should run this release.
     """
