@@ -466,7 +466,7 @@ static PyMethodDef ring_methods[] = {
     {"put_nowait", (PyCFunction)ring_put_nowait, METH_O,
      "put_nowait(item)\n\nAdds item, or raises QueueFull once depth >= reject_at * maxsize."},
     {"get_nowait", (PyCFunction)ring_get_nowait, METH_NOARGS,
-     "get_nowait() -> item\n\nRemoves the oldest item, or raises asyncio.QueueEmpty."},
+     "get_nowait() -> object\n\nRemoves the oldest item, or raises asyncio.QueueEmpty."},
     {"task_done", (PyCFunction)ring_task_done, METH_NOARGS,
      "task_done()\n\nMarks one item taken with get as processed (as asyncio.Queue)."},
     {"qsize", (PyCFunction)ring_qsize, METH_NOARGS, "qsize() -> int"},
