@@ -45,7 +45,7 @@ class MemoryTracker:
 
     ``MemoryTracker(max_snapshots=100, *, clock=None)``:
 
-    - ``sample() -> float`` reads the resident set (:func:`resident_bytes`)
+    - ``sample() -> float`` reads the resident set (:func:`~resil.observe.memory.resident_bytes`)
       and records it; returns it in MB (2**20 bytes).
     - ``stats()`` -> ``peak_mb`` (the largest sample), ``avg_mb`` (the mean
       of every sample), ``samples`` (how many were taken) and ``snapshots``
