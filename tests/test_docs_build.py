@@ -222,3 +222,14 @@ def test_the_readme_says_where_the_reference_is_and_how_to_build_it() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "`make docs`" in readme and "docs/_build/html" in readme
     assert "docs/_build/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_the_readme_stays_a_short_tour_whose_links_exist() -> None:
+    # The guides live in the reference; the README keeps the two commands,
+    # one example and a map of the pages, each of which must exist.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    assert len(links) >= 14
+    for link in links:
+        assert (REPO / link).is_file(), link
