@@ -392,14 +392,17 @@ def test_deep_expressions_do_not_crash_the_analysis(tmp_path: Path) -> None:
     chain = "x" + ".a" * 2500  # parses, but too deep to print back
     (tmp_path / "chain.py").write_text(f'bus.subscribe("t", {chain})\n'
                                        f'bus.publish("t", {{}})\nbus.publish({chain}, {{}})\n')
-    # too deep for the parser itself
+    # too deep for the parser itself from CPython 3.11 (3.10 parses it)
     (tmp_path / "sum.py").write_text("x = " + " + ".join(["1"] * 50_000) + "\n")
     report = analyze(tmp_path)
     assert report["event_types"]["t"]["subscribers"][0]["handler"] == (
         "<expression too deep to show>")
     assert report["dynamic"][0]["expression"] == "<expression too deep to show>"
-    assert [(e["file"], e["line"]) for e in report["errors"]] == [("sum.py", None)]
-    assert report["errors"][0]["message"].startswith("RecursionError")
+    if sys.version_info >= (3, 11):
+        assert [(e["file"], e["line"]) for e in report["errors"]] == [("sum.py", None)]
+        assert report["errors"][0]["message"].startswith("RecursionError")
+    else:  # CPython 3.10's parser takes it: the analysis walks it without recursing
+        assert report["errors"] == [] and report["files"] == ["chain.py", "sum.py"]
 
 
 def test_loop_enumeration_stops_at_its_limit(tmp_path: Path,
