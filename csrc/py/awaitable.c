@@ -411,9 +411,16 @@ static void aw_dealloc(AwaitObject *a) {
 }
 
 static PyMethodDef aw_methods[] = {
-    {"send", (PyCFunction)aw_send_method, METH_O, "send(value)"},
-    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL, "throw(typ[, val[, tb]])"},
-    {"close", (PyCFunction)aw_close, METH_NOARGS, "close()"},
+    {"send", (PyCFunction)aw_send_method, METH_O,
+     "send($self, value, /)\n--\n\n"
+     "Sends value into the awaited call, as a coroutine's send() does."},
+    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL,
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raises typ (an exception class or instance) in the awaited call, as a\n"
+     "coroutine's throw() does."},
+    {"close", (PyCFunction)aw_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Closes the awaited call, as a coroutine's close() does."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -490,9 +497,16 @@ static void fin_dealloc(FinishedObject *f) {
 }
 
 static PyMethodDef fin_methods[] = {
-    {"send", (PyCFunction)fin_send_method, METH_O, "send(value)"},
-    {"throw", (PyCFunction)(void (*)(void))fin_throw, METH_FASTCALL, "throw(typ[, val[, tb]])"},
-    {"close", (PyCFunction)fin_close, METH_NOARGS, "close()"},
+    {"send", (PyCFunction)fin_send_method, METH_O,
+     "send($self, value, /)\n--\n\n"
+     "Sends value into the awaited call, as a coroutine's send() does."},
+    {"throw", (PyCFunction)(void (*)(void))fin_throw, METH_FASTCALL,
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raises typ (an exception class or instance) in the awaited call, as a\n"
+     "coroutine's throw() does."},
+    {"close", (PyCFunction)fin_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Closes the awaited call, as a coroutine's close() does."},
     {NULL, NULL, 0, NULL},
 };
 

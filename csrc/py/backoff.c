@@ -196,11 +196,12 @@ static PyObject *backoff_repr(BackoffObject *self) {
 
 static PyMethodDef backoff_methods[] = {
     {"delay", (PyCFunction)(void (*)(void))backoff_delay, METH_FASTCALL | METH_KEYWORDS,
-     "delay(attempt, prev=None) -> float\n\n"
+     "delay($self, /, attempt, prev=None)\n--\n\nReturns a float. "
      "Seconds to wait before retry number `attempt` (0 is the first retry), jittered.\n"
      "`prev` is the previous delay, for decorrelated jitter."},
     {"raw", (PyCFunction)backoff_raw, METH_O,
-     "raw(attempt) -> float\n\nThe un-jittered delay: base * multiplier**min(attempt, 63), capped."},
+     "raw($self, attempt, /)\n--\n\n"
+     "Returns a float. The un-jittered delay: base * multiplier**min(attempt, 63), capped."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1239,17 +1239,20 @@ static PyObject *breaker_call_async(BreakerObject *self, PyObject *const *args, 
 
 static PyMethodDef breaker_methods[] = {
     {"acquire", (PyCFunction)breaker_acquire, METH_NOARGS,
-     "acquire() -> Permit\n\nTakes a permit or raises CircuitOpenError."},
+     "acquire($self, /)\n--\n\nTakes a permit (a Permit) or raises CircuitOpenError."},
     {"record_success", (PyCFunction)(void (*)(void))breaker_record_success, FASTKW,
-     "record_success(permit=None, latency_ms=None)\n\n"
+     "record_success($self, /, permit=None, latency_ms=None)\n--\n\n"
      "Reports a success. latency_ms defaults to the time since acquire(); a None\n"
      "permit reports a call made without one."},
     {"record_failure", (PyCFunction)(void (*)(void))breaker_record_failure, FASTKW,
-     "record_failure(permit=None, latency_ms=None)\n\nReports a failure; see record_success."},
+     "record_failure($self, /, permit=None, latency_ms=None)\n--\n\n"
+     "Reports a failure; see record_success."},
     {"release", (PyCFunction)breaker_release, METH_O,
-     "release(permit)\n\nGives a permit back without an outcome (cancelled or ignored call)."},
+     "release($self, permit, /)\n--\n\n"
+     "Gives a permit back without an outcome (cancelled or ignored call)."},
     {"call", (PyCFunction)(void (*)(void))breaker_call, FASTKW,
-     "call($self, fn, /, *args, **kwargs)\n--\n\nCalls fn through the breaker. When fn is a coroutine function, or\n"
+     "call($self, fn, /, *args, **kwargs)\n--\n\n"
+     "Calls fn through the breaker. When fn is a coroutine function, or\n"
      "returns a coroutine, call returns an awaitable guarded as call_async's is: the\n"
      "outcome is recorded when the coroutine finishes (latency from its first\n"
      "resumption), never when it is made; cancelling or closing it gives the permit\n"
@@ -1261,22 +1264,32 @@ static PyMethodDef breaker_methods[] = {
      "call_async($self, fn, /, *args, **kwargs)\n--\n\n"
      "Awaits ``fn(*args, **kwargs)`` through the breaker; fn is called when awaited.\n"
      "An awaitable dropped without being awaited warns (RuntimeWarning)."},
-    {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL, NULL},
-    {"__aenter__", (PyCFunction)breaker_aenter, METH_NOARGS, NULL},
-    {"__aexit__", (PyCFunction)(void (*)(void))breaker_aexit, METH_FASTCALL, NULL},
+    {"__enter__", (PyCFunction)breaker_enter, METH_NOARGS,
+     "__enter__($self, /)\n--\n\nTakes a permit for the block, or raises CircuitOpenError."},
+    {"__exit__", (PyCFunction)(void (*)(void))breaker_exit, METH_FASTCALL,
+     "__exit__($self, exc_type, exc, tb, /)\n--\n\n"
+     "Reports the block's outcome with its permit; returns False (the exception, if\n"
+     "any, propagates)."},
+    {"__aenter__", (PyCFunction)breaker_aenter, METH_NOARGS,
+     "__aenter__($self, /)\n--\n\n"
+     "Takes a permit for the block, as __enter__ does; returns an awaitable."},
+    {"__aexit__", (PyCFunction)(void (*)(void))breaker_aexit, METH_FASTCALL,
+     "__aexit__($self, exc_type, exc, tb, /)\n--\n\n"
+     "Reports the block's outcome, as __exit__ does; returns an awaitable of False."},
     {"force_open", (PyCFunction)breaker_force_open, METH_NOARGS,
-     "force_open()\n\nRejects every call until reset(), close() or disable()."},
+     "force_open($self, /)\n--\n\nRejects every call until reset(), close() or disable()."},
     {"disable", (PyCFunction)breaker_disable, METH_NOARGS,
-     "disable()\n\nAdmits every call and records it, never trips."},
+     "disable($self, /)\n--\n\nAdmits every call and records it, never trips."},
     {"reset", (PyCFunction)breaker_reset, METH_NOARGS,
-     "reset()\n\nBack to CLOSED with every count, the EWMA and the cooldown growth cleared."},
+     "reset($self, /)\n--\n\n"
+     "Back to CLOSED with every count, the EWMA and the cooldown growth cleared."},
     {"open", (PyCFunction)breaker_open, METH_NOARGS,
-     "open()\n\nOpens now, as a trip would; HALF_OPEN follows after the cooldown."},
+     "open($self, /)\n--\n\nOpens now, as a trip would; HALF_OPEN follows after the cooldown."},
     {"close", (PyCFunction)breaker_close, METH_NOARGS,
-     "close()\n\nCloses now, as successful probes would (the EWMA is kept)."},
+     "close($self, /)\n--\n\nCloses now, as successful probes would (the EWMA is kept)."},
     {"stats", (PyCFunction)breaker_stats, METH_NOARGS,
-     "stats() -> dict\n\nThe breaker's state and counts, JSON-serialisable, in the vocabulary every\nresil component's stats() uses. Identity and state: name, state (its name),\nepoch (the generation of permits: it changes at every transition), transitions,\nremaining (seconds until an OPEN breaker turns HALF_OPEN, 0.0 otherwise, None when\nforced open), cooldown (the current one, seconds), last_opened (Unix time or None). Lifetime counts: permitted,\nrejected, released (permits given back unreported), successes, failures,\nslow_calls, stale_outcomes (reported with a permit of an earlier epoch),\nvetoed_trips (trips a group's ejection limit refused),\nhalf_open_probes_granted, half_open_probe_successes,\nconsecutive_failures. The sliding window: window_calls, window_failures,\nwindow_slow_calls, failure_rate, slow_call_rate, success_rate. Adaptive\nstate: ewma_failure_rate, ewma_stddev, ewma_signal, effective_threshold\n(consecutive failures that trip now), health_score in [0, 1]. Latency:\navg_latency_ms, jitter_ms, latency_samples."},
+     "stats($self, /)\n--\n\n"
+     "A dict of the breaker's state and counts, JSON-serialisable, in the vocabulary every\nresil component's stats() uses. Identity and state: name, state (its name),\nepoch (the generation of permits: it changes at every transition), transitions,\nremaining (seconds until an OPEN breaker turns HALF_OPEN, 0.0 otherwise, None when\nforced open), cooldown (the current one, seconds), last_opened (Unix time or None). Lifetime counts: permitted,\nrejected, released (permits given back unreported), successes, failures,\nslow_calls, stale_outcomes (reported with a permit of an earlier epoch),\nvetoed_trips (trips a group's ejection limit refused),\nhalf_open_probes_granted, half_open_probe_successes,\nconsecutive_failures. The sliding window: window_calls, window_failures,\nwindow_slow_calls, failure_rate, slow_call_rate, success_rate. Adaptive\nstate: ewma_failure_rate, ewma_stddev, ewma_signal, effective_threshold\n(consecutive failures that trip now), health_score in [0, 1]. Latency:\navg_latency_ms, jitter_ms, latency_samples."},
     {"configure", (PyCFunction)(void (*)(void))breaker_configure, FASTKW,
      "configure($self, /, **changes)\n--\n\n"
      "Changes configuration parameters at run time, with the constructor's checks,\n"
@@ -1288,7 +1301,9 @@ static PyMethodDef breaker_methods[] = {
      "a new latency_window keeps the newest latencies that fit. The current cooldown\n"
      "keeps its growth, within the new cooldown and cooldown_max. A HALF_OPEN\n"
      "breaker with as many successful probes as the new half_open_probes closes."},
-    {"_attach", (PyCFunction)breaker_attach, METH_O, NULL},
+    {"_attach", (PyCFunction)breaker_attach, METH_O,
+     "_attach($self, pool, /)\n--\n\n"
+     "Makes the breaker's trips count against pool, an EjectionPool."},
     {"_set_listener", (PyCFunction)breaker_set_listener, METH_O,
      "_set_listener($self, fn, /)\n--\n\n"
      "fn(breaker, old, new, reason, fail_count, success_rate, latency_ms) is called\n"
@@ -1337,7 +1352,8 @@ static PyGetSetDef breaker_getset[] = {
 };
 
 static PyType_Slot breaker_slots[] = {
-    {Py_tp_doc, "The circuit breaker engine; use resil.CircuitBreaker."},
+    {Py_tp_doc, "The circuit breaker engine; use resil.CircuitBreaker, which takes the same\n"
+                "parameters (name positional or by keyword, the rest by keyword only)."},
     {Py_tp_new, breaker_new},
     {Py_tp_traverse, breaker_traverse},
     {Py_tp_clear, breaker_clear},

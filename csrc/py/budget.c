@@ -91,9 +91,9 @@ static PyObject *budget_stats(BudgetObject *self, PyObject *Py_UNUSED(ignored)) 
 
 static PyMethodDef budget_methods[] = {
     {"record_request", (PyCFunction)budget_request, METH_NOARGS,
-     "record_request()\n\nCounts a first attempt."},
+     "record_request($self, /)\n--\n\nCounts a first attempt."},
     {"try_retry", (PyCFunction)budget_try_retry, METH_NOARGS,
-     "try_retry() -> bool\n\nTrue, and counts the retry, when the budget allows one."},
+     "try_retry($self, /)\n--\n\nTrue, and counts the retry, when the budget allows one."},
     {"stats", (PyCFunction)budget_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The budget's counts, JSON-serialisable: requests and retries (counted in the\n"

@@ -102,8 +102,12 @@ static PyObject *mono_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 }
 
 static PyMethodDef mono_methods[] = {
-    {"now", mono_now, METH_NOARGS, "now() -> float\n\nSeconds on the monotonic clock."},
-    {"now_ns", mono_now_ns, METH_NOARGS, "now_ns() -> int\n\nNanoseconds on the monotonic clock."},
+    {"now", mono_now, METH_NOARGS,
+     "now($self, /)\n--\n\n"
+     "Returns a float. Seconds on the monotonic clock."},
+    {"now_ns", mono_now_ns, METH_NOARGS,
+     "now_ns($self, /)\n--\n\n"
+     "Returns an int. Nanoseconds on the monotonic clock."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -233,14 +237,18 @@ static PyObject *vclock_repr(VirtualClockObject *self) {
 }
 
 static PyMethodDef vclock_methods[] = {
-    {"now", (PyCFunction)vclock_now, METH_NOARGS, "now() -> float\n\nThe virtual time in seconds."},
-    {"now_ns", (PyCFunction)vclock_now_ns, METH_NOARGS, "now_ns() -> int\n\nThe virtual time in nanoseconds."},
+    {"now", (PyCFunction)vclock_now, METH_NOARGS,
+     "now($self, /)\n--\n\n"
+     "Returns a float. The virtual time in seconds."},
+    {"now_ns", (PyCFunction)vclock_now_ns, METH_NOARGS,
+     "now_ns($self, /)\n--\n\n"
+     "Returns an int. The virtual time in nanoseconds."},
     {"advance", (PyCFunction)vclock_advance, METH_O,
-     "advance(seconds)\n\nMoves time forward; a negative value raises ValueError."},
+     "advance($self, seconds, /)\n--\n\nMoves time forward; a negative value raises ValueError."},
     {"advance_ns", (PyCFunction)vclock_advance_ns, METH_O,
-     "advance_ns(ns)\n\nMoves time forward by an exact number of nanoseconds."},
+     "advance_ns($self, ns, /)\n--\n\nMoves time forward by an exact number of nanoseconds."},
     {"set", (PyCFunction)vclock_set, METH_O,
-     "set(seconds)\n\nMoves time to `seconds`; an earlier time raises ValueError."},
+     "set($self, seconds, /)\n--\n\nMoves time to `seconds`; an earlier time raises ValueError."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -193,7 +193,8 @@ static PyMethodDef counter_methods[] = {
     {"clear", (PyCFunction)counter_clear, METH_NOARGS,
      "clear($self, /)\n--\n\nForgets every event (the newest time seen is kept)."},
     {"stats", (PyCFunction)counter_stats, METH_NOARGS,
-     "stats($self, /)\n--\n\n{\"total\": events in the window now, \"window\": seconds, \"slots\": int}."},
+     "stats($self, /)\n--\n\n"
+     "{\"total\": events in the window now, \"window\": seconds, \"slots\": int}."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -433,7 +433,8 @@ static PyObject *dedup_repr(DedupObject *self) {
 
 static PyMethodDef dedup_methods[] = {
     {"seen", (PyCFunction)dedup_seen, METH_O,
-     "seen(key) -> bool\n\nTrue when key was recorded less than ttl ago (a duplicate, counted);\n"
+     "seen($self, key, /)\n--\n\n"
+     "True when key was recorded less than ttl ago (a duplicate, counted);\n"
      "otherwise records it now and returns False. One check-and-insert."},
     {"put", (PyCFunction)(void (*)(void))dedup_put, METH_FASTCALL,
      "put($self, key, value, /)\n--\n\n"
@@ -445,8 +446,10 @@ static PyMethodDef dedup_methods[] = {
      "The value put with key while it is recorded (None for a key recorded by\n"
      "seen()); default when key is not recorded or has expired. Changes nothing."},
     {"discard", (PyCFunction)dedup_discard, METH_O,
-     "discard(key) -> bool\n\nForgets key; True when it was recorded."},
-    {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS, "clear()\n\nForgets every key."},
+     "discard($self, key, /)\n--\n\nForgets key; True when it was recorded."},
+    {"clear", (PyCFunction)dedup_clear_method, METH_NOARGS,
+     "clear($self, /)\n--\n\n"
+     "Forgets every key."},
     {"configure", (PyCFunction)(void (*)(void))dedup_configure, METH_FASTCALL | METH_KEYWORDS,
      "configure($self, /, **changes)\n--\n\n"
      "configure(ttl=..., maxsize=...) changes the ttl (seconds) and the maxsize (most keys kept; also accepted as\n"

@@ -209,7 +209,9 @@ static PyObject *openerr_repr(OpenErrorObject *self) {
 }
 
 static PyMethodDef openerr_methods[] = {
-    {"__reduce__", (PyCFunction)openerr_reduce, METH_NOARGS, NULL},
+    {"__reduce__", (PyCFunction)openerr_reduce, METH_NOARGS,
+     "__reduce__($self, /)\n--\n\n"
+     "Pickles the error with its name, state and remaining (and its attributes)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -297,9 +297,10 @@ static int write_samples(buf *b, int f, const char *prefix, size_t plen, const r
 }
 
 PyDoc_STRVAR(breaker_exposition_doc,
-"breaker_exposition(breakers, prefix=\"resil_circuit_breaker\", label=\"endpoint\") -> str\n"
+"breaker_exposition($module, /, breakers, prefix='resil_circuit_breaker', label='endpoint')\n"
+"--\n"
 "\n"
-"The Prometheus text exposition (format 0.0.4) of circuit breakers.\n"
+"The Prometheus text exposition (format 0.0.4) of circuit breakers, a str.\n"
 "\n"
 "breakers: an iterable of CircuitBreaker (a BreakerGroup's .values()); each\n"
 "  is brought up to date first, as stats() does, so due transitions run their\n"
@@ -416,7 +417,8 @@ done:
 }
 
 PyDoc_STRVAR(breaker_families_doc,
-"breaker_families(breakers, prefix=\"resil_circuit_breaker\") -> list\n"
+"breaker_families($module, /, breakers, prefix='resil_circuit_breaker')\n"
+"--\n"
 "\n"
 "The six families of breaker_exposition as data, for registries that render\n"
 "the text themselves (prometheus_client): a list of (name, type, help,\n"

@@ -142,7 +142,8 @@ static PyGetSetDef guarded_getset[] = {
 };
 
 static PyType_Slot guarded_slots[] = {
-    {Py_tp_doc, "A function or coroutine function guarded by a circuit breaker."},
+    {Py_tp_doc, "Guarded(breaker, fn, is_async=False)\n--\n\n"
+                "A function or coroutine function guarded by a circuit breaker."},
     {Py_tp_new, guarded_new},
     {Py_tp_call, PyVectorcall_Call},
     {Py_tp_traverse, guarded_traverse},

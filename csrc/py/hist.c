@@ -328,28 +328,33 @@ static PyObject *hist_repr(HistObject *self) {
 
 static PyMethodDef hist_methods[] = {
     {"record", (PyCFunction)hist_record, METH_O,
-     "record(ms)\n\nRecords one duration in milliseconds (int or float, >= 0, finite), kept\n"
+     "record($self, ms, /)\n--\n\n"
+     "Records one duration in milliseconds (int or float, >= 0, finite), kept\n"
      "as nanoseconds rounded to nearest (ties to even, like round()). ValueError\n"
      "for NaN, infinities, negatives and 2**64 ns or more; a duration of\n"
      "2**max_bits ns or more is recorded in the top bucket and counted in clamped."},
     {"record_ns", (PyCFunction)hist_record_ns, METH_O,
-     "record_ns(ns)\n\nRecords one duration of ns nanoseconds (int in [0, 2**64 - 1])."},
+     "record_ns($self, ns, /)\n--\n\n"
+     "Records one duration of ns nanoseconds (int in [0, 2**64 - 1])."},
     {"quantile", (PyCFunction)hist_quantile, METH_O,
-     "quantile(q) -> float\n\nThe q-quantile in ms, q in [0, 1] (int or float): the recorded sample\n"
+     "quantile($self, q, /)\n--\n\n"
+     "Returns a float. The q-quantile in ms, q in [0, 1] (int or float): the recorded sample\n"
      "of nearest rank max(1, ceil(q * count)) within 2**-(sub_bits + 1) relative\n"
      "(exact below 2**(sub_bits + 1) ns, for q=0 (min) and for q=1 (max)); the rank\n"
      "of a decimal q is the one its decimal value gives (0.9 of 10 samples is the\n"
      "9th). 0.0 when empty."},
     {"quantiles", (PyCFunction)hist_quantiles, METH_O,
-     "quantiles(qs) -> list[float]\n\nquantile(q) for each q of the iterable qs, in one call,\n"
+     "quantiles($self, qs, /)\n--\n\n"
+     "Returns a list of floats. quantile(q) for each q of the iterable qs, in one call,\n"
      "e.g. quantiles((0.5, 0.95, 0.99)). Every q is validated before any is computed."},
     {"merge", (PyCFunction)hist_merge, METH_O,
-     "merge(other)\n\nAdds every sample of the Histogram other into this one, as if recorded\n"
+     "merge($self, other, /)\n--\n\n"
+     "Adds every sample of the Histogram other into this one, as if recorded\n"
      "here (merge(self) doubles it). ValueError unless both have the same sub_bits\n"
      "and max_bits; TypeError for anything but a Histogram."},
-    {"reset", (PyCFunction)hist_reset, METH_NOARGS, "reset()\n\nForgets every sample."},
+    {"reset", (PyCFunction)hist_reset, METH_NOARGS, "reset($self, /)\n--\n\nForgets every sample."},
     {"copy", (PyCFunction)hist_copy, METH_NOARGS,
-     "copy() -> Histogram\n\nAn independent Histogram with the same config and samples."},
+     "copy($self, /)\n--\n\nAn independent Histogram with the same config and samples."},
     {"stats", (PyCFunction)hist_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The histogram's summary, JSON-serialisable: count (samples recorded),\n"
@@ -635,30 +640,42 @@ static PyObject *whist_repr(WHistObject *self) {
 
 static PyMethodDef whist_methods[] = {
     {"record", (PyCFunction)whist_record, METH_O,
-     "record(ms)\n\nRecords one duration in milliseconds at the clock's time; as\n"
+     "record($self, ms, /)\n--\n\nRecords one duration in milliseconds at the clock's time; as\n"
      "Histogram.record (ns rounded to nearest, ValueError for NaN, infinities,\n"
      "negatives and 2**64 ns or more)."},
     {"record_ns", (PyCFunction)whist_record_ns, METH_O,
-     "record_ns(ns)\n\nRecords one duration of ns nanoseconds (int in [0, 2**64 - 1])."},
-    {"count", (PyCFunction)whist_count, METH_NOARGS, "count() -> int\n\nSamples in the window now."},
+     "record_ns($self, ns, /)\n--\n\n"
+     "Records one duration of ns nanoseconds (int in [0, 2**64 - 1])."},
+    {"count", (PyCFunction)whist_count, METH_NOARGS,
+     "count($self, /)\n--\n\n"
+     "Returns an int. Samples in the window now."},
     {"clamped", (PyCFunction)whist_clamped, METH_NOARGS,
-     "clamped() -> int\n\nSamples in the window now of 2**max_bits ns or more."},
+     "clamped($self, /)\n--\n\n"
+     "Returns an int. Samples in the window now of 2**max_bits ns or more."},
     {"min_ms", (PyCFunction)whist_min, METH_NOARGS,
-     "min_ms() -> float\n\nThe smallest sample in the window in ms, exact; 0.0 when empty."},
+     "min_ms($self, /)\n--\n\n"
+     "Returns a float. The smallest sample in the window in ms, exact; 0.0 when empty."},
     {"max_ms", (PyCFunction)whist_max, METH_NOARGS,
-     "max_ms() -> float\n\nThe largest sample in the window in ms, exact; 0.0 when empty."},
+     "max_ms($self, /)\n--\n\n"
+     "Returns a float. The largest sample in the window in ms, exact; 0.0 when empty."},
     {"mean_ms", (PyCFunction)whist_mean, METH_NOARGS,
-     "mean_ms() -> float\n\nThe mean sample in the window in ms; 0.0 when empty."},
+     "mean_ms($self, /)\n--\n\n"
+     "Returns a float. The mean sample in the window in ms; 0.0 when empty."},
     {"quantile", (PyCFunction)whist_quantile, METH_O,
-     "quantile(q) -> float\n\nThe q-quantile (q in [0, 1]) of the samples in the window, in ms, with\n"
+     "quantile($self, q, /)\n--\n\n"
+     "Returns a float. The q-quantile (q in [0, 1]) of the samples in the window, in ms, with\n"
      "Histogram.quantile's rank and error bound; 0.0 when empty. O(buckets x slots)."},
     {"quantiles", (PyCFunction)whist_quantiles, METH_O,
-     "quantiles(qs) -> list[float]\n\nquantile(q) for each q of the iterable qs, all at one clock\n"
+     "quantiles($self, qs, /)\n--\n\n"
+     "Returns a list of floats. quantile(q) for each q of the iterable qs, all at one clock\n"
      "reading, e.g. quantiles((0.5, 0.95, 0.99))."},
     {"snapshot", (PyCFunction)whist_snapshot, METH_NOARGS,
-     "snapshot() -> Histogram\n\nA new Histogram (same sub_bits and max_bits) holding the samples in\n"
+     "snapshot($self, /)\n--\n\n"
+     "A new Histogram (same sub_bits and max_bits) holding the samples in\n"
      "the window now; its quantiles equal the window's."},
-    {"reset", (PyCFunction)whist_reset, METH_NOARGS, "reset()\n\nForgets every sample."},
+    {"reset", (PyCFunction)whist_reset, METH_NOARGS,
+     "reset($self, /)\n--\n\n"
+     "Forgets every sample."},
     {"stats", (PyCFunction)whist_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The window's summary at one clock reading, JSON-serialisable: count (samples\n"

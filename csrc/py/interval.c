@@ -88,10 +88,11 @@ static PyObject *interval_repr(IntervalObject *self) {
 
 static PyMethodDef interval_methods[] = {
     {"update", (PyCFunction)interval_update, METH_O,
-     "update(activity) -> float\n\nOne step: activity (a finite number; NaN and the infinities\n"
+     "update($self, activity, /)\n--\n\n"
+     "Returns a float. One step: activity (a finite number; NaN and the infinities\n"
      "raise ValueError) > threshold multiplies the interval by speedup, otherwise by\n"
      "slowdown, clamped to [min, max]; returns the new interval."},
-    {"reset", (PyCFunction)interval_reset, METH_NOARGS, "reset()\n\nBack to base."},
+    {"reset", (PyCFunction)interval_reset, METH_NOARGS, "reset($self, /)\n--\n\nBack to base."},
     {"stats", (PyCFunction)interval_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The rule's state, JSON-serialisable: interval (the current one, seconds),\n"

@@ -39,7 +39,7 @@ static PyObject *pool_stats(PoolObject *self, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef pool_methods[] = {
     {"stats", (PyCFunction)pool_stats, METH_NOARGS,
-     "stats() -> dict\n\nmax_ejection_percent, members, ejected and vetoed trips."},
+     "stats($self, /)\n--\n\nA dict: max_ejection_percent, members, ejected and vetoed trips."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -464,15 +464,21 @@ static PyObject *ring_set_waiters(RingObject *self, PyObject *const *args, Py_ss
 
 static PyMethodDef ring_methods[] = {
     {"put_nowait", (PyCFunction)ring_put_nowait, METH_O,
-     "put_nowait(item)\n\nAdds item, or raises QueueFull once depth >= reject_at * maxsize."},
+     "put_nowait($self, item, /)\n--\n\n"
+     "Adds item, or raises QueueFull once depth >= reject_at * maxsize."},
     {"get_nowait", (PyCFunction)ring_get_nowait, METH_NOARGS,
-     "get_nowait() -> object\n\nRemoves the oldest item, or raises asyncio.QueueEmpty."},
+     "get_nowait($self, /)\n--\n\n"
+     "Removes and returns the oldest item, or raises asyncio.QueueEmpty."},
     {"task_done", (PyCFunction)ring_task_done, METH_NOARGS,
-     "task_done()\n\nMarks one item taken with get as processed (as asyncio.Queue)."},
-    {"qsize", (PyCFunction)ring_qsize, METH_NOARGS, "qsize() -> int"},
-    {"empty", (PyCFunction)ring_empty, METH_NOARGS, "empty() -> bool"},
+     "task_done($self, /)\n--\n\nMarks one item taken with get as processed (as asyncio.Queue)."},
+    {"qsize", (PyCFunction)ring_qsize, METH_NOARGS,
+     "qsize($self, /)\n--\n\n"
+     "The number of items held."},
+    {"empty", (PyCFunction)ring_empty, METH_NOARGS,
+     "empty($self, /)\n--\n\n"
+     "True when no item is held."},
     {"full", (PyCFunction)ring_full, METH_NOARGS,
-     "full() -> bool\n\nTrue while put_nowait would raise QueueFull."},
+     "full($self, /)\n--\n\nTrue while put_nowait would raise QueueFull."},
     {"configure", (PyCFunction)(void (*)(void))ring_configure, METH_FASTCALL | METH_KEYWORDS,
      "configure($self, /, **changes)\n--\n\n"
      "configure(maxsize=..., warn_at=..., reject_at=...) changes the size and the\n"
@@ -485,11 +491,13 @@ static PyMethodDef ring_methods[] = {
      "Puts waiting for room are woken when there is room. Atomic with respect to\n"
      "other threads' put_nowait() and get_nowait()."},
     {"stats", (PyCFunction)ring_stats, METH_NOARGS,
-     "stats() -> dict\n\ndepth, maxsize, pressure, oldest_age and average_age (seconds),\n"
+     "stats($self, /)\n--\n\n"
+     "A dict: depth, maxsize, pressure, oldest_age and average_age (seconds),\n"
      "throughput (gets per second over the last 10 s), put, got, rejected, warnings\n"
      "(entries into the warning zone), unfinished, warning."},
     {"_set_waiters", (PyCFunction)(void (*)(void))ring_set_waiters, METH_FASTCALL,
-     "_set_waiters(getters, putters, joiners, wake_first, wake_all)\n\nThe lines of waiting gets,\n"
+     "_set_waiters($self, getters, putters, joiners, wake_first, wake_all, /)\n--\n\n"
+     "The lines of waiting gets,\n"
      "puts and joins, and the callables that wake the first of a line or all of it."},
     {NULL, NULL, 0, NULL},
 };
@@ -505,7 +513,8 @@ static PyGetSetDef ring_getset[] = {
 };
 
 static PyType_Slot ring_slots[] = {
-    {Py_tp_doc, "The engine of resil.BoundedQueue (implementation detail)."},
+    {Py_tp_doc, "Ring(maxsize=1000, warn_at=0.8, reject_at=0.95, *, clock=None)\n--\n\n"
+                "The engine of resil.BoundedQueue (implementation detail)."},
     {Py_tp_new, ring_new},
     {Py_tp_traverse, ring_traverse},
     {Py_tp_clear, ring_clear},

@@ -147,22 +147,23 @@ static PyObject *rate_repr(RateObject *self) {
 
 static PyMethodDef rate_methods[] = {
     {"hit", (PyCFunction)rate_hit, METH_NOARGS,
-     "hit() -> bool\n\nTrue and the event is recorded when fewer than threshold accepted\n"
+     "hit($self, /)\n--\n\nTrue and the event is recorded when fewer than threshold accepted\n"
      "events happened within the last window; otherwise False and nothing is\n"
      "recorded (refused events do not count toward the window). MemoryError\n"
      "when the event would be accepted but its timestamp ring could not grow\n"
      "(nothing is recorded or counted then)."},
     {"reserve", (PyCFunction)rate_reserve, METH_NOARGS,
-     "reserve()\n\nGrows the timestamp ring now if the next hit() might have to, so\n"
+     "reserve($self, /)\n--\n\nGrows the timestamp ring now if the next hit() might have to, so\n"
      "that hit() cannot raise MemoryError (count() calls in between keep the\n"
      "reservation; another hit() uses it up). MemoryError if it cannot."},
     {"__sizeof__", (PyCFunction)rate_sizeof, METH_NOARGS,
-     "__sizeof__() -> int\n\nBytes of the object and its timestamp ring."},
+     "__sizeof__($self, /)\n--\n\nReturns an int. Bytes of the object and its timestamp ring."},
     {"count", (PyCFunction)rate_count, METH_NOARGS,
-     "count() -> int\n\nAccepted events within the last window. Drops the timestamps that\n"
+     "count($self, /)\n--\n\n"
+     "Returns an int. Accepted events within the last window. Drops the timestamps that\n"
      "aged out and shrinks the ring once three quarters of it are free."},
     {"reset", (PyCFunction)rate_reset, METH_NOARGS,
-     "reset()\n\nForgets every event, zeroes accepted and refused and frees the ring."},
+     "reset($self, /)\n--\n\nForgets every event, zeroes accepted and refused and frees the ring."},
     {"stats", (PyCFunction)rate_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The counter's counts, JSON-serialisable: count (accepted events within the\n"

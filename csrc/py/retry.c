@@ -399,7 +399,8 @@ static PyObject *call_failed(RetryCallObject *call, PyObject *const *args, Py_ss
 
 static PyMethodDef call_methods[] = {
     {"failed", (PyCFunction)(void (*)(void))call_failed, METH_FASTCALL,
-     "failed(outcome, raised, now) -> float\n\nThe delay before the next attempt, after the last\n"
+     "failed($self, outcome, raised, now, /)\n--\n\n"
+     "Returns a float. The delay before the next attempt, after the last\n"
      "one ended in outcome (an exception when raised, else a failing result) at\n"
      "loop time now; raises instead what ends the call."},
     {NULL, NULL, 0, NULL},
@@ -541,13 +542,16 @@ static PyObject *core_set_listener(RetryCoreObject *c, PyObject *fn) {
 
 static PyMethodDef core_methods[] = {
     {"wrap", (PyCFunction)core_wrap, METH_O,
-     "wrap(fn) -> callable\n\nfn (a plain function) under this policy: every attempt in C."},
+     "wrap($self, fn, /)\n--\n\n"
+     "A callable: fn (a plain function) under this policy: every attempt in C."},
     {"begin", (PyCFunction)(void (*)(void))core_begin, METH_FASTCALL,
-     "begin(started, final) -> RetryCall\n\nThe progress of one async call that started at loop\n"
+     "begin($self, started, final, /)\n--\n\n"
+     "A RetryCall: the progress of one async call that started at loop\n"
      "time `started`, after its first attempt failed; `final` (an exception class, a tuple\n"
      "of them, or None) is never retried."},
     {"stats", (PyCFunction)core_stats, METH_NOARGS,
-     "stats() -> dict\n\nname; retries (attempts after a first one); gave_up; rejected."},
+     "stats($self, /)\n--\n\n"
+     "A dict: name; retries (attempts after a first one); gave_up; rejected."},
     {"_set_listener", (PyCFunction)core_set_listener, METH_O,
      "_set_listener($self, fn, /)\n--\n\n"
      "fn(attempt, delay, error) is called after each retry is decided and counted, before\n"
@@ -563,7 +567,9 @@ static PyGetSetDef core_getset[] = {
 };
 
 static PyType_Slot core_slots[] = {
-    {Py_tp_doc, "The settings, decisions and counters of one resil.retry policy\n"
+    {Py_tp_doc, "RetryCore(*, retries, backoff, retry_on, retry_if_result, deadline, breaker,\n"
+                "budget, retry_after, on_retry, clock, sleep, retry_error, name)\n--\n\n"
+                "The settings, decisions and counters of one resil.retry policy\n"
                 "(implementation detail)."},
     {Py_tp_new, core_new},
     {Py_tp_traverse, core_traverse},
