@@ -410,17 +410,20 @@ static void aw_dealloc(AwaitObject *a) {
     Py_DECREF(tp);
 }
 
+/* The coroutine methods, as both awaitables have them. */
+#define SEND_DOC \
+    "send($self, value, /)\n--\n\n" \
+    "Sends value into the awaited call, as a coroutine's send() does."
+#define THROW_DOC \
+    "throw($self, typ, val=None, tb=None, /)\n--\n\n" \
+    "Raises typ (an exception class or instance) in the awaited call, as a\n" \
+    "coroutine's throw() does."
+#define CLOSE_DOC "close($self, /)\n--\n\nCloses the awaited call, as a coroutine's close() does."
+
 static PyMethodDef aw_methods[] = {
-    {"send", (PyCFunction)aw_send_method, METH_O,
-     "send($self, value, /)\n--\n\n"
-     "Sends value into the awaited call, as a coroutine's send() does."},
-    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL,
-     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
-     "Raises typ (an exception class or instance) in the awaited call, as a\n"
-     "coroutine's throw() does."},
-    {"close", (PyCFunction)aw_close, METH_NOARGS,
-     "close($self, /)\n--\n\n"
-     "Closes the awaited call, as a coroutine's close() does."},
+    {"send", (PyCFunction)aw_send_method, METH_O, SEND_DOC},
+    {"throw", (PyCFunction)(void (*)(void))aw_throw, METH_FASTCALL, THROW_DOC},
+    {"close", (PyCFunction)aw_close, METH_NOARGS, CLOSE_DOC},
     {NULL, NULL, 0, NULL},
 };
 
@@ -497,16 +500,9 @@ static void fin_dealloc(FinishedObject *f) {
 }
 
 static PyMethodDef fin_methods[] = {
-    {"send", (PyCFunction)fin_send_method, METH_O,
-     "send($self, value, /)\n--\n\n"
-     "Sends value into the awaited call, as a coroutine's send() does."},
-    {"throw", (PyCFunction)(void (*)(void))fin_throw, METH_FASTCALL,
-     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
-     "Raises typ (an exception class or instance) in the awaited call, as a\n"
-     "coroutine's throw() does."},
-    {"close", (PyCFunction)fin_close, METH_NOARGS,
-     "close($self, /)\n--\n\n"
-     "Closes the awaited call, as a coroutine's close() does."},
+    {"send", (PyCFunction)fin_send_method, METH_O, SEND_DOC},
+    {"throw", (PyCFunction)(void (*)(void))fin_throw, METH_FASTCALL, THROW_DOC},
+    {"close", (PyCFunction)fin_close, METH_NOARGS, CLOSE_DOC},
     {NULL, NULL, 0, NULL},
 };
 
