@@ -39,6 +39,7 @@ from resil._resil import (
     WindowedHistogram,
 )
 from resil.policies.retry import RetryPolicy, retry
+from resil.policies.pipeline import Pipeline, fallback, hedge, timeout
 from resil.messaging.scheduler import AdaptiveScheduler
 from resil.storage.sqlite import SQLiteStore, StoreError
 from resil.tasks import CancellationToken, Outcome, Supervisor, shutdown_task
@@ -99,6 +100,7 @@ __all__ = [
     "OperationTimeout",
     "Outcome",
     "PartitionedQueue",
+    "Pipeline",
     "Permit",
     "QueueFull",
     "RateCounter",
@@ -118,9 +120,12 @@ __all__ = [
     "VirtualEventLoop",
     "WindowedCounter",
     "WindowedHistogram",
+    "fallback",
+    "hedge",
     "idempotent",
     "retry",
     "run_virtual",
     "shutdown_task",
     "sinks",
+    "timeout",
 ]
