@@ -450,10 +450,11 @@ CLOCK_SCENARIOS: dict[str, Any] = {
 CLOCK_XFAIL: dict[str, str] = {}
 #: Public classes with no time-dependent behaviour (values, errors, clocks
 #: themselves, the loop that takes a clock, and parts whose time comes from
-#: their owner: a BreakerGroup's breakers take clock= among their defaults).
+#: their owner: a BreakerGroup's breakers take clock= among their defaults, a
+#: Pipeline's time is its policies').
 TIMELESS = {"AdaptiveInterval", "Backoff", "BreakerGroup", "CancellationToken", "DeadLetter",
             "DeadLetterSink",
-            "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit",
+            "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit", "Pipeline",
             "SQLiteStore", "State", "StateListener", "Supervisor", "TimeScale", "VirtualClock",
             "VirtualEventLoop"}
 
@@ -546,6 +547,7 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "clock": (NOTHING, None)}),
     "PartitionedQueue": (resil.PartitionedQueue, {}, {
         "maxsize": ("1", 0), "clock": (NOTHING, None)}),
+    "Pipeline": (resil.Pipeline, {}, {"name": (1, "")}),
     "RateCounter": (resil.RateCounter, {"threshold": 1, "window": 1.0}, {
         "threshold": ("1", 0), "window": ("1", -1.0), "clock": (NOTHING, None)}),
     "RetryBudget": (resil.RetryBudget, {}, {
@@ -553,6 +555,10 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "clock": (NOTHING, None)}),
     "WindowedCounter": (resil.WindowedCounter, {"window": 1.0}, {
         "window": ("1", -1.0), "slots": ("1", 0), "clock": (NOTHING, None)}),
+    "hedge": (resil.hedge, {"delay": 1.0}, {
+        "delay": ("1", 0.0), "max_hedges": (1.0, 0)}),
+    "fallback": (resil.fallback, {}, {"factory": (NOTHING, None), "on": (NOTHING, ())}),
+    "timeout": (resil.timeout, {"seconds": 1.0}, {"seconds": ("1", math.inf)}),
     "retry": (resil.retry, {}, {
         "retries": ("1", -1), "backoff": (NOTHING, None), "retry_on": (NOTHING, None),
         "retry_if_result": (NOTHING, None), "deadline": ("1", -1.0),
@@ -716,6 +722,11 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "MemoryTracker": resil.MemoryTracker,
         "Monitor": resil.Monitor,
         "PartitionedQueue": resil.PartitionedQueue,
+        "Pipeline": lambda: resil.Pipeline(resil.fallback(), resil.timeout(1.0),
+                                           resil.hedge(1.0)),
+        "fallback()": resil.fallback,
+        "hedge()": lambda: resil.hedge(1.0),
+        "timeout()": lambda: resil.timeout(1.0),
         "RateCounter": lambda: resil.RateCounter(1, 1.0),
         "RetryBudget": resil.RetryBudget,
         "RetryPolicy": resil.retry,

@@ -28,7 +28,7 @@ class Policy(Protocol):
     coroutine function for a coroutine function). Optional members a
     pipeline reads when they are there:
 
-    - ``stats() -> dict``: gathered by :meth:`Pipeline.stats`.
+    - ``stats() -> dict``: gathered by :meth:`resil.Pipeline.stats`.
     - ``name``: a non-empty str, the key of those stats.
     - ``async_only``: true when the policy can wrap only coroutine
       functions; a pipeline holding one refuses a plain function with
@@ -101,7 +101,7 @@ def _retrieve(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 
 class Hedge:
-    """What :func:`hedge` returns: apply it to a coroutine function."""
+    """What :func:`resil.hedge` returns: apply it to a coroutine function."""
 
     async_only = True
     name = "hedge"
@@ -201,7 +201,7 @@ _UNSET: Any = _Unset()
 
 
 class Fallback:
-    """What :func:`fallback` returns: apply it to a function or coroutine function."""
+    """What :func:`resil.fallback` returns: apply it to a function or coroutine function."""
 
     name = "fallback"
 
@@ -300,7 +300,7 @@ def fallback(value: Any = _UNSET, *, factory: Callable[[BaseException], Any] | N
 
 
 class Timeout:
-    """What :func:`timeout` returns: apply it to a coroutine function."""
+    """What :func:`resil.timeout` returns: apply it to a coroutine function."""
 
     async_only = True
     name = "timeout"
@@ -415,7 +415,7 @@ class Pipeline:
     def __init__(self, *policies: Policy, name: str = "default") -> None:
         from resil.policies.retry import retry  # retry imports the breaker: no cycle here
 
-        factories = {hedge: "hedge(delay)", fallback: "fallback(value)",
+        factories: dict[Any, str] = {hedge: "hedge(delay)", fallback: "fallback(value)",
                      timeout: "timeout(seconds)", retry: "retry()"}
         for index, policy in enumerate(policies):
             made_by = next((call for f, call in factories.items() if f is policy), None)
