@@ -577,6 +577,14 @@ def _policies_under_test() -> list[Any]:
     ]
 
 
+async def ended(task: asyncio.Future[Any]) -> None:
+    """Awaits ``task``, which may end in any way the policies allow."""
+    try:
+        await task
+    except (asyncio.CancelledError, ConnectionError, resil.OperationTimeout):
+        pass
+
+
 @pytest.mark.parametrize("which", range(4))
 def test_cancelling_the_outer_call_at_random_points_leaves_no_task_running(which: int) -> None:
     rng = random.Random(1000 + which)
@@ -605,10 +613,7 @@ def test_cancelling_the_outer_call_at_random_points_leaves_no_task_running(which
                 for _ in range(rng.randint(0, 3)):
                     await asyncio.sleep(0)
             task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, ConnectionError, resil.OperationTimeout):
-                pass
+            await ended(task)
             assert not tasks_besides_me(), (which, at, loop.time())
             # A second cancellation while the attempts are being reaped.
             task = asyncio.ensure_future(work())
@@ -616,10 +621,7 @@ def test_cancelling_the_outer_call_at_random_points_leaves_no_task_running(which
             task.cancel()
             await asyncio.sleep(0)
             task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, ConnectionError, resil.OperationTimeout):
-                pass
+            await ended(task)
             assert not tasks_besides_me(), (which, at, loop.time())
 
     resil.run_virtual(main())
