@@ -1,2 +1,3 @@
 """Policies that guard a call: circuit breaker, retry and backoff, timeouts,
-adaptive thresholds. The public names are re-exported from ``resil``."""
+adaptive thresholds, hedging, fallback, and the pipeline that composes them.
+The public names are re-exported from ``resil``."""
