@@ -317,7 +317,7 @@ def test_fallback_arguments_are_checked() -> None:
         resil.fallback()(lambda: (yield))
 
 
-def test_fallback_counts_every_call_from_many_threads() -> None:
+def test_fallback_counts_every_call_when_threads_share_it() -> None:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)
     policy = resil.fallback(0)
