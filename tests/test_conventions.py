@@ -559,6 +559,15 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "delay": ("1", 0.0), "max_hedges": (1.0, 0)}),
     "fallback": (resil.fallback, {}, {"factory": (NOTHING, None), "on": (NOTHING, ())}),
     "timeout": (resil.timeout, {"seconds": 1.0}, {"seconds": ("1", math.inf)}),
+    "chaos.fault": (resil.chaos.fault, {"rate": 0.5, "error": ValueError}, {
+        "rate": ("1", 1.5), "error": (NOTHING, None), "seed": (1.5, None),
+        "enabled": (NOTHING, None), "clock": (NOTHING, None), "name": (1, "")}),
+    "chaos.latency": (resil.chaos.latency, {"rate": 0.5, "seconds": 1.0}, {
+        "rate": ("1", NAN), "seconds": ("1", -1.0), "seed": (1.5, None),
+        "enabled": (NOTHING, None), "clock": (NOTHING, None), "name": (1, "")}),
+    "chaos.result": (resil.chaos.result, {"rate": 0.5, "value": None}, {
+        "rate": ("1", -0.5), "seed": (1.5, None), "enabled": (NOTHING, None),
+        "clock": (NOTHING, None), "name": (1, "")}),
     "retry": (resil.retry, {}, {
         "retries": ("1", -1), "backoff": (NOTHING, None), "retry_on": (NOTHING, None),
         "retry_if_result": (NOTHING, None), "deadline": ("1", -1.0),
@@ -713,6 +722,9 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "AdaptiveScheduler": resil.AdaptiveScheduler,
         "BoundedQueue": resil.BoundedQueue,
         "BreakerGroup": resil.BreakerGroup,
+        "chaos.fault": lambda: resil.chaos.fault(0.5, ValueError),
+        "chaos.latency": lambda: resil.chaos.latency(0.5, 1.0),
+        "chaos.result": lambda: resil.chaos.result(0.5, None),
         "CircuitBreaker": resil.CircuitBreaker,
         "DeadLetterQueue": resil.DeadLetterQueue,
         "Deduplicator": resil.Deduplicator,
