@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import datetime
-import inspect
 import logging
 import math
 import threading
-import types
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from resil import _check, _env
-from resil._hooks import Listeners
-from resil.messaging.bus import EventBus
-from resil.messaging.deadletters import DeadLetterHandoff
 from resil.messaging.dlq import DeadLetterQueue
-from resil.messaging.emitter import EventEmitter
-from resil.policies.breaker import BreakerGroup, CircuitBreaker
-from resil.policies.retry import RetryPolicy
-from resil.policies.timeout import TimeoutManager
+from resil.policies.breaker import CircuitBreaker
 from resil._resil import MonotonicClock, State, WindowedCounter, WindowedHistogram
+from resil.observe._wiring import _Watcher, named
 
 __all__ = ["Monitor"]
 
@@ -97,101 +90,7 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
     return HEALTHY
 
 
-# ---- watch(): relays from a component's explicit listener lists --------------------
-#
-# A relay is what a watched component holds: it reaches the monitor through a
-# weak reference, so a component never keeps a monitor alive, and once the
-# monitor is gone the relay takes itself off the component's list at the next
-# event. The monitor holds the components it watches weakly too.
-
-
-def _named(name: str) -> str:
-    """A component's name as the monitor counts it: an empty one (a breaker
-    or an operation may be called "") is counted as "unnamed"."""
-    return name or "unnamed"
-
-
-class _Relay:
-    """``relay(kind, name)``, added to a component's :class:`Listeners`:
-    records the event under ``name`` (or the relay's own name)."""
-
-    __slots__ = ("_monitor", "_name", "_listeners", "__weakref__")
-
-    def __init__(self, monitor: Monitor, listeners: Listeners, name: str | None = None) -> None:
-        self._monitor = weakref.ref(monitor)
-        self._name = name
-        self._listeners = weakref.ref(listeners)
-
-    def __call__(self, kind: str, name: str) -> None:
-        monitor = self._monitor()
-        if monitor is not None:
-            monitor.record_event(kind, self._name or _named(name))
-            return
-        listeners = self._listeners()
-        if listeners is not None:
-            listeners.remove(self)
-
-
-class _TripRelay:
-    """A breaker's state-change listener: a transition to OPEN or
-    FORCED_OPEN is a ``circuit_breaker_trip`` under the breaker's name."""
-
-    __slots__ = ("_monitor", "__weakref__")
-
-    def __init__(self, monitor: Monitor) -> None:
-        self._monitor = weakref.ref(monitor)
-
-    def __call__(self, breaker: CircuitBreaker, old: State, new: State, reason: str) -> None:
-        monitor = self._monitor()
-        if monitor is None:
-            try:
-                breaker.remove_listener(self)
-            except ValueError:  # removed by another thread meanwhile
-                pass
-        elif new in (State.OPEN, State.FORCED_OPEN):
-            monitor.record_event("circuit_breaker_trip", _named(breaker.name))
-
-
-class _CircuitRelay:
-    """Handed each circuit an EventBus makes for an event type: watches it."""
-
-    __slots__ = ("_monitor", "_bus", "__weakref__")
-
-    def __init__(self, monitor: Monitor, bus: EventBus) -> None:
-        self._monitor = weakref.ref(monitor)
-        self._bus = weakref.ref(bus)
-
-    def __call__(self, breaker: CircuitBreaker) -> None:
-        monitor = self._monitor()
-        if monitor is not None:
-            monitor.watch(breaker)
-            return
-        bus = self._bus()
-        if bus is not None:
-            try:
-                bus._on_circuit.remove(self)
-            except ValueError:
-                pass
-
-
-def _retry_policy_of(source: Any) -> RetryPolicy | None:
-    """The policy of a function decorated with ``resil.retry(...)`` (its
-    wrapper's ``retry_policy``, or a bound method's function's), read
-    without running the object's code."""
-    if isinstance(source, types.MethodType):
-        source = source.__func__
-    try:
-        policy = inspect.getattr_static(source, "retry_policy", None)
-    except Exception:  # an object whose attribute lookup itself fails
-        return None
-    return policy if isinstance(policy, RetryPolicy) else None
-
-
-_ACCEPTED = ("a resil.CircuitBreaker, BreakerGroup, RetryPolicy (or a function decorated "
-             "with resil.retry), TimeoutManager, DeadLetterQueue, EventEmitter or EventBus")
-
-
-class Monitor:
+class Monitor(_Watcher):
     """Per-component durations and errors, health, alerts and a dashboard.
 
     ``Monitor(retention=86400.0, alert_error_rate=5.0, alert_response_ms=5000.0,
@@ -262,9 +161,7 @@ class Monitor:
         WindowedHistogram(self._retention, slots, clock=self._clock)
         self._started = self._clock.now()
         self._lock = threading.Lock()
-        # Components already wired in (held weakly): watching one again, or
-        # through another component, must not count its events twice.
-        self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
+        super().__init__()
         self._queues: weakref.WeakSet[DeadLetterQueue] = weakref.WeakSet()  # for the alert
         self._components: dict[str, _Component] = {}
         self._events = {kind: WindowedCounter(self._retention, slots, clock=self._clock)
@@ -397,84 +294,19 @@ class Monitor:
         watching keeps neither alive, and events of a component whose
         monitor was collected are ignored. Anything else raises TypeError
         naming the accepted types."""
-        if isinstance(source, CircuitBreaker):
-            self._watch_breaker(source)
-        elif isinstance(source, BreakerGroup):
-            for name in source:
-                self._watch_breaker(source[name])
-        elif isinstance(source, RetryPolicy):
-            self._watch_retry(source, None)
-        elif isinstance(source, TimeoutManager):
-            self._watch_listeners(source, source._listeners)
-        elif isinstance(source, DeadLetterQueue):
-            self._watch_queue(source)
-        elif isinstance(source, EventEmitter):
-            self._watch_emitter(source)
-        elif isinstance(source, EventBus):
-            self._watch_bus(source)
-        else:
-            # Components added later (a bulkhead, a rate limiter) take a
-            # branch above: an explicit Listeners they call, relayed here.
-            policy = _retry_policy_of(source)
-            if policy is None:
-                raise TypeError(f"watch() takes {_ACCEPTED}; got {type(source).__name__}")
-            self._watch_retry(policy, getattr(source, "__qualname__", None))
+        self._wire(source)
 
-    def _first_watch(self, component: Any) -> bool:
-        """True the first time ``component`` is watched (then remembered)."""
-        with self._lock:
-            if component in self._watched:
-                return False
-            self._watched.add(component)
-            return True
+    def _on_event(self, kind: str, name: str) -> None:
+        self.record_event(kind, name)
 
-    def _watch_breaker(self, breaker: CircuitBreaker) -> None:
-        if self._first_watch(breaker):
-            breaker.on_state_change(_TripRelay(self))
-
-    def _watch_listeners(self, component: Any, listeners: Listeners,
-                         name: str | None = None) -> None:
-        if self._first_watch(component):
-            listeners.add(_Relay(self, listeners, name))
-
-    def _watch_retry(self, policy: RetryPolicy, hint: str | None,
-                     default: str = "retry") -> None:
-        name = policy.name or (hint if isinstance(hint, str) and hint else default)
-        if self._first_watch(policy):
-            policy._listen(_Relay(self, policy._policy.listeners, name))
+    def _on_transition(self, breaker: CircuitBreaker, old: State, new: State) -> None:
+        if new in (State.OPEN, State.FORCED_OPEN):
+            self.record_event("circuit_breaker_trip", named(breaker.name))
 
     def _watch_queue(self, dlq: DeadLetterQueue) -> None:
         with self._lock:
             self._queues.add(dlq)
-        self._watch_listeners(dlq, dlq._listeners)
-
-    def _watch_dead_letters(self, handoff: DeadLetterHandoff | None) -> None:
-        if handoff is None:
-            return
-        if isinstance(handoff.sink, DeadLetterQueue):
-            self._watch_queue(handoff.sink)  # counted (and sized) where they land
-        else:
-            self._watch_listeners(handoff, handoff.listeners)
-
-    def _watch_emitter(self, emitter: EventEmitter) -> None:
-        if not self._first_watch(emitter):
-            return
-        if isinstance(emitter._breaker, CircuitBreaker):
-            self._watch_breaker(emitter._breaker)
-        if isinstance(emitter._retry, RetryPolicy):
-            self._watch_retry(emitter._retry, None, "emitter")
-        self._watch_dead_letters(emitter._dead_letters)
-
-    def _watch_bus(self, bus: EventBus) -> None:
-        if not self._first_watch(bus):
-            return
-        # Circuits made from now on are handed to the relay; then the ones
-        # made already are watched (one made in between is watched once).
-        bus._on_circuit.append(_CircuitRelay(self, bus))
-        for topic in list(bus._topics.values()):
-            if topic.breaker is not None:
-                self._watch_breaker(topic.breaker)
-        self._watch_dead_letters(bus._dead_letters)
+        super()._watch_queue(dlq)
 
     def set_active_connections(self, service: str, n: int) -> None:
         """Sets how many connections ``service`` (a non-empty str) has open
