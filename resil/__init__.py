@@ -54,7 +54,7 @@ __version__ = "0.1.0"
 
 # Submodules reachable as attributes without importing them up front: each
 # may need an optional dependency, imported only when the module is used.
-_LAZY_SUBMODULES = frozenset({"chaos", "prometheus"})
+_LAZY_SUBMODULES = frozenset({"chaos", "otel", "prometheus"})
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from resil import _check, _env
@@ -19,6 +19,9 @@ from resil.observe._wiring import _Watcher, named
 __all__ = ["Monitor"]
 
 _log = logging.getLogger("resil.monitor")
+
+#: ``recorder(component, operation, duration_ms, success)``
+Recorder = Callable[[str, str, float, bool], object]
 
 HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
 _RANK = {HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
@@ -162,6 +165,9 @@ class Monitor(_Watcher):
         self._started = self._clock.now()
         self._lock = threading.Lock()
         super().__init__()
+        # Who else hears of each duration (resil.otel's histogram): read
+        # without the lock, replaced whole under it.
+        self._recorders: tuple[Recorder, ...] = ()
         self._queues: weakref.WeakSet[DeadLetterQueue] = weakref.WeakSet()  # for the alert
         self._components: dict[str, _Component] = {}
         self._events = {kind: WindowedCounter(self._retention, slots, clock=self._clock)
@@ -242,6 +248,26 @@ class Monitor(_Watcher):
             if not ok:
                 name = error_type or "error"
                 comp.errors_by_type[name] = comp.errors_by_type.get(name, 0) + 1
+        if self._recorders:
+            self._tell_recorders(component, operation, duration_ms, ok)
+
+    def _tell_recorders(self, component: str, operation: str, duration_ms: float,
+                        ok: bool) -> None:
+        for recorder in self._recorders:
+            try:
+                recorder(component, operation, duration_ms, ok)
+            except Exception:
+                _log.exception("duration recorder %r failed", recorder)
+
+    def _add_recorder(self, recorder: Recorder) -> None:
+        """Calls ``recorder(component, operation, duration_ms, success)``
+        after each :meth:`record`, outside the monitor's lock."""
+        with self._lock:
+            self._recorders = self._recorders + (recorder,)
+
+    def _remove_recorder(self, recorder: Recorder) -> None:
+        with self._lock:
+            self._recorders = tuple(r for r in self._recorders if r is not recorder)
 
     def record_event(self, kind: str, component: str) -> None:
         """Counts one resilience event of ``kind`` for ``component``."""
