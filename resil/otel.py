@@ -232,7 +232,6 @@ class _Instruments(_Watcher):
         super().__init__()
         self._lock = threading.Lock()
         self._sources: list[tuple[str | None, weakref.ref[Any]]] = []
-        self._ids: set[tuple[str | None, int]] = set()
         self.counters = {kind: meter.create_counter(f"{prefix}.{key}", unit=unit,
                                                     description=text)
                          for kind, (key, unit, text) in _EVENT_COUNTERS.items()}
@@ -260,29 +259,20 @@ class _Instruments(_Watcher):
     # ---- sources -----------------------------------------------------------------
     def add(self, name: str | None, obj: Any) -> None:
         with self._lock:
-            key = (name, id(obj))
-            if key not in self._ids:
-                self._ids.add(key)
-                self._sources.append((name, weakref.ref(obj, self._forget(key))))
+            # Collected sources are pruned here and at each collection (no
+            # weakref callback: it could run inside this lock, on any thread).
+            self._sources = [(n, ref) for n, ref in self._sources if ref() is not None]
+            if not any(n == name and ref() is obj for n, ref in self._sources):
+                self._sources.append((name, weakref.ref(obj)))
         if isinstance(obj, Monitor):
             if self._first_watch(obj):
                 obj._add_recorder(_Recorder(self, obj))
         elif isinstance(obj, _WIRED) or retry_policy_of(obj) is not None:
             self._wire(obj)
 
-    def _forget(self, key: tuple[str | None, int]) -> Callable[[Any], None]:
-        me = weakref.ref(self)
-
-        def forget(ref: weakref.ref[Any]) -> None:
-            instruments = me()
-            if instruments is not None:
-                with instruments._lock:
-                    instruments._ids.discard(key)
-                    instruments._sources = [s for s in instruments._sources if s[1] is not ref]
-        return forget
-
     def _observe(self, key: str) -> Iterator[Any]:
         with self._lock:
+            self._sources = [(n, ref) for n, ref in self._sources if ref() is not None]
             sources = list(self._sources)
         for name, ref in sources:
             obj = ref()

@@ -270,3 +270,51 @@ def test_without_opentelemetry_the_import_error_names_the_extra() -> None:
             "else:\n"
             "    raise SystemExit('no ImportError')\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_retries_from_many_threads_are_all_counted() -> None:
+    import threading
+
+    provider, reader = _provider()
+    clock = resil.VirtualClock()
+    local = threading.local()
+
+    @resil.retry(retries=2, backoff=resil.Backoff(base=0.0, jitter="none"), clock=clock,
+                 name="hammer")
+    def flaky() -> None:
+        local.n = getattr(local, "n", 0) + 1
+        if local.n % 2:
+            raise ConnectionError("odd attempt")
+
+    otel.instrument(flaky, meter_provider=provider)
+
+    def worker() -> None:
+        for _ in range(300):
+            flaky()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert _points(_metrics(reader)["resil.retry.retries"]) == {_key(resil_name="hammer"): 2400}
+
+
+class _BrokenQueue(resil.BoundedQueue[int]):
+    def stats(self) -> dict[str, Any]:
+        raise RuntimeError("stats broke")
+
+
+def test_a_source_whose_stats_raise_is_logged_and_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    provider, reader = _provider()
+    broken, good = _BrokenQueue(4), resil.BoundedQueue(4)
+    otel.instrument(("broken", broken), ("good", good), meter_provider=provider)
+    with caplog.at_level("ERROR", logger="resil.otel"):
+        depth = _points(_metrics(reader)["resil.queue.depth"])
+    assert depth == {_key(resil_name="good"): 0}
+    assert "left out" in caplog.text
