@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from resil.policies.breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil.policies.bulkhead import Bulkhead, BulkheadPermit
 from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
                         HandlerDisabled, TypeCircuitOpenError)
 from resil.messaging.dedup import idempotent
 from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
-from resil.errors import OperationTimeout, RetryError
+from resil.errors import BulkheadFull, OperationTimeout, RetryError
 from resil.policies.interval import AdaptiveInterval, TimeScale
 from resil.observe.memory import MemoryTracker
 from resil.observe.monitor import Monitor
@@ -76,6 +77,9 @@ __all__ = [
     "Backoff",
     "BoundedQueue",
     "BreakerGroup",
+    "Bulkhead",
+    "BulkheadFull",
+    "BulkheadPermit",
     "CancellationToken",
     "CircuitBreaker",
     "CircuitOpenError",

@@ -12,7 +12,7 @@ from resil._resil import ResilError
 CANCELLATION: tuple[type[BaseException], ...] = (
     asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
-__all__ = ["OperationTimeout", "RetryError"]
+__all__ = ["BulkheadFull", "OperationTimeout", "RetryError"]
 
 
 class _Message:
@@ -46,3 +46,9 @@ class RetryError(ResilError):
 
 def _rebuild_retry_error(message: str, result: Any, attempts: int) -> RetryError:
     return RetryError(message, result=result, attempts=attempts)
+
+
+class BulkheadFull(_Message, ResilError):
+    """A bulkhead refused a call: every slot was taken and its wait queue
+    was full, or the call waited in the queue longer than the bulkhead's
+    ``queue_timeout``. The call did not run."""

@@ -212,6 +212,13 @@ def _limit_calls() -> dict[str, Callable[[Any], Any]]:
     async def shutdown_task(kw: dict[str, Any]) -> None:
         await resil.shutdown_task(asyncio.ensure_future(asyncio.sleep(0)), **kw)
 
+    async def bulkhead_wait(kw: dict[str, Any]) -> None:
+        bulkhead = resil.Bulkhead(max_concurrent=1, max_queue=1, **kw)
+        async with bulkhead:
+            waiting = asyncio.ensure_future(bulkhead.call_async(asyncio.sleep, 0))
+            await asyncio.sleep(0)
+        await waiting
+
     return {"EventEmitter.close(graceful)": lambda v: emitter_close({"graceful": v}),
             "EventEmitter.close(forced)": lambda v: emitter_close({"forced": v}),
             "AdaptiveScheduler.stop(graceful)": lambda v: scheduler_stop({"graceful": v}),
@@ -219,7 +226,8 @@ def _limit_calls() -> dict[str, Callable[[Any], Any]]:
             "BoundedQueue.drain(timeout)": lambda v: bounded_drain({"timeout": v}),
             "PartitionedQueue.drain(timeout)": lambda v: partitioned_drain({"timeout": v}),
             "Supervisor.shutdown(graceful)": lambda v: supervisor_shutdown({"graceful": v}),
-            "shutdown_task(forced)": lambda v: shutdown_task({"forced": v})}
+            "shutdown_task(forced)": lambda v: shutdown_task({"forced": v}),
+            "Bulkhead(queue_timeout)": lambda v: bulkhead_wait({"queue_timeout": v})}
 
 
 LIMITS = _limit_calls()
@@ -391,6 +399,20 @@ async def _monitor(given: resil.VirtualClock) -> None:
     assert m.health("c") == "healthy"
 
 
+async def _bulkhead(given: resil.VirtualClock) -> None:
+    b = resil.Bulkhead(max_concurrent=1, max_queue=1, queue_timeout=5.0, clock=given)
+    async with b:
+        waiting = asyncio.ensure_future(b.call_async(asyncio.sleep, 0))
+        await asyncio.sleep(100)          # the loop's time: the wait follows the given clock
+        assert not waiting.done()
+        given.advance(5.0)
+        await asyncio.sleep(6)
+        assert waiting.done()
+    with pytest.raises(resil.BulkheadFull):
+        waiting.result()
+    assert b.stats()["timed_out"] == 1
+
+
 async def _retry(given: resil.VirtualClock) -> None:
     calls = 0
 
@@ -446,6 +468,7 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "RetryPolicy": _retry,
     "DeadLetterQueue": _dead_letter_queue,
     "MemoryTracker": _memory_tracker,
+    "Bulkhead": _bulkhead,
 }
 CLOCK_XFAIL: dict[str, str] = {}
 #: Public classes with no time-dependent behaviour (values, errors, clocks
@@ -455,6 +478,7 @@ CLOCK_XFAIL: dict[str, str] = {}
 TIMELESS = {"AdaptiveInterval", "Backoff", "BreakerGroup", "CancellationToken", "DeadLetter",
             "DeadLetterSink",
             "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit", "Pipeline",
+            "BulkheadPermit",
             "SQLiteStore", "State", "StateListener", "Supervisor", "TimeScale", "VirtualClock",
             "VirtualEventLoop"}
 
@@ -511,6 +535,9 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
     "BoundedQueue": (resil.BoundedQueue, {}, {
         "maxsize": ("1", 0), "warn_at": ("1", 1.5), "reject_at": ("1", 0.0),
         "clock": (NOTHING, None)}),
+    "Bulkhead": (resil.Bulkhead, {}, {
+        "name": (1, ""), "max_concurrent": ("1", 0), "max_queue": ("1", -1),
+        "queue_timeout": ("1", -1.0), "clock": (NOTHING, None), "shared": (NOTHING, None)}),
     "BreakerGroup": (resil.BreakerGroup, {}, {
         "max_ejection_percent": ("1", 101), "failure_threshold": ("1", -1)}),
     "CircuitBreaker": (resil.CircuitBreaker, {}, {
@@ -591,7 +618,7 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
 C_ARGUMENT_FAILURES: set[tuple[str, str, str]] = set()
 #: Constructors with no parameters, whose parameters are a record's fields, or
 #: made by resil itself; and the dead-letter protocol, which is not constructed.
-NO_OPTIONS = {"CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
+NO_OPTIONS = {"BulkheadPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
               "Outcome", "Permit", "RetryPolicy", "State", "StateListener", "Supervisor",
               "TimeScale"}
 
@@ -722,6 +749,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "AdaptiveScheduler": resil.AdaptiveScheduler,
         "BoundedQueue": resil.BoundedQueue,
         "BreakerGroup": resil.BreakerGroup,
+        "Bulkhead": resil.Bulkhead,
         "chaos.fault": lambda: resil.chaos.fault(0.5, ValueError),
         "chaos.latency": lambda: resil.chaos.latency(0.5, 1.0),
         "chaos.result": lambda: resil.chaos.result(0.5, None),
@@ -754,7 +782,7 @@ STATS = _stats_factories()
 #: Public classes that are not components: values, records, errors, clocks,
 #: the event loop, the cancellation token and the dead-letter protocol hold no
 #: counters of their own.
-NOT_COMPONENTS = {"Backoff", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event",
+NOT_COMPONENTS = {"Backoff", "BulkheadPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event",
                   "MonotonicClock",
                   "Operation", "Outcome", "Permit", "State", "StateListener", "TimeScale",
                   "VirtualClock", "VirtualEventLoop"}

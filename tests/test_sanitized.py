@@ -29,7 +29,8 @@ SANITIZED_TESTS = ["tests/test_breaker.py", "tests/test_breaker_model.py", "test
                    "tests/test_one_way_boundary.py", "tests/test_speed_paths.py",
                    "tests/test_concepts_once.py", "tests/test_binding_conventions.py",
                    "tests/test_config_env.py", "tests/test_watch.py",
-                   "tests/test_signatures.py"]
+                   "tests/test_signatures.py", "tests/test_bulkhead.py",
+                   "tests/test_bulkhead_model.py"]
 # Subprocess-heavy tests that add minutes under ASan and no new C paths.
 SKIPPED_UNDER_ASAN = "not million"
 

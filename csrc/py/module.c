@@ -166,7 +166,7 @@ static int resil_exec(PyObject *module) {
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
         resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
-        resil_hist_init_types(module, st) < 0 ||
+        resil_hist_init_types(module, st) < 0 || resil_bulkhead_init_types(module, st) < 0 ||
         resil_expo_init(module, st) < 0) {
         return -1;
     }
@@ -190,6 +190,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->RateCounter_type);
     Py_VISIT(st->Histogram_type);
     Py_VISIT(st->WindowedHistogram_type);
+    Py_VISIT(st->Bulkhead_type);
+    Py_VISIT(st->BulkheadPermit_type);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
     Py_VISIT(st->QueueFull);
@@ -223,6 +225,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->RateCounter_type);
     Py_CLEAR(st->Histogram_type);
     Py_CLEAR(st->WindowedHistogram_type);
+    Py_CLEAR(st->Bulkhead_type);
+    Py_CLEAR(st->BulkheadPermit_type);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
     Py_CLEAR(st->QueueFull);

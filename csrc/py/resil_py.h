@@ -40,6 +40,8 @@ typedef struct {
     PyTypeObject *RateCounter_type;
     PyTypeObject *Histogram_type;         /* WindowedHistogram.snapshot() makes them */
     PyTypeObject *WindowedHistogram_type;
+    PyTypeObject *Bulkhead_type;
+    PyTypeObject *BulkheadPermit_type;     /* BulkheadCore.try_acquire() makes them */
     PyObject *ResilError;
     PyObject *CircuitOpenError;
     PyObject *QueueFull;
@@ -237,5 +239,6 @@ int resil_counter_init_types(PyObject *module, resil_state *st);
 /* Adds breaker_exposition() to the module (expo.c). */
 int resil_expo_init(PyObject *module, resil_state *st);
 int resil_hist_init_types(PyObject *module, resil_state *st);
+int resil_bulkhead_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

@@ -23,11 +23,14 @@ from resil.messaging.deadletters import DeadLetterHandoff
 from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
+from resil.policies.bulkhead import Bulkhead
 from resil.policies.retry import RetryPolicy
 from resil.policies.timeout import TimeoutManager
 
 ACCEPTED = ("a resil.CircuitBreaker, BreakerGroup, RetryPolicy (or a function decorated "
             "with resil.retry), TimeoutManager, DeadLetterQueue, EventEmitter or EventBus")
+#: What ``_wire`` takes: the above and a Bulkhead (its refusals).
+WIRED = ACCEPTED.replace("EventEmitter or EventBus", "EventEmitter, EventBus or Bulkhead")
 
 
 def named(name: str) -> str:
@@ -147,12 +150,14 @@ class _Watcher:
             self._watch_emitter(source)
         elif isinstance(source, EventBus):
             self._watch_bus(source)
+        elif isinstance(source, Bulkhead):
+            self._watch_listeners(source, source._listeners)
         else:
             # Components added later (a bulkhead, a rate limiter) take a
             # branch above: an explicit Listeners they call, relayed here.
             policy = retry_policy_of(source)
             if policy is None:
-                raise TypeError(f"watch() takes {ACCEPTED}; got {type(source).__name__}")
+                raise TypeError(f"watch() takes {WIRED}; got {type(source).__name__}")
             self._watch_retry(policy, getattr(source, "__qualname__", None))
 
     def _first_watch(self, component: Any) -> bool:

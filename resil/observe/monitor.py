@@ -313,6 +313,11 @@ class Monitor(_Watcher):
           a ``circuit_breaker_trip`` under ``"bus:<type>"``), and its dead
           letters (handler failures, contract violations, deliveries to a
           disabled handler) as for the emitter.
+        - :class:`Bulkhead`: each call it refuses with ``BulkheadFull`` (no
+          slot and no room to wait, or a wait past ``queue_timeout``) and
+          each ``try_acquire`` that finds no slot is a
+          ``bulkhead_rejection`` under the bulkhead's ``name``, counted in
+          ``dashboard()["resilience_metrics"]["other"]``.
 
         A component or operation named ``""`` is counted as ``"unnamed"``.
         A component already watched, directly or through another, is not

@@ -1,0 +1,362 @@
+"""Bulkhead: a cap on how many calls run at once, with a bounded FIFO line
+of callers waiting for a slot.
+
+The counts and every admission decision are C (``resil._resil.BulkheadCore``);
+this module adds the waiting: one line of waiters, asyncio tasks and
+blocked threads together, in arrival order. A slot given back while callers
+wait is handed to the first of them, never freed for a newcomer to take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+from resil import _check, _time
+from resil._hooks import Listeners
+from resil._resil import BulkheadCore, BulkheadPermit, MonotonicClock
+from resil.errors import BulkheadFull
+
+__all__ = ["Bulkhead", "BulkheadFull", "BulkheadPermit"]
+
+_log = logging.getLogger("resil.bulkhead")
+
+T = TypeVar("T")
+
+# BulkheadCore.acquire() answers.
+_ADMITTED, _QUEUED = 0, 1
+# How long a blocked thread waits before it reads a clock it was given again:
+# a VirtualClock moves only when a test moves it.
+_POLL = 0.01
+_MONOTONIC = MonotonicClock()
+
+
+class _Waiter:
+    """One caller in line. ``granted`` (set with the bulkhead's mutex held)
+    says a slot was handed to it; ``left`` that it left the line without one."""
+
+    __slots__ = ("fut", "lock", "granted", "left")
+
+    def __init__(self, fut: asyncio.Future[None] | None) -> None:
+        self.fut = fut
+        self.lock: threading.Lock | None = None
+        if fut is None:
+            self.lock = threading.Lock()
+            self.lock.acquire()
+        self.granted = False
+        self.left = False
+
+    def wake(self) -> bool:
+        """Tells the waiter its slot is there; False when it cannot be told
+        (its event loop is closed), so nobody will ever take the slot."""
+        if self.lock is not None:
+            self.lock.release()
+            return True
+        fut = self.fut
+        assert fut is not None
+        loop = fut.get_loop()
+        if asyncio._get_running_loop() is loop:
+            if not fut.done():
+                fut.set_result(None)
+            return True
+        try:
+            loop.call_soon_threadsafe(_set_done, fut)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Bulkhead:
+    """A cap on concurrent calls, with a bounded FIFO wait queue.
+
+    ``Bulkhead(name="default", max_concurrent=10, *, max_queue=0,
+    queue_timeout=None, clock=None, shared=None)``:
+
+    - ``name``: a non-empty str, shown in ``stats()`` and to a Monitor.
+    - ``max_concurrent``: the most calls that run at once, an int in
+      [1, 2**30].
+    - ``max_queue``: the most callers that wait for a slot when all are
+      taken, an int in [0, 2**30]; 0 (the default) refuses at once.
+    - ``queue_timeout``: the most seconds a caller waits in the queue, a
+      number >= 0; None (the default), ``inf`` or an int too large for a
+      float wait without limit.
+    - ``clock``: what ``queue_timeout`` is measured on, any object with
+      ``now()`` in seconds (a ``resil.VirtualClock`` in tests). None: the
+      running event loop's time for awaiting callers and a monotonic clock
+      for blocked threads.
+    - ``shared``: reserved for state shared by the worker processes of a
+      host; only None is accepted for now, anything else raises TypeError.
+
+    Waiters, awaiting tasks and blocked threads alike, get slots in the
+    order they came. A caller that finds every slot taken and the queue
+    full, or whose wait outlasts ``queue_timeout``, gets
+    :class:`resil.BulkheadFull` and is counted (``rejected``,
+    ``timed_out``). A cancelled waiter (``asyncio.CancelledError``,
+    ``KeyboardInterrupt`` in a blocked thread) leaves the queue and never
+    takes a slot: one handed to it as it was cancelled goes on to the next.
+    A call that ends in any way, cancellation included, frees its slot
+    exactly once.
+
+    Use it as ``@bulkhead`` (plain and coroutine functions), ``with
+    bulkhead:``, ``async with bulkhead:``, ``bulkhead.call(fn, ...)``,
+    ``await bulkhead.call_async(fn, ...)``, or ``permit =
+    bulkhead.try_acquire()`` (None when no slot is free: it never waits)
+    and then ``bulkhead.release(permit)`` once.
+    """
+
+    __slots__ = ("_name", "_core", "_timeout", "_clock", "_mutex", "_line", "_listeners",
+                 "__weakref__")
+
+    def __init__(self, name: str = "default", max_concurrent: int = 10, *, max_queue: int = 0,
+                 queue_timeout: float | None = None, clock: Any = None,
+                 shared: None = None) -> None:
+        self._name = _check.text(name, "name")
+        self._core = BulkheadCore(max_concurrent, max_queue=max_queue)
+        self._timeout = _check.limit(queue_timeout, "queue_timeout", optional=True)
+        self._clock = _check.clock(clock)
+        if shared is not None:
+            raise TypeError("shared must be None: a bulkhead shared by a host's processes is "
+                            f"not available yet; got {type(shared).__name__}")
+        self._mutex = threading.Lock()
+        # The line of waiters. With the mutex held its length is the core's
+        # `queued`: both change together, only with the mutex held.
+        self._line: deque[_Waiter] = deque()
+        self._listeners = Listeners(_log)
+
+    # ---- what it is -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The bulkhead's name."""
+        return self._name
+
+    @property
+    def max_concurrent(self) -> int:
+        """The most calls that run at once."""
+        return self._core.max_concurrent
+
+    @property
+    def max_queue(self) -> int:
+        """The most callers that wait for a slot."""
+        return self._core.max_queue
+
+    @property
+    def queue_timeout(self) -> float | None:
+        """The most seconds a caller waits in the queue; None: no limit."""
+        return None if self._timeout == math.inf else self._timeout
+
+    def stats(self) -> dict[str, Any]:
+        """The bulkhead's numbers, JSON-serialisable: ``name``,
+        ``max_concurrent``, ``active`` (slots taken now), ``queued``
+        (callers waiting now), ``admitted`` (calls that got a slot),
+        ``rejected`` (refused: no slot and no room in the queue, or
+        ``try_acquire`` finding no slot), ``timed_out`` (left the queue when
+        ``queue_timeout`` ran out) and ``peak_active`` (the most slots taken
+        at once)."""
+        return {"name": self._name, **self._core.stats()}
+
+    def __repr__(self) -> str:
+        return (f"<Bulkhead {self._name!r} active={self._core.active}/"
+                f"{self._core.max_concurrent} queued={self._core.queued}>")
+
+    # ---- permits -----------------------------------------------------------------
+    def try_acquire(self) -> BulkheadPermit | None:
+        """A permit holding a slot, or None (counted ``rejected``) when no
+        slot is free or callers wait for one; never waits. Give the slot
+        back with :meth:`release`."""
+        permit = self._core.try_acquire()
+        if permit is None and self._listeners:
+            self._listeners.notify("bulkhead_rejection", self._name)
+        return permit
+
+    def release(self, permit: BulkheadPermit) -> None:
+        """Gives back the slot of a permit from :meth:`try_acquire`, handing
+        it to the first waiter if any. TypeError for anything but such a
+        permit; ValueError for one released before (the slot is not freed
+        twice) or taken from another bulkhead."""
+        if self._core.release(permit):
+            self._hand_on()
+
+    # ---- context managers ----------------------------------------------------------
+    def __enter__(self) -> None:
+        if not self._core.try_enter():
+            self._wait_blocking()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._core.exit():
+            self._hand_on()
+
+    async def __aenter__(self) -> None:
+        if not self._core.try_enter():
+            await self._wait_async()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._core.exit():
+            self._hand_on()
+
+    # ---- calls -----------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a slot, waiting for one in this
+        thread if need be."""
+        with self:
+            return fn(*args, **kwargs)
+
+    async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any,
+                         **kwargs: Any) -> T:
+        """``await fn(*args, **kwargs)`` in a slot, awaiting one if need be."""
+        async with self:
+            return await fn(*args, **kwargs)
+
+    @overload
+    def __call__(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]: ...
+    @overload
+    def __call__(self, fn: Callable[..., T]) -> Callable[..., T]: ...
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorates a plain or coroutine function so each call runs in a
+        slot; the wrapper keeps the function's signature."""
+        if not callable(fn):
+            raise TypeError(f"a bulkhead decorates a function, not {type(fn).__name__}")
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await fn(*args, **kwargs)
+            return guarded_async
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+        return guarded
+
+    # ---- waiting ----------------------------------------------------------------------
+    def _full(self) -> BulkheadFull:
+        if self._listeners:
+            self._listeners.notify("bulkhead_rejection", self._name)
+        return BulkheadFull(f"bulkhead {self._name!r} is full: {self._core.max_concurrent} "
+                            f"calls running and {self._core.max_queue} waiting")
+
+    def _timed_out(self) -> BulkheadFull:
+        if self._listeners:
+            self._listeners.notify("bulkhead_rejection", self._name)
+        return BulkheadFull(f"bulkhead {self._name!r}: no slot within queue_timeout="
+                            f"{self._timeout} seconds")
+
+    def _join(self, waiter: _Waiter) -> bool:
+        """Admits or queues one caller: True admitted, False queued (waiter
+        in line); BulkheadFull when refused."""
+        with self._mutex:
+            answer = self._core.acquire()
+            if answer == _QUEUED:
+                self._line.append(waiter)
+                return False
+        if answer == _ADMITTED:
+            return True
+        raise self._full()
+
+    def _hand_on(self) -> None:
+        """Gives back a taken slot to the first waiter (or frees it)."""
+        with self._mutex:
+            self._pass(self._core.hand_off())
+
+    def _pass(self, handed: int) -> None:
+        """With the mutex held, after the core handed a slot on (``handed``
+        true): the first waiter takes it, or, when it cannot be woken, it
+        goes on to the next."""
+        while handed:
+            waiter = self._line.popleft()
+            waiter.granted = True
+            if waiter.wake():
+                return
+            handed = self._core.decline()
+
+    def _leave(self, waiter: _Waiter, timed_out: bool) -> bool:
+        """With the mutex taken here: the waiter leaves the line unless a
+        slot was handed to it (then False: it has the slot)."""
+        with self._mutex:
+            if waiter.granted:
+                return False
+            if not waiter.left:
+                waiter.left = True
+                self._line.remove(waiter)
+                self._core.leave(timed_out)
+            return True
+
+    def _decline(self, waiter: _Waiter) -> None:
+        """A waiter interrupted while waiting: it leaves the line, or gives
+        the slot handed to it on."""
+        with self._mutex:
+            if waiter.granted:
+                self._pass(self._core.decline())
+            elif not waiter.left:
+                waiter.left = True
+                self._line.remove(waiter)
+                self._core.leave(False)
+
+    async def _wait_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future())
+        if self._join(waiter):
+            return
+        fut = waiter.fut
+        assert fut is not None
+        timer = None
+        if self._timeout != math.inf:
+            clock = self._clock if self._clock is not None else _time.LOOP_CLOCK
+
+            def expire() -> None:
+                if self._leave(waiter, True) and not fut.done():
+                    fut.set_result(None)
+
+            timer = _time.Timer(clock, clock.now() + self._timeout, expire)
+        try:
+            await fut
+        except BaseException:
+            self._decline(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if waiter.left:
+            raise self._timed_out()
+        self._core.start()
+
+    def _wait_blocking(self) -> None:
+        waiter = _Waiter(None)
+        if self._join(waiter):
+            return
+        lock = waiter.lock
+        assert lock is not None
+        try:
+            if self._timeout == math.inf:
+                lock.acquire()
+            else:
+                clock = self._clock if self._clock is not None else _MONOTONIC
+                poll = math.inf if self._clock is None else _POLL
+                deadline = clock.now() + self._timeout
+                while True:
+                    left = deadline - clock.now()
+                    if left <= 0:
+                        if self._leave(waiter, True):
+                            raise self._timed_out()
+                        lock.acquire()  # handed a slot as time ran out: it is released
+                        break
+                    if lock.acquire(timeout=min(left, poll)):
+                        break
+        except BaseException as exc:
+            if not isinstance(exc, BulkheadFull):
+                self._decline(waiter)
+            raise
+        self._core.start()
