@@ -594,3 +594,26 @@ def test_limits_at_the_edges() -> None:
     big = resil.Bulkhead(max_concurrent=1 << 30, max_queue=1 << 30)
     assert big.stats()["max_concurrent"] == 1 << 30
     assert resil.Bulkhead(max_concurrent=1, max_queue=0).max_queue == 0
+
+
+def test_keyboard_interrupt_in_a_blocked_thread_leaves_the_line() -> None:
+    import signal
+
+    b = resil.Bulkhead("k", 1, max_queue=1)
+    permit = b.try_acquire()
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        wait_for(lambda: b.stats()["queued"] == 1)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    th = threading.Thread(target=interrupt)
+    th.start()
+    with pytest.raises(KeyboardInterrupt):
+        with b:
+            pytest.fail("an interrupted waiter ran")
+    th.join()
+    s = b.stats()
+    assert (s["queued"], s["active"], s["timed_out"], s["admitted"]) == (0, 1, 0, 1)
+    b.release(permit)
+    settled(b)
