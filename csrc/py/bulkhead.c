@@ -201,7 +201,8 @@ static PyMethodDef bulkhead_methods[] = {
      "release($self, permit, /)\n--\n\n"
      "Gives back the slot of a permit from try_acquire: 0 freed, 2 waiters wait\n"
      "(the slot is still taken: hand_off() gives it to the first). ValueError for\n"
-     "a permit released before or from another bulkhead."},
+     "a permit released before or from another bulkhead, or when every slot is free\n"
+     "(one was given back without its permit); the permit is then kept."},
     {"exit", (PyCFunction)bulkhead_exit, METH_NOARGS,
      "exit($self, /)\n--\n\n"
      "Gives back a slot taken without a permit, as release does. ValueError when no\n"
