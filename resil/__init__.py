@@ -18,8 +18,9 @@ from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, Ev
 from resil.messaging.dedup import idempotent
 from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
-from resil.errors import BulkheadFull, OperationTimeout, RetryError
+from resil.errors import BulkheadFull, OperationTimeout, RateLimited, RetryError
 from resil.policies.interval import AdaptiveInterval, TimeScale
+from resil.policies.ratelimit import RateLimiter
 from resil.observe.memory import MemoryTracker
 from resil.observe.monitor import Monitor
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
@@ -108,6 +109,8 @@ __all__ = [
     "Permit",
     "QueueFull",
     "RateCounter",
+    "RateLimited",
+    "RateLimiter",
     "ResilError",
     "RetryBudget",
     "RetryError",

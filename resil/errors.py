@@ -12,7 +12,7 @@ from resil._resil import ResilError
 CANCELLATION: tuple[type[BaseException], ...] = (
     asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
-__all__ = ["BulkheadFull", "OperationTimeout", "RetryError"]
+__all__ = ["BulkheadFull", "OperationTimeout", "RateLimited", "RetryError"]
 
 
 class _Message:
@@ -52,3 +52,21 @@ class BulkheadFull(_Message, ResilError):
     """A bulkhead refused a call: every slot was taken and its wait queue
     was full, or the call waited in the queue longer than the bulkhead's
     ``queue_timeout``. The call did not run."""
+class RateLimited(ResilError):
+    """A rate limiter refused a call: no token was available, or the wait
+    for one would have exceeded the caller's timeout.
+
+    ``.retry_after`` is the seconds until the tokens asked for would be
+    admitted (as :meth:`resil.RateLimiter.retry_after` said at the refusal).
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_rate_limited, (str(self), self.retry_after))
+
+
+def _rebuild_rate_limited(message: str, retry_after: float) -> RateLimited:
+    return RateLimited(message, retry_after=retry_after)

@@ -63,9 +63,11 @@ void rs_dedup_free(rs_dedup *d) {
     rs_free(d->pool);
     rs_free(d->table);
     rs_free(d->values);
+    rs_free(d->words);
     d->pool = NULL;
     d->table = NULL;
     d->values = NULL;
+    d->words = NULL;
 }
 
 /* Finds the table cell holding key: 1 found (*slot set), 0 not found (*slot
@@ -183,11 +185,18 @@ static int grow(rs_dedup *d) {
     rs_dedup_entry *pool = rs_alloc((size_t)new_size * sizeof(rs_dedup_entry));
     rs_dedup_cell *table = rs_calloc(tsize, sizeof(rs_dedup_cell));
     void **values = d->values ? rs_calloc(new_size, sizeof(void *)) : NULL;
-    if (!pool || !table || (d->values && !values)) {
+    uint64_t *words = d->words ? rs_calloc(new_size, sizeof(uint64_t)) : NULL;
+    if (!pool || !table || (d->values && !values) || (d->words && !words)) {
         rs_free(pool);
         rs_free(table);
         rs_free(values);
+        rs_free(words);
         return -1;
+    }
+    if (words) {
+        memcpy(words, d->words, (size_t)d->pool_size * sizeof(uint64_t));
+        rs_free(d->words);
+        d->words = words;
     }
     memcpy(pool, d->pool, (size_t)d->pool_size * sizeof(rs_dedup_entry));
     if (values) {
@@ -222,13 +231,16 @@ static inline int expired(const rs_dedup *d, const rs_dedup_entry *e, uint64_t n
  * of pool_size entries, with its table and value array (NULL when the set
  * has none), and frees the old ones. */
 static void move_to(rs_dedup *d, rs_dedup_entry *pool, rs_dedup_cell *table, void **values,
-                    uint32_t pool_size) {
+                    uint64_t *words, uint32_t pool_size) {
     uint32_t mask = table_size_for(pool_size) - 1, n = 0;
     for (uint32_t idx = d->oldest; idx != RS_DEDUP_NIL; idx = d->pool[idx].next, n++) {
         rs_dedup_entry *e = &pool[n];
         e->hash = d->pool[idx].hash;
         e->key = d->pool[idx].key;
         e->t_ns = d->pool[idx].t_ns;
+        if (words) {
+            words[n] = d->words[idx];
+        }
         e->prev = n ? n - 1 : RS_DEDUP_NIL;
         e->next = n + 1 < d->size ? n + 1 : RS_DEDUP_NIL;
         if (values) {
@@ -247,6 +259,8 @@ static void move_to(rs_dedup *d, rs_dedup_entry *pool, rs_dedup_cell *table, voi
     d->table = table;
     rs_free(d->values);
     d->values = values;
+    rs_free(d->words);
+    d->words = words;
     d->mask = mask;
     d->pool_size = pool_size;
     d->oldest = n ? 0 : RS_DEDUP_NIL;
@@ -266,15 +280,18 @@ rs_status rs_dedup_configure(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, ui
     rs_dedup_entry *pool = NULL;
     rs_dedup_cell *table = NULL;
     void **values = NULL;
+    uint64_t *words = NULL;
     int shrink = capacity < d->pool_size;
     if (shrink) {
         pool = rs_alloc((size_t)capacity * sizeof(rs_dedup_entry));
         table = rs_calloc(table_size_for(capacity), sizeof(rs_dedup_cell));
         values = d->values ? rs_calloc(capacity, sizeof(void *)) : NULL;
-        if (!pool || !table || (d->values && !values)) {
+        words = d->words ? rs_calloc(capacity, sizeof(uint64_t)) : NULL;
+        if (!pool || !table || (d->values && !values) || (d->words && !words)) {
             rs_free(pool);
             rs_free(table);
             rs_free(values);
+            rs_free(words);
             return RS_ENOMEM;
         }
     }
@@ -286,7 +303,7 @@ rs_status rs_dedup_configure(rs_dedup *d, uint64_t ttl_ns, uint32_t capacity, ui
         d->evicted++;
     }
     if (shrink) {
-        move_to(d, pool, table, values, capacity);
+        move_to(d, pool, table, values, words, capacity);
     }
     d->capacity = capacity;
     return RS_OK;
@@ -303,14 +320,22 @@ uint32_t rs_dedup_expire(rs_dedup *d, uint64_t now_ns, uint32_t limit) {
     return n;
 }
 
-/* rs_dedup_seen (put = 0, value NULL) and rs_dedup_put (put = 1); inlined
- * into each, so seen pays nothing for put. */
+/* rs_dedup_seen (put = 0, value NULL, out NULL), rs_dedup_put (put = 1) and
+ * rs_dedup_find_or_add (put = 0, out not NULL: a live key is reported, not
+ * counted as a duplicate); inlined into each, so seen pays nothing for the
+ * others. */
 RS_ALWAYS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, int put, uint64_t now_ns,
-                  int *stored) {
+                  int *stored, uint32_t *out) {
     *stored = 0;
     if (put && !d->values) {
         d->values = rs_calloc(d->pool_size, sizeof(void *));
         if (!d->values) {
+            return -2;
+        }
+    }
+    if (out && !d->words) {
+        d->words = rs_calloc(d->pool_size, sizeof(uint64_t));
+        if (!d->words) {
             return -2;
         }
     }
@@ -328,6 +353,10 @@ RS_ALWAYS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, 
         uint32_t idx = RS_DEDUP_CELL_INDEX(d->table[slot]) - 1;
         rs_dedup_entry *e = &d->pool[idx];
         int live = !expired(d, e, now_ns);
+        if (live && out) {
+            *out = idx;
+            return 1;
+        }
         if (live && !put) {
             d->duplicates++;
             return 1;
@@ -343,9 +372,15 @@ RS_ALWAYS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, 
             d->values[idx] = value;
         }
         e->t_ns = now_ns;
+        if (d->words) {
+            d->words[idx] = 0;
+        }
         unlink_entry(d, idx);
         append_entry(d, idx);
         release_value(d, old);
+        if (out) {
+            *out = idx;
+        }
         return live;
     }
     if (d->size == d->pool_size && d->pool_size < d->capacity) {
@@ -376,21 +411,48 @@ RS_ALWAYS_INLINE int record(rs_dedup *d, uint64_t hash, void *key, void *value, 
         d->values[idx] = value; /* allocated above */
     }
     e->t_ns = now_ns;
+    if (d->words) {
+        d->words[idx] = 0;
+    }
     e->slot = slot;
     d->table[slot] = RS_DEDUP_CELL(idx, hash);
     append_entry(d, idx);
     d->size++;
     *stored = 1;
+    if (out) {
+        *out = idx;
+    }
     return 0;
 }
 
 int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored) {
-    return record(d, hash, key, NULL, 0, now_ns, stored);
+    return record(d, hash, key, NULL, 0, now_ns, stored, NULL);
+}
+
+int rs_dedup_find_or_add(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored,
+                         uint32_t *idx) {
+    return record(d, hash, key, NULL, 0, now_ns, stored, idx);
+}
+
+int rs_dedup_lookup(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, uint32_t *idx) {
+    uint32_t slot;
+    int r = find(d, hash, key, &slot);
+    if (r <= 0) {
+        return r;
+    }
+    *idx = RS_DEDUP_CELL_INDEX(d->table[slot]) - 1;
+    return !expired(d, &d->pool[*idx], now_ns);
+}
+
+void rs_dedup_touch(rs_dedup *d, uint32_t idx, uint64_t now_ns) {
+    d->pool[idx].t_ns = now_ns;
+    unlink_entry(d, idx);
+    append_entry(d, idx);
 }
 
 int rs_dedup_put(rs_dedup *d, uint64_t hash, void *key, void *value, uint64_t now_ns,
                  int *stored) {
-    return record(d, hash, key, value, 1, now_ns, stored);
+    return record(d, hash, key, value, 1, now_ns, stored, NULL);
 }
 
 int rs_dedup_get(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, void **value) {
@@ -456,6 +518,7 @@ int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg
 }
 
 size_t rs_dedup_memory(const rs_dedup *d) {
-    return (size_t)d->pool_size * (sizeof(rs_dedup_entry) + (d->values ? sizeof(void *) : 0)) +
+    return (size_t)d->pool_size * (sizeof(rs_dedup_entry) + (d->values ? sizeof(void *) : 0) +
+                                   (d->words ? sizeof(uint64_t) : 0)) +
            ((size_t)d->mask + 1) * sizeof(rs_dedup_cell);
 }

@@ -61,6 +61,8 @@ typedef struct rs_dedup {
     void **values;      /* by entry index, NULL unless given by rs_dedup_put; the
                          * array is allocated on the first put, so a set of bare
                          * keys pays nothing for it */
+    uint64_t *words;    /* by entry index, the caller's number for each key,
+                         * allocated on the first rs_dedup_find_or_add */
     uint32_t free_head; /* free entries, linked by next */
     uint32_t oldest, newest;
     uint32_t size;      /* live entries (expired ones not yet dropped included) */
@@ -112,6 +114,23 @@ int rs_dedup_seen(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *s
  * no duplicate. */
 int rs_dedup_put(rs_dedup *d, uint64_t hash, void *key, void *value, uint64_t now_ns,
                  int *stored);
+
+/* Looks key up and records it when absent, for a caller that keeps a number
+ * per key in `words`: returns 1 when key is recorded and live
+ * (*idx is its entry, nothing changed), 0 when it was not (it is now
+ * recorded at now_ns with words[*idx] 0, as rs_dedup_seen records it; *stored
+ * tells whether the set took the key), -1 on a failed comparison, -2 when
+ * memory ran out (nothing changed in these two cases, expired entries
+ * aside). *idx stays valid until the next operation on the set. */
+int rs_dedup_find_or_add(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, int *stored,
+                         uint32_t *idx);
+
+/* 1 and *idx when key is recorded and live, 0 when not, -1 on a failed
+ * comparison. */
+int rs_dedup_lookup(rs_dedup *d, uint64_t hash, void *key, uint64_t now_ns, uint32_t *idx);
+
+/* Marks entry idx recorded at now_ns (it becomes the newest). */
+void rs_dedup_touch(rs_dedup *d, uint32_t idx, uint64_t now_ns);
 
 /* 1 and *value (NULL for a key recorded by rs_dedup_seen) when key is
  * recorded and not expired, 0 when not, -1 on a failed comparison. */

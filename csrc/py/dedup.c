@@ -7,8 +7,6 @@
  * after the core operation completes (their __del__ may run Python code). */
 #include "resil_py.h"
 
-#include <pythread.h>
-
 #include <structmember.h>
 
 #include "../core/rs_dedup.h"
@@ -18,80 +16,25 @@ typedef struct {
     rs_dedup core;
     PyObject *clock;
     int clock_kind;
-    int busy;                  /* an operation is in the core (the lock is held) */
-    unsigned long owner;       /* the thread running it */
-    PyThread_type_lock lock;   /* serialises operations across threads */
+    resil_keyguard guard;
     int initialised;
-    PyObject **grave; /* keys dropped during the current operation */
-    Py_ssize_t grave_len, grave_cap;
     PyObject *weakreflist;
 } DedupObject;
 
-static int key_eq(void *a, void *b, void *ctx) {
-    (void)ctx;
-    PyObject *x = (PyObject *)a, *y = (PyObject *)b;
-    Py_INCREF(x);
-    Py_INCREF(y);
-    int r = PyObject_RichCompareBool(x, y, Py_EQ);
-    Py_DECREF(x);
-    Py_DECREF(y);
-    return r;
-}
-
 static void key_release(void *key, void *ctx) {
-    DedupObject *self = (DedupObject *)ctx;
-    if (self->grave_len == self->grave_cap) {
-        Py_ssize_t cap = self->grave_cap ? self->grave_cap * 2 : 16;
-        PyObject **g = PyMem_Realloc(self->grave, (size_t)cap * sizeof(PyObject *));
-        if (!g) {
-            /* Out of memory for the list: release now (rare, and safe
-             * unless the key's __del__ re-enters this object). */
-            Py_DECREF((PyObject *)key);
-            return;
-        }
-        self->grave = g;
-        self->grave_cap = cap;
-    }
-    self->grave[self->grave_len++] = (PyObject *)key;
+    resil_keyguard_bury(&((DedupObject *)ctx)->guard, (PyObject *)key);
 }
 
-/* Releases the keys dropped by the last operation; keeps an error raised. */
-static void flush_grave(DedupObject *self) {
-    if (!self->grave_len) {
-        return;
-    }
-    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
-    while (self->grave_len) {
-        PyObject *key = self->grave[--self->grave_len];
-        Py_DECREF(key);
-    }
-    restore_exc(saved);
-}
-
-/* Takes the store for one core operation. A key's __eq__ may release the
- * GIL mid-operation: another thread then waits here (without the GIL); the
- * same thread coming back in (from that __eq__) is refused. */
 static int enter(DedupObject *self) {
-    unsigned long me = PyThread_get_thread_ident();
-    if (self->busy && self->owner == me) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Deduplicator used from inside a key's __eq__ during one of its own operations");
-        return -1;
-    }
-    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
-    }
-    self->busy = 1;
-    self->owner = me;
-    return 0;
+    return resil_keyguard_enter(&self->guard, "Deduplicator");
 }
 
 static void leave(DedupObject *self) {
-    self->busy = 0;
-    self->owner = 0;
-    PyThread_release_lock(self->lock);
+    resil_keyguard_leave(&self->guard);
+}
+
+static void flush_grave(DedupObject *self) {
+    resil_keyguard_flush(&self->guard);
 }
 
 static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -121,12 +64,11 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
-    self->lock = PyThread_allocate_lock();
-    if (!self->lock) {
+    if (resil_keyguard_init(&self->guard) < 0) {
         Py_DECREF(self);
-        return PyErr_NoMemory();
+        return NULL;
     }
-    rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, key_eq, key_release, self);
+    rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, resil_key_eq, key_release, self);
     if (rc != RS_OK) {
         Py_DECREF(self);
         resil_raise_status(rc, RS_DEDUP_FIELDS, RS_DDF_COUNT, NULL, NULL);
@@ -152,14 +94,11 @@ static int dedup_traverse(DedupObject *self, visitproc visit, void *arg) {
             return r;
         }
     }
-    for (Py_ssize_t i = 0; i < self->grave_len; i++) {
-        Py_VISIT(self->grave[i]);
-    }
-    return 0;
+    return resil_keyguard_traverse(&self->guard, visit, arg);
 }
 
 static int dedup_clear(DedupObject *self) {
-    if (self->initialised && !self->busy) {
+    if (self->initialised && !self->guard.busy) {
         rs_dedup_clear(&self->core);
         flush_grave(self);
     }
@@ -176,41 +115,15 @@ static void dedup_dealloc(DedupObject *self) {
         rs_dedup_free(&self->core);
         self->initialised = 0;
     }
-    flush_grave(self);
-    PyMem_Free(self->grave);
-    if (self->lock) {
-        PyThread_free_lock(self->lock);
-    }
+    resil_keyguard_free(&self->guard);
     Py_CLEAR(self->clock);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
 
-/* The key's hash, spread over all 64 bits. The core's table is indexed by
- * the low bits of the hash it is given, with linear probing; Python hashes
- * an int to itself, so ids 1, 2, 3, ... would fill one contiguous run of
- * cells, and removing the oldest entry (every eviction, expiry and clear)
- * would shift that whole run back: quadratic in the number of keys. The
- * mix (MurmurHash3's 64-bit finaliser) is a bijection, so equal hashes stay
- * equal and different ones different. */
-static inline int key_hash(PyObject *key, uint64_t *out) {
-    Py_hash_t h = PyObject_Hash(key);
-    if (h == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    uint64_t x = (uint64_t)h;
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    *out = x;
-    return 0;
-}
-
 static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+    if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
     }
@@ -238,7 +151,7 @@ static PyObject *dedup_put(DedupObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *key = args[0], *value = args[1];
     uint64_t hash, now;
-    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+    if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
     }
@@ -271,7 +184,7 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
     }
     PyObject *key = args[0], *dflt = nargs > 1 ? args[1] : Py_None;
     uint64_t hash, now;
-    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+    if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
     }
@@ -288,7 +201,7 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
 
 static int dedup_contains(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+    if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return -1;
     }
@@ -299,7 +212,7 @@ static int dedup_contains(DedupObject *self, PyObject *key) {
 
 static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
     uint64_t hash;
-    if (key_hash(key, &hash) < 0 || enter(self) < 0) {
+    if (resil_key_hash(key, &hash) < 0 || enter(self) < 0) {
         return NULL;
     }
     int r = rs_dedup_discard(&self->core, hash, key);

@@ -167,6 +167,7 @@ static int resil_exec(PyObject *module) {
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
         resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
         resil_hist_init_types(module, st) < 0 || resil_bulkhead_init_types(module, st) < 0 ||
+        resil_ratelimit_init_types(module, st) < 0 ||
         resil_expo_init(module, st) < 0) {
         return -1;
     }
@@ -188,6 +189,7 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->RetryCall_type);
     Py_VISIT(st->Retrying_type);
     Py_VISIT(st->RateCounter_type);
+    Py_VISIT(st->RateLimiter_type);
     Py_VISIT(st->Histogram_type);
     Py_VISIT(st->WindowedHistogram_type);
     Py_VISIT(st->Bulkhead_type);
@@ -223,6 +225,7 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->RetryCall_type);
     Py_CLEAR(st->Retrying_type);
     Py_CLEAR(st->RateCounter_type);
+    Py_CLEAR(st->RateLimiter_type);
     Py_CLEAR(st->Histogram_type);
     Py_CLEAR(st->WindowedHistogram_type);
     Py_CLEAR(st->Bulkhead_type);

@@ -5,6 +5,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pythread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -38,6 +39,7 @@ typedef struct {
     PyTypeObject *RetryCall_type;         /* RetryCore.begin() makes them */
     PyTypeObject *Retrying_type;          /* RetryCore.wrap() makes them */
     PyTypeObject *RateCounter_type;
+    PyTypeObject *RateLimiter_type;
     PyTypeObject *Histogram_type;         /* WindowedHistogram.snapshot() makes them */
     PyTypeObject *WindowedHistogram_type;
     PyTypeObject *Bulkhead_type;
@@ -168,6 +170,35 @@ static inline void restore_exc(PyObject *exc) {
 #endif
 }
 
+/* Keys of Python objects in a core table (keys.c): compared as dict keys
+ * (identity, then hash, then ==); rs_key_eq-compatible. */
+int resil_key_eq(void *a, void *b, void *ctx);
+/* hash(key) spread over 64 bits; -1 with the exception set. */
+int resil_key_hash(PyObject *key, uint64_t *out);
+
+/* One per keyed object: serialises its core operations across threads (a
+ * key's __eq__ may release the GIL mid-operation), refuses the same thread
+ * coming back in from such an __eq__, and holds the keys an operation
+ * dropped until it completes. */
+typedef struct {
+    int busy;                /* an operation is in the core (the lock is held) */
+    unsigned long owner;     /* the thread running it */
+    PyThread_type_lock lock;
+    PyObject **grave;        /* keys dropped during the current operation */
+    Py_ssize_t grave_len, grave_cap;
+} resil_keyguard;
+
+int resil_keyguard_init(resil_keyguard *g);    /* -1 with MemoryError */
+void resil_keyguard_free(resil_keyguard *g);   /* flushes first; safe after a failed init */
+/* Takes the lock; RuntimeError naming `what` for re-entry from this thread. */
+int resil_keyguard_enter(resil_keyguard *g, const char *what);
+void resil_keyguard_leave(resil_keyguard *g);
+/* Keeps a dropped key (steals the reference) until the flush. */
+void resil_keyguard_bury(resil_keyguard *g, PyObject *key);
+/* Releases the buried keys; keeps an error already raised. */
+void resil_keyguard_flush(resil_keyguard *g);
+int resil_keyguard_traverse(resil_keyguard *g, visitproc visit, void *arg);
+
 /* Shared helpers (util.c). */
 /* Creates a heap type from spec and adds it to the module; *out (if not NULL)
  * receives a new reference for the module state. */
@@ -235,6 +266,7 @@ int resil_dedup_init_types(PyObject *module, resil_state *st);
 int resil_queue_init_types(PyObject *module, resil_state *st);
 int resil_interval_init_types(PyObject *module, resil_state *st);
 int resil_rate_init_types(PyObject *module, resil_state *st);
+int resil_ratelimit_init_types(PyObject *module, resil_state *st);
 int resil_counter_init_types(PyObject *module, resil_state *st);
 /* Adds breaker_exposition() to the module (expo.c). */
 int resil_expo_init(PyObject *module, resil_state *st);

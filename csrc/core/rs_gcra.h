@@ -1,0 +1,96 @@
+/* rs_gcra.h - a rate limiter by the generic cell rate algorithm (GCRA),
+ * the token bucket of capacity `burst` refilled at rate / per tokens a
+ * second, kept as one theoretical arrival time (TAT) per bucket.
+ *
+ * Exact integer arithmetic: the rate is taken as a fraction p / q (the
+ * nearest one with q <= RS_GCRA_MAX_DEN), so one token's interval is
+ * A / B ns with A = per_ns * q and B = p, reduced. Time inside a bucket is
+ * counted in ticks of 1 / B ns: a bucket holds the time t_ns it last
+ * admitted and its debt, (TAT - t_ns) * B ticks, never more than
+ * tau = burst * A ticks; the init refuses a configuration where tau or
+ * tau / B ns would not fit. A bucket with no debt left is full, the same as
+ * a bucket never used.
+ *
+ * One bucket lives in the struct (calls without a key); per-key buckets
+ * live in an rs_dedup set whose ttl is tau / B ns rounded up, the time an
+ * empty bucket takes to fill, so a key idle that long has dropped out and
+ * costs nothing. The set holds keys oldest admission first: at capacity it
+ * forgets the key admitted least recently. Time is a nanosecond argument;
+ * a clock that steps back is read as standing still. */
+#ifndef RS_GCRA_H
+#define RS_GCRA_H
+
+#include "rs_common.h"
+#include "rs_dedup.h"
+#include "rs_field.h"
+
+#define RS_GCRA_MAX_DEN 1000000u
+#define RS_GCRA_MAX_TICKS (UINT64_C(1) << 62)
+
+/* The configuration's fields, in the order of RS_GCRA_FIELDS. */
+enum { RS_GCF_RATE = 0, RS_GCF_PER, RS_GCF_BURST, RS_GCF_MAX_KEYS, RS_GCF_COUNT };
+extern const rs_field RS_GCRA_FIELDS[RS_GCF_COUNT];
+
+typedef struct rs_gcra {
+    uint64_t a, b;          /* one token's interval is a / b ns */
+    uint64_t burst;         /* tokens */
+    uint64_t tau;           /* burst * a: the most debt a bucket holds, ticks */
+    uint64_t t_ns, debt;    /* the bucket of calls without a key */
+    uint64_t admitted, rejected;
+} rs_gcra;
+
+/* Returns RS_EFIELD_BASE + RS_GCF_RATE unless rate lies in its field's
+ * range, + RS_GCF_PER unless per_ns >= 1 and per_ns * q fits, or
+ * + RS_GCF_BURST unless 1 <= burst and tau fits (tau <= RS_GCRA_MAX_TICKS
+ * and tau / b ns <= RS_MAX_SECONDS). The bucket starts full. */
+rs_status rs_gcra_init(rs_gcra *g, double rate, uint64_t per_ns, uint64_t burst);
+
+/* The debt at now_ns of a bucket that admitted at t_ns with debt `debt`. */
+RS_INLINE uint64_t rs_gcra_debt_at(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t now_ns) {
+    uint64_t elapsed = now_ns > t_ns ? now_ns - t_ns : 0;
+    if (elapsed > debt / g->b) {
+        return 0;
+    }
+    return debt - elapsed * g->b;
+}
+
+/* Admits cost (1 <= cost <= burst, else RS_EINVAL with nothing changed)
+ * when the bucket holds it: returns 1 and updates *t_ns and *debt, or 0 and
+ * changes nothing. Counts the call in admitted or rejected. */
+RS_INLINE int rs_gcra_take(rs_gcra *g, uint64_t *t_ns, uint64_t *debt, uint64_t now_ns,
+                           uint64_t cost) {
+    uint64_t need = rs_gcra_debt_at(g, *t_ns, *debt, now_ns) + cost * g->a;
+    if (need > g->tau) {
+        g->rejected++;
+        return 0;
+    }
+    *t_ns = now_ns > *t_ns ? now_ns : *t_ns;
+    *debt = need;
+    g->admitted++;
+    return 1;
+}
+
+/* Nanoseconds from now_ns until cost would be admitted (0: now). */
+uint64_t rs_gcra_wait_ns(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t now_ns,
+                         uint64_t cost);
+
+/* The set for per-key buckets: ttl as the header says, capacity max_keys. */
+rs_status rs_gcra_keys_init(const rs_gcra *g, rs_dedup *keys, uint32_t max_keys, rs_key_eq eq,
+                            rs_key_release release, void *ctx);
+
+/* rs_gcra_take on key's bucket in keys (a key not there has a full bucket
+ * and is recorded when admitted): 1 admitted, 0 refused, -1 a comparison
+ * failed, -2 out of memory (nothing taken or counted in either case).
+ * *stored as rs_dedup_find_or_add sets it. cost as rs_gcra_take; the caller
+ * checks it first (RS_EINVAL is not returned here). */
+int rs_gcra_take_key(rs_gcra *g, rs_dedup *keys, uint64_t hash, void *key, uint64_t now_ns,
+                     uint64_t cost, int *stored);
+
+/* rs_gcra_wait_ns of key's bucket: >= 0, or -1 when a comparison failed. */
+int64_t rs_gcra_wait_key(const rs_gcra *g, rs_dedup *keys, uint64_t hash, void *key,
+                         uint64_t now_ns, uint64_t cost);
+
+/* Tokens the bucket holds at now_ns, rounded down. */
+uint64_t rs_gcra_tokens(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t now_ns);
+
+#endif /* RS_GCRA_H */

@@ -1,0 +1,449 @@
+/* ratelimit.c - the C base of resil.RateLimiter over rs_gcra.
+ *
+ * Calls without a key share the bucket in the core struct; per-key buckets
+ * live in an rs_dedup set holding a reference to each key. Every method
+ * reads the clock first (a Python clock runs Python code), then decides and
+ * writes in C. With a key, its hash and __eq__ run inside the lookup, and
+ * nothing after it until the write; the keyguard serialises threads (an
+ * __eq__ may release the GIL), refuses re-entry from an __eq__, and holds
+ * the keys dropped until the operation is over. */
+#include "resil_py.h"
+
+#include <structmember.h>
+
+#include "../core/rs_gcra.h"
+
+typedef struct {
+    PyObject_HEAD
+    rs_gcra core;
+    rs_dedup keys;
+    resil_keyguard guard;
+    PyObject *clock;
+    PyObject *name;
+    double rate, per;
+    int clock_kind;
+    int initialised; /* keys and guard are set up */
+    PyObject *weakreflist;
+} LimiterObject;
+
+static void key_release(void *key, void *ctx) {
+    resil_keyguard_bury(&((LimiterObject *)ctx)->guard, (PyObject *)key);
+}
+
+static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"rate", "per", "burst", "name", "max_keys", "clock",
+                             "shared", "cluster", NULL};
+    PyObject *rate_o, *per_o = NULL, *burst_o = Py_None, *name = NULL, *max_keys_o = NULL;
+    PyObject *clock = Py_None, *shared = Py_None, *cluster = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$OOOOO:RateLimiter", kwlist, &rate_o,
+                                     &per_o, &burst_o, &name, &max_keys_o, &clock, &shared,
+                                     &cluster)) {
+        return NULL;
+    }
+    resil_state *st = get_state_by_type(type);
+    if (!st) {
+        return NULL;
+    }
+    double rate, per = 1.0;
+    uint64_t per_ns = RS_NS_PER_SEC;
+    long long burst, max_keys = 100000;
+    if (resil_field_double(&RS_GCRA_FIELDS[RS_GCF_RATE], rate_o, &rate) < 0) {
+        return NULL;
+    }
+    if (per_o && (resil_field_double(&RS_GCRA_FIELDS[RS_GCF_PER], per_o, &per) < 0 ||
+                  resil_field_ns(&RS_GCRA_FIELDS[RS_GCF_PER], per_o, &per_ns) < 0)) {
+        return NULL;
+    }
+    if (burst_o == Py_None) {
+        double b = ceil(rate);
+        burst = b < 1.0 ? 1 : (long long)b;
+    } else if (resil_field_int(&RS_GCRA_FIELDS[RS_GCF_BURST], burst_o, &burst) < 0) {
+        return NULL;
+    }
+    if (max_keys_o &&
+        resil_field_int(&RS_GCRA_FIELDS[RS_GCF_MAX_KEYS], max_keys_o, &max_keys) < 0) {
+        return NULL;
+    }
+    if (name && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    if (shared != Py_None || cluster != Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        shared != Py_None ? "shared must be None: host-wide rate limits are not available yet"
+                                          : "cluster must be None: cluster-wide rate limits are not available yet");
+        return NULL;
+    }
+    int kind = resil_clock_resolve(st, &clock);
+    if (kind < 0) {
+        return NULL;
+    }
+    LimiterObject *self = (LimiterObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        return NULL;
+    }
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = kind;
+    self->name = name ? Py_NewRef(name) : PyUnicode_FromString("default");
+    self->rate = rate;
+    self->per = per;
+    if (!self->name) {
+        goto error;
+    }
+    rs_status rc = rs_gcra_init(&self->core, rate, per_ns, (uint64_t)burst);
+    if (rc != RS_OK) {
+        PyObject *given[RS_GCF_COUNT] = {rate_o, per_o, burst_o == Py_None ? NULL : burst_o,
+                                         max_keys_o};
+        double defaults[RS_GCF_COUNT] = {rate, 1.0, (double)burst, 100000};
+        resil_raise_status(rc, RS_GCRA_FIELDS, RS_GCF_COUNT, given, defaults);
+        goto error;
+    }
+    if (resil_keyguard_init(&self->guard) < 0) {
+        goto error;
+    }
+    rc = rs_gcra_keys_init(&self->core, &self->keys, (uint32_t)max_keys, resil_key_eq,
+                           key_release, self);
+    if (rc != RS_OK) {
+        rs_dedup_free(&self->keys);
+        resil_keyguard_free(&self->guard);
+        resil_raise_status(rc, RS_GCRA_FIELDS, RS_GCF_COUNT, NULL, NULL);
+        goto error;
+    }
+    self->initialised = 1;
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int visit_key(void *key, void *arg) {
+    void **a = (void **)arg;
+    return ((visitproc)a[0])((PyObject *)key, a[1]);
+}
+
+static int limiter_traverse(LimiterObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->clock);
+    if (self->initialised) {
+        void *a[2] = {(void *)visit, arg};
+        int r = rs_dedup_visit(&self->keys, visit_key, a);
+        if (r) {
+            return r;
+        }
+        return resil_keyguard_traverse(&self->guard, visit, arg);
+    }
+    return 0;
+}
+
+static int limiter_clear(LimiterObject *self) {
+    if (self->initialised && !self->guard.busy) {
+        rs_dedup_clear(&self->keys);
+        resil_keyguard_flush(&self->guard);
+    }
+    Py_CLEAR(self->clock);
+    return 0;
+}
+
+static void limiter_dealloc(LimiterObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    if (self->initialised) {
+        rs_dedup_free(&self->keys);
+        resil_keyguard_free(&self->guard);
+        self->initialised = 0;
+    }
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->name);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Parses (cost=1, key=None) of a vectorcall; -1 with the exception set. */
+static int parse_cost_key(LimiterObject *self, const char *fname, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames, uint64_t *cost, PyObject **key) {
+    PyObject *cost_o = NULL;
+    *key = Py_None;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", fname, nargs);
+        return -1;
+    }
+    if (nargs > 0) {
+        cost_o = args[0];
+    }
+    if (nargs > 1) {
+        *key = args[1];
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *v = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(kw, "cost") == 0 && nargs < 1) {
+            cost_o = v;
+        } else if (PyUnicode_CompareWithASCIIString(kw, "key") == 0 && nargs < 2) {
+            *key = v;
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated argument %R", fname,
+                         kw);
+            return -1;
+        }
+    }
+    *cost = 1;
+    if (cost_o) {
+        if (!PyLong_Check(cost_o) || PyBool_Check(cost_o)) {
+            PyErr_Format(PyExc_TypeError, "cost must be an int, not %.100s",
+                         Py_TYPE(cost_o)->tp_name);
+            return -1;
+        }
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(cost_o, &overflow);
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (overflow || v < 1 || (uint64_t)v > self->core.burst) {
+            PyObject *shown = resil_value_repr(cost_o);
+            if (shown) {
+                PyErr_Format(PyExc_ValueError,
+                             "cost must be an int in [1, %llu] (at most burst: more could never "
+                             "be admitted), got %U",
+                             (unsigned long long)self->core.burst, shown);
+                Py_DECREF(shown);
+            }
+            return -1;
+        }
+        *cost = (uint64_t)v;
+    }
+    return 0;
+}
+
+/* Admits cost now if it can: 1 admitted, 0 refused, -1 error. *wait_ns
+ * (when not NULL) receives the wait a refusal implies, from the same read
+ * of the state. */
+static int take(LimiterObject *self, uint64_t cost, PyObject *key, uint64_t *wait_ns) {
+    uint64_t now, hash;
+    if (key == Py_None) {
+        if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+            return -1;
+        }
+        rs_gcra *g = &self->core;
+        if (rs_gcra_take(g, &g->t_ns, &g->debt, now, cost)) {
+            return 1;
+        }
+        if (wait_ns) {
+            *wait_ns = rs_gcra_wait_ns(g, g->t_ns, g->debt, now, cost);
+        }
+        return 0;
+    }
+    if (resil_key_hash(key, &hash) < 0 ||
+        resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        resil_keyguard_enter(&self->guard, "RateLimiter") < 0) {
+        return -1;
+    }
+    int stored = 0;
+    Py_INCREF(key); /* the set's reference, if it keeps the key */
+    int r = rs_gcra_take_key(&self->core, &self->keys, hash, key, now, cost, &stored);
+    if (r == 0 && wait_ns) {
+        /* the key is recorded and live: its entry is found by identity */
+        int64_t w = rs_gcra_wait_key(&self->core, &self->keys, hash, key, now, cost);
+        *wait_ns = w < 0 ? 0 : (uint64_t)w;
+    }
+    resil_keyguard_leave(&self->guard);
+    if (!stored) {
+        Py_DECREF(key);
+    }
+    resil_keyguard_flush(&self->guard);
+    if (r == -2) {
+        PyErr_NoMemory();
+    }
+    return r < 0 ? -1 : r;
+}
+
+static PyObject *limiter_try_acquire(LimiterObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames) {
+    if (RS_LIKELY(nargs == 0 && kwnames == NULL)) {
+        uint64_t now;
+        if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+            return NULL;
+        }
+        rs_gcra *g = &self->core;
+        return PyBool_FromLong(rs_gcra_take(g, &g->t_ns, &g->debt, now, 1));
+    }
+    uint64_t cost;
+    PyObject *key;
+    if (parse_cost_key(self, "try_acquire", args, nargs, kwnames, &cost, &key) < 0) {
+        return NULL;
+    }
+    int r = take(self, cost, key, NULL);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+static PyObject *limiter_take_or_wait(LimiterObject *self, PyObject *const *args,
+                                      Py_ssize_t nargs, PyObject *kwnames) {
+    uint64_t cost, wait_ns = 0;
+    PyObject *key;
+    if (parse_cost_key(self, "_take_or_wait", args, nargs, kwnames, &cost, &key) < 0) {
+        return NULL;
+    }
+    int r = take(self, cost, key, &wait_ns);
+    if (r < 0) {
+        return NULL;
+    }
+    if (r == 0 && wait_ns == 0) {
+        wait_ns = 1; /* refused: never report "now" */
+    }
+    return PyFloat_FromDouble(r ? 0.0 : (double)wait_ns / 1e9);
+}
+
+static PyObject *limiter_retry_after(LimiterObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames) {
+    uint64_t cost, now, hash;
+    PyObject *key;
+    if (parse_cost_key(self, "retry_after", args, nargs, kwnames, &cost, &key) < 0) {
+        return NULL;
+    }
+    if (key == Py_None) {
+        if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+            return NULL;
+        }
+        rs_gcra *g = &self->core;
+        return PyFloat_FromDouble((double)rs_gcra_wait_ns(g, g->t_ns, g->debt, now, cost) / 1e9);
+    }
+    if (resil_key_hash(key, &hash) < 0 ||
+        resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        resil_keyguard_enter(&self->guard, "RateLimiter") < 0) {
+        return NULL;
+    }
+    int64_t w = rs_gcra_wait_key(&self->core, &self->keys, hash, key, now, cost);
+    resil_keyguard_leave(&self->guard);
+    if (w < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble((double)w / 1e9);
+}
+
+/* Live keys (dropping the ones whose bucket refilled by age). */
+static int live_keys(LimiterObject *self, uint64_t *out) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
+        resil_keyguard_enter(&self->guard, "RateLimiter") < 0) {
+        return -1;
+    }
+    rs_dedup_expire(&self->keys, now, 0);
+    *out = self->keys.size;
+    resil_keyguard_leave(&self->guard);
+    resil_keyguard_flush(&self->guard);
+    return 0;
+}
+
+static PyObject *limiter_stats(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
+    uint64_t keys;
+    if (live_keys(self, &keys) < 0) {
+        return NULL;
+    }
+    const rs_gcra *g = &self->core;
+    return Py_BuildValue("{sOsdsdsKsKsKsK}", "name", self->name, "rate", self->rate, "per",
+                         self->per, "burst", (unsigned long long)g->burst, "admitted",
+                         (unsigned long long)g->admitted, "rejected",
+                         (unsigned long long)g->rejected, "keys", (unsigned long long)keys);
+}
+
+static PyObject *limiter_get(LimiterObject *self, void *closure) {
+    switch ((int)(intptr_t)closure) {
+    case 0: return Py_NewRef(self->name);
+    case 1: return PyFloat_FromDouble(self->rate);
+    case 2: return PyFloat_FromDouble(self->per);
+    case 3: return PyLong_FromUnsignedLongLong(self->core.burst);
+    case 4: return PyLong_FromUnsignedLong(self->keys.capacity);
+    default: return Py_NewRef(self->clock ? self->clock : Py_None);
+    }
+}
+
+static PyObject *limiter_repr(LimiterObject *self) {
+    PyObject *rate = PyFloat_FromDouble(self->rate), *per = PyFloat_FromDouble(self->per);
+    PyObject *r = NULL;
+    if (rate && per) {
+        r = PyUnicode_FromFormat("<%s name=%R rate=%R per=%R burst=%llu>",
+                                 Py_TYPE(self)->tp_name, self->name, rate, per,
+                                 (unsigned long long)self->core.burst);
+    }
+    Py_XDECREF(rate);
+    Py_XDECREF(per);
+    return r;
+}
+
+static PyObject *limiter_sizeof(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromSize_t((size_t)Py_TYPE(self)->tp_basicsize + rs_dedup_memory(&self->keys));
+}
+
+static PyMethodDef limiter_methods[] = {
+    {"try_acquire", (PyCFunction)(void (*)(void))limiter_try_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "try_acquire($self, /, cost=1, key=None)\n--\n\n"
+     "Takes cost tokens from the bucket (key's bucket when key is not None) and\n"
+     "returns True when it holds them; otherwise returns False and takes nothing.\n"
+     "cost: an int in [1, burst]. key: any hashable object, compared as a dict\n"
+     "key."},
+    {"retry_after", (PyCFunction)(void (*)(void))limiter_retry_after,
+     METH_FASTCALL | METH_KEYWORDS,
+     "retry_after($self, /, cost=1, key=None)\n--\n\n"
+     "Seconds until try_acquire(cost, key) would be admitted, 0.0 if now; takes\n"
+     "nothing."},
+    {"_take_or_wait", (PyCFunction)(void (*)(void))limiter_take_or_wait,
+     METH_FASTCALL | METH_KEYWORDS,
+     "_take_or_wait($self, /, cost=1, key=None)\n--\n\n"
+     "try_acquire in one step with retry_after: 0.0 when the tokens were taken,\n"
+     "else the seconds to wait (> 0) before they could be."},
+    {"stats", (PyCFunction)limiter_stats, METH_NOARGS,
+     "stats($self, /)\n--\n\n"
+     "The limiter's settings and counts, JSON-serialisable: name, rate, per\n"
+     "(seconds), burst, admitted and rejected (calls since creation), keys\n"
+     "(keys whose bucket is not yet known to be full again)."},
+    {"__sizeof__", (PyCFunction)limiter_sizeof, METH_NOARGS,
+     "__sizeof__($self, /)\n--\n\nBytes of the object and its table of keys."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef limiter_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(LimiterObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef limiter_getset[] = {
+    {"name", (getter)limiter_get, NULL, "The limiter's name.", (void *)0},
+    {"rate", (getter)limiter_get, NULL, "Tokens added per `per` seconds.", (void *)1},
+    {"per", (getter)limiter_get, NULL, "The period of `rate`, seconds.", (void *)2},
+    {"burst", (getter)limiter_get, NULL, "The bucket's capacity, tokens.", (void *)3},
+    {"max_keys", (getter)limiter_get, NULL, "Most keys tracked at once.", (void *)4},
+    {"clock", (getter)limiter_get, NULL, "The clock read for the time.", (void *)5},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot limiter_slots[] = {
+    {Py_tp_doc, "Gcra(rate, per=1.0, burst=None, *, name='default', max_keys=100000, "
+                "clock=None, shared=None, cluster=None)\n--\n\n"
+                "The C engine of resil.RateLimiter: a GCRA rate limiter with per-key\n"
+                "buckets. See resil.RateLimiter."},
+    {Py_tp_new, limiter_new},
+    {Py_tp_traverse, limiter_traverse},
+    {Py_tp_clear, limiter_clear},
+    {Py_tp_dealloc, limiter_dealloc},
+    {Py_tp_repr, limiter_repr},
+    {Py_tp_methods, limiter_methods},
+    {Py_tp_members, limiter_members},
+    {Py_tp_getset, limiter_getset},
+    {0, NULL},
+};
+
+static PyType_Spec limiter_spec = {
+    .name = "resil._resil.Gcra",
+    .basicsize = sizeof(LimiterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = limiter_slots,
+};
+
+int resil_ratelimit_init_types(PyObject *module, resil_state *st) {
+    return resil_add_type_with_ranges(module, &limiter_spec, &st->RateLimiter_type,
+                                      RS_GCRA_FIELDS, RS_GCF_COUNT);
+}

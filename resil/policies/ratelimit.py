@@ -1,0 +1,139 @@
+"""Rate limiting: :class:`RateLimiter`, a GCRA token bucket in C, per key."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Hashable, TypeVar, cast
+
+from resil import _check
+from resil._resil import Gcra
+from resil.errors import RateLimited
+
+__all__ = ["RateLimited", "RateLimiter"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sleep(seconds: float) -> None:
+    # Looks time.sleep up at each call, so a test that replaces it is seen.
+    time.sleep(seconds)
+
+
+class RateLimiter(Gcra):
+    """RateLimiter(rate, per=1.0, burst=None, *, name="default", max_keys=100_000, clock=None, shared=None, cluster=None)
+
+    A rate limiter by the generic cell rate algorithm (GCRA): a token bucket
+    of capacity ``burst`` refilled at ``rate / per`` tokens a second, kept
+    as one theoretical arrival time per bucket, decided in C in O(1) with
+    exact integer arithmetic and no timer.
+
+    Exact: for every key and every interval of length T, the cost admitted
+    is at most ``burst + rate * T / per``, and a caller at or below the
+    rate (its calls at least ``per / rate`` seconds apart per token) is
+    never refused. ``rate`` is taken as the nearest fraction with a
+    denominator of at most 1,000,000 (0.1 is exactly one tenth).
+
+    ``key=`` gives each key (user, tenant, ...) its own bucket, compared as
+    a dict key. At most ``max_keys`` keys are tracked, in the order they
+    were last admitted: a key idle for ``burst * per / rate`` seconds has a
+    full bucket again and drops out at no cost, the first to go; when
+    ``max_keys`` keys are still refilling, a new key makes the one admitted
+    least recently be forgotten (its next call finds a full bucket).
+
+    Args:
+        rate: tokens added per ``per`` seconds, a number in [1e-6, 1e12].
+        per: the period of ``rate``, seconds, in [1e-9, 9.2e9]; default 1.0.
+        burst: the bucket's capacity, an int >= 1 (default: ``rate``
+            rounded up), with ``burst * per / rate`` at most 9.2e9 s. A
+            ``cost`` above it raises ValueError: it could never be admitted.
+        name: the name in ``stats()`` and in the monitor's metrics.
+        max_keys: the most keys tracked at once, an int in [1, 2**30].
+        clock: a MonotonicClock (None: the default), a VirtualClock, or any
+            object with ``now()`` in seconds.
+        shared: None. Reserved for a limit shared by the processes of one
+            host; anything else raises ValueError.
+        cluster: None. Reserved for a limit kept in Redis for a cluster;
+            anything else raises ValueError.
+
+    Use ``try_acquire()`` to take tokens or be told no, ``acquire()`` or
+    ``await acquire_async()`` to wait for them, or ``@limiter`` on a
+    function or coroutine function, which raises :class:`RateLimited` when
+    no token is there.
+    """
+
+    def acquire(self, cost: int = 1, key: Hashable = None, timeout: float | None = None) -> None:
+        """Blocks the thread until ``cost`` tokens are taken from the bucket
+        (``key``'s bucket when given).
+
+        ``timeout``: the most seconds to wait, None for no limit. When the
+        wait the bucket needs would exceed what is left of it, raises
+        :class:`RateLimited` at once, without sleeping first; the wait is
+        re-checked after each sleep, since other callers may have taken
+        tokens meanwhile. A wait interrupted (KeyboardInterrupt, ...) has
+        taken nothing.
+        """
+        limit = _check.limit(timeout, "timeout", optional=True)
+        start = self.clock.now() if limit != math.inf else 0.0
+        while True:
+            wait = self._take_or_wait(cost, key)
+            if wait == 0.0:
+                return
+            left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
+            if wait > left:
+                raise RateLimited(self._refusal(cost, key, wait), retry_after=wait)
+            _sleep(wait)
+
+    async def acquire_async(self, cost: int = 1, key: Hashable = None,
+                            timeout: float | None = None) -> None:
+        """Waits on the event loop until ``cost`` tokens are taken; as
+        :meth:`acquire` otherwise. A cancelled waiter has taken nothing.
+        The waits follow the limiter's clock (under
+        :func:`resil.run_virtual` with the same VirtualClock, virtual time)."""
+        limit = _check.limit(timeout, "timeout", optional=True)
+        start = self.clock.now() if limit != math.inf else 0.0
+        while True:
+            wait = self._take_or_wait(cost, key)
+            if wait == 0.0:
+                return
+            left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
+            if wait > left:
+                raise RateLimited(self._refusal(cost, key, wait), retry_after=wait)
+            await asyncio.sleep(wait)
+
+    def _refusal(self, cost: int, key: Any, wait: float) -> str:
+        whose = "" if key is None else f" for key {_check.show(key)}"
+        return (f"rate limiter {self.name!r}: {cost} token(s){whose} not available "
+                f"for {wait:.6g} s")
+
+    def __call__(self, fn: F) -> F:
+        """Decorates a function or coroutine function: each call takes one
+        token first, or raises :class:`RateLimited` (with ``.retry_after``)
+        without calling it."""
+        if not callable(fn):
+            raise TypeError(f"RateLimiter decorates a callable, not {type(fn).__name__}")
+        take = self._take_or_wait
+        refusal = self._refusal
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                wait = take()
+                if wait:
+                    raise RateLimited(refusal(1, None, wait), retry_after=wait)
+                return await fn(*args, **kwargs)
+
+            return cast(F, awrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            wait = take()
+            if wait:
+                raise RateLimited(refusal(1, None, wait), retry_after=wait)
+            return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
