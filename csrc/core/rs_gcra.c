@@ -56,12 +56,14 @@ rs_status rs_gcra_init(rs_gcra *g, double rate, uint64_t per_ns, uint64_t burst)
     if (p == 0 || q == 0) {
         return RS_EFIELD_BASE + RS_GCF_RATE;
     }
-    if (per_ns == 0 || per_ns > UINT64_MAX / q) {
+    if (per_ns == 0) {
         return RS_EFIELD_BASE + RS_GCF_PER;
     }
-    uint64_t a = per_ns * q, b = p, d = gcd(a, b);
-    a /= d;
-    b /= d;
+    uint64_t d = gcd(per_ns, p), a = per_ns / d, b = p / d; /* gcd(q, p) is 1 */
+    if (a > RS_GCRA_MAX_TICKS / q) {
+        return RS_EFIELD_BASE + RS_GCF_BURST; /* one token alone outlasts the clock */
+    }
+    a *= q;
     if (burst == 0 || burst > RS_GCRA_MAX_TICKS / a ||
         (double)(burst * a / b) > RS_MAX_SECONDS * 1e9) {
         return RS_EFIELD_BASE + RS_GCF_BURST;

@@ -40,8 +40,8 @@ typedef struct rs_gcra {
 } rs_gcra;
 
 /* Returns RS_EFIELD_BASE + RS_GCF_RATE unless rate lies in its field's
- * range, + RS_GCF_PER unless per_ns >= 1 and per_ns * q fits, or
- * + RS_GCF_BURST unless 1 <= burst and tau fits (tau <= RS_GCRA_MAX_TICKS
+ * range, + RS_GCF_PER unless per_ns >= 1, or + RS_GCF_BURST unless
+ * 1 <= burst and tau fits (tau <= RS_GCRA_MAX_TICKS
  * and tau / b ns <= RS_MAX_SECONDS). The bucket starts full. */
 rs_status rs_gcra_init(rs_gcra *g, double rate, uint64_t per_ns, uint64_t burst);
 

@@ -26,7 +26,7 @@ static void test_validation(void) {
     CHECK_EQ_INT(rs_gcra_init(&g, 1.0, 1000000000, UINT64_C(1) << 61),
                  RS_EFIELD_BASE + RS_GCF_BURST);
     CHECK_EQ_INT(rs_gcra_init(&g, 1e-6, UINT64_C(9200000000000000000), 1),
-                 RS_EFIELD_BASE + RS_GCF_PER);
+                 RS_EFIELD_BASE + RS_GCF_BURST);
     CHECK_EQ_INT(rs_gcra_init(&g, 1.0, 1000000000, UINT64_MAX), RS_EFIELD_BASE + RS_GCF_BURST);
     CHECK_EQ_INT(rs_gcra_init(&g, 3.0, 1000000000, 3), RS_OK);
 }
