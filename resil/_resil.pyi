@@ -382,7 +382,7 @@ class Gcra:
     # The C engine of resil.RateLimiter (the Python class adds acquire,
     # acquire_async and the decorator). _ranges as RateCounter's.
     _ranges: ClassVar[dict[str, dict[str, Any]]]
-    def __init__(self, rate: float, per: float = 1.0, burst: int | None = None, *,
+    def __init__(self, rate: float, per: float = 1.0, *, burst: int | None = None,
                  name: str = "default", max_keys: int = 100000,
                  clock: MonotonicClock | VirtualClock | Any | None = None,
                  shared: None = None, cluster: None = None) -> None: ...

@@ -228,6 +228,8 @@ def _limit_calls() -> dict[str, Callable[[Any], Any]]:
             "Supervisor.shutdown(graceful)": lambda v: supervisor_shutdown({"graceful": v}),
             "shutdown_task(forced)": lambda v: shutdown_task({"forced": v}),
             "Bulkhead(queue_timeout)": lambda v: bulkhead_wait({"queue_timeout": v})}
+            "RateLimiter.acquire_async(timeout)":
+                lambda v: resil.RateLimiter(1).acquire_async(timeout=v)}
 
 
 LIMITS = _limit_calls()
@@ -362,6 +364,15 @@ async def _rate_counter(given: resil.VirtualClock) -> None:
     assert r.count() == 0
 
 
+async def _rate_limiter(given: resil.VirtualClock) -> None:
+    limiter = resil.RateLimiter(1, burst=1, clock=given)
+    assert limiter.try_acquire(key="k")
+    await asyncio.sleep(10)
+    assert limiter.try_acquire(key="k") is False
+    given.advance(1.0)
+    assert limiter.try_acquire(key="k")
+
+
 async def _windowed_counter(given: resil.VirtualClock) -> None:
     c = resil.WindowedCounter(1.0, clock=given)
     c.add(2)
@@ -461,6 +472,7 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "CircuitBreaker": _circuit_breaker,
     "Deduplicator": _deduplicator,
     "RateCounter": _rate_counter,
+    "RateLimiter": _rate_limiter,
     "WindowedCounter": _windowed_counter,
     "RetryBudget": _retry_budget,
     "WindowedHistogram": _windowed_histogram,
@@ -577,6 +589,10 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
     "Pipeline": (resil.Pipeline, {}, {"name": (1, "")}),
     "RateCounter": (resil.RateCounter, {"threshold": 1, "window": 1.0}, {
         "threshold": ("1", 0), "window": ("1", -1.0), "clock": (NOTHING, None)}),
+    "RateLimiter": (resil.RateLimiter, {"rate": 1}, {
+        "rate": ("1", 0), "per": ("1", 0.0), "burst": ("1", 0), "name": (1, ""),
+        "max_keys": ("1", 0), "clock": (NOTHING, None), "shared": (NOTHING, None),
+        "cluster": (NOTHING, None)}),
     "RetryBudget": (resil.RetryBudget, {}, {
         "ratio": ("1", -1.0), "min_per_second": ("1", -1.0), "window": ("1", 0.0),
         "clock": (NOTHING, None)}),
@@ -707,6 +723,14 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
         "idempotency_key": (1, None)}),
     "DeadLetterQueue.put": (lambda: resil.DeadLetterQueue().put, {"item": 1, "error": "e"}, {
         "error": (NOTHING, None), "source": (1, None), "attempts": ("1", -1)}),
+    "RateLimiter.try_acquire": (lambda: resil.RateLimiter(1).try_acquire, {}, {
+        "cost": ("1", 0)}),
+    "RateLimiter.retry_after": (lambda: resil.RateLimiter(1).retry_after, {}, {
+        "cost": ("1", 2)}),
+    "RateLimiter.acquire": (lambda: resil.RateLimiter(1).acquire, {}, {
+        "cost": ("1", 2), "timeout": ("1", -1.0)}),
+    "RateLimiter.acquire_async": (lambda: resil.RateLimiter(1).acquire_async, {}, {
+        "cost": ("1", 2), "timeout": ("1", -1.0)}),
     "EventEmitter.close": (lambda: resil.EventEmitter(print).close, {}, {
         "graceful": ("1", -1.0), "forced": ("1", -1.0)}),
 }
@@ -768,6 +792,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "hedge()": lambda: resil.hedge(1.0),
         "timeout()": lambda: resil.timeout(1.0),
         "RateCounter": lambda: resil.RateCounter(1, 1.0),
+        "RateLimiter": lambda: resil.RateLimiter(1),
         "RetryBudget": resil.RetryBudget,
         "RetryPolicy": resil.retry,
         "SQLiteStore": lambda: resil.SQLiteStore(":memory:"),

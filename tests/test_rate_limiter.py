@@ -333,7 +333,7 @@ def test_threads_hammering_try_acquire_never_over_admit(keyed: bool) -> None:
     ("burst", 0, ValueError), ("burst", -1, ValueError), ("burst", math.nan, TypeError),
     ("burst", math.inf, TypeError), ("burst", True, TypeError), ("burst", 10**400, ValueError),
     ("max_keys", 0, ValueError), ("max_keys", True, TypeError), ("name", 3, TypeError),
-    ("shared", object(), ValueError), ("cluster", object(), ValueError),
+    ("shared", object(), TypeError), ("cluster", object(), TypeError),
 ])
 def test_bad_arguments_name_the_parameter(name: str, bad: object, exc: type) -> None:
     kwargs = {"rate": 10, name: bad}

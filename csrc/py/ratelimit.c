@@ -35,7 +35,7 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                              "shared", "cluster", NULL};
     PyObject *rate_o, *per_o = NULL, *burst_o = Py_None, *name = NULL, *max_keys_o = NULL;
     PyObject *clock = Py_None, *shared = Py_None, *cluster = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO$OOOOO:RateLimiter", kwlist, &rate_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O$OOOOOO:RateLimiter", kwlist, &rate_o,
                                      &per_o, &burst_o, &name, &max_keys_o, &clock, &shared,
                                      &cluster)) {
         return NULL;
@@ -65,13 +65,19 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (name && !PyUnicode_Check(name)) {
-        PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
+        PyErr_Format(PyExc_TypeError, "name must be a non-empty str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    if (name && PyUnicode_GET_LENGTH(name) == 0) {
+        PyErr_SetString(PyExc_ValueError, "name must be a non-empty str, got ''");
         return NULL;
     }
     if (shared != Py_None || cluster != Py_None) {
-        PyErr_SetString(PyExc_ValueError,
-                        shared != Py_None ? "shared must be None: host-wide rate limits are not available yet"
-                                          : "cluster must be None: cluster-wide rate limits are not available yet");
+        PyErr_Format(PyExc_TypeError, "%s must be None (%s rate limits are not available yet), not %.100s",
+                     shared != Py_None ? "shared" : "cluster",
+                     shared != Py_None ? "host-wide" : "cluster-wide",
+                     Py_TYPE(shared != Py_None ? shared : cluster)->tp_name);
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
@@ -421,7 +427,7 @@ static PyGetSetDef limiter_getset[] = {
 };
 
 static PyType_Slot limiter_slots[] = {
-    {Py_tp_doc, "Gcra(rate, per=1.0, burst=None, *, name='default', max_keys=100000, "
+    {Py_tp_doc, "Gcra(rate, per=1.0, *, burst=None, name='default', max_keys=100000, "
                 "clock=None, shared=None, cluster=None)\n--\n\n"
                 "The C engine of resil.RateLimiter: a GCRA rate limiter with per-key\n"
                 "buckets. See resil.RateLimiter."},

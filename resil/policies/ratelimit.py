@@ -25,7 +25,7 @@ def _sleep(seconds: float) -> None:
 
 
 class RateLimiter(Gcra):
-    """RateLimiter(rate, per=1.0, burst=None, *, name="default", max_keys=100_000, clock=None, shared=None, cluster=None)
+    """RateLimiter(rate, per=1.0, *, burst=None, name="default", max_keys=100_000, clock=None, shared=None, cluster=None)
 
     A rate limiter by the generic cell rate algorithm (GCRA): a token bucket
     of capacity ``burst`` refilled at ``rate / per`` tokens a second, kept
@@ -56,9 +56,9 @@ class RateLimiter(Gcra):
         clock: a MonotonicClock (None: the default), a VirtualClock, or any
             object with ``now()`` in seconds.
         shared: None. Reserved for a limit shared by the processes of one
-            host; anything else raises ValueError.
+            host; anything else raises TypeError.
         cluster: None. Reserved for a limit kept in Redis for a cluster;
-            anything else raises ValueError.
+            anything else raises TypeError.
 
     Use ``try_acquire()`` to take tokens or be told no, ``acquire()`` or
     ``await acquire_async()`` to wait for them, or ``@limiter`` on a
@@ -66,7 +66,8 @@ class RateLimiter(Gcra):
     no token is there.
     """
 
-    def acquire(self, cost: int = 1, key: Hashable = None, timeout: float | None = None) -> None:
+    def acquire(self, cost: int = 1, key: Hashable = None, *,
+                timeout: float | None = None) -> None:
         """Blocks the thread until ``cost`` tokens are taken from the bucket
         (``key``'s bucket when given).
 
@@ -88,7 +89,7 @@ class RateLimiter(Gcra):
                 raise RateLimited(self._refusal(cost, key, wait), retry_after=wait)
             _sleep(wait)
 
-    async def acquire_async(self, cost: int = 1, key: Hashable = None,
+    async def acquire_async(self, cost: int = 1, key: Hashable = None, *,
                             timeout: float | None = None) -> None:
         """Waits on the event loop until ``cost`` tokens are taken; as
         :meth:`acquire` otherwise. A cancelled waiter has taken nothing.
