@@ -364,3 +364,25 @@ def test_rate_limited_pickles_with_retry_after() -> None:
 
     err = pickle.loads(pickle.dumps(resil.RateLimited("no", retry_after=1.5)))
     assert str(err) == "no" and err.retry_after == 1.5
+
+
+def test_monitor_watch_counts_each_rate_limited_raised() -> None:
+    clock = resil.VirtualClock()
+    monitor = resil.Monitor(clock=clock)
+    limiter = resil.RateLimiter(1, burst=1, name="api", clock=clock)
+    monitor.watch(limiter)
+    monitor.watch(limiter)  # wired once
+
+    @limiter
+    def call() -> None:
+        pass
+
+    call()
+    for _ in range(2):
+        with pytest.raises(resil.RateLimited):
+            call()
+    with pytest.raises(resil.RateLimited):
+        limiter.acquire(timeout=0.1)
+    assert not limiter.try_acquire()  # not an event: the caller decides
+    metrics = monitor.dashboard()["resilience_metrics"]
+    assert metrics["other"] == {"rate_limited": 3}

@@ -24,13 +24,15 @@ from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
 from resil.policies.bulkhead import Bulkhead
+from resil.policies.ratelimit import RateLimiter
 from resil.policies.retry import RetryPolicy
 from resil.policies.timeout import TimeoutManager
 
 ACCEPTED = ("a resil.CircuitBreaker, BreakerGroup, RetryPolicy (or a function decorated "
             "with resil.retry), TimeoutManager, DeadLetterQueue, EventEmitter or EventBus")
-#: What ``_wire`` takes: the above and a Bulkhead (its refusals).
-WIRED = ACCEPTED.replace("EventEmitter or EventBus", "EventEmitter, EventBus or Bulkhead")
+#: What ``_wire`` takes: the above, a Bulkhead and a RateLimiter (their refusals).
+WIRED = ACCEPTED.replace("EventEmitter or EventBus",
+                         "EventEmitter, EventBus, Bulkhead or RateLimiter")
 
 
 def named(name: str) -> str:
@@ -152,6 +154,8 @@ class _Watcher:
             self._watch_bus(source)
         elif isinstance(source, Bulkhead):
             self._watch_listeners(source, source._listeners)
+        elif isinstance(source, RateLimiter):
+            self._watch_listeners(source, source._event_listeners())
         else:
             # Components added later (a bulkhead, a rate limiter) take a
             # branch above: an explicit Listeners they call, relayed here.

@@ -318,6 +318,11 @@ class Monitor(_Watcher):
           each ``try_acquire`` that finds no slot is a
           ``bulkhead_rejection`` under the bulkhead's ``name``, counted in
           ``dashboard()["resilience_metrics"]["other"]``.
+        - :class:`RateLimiter`: each :class:`RateLimited` it raises (from
+          ``@limiter``, ``acquire`` or ``acquire_async``) is a
+          ``rate_limited`` event under the limiter's ``name``, shown under
+          ``resilience_metrics["other"]``; ``try_acquire`` returning False
+          is the caller's to count.
 
         A component or operation named ``""`` is counted as ``"unnamed"``.
         A component already watched, directly or through another, is not

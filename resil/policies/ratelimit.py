@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any, Hashable, TypeVar, cast
 
 from resil import _check
+from resil._hooks import Listeners
 from resil._resil import Gcra
 from resil.errors import RateLimited
 
 __all__ = ["RateLimited", "RateLimiter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_log = logging.getLogger("resil.ratelimit")
 
 
 def _sleep(seconds: float) -> None:
@@ -66,6 +70,23 @@ class RateLimiter(Gcra):
     no token is there.
     """
 
+    # Made by the first Monitor.watch; told of each RateLimited raised.
+    _listeners: Listeners | None = None
+
+    def _event_listeners(self) -> Listeners:
+        if self._listeners is None:
+            self._listeners = Listeners(_log)
+        return self._listeners
+
+    def _limited(self, cost: int, key: Any, wait: float) -> RateLimited:
+        """The RateLimited to raise, told to the listeners first."""
+        listeners = self._listeners
+        if listeners:
+            listeners.notify("rate_limited", self.name)
+        whose = "" if key is None else f" for key {_check.show(key)}"
+        return RateLimited(f"rate limiter {self.name!r}: {cost} token(s){whose} not available "
+                           f"for {wait:.6g} s", retry_after=wait)
+
     def acquire(self, cost: int = 1, key: Hashable = None, *,
                 timeout: float | None = None) -> None:
         """Blocks the thread until ``cost`` tokens are taken from the bucket
@@ -86,7 +107,7 @@ class RateLimiter(Gcra):
                 return
             left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
             if wait > left:
-                raise RateLimited(self._refusal(cost, key, wait), retry_after=wait)
+                raise self._limited(cost, key, wait)
             _sleep(wait)
 
     async def acquire_async(self, cost: int = 1, key: Hashable = None, *,
@@ -103,13 +124,8 @@ class RateLimiter(Gcra):
                 return
             left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
             if wait > left:
-                raise RateLimited(self._refusal(cost, key, wait), retry_after=wait)
+                raise self._limited(cost, key, wait)
             await asyncio.sleep(wait)
-
-    def _refusal(self, cost: int, key: Any, wait: float) -> str:
-        whose = "" if key is None else f" for key {_check.show(key)}"
-        return (f"rate limiter {self.name!r}: {cost} token(s){whose} not available "
-                f"for {wait:.6g} s")
 
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function: each call takes one
@@ -118,14 +134,14 @@ class RateLimiter(Gcra):
         if not callable(fn):
             raise TypeError(f"RateLimiter decorates a callable, not {type(fn).__name__}")
         take = self._take_or_wait
-        refusal = self._refusal
+        limited = self._limited
 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 wait = take()
                 if wait:
-                    raise RateLimited(refusal(1, None, wait), retry_after=wait)
+                    raise limited(1, None, wait)
                 return await fn(*args, **kwargs)
 
             return cast(F, awrapper)
@@ -134,7 +150,7 @@ class RateLimiter(Gcra):
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             wait = take()
             if wait:
-                raise RateLimited(refusal(1, None, wait), retry_after=wait)
+                raise limited(1, None, wait)
             return fn(*args, **kwargs)
 
         return cast(F, wrapper)
