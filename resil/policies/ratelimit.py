@@ -29,18 +29,16 @@ def _sleep(seconds: float) -> None:
 
 
 class RateLimiter(Gcra):
-    """RateLimiter(rate, per=1.0, *, burst=None, name="default", max_keys=100_000, clock=None, shared=None, cluster=None)
-
-    A rate limiter by the generic cell rate algorithm (GCRA): a token bucket
+    """A rate limiter by the generic cell rate algorithm (GCRA): a token bucket
     of capacity ``burst`` refilled at ``rate / per`` tokens a second, kept
     as one theoretical arrival time per bucket, decided in C in O(1) with
     exact integer arithmetic and no timer.
 
     Exact: for every key and every interval of length T, the cost admitted
     is at most ``burst + rate * T / per``, and a caller at or below the
-    rate (its calls at least ``per / rate`` seconds apart per token) is
-    never refused. ``rate`` is taken as the nearest fraction with a
-    denominator of at most 1,000,000 (0.1 is exactly one tenth).
+    rate (its calls at least ``cost * per / rate`` seconds apart) is never
+    refused. ``rate`` is taken as the nearest fraction with a denominator
+    of at most 1,000,000 (0.1 is exactly one tenth).
 
     ``key=`` gives each key (user, tenant, ...) its own bucket, compared as
     a dict key. At most ``max_keys`` keys are tracked, in the order they
@@ -49,20 +47,17 @@ class RateLimiter(Gcra):
     ``max_keys`` keys are still refilling, a new key makes the one admitted
     least recently be forgotten (its next call finds a full bucket).
 
-    Args:
-        rate: tokens added per ``per`` seconds, a number in [1e-6, 1e12].
-        per: the period of ``rate``, seconds, in [1e-9, 9.2e9]; default 1.0.
-        burst: the bucket's capacity, an int >= 1 (default: ``rate``
-            rounded up), with ``burst * per / rate`` at most 9.2e9 s. A
-            ``cost`` above it raises ValueError: it could never be admitted.
-        name: the name in ``stats()`` and in the monitor's metrics.
-        max_keys: the most keys tracked at once, an int in [1, 2**30].
-        clock: a MonotonicClock (None: the default), a VirtualClock, or any
-            object with ``now()`` in seconds.
-        shared: None. Reserved for a limit shared by the processes of one
-            host; anything else raises TypeError.
-        cluster: None. Reserved for a limit kept in Redis for a cluster;
-            anything else raises TypeError.
+    ``rate``: tokens added per ``per`` seconds, a number in [1e-6, 1e12].
+    ``per``: the period of ``rate`` in seconds, in [1e-9, 9.2e9]; default
+    1.0. ``burst``: the bucket's capacity, an int >= 1 (default: ``rate``
+    rounded up), with ``burst * per / rate`` at most 9.2e9 s; a ``cost``
+    above it raises ValueError, since it could never be admitted.
+    ``name``: the name in ``stats()`` and in a watching monitor's events.
+    ``max_keys``: the most keys tracked at once, an int in [1, 2**30];
+    default 100,000. ``clock``: a MonotonicClock (None: the default), a
+    VirtualClock, or any object with ``now()`` in seconds. ``shared`` and
+    ``cluster``: None; reserved for limits shared by the processes of one
+    host and kept in Redis for a cluster, anything else raises TypeError.
 
     Use ``try_acquire()`` to take tokens or be told no, ``acquire()`` or
     ``await acquire_async()`` to wait for them, or ``@limiter`` on a
