@@ -1,0 +1,181 @@
+"""resil.RateLimiter beside the Python rate limiters a user would pick, in one process, interleaved.
+
+Peers (``pip install -e '.[bench]'``): limits (memory storage, fixed window
+and moving window), pyrate-limiter (an in-memory bucket) and aiolimiter
+(asyncio only). Each scenario is measured as overhead in ns per decision
+over a bare baseline, by the harness in ``_harness.py`` (its docstring has
+the method):
+
+1. an admitted decision, sync: a limit so high that every call passes
+   (10**9 per second; burst 10**9 for resil), one key;
+2. a refused decision, sync: every limiter exhausted first (a limit of 1 per
+   hour, already taken), so every call is refused;
+3. an admitted decision awaited: ``await limiter.acquire_async()`` beside
+   aiolimiter's ``await limiter.acquire()`` (and resil's ``try_acquire()``
+   inside the same coroutine, for scale).
+
+Before timing, each contender's statement is checked to admit (scenarios 1
+and 3) or refuse (scenario 2). The target (resil at least 10 times faster
+than the fastest peer in each scenario) is the issue's; the table's ratio
+column is each contender's overhead over resil's.
+
+Usage: ``python benchmarks/bench_ratelimit.py [--quick] [--write-results]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as h  # noqa: E402
+from _harness import Contender, Scenario, expect  # noqa: E402
+
+import resil  # noqa: E402
+from resil import _resil  # noqa: E402
+
+try:
+    import aiolimiter
+    import limits
+    import pyrate_limiter
+    from limits import storage, strategies
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    h.missing_peers(__file__, exc)
+
+PEERS = ("limits", "pyrate-limiter", "aiolimiter")
+SECTION = "## Rate limiter (bench_ratelimit.py)"
+HIGH = 10**9
+
+NOTES = ("resil's decision is one C call: the clock read and a few integer operations "
+         "on one theoretical arrival time. limits and pyrate-limiter keep their state in "
+         "Python objects (pyrate-limiter a list of timestamps per bucket, limits' moving "
+         "window one per hit); aiolimiter is asyncio only.")
+
+
+def limits_pair(amount: int, per_hour: bool):
+    item = (limits.RateLimitItemPerHour(amount) if per_hour
+            else limits.RateLimitItemPerSecond(amount))
+    fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    moving = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    return item, fixed, moving
+
+
+def pyrate(amount: int, per_hour: bool) -> pyrate_limiter.Limiter:
+    d = pyrate_limiter.Duration.HOUR if per_hour else pyrate_limiter.Duration.SECOND
+    return pyrate_limiter.Limiter(pyrate_limiter.InMemoryBucket([pyrate_limiter.Rate(amount, d)]))
+
+
+def sync_admitted() -> Scenario:
+    L = h.sync_loop
+    rl = resil.RateLimiter(HIGH, burst=HIGH)
+    item, fixed, moving = limits_pair(HIGH, False)
+    pl = pyrate(HIGH, False)
+    expect(True, rl.try_acquire(), "resil")
+    expect(True, rl.try_acquire(key="k"), "resil key")
+    expect(True, fixed.hit(item, "k"), "limits fixed")
+    expect(True, moving.hit(item, "k"), "limits moving")
+    expect(True, pl.try_acquire("k", blocking=False), "pyrate-limiter")
+    return Scenario(
+        title="1. Admitted decision — sync",
+        note="Baseline: the empty loop. Every call is admitted (10**9 per second).",
+        baseline=Contender("empty loop", L("pass")),
+        reference="resil try_acquire()",
+        contenders=[
+            Contender("resil try_acquire()", L("t()", t=rl.try_acquire)),
+            Contender("resil try_acquire(key='k')", L("t(key='k')", t=rl.try_acquire)),
+            Contender("limits fixed window hit", L("t(i, 'k')", t=fixed.hit, i=item)),
+            Contender("limits moving window hit", L("t(i, 'k')", t=moving.hit, i=item)),
+            Contender("pyrate-limiter try_acquire", L("t('k', blocking=False)", t=pl.try_acquire)),
+        ],
+    )
+
+
+def sync_refused() -> Scenario:
+    L = h.sync_loop
+    rl = resil.RateLimiter(1, per=3600.0)
+    item, fixed, moving = limits_pair(1, True)
+    pl = pyrate(1, True)
+    rl.try_acquire()
+    rl.try_acquire(key="k")
+    fixed.hit(item, "k")
+    moving.hit(item, "k")
+    pl.try_acquire("k", blocking=False)
+    expect(False, rl.try_acquire(), "resil")
+    expect(False, rl.try_acquire(key="k"), "resil key")
+    expect(False, fixed.hit(item, "k"), "limits fixed")
+    expect(False, moving.hit(item, "k"), "limits moving")
+    expect(False, pl.try_acquire("k", blocking=False), "pyrate-limiter")
+    return Scenario(
+        title="2. Refused decision — sync",
+        note="Baseline: the empty loop. Every limiter is exhausted: every call is refused.",
+        baseline=Contender("empty loop", L("pass")),
+        reference="resil try_acquire()",
+        contenders=[
+            Contender("resil try_acquire()", L("t()", t=rl.try_acquire)),
+            Contender("resil try_acquire(key='k')", L("t(key='k')", t=rl.try_acquire)),
+            Contender("limits fixed window hit", L("t(i, 'k')", t=fixed.hit, i=item)),
+            Contender("limits moving window hit", L("t(i, 'k')", t=moving.hit, i=item)),
+            Contender("pyrate-limiter try_acquire", L("t('k', blocking=False)", t=pl.try_acquire)),
+        ],
+    )
+
+
+def async_admitted(loop: asyncio.AbstractEventLoop) -> Scenario:
+    def L(body: str, **names: object) -> h.RunFn:
+        return h.async_loop(loop, body, **names)
+    rl = resil.RateLimiter(HIGH, burst=HIGH)
+    al = aiolimiter.AsyncLimiter(HIGH, 1)
+
+    async def check() -> None:
+        await rl.acquire_async()
+        await al.acquire()
+    loop.run_until_complete(check())
+    return Scenario(
+        title="3. Admitted decision — awaited",
+        note="Baseline: the empty loop inside one coroutine. Every call is admitted.",
+        baseline=Contender("empty loop", L("pass")),
+        reference="resil await acquire_async()",
+        contenders=[
+            Contender("resil await acquire_async()", L("await a()", a=rl.acquire_async)),
+            Contender("resil try_acquire() in a coroutine", L("t()", t=rl.try_acquire)),
+            Contender("aiolimiter await acquire()", L("await a()", a=al.acquire)),
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = h.arg_parser(__doc__)
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
+    ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
+    args = h.parse_args(ap, argv)
+    repeats = args.repeats or (3 if args.quick else 15)
+    loop_ms = args.loop_ms or (2.0 if args.quick else 20.0)
+    rng = random.Random(args.seed)
+
+    facts = h.machine_facts(["resil", *PEERS])
+    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
+    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    h.print_facts("Rate limiter: resil vs peers", facts)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    results: list[h.ScenarioResult] = []
+    try:
+        for make in (sync_admitted, sync_refused, lambda: async_admitted(loop)):
+            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    h.finish(facts, script=__file__, heading=SECTION,
+             tables=[h.format_markdown(res) for res in results], notes=NOTES,
+             write=args.write_results, end_facts=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
