@@ -68,28 +68,39 @@ def pyrate(amount: int, per_hour: bool) -> pyrate_limiter.Limiter:
     return pyrate_limiter.Limiter(pyrate_limiter.InMemoryBucket([pyrate_limiter.Rate(amount, d)]))
 
 
+def sync_contenders(rl: resil.RateLimiter, item: object, fixed: object, moving: object,
+                    pl: pyrate_limiter.Limiter) -> list[Contender]:
+    L = h.sync_loop
+    return [
+        Contender("resil try_acquire()", L("t()", t=rl.try_acquire)),
+        Contender("resil try_acquire(key='k')", L("t(key='k')", t=rl.try_acquire)),
+        Contender("limits fixed window hit", L("t(i, 'k')", t=fixed.hit, i=item)),  # type: ignore[attr-defined]
+        Contender("limits moving window hit", L("t(i, 'k')", t=moving.hit, i=item)),  # type: ignore[attr-defined]
+        Contender("pyrate-limiter try_acquire", L("t('k', blocking=False)", t=pl.try_acquire)),
+    ]
+
+
+def check_all(want: bool, rl: resil.RateLimiter, item: object, fixed: object, moving: object,
+              pl: pyrate_limiter.Limiter) -> None:
+    expect(want, rl.try_acquire(), "resil")
+    expect(want, rl.try_acquire(key="k"), "resil key")
+    expect(want, fixed.hit(item, "k"), "limits fixed")  # type: ignore[attr-defined]
+    expect(want, moving.hit(item, "k"), "limits moving")  # type: ignore[attr-defined]
+    expect(want, pl.try_acquire("k", blocking=False), "pyrate-limiter")
+
+
 def sync_admitted() -> Scenario:
     L = h.sync_loop
     rl = resil.RateLimiter(HIGH, burst=HIGH)
     item, fixed, moving = limits_pair(HIGH, False)
     pl = pyrate(HIGH, False)
-    expect(True, rl.try_acquire(), "resil")
-    expect(True, rl.try_acquire(key="k"), "resil key")
-    expect(True, fixed.hit(item, "k"), "limits fixed")
-    expect(True, moving.hit(item, "k"), "limits moving")
-    expect(True, pl.try_acquire("k", blocking=False), "pyrate-limiter")
+    check_all(True, rl, item, fixed, moving, pl)
     return Scenario(
         title="1. Admitted decision — sync",
         note="Baseline: the empty loop. Every call is admitted (10**9 per second).",
         baseline=Contender("empty loop", L("pass")),
         reference="resil try_acquire()",
-        contenders=[
-            Contender("resil try_acquire()", L("t()", t=rl.try_acquire)),
-            Contender("resil try_acquire(key='k')", L("t(key='k')", t=rl.try_acquire)),
-            Contender("limits fixed window hit", L("t(i, 'k')", t=fixed.hit, i=item)),
-            Contender("limits moving window hit", L("t(i, 'k')", t=moving.hit, i=item)),
-            Contender("pyrate-limiter try_acquire", L("t('k', blocking=False)", t=pl.try_acquire)),
-        ],
+        contenders=sync_contenders(rl, item, fixed, moving, pl),
     )
 
 
@@ -103,23 +114,13 @@ def sync_refused() -> Scenario:
     fixed.hit(item, "k")
     moving.hit(item, "k")
     pl.try_acquire("k", blocking=False)
-    expect(False, rl.try_acquire(), "resil")
-    expect(False, rl.try_acquire(key="k"), "resil key")
-    expect(False, fixed.hit(item, "k"), "limits fixed")
-    expect(False, moving.hit(item, "k"), "limits moving")
-    expect(False, pl.try_acquire("k", blocking=False), "pyrate-limiter")
+    check_all(False, rl, item, fixed, moving, pl)
     return Scenario(
         title="2. Refused decision — sync",
         note="Baseline: the empty loop. Every limiter is exhausted: every call is refused.",
         baseline=Contender("empty loop", L("pass")),
         reference="resil try_acquire()",
-        contenders=[
-            Contender("resil try_acquire()", L("t()", t=rl.try_acquire)),
-            Contender("resil try_acquire(key='k')", L("t(key='k')", t=rl.try_acquire)),
-            Contender("limits fixed window hit", L("t(i, 'k')", t=fixed.hit, i=item)),
-            Contender("limits moving window hit", L("t(i, 'k')", t=moving.hit, i=item)),
-            Contender("pyrate-limiter try_acquire", L("t('k', blocking=False)", t=pl.try_acquire)),
-        ],
+        contenders=sync_contenders(rl, item, fixed, moving, pl),
     )
 
 

@@ -94,15 +94,8 @@ class RateLimiter(Gcra):
         tokens meanwhile. A wait interrupted (KeyboardInterrupt, ...) has
         taken nothing.
         """
-        limit = _check.limit(timeout, "timeout", optional=True)
-        start = self.clock.now() if limit != math.inf else 0.0
-        while True:
-            wait = self._take_or_wait(cost, key)
-            if wait == 0.0:
-                return
-            left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
-            if wait > left:
-                raise self._limited(cost, key, wait)
+        deadline = self._deadline(timeout)
+        while wait := self._take_or_wait_until(cost, key, deadline):
             _sleep(wait)
 
     async def acquire_async(self, cost: int = 1, key: Hashable = None, *,
@@ -111,16 +104,22 @@ class RateLimiter(Gcra):
         :meth:`acquire` otherwise. A cancelled waiter has taken nothing.
         The waits follow the limiter's clock (under
         :func:`resil.run_virtual` with the same VirtualClock, virtual time)."""
-        limit = _check.limit(timeout, "timeout", optional=True)
-        start = self.clock.now() if limit != math.inf else 0.0
-        while True:
-            wait = self._take_or_wait(cost, key)
-            if wait == 0.0:
-                return
-            left = limit - (self.clock.now() - start) if limit != math.inf else math.inf
-            if wait > left:
-                raise self._limited(cost, key, wait)
+        deadline = self._deadline(timeout)
+        while wait := self._take_or_wait_until(cost, key, deadline):
             await asyncio.sleep(wait)
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        """The clock's time by which a wait must be over (None: no limit)."""
+        limit = _check.limit(timeout, "timeout", optional=True)
+        return None if limit == math.inf else self.clock.now() + limit
+
+    def _take_or_wait_until(self, cost: int, key: Any, deadline: float | None) -> float:
+        """0.0 once the tokens are taken, else the wait before they could be;
+        RateLimited when that wait would end past the deadline."""
+        wait: float = self._take_or_wait(cost, key)
+        if wait and deadline is not None and wait > deadline - self.clock.now():
+            raise self._limited(cost, key, wait)
+        return wait
 
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function: each call takes one
