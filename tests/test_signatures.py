@@ -172,6 +172,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "Histogram": lambda: resil.Histogram(),
     "MonotonicClock": lambda: resil.MonotonicClock(),
     "RateCounter": lambda: resil.RateCounter(5, 1.0, clock=_vclock()),
+    "Gcra": lambda: resil._resil.Gcra(5, clock=_vclock()),
     "RetryBudget": lambda: resil.RetryBudget(clock=_vclock()),
     "RetryCall": lambda: _core().begin(0.0, None),
     "RetryCore": _core,
@@ -196,6 +197,8 @@ KEYWORD_SAMPLES: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
     ("Breaker", "record_success"): lambda obj: {"permit": obj.acquire(), "latency_ms": 1.0},
     ("Breaker", "record_failure"): lambda obj: {"permit": obj.acquire(), "latency_ms": 1.0},
     ("WindowedCounter", "add"): lambda obj: {"n": 2},
+    ("Gcra", "try_acquire"): lambda obj: {"cost": 2, "key": "k"},
+    ("Gcra", "retry_after"): lambda obj: {"cost": 2, "key": "k"},
 }
 CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "AdaptiveInterval": lambda: {"base": 1.0, "min": 0.5, "max": 2.0, "threshold": 10.0,
@@ -219,6 +222,8 @@ CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
                         "is_async": False},
     "Histogram": lambda: {"sub_bits": 5, "max_bits": 30},
     "RateCounter": lambda: {"threshold": 3, "window": 1.0, "clock": _vclock()},
+    "Gcra": lambda: {"rate": 3, "per": 2.0, "burst": 4, "name": "n", "max_keys": 10,
+                     "clock": _vclock(), "shared": None, "cluster": None},
     "RetryBudget": lambda: {"ratio": 0.5, "min_per_second": 1.0, "window": 5.0,
                             "clock": _vclock()},
     "RetryCore": _core_kwargs,
