@@ -8,7 +8,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Hashable, TypeVar, cast
 
 from resil import _check
@@ -21,6 +21,11 @@ __all__ = ["RateLimited", "RateLimiter"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _log = logging.getLogger("resil.ratelimit")
+
+
+def _limit(timeout: float | None) -> float:
+    """A ``timeout=`` argument checked, as seconds (``math.inf``: none)."""
+    return math.inf if timeout is None else _check.limit(timeout, "timeout", optional=True)
 
 
 def _sleep(seconds: float) -> None:
@@ -94,9 +99,11 @@ class RateLimiter(Gcra):
         tokens meanwhile. A wait interrupted (KeyboardInterrupt, ...) has
         taken nothing.
         """
-        deadline = self._deadline(timeout)
-        while wait := self._take_or_wait_until(cost, key, deadline):
-            _sleep(wait)
+        limit = _limit(timeout)
+        wait = self._take_or_wait(cost, key)
+        if wait:
+            for wait in self._waits(cost, key, limit, wait):
+                _sleep(wait)
 
     async def acquire_async(self, cost: int = 1, key: Hashable = None, *,
                             timeout: float | None = None) -> None:
@@ -104,22 +111,22 @@ class RateLimiter(Gcra):
         :meth:`acquire` otherwise. A cancelled waiter has taken nothing.
         The waits follow the limiter's clock (under
         :func:`resil.run_virtual` with the same VirtualClock, virtual time)."""
-        deadline = self._deadline(timeout)
-        while wait := self._take_or_wait_until(cost, key, deadline):
-            await asyncio.sleep(wait)
+        limit = _limit(timeout)
+        wait = self._take_or_wait(cost, key)
+        if wait:
+            for wait in self._waits(cost, key, limit, wait):
+                await asyncio.sleep(wait)
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        """The clock's time by which a wait must be over (None: no limit)."""
-        limit = _check.limit(timeout, "timeout", optional=True)
-        return None if limit == math.inf else self.clock.now() + limit
-
-    def _take_or_wait_until(self, cost: int, key: Any, deadline: float | None) -> float:
-        """0.0 once the tokens are taken, else the wait before they could be;
-        RateLimited when that wait would end past the deadline."""
-        wait: float = self._take_or_wait(cost, key)
-        if wait and deadline is not None and wait > deadline - self.clock.now():
-            raise self._limited(cost, key, wait)
-        return wait
+    def _waits(self, cost: int, key: Any, limit: float, wait: float) -> Iterator[float]:
+        """After a first refusal that asked for ``wait`` seconds: each wait to
+        sleep before trying again, until the tokens are taken; RateLimited
+        when a wait would end more than ``limit`` seconds after the first."""
+        deadline = self.clock.now() + limit if limit != math.inf else math.inf
+        while wait:
+            if deadline != math.inf and wait > deadline - self.clock.now():
+                raise self._limited(cost, key, wait)
+            yield wait
+            wait = self._take_or_wait(cost, key)
 
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function: each call takes one
