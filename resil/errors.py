@@ -52,6 +52,8 @@ class BulkheadFull(_Message, ResilError):
     """A bulkhead refused a call: every slot was taken and its wait queue
     was full, or the call waited in the queue longer than the bulkhead's
     ``queue_timeout``. The call did not run."""
+
+
 class RateLimited(ResilError):
     """A rate limiter refused a call: no token was available, or the wait
     for one would have exceeded the caller's timeout.

@@ -227,7 +227,7 @@ def _limit_calls() -> dict[str, Callable[[Any], Any]]:
             "PartitionedQueue.drain(timeout)": lambda v: partitioned_drain({"timeout": v}),
             "Supervisor.shutdown(graceful)": lambda v: supervisor_shutdown({"graceful": v}),
             "shutdown_task(forced)": lambda v: shutdown_task({"forced": v}),
-            "Bulkhead(queue_timeout)": lambda v: bulkhead_wait({"queue_timeout": v})}
+            "Bulkhead(queue_timeout)": lambda v: bulkhead_wait({"queue_timeout": v}),
             "RateLimiter.acquire_async(timeout)":
                 lambda v: resil.RateLimiter(1).acquire_async(timeout=v)}
 
