@@ -241,6 +241,17 @@ def _available(module: str) -> bool:
     return True
 
 
+def _compared_per_op(case: Case, n1: int, n2: int, path: str) -> float | None:
+    """The compared build's figure, or None when that build predates the
+    case's component (its program fails on a name resil did not have)."""
+    try:
+        return per_op(case, n1, n2, path)
+    except RuntimeError as exc:
+        if "has no attribute" in str(exc) or "ImportError" in str(exc):
+            return None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _harness.arg_parser(__doc__)
     ap.add_argument("--n1", type=int, default=None, help="iterations of the short run")
@@ -275,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs += [(c, str(Path(args.compare).resolve())) for c in cases if not c.needs]
     # valgrind is single-threaded: one run per core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        futures = {job: pool.submit(per_op, job[0], n1, n2, job[1]) for job in jobs}
+        futures = {job: pool.submit(per_op if job[1] is None else _compared_per_op,
+                                    job[0], n1, n2, job[1]) for job in jobs}
         results = {job: f.result() for job, f in futures.items()}
 
     head = ["group", "operation", "instructions/op"]
