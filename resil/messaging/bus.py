@@ -413,7 +413,9 @@ class EventBus:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._pending: collections.deque[tuple[_Topic, Event]] = collections.deque()
         self._seq = 0
-        self._id_prefix = uuid.uuid4().hex[:20]
+        # An event's id: 20 hex digits of this bus, then its 12-digit count
+        # (%-formatting: half the cost of an f-string format spec).
+        self._id_format = uuid.uuid4().hex[:20] + "%012x"
         self._id_counter = itertools.count(1)
         self._counts = dict.fromkeys(
             ("published", "delivered", "failures", "violations", "skipped", "storms", "dropped",
@@ -712,7 +714,7 @@ class EventBus:
                 return None
             # Room for this event's timestamp now: after the write, hit() must not fail.
             topic.rate.reserve()
-            event_id = f"{self._id_prefix}{next(self._id_counter):012x}"
+            event_id = self._id_format % next(self._id_counter)
             now = time.time_ns() // 1000 / 1e6  # whole microseconds: Event.time round-trips
             corr = event_id if correlation_id is None else correlation_id
             cancelled: BaseException | None = None
