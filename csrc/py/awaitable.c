@@ -56,6 +56,7 @@ PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObjec
         if (!a) {
             return NULL;
         }
+        a->finalized = 0;
     }
     a->breaker = (BreakerObject *)Py_NewRef((PyObject *)b);
     a->iter = coro;
@@ -223,7 +224,11 @@ static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
             return PYGEN_ERROR;
         }
     }
-    PySendResult r = PyIter_Send(a->iter, arg, result);
+    /* PyIter_Send without its call: every awaitable resil delegates to
+     * (a coroutine, a Future) has am_send. */
+    PyAsyncMethods *am = Py_TYPE(a->iter)->tp_as_async;
+    PySendResult r = RS_LIKELY(am && am->am_send) ? am->am_send(a->iter, arg, result)
+                                                  : PyIter_Send(a->iter, arg, result);
     if (RS_LIKELY(r == PYGEN_NEXT)) {
         return r;
     }
@@ -355,11 +360,15 @@ static int aw_traverse(AwaitObject *a, visitproc visit, void *arg) {
     return 0;
 }
 
-static int aw_clear(AwaitObject *a) {
+static inline void aw_drop_refs(AwaitObject *a) {
     Py_CLEAR(a->iter);
     Py_CLEAR(a->fn);
     Py_CLEAR(a->args);
     Py_CLEAR(a->kwargs);
+}
+
+static int aw_clear(AwaitObject *a) {
+    aw_drop_refs(a);
     return 0;
 }
 
@@ -370,6 +379,7 @@ static int aw_clear(AwaitObject *a) {
  * exists already is reported by that coroutine itself when dropped. */
 static void aw_finalize(PyObject *self) {
     AwaitObject *a = (AwaitObject *)self;
+    a->finalized = 1; /* the GC marks it so too: it is never reused */
     if (a->phase != 0 || !a->fn || !a->breaker) {
         return;
     }
@@ -398,11 +408,11 @@ static void aw_dealloc(AwaitObject *a) {
     /* The breaker keeps the module, and so its state, alive until here;
      * the type (released last) keeps it alive past the push. */
     resil_state *st = a->breaker ? a->breaker->st : NULL;
-    aw_clear(a);
+    aw_drop_refs(a);
     Py_CLEAR(a->breaker);
     /* A finalized object keeps that mark in its GC header, so only an
      * unfinalized one is kept for reuse (its finalizer must run again). */
-    if (st && st->aw_nfree < RESIL_AW_FREE_MAX && !PyObject_GC_IsFinalized((PyObject *)a)) {
+    if (st && st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized) {
         st->aw_free[st->aw_nfree++] = a;
     } else {
         PyObject_GC_Del(a);

@@ -78,6 +78,7 @@ typedef struct {
     int phase;        /* 0 created, 1 running with a permit, 2 finished */
     int held;         /* phase 0 already holding `permit` (call() of a function
                          that returned a coroutine); t0 is read when first resumed */
+    int finalized;    /* its finalizer ran (the GC's own mark, kept in reach) */
 } AwaitObject;
 
 typedef struct {
@@ -129,7 +130,9 @@ static inline uint64_t breaker_now_end(BreakerObject *b) {
 }
 
 static inline double latency_ms(uint64_t t0, uint64_t t1) {
-    return t1 > t0 ? (double)(t1 - t0) / 1e6 : 0.0;
+    /* Through int64_t: one conversion instruction where uint64_t takes
+     * several, and the same value (a call lasts less than 2^63 ns). */
+    return t1 > t0 ? (double)(int64_t)(t1 - t0) / 1e6 : 0.0;
 }
 
 static inline void drain(BreakerObject *b) {
@@ -159,7 +162,7 @@ static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
 static inline PyObject *call_guarded(PyObject *fn, PyObject *const *args, size_t nargsf,
                                      PyObject *kwnames) {
     if (RS_LIKELY(PyFunction_Check(fn))) {
-        vectorcallfunc vc = PyVectorcall_Function(fn);
+        vectorcallfunc vc = ((PyFunctionObject *)fn)->vectorcall;
         if (RS_LIKELY(vc != NULL)) {
             return vc(fn, args, nargsf, kwnames);
         }
