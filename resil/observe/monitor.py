@@ -277,9 +277,13 @@ class Monitor(_Watcher):
 
     def record_event(self, kind: str, component: str) -> None:
         """Counts one resilience event of ``kind`` for ``component``."""
-        _check.text(kind, "kind")
-        _check.text(component, "component")
-        with self._lock:
+        if type(kind) is not str or not kind:
+            _check.text(kind, "kind")
+        if type(component) is not str or not component:
+            _check.text(component, "component")
+        lock = self._lock  # acquire/release: see record()
+        lock.acquire()
+        try:
             counter = self._events.get(kind)
             if counter is not None:
                 counter.add()
@@ -287,6 +291,8 @@ class Monitor(_Watcher):
                 self._other_events[kind] = self._other_events.get(kind, 0) + 1
             key = (kind, component)
             self._event_totals[key] = self._event_totals.get(key, 0) + 1
+        finally:
+            lock.release()
 
     def watch(self, source: Any) -> None:
         """Wires ``source``'s own events into this monitor, so that
