@@ -11,7 +11,8 @@ is a component, or a ``(name, component)`` pair naming it in the
 ``resil.retry``), :class:`~resil.TimeoutManager`,
 :class:`~resil.BoundedQueue`, :class:`~resil.PartitionedQueue`,
 :class:`~resil.EventEmitter`, :class:`~resil.EventBus`,
-:class:`~resil.DeadLetterQueue` and :class:`~resil.Monitor`; anything else
+:class:`~resil.DeadLetterQueue`, :class:`~resil.Bulkhead`,
+:class:`~resil.RateLimiter` and :class:`~resil.Monitor`; anything else
 raises TypeError, and nothing is registered. ``prefix`` is a str of
 letters, digits and ``_.-/`` starting with a letter (ValueError otherwise)
 that starts every instrument's name.
@@ -34,6 +35,15 @@ name                                 kind                unit              attri
 ``<p>.queue.limit``                  observable gauge    ``{item}``        ``resil.name``
 ``<p>.call.duration``                histogram           ``s``             ``resil.name``, ``resil.operation``, ``resil.outcome``
 ``<p>.health``                       observable gauge    ``1``             ``resil.name``
+``<p>.bulkhead.calls``               observable counter  ``{call}``        ``resil.name``, ``resil.outcome``
+``<p>.bulkhead.active``              observable gauge    ``{call}``        ``resil.name``
+``<p>.bulkhead.queued``              observable gauge    ``{call}``        ``resil.name``
+``<p>.bulkhead.max_concurrent``      observable gauge    ``{call}``        ``resil.name``
+``<p>.bulkhead.max_queue``           observable gauge    ``{call}``        ``resil.name``
+``<p>.rate_limiter.decisions``       observable counter  ``{decision}``    ``resil.name``, ``resil.outcome``
+``<p>.rate_limiter.keys``            observable gauge    ``{key}``         ``resil.name``
+``<p>.rate_limiter.rate``            observable gauge    ``{token}/s``     ``resil.name``
+``<p>.rate_limiter.burst``           observable gauge    ``{token}``       ``resil.name``
 ===================================  ==================  ================  ======================================================
 
 - ``circuit_breaker.calls``: each breaker's calls since it was made, by
@@ -70,6 +80,22 @@ name                                 kind                unit              attri
   now on, in seconds, ``resil.name`` its component, ``resil.operation``
   its operation, ``resil.outcome`` ``success`` or ``failure``;
   ``health``: the monitor's health, 0 healthy, 1 degraded, 2 critical.
+- ``bulkhead.calls``: each :class:`~resil.Bulkhead`'s calls since it was
+  made, by ``resil.outcome``: ``admitted`` (got a slot and started, at once
+  or after waiting), ``rejected`` (refused with ``BulkheadFull``: no slot
+  and no room to wait, or ``try_acquire`` finding no slot) and
+  ``timed_out`` (left the queue when ``queue_timeout`` ran out); a waiter
+  cancelled before it got a slot is none of these. ``bulkhead.active``:
+  slots taken now; ``bulkhead.queued``: callers waiting for one now;
+  ``bulkhead.max_concurrent`` and ``bulkhead.max_queue``: its limits.
+- ``rate_limiter.decisions``: each :class:`~resil.RateLimiter`'s decisions
+  since it was made, by ``resil.outcome``: ``admitted`` or ``rejected``
+  (one per ``try_acquire``, per decorated call, and per attempt of a
+  waiting ``acquire``; a ``retry_after`` decides nothing);
+  ``rate_limiter.keys``: keys whose bucket is still refilling;
+  ``rate_limiter.rate``: tokens added a second (``rate / per``);
+  ``rate_limiter.burst``: the bucket's capacity. Read from the
+  component's ``stats()`` at each collection, as the breaker calls are.
 
 Names and units follow the OpenTelemetry semantic conventions: dotted
 lowercase names without a unit or ``_total`` suffix, UCUM units (durations
@@ -106,6 +132,8 @@ from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.observe._wiring import ACCEPTED, _Watcher, named, retry_policy_of
 from resil.observe.monitor import Monitor
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
+from resil.policies.bulkhead import Bulkhead
+from resil.policies.ratelimit import RateLimiter
 from resil.policies.retry import RetryPolicy
 from resil.policies.timeout import TimeoutManager
 
@@ -118,6 +146,10 @@ _HEALTH = {"healthy": 0, "degraded": 1, "critical": 2}
 # stats() key -> resil.outcome of circuit_breaker.calls
 _OUTCOMES = (("successes", "success"), ("failures", "failure"), ("rejected", "rejected"),
              ("released", "ignored"))
+# stats() key -> resil.outcome of bulkhead.calls and of rate_limiter.decisions
+_BULKHEAD_OUTCOMES = (("admitted", "admitted"), ("rejected", "rejected"),
+                      ("timed_out", "timed_out"))
+_LIMITER_OUTCOMES = (("admitted", "admitted"), ("rejected", "rejected"))
 
 # The event kinds the wiring reports -> (instrument key, name, unit, description).
 _EVENT_COUNTERS = {
@@ -165,11 +197,35 @@ def _monitor(name: str | None, monitor: Monitor) -> Iterator[_Observation]:
     yield "health", _HEALTH[monitor.health()], {"resil.name": name or "monitor"}
 
 
+def _bulkhead(name: str | None, bulkhead: Bulkhead) -> Iterator[_Observation]:
+    st = bulkhead.stats()
+    label = name or st["name"]
+    for key, outcome in _BULKHEAD_OUTCOMES:
+        yield "bulkhead.calls", st[key], {"resil.name": label, "resil.outcome": outcome}
+    attrs = {"resil.name": label}
+    yield "bulkhead.active", st["active"], attrs
+    yield "bulkhead.queued", st["queued"], attrs
+    yield "bulkhead.max_concurrent", st["max_concurrent"], attrs
+    yield "bulkhead.max_queue", bulkhead.max_queue, attrs
+
+
+def _rate_limiter(name: str | None, limiter: RateLimiter) -> Iterator[_Observation]:
+    st = limiter.stats()
+    label = name or named(st["name"])
+    for key, outcome in _LIMITER_OUTCOMES:
+        yield "rate_limiter.decisions", st[key], {"resil.name": label, "resil.outcome": outcome}
+    attrs = {"resil.name": label}
+    yield "rate_limiter.keys", st["keys"], attrs
+    yield "rate_limiter.rate", st["rate"] / st["per"], attrs
+    yield "rate_limiter.burst", st["burst"], attrs
+
+
 # What each kind of source is observed for at each collection. A component
-# added to resil later (a bulkhead, a rate limiter, an adaptive limiter)
-# gets a row here for its gauges (active, queued, limit: new keys in
+# added to resil later gets a row here for its gauges (new keys in
 # _GAUGES), and, when it reports events through a Listeners, a branch in
-# resil/observe/_wiring.py that the counters above then count.
+# resil/observe/_wiring.py that the counters above then count. The bulkhead
+# and the rate limiter keep their own counts (read here from stats()), so
+# they are not wired: their refusal events would count them twice.
 _OBSERVERS: dict[type, Callable[[str | None, Any], Iterator[_Observation]]] = {
     CircuitBreaker: _breaker,
     BreakerGroup: _group,
@@ -179,6 +235,8 @@ _OBSERVERS: dict[type, Callable[[str | None, Any], Iterator[_Observation]]] = {
     EventEmitter: _queue("emitter"),
     DeadLetterQueue: _queue("dlq"),
     Monitor: _monitor,
+    Bulkhead: _bulkhead,
+    RateLimiter: _rate_limiter,
 }
 # Sources that report events through the wiring.
 _WIRED = (CircuitBreaker, BreakerGroup, RetryPolicy, TimeoutManager, DeadLetterQueue,
@@ -192,6 +250,16 @@ _GAUGES = {
     "queue.depth": ("gauge", "{item}", "Items held now."),
     "queue.limit": ("gauge", "{item}", "The most items the queue holds."),
     "health": ("gauge", "1", "Monitor health: 0 healthy, 1 degraded, 2 critical."),
+    "bulkhead.calls": ("counter", "{call}", "Calls through a bulkhead, by outcome."),
+    "bulkhead.active": ("gauge", "{call}", "Calls running in a bulkhead's slots."),
+    "bulkhead.queued": ("gauge", "{call}", "Callers waiting for a bulkhead slot."),
+    "bulkhead.max_concurrent": ("gauge", "{call}", "The most calls a bulkhead runs at once."),
+    "bulkhead.max_queue": ("gauge", "{call}", "The most callers that wait for a bulkhead slot."),
+    "rate_limiter.decisions": ("counter", "{decision}",
+                               "Rate limiter decisions, by outcome."),
+    "rate_limiter.keys": ("gauge", "{key}", "Keys whose bucket is still refilling."),
+    "rate_limiter.rate": ("gauge", "{token}/s", "Tokens a rate limiter adds a second."),
+    "rate_limiter.burst": ("gauge", "{token}", "The capacity of a rate limiter's bucket."),
 }
 
 
@@ -334,9 +402,9 @@ def instrument(*sources: Any, meter_provider: Any = None, prefix: str = "resil")
         name, obj = _split(source)
         if not (_observer_of(obj) is not None or isinstance(obj, _WIRED)
                 or retry_policy_of(obj) is not None):
-            raise TypeError(f"instrument() takes {ACCEPTED}, BoundedQueue, PartitionedQueue "
-                            f"or Monitor (or a (name, component) pair); got "
-                            f"{type(obj).__name__}")
+            raise TypeError(f"instrument() takes {ACCEPTED}, BoundedQueue, PartitionedQueue, "
+                            f"Bulkhead, RateLimiter or Monitor (or a (name, component) pair); "
+                            f"got {type(obj).__name__}")
         checked.append((name, obj))
     provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()
     with _REGISTRY_LOCK:
