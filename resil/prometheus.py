@@ -18,8 +18,26 @@ named operation), :class:`~resil.BoundedQueue` and :class:`~resil.PartitionedQue
 (``bus``, and ``event_type`` per type), :class:`~resil.DeadLetterQueue` (``queue``:
 its own ``name`` unless a pair names it; queues sharing a name are one
 queue, summed, and the entries of store-backed ones on one file count
-once), :class:`~resil.Supervisor` (global task gauges, ``supervisor`` when named)
+once), :class:`~resil.Bulkhead` (``bulkhead``) and :class:`~resil.RateLimiter`
+(``limiter``), each by its own ``name`` unless a pair names it,
+:class:`~resil.Supervisor` (global task gauges, ``supervisor`` when named)
 and :class:`~resil.Monitor` (``monitor`` when named).
+
+A Bulkhead gives ``<ns>_bulkhead_calls_total{bulkhead,outcome}`` (its calls
+since it was made: ``outcome`` ``admitted``, got a slot and started, at
+once or after waiting; ``rejected``, refused with ``BulkheadFull`` for want
+of a slot and of room to wait, or a ``try_acquire`` that found no slot;
+``timed_out``, left the queue when ``queue_timeout`` ran out; a waiter
+cancelled before it got a slot is in none), and the gauges
+``<ns>_bulkhead_active`` (slots taken now), ``<ns>_bulkhead_queued``
+(callers waiting now), ``<ns>_bulkhead_max_concurrent`` and
+``<ns>_bulkhead_max_queue``, each ``{bulkhead}``. A RateLimiter gives
+``<ns>_rate_limiter_decisions_total{limiter,outcome}`` (``admitted`` or
+``rejected``: one per ``try_acquire``, per decorated call and per attempt
+of a waiting ``acquire``), and the gauges ``<ns>_rate_limiter_keys`` (keys
+whose bucket is still refilling), ``<ns>_rate_limiter_tokens_per_second``
+(``rate / per``) and ``<ns>_rate_limiter_burst_tokens`` (the bucket's
+capacity), each ``{limiter}``.
 
 A Monitor gives the families of a request and resilience dashboard, each
 labelled by what the monitor was told (``<ns>`` is the namespace):
@@ -65,6 +83,8 @@ from typing import Any
 
 from resil import _resil
 from resil.policies.breaker import BreakerGroup
+from resil.policies.bulkhead import Bulkhead
+from resil.policies.ratelimit import RateLimiter
 from resil.messaging.bus import EventBus
 from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
@@ -313,6 +333,41 @@ def _from_supervisor(fams: _Families, name: str | None, obj: Supervisor) -> None
         st["active"], **extra)
 
 
+def _from_bulkhead(fams: _Families, name: str | None, obj: Bulkhead) -> None:
+    st = obj.stats()
+    label = name or st["name"]
+    calls = fams.get("bulkhead_calls_total", "counter",
+                     "Calls through a bulkhead: admitted (got a slot), rejected (no slot and "
+                     "no room to wait), timed_out (waited past queue_timeout).")
+    for outcome in ("admitted", "rejected", "timed_out"):
+        calls.add(st[outcome], bulkhead=label, outcome=outcome)
+    fams.get("bulkhead_active", "gauge", "Calls running in a bulkhead's slots.").add(
+        st["active"], bulkhead=label)
+    fams.get("bulkhead_queued", "gauge", "Callers waiting for a bulkhead slot.").add(
+        st["queued"], bulkhead=label)
+    fams.get("bulkhead_max_concurrent", "gauge",
+             "The most calls a bulkhead runs at once.").add(st["max_concurrent"], bulkhead=label)
+    fams.get("bulkhead_max_queue", "gauge",
+             "The most callers that wait for a bulkhead slot.").add(obj.max_queue, bulkhead=label)
+
+
+def _from_rate_limiter(fams: _Families, name: str | None, obj: RateLimiter) -> None:
+    st = obj.stats()
+    label = name or st["name"]
+    decisions = fams.get("rate_limiter_decisions_total", "counter",
+                         "Rate limiter decisions: admitted or rejected.")
+    for outcome in ("admitted", "rejected"):
+        decisions.add(st[outcome], limiter=label, outcome=outcome)
+    fams.get("rate_limiter_keys", "gauge", "Keys whose bucket is still refilling.").add(
+        st["keys"], limiter=label)
+    fams.get("rate_limiter_tokens_per_second", "gauge",
+             "Tokens a rate limiter adds a second (rate / per).").add(
+        st["rate"] / st["per"], limiter=label)
+    fams.get("rate_limiter_burst_tokens", "gauge",
+             "The capacity of a rate limiter's bucket, in tokens.").add(st["burst"],
+                                                                         limiter=label)
+
+
 # record_event kind -> (family, help, the label naming the event's component)
 _EVENT_FAMILIES = {
     "circuit_breaker_trip": ("circuit_breaker_trips_total", "Circuit breaker trips.",
@@ -377,6 +432,8 @@ _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     DeadLetterQueue: _from_dead_letter_queue,
     Supervisor: _from_supervisor,
     Monitor: _from_monitor,
+    Bulkhead: _from_bulkhead,
+    RateLimiter: _from_rate_limiter,
 }
 _EXPORTABLE = (_resil.Breaker, BreakerGroup, *_COLLECTORS)
 
