@@ -72,6 +72,49 @@ def test_demo_routes_events_through_a_bus_with_dead_letters_and_a_reprocess() ->
     assert "into the archive: ok" in text
 
 
+def test_demo_sheds_a_burst_with_a_rate_limiter_and_a_bulkhead() -> None:
+    out = io.StringIO()
+    totals = demo.run_shedding(out)
+    p = demo.SHEDDING
+    # The limiter lets its burst through and refuses the rest, each told when
+    # the next token comes (1 / rate seconds).
+    assert totals["passed_limiter"] == p["burst"]
+    assert totals["rate_limited"] == p["requests"] - p["burst"]
+    assert totals["retry_after"] == pytest.approx(1 / p["rate"])
+    # The bulkhead runs max_concurrent at once, queues max_queue and refuses the
+    # rest of what the limiter let through; of the queued, the two calls that end
+    # early hand their slots on, the others wait past queue_timeout.
+    assert totals["ran_at_once"] == p["max_concurrent"]
+    assert totals["bulkhead_full"] == p["burst"] - p["max_concurrent"] - p["max_queue"] == 2
+    assert totals["ran_after_waiting"] == p["max_concurrent"] - p["slow"] == 2
+    assert totals["timed_out"] == p["max_queue"] - totals["ran_after_waiting"] == 2
+    assert totals["completed"] == totals["ran_at_once"] + totals["ran_after_waiting"]
+    # Every request is accounted for, and the components' own counts agree.
+    assert (totals["completed"] + totals["timed_out"] + totals["bulkhead_full"]
+            + totals["rate_limited"]) == p["requests"]
+    assert totals["limiter_stats"]["admitted"] == p["burst"]
+    assert totals["limiter_stats"]["rejected"] == totals["rate_limited"]
+    bh = totals["bulkhead_stats"]
+    assert (bh["admitted"], bh["rejected"], bh["timed_out"]) == (6, 2, 2)
+    assert bh["peak_active"] == p["max_concurrent"] and bh["active"] == bh["queued"] == 0
+    # The table shows it as it happened: the queue full at first, two waiters
+    # served at 0.24 s, two timed out at 0.42 s, everything settled by 0.6 s.
+    text = out.getvalue()
+    header, rows = _table(text.splitlines(), "limited")
+    assert header == [c.name for c in demo.SHEDDING_COLUMNS]
+    table = {r[0]: [int(v) for v in r[1:]] for r in rows}
+    assert table["0.00s"] == [20, 4, 4, 2, 0, 0]
+    assert table["0.30s"] == [20, 4, 2, 2, 0, 2]
+    assert table["0.50s"] == [20, 2, 0, 2, 2, 4]
+    assert list(table)[-1] == "0.60s" and table["0.60s"] == [20, 0, 0, 2, 2, 6]
+    assert all(r[1] <= p["max_concurrent"] and r[2] <= p["max_queue"] for r in table.values())
+    assert ("refused 20 with RateLimited (retry_after=0.05 s" in text
+            and "refused 2 with BulkheadFull" in text)
+    again = io.StringIO()
+    demo.run_shedding(again)
+    assert again.getvalue() == text
+
+
 def test_demo_is_deterministic_for_a_seed() -> None:
     a, b = io.StringIO(), io.StringIO()
     demo.run(a, seed=3)
@@ -84,6 +127,7 @@ def test_python_m_resil_demo() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "rejected by the breaker" in proc.stdout and "novelty events delivered" in proc.stdout
+    assert "with RateLimited" in proc.stdout and "with BulkheadFull" in proc.stdout
     assert proc.stderr == ""
     bad = subprocess.run([sys.executable, "-m", "resil", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
@@ -107,6 +151,9 @@ def test_demo_ends_with_the_dashboard() -> None:
     assert metrics["circuit_breaker_trips"] >= 1 and metrics["retry_attempts"] >= 1
     assert metrics["timeout_failures"] >= 1 and metrics["grace_period_recoveries"] >= 1
     assert metrics["dead_letter_queue_messages"] >= 2
+    # The watched rate limiter and bulkhead: each refusal counted, BulkheadFull
+    # for want of room and after queue_timeout alike.
+    assert metrics["other"] == {"rate_limited": 20, "bulkhead_rejection": 4}
     assert "record_event" not in Path(demo.__file__).read_text()
     # The dead-letter queue the bus fills is watched: it holds enough for an alert.
     (alert,) = [a for a in doc["alerts"] if a["metric"] == "dead_letter_queue_depth"]
@@ -139,8 +186,11 @@ def test_demo_serves_metrics_while_it_runs(stop_signal: int, sigint_ignored: boo
         names = {f.name for f in text_string_to_metric_families(body)}
         assert {"resil_circuit_breaker_state", "resil_retries", "resil_requests",
                 "resil_bus_published", "resil_dead_letters", "resil_emitter_emitted",
-                "resil_request_duration_seconds"} <= names
+                "resil_request_duration_seconds", "resil_bulkhead_calls",
+                "resil_rate_limiter_decisions"} <= names
         assert 'resil_circuit_breaker_state{endpoint="inventory-api"}' in body
+        assert 'resil_bulkhead_calls_total{bulkhead="db",outcome="timed_out"} 2' in body
+        assert 'resil_rate_limiter_decisions_total{limiter="api",outcome="rejected"} 20' in body
     finally:
         # Sent the moment the announcement is read: a signal that arrived
         # just after "still serving" was printed once escaped the wait.
@@ -182,10 +232,10 @@ def _column(header: list[str], rows: list[list[str]], name: str) -> list[str]:
     return [row[header.index(name)] for row in rows]
 
 
-@pytest.mark.parametrize("first", ["phase", "activity"])
-def test_demo_has_a_legend_for_every_column(output: list[str], first: str) -> None:
+@pytest.mark.parametrize("first, least", [("phase", 10), ("activity", 10), ("limited", 7)])
+def test_demo_has_a_legend_for_every_column(output: list[str], first: str, least: int) -> None:
     header, rows = _table(output, first)
-    assert len(rows) >= 10
+    assert len(rows) >= least
     start = output.index(next(line for line in output if line.split()[:2] == ["time", first]))
     # The legend comes just before its table: one entry per column, in order,
     # each "  name   what it shows", perhaps continued on indented lines.
@@ -277,6 +327,7 @@ def test_python_m_resil_demo_help_describes_every_option() -> None:
     assert proc.returncode == 0 and proc.stderr == ""
     text = proc.stdout
     assert "circuit breaker" in text and "virtual clock" in text
+    assert "rate limiter and a bulkhead" in text
     options = text[text.index("options:"):]
     for option in ("--seed N", "--every N", "--metrics-port PORT", "--hold SECONDS"):
         # the option, then at least a few words about it

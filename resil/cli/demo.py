@@ -6,7 +6,8 @@ it by its simulated latency), so the demo takes a second of real time and
 prints the same timeline on every run. A second part runs an adaptive
 sampling job whose novel readings go through an emitter onto an event bus,
 where a failing subscriber's events reach the dead-letter queue and one is
-reprocessed.
+reprocessed. A third part sheds a burst of requests with a rate limiter in
+front of a bulkhead.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any, TextIO
 from resil import (
     AdaptiveScheduler,
     Backoff,
+    Bulkhead,
+    BulkheadFull,
     CircuitBreaker,
     CircuitOpenError,
     DeadLetterQueue,
@@ -35,6 +38,8 @@ from resil import (
     EventBus,
     EventEmitter,
     Monitor,
+    RateLimited,
+    RateLimiter,
     TimeoutManager,
     TimeScale,
     VirtualClock,
@@ -75,6 +80,21 @@ BREAKER: dict[str, Any] = {
 }
 
 HEALTH_WINDOW = 30.0  # seconds of requests the monitor judges health over
+
+# The load-shedding part: a burst of REQUESTS at once through the rate
+# limiter, then the bulkhead; the legend quotes these figures. Call times
+# and the queue timeout fall between the table's rows (every 0.1 s).
+SHEDDING: dict[str, Any] = {
+    "requests": 30,
+    "rate": 20,               # tokens per second
+    "burst": 10,              # the bucket's capacity
+    "max_concurrent": 4,
+    "max_queue": 4,
+    "queue_timeout": 0.42,    # seconds
+    "hold": 0.24,             # seconds a call holds its slot...
+    "slow_hold": 0.54,        # ...except the first `slow` calls
+    "slow": 2,
+}
 
 WIDTH = 100  # no line of the output is longer
 
@@ -452,8 +472,103 @@ def run_scheduler(out: TextIO, seconds: float = 20.0, monitor: Monitor | None = 
         return run_virtual(main(), clock)
 
 
+SHEDDING_COLUMNS = (
+    Column("time", 5, "seconds of virtual time since the burst arrived"),
+    Column("limited", 7, "requests the rate limiter refused with RateLimited"),
+    Column("running", 7, "calls holding one of the bulkhead's slots now"),
+    Column("queued", 6, "callers waiting in the bulkhead's queue for a slot"),
+    Column("full", 4, "calls refused with BulkheadFull: every slot taken and the queue full"),
+    Column("timeout", 7, "callers that left the queue with BulkheadFull after queue_timeout"),
+    Column("done", 4, "calls that ran and completed"),
+)
+
+
+def run_shedding(out: TextIO, monitor: Monitor | None = None,
+                 sources: list[Any] | None = None) -> dict[str, Any]:
+    """A burst of ``SHEDDING["requests"]`` requests at once, each through a
+    rate limiter (``@limiter``) and then a bulkhead (``@bulkhead``), on a
+    VirtualClock: writes a row every 0.1 s until every call is settled and
+    returns what became of the requests. ``monitor`` (if given) watches the
+    limiter and the bulkhead; both are appended to ``sources``."""
+    p = SHEDDING
+    clock = VirtualClock()
+    limiter = RateLimiter(p["rate"], burst=p["burst"], name="api", clock=clock)
+    bulkhead = Bulkhead("db", max_concurrent=p["max_concurrent"], max_queue=p["max_queue"],
+                        queue_timeout=p["queue_timeout"], clock=clock)
+    if monitor is not None:
+        monitor.watch(limiter)
+        monitor.watch(bulkhead)
+    if sources is not None:
+        sources.extend([limiter, bulkhead])
+    start = 0.0                      # when the burst arrived
+    started: list[float] = []        # when each call that got a slot started
+    completed = 0
+    retry_afters: list[float] = []
+    refused_at: list[float] = []     # when each BulkheadFull was raised
+
+    @limiter
+    @bulkhead
+    async def query(n: int) -> None:
+        nonlocal completed
+        started.append(clock.now())
+        await asyncio.sleep(p["slow_hold"] if n <= p["slow"] else p["hold"])
+        completed += 1
+
+    async def request(n: int) -> None:
+        try:
+            await query(n)
+        except RateLimited as exc:
+            retry_afters.append(exc.retry_after)
+        except BulkheadFull:
+            refused_at.append(clock.now())
+
+    def row() -> None:
+        st = bulkhead.stats()
+        out.write(f"{clock.now() - start:4.2f}s {limiter.stats()['rejected']:7d} {st['active']:7d} "
+                  f"{st['queued']:6d} {st['rejected']:4d} {st['timed_out']:7d} "
+                  f"{completed:4d}\n")
+
+    async def main() -> None:
+        nonlocal start
+        start = clock.now()
+        tasks = [asyncio.create_task(request(n)) for n in range(1, p["requests"] + 1)]
+        await asyncio.sleep(0)  # every request has made its first step
+        step = 0
+        row()
+        while not all(t.done() for t in tasks):
+            step += 1
+            await asyncio.sleep(start + step / 10 - clock.now())
+            row()
+        await asyncio.gather(*tasks)
+
+    _say(out, f"\nload shedding: {p['requests']} requests arrive at once; each goes through "
+              f"rate limiter 'api' ({p['rate']} per second, burst {p['burst']}), then bulkhead "
+              f"'db' (max_concurrent={p['max_concurrent']}, max_queue={p['max_queue']}, "
+              f"queue_timeout={p['queue_timeout']:g} s); a call holds its slot "
+              f"{p['hold']:g} s, the first {p['slow']} calls {p['slow_hold']:g} s. "
+              "Columns (a row every 0.1 s):")
+    _legend(out, SHEDDING_COLUMNS)
+    _header(out, SHEDDING_COLUMNS)
+    run_virtual(main(), clock)
+    at_once = sum(1 for t in started if t == start)
+    timed_out = sum(1 for t in refused_at if t > start)
+    full = len(refused_at) - timed_out
+    passed = p["requests"] - len(retry_afters)
+    retry_after = max(retry_afters, default=0.0)
+    _say(out, f"{p['requests']} requests: 'api' let {passed} through (its burst) and refused "
+              f"{len(retry_afters)} with RateLimited (retry_after={retry_after:g} s: the next "
+              f"token); 'db' ran {at_once} at once, queued {len(started) - at_once + timed_out} "
+              f"({len(started) - at_once} got a slot as calls ended, {timed_out} timed out) "
+              f"and refused {full} with BulkheadFull; {completed} calls completed")
+    return {"requests": p["requests"], "passed_limiter": passed,
+            "rate_limited": len(retry_afters), "retry_after": retry_after,
+            "ran_at_once": at_once, "ran_after_waiting": len(started) - at_once,
+            "timed_out": timed_out, "bulkhead_full": full, "completed": completed,
+            "limiter_stats": limiter.stats(), "bulkhead_stats": bulkhead.stats()}
+
+
 # One line in ``python -m resil --help``.
-SUMMARY = "a simulated outage and recovery: breaker, retry, bus, dead letters"
+SUMMARY = "an outage, then a burst: breaker, retry, bus, dead letters, shedding"
 
 DESCRIPTION = """\
 Runs a simulated dependency through a circuit breaker with retries: it is
@@ -463,8 +578,11 @@ second and print the same timeline on every run with the same seed. A
 legend explains each column; the breaker's transitions appear as they
 happen. A second part runs an adaptive sampling job whose novel readings go
 through an event emitter onto an event bus, where a failing subscriber's
-events reach the dead-letter queue and one is reprocessed. The output ends
-with the monitor's dashboard and the path of this demo's source code."""
+events reach the dead-letter queue and one is reprocessed. A third part
+sends a burst of requests through a rate limiter and a bulkhead, which
+admit what they can hold and refuse the rest (RateLimited, BulkheadFull).
+The output ends with the monitor's dashboard and the path of this demo's
+source code."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -509,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(sys.stdout, seed=args.seed, every=args.every, monitor=monitor, sources=sources)
         run_scheduler(sys.stdout, monitor=monitor, sources=sources)
+        run_shedding(sys.stdout, monitor=monitor, sources=sources)
         write_dashboard(sys.stdout, monitor)
         if server is not None:
             # Ctrl-C or SIGTERM ends the wait. The handlers go in before the
