@@ -13,11 +13,12 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk.metrics", reason="needs opentelemetry-sdk (the test extra)")
 
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 
 import resil  # noqa: E402
 from resil import otel  # noqa: E402
+from test_otel import _metrics, _points, _provider  # noqa: E402
+from tests_support import run_threads  # noqa: E402
 
 Key = tuple[tuple[str, Any], ...]
 
@@ -27,29 +28,6 @@ BULKHEAD_INSTRUMENTS = {
 LIMITER_INSTRUMENTS = {
     "rate_limiter.decisions": "{decision}", "rate_limiter.keys": "{key}",
     "rate_limiter.rate": "{token}/s", "rate_limiter.burst": "{token}"}
-
-
-def _provider() -> tuple[MeterProvider, InMemoryMetricReader]:
-    reader = InMemoryMetricReader()
-    return MeterProvider(metric_readers=[reader]), reader
-
-
-def _metrics(reader: InMemoryMetricReader) -> dict[str, Any]:
-    """name -> the metric, from one collection."""
-    data = reader.get_metrics_data()
-    found: dict[str, Any] = {}
-    if data is None:
-        return found
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                found[metric.name] = metric
-    return found
-
-
-def _points(metric: Any) -> dict[Key, Any]:
-    """attributes (sorted items) -> the point's value."""
-    return {tuple(sorted(p.attributes.items())): p.value for p in metric.data.data_points}
 
 
 def _key(name: str, outcome: str | None = None) -> Key:
@@ -153,31 +131,19 @@ def test_a_cancelled_bulkhead_waiter_is_no_outcome_and_leaves_the_queue_gauge() 
 
 
 def test_a_bulkhead_from_many_threads_is_counted_exactly() -> None:
-    import sys
-    import threading
-
     provider, reader = _provider()
     bulkhead = resil.Bulkhead("threads", max_concurrent=3, max_queue=0)
     otel.instrument(bulkhead, meter_provider=provider)
     results: list[bool] = []
 
-    def worker() -> None:
+    def worker(i: int) -> None:
         for _ in range(200):
             permit = bulkhead.try_acquire()
             results.append(permit is not None)
             if permit is not None:
                 bulkhead.release(permit)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(worker, 8)
     calls = _values(reader, "threads")["bulkhead.calls"]
     assert calls == {"admitted": results.count(True), "rejected": results.count(False),
                      "timed_out": 0}

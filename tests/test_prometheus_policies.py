@@ -13,18 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import resil
 from resil import prometheus
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(text: str) -> Samples:
-    out: Samples = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            assert key not in out, key
-            out[key] = s.value
-    return out
+from test_prometheus import samples
+from tests_support import run_threads
 
 
 def of(text: str, label: str, value: str) -> dict[str, Any]:
@@ -198,3 +188,35 @@ def test_each_family_is_named_in_the_module_docs() -> None:
         if name != "resil_exposition_errors":
             wanted = name.replace("resil_", "<ns>_", 1)
             assert wanted in doc.replace("\n", " "), wanted
+
+
+def test_scrapes_while_threads_call_see_counts_only_grow_and_end_exact() -> None:
+    bulkhead = resil.Bulkhead("hot", max_concurrent=2)
+    limiter = resil.RateLimiter(1e6, burst=50, name="hot")
+    finished: list[int] = []  # list.append is atomic: one entry per caller done
+    seen: list[tuple[float, float]] = []
+
+    def totals() -> tuple[float, float]:
+        got = samples(prometheus.exposition(bulkhead, limiter))
+        return (sum(v for (n, _), v in got.items() if n == "resil_bulkhead_calls_total"),
+                sum(v for (n, _), v in got.items() if n == "resil_rate_limiter_decisions_total"))
+
+    def thread(i: int) -> None:
+        if i == 0:  # scrapes until the six callers are done
+            while len(finished) < 6:
+                seen.append(totals())
+            return
+        try:
+            for _ in range(300):
+                permit = bulkhead.try_acquire()
+                if permit is not None:
+                    bulkhead.release(permit)
+                limiter.try_acquire()
+        finally:
+            finished.append(i)  # even on failure: the scraper must stop
+
+    run_threads(thread, 7)
+    # neither count ever goes back
+    assert seen and all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(seen, seen[1:]))
+    assert totals() == (1800, 1800)
+    assert bulkhead.stats()["active"] == 0
