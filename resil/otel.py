@@ -333,8 +333,9 @@ class _Instruments(_Watcher):
             if not any(n == name and ref() is obj for n, ref in self._sources):
                 self._sources.append((name, weakref.ref(obj)))
         if isinstance(obj, Monitor):
-            if self._first_watch(obj):
-                obj._add_recorder(_Recorder(self, obj))
+            with self._watch_lock:  # marked and wired as one step, as in _wire
+                if self._first_watch(obj):
+                    obj._add_recorder(_Recorder(self, obj))
         elif isinstance(obj, _WIRED) or retry_policy_of(obj) is not None:
             self._wire(obj)
 

@@ -17,6 +17,7 @@ import resil
 from tests_support import run_threads
 from resil import (Backoff, CircuitBreaker, DeadLetterQueue, EventBus, EventEmitter, Monitor,
                    OperationTimeout, TimeoutManager, VirtualClock)
+from resil._hooks import Listeners
 
 NO_WAIT = Backoff(0.0, multiplier=1.0, max_delay=0.0)
 FAMILY_KIND = {"trips": "circuit_breaker_trip", "timeout": "timeout", "retry": "retry",
@@ -556,3 +557,39 @@ def test_a_retried_method_is_watched_through_its_bound_method() -> None:
     with pytest.raises(OSError):
         client.get()
     assert events(monitor) == {("retry", "client.get"): 1}
+
+
+def test_a_watch_that_finds_the_component_being_wired_returns_once_it_counts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thread A marks the queue as watched and is held inside adding its relay;
+    # thread B's watch() must not return before that relay is in place, or
+    # B's dead letter right after it would go uncounted.
+    monitor = Monitor(clock=VirtualClock())
+    dlq = DeadLetterQueue()
+    adding, release = threading.Event(), threading.Event()
+    real_add = Listeners.add
+
+    def slow_add(self: Listeners, fn: Any) -> None:
+        adding.set()
+        release.wait(5)
+        real_add(self, fn)
+
+    monkeypatch.setattr(Listeners, "add", slow_add)
+    first = threading.Thread(target=monitor.watch, args=(dlq,))
+    first.start()
+    assert adding.wait(5)
+    second_done = threading.Event()
+
+    def second() -> None:
+        monitor.watch(dlq)
+        second_done.set()
+        dlq.put(1, "e")
+
+    other = threading.Thread(target=second)
+    other.start()
+    assert not second_done.wait(0.2)  # waits for the wiring in progress
+    release.set()
+    first.join(5)
+    other.join(5)
+    assert second_done.is_set()
+    assert metrics(monitor)["dead_letter_queue_messages"] == 1 == len(dlq)

@@ -124,7 +124,10 @@ class _Watcher:
     ``_on_transition(breaker, old, new)``. Each component is wired once."""
 
     def __init__(self) -> None:
-        self._watch_lock = threading.Lock()
+        # Held while a component is wired, not only while it is marked: a
+        # thread whose watch() finds the component marked must not return
+        # (and count nothing) before the thread wiring it has added its relay.
+        self._watch_lock = threading.RLock()
         # Components already wired in (held weakly): wiring one again, or
         # through another component, must not count its events twice.
         self._watched: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -137,6 +140,10 @@ class _Watcher:
 
     def _wire(self, source: Any) -> None:
         """Wires ``source``; TypeError naming the accepted types for anything else."""
+        with self._watch_lock:
+            self._wire_locked(source)
+
+    def _wire_locked(self, source: Any) -> None:
         if isinstance(source, CircuitBreaker):
             self._watch_breaker(source)
         elif isinstance(source, BreakerGroup):
@@ -173,8 +180,9 @@ class _Watcher:
             return True
 
     def _watch_breaker(self, breaker: CircuitBreaker) -> None:
-        if self._first_watch(breaker):
-            breaker.on_state_change(_TransitionRelay(self))
+        with self._watch_lock:  # also called by a bus making a circuit
+            if self._first_watch(breaker):
+                breaker.on_state_change(_TransitionRelay(self))
 
     def _watch_listeners(self, component: Any, listeners: Listeners,
                          name: str | None = None) -> None:
