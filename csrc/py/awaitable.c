@@ -49,8 +49,9 @@ PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObjec
     resil_state *st = b->st;
     AwaitObject *a;
     if (RS_LIKELY(st->aw_nfree > 0)) {
+        /* A kept object still holds its type's reference (see aw_dealloc). */
         a = (AwaitObject *)st->aw_free[--st->aw_nfree];
-        PyObject_Init((PyObject *)a, st->Awaitable_type); /* type, reference */
+        _Py_NewReference((PyObject *)a);
     } else {
         a = PyObject_GC_New(AwaitObject, st->Awaitable_type);
         if (!a) {
@@ -179,7 +180,7 @@ static int aw_start(AwaitObject *a) {
         Py_CLEAR(a->kwargs);
         if (!res) {
             a->phase = 2;
-            finish_call(b, &a->permit, a->t0, NULL);
+            finish_call_any(b, &a->permit, a->t0, NULL);
             return -1;
         }
         if (!PyCoro_CheckExact(res) &&
@@ -197,7 +198,7 @@ static int aw_start(AwaitObject *a) {
         Py_DECREF(res);
         if (!a->iter) {
             a->phase = 2;
-            finish_call(b, &a->permit, a->t0, NULL);
+            finish_call_any(b, &a->permit, a->t0, NULL);
             return -1;
         }
     }
@@ -394,6 +395,23 @@ static void aw_finalize(PyObject *self) {
 
 static void aw_dealloc(AwaitObject *a) {
     PyTypeObject *tp = Py_TYPE(a);
+    if (RS_LIKELY(a->phase == 2)) {
+        /* Finished: it holds no permit, and ending cleared the call and the
+         * coroutine; only the breaker is left. */
+        RS_ASSERT(!a->iter && !a->fn && !a->args && !a->kwargs && !a->held);
+        PyObject_GC_UnTrack(a);
+        BreakerObject *b = a->breaker;
+        a->breaker = NULL;
+        resil_state *st = b->st;
+        Py_DECREF(b);
+        if (RS_LIKELY(st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized)) {
+            st->aw_free[st->aw_nfree++] = a; /* see below */
+            return;
+        }
+        PyObject_GC_Del(a);
+        Py_DECREF(tp);
+        return;
+    }
     /* Only a deferred call never started has something to report. */
     if (RS_UNLIKELY(a->phase == 0 && a->fn) &&
         PyObject_CallFinalizerFromDealloc((PyObject *)a) < 0) {
@@ -405,18 +423,19 @@ static void aw_dealloc(AwaitObject *a) {
          * is not lost (reported at the breaker's next operation). */
         rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
     }
-    /* The breaker keeps the module, and so its state, alive until here;
-     * the type (released last) keeps it alive past the push. */
+    /* The breaker keeps the module, and so its state, alive until here. */
     resil_state *st = a->breaker ? a->breaker->st : NULL;
     aw_drop_refs(a);
     Py_CLEAR(a->breaker);
     /* A finalized object keeps that mark in its GC header, so only an
-     * unfinalized one is kept for reuse (its finalizer must run again). */
+     * unfinalized one is kept for reuse (its finalizer must run again). A
+     * kept object keeps its reference to its type (the module's traverse
+     * visits it, its clear releases it), so reuse only sets a refcount. */
     if (st && st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized) {
         st->aw_free[st->aw_nfree++] = a;
-    } else {
-        PyObject_GC_Del(a);
+        return;
     }
+    PyObject_GC_Del(a);
     Py_DECREF(tp);
 }
 

@@ -21,6 +21,9 @@ static PyObject *guarded_call_sync(GuardedObject *g, PyObject *const *args, size
 /* True when the breaker rejected at its last known time. Only a hint: it
  * reads no clock, and the awaitable's first send decides for real. */
 static inline int likely_rejecting(const rs_breaker *b) {
+    if (RS_LIKELY(b->state <= RS_STATE_DEGRADED)) {
+        return 0;
+    }
     switch (b->state) {
     case RS_STATE_FORCED_OPEN:
         return 1;

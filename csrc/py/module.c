@@ -207,11 +207,20 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->finished_none);
     Py_VISIT(st->finished_false);
     Py_VISIT(st->default_clock);
+    for (int i = 0; i < st->aw_nfree; i++) {
+        Py_VISIT(Py_TYPE((PyObject *)st->aw_free[i])); /* each kept awaitable's reference */
+    }
     return 0;
 }
 
 static int resil_clear(PyObject *module) {
     resil_state *st = get_state(module);
+    while (st->aw_nfree > 0) {
+        PyObject *kept = st->aw_free[--st->aw_nfree];
+        PyTypeObject *tp = Py_TYPE(kept);
+        PyObject_GC_Del(kept);
+        Py_DECREF(tp);
+    }
     Py_CLEAR(st->MonotonicClock_type);
     Py_CLEAR(st->VirtualClock_type);
     Py_CLEAR(st->Breaker_type);
@@ -247,9 +256,6 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->finished_false);
     Py_CLEAR(st->str_now);
     Py_CLEAR(st->default_clock);
-    while (st->aw_nfree > 0) {
-        PyObject_GC_Del(st->aw_free[--st->aw_nfree]);
-    }
     return 0;
 }
 
