@@ -199,6 +199,8 @@ KEYWORD_SAMPLES: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
     ("WindowedCounter", "add"): lambda obj: {"n": 2},
     ("Gcra", "try_acquire"): lambda obj: {"cost": 2, "key": "k"},
     ("Gcra", "retry_after"): lambda obj: {"cost": 2, "key": "k"},
+    ("Gcra", "acquire"): lambda obj: {"cost": 2, "key": "k", "timeout": 0.0},
+    ("Gcra", "acquire_async"): lambda obj: {"cost": 2, "key": "k", "timeout": 0.0},
 }
 CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "AdaptiveInterval": lambda: {"base": 1.0, "min": 0.5, "max": 2.0, "threshold": 10.0,

@@ -15,6 +15,7 @@
 
 typedef struct {
     PyObject_HEAD
+    resil_state *st; /* the module's: its waiters and its finished awaitable */
     rs_gcra core;
     rs_dedup keys;
     resil_keyguard guard;
@@ -88,6 +89,7 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!self) {
         return NULL;
     }
+    self->st = st;
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
     self->name = name ? Py_NewRef(name) : PyUnicode_FromString("default");
@@ -167,10 +169,49 @@ static void limiter_dealloc(LimiterObject *self) {
     Py_DECREF(tp);
 }
 
-/* Parses (cost=1, key=None) of a vectorcall; -1 with the exception set. */
+#define LIMIT_ACCEPTS "None or a number of seconds >= 0 (inf: no limit)"
+
+/* A timeout= argument as seconds, INFINITY for none (None, inf, or an int
+ * too large for a double); -1 with TypeError or ValueError naming it. */
+static int parse_limit(PyObject *o, double *out) {
+    *out = INFINITY;
+    if (o == Py_None) {
+        return 0;
+    }
+    if (PyFloat_Check(o)) {
+        double v = PyFloat_AS_DOUBLE(o);
+        if (!(v >= 0.0)) { /* also NaN */
+            return resil_bad_value("timeout", LIMIT_ACCEPTS, o);
+        }
+        *out = v;
+        return 0;
+    }
+    if (!PyLong_Check(o) || PyBool_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "timeout must be " LIMIT_ACCEPTS ", not %.100s",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (!overflow && v < 0)) {
+        return resil_bad_value("timeout", LIMIT_ACCEPTS, o);
+    }
+    if (!overflow) {
+        *out = (double)v;
+    }
+    return 0;
+}
+
+/* Parses (cost=1, key=None) of a vectorcall, and with `limit` not NULL a
+ * keyword-only timeout=None too (checked first, into *limit); -1 with the
+ * exception set. */
 static int parse_cost_key(LimiterObject *self, const char *fname, PyObject *const *args,
-                          Py_ssize_t nargs, PyObject *kwnames, uint64_t *cost, PyObject **key) {
-    PyObject *cost_o = NULL;
+                          Py_ssize_t nargs, PyObject *kwnames, uint64_t *cost, PyObject **key,
+                          double *limit) {
+    PyObject *cost_o = NULL, *timeout_o = Py_None;
     *key = Py_None;
     if (nargs > 2) {
         PyErr_Format(PyExc_TypeError, "%s() takes at most 2 arguments (%zd given)", fname, nargs);
@@ -190,11 +231,16 @@ static int parse_cost_key(LimiterObject *self, const char *fname, PyObject *cons
             cost_o = v;
         } else if (PyUnicode_CompareWithASCIIString(kw, "key") == 0 && nargs < 2) {
             *key = v;
+        } else if (limit && PyUnicode_CompareWithASCIIString(kw, "timeout") == 0) {
+            timeout_o = v;
         } else {
             PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated argument %R", fname,
                          kw);
             return -1;
         }
+    }
+    if (limit && parse_limit(timeout_o, limit) < 0) {
+        return -1;
     }
     *cost = 1;
     if (cost_o) {
@@ -278,7 +324,7 @@ static PyObject *limiter_try_acquire(LimiterObject *self, PyObject *const *args,
     }
     uint64_t cost;
     PyObject *key;
-    if (parse_cost_key(self, "try_acquire", args, nargs, kwnames, &cost, &key) < 0) {
+    if (parse_cost_key(self, "try_acquire", args, nargs, kwnames, &cost, &key, NULL) < 0) {
         return NULL;
     }
     int r = take(self, cost, key, NULL);
@@ -289,7 +335,7 @@ static PyObject *limiter_take_or_wait(LimiterObject *self, PyObject *const *args
                                       Py_ssize_t nargs, PyObject *kwnames) {
     uint64_t cost, wait_ns = 0;
     PyObject *key;
-    if (parse_cost_key(self, "_take_or_wait", args, nargs, kwnames, &cost, &key) < 0) {
+    if (parse_cost_key(self, "_take_or_wait", args, nargs, kwnames, &cost, &key, NULL) < 0) {
         return NULL;
     }
     int r = take(self, cost, key, &wait_ns);
@@ -302,11 +348,88 @@ static PyObject *limiter_take_or_wait(LimiterObject *self, PyObject *const *args
     return PyFloat_FromDouble(r ? 0.0 : (double)wait_ns / 1e9);
 }
 
+/* Which of the module's waiters a refusal goes to. */
+enum { WAIT_BLOCKING = 0, WAIT_AWAITING = 1 };
+
+/* acquire and acquire_async: takes the tokens now when it can, returning
+ * None (blocking) or the module's finished awaitable, which awaits to None
+ * without suspending; else returns what the module's waiter returns when
+ * called as waiter(self, cost, key, limit, wait): limit is the timeout in
+ * seconds (inf: none), wait the seconds the refusal asked for (> 0). The
+ * waiter sleeps (blocking) or is the coroutine that sleeps (awaiting) and
+ * retries; it raises RateLimited when a wait would outlast the timeout. */
+static PyObject *acquire(LimiterObject *self, int how, const char *fname, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames) {
+    uint64_t cost = 1, wait_ns = 0;
+    PyObject *key = Py_None;
+    double limit = INFINITY;
+    if ((nargs || kwnames) &&
+        parse_cost_key(self, fname, args, nargs, kwnames, &cost, &key, &limit) < 0) {
+        return NULL;
+    }
+    int r = take(self, cost, key, &wait_ns);
+    if (r < 0) {
+        return NULL;
+    }
+    if (RS_LIKELY(r)) {
+        return Py_NewRef(how == WAIT_AWAITING ? self->st->finished_none : Py_None);
+    }
+    PyObject *waiter = self->st->ratelimit_waiters[how];
+    if (!waiter) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): nothing to wait with (Gcra._set_waiters)", fname);
+        return NULL;
+    }
+    PyObject *cost_o = PyLong_FromUnsignedLongLong(cost);
+    PyObject *limit_o = PyFloat_FromDouble(limit);
+    PyObject *wait_o = PyFloat_FromDouble(wait_ns ? (double)wait_ns / 1e9 : 1e-9);
+    PyObject *res = NULL;
+    if (cost_o && limit_o && wait_o) {
+        PyObject *argv[5] = {(PyObject *)self, cost_o, key, limit_o, wait_o};
+        res = PyObject_Vectorcall(waiter, argv, 5, NULL);
+    }
+    Py_XDECREF(cost_o);
+    Py_XDECREF(limit_o);
+    Py_XDECREF(wait_o);
+    return res;
+}
+
+static PyObject *limiter_acquire(LimiterObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+    return acquire(self, WAIT_BLOCKING, "acquire", args, nargs, kwnames);
+}
+
+static PyObject *limiter_acquire_async(LimiterObject *self, PyObject *const *args,
+                                       Py_ssize_t nargs, PyObject *kwnames) {
+    return acquire(self, WAIT_AWAITING, "acquire_async", args, nargs, kwnames);
+}
+
+static PyObject *limiter_set_waiters(PyObject *cls, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "_set_waiters() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!PyCallable_Check(args[i])) {
+            PyErr_Format(PyExc_TypeError, "%s must be callable, not %.100s",
+                         i ? "awaiting" : "blocking", Py_TYPE(args[i])->tp_name);
+            return NULL;
+        }
+    }
+    resil_state *st = get_state_by_type((PyTypeObject *)cls);
+    if (!st) {
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        Py_XSETREF(st->ratelimit_waiters[i], Py_NewRef(args[i]));
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *limiter_retry_after(LimiterObject *self, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames) {
     uint64_t cost, now, hash;
     PyObject *key;
-    if (parse_cost_key(self, "retry_after", args, nargs, kwnames, &cost, &key) < 0) {
+    if (parse_cost_key(self, "retry_after", args, nargs, kwnames, &cost, &key, NULL) < 0) {
         return NULL;
     }
     if (key == Py_None) {
@@ -396,11 +519,43 @@ static PyMethodDef limiter_methods[] = {
      "retry_after($self, /, cost=1, key=None)\n--\n\n"
      "Seconds until try_acquire(cost, key) would be admitted, 0.0 if now; takes\n"
      "nothing."},
+    {"acquire", (PyCFunction)(void (*)(void))limiter_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire($self, /, cost=1, key=None, *, timeout=None)\n--\n\n"
+     "Blocks the thread until cost tokens are taken from the bucket (key's bucket\n"
+     "when key is not None); returns None.\n\n"
+     "cost: an int in [1, burst]. key: any hashable object, compared as a dict key.\n"
+     "timeout: the most seconds to wait, a number >= 0; None (the default), inf or\n"
+     "an int too large for a float: no limit. When the wait the bucket needs would\n"
+     "exceed what is left of it, raises RateLimited at once, without sleeping\n"
+     "first; the wait is re-checked after each sleep, since other callers may\n"
+     "have taken tokens meanwhile. A wait interrupted (KeyboardInterrupt, ...)\n"
+     "has taken nothing. A bad argument raises TypeError or ValueError before\n"
+     "anything is taken."},
+    {"acquire_async", (PyCFunction)(void (*)(void))limiter_acquire_async,
+     METH_FASTCALL | METH_KEYWORDS,
+     "acquire_async($self, /, cost=1, key=None, *, timeout=None)\n--\n\n"
+     "An awaitable that waits on the event loop until cost tokens are taken\n"
+     "(key's bucket when key is not None), then gives None; arguments as acquire.\n\n"
+     "The call itself decides: a bad argument raises TypeError or ValueError\n"
+     "there, and tokens available now are taken there, the awaitable returned\n"
+     "being already done (awaiting it does not suspend; it may be awaited from\n"
+     "any thread or loop). Otherwise it returns a coroutine that sleeps and\n"
+     "retries: it raises RateLimited at once when the wait would exceed timeout\n"
+     "(never sleeping first), and cancelled, it has taken nothing. Either one\n"
+     "can be awaited, or given to asyncio.ensure_future, gather, wait_for or\n"
+     "create_task. The waits follow the limiter's clock (under\n"
+     "resil.run_virtual with the same VirtualClock, virtual time)."},
     {"_take_or_wait", (PyCFunction)(void (*)(void))limiter_take_or_wait,
      METH_FASTCALL | METH_KEYWORDS,
      "_take_or_wait($self, /, cost=1, key=None)\n--\n\n"
      "try_acquire in one step with retry_after: 0.0 when the tokens were taken,\n"
      "else the seconds to wait (> 0) before they could be."},
+    {"_set_waiters", (PyCFunction)(void (*)(void))limiter_set_waiters,
+     METH_FASTCALL | METH_CLASS,
+     "_set_waiters($type, blocking, awaiting, /)\n--\n\n"
+     "The callables acquire and acquire_async hand a refusal to, called as\n"
+     "waiter(limiter, cost, key, limit, wait): blocking sleeps until the tokens\n"
+     "are taken, awaiting returns the coroutine that does. One pair per module."},
     {"stats", (PyCFunction)limiter_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The limiter's settings and counts, JSON-serialisable: name, rate, per\n"

@@ -55,6 +55,9 @@ typedef struct {
     PyObject *permit_var;                 /* ContextVar: stack of `with` permits */
     PyObject *finished_none;              /* awaitables already done, of None and False */
     PyObject *finished_false;
+    /* What RateLimiter.acquire / acquire_async call on a refusal to wait
+     * (blocking, awaiting), handed over by Gcra._set_waiters. */
+    PyObject *ratelimit_waiters[2];
     PyObject *str_now;
     PyObject *default_clock;              /* a shared MonotonicClock */
     /* Freed guarded awaitables kept for reuse: one is made and freed on

@@ -23,11 +23,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("resil.ratelimit")
 
 
-def _limit(timeout: float | None) -> float:
-    """A ``timeout=`` argument checked, as seconds (``math.inf``: none)."""
-    return math.inf if timeout is None else _check.limit(timeout, "timeout", optional=True)
-
-
 def _sleep(seconds: float) -> None:
     # Looks time.sleep up at each call, so a test that replaces it is seen.
     time.sleep(seconds)
@@ -67,7 +62,10 @@ class RateLimiter(Gcra):
     Use ``try_acquire()`` to take tokens or be told no, ``acquire()`` or
     ``await acquire_async()`` to wait for them, or ``@limiter`` on a
     function or coroutine function, which raises :class:`RateLimited` when
-    no token is there.
+    no token is there. ``acquire_async()`` decides when called: tokens
+    there are taken at once and what it returns is already done (an
+    awaitable, not a coroutine object, that does not suspend); otherwise
+    it returns the coroutine that waits.
     """
 
     # Made by the first Monitor.watch; told of each RateLimited raised.
@@ -86,36 +84,6 @@ class RateLimiter(Gcra):
         whose = "" if key is None else f" for key {_check.show(key)}"
         return RateLimited(f"rate limiter {self.name!r}: {cost} token(s){whose} not available "
                            f"for {wait:.6g} s", retry_after=wait)
-
-    def acquire(self, cost: int = 1, key: Hashable = None, *,
-                timeout: float | None = None) -> None:
-        """Blocks the thread until ``cost`` tokens are taken from the bucket
-        (``key``'s bucket when given).
-
-        ``timeout``: the most seconds to wait, None for no limit. When the
-        wait the bucket needs would exceed what is left of it, raises
-        :class:`RateLimited` at once, without sleeping first; the wait is
-        re-checked after each sleep, since other callers may have taken
-        tokens meanwhile. A wait interrupted (KeyboardInterrupt, ...) has
-        taken nothing.
-        """
-        limit = _limit(timeout)
-        wait = self._take_or_wait(cost, key)
-        if wait:
-            for wait in self._waits(cost, key, limit, wait):
-                _sleep(wait)
-
-    async def acquire_async(self, cost: int = 1, key: Hashable = None, *,
-                            timeout: float | None = None) -> None:
-        """Waits on the event loop until ``cost`` tokens are taken; as
-        :meth:`acquire` otherwise. A cancelled waiter has taken nothing.
-        The waits follow the limiter's clock (under
-        :func:`resil.run_virtual` with the same VirtualClock, virtual time)."""
-        limit = _limit(timeout)
-        wait = self._take_or_wait(cost, key)
-        if wait:
-            for wait in self._waits(cost, key, limit, wait):
-                await asyncio.sleep(wait)
 
     def _waits(self, cost: int, key: Any, limit: float, wait: float) -> Iterator[float]:
         """After a first refusal that asked for ``wait`` seconds: each wait to
@@ -155,3 +123,21 @@ class RateLimiter(Gcra):
             return fn(*args, **kwargs)
 
         return cast(F, wrapper)
+
+
+def _wait_blocking(limiter: RateLimiter, cost: int, key: Any, limit: float, wait: float) -> None:
+    """What ``acquire`` calls after a refusal that asked for ``wait``
+    seconds: sleeps and retries until the tokens are taken."""
+    for wait in limiter._waits(cost, key, limit, wait):
+        _sleep(wait)
+
+
+async def _wait_async(limiter: RateLimiter, cost: int, key: Any, limit: float,
+                      wait: float) -> None:
+    """The coroutine ``acquire_async`` returns after a refusal: sleeps on
+    the event loop and retries until the tokens are taken."""
+    for wait in limiter._waits(cost, key, limit, wait):
+        await asyncio.sleep(wait)
+
+
+Gcra._set_waiters(_wait_blocking, _wait_async)
