@@ -30,6 +30,7 @@ import asyncio
 import gc
 import hashlib
 import importlib.metadata
+import logging
 import os
 import platform
 import random
@@ -37,7 +38,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -69,6 +70,7 @@ __all__ = [
     "print_facts",
     "update_results",
     "finish",
+    "scenario_main",
 ]
 
 RunFn = Callable[[int], int]
@@ -611,3 +613,68 @@ def finish(facts: list[tuple[str, str]], *, script: str, heading: str, tables: S
 
 def eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+# ---- one main() for the scenario benchmarks ---------------------------------
+
+Makers = Callable[[asyncio.AbstractEventLoop, list[ScenarioResult]],
+                  Iterable[Callable[[], Scenario]]]
+"""``makers(loop, results)``: the scenarios of a benchmark, each made just
+before it runs (``results`` holds the earlier ones' by then)."""
+
+
+def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title: str,
+                  section: str, notes: str, peers: Sequence[str], makers: Makers,
+                  repeats: int = 21, loop_ms: float = 30.0,
+                  more_facts: Sequence[tuple[str, str]] = (),
+                  quiet: Sequence[str] = ()) -> int:
+    """The whole run of a benchmark made of scenarios: parses its command
+    line (``--quick``, ``--write-results``, ``--repeats``, ``--loop-ms``,
+    ``--seed``), prints the machine facts (with the resil extension's build
+    and ``more_facts`` after it), runs and prints each scenario of
+    ``makers`` on one event loop set as current, then ``finish``\ es with
+    ``notes`` under ``section`` of RESULTS.md.
+
+    ``doc``: the benchmark's docstring (its first paragraph describes the
+    command). ``script``: its ``__file__``. ``title``: the output's first
+    line. ``peers``: the packages whose versions are shown beside resil's.
+    ``repeats`` and ``loop_ms``: the defaults of a full run (a ``--quick``
+    one makes 3 rounds of 2 ms loops). ``quiet``: loggers kept off the
+    output (a peer that logs each retry, a breaker's transitions during
+    set-up).
+    """
+    ap = arg_parser(doc)
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
+    ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
+    args = parse_args(ap, argv)
+    repeats = args.repeats or (3 if args.quick else repeats)
+    loop_ms = args.loop_ms or (2.0 if args.quick else loop_ms)
+    rng = random.Random(args.seed)
+
+    for name in quiet:
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+    from resil import _resil
+
+    facts = machine_facts(["resil", *peers])
+    facts[4:4] = [("resil extension", file_fact(Path(_resil.__file__), "built")), *more_facts]
+    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
+                         f"shuffle seed {args.seed}"
+                         + (" (--quick smoke run)" if args.quick else "")))
+    print_facts(title, facts)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    results: list[ScenarioResult] = []
+    try:
+        for make in makers(loop, results):
+            results.append(run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    finish(facts, script=script, heading=section,
+           tables=[format_markdown(res) for res in results], notes=notes,
+           write=args.write_results, end_facts=False)
+    return 0

@@ -31,8 +31,6 @@ prints).
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -45,7 +43,6 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
-from resil import _resil  # noqa: E402
 
 try:
     import aiobreaker
@@ -444,41 +441,15 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = h.arg_parser(__doc__)
-    ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
-    ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
-    args = h.parse_args(ap, argv)
-
-    repeats = args.repeats or (3 if args.quick else 21)
-    loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
-    rng = random.Random(args.seed)
+    def makers(loop: asyncio.AbstractEventLoop,
+               results: list[h.ScenarioResult]) -> list[Callable[[], Scenario]]:
+        return [sync_call, lambda: async_call(loop),
+                lambda: sync_reject(results[0].scale), lambda: async_reject(loop)]
 
     # Transitions during set-up log a WARNING; keep them off the output.
-    log = logging.getLogger("resil.breaker")
-    log.addHandler(logging.NullHandler())
-    log.propagate = False
-
-    facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
-    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
-    h.print_facts("Circuit breaker: resil vs peers", facts)
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    results: list[h.ScenarioResult] = []
-    try:
-        for make in (sync_call, lambda: async_call(loop),
-                     lambda: sync_reject(results[0].scale), lambda: async_reject(loop)):
-            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    h.finish(facts, script=__file__, heading=SECTION,
-             tables=[h.format_markdown(res) for res in results], notes=NOTES,
-             write=args.write_results, end_facts=False)
-    return 0
+    return h.scenario_main(argv, doc=__doc__, script=__file__,
+                           title="Circuit breaker: resil vs peers", section=SECTION, notes=NOTES,
+                           peers=PEERS, makers=makers, quiet=["resil.breaker"])
 
 
 if __name__ == "__main__":

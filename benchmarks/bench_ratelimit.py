@@ -25,8 +25,8 @@ Usage: ``python benchmarks/bench_ratelimit.py [--quick] [--write-results]``.
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,7 +35,6 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
-from resil import _resil  # noqa: E402
 
 try:
     import aiolimiter
@@ -148,34 +147,13 @@ def async_admitted(loop: asyncio.AbstractEventLoop) -> Scenario:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = h.arg_parser(__doc__)
-    ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
-    ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
-    args = h.parse_args(ap, argv)
-    repeats = args.repeats or (3 if args.quick else 15)
-    loop_ms = args.loop_ms or (2.0 if args.quick else 20.0)
-    rng = random.Random(args.seed)
+    def makers(loop: asyncio.AbstractEventLoop,
+               results: list[h.ScenarioResult]) -> list[Callable[[], Scenario]]:
+        return [sync_admitted, sync_refused, lambda: async_admitted(loop)]
 
-    facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
-    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
-    h.print_facts("Rate limiter: resil vs peers", facts)
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    results: list[h.ScenarioResult] = []
-    try:
-        for make in (sync_admitted, sync_refused, lambda: async_admitted(loop)):
-            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    h.finish(facts, script=__file__, heading=SECTION,
-             tables=[h.format_markdown(res) for res in results], notes=NOTES,
-             write=args.write_results, end_facts=False)
-    return 0
+    return h.scenario_main(argv, doc=__doc__, script=__file__,
+                           title="Rate limiter: resil vs peers", section=SECTION, notes=NOTES,
+                           peers=PEERS, makers=makers, repeats=15, loop_ms=20.0)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +43,6 @@ import _harness as h  # noqa: E402
 from _harness import Contender, Scenario, expect  # noqa: E402
 
 import resil  # noqa: E402
-from resil import _resil  # noqa: E402
 from resil.policies import retry as _retry  # noqa: E402
 
 try:
@@ -316,44 +313,19 @@ Notes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = h.arg_parser(__doc__)
-    ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
-    ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
-    args = h.parse_args(ap, argv)
-
-    repeats = args.repeats or (3 if args.quick else 21)
-    loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
-    rng = random.Random(args.seed)
+    def makers(loop: asyncio.AbstractEventLoop,
+               results: list[h.ScenarioResult]) -> list[Callable[[], Scenario]]:
+        check_policies(loop)
+        return [sync_call, lambda: async_call(loop)]
 
     # The policy checks fail on purpose; backoff and stamina log each retry
     # and give-up. Keep them off the output.
-    for logger in ("backoff", "stamina"):
-        log = logging.getLogger(logger)
-        log.addHandler(logging.NullHandler())
-        log.propagate = False
-
-    facts = h.machine_facts(["resil", *PEERS])
-    facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
-    facts.insert(5, ("resil retry layer", h.file_fact(Path(_retry.__file__), "saved")))
-    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
-    h.print_facts("Retry, first call succeeds: resil vs peers", facts)
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    results: list[h.ScenarioResult] = []
-    try:
-        check_policies(loop)
-        for make in (sync_call, lambda: async_call(loop)):
-            results.append(h.run_and_print(make(), repeats=repeats, loop_ms=loop_ms, rng=rng))
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    h.finish(facts, script=__file__, heading=SECTION,
-             tables=[h.format_markdown(res) for res in results], notes=NOTES,
-             write=args.write_results, end_facts=False)
-    return 0
+    return h.scenario_main(argv, doc=__doc__, script=__file__,
+                           title="Retry, first call succeeds: resil vs peers", section=SECTION,
+                           notes=NOTES, peers=PEERS, makers=makers,
+                           more_facts=[("resil retry layer",
+                                        h.file_fact(Path(_retry.__file__), "saved"))],
+                           quiet=["backoff", "stamina"])
 
 
 if __name__ == "__main__":

@@ -10,24 +10,13 @@ import inspect
 import math
 import random
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import resil
-
-
-@pytest.fixture
-def switchy() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
+from tests_support import run_threads
 
 
 def test_an_admitted_call_takes_its_tokens_when_called_not_when_awaited() -> None:
@@ -102,7 +91,7 @@ def test_the_finished_awaitable_goes_through_every_asyncio_entry_point() -> None
     assert limiter.stats()["admitted"] == 7
 
 
-def test_one_finished_awaitable_serves_many_threads_and_event_loops(switchy: None) -> None:
+def test_one_finished_awaitable_serves_many_threads_and_event_loops() -> None:
     limiter = resil.RateLimiter(1e12, burst=10**15)
     shared = limiter.acquire_async()
     errors: list[BaseException] = []
@@ -114,18 +103,14 @@ def test_one_finished_awaitable_serves_many_threads_and_event_loops(switchy: Non
             assert await aw is None
             assert await shared is None  # awaited again and again: nothing to use up
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         try:
             for _ in range(3):
                 asyncio.run(main())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 8)
     assert errors == []
     assert limiter.stats()["admitted"] == 1 + 8 * 3 * 300
 
@@ -291,18 +276,14 @@ def test_the_sync_acquire_sleeps_only_after_a_refusal(monkeypatch: pytest.Monkey
     assert slept == [pytest.approx(0.25)]
 
 
-def test_threads_acquiring_account_for_every_token(switchy: None) -> None:
+def test_threads_acquiring_account_for_every_token() -> None:
     limiter = resil.RateLimiter(1e12, burst=10**15)
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         for i in range(2000):
             limiter.acquire(key=i % 5 if i % 2 else None)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 8)
     assert limiter.stats()["admitted"] == 16000
 
 

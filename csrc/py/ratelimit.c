@@ -178,31 +178,15 @@ static int parse_limit(PyObject *o, double *out) {
     if (o == Py_None) {
         return 0;
     }
-    if (PyFloat_Check(o)) {
-        double v = PyFloat_AS_DOUBLE(o);
-        if (!(v >= 0.0)) { /* also NaN */
-            return resil_bad_value("timeout", LIMIT_ACCEPTS, o);
-        }
-        *out = v;
-        return 0;
-    }
-    if (!PyLong_Check(o) || PyBool_Check(o)) {
+    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
         PyErr_Format(PyExc_TypeError, "timeout must be " LIMIT_ACCEPTS ", not %.100s",
                      Py_TYPE(o)->tp_name);
         return -1;
     }
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (v == -1 && PyErr_Occurred()) {
+    if (resil_number(o, "timeout", out) < 0) { /* an int past a double: an infinity */
         return -1;
     }
-    if (overflow < 0 || (!overflow && v < 0)) {
-        return resil_bad_value("timeout", LIMIT_ACCEPTS, o);
-    }
-    if (!overflow) {
-        *out = (double)v;
-    }
-    return 0;
+    return *out >= 0.0 ? 0 : resil_bad_value("timeout", LIMIT_ACCEPTS, o); /* also NaN */
 }
 
 /* Parses (cost=1, key=None) of a vectorcall, and with `limit` not NULL a
