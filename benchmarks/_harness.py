@@ -627,7 +627,8 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
                   section: str, notes: str, peers: Sequence[str], makers: Makers,
                   repeats: int = 21, loop_ms: float = 30.0,
                   more_facts: Sequence[tuple[str, str]] = (),
-                  quiet: Sequence[str] = ()) -> int:
+                  quiet: Sequence[str] = (),
+                  summary: Callable[[list[ScenarioResult]], list[str]] | None = None) -> int:
     """The whole run of a benchmark made of scenarios: parses its command
     line (``--quick``, ``--write-results``, ``--repeats``, ``--loop-ms``,
     ``--seed``), prints the machine facts (with the resil extension's build
@@ -641,7 +642,8 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
     ``repeats`` and ``loop_ms``: the defaults of a full run (a ``--quick``
     one makes 3 rounds of 2 ms loops). ``quiet``: loggers kept off the
     output (a peer that logs each retry, a breaker's transitions during
-    set-up).
+    set-up). ``summary``: given the results, the lines printed after the
+    tables and listed under them in RESULTS.md (verdicts, say).
     """
     ap = arg_parser(doc)
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
@@ -676,5 +678,6 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
         loop.close()
     finish(facts, script=script, heading=section,
            tables=[format_markdown(res) for res in results], notes=notes,
-           write=args.write_results, end_facts=False)
+           write=args.write_results, end_facts=False,
+           summary=None if summary is None else summary(results))
     return 0
