@@ -82,6 +82,16 @@ def _awaits(setup: str, stmt: str) -> str:
             f"        {stmt}")
 
 
+def _contended(setup: str) -> str:
+    """n tasks, 100 at a time, each `async with lim:` (none when setup
+    defines no lim) around one `await asyncio.sleep(0)`: per task."""
+    inside = ("    async with lim:\n        await asyncio.sleep(0)" if "lim =" in setup
+              else "    await asyncio.sleep(0)")
+    return (f"import asyncio\n{setup}\nasync def work():\n{inside}\n"
+            "async def main(n):\n    for _ in range(n // 100):\n"
+            "        await asyncio.gather(*[work() for _ in range(100)])")
+
+
 _ASYNC_BREAKER = "import resil\nb = resil.CircuitBreaker('x')\nasync def g(x): return x"
 
 CASES = [
@@ -187,6 +197,13 @@ CASES = [
          "r(t())"),
     Case("bulkhead", "resil `@bulkhead` sync call",
          "import resil\nb = resil.Bulkhead('x', 10)\n@b\ndef f(x): return x", "f(1)"),
+    Case("bulkhead", "(100 tasks at a time, no limit: per task)", _contended(""),
+         run="asyncio.run(main(n))"),
+    Case("bulkhead", "resil `async with bulkhead:`, 100 tasks on 10 slots: per task",
+         _contended("import resil\nlim = resil.Bulkhead('x', 10, max_queue=90)"),
+         run="asyncio.run(main(n))"),
+    Case("bulkhead", "asyncio `async with Semaphore(10):`, 100 tasks: per task",
+         _contended("lim = asyncio.Semaphore(10)"), run="asyncio.run(main(n))"),
     Case("monitor", "resil `Monitor.record`, success",
          "import resil\nm = resil.Monitor()\nr = m.record", "r('db', 'q', 1.5, True)"),
     Case("monitor", "resil `Monitor.record`, failure",
