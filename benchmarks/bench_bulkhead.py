@@ -44,7 +44,8 @@ SECTION = "## Bulkhead (bench_bulkhead.py)"
 SLOTS = 10
 TASKS = 100
 
-NOTES = ("resil's slot counts and admission are one C call each way (`async with` "
+NOTES = ("The peers are the standard library's, of the Python named above. "
+         "resil's slot counts and admission are one C call each way (`async with` "
          "enters and leaves through two small coroutines of the Python class); the "
          "semaphores keep their count in Python. threading.BoundedSemaphore takes a "
          "lock around each acquire and release. In scenario 3 every waiter parks on a "

@@ -49,7 +49,9 @@ SECTION = "## Rate limiter (bench_ratelimit.py)"
 HIGH = 10**9
 
 NOTES = ("resil's decision is one C call: the clock read and a few integer operations "
-         "on one theoretical arrival time. limits and pyrate-limiter keep their state in "
+         "on one theoretical arrival time. An admitted `acquire_async()` returns an "
+         "awaitable that is already done, so the await makes no coroutine and never "
+         "suspends. limits and pyrate-limiter keep their state in "
          "Python objects (pyrate-limiter a list of timestamps per bucket, limits' moving "
          "window one per hit); aiolimiter is asyncio only.")
 
