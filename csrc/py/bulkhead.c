@@ -17,13 +17,6 @@ typedef struct {
     PyTypeObject *permit_type; /* borrowed: the module state keeps it */
 } BulkheadObject;
 
-/* One slot taken with try_acquire, given back once with release. */
-typedef struct {
-    PyObject_HEAD
-    BulkheadObject *owner;
-    int released;
-} BulkheadPermitObject;
-
 static PyObject *bulkhead_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"max_concurrent", "max_queue", NULL};
     PyObject *given[RS_BHF_COUNT] = {NULL, NULL};
@@ -79,8 +72,7 @@ static PyObject *bulkhead_acquire(BulkheadObject *self, PyObject *Py_UNUSED(igno
 
 static PyObject *bulkhead_try_acquire(BulkheadObject *self, PyObject *Py_UNUSED(ignored)) {
     /* The permit is made first: a MemoryError then takes no slot. */
-    BulkheadPermitObject *permit =
-        (BulkheadPermitObject *)self->permit_type->tp_alloc(self->permit_type, 0);
+    resil_slot_permit *permit = resil_slot_permit_new(self->permit_type);
     if (!permit) {
         return NULL;
     }
@@ -88,7 +80,7 @@ static PyObject *bulkhead_try_acquire(BulkheadObject *self, PyObject *Py_UNUSED(
         Py_DECREF(permit);
         Py_RETURN_NONE;
     }
-    permit->owner = (BulkheadObject *)Py_NewRef(self);
+    permit->owner = Py_NewRef((PyObject *)self);
     return (PyObject *)permit;
 }
 
@@ -113,25 +105,14 @@ static PyObject *bulkhead_hand_off(BulkheadObject *self, PyObject *Py_UNUSED(ign
 }
 
 static PyObject *bulkhead_release(BulkheadObject *self, PyObject *permit_o) {
-    if (!Py_IS_TYPE(permit_o, self->permit_type)) {
-        PyErr_Format(PyExc_TypeError, "permit must be a permit from try_acquire(), not %.100s",
-                     Py_TYPE(permit_o)->tp_name);
-        return NULL;
-    }
-    BulkheadPermitObject *permit = (BulkheadPermitObject *)permit_o;
-    if (permit->owner != self) {
-        PyErr_SetString(PyExc_ValueError, "permit was taken from another bulkhead");
-        return NULL;
-    }
-    if (permit->released) {
-        PyErr_SetString(PyExc_ValueError, "permit was already released");
+    if (resil_slot_permit_check(permit_o, self->permit_type, (PyObject *)self, "bulkhead") < 0) {
         return NULL;
     }
     /* Every slot is free only when a slot was given back without its
      * permit (an __exit__ with no __enter__): refused, the permit kept. */
     PyObject *r = give_back(self, 0);
     if (r) {
-        permit->released = 1;
+        ((resil_slot_permit *)permit_o)->released = 1;
     }
     return r;
 }
@@ -261,58 +242,7 @@ static PyType_Spec bulkhead_spec = {
     .slots = bulkhead_slots,
 };
 
-/* ---- BulkheadPermit -------------------------------------------------------- */
-
-static int permit_traverse(BulkheadPermitObject *self, visitproc visit, void *arg) {
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->owner);
-    return 0;
-}
-
-static int permit_clear(BulkheadPermitObject *self) {
-    Py_CLEAR(self->owner);
-    return 0;
-}
-
-static void permit_dealloc(BulkheadPermitObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    permit_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyObject *permit_released(BulkheadPermitObject *self, void *Py_UNUSED(closure)) {
-    return PyBool_FromLong(self->released);
-}
-
-static PyGetSetDef permit_getset[] = {
-    {"released", (getter)permit_released, NULL, "True once the slot was given back.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot permit_slots[] = {
-    {Py_tp_doc, "A bulkhead slot taken with try_acquire(); give it back once with\n"
-                "release(permit)."},
-    {Py_tp_traverse, permit_traverse},
-    {Py_tp_clear, permit_clear},
-    {Py_tp_dealloc, permit_dealloc},
-    {Py_tp_getset, permit_getset},
-    {0, NULL},
-};
-
-static PyType_Spec permit_spec = {
-    .name = "resil.BulkheadPermit",
-    .basicsize = sizeof(BulkheadPermitObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = permit_slots,
-};
-
 int resil_bulkhead_init_types(PyObject *module, resil_state *st) {
-    if (resil_add_type(module, &permit_spec, NULL, &st->BulkheadPermit_type) < 0) {
-        return -1;
-    }
     return resil_add_type_with_ranges(module, &bulkhead_spec, &st->Bulkhead_type,
                                       RS_BULKHEAD_FIELDS, RS_BHF_COUNT);
 }

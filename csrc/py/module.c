@@ -166,7 +166,8 @@ static int resil_exec(PyObject *module) {
         resil_retry_init_types(module, st) < 0 || resil_dedup_init_types(module, st) < 0 ||
         resil_queue_init_types(module, st) < 0 || resil_interval_init_types(module, st) < 0 ||
         resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
-        resil_hist_init_types(module, st) < 0 || resil_bulkhead_init_types(module, st) < 0 ||
+        resil_hist_init_types(module, st) < 0 || resil_slot_init_types(module, st) < 0 ||
+        resil_bulkhead_init_types(module, st) < 0 || resil_adaptive_init_types(module, st) < 0 ||
         resil_ratelimit_init_types(module, st) < 0 ||
         resil_expo_init(module, st) < 0) {
         return -1;
@@ -194,6 +195,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->WindowedHistogram_type);
     Py_VISIT(st->Bulkhead_type);
     Py_VISIT(st->BulkheadPermit_type);
+    Py_VISIT(st->Adaptive_type);
+    Py_VISIT(st->LimiterPermit_type);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
     Py_VISIT(st->QueueFull);
@@ -241,6 +244,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->WindowedHistogram_type);
     Py_CLEAR(st->Bulkhead_type);
     Py_CLEAR(st->BulkheadPermit_type);
+    Py_CLEAR(st->Adaptive_type);
+    Py_CLEAR(st->LimiterPermit_type);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
     Py_CLEAR(st->QueueFull);

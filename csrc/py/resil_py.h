@@ -44,6 +44,8 @@ typedef struct {
     PyTypeObject *WindowedHistogram_type;
     PyTypeObject *Bulkhead_type;
     PyTypeObject *BulkheadPermit_type;     /* BulkheadCore.try_acquire() makes them */
+    PyTypeObject *Adaptive_type;
+    PyTypeObject *LimiterPermit_type;      /* AdaptiveCore.try_acquire() makes them */
     PyObject *ResilError;
     PyObject *CircuitOpenError;
     PyObject *QueueFull;
@@ -211,6 +213,10 @@ int resil_add_type(PyObject *module, PyType_Spec *spec, PyObject *base, PyTypeOb
  * the infinities pass: the caller's range check rejects them, naming the
  * parameter (resil_bad_value summarises a huge int). */
 int resil_number(PyObject *o, const char *name, double *out);
+/* A `name=` argument: NULL (not given) becomes a new "default"; else a new
+ * reference to it when it is a non-empty str, or -1 with TypeError or
+ * ValueError naming `name`. */
+int resil_name_arg(PyObject **name);
 /* resil_number, and ValueError naming `name` for NaN or an infinity. */
 int resil_finite(PyObject *o, const char *name, double *out);
 /* repr(o) for an error message: an int past 64 bits is summarised by its
@@ -275,5 +281,27 @@ int resil_counter_init_types(PyObject *module, resil_state *st);
 int resil_expo_init(PyObject *module, resil_state *st);
 int resil_hist_init_types(PyObject *module, resil_state *st);
 int resil_bulkhead_init_types(PyObject *module, resil_state *st);
+int resil_adaptive_init_types(PyObject *module, resil_state *st);
+
+/* A slot taken with try_acquire from a type that counts calls in flight
+ * (slot.c), given back once with release. The owner's fields say what its
+ * release needs: when it was taken and what its core handed out. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner;    /* the object that handed it out; NULL until admitted */
+    int released;
+    uint64_t start_ns;  /* the owner's clock when it was taken (if it times calls) */
+    uint64_t seq;       /* owner-defined numbers its core gives back on release */
+    uint32_t in_flight;
+} resil_slot_permit;
+
+/* A new permit of type tp, not yet owned; NULL with MemoryError. */
+resil_slot_permit *resil_slot_permit_new(PyTypeObject *tp);
+/* 0 when permit is a tp from owner not released yet; else -1 with TypeError
+ * (not a tp) or ValueError (another owner_kind's, or released before). */
+int resil_slot_permit_check(PyObject *permit, PyTypeObject *tp, PyObject *owner,
+                            const char *owner_kind);
+/* BulkheadPermit and LimiterPermit. */
+int resil_slot_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

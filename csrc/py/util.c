@@ -82,6 +82,24 @@ int resil_number(PyObject *o, const char *name, double *out) {
     return 0;
 }
 
+int resil_name_arg(PyObject **name) {
+    if (!*name) {
+        *name = PyUnicode_FromString("default");
+        return *name ? 0 : -1;
+    }
+    if (!PyUnicode_Check(*name)) {
+        PyErr_Format(PyExc_TypeError, "name must be a non-empty str, not %.100s",
+                     Py_TYPE(*name)->tp_name);
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(*name) == 0) {
+        PyErr_SetString(PyExc_ValueError, "name must be a non-empty str, got ''");
+        return -1;
+    }
+    Py_INCREF(*name);
+    return 0;
+}
+
 int resil_finite(PyObject *o, const char *name, double *out) {
     if (resil_number(o, name, out) < 0) {
         return -1;
