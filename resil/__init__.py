@@ -12,13 +12,14 @@ import logging
 from typing import Any
 
 from resil.policies.breaker import BreakerGroup, CircuitBreaker, StateListener
+from resil.policies.adaptive import AdaptiveLimiter, LimiterPermit
 from resil.policies.bulkhead import Bulkhead, BulkheadPermit
 from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
                         HandlerDisabled, TypeCircuitOpenError)
 from resil.messaging.dedup import idempotent
 from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
-from resil.errors import BulkheadFull, OperationTimeout, RateLimited, RetryError
+from resil.errors import BulkheadFull, LimitExceeded, OperationTimeout, RateLimited, RetryError
 from resil.policies.interval import AdaptiveInterval, TimeScale
 from resil.policies.ratelimit import RateLimiter
 from resil.observe.memory import MemoryTracker
@@ -74,6 +75,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AdaptiveInterval",
+    "AdaptiveLimiter",
     "AdaptiveScheduler",
     "Backoff",
     "BoundedQueue",
@@ -97,6 +99,8 @@ __all__ = [
     "EventEmitter",
     "EventStormError",
     "HandlerDisabled",
+    "LimitExceeded",
+    "LimiterPermit",
     "Histogram",
     "MemoryTracker",
     "Monitor",

@@ -12,7 +12,7 @@ from resil._resil import ResilError
 CANCELLATION: tuple[type[BaseException], ...] = (
     asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
-__all__ = ["BulkheadFull", "OperationTimeout", "RateLimited", "RetryError"]
+__all__ = ["BulkheadFull", "LimitExceeded", "OperationTimeout", "RateLimited", "RetryError"]
 
 
 class _Message:
@@ -52,6 +52,11 @@ class BulkheadFull(_Message, ResilError):
     """A bulkhead refused a call: every slot was taken and its wait queue
     was full, or the call waited in the queue longer than the bulkhead's
     ``queue_timeout``. The call did not run."""
+
+
+class LimitExceeded(_Message, ResilError):
+    """An adaptive limiter refused a call: as many calls as its limit allows
+    were in flight. The call did not run; the load is shed, not queued."""
 
 
 class RateLimited(ResilError):

@@ -109,6 +109,20 @@ class AdaptiveMachine(RuleBasedStateMachine):
         self.core.release(permit, dropped=dropped == 0)
         self.model.release(expected, self.now, ms * 1_000_000, dropped == 0)
 
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        """A held call is cancelled: its slot comes back, nothing is sampled."""
+        if not self.held:
+            return
+        entry = self.held[data.draw(st.integers(0, len(self.held) - 1))]
+        if entry[3]:
+            with pytest.raises(ValueError, match="already released"):
+                self.core._discard(entry[0])
+            return
+        self.core._discard(entry[0])
+        self.model.discard()
+        entry[3] = True
+
     @rule()
     def foreign_permit(self) -> None:
         other = AdaptiveCore(initial_limit=1, clock=self.clock)

@@ -373,6 +373,18 @@ async def _rate_limiter(given: resil.VirtualClock) -> None:
     assert limiter.try_acquire(key="k")
 
 
+async def _adaptive_limiter(given: resil.VirtualClock) -> None:
+    limiter = resil.AdaptiveLimiter(clock=given)
+    async with limiter:
+        await asyncio.sleep(100)          # the loop's time: not the latency measured
+        given.advance(0.002)
+    assert limiter.stats()["min_latency_ms"] is None  # the probe runs on
+    for _ in range(9):
+        with limiter:
+            given.advance(0.002)
+    assert limiter.stats()["min_latency_ms"] == 2.0
+
+
 async def _windowed_counter(given: resil.VirtualClock) -> None:
     c = resil.WindowedCounter(1.0, clock=given)
     c.add(2)
@@ -481,6 +493,7 @@ CLOCK_SCENARIOS: dict[str, Any] = {
     "DeadLetterQueue": _dead_letter_queue,
     "MemoryTracker": _memory_tracker,
     "Bulkhead": _bulkhead,
+    "AdaptiveLimiter": _adaptive_limiter,
 }
 CLOCK_XFAIL: dict[str, str] = {}
 #: Public classes with no time-dependent behaviour (values, errors, clocks
@@ -490,7 +503,7 @@ CLOCK_XFAIL: dict[str, str] = {}
 TIMELESS = {"AdaptiveInterval", "Backoff", "BreakerGroup", "CancellationToken", "DeadLetter",
             "DeadLetterSink",
             "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit", "Pipeline",
-            "BulkheadPermit",
+            "BulkheadPermit", "LimiterPermit",
             "SQLiteStore", "State", "StateListener", "Supervisor", "TimeScale", "VirtualClock",
             "VirtualEventLoop"}
 
@@ -539,6 +552,9 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
                                                   "threshold": 0.3}, {
         "base": ("1", -1.0), "min": ("1", NAN), "max": ("1", 0.1), "threshold": ("1", NAN),
         "speedup": ("1", 2.0), "slowdown": ("1", 0.5)}),
+    "AdaptiveLimiter": (resil.AdaptiveLimiter, {}, {
+        "algorithm": (1, "cubic"), "initial_limit": ("1", 0), "min_limit": (1.0, 0),
+        "max_limit": (True, 2**31), "clock": (NOTHING, None), "name": (1, "")}),
     "AdaptiveScheduler": (resil.AdaptiveScheduler, {}, {
         "emitter": (NOTHING, None), "novelty_threshold": ("1", NAN), "clock": (NOTHING, None)}),
     "Backoff": (resil.Backoff, {}, {
@@ -634,7 +650,7 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
 C_ARGUMENT_FAILURES: set[tuple[str, str, str]] = set()
 #: Constructors with no parameters, whose parameters are a record's fields, or
 #: made by resil itself; and the dead-letter protocol, which is not constructed.
-NO_OPTIONS = {"BulkheadPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
+NO_OPTIONS = {"BulkheadPermit", "LimiterPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event", "MonotonicClock", "Operation",
               "Outcome", "Permit", "RetryPolicy", "State", "StateListener", "Supervisor",
               "TimeScale"}
 
@@ -723,6 +739,8 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
         "idempotency_key": (1, None)}),
     "DeadLetterQueue.put": (lambda: resil.DeadLetterQueue().put, {"item": 1, "error": "e"}, {
         "error": (NOTHING, None), "source": (1, None), "attempts": ("1", -1)}),
+    "AdaptiveLimiter.release": (lambda: _held(resil.AdaptiveLimiter()), {}, {
+        "latency": ("1", -1.0), "dropped": (1, None)}),
     "RateLimiter.try_acquire": (lambda: resil.RateLimiter(1).try_acquire, {}, {
         "cost": ("1", 0)}),
     "RateLimiter.retry_after": (lambda: resil.RateLimiter(1).retry_after, {}, {
@@ -735,6 +753,12 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
         "graceful": ("1", -1.0), "forced": ("1", -1.0)}),
 }
 C_METHOD_FAILURES: set[tuple[str, str, str]] = set()
+
+
+def _held(limiter: resil.AdaptiveLimiter) -> Callable[..., Any]:
+    """limiter.release with a permit it holds bound to it."""
+    permit = limiter.try_acquire()
+    return lambda **kw: limiter.release(permit, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("owner, param, kind",
@@ -771,6 +795,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
     return {
         "AdaptiveInterval": lambda: resil.AdaptiveInterval(1.0, 0.5, 2.0, 0.3),
         "AdaptiveScheduler": resil.AdaptiveScheduler,
+        "AdaptiveLimiter": resil.AdaptiveLimiter,
         "BoundedQueue": resil.BoundedQueue,
         "BreakerGroup": resil.BreakerGroup,
         "Bulkhead": resil.Bulkhead,
@@ -807,7 +832,7 @@ STATS = _stats_factories()
 #: Public classes that are not components: values, records, errors, clocks,
 #: the event loop, the cancellation token and the dead-letter protocol hold no
 #: counters of their own.
-NOT_COMPONENTS = {"Backoff", "BulkheadPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event",
+NOT_COMPONENTS = {"Backoff", "BulkheadPermit", "LimiterPermit", "CancellationToken", "DeadLetter", "DeadLetterSink", "Event",
                   "MonotonicClock",
                   "Operation", "Outcome", "Permit", "State", "StateListener", "TimeScale",
                   "VirtualClock", "VirtualEventLoop"}

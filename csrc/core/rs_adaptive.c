@@ -144,9 +144,6 @@ int rs_adaptive_release(rs_adaptive *a, const rs_adaptive_permit *p, uint64_t no
         CONSISTENT(a);
         return RS_OK;
     }
-    if (!dropped && lat < a->min_ns) {
-        a->min_ns = lat;
-    }
     int grow = 2.0 * (double)p->in_flight >= a->limit;
     int shrink = (double)p->in_flight <= a->limit;
     switch (a->algorithm) {

@@ -13,7 +13,8 @@
  * samples, and again once RS_ADAPTIVE_PROBE_INTERVAL_NS after the last
  * probe ended, the limit in force is min_limit; the least latency of the
  * calls admitted during the probe becomes min_ns, and the limit goes back
- * to its estimate. Between probes a lower latency lowers min_ns at once.
+ * to its estimate. Only a probe sets min_ns: a call that fails fast between
+ * probes says nothing of the server's own latency.
  *
  * Two guards, shared by the algorithms: a sample may raise the limit only
  * when its call started with at least half the limit in flight (a limit the
@@ -113,5 +114,16 @@ RS_INLINE int rs_adaptive_try_acquire(rs_adaptive *a, rs_adaptive_permit *p) {
  * Returns RS_OK, or RS_EINVAL when no call is in flight (nothing changes). */
 int rs_adaptive_release(rs_adaptive *a, const rs_adaptive_permit *p, uint64_t now_ns,
                         uint64_t latency_ns, int dropped);
+
+/* An admitted call that ended without an outcome (it was cancelled) gives
+ * its slot back: nothing is sampled or counted. Returns RS_OK, or RS_EINVAL
+ * when no call is in flight (nothing changes). */
+RS_INLINE int rs_adaptive_discard(rs_adaptive *a) {
+    if (RS_UNLIKELY(a->in_flight == 0)) {
+        return RS_EINVAL;
+    }
+    a->in_flight--;
+    return RS_OK;
+}
 
 #endif /* RS_ADAPTIVE_H */

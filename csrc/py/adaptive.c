@@ -207,6 +207,18 @@ static PyObject *adaptive_release(AdaptiveObject *self, PyObject *const *args, P
     Py_RETURN_NONE;
 }
 
+static PyObject *adaptive_discard(AdaptiveObject *self, PyObject *permit_o) {
+    if (resil_slot_permit_check(permit_o, self->permit_type, (PyObject *)self, "limiter") < 0) {
+        return NULL;
+    }
+    if (rs_adaptive_discard(&self->core) != RS_OK) {
+        PyErr_SetString(PyExc_ValueError, "release with no call in flight");
+        return NULL;
+    }
+    ((resil_slot_permit *)permit_o)->released = 1;
+    Py_RETURN_NONE;
+}
+
 static PyObject *min_latency_ms(const rs_adaptive *a) {
     if (a->min_ns == 0) {
         Py_RETURN_NONE;
@@ -261,6 +273,10 @@ static PyMethodDef adaptive_methods[] = {
      "True when the call timed out or was refused for overload (counted dropped,\n"
      "a signal to lower the limit). TypeError for anything but such a permit;\n"
      "ValueError for one released before or taken from another limiter."},
+    {"_discard", (PyCFunction)adaptive_discard, METH_O,
+     "_discard($self, permit, /)\n--\n\n"
+     "Gives back the slot of a permit whose call ended without an outcome (it was\n"
+     "cancelled): nothing is measured or counted. Refused as release() refuses."},
     {"stats", (PyCFunction)adaptive_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "name, algorithm, limit, in_flight, admitted, rejected, dropped and\n"

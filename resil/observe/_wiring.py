@@ -23,6 +23,7 @@ from resil.messaging.deadletters import DeadLetterHandoff
 from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
+from resil.policies.adaptive import AdaptiveLimiter
 from resil.policies.bulkhead import Bulkhead
 from resil.policies.ratelimit import RateLimiter
 from resil.policies.retry import RetryPolicy
@@ -30,9 +31,10 @@ from resil.policies.timeout import TimeoutManager
 
 ACCEPTED = ("a resil.CircuitBreaker, BreakerGroup, RetryPolicy (or a function decorated "
             "with resil.retry), TimeoutManager, DeadLetterQueue, EventEmitter or EventBus")
-#: What ``_wire`` takes: the above, a Bulkhead and a RateLimiter (their refusals).
+#: What ``_wire`` takes: the above, a Bulkhead, a RateLimiter and an
+#: AdaptiveLimiter (their refusals).
 WIRED = ACCEPTED.replace("EventEmitter or EventBus",
-                         "EventEmitter, EventBus, Bulkhead or RateLimiter")
+                         "EventEmitter, EventBus, Bulkhead, RateLimiter or AdaptiveLimiter")
 
 
 def named(name: str) -> str:
@@ -161,7 +163,7 @@ class _Watcher:
             self._watch_bus(source)
         elif isinstance(source, Bulkhead):
             self._watch_listeners(source, source._listeners)
-        elif isinstance(source, RateLimiter):
+        elif isinstance(source, (RateLimiter, AdaptiveLimiter)):
             self._watch_listeners(source, source._event_listeners())
         else:
             # Components added later (a bulkhead, a rate limiter) take a

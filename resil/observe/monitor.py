@@ -335,6 +335,11 @@ class Monitor(_Watcher):
           ``rate_limited`` event under the limiter's ``name``, shown under
           ``resilience_metrics["other"]``; ``try_acquire`` returning False
           is the caller's to count.
+        - :class:`AdaptiveLimiter`: each :class:`LimitExceeded` it raises
+          (from ``@limiter``, ``with``, ``call`` or ``call_async``) is a
+          ``limit_exceeded`` event under the limiter's ``name``, shown under
+          ``resilience_metrics["other"]``; ``try_acquire`` returning None is
+          the caller's to count.
 
         A component or operation named ``""`` is counted as ``"unnamed"``.
         A component already watched, directly or through another, is not

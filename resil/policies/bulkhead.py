@@ -10,25 +10,21 @@ wait is handed to the first of them, never freed for a newcomer to take.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from resil import _check, _time
 from resil._hooks import Listeners
+from resil.policies._guard import Guard
 from resil._resil import BulkheadCore, BulkheadPermit, MonotonicClock
 from resil.errors import BulkheadFull
 
 __all__ = ["Bulkhead", "BulkheadFull", "BulkheadPermit"]
 
 _log = logging.getLogger("resil.bulkhead")
-
-T = TypeVar("T")
 
 # BulkheadCore.acquire() answers.
 _ADMITTED, _QUEUED = 0, 1
@@ -78,7 +74,7 @@ def _set_done(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class Bulkhead:
+class Bulkhead(Guard):
     """A cap on concurrent calls, with a bounded FIFO wait queue.
 
     ``Bulkhead(name="default", max_concurrent=10, *, max_queue=0,
@@ -205,41 +201,14 @@ class Bulkhead:
         if self._core.exit():
             self._hand_on()
 
-    # ---- calls -----------------------------------------------------------------------
-    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` in a slot, waiting for one in this
-        thread if need be."""
-        with self:
-            return fn(*args, **kwargs)
+    # call(), call_async() and the decorator (Guard) run the call in a slot,
+    # waiting for one if need be.
+    _admit = __enter__
+    _admit_async = __aenter__
 
-    async def call_async(self, fn: Callable[..., Awaitable[T]], /, *args: Any,
-                         **kwargs: Any) -> T:
-        """``await fn(*args, **kwargs)`` in a slot, awaiting one if need be."""
-        async with self:
-            return await fn(*args, **kwargs)
-
-    @overload
-    def __call__(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]: ...
-    @overload
-    def __call__(self, fn: Callable[..., T]) -> Callable[..., T]: ...
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorates a plain or coroutine function so each call runs in a
-        slot; the wrapper keeps the function's signature."""
-        if not callable(fn):
-            raise TypeError(f"a bulkhead decorates a function, not {type(fn).__name__}")
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                async with self:
-                    return await fn(*args, **kwargs)
-            return guarded_async
-
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return fn(*args, **kwargs)
-        return guarded
+    def _done(self, token: None, exc: BaseException | None) -> None:
+        if self._core.exit():
+            self._hand_on()
 
     # ---- waiting ----------------------------------------------------------------------
     def _full(self) -> BulkheadFull:

@@ -88,14 +88,18 @@ class AdaptiveModel:
                     self.min_ns = self.probe_min
                     self.probe_end = now_ns
             return
-        if not dropped:
-            self.min_ns = min(self.min_ns, lat)
         grow = 2.0 * started_with >= self.estimate
         shrink = started_with <= self.estimate
         getattr(self, "_" + self.algorithm)(float(lat), grow, shrink, dropped)
         if now_ns >= self.probe_end and now_ns - self.probe_end >= PROBE_INTERVAL_NS:
             self.probing, self.probe_left, self.probe_seq, self.probe_min = \
                 True, PROBE_SAMPLES, self.admitted, 0
+
+    def discard(self) -> None:
+        """A cancelled call gives its slot back: no sample, nothing counted."""
+        if self.in_flight == 0:
+            raise ValueError("nothing in flight")
+        self.in_flight -= 1
 
     def _aimd(self, lat: float, grow: bool, shrink: bool, dropped: bool) -> None:
         if dropped or lat > 1.5 * self.min_ns:
