@@ -204,6 +204,12 @@ CASES = [
          run="asyncio.run(main(n))"),
     Case("bulkhead", "asyncio `async with Semaphore(10):`, 100 tasks: per task",
          _contended("lim = asyncio.Semaphore(10)"), run="asyncio.run(main(n))"),
+    Case("adaptive", "resil `AdaptiveLimiter` `try_acquire` + `release` (latency measured)",
+         "import resil\nlim = resil.AdaptiveLimiter('gradient')\n"
+         "t, r = lim.try_acquire, lim.release\nfor _ in range(10): r(t())", "r(t())"),
+    Case("adaptive", "resil `AdaptiveLimiter` `try_acquire` + `release(p, 0.01)`",
+         "import resil\nlim = resil.AdaptiveLimiter('vegas')\n"
+         "t, r = lim.try_acquire, lim.release\nfor _ in range(10): r(t())", "r(t(), 0.01)"),
     Case("monitor", "resil `Monitor.record`, success",
          "import resil\nm = resil.Monitor()\nr = m.record", "r('db', 'q', 1.5, True)"),
     Case("monitor", "resil `Monitor.record`, failure",

@@ -6,19 +6,22 @@ algorithm against a simulated server on virtual time."""
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import math
 import random
-import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import resil
 from resil.policies.adaptive import DROPS
+from tests_support import run_threads
+
+try:  # pytest's default "prepend" import mode puts tests/ on sys.path
+    from model.server import settled_after, simulate
+except ImportError:  # pragma: no cover - run from the repository root
+    from tests.model.server import settled_after, simulate  # type: ignore[no-redef]
 
 ALGORITHMS = ("aimd", "vegas", "gradient")
 PROBE = 10  # calls the first probe of the baseline takes
@@ -320,7 +323,7 @@ def test_32_threads_never_exceed_the_limit_and_every_call_is_counted(
             active -= 1
             done += 1
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         nonlocal refused
         for _ in range(300):
             try:
@@ -329,16 +332,7 @@ def test_32_threads_never_exceed_the_limit_and_every_call_is_counted(
                 with lock:
                     refused += 1
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(32)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(worker, 32)
     stats = lim.stats()
     assert over == [] and peak <= high
     assert stats["admitted"] + stats["rejected"] == 32 * 300
@@ -403,49 +397,6 @@ def test_a_probe_every_30_seconds_follows_a_slower_server() -> None:
 
 
 # ---- convergence (each algorithm) ----------------------------------------------------------
-
-BASE_NS = 10_000_000  # the server's latency without a queue: 10 ms
-
-
-def simulate(lim: resil.AdaptiveLimiter, clock: resil.VirtualClock,
-             capacities: list[int], calls: int) -> Iterator[int]:
-    """A server of capacity C (capacities[i] for the i-th block of
-    ``calls`` calls): a call admitted with n calls in flight (itself
-    included) takes 10 ms when n <= C and 10 ms * n / C beyond, as a FIFO
-    queue in front of C workers would. Clients offer more load than any
-    limit: after every completion they call until refused. Yields the limit
-    after each completed call."""
-    pending: list[tuple[int, int, Any]] = []
-    seq = 0
-    capacity = capacities[0]
-
-    def fill() -> None:
-        nonlocal seq
-        while (permit := lim.try_acquire()) is not None:
-            n = lim.in_flight
-            latency = BASE_NS if n <= capacity else BASE_NS * n // capacity
-            seq += 1
-            heapq.heappush(pending, (clock.now_ns() + latency, seq, permit))
-
-    fill()
-    for i in range(len(capacities) * calls):
-        capacity = capacities[i // calls]
-        due, _, permit = heapq.heappop(pending)
-        clock.advance_ns(due - clock.now_ns())
-        lim.release(permit)
-        yield lim.limit
-        fill()
-
-
-def settled_after(limits: list[int], low: float, high: float) -> int:
-    """The number of calls after which every limit of ``limits`` lies in
-    [low, high]: the first call from which the limit stays in the band to
-    the end of the list (len(limits) when it never does)."""
-    at = len(limits)
-    while at > 0 and low <= limits[at - 1] <= high:
-        at -= 1
-    return at
-
 
 SETTLE = 2000  # calls within which the limit must settle (SPEC)
 WINDOW = 3000  # calls per phase: settled by call 2000 means in the band for 1000 more
