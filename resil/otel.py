@@ -12,7 +12,8 @@ is a component, or a ``(name, component)`` pair naming it in the
 :class:`~resil.BoundedQueue`, :class:`~resil.PartitionedQueue`,
 :class:`~resil.EventEmitter`, :class:`~resil.EventBus`,
 :class:`~resil.DeadLetterQueue`, :class:`~resil.Bulkhead`,
-:class:`~resil.RateLimiter` and :class:`~resil.Monitor`; anything else
+:class:`~resil.RateLimiter`, :class:`~resil.AdaptiveLimiter` and
+:class:`~resil.Monitor`; anything else
 raises TypeError, and nothing is registered. ``prefix`` is a str of
 letters, digits and ``_.-/`` starting with a letter (ValueError otherwise)
 that starts every instrument's name.
@@ -96,6 +97,12 @@ name                                 kind                unit              attri
   ``rate_limiter.rate``: tokens added a second (``rate / per``);
   ``rate_limiter.burst``: the bucket's capacity. Read from the
   component's ``stats()`` at each collection, as the breaker calls are.
+- ``adaptive_limiter.calls``: each :class:`~resil.AdaptiveLimiter`'s calls
+  since it was made, by ``resil.outcome``: ``admitted``, ``rejected``
+  (refused at the limit) and ``dropped`` (admitted, then ended in a
+  timeout or an overload error: counted in ``admitted`` too);
+  ``adaptive_limiter.limit``: the calls allowed in flight now;
+  ``adaptive_limiter.in_flight``: calls admitted and not released.
 
 Names and units follow the OpenTelemetry semantic conventions: dotted
 lowercase names without a unit or ``_total`` suffix, UCUM units (durations
@@ -132,6 +139,7 @@ from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.observe._wiring import ACCEPTED, _Watcher, named, retry_policy_of
 from resil.observe.monitor import Monitor
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
+from resil.policies.adaptive import AdaptiveLimiter
 from resil.policies.bulkhead import Bulkhead
 from resil.policies.ratelimit import RateLimiter
 from resil.policies.retry import RetryPolicy
@@ -150,6 +158,7 @@ _OUTCOMES = (("successes", "success"), ("failures", "failure"), ("rejected", "re
 _BULKHEAD_OUTCOMES = (("admitted", "admitted"), ("rejected", "rejected"),
                       ("timed_out", "timed_out"))
 _LIMITER_OUTCOMES = (("admitted", "admitted"), ("rejected", "rejected"))
+_ADAPTIVE_OUTCOMES = ("admitted", "rejected", "dropped")
 
 # The event kinds the wiring reports -> (instrument key, name, unit, description).
 _EVENT_COUNTERS = {
@@ -220,6 +229,16 @@ def _rate_limiter(name: str | None, limiter: RateLimiter) -> Iterator[_Observati
     yield "rate_limiter.burst", st["burst"], attrs
 
 
+def _adaptive(name: str | None, limiter: AdaptiveLimiter) -> Iterator[_Observation]:
+    st = limiter.stats()
+    label = name or named(st["name"])
+    for outcome in _ADAPTIVE_OUTCOMES:
+        yield "adaptive_limiter.calls", st[outcome], {"resil.name": label, "resil.outcome": outcome}
+    attrs = {"resil.name": label}
+    yield "adaptive_limiter.limit", st["limit"], attrs
+    yield "adaptive_limiter.in_flight", st["in_flight"], attrs
+
+
 # What each kind of source is observed for at each collection. A component
 # added to resil later gets a row here for its gauges (new keys in
 # _GAUGES), and, when it reports events through a Listeners, a branch in
@@ -237,6 +256,7 @@ _OBSERVERS: dict[type, Callable[[str | None, Any], Iterator[_Observation]]] = {
     Monitor: _monitor,
     Bulkhead: _bulkhead,
     RateLimiter: _rate_limiter,
+    AdaptiveLimiter: _adaptive,
 }
 # Sources that report events through the wiring.
 _WIRED = (CircuitBreaker, BreakerGroup, RetryPolicy, TimeoutManager, DeadLetterQueue,
@@ -260,6 +280,9 @@ _GAUGES = {
     "rate_limiter.keys": ("gauge", "{key}", "Keys whose bucket is still refilling."),
     "rate_limiter.rate": ("gauge", "{token}/s", "Tokens a rate limiter adds a second."),
     "rate_limiter.burst": ("gauge", "{token}", "The capacity of a rate limiter's bucket."),
+    "adaptive_limiter.calls": ("counter", "{call}", "Calls through an adaptive limiter, by outcome."),
+    "adaptive_limiter.limit": ("gauge", "{call}", "The calls an adaptive limiter allows in flight."),
+    "adaptive_limiter.in_flight": ("gauge", "{call}", "Calls in flight in an adaptive limiter."),
 }
 
 
@@ -404,7 +427,8 @@ def instrument(*sources: Any, meter_provider: Any = None, prefix: str = "resil")
         if not (_observer_of(obj) is not None or isinstance(obj, _WIRED)
                 or retry_policy_of(obj) is not None):
             raise TypeError(f"instrument() takes {ACCEPTED}, BoundedQueue, PartitionedQueue, "
-                            f"Bulkhead, RateLimiter or Monitor (or a (name, component) pair); "
+                            f"Bulkhead, RateLimiter, AdaptiveLimiter or Monitor (or a (name, "
+                            f"component) pair); "
                             f"got {type(obj).__name__}")
         checked.append((name, obj))
     provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()

@@ -18,8 +18,9 @@ named operation), :class:`~resil.BoundedQueue` and :class:`~resil.PartitionedQue
 (``bus``, and ``event_type`` per type), :class:`~resil.DeadLetterQueue` (``queue``:
 its own ``name`` unless a pair names it; queues sharing a name are one
 queue, summed, and the entries of store-backed ones on one file count
-once), :class:`~resil.Bulkhead` (``bulkhead``) and :class:`~resil.RateLimiter`
-(``limiter``), each by its own ``name`` unless a pair names it,
+once), :class:`~resil.Bulkhead` (``bulkhead``), :class:`~resil.RateLimiter`
+and :class:`~resil.AdaptiveLimiter` (``limiter``), each by its own ``name``
+unless a pair names it,
 :class:`~resil.Supervisor` (global task gauges, ``supervisor`` when named)
 and :class:`~resil.Monitor` (``monitor`` when named).
 
@@ -37,7 +38,12 @@ cancelled before it got a slot is in none), and the gauges
 of a waiting ``acquire``), and the gauges ``<ns>_rate_limiter_keys`` (keys
 whose bucket is still refilling), ``<ns>_rate_limiter_tokens_per_second``
 (``rate / per``) and ``<ns>_rate_limiter_burst_tokens`` (the bucket's
-capacity), each ``{limiter}``.
+capacity), each ``{limiter}``. An AdaptiveLimiter gives
+``<ns>_adaptive_limiter_calls_total{limiter,outcome}`` (``admitted``;
+``rejected`` at the limit; ``dropped``, admitted and then ended in a
+timeout or an overload error, counted in ``admitted`` too) and the gauges
+``<ns>_adaptive_limiter_limit`` (calls allowed in flight now) and
+``<ns>_adaptive_limiter_in_flight``, each ``{limiter}``.
 
 A Monitor gives the families of a request and resilience dashboard, each
 labelled by what the monitor was told (``<ns>`` is the namespace):
@@ -83,6 +89,7 @@ from typing import Any
 
 from resil import _resil
 from resil.policies.breaker import BreakerGroup
+from resil.policies.adaptive import AdaptiveLimiter
 from resil.policies.bulkhead import Bulkhead
 from resil.policies.ratelimit import RateLimiter
 from resil.messaging.bus import EventBus
@@ -422,6 +429,21 @@ def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
 
 # What each kind of source contributes; breakers and groups are gathered apart
 # (_breakers) and rendered together.
+def _from_adaptive_limiter(fams: _Families, name: str | None, obj: AdaptiveLimiter) -> None:
+    st = obj.stats()
+    label = name or st["name"]
+    calls = fams.get("adaptive_limiter_calls_total", "counter",
+                     "Calls through an adaptive limiter: admitted, rejected (at the limit), "
+                     "dropped (admitted, then timed out or refused downstream).")
+    for outcome in ("admitted", "rejected", "dropped"):
+        calls.add(st[outcome], limiter=label, outcome=outcome)
+    fams.get("adaptive_limiter_limit", "gauge",
+             "The calls an adaptive limiter allows in flight now.").add(st["limit"],
+                                                                        limiter=label)
+    fams.get("adaptive_limiter_in_flight", "gauge",
+             "Calls in flight in an adaptive limiter.").add(st["in_flight"], limiter=label)
+
+
 _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     RetryPolicy: _from_retry_policy,
     TimeoutManager: _from_timeout_manager,
@@ -434,6 +456,7 @@ _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     Monitor: _from_monitor,
     Bulkhead: _from_bulkhead,
     RateLimiter: _from_rate_limiter,
+    AdaptiveLimiter: _from_adaptive_limiter,
 }
 _EXPORTABLE = (_resil.Breaker, BreakerGroup, *_COLLECTORS)
 

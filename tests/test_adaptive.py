@@ -455,3 +455,48 @@ def test_stats_and_repr() -> None:
     past_probe(lim, clock)
     assert json.loads(json.dumps(lim.stats()))["min_latency_ms"] == 10.0
     assert "db" in repr(lim) and "limit=4" in repr(lim)
+
+
+def test_otel_reports_calls_by_outcome_the_limit_and_the_calls_in_flight() -> None:
+    pytest.importorskip("opentelemetry.sdk.metrics", reason="needs opentelemetry-sdk")
+    from test_otel import _metrics, _points, _provider
+
+    provider, reader = _provider()
+    lim, clock = limiter("aimd", initial_limit=2, name="api")
+    resil.otel.instrument(lim, meter_provider=provider)
+    past_probe(lim, clock)
+    held = lim.try_acquire()
+    assert lim.try_acquire() is not None and lim.try_acquire() is None
+    with pytest.raises(TimeoutError):
+        with resil.AdaptiveLimiter(clock=clock):  # another limiter: not reported
+            raise TimeoutError
+    lim.release(held, 0.01, dropped=True)  # type: ignore[arg-type]
+    metrics = _metrics(reader)
+    calls = {dict(k)["resil.outcome"]: v
+             for k, v in _points(metrics["resil.adaptive_limiter.calls"]).items()}
+    assert calls == {"admitted": PROBE + 2, "rejected": 1, "dropped": 1}
+    assert metrics["resil.adaptive_limiter.calls"].data.is_monotonic
+    name = (("resil.name", "api"),)
+    assert _points(metrics["resil.adaptive_limiter.limit"]) == {name: lim.limit}
+    assert _points(metrics["resil.adaptive_limiter.in_flight"]) == {name: 1}
+    assert metrics["resil.adaptive_limiter.limit"].unit == "{call}"
+
+
+def test_prometheus_exposition_has_the_calls_the_limit_and_the_calls_in_flight() -> None:
+    lim, clock = limiter("vegas", initial_limit=2, name="api")
+    past_probe(lim, clock)
+    held = lim.try_acquire()
+    assert lim.try_acquire() is not None and lim.try_acquire() is None
+    lim.release(held, dropped=True)  # type: ignore[arg-type]
+    text = resil.prometheus.exposition(lim, ("renamed", lim))
+    for label in ("api", "renamed"):
+        assert f'resil_adaptive_limiter_calls_total{{limiter="{label}",outcome="admitted"}} 12' \
+            in text
+        assert f'resil_adaptive_limiter_calls_total{{limiter="{label}",outcome="rejected"}} 1' \
+            in text
+        assert f'resil_adaptive_limiter_calls_total{{limiter="{label}",outcome="dropped"}} 1' \
+            in text
+        assert f'resil_adaptive_limiter_limit{{limiter="{label}"}} {lim.limit}' in text
+        assert f'resil_adaptive_limiter_in_flight{{limiter="{label}"}} 1' in text
+    assert "# TYPE resil_adaptive_limiter_calls_total counter" in text
+    assert "# TYPE resil_adaptive_limiter_limit gauge" in text
