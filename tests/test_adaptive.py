@@ -243,7 +243,8 @@ def test_timeouts_and_overload_refusals_count_as_drops(exc: BaseException,
 
 
 def test_a_cancelled_call_gives_its_slot_back_and_is_no_sample() -> None:
-    lim, clock = limiter("aimd", initial_limit=5)
+    # At a limit of 2 any sample moves an AIMD limit: up, or down for a drop.
+    lim, clock = limiter("aimd", initial_limit=2)
     past_probe(lim, clock)
     before = lim._estimate
 
@@ -264,7 +265,7 @@ def test_a_cancelled_call_gives_its_slot_back_and_is_no_sample() -> None:
             raise KeyboardInterrupt
     stats = lim.stats()
     assert stats["in_flight"] == 0 and stats["dropped"] == 0
-    assert lim._estimate == before
+    assert lim._estimate == before == 2.0
 
 
 def test_cancellation_at_random_points_of_call_async_releases_exactly_once() -> None:
@@ -500,3 +501,38 @@ def test_prometheus_exposition_has_the_calls_the_limit_and_the_calls_in_flight()
         assert f'resil_adaptive_limiter_in_flight{{limiter="{label}"}} 1' in text
     assert "# TYPE resil_adaptive_limiter_calls_total counter" in text
     assert "# TYPE resil_adaptive_limiter_limit gauge" in text
+
+
+def test_a_python_clock_that_raises_or_releases_the_permit_meanwhile() -> None:
+    class Clock:
+        def __init__(self) -> None:
+            self.t = 0.0
+            self.hook: Any = None
+
+        def now(self) -> float:
+            hook, self.hook = self.hook, None
+            if hook is not None:
+                hook()
+            return self.t
+
+    clock = Clock()
+    lim = resil.AdaptiveLimiter("aimd", initial_limit=3, min_limit=3, max_limit=3, clock=clock)
+    permit = lim.try_acquire()
+    assert permit is not None
+
+    def fail() -> None:
+        raise ZeroDivisionError("clock")
+
+    clock.hook = fail
+    with pytest.raises(ZeroDivisionError):
+        lim.release(permit)
+    assert permit.released is False and lim.in_flight == 1
+    other = lim.try_acquire()
+    assert other is not None
+    # The clock's own code releases the permit before the release it serves.
+    clock.hook = lambda: lim.release(permit, 0.001)
+    with pytest.raises(ValueError, match="already released"):
+        lim.release(permit)
+    assert permit.released is True and lim.in_flight == 1  # other's slot is still taken
+    lim.release(other)
+    assert lim.in_flight == 0 and lim.stats()["admitted"] == 2
