@@ -427,23 +427,24 @@ def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
         connections.add(n, **extra, service=service)
 
 
-# What each kind of source contributes; breakers and groups are gathered apart
-# (_breakers) and rendered together.
 def _from_adaptive_limiter(fams: _Families, name: str | None, obj: AdaptiveLimiter) -> None:
     st = obj.stats()
-    label = name or st["name"]
+    labels = {"limiter": name or st["name"]}
+    for family, text, value in (
+            ("adaptive_limiter_limit", "The calls an adaptive limiter allows in flight now.",
+             st["limit"]),
+            ("adaptive_limiter_in_flight", "Calls in flight in an adaptive limiter.",
+             st["in_flight"])):
+        fams.get(family, "gauge", text).add(value, **labels)
     calls = fams.get("adaptive_limiter_calls_total", "counter",
                      "Calls through an adaptive limiter: admitted, rejected (at the limit), "
                      "dropped (admitted, then timed out or refused downstream).")
     for outcome in ("admitted", "rejected", "dropped"):
-        calls.add(st[outcome], limiter=label, outcome=outcome)
-    fams.get("adaptive_limiter_limit", "gauge",
-             "The calls an adaptive limiter allows in flight now.").add(st["limit"],
-                                                                        limiter=label)
-    fams.get("adaptive_limiter_in_flight", "gauge",
-             "Calls in flight in an adaptive limiter.").add(st["in_flight"], limiter=label)
+        calls.add(st[outcome], **labels, outcome=outcome)
 
 
+# What each kind of source contributes; breakers and groups are gathered apart
+# (_breakers) and rendered together.
 _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     RetryPolicy: _from_retry_policy,
     TimeoutManager: _from_timeout_manager,
