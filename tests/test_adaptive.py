@@ -536,3 +536,46 @@ def test_a_python_clock_that_raises_or_releases_the_permit_meanwhile() -> None:
     assert permit.released is True and lim.in_flight == 1  # other's slot is still taken
     lim.release(other)
     assert lim.in_flight == 0 and lim.stats()["admitted"] == 2
+
+
+@pytest.mark.parametrize("form", ["decorator", "with", "call", "async with", "call_async"])
+def test_a_clock_that_raises_when_a_guarded_call_ends_gives_the_slot_back(form: str) -> None:
+    class Clock:
+        t = 0.0
+        fail = False
+
+        def now(self) -> float:
+            if self.fail:
+                raise ZeroDivisionError("clock")
+            return self.t
+
+    clock = Clock()
+    lim = resil.AdaptiveLimiter("aimd", initial_limit=1, min_limit=1, max_limit=1, clock=clock)
+
+    def work() -> int:
+        clock.fail = True  # read next when the call ends
+        return 1
+
+    async def awork() -> int:
+        return work()
+
+    async def run_async() -> None:
+        if form == "async with":
+            async with lim:
+                await awork()
+        else:
+            await lim.call_async(awork)
+
+    with pytest.raises(ZeroDivisionError):
+        if form == "decorator":
+            lim(work)()
+        elif form == "with":
+            with lim:
+                work()
+        elif form == "call":
+            lim.call(work)
+        else:
+            asyncio.run(run_async())
+    clock.fail = False
+    assert lim.in_flight == 0
+    assert lim.try_acquire() is not None  # the one slot is free again

@@ -128,12 +128,19 @@ class AdaptiveLimiter(AdaptiveCore, Guard):
         return self._admit()
 
     def _done(self, token: LimiterPermit, exc: BaseException | None) -> None:
-        if exc is None:
-            self.release(token)
-        elif isinstance(exc, CANCELLATION):
-            self._discard(token)
-        else:
-            self.release(token, dropped=isinstance(exc, DROPS))
+        try:
+            if exc is None:
+                self.release(token)
+            elif isinstance(exc, CANCELLATION):
+                self._discard(token)
+            else:
+                self.release(token, dropped=isinstance(exc, DROPS))
+        except BaseException:
+            # A Python clock that raised: nobody can retry this release, so
+            # the slot comes back without a sample and the error goes on.
+            if not token.released:
+                self._discard(token)
+            raise
 
     # ---- context managers ----------------------------------------------------------
     def __enter__(self) -> None:
