@@ -70,7 +70,10 @@ class AdaptiveLimiter(AdaptiveCore, Guard):
     30 seconds after each probe ended, run with at most ``min_limit`` in
     flight (``limit`` reads ``min_limit`` meanwhile); the least latency of
     those calls becomes the baseline, so it follows a server that got
-    slower or faster. Only a probe sets it.
+    slower or faster. Only a probe sets it. Calls beyond ``min_limit`` are
+    refused while a probe runs (about ten call durations every 30 s): a
+    larger ``min_limit`` sheds less then, at the cost of a baseline
+    measured under that much load.
 
     A sample raises the limit only when its call started with at least half
     the limit in flight (a limit the load never reached says nothing of the
