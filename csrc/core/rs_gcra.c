@@ -2,6 +2,7 @@
 #include "rs_gcra.h"
 
 #include <math.h>
+#include <string.h>
 
 const rs_field RS_GCRA_FIELDS[RS_GCF_COUNT] = {
     {"rate", RS_FIELD_NUMBER, 1e-6, 1e12, 0, NULL},
@@ -124,4 +125,199 @@ int64_t rs_gcra_wait_key(const rs_gcra *g, rs_dedup *keys, uint64_t hash, void *
     }
     const rs_dedup_entry *e = &keys->pool[idx];
     return (int64_t)rs_gcra_wait_ns(g, e->t_ns, keys->words[idx], now_ns, cost);
+}
+
+/* ---- a limiter in a region ---------------------------------------------- */
+
+rs_status rs_gcra_params(double rate, uint64_t per_ns, uint64_t burst, uint64_t max_keys,
+                         uint64_t params[RS_REGION_PARAMS]) {
+    rs_gcra g;
+    rs_status rc = rs_gcra_init(&g, rate, per_ns, burst);
+    if (rc != RS_OK) {
+        return rc;
+    }
+    for (unsigned i = 0; i < RS_REGION_PARAMS; i++) {
+        params[i] = 0;
+    }
+    memcpy(&params[0], &rate, sizeof rate);
+    params[1] = per_ns;
+    params[2] = burst;
+    params[3] = max_keys;
+    return RS_OK;
+}
+
+/* The settings the parameters make, or 0 when they are not a limiter's
+ * (they may come from a damaged file). */
+static int block_config(const uint64_t *params, rs_gcra *g, uint64_t *nsets) {
+    double rate;
+    memcpy(&rate, &params[0], sizeof rate);
+    uint64_t max_keys = params[3];
+    if (max_keys < 1 || max_keys > RS_DEDUP_MAX_CAPACITY ||
+        rs_gcra_init(g, rate, params[1], params[2]) != RS_OK) {
+        return 0;
+    }
+    for (unsigned i = 4; i < RS_REGION_PARAMS; i++) {
+        if (params[i]) {
+            return 0;
+        }
+    }
+    *nsets = (max_keys + RS_GCRA_WAYS - 1) / RS_GCRA_WAYS;
+    return 1;
+}
+
+static uint64_t block_size(const uint64_t *params) {
+    rs_gcra g;
+    uint64_t nsets;
+    if (!block_config(params, &g, &nsets)) {
+        return UINT64_MAX;
+    }
+    return sizeof(rs_gcra_block) + nsets * RS_GCRA_WAYS * sizeof(rs_gcra_slot);
+}
+
+static void block_init(void *block, const uint64_t *params) {
+    rs_gcra_block *blk = block;
+    uint64_t nsets = 0;
+    block_config(params, &blk->g, &nsets);
+    blk->nsets = nsets;
+    blk->max_keys = params[3];
+    rs_region_mutex_init(&blk->lock);
+}
+
+static uint64_t used_slots(const rs_gcra_block *blk) {
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < blk->nsets * RS_GCRA_WAYS; i++) {
+        n += (blk->slot[i].d0 | blk->slot[i].d1) != 0;
+    }
+    return n;
+}
+
+static int block_check(const void *block, uint64_t size, const uint64_t *params,
+                       void (*report)(void *ctx, const char *problem), void *ctx) {
+    const rs_gcra_block *blk = block;
+    rs_gcra g;
+    uint64_t nsets;
+    int n = 0;
+    if (!block_config(params, &g, &nsets) || size != block_size(params)) {
+        report(ctx, "rate limiter: parameters or block size invalid");
+        return 1;
+    }
+    if (blk->g.a != g.a || blk->g.b != g.b || blk->g.burst != g.burst || blk->g.tau != g.tau ||
+        blk->nsets != nsets || blk->max_keys != params[3]) {
+        report(ctx, "rate limiter: settings differ from its parameters");
+        return 1; /* the rest is read with these settings */
+    }
+    if (blk->g.debt > g.tau) {
+        report(ctx, "rate limiter: the keyless bucket's debt exceeds burst");
+        n++;
+    }
+    uint64_t used = 0, over = 0, dup = 0;
+    for (uint64_t s = 0; s < nsets; s++) {
+        const rs_gcra_slot *set = &blk->slot[s * RS_GCRA_WAYS];
+        for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+            if ((set[i].d0 | set[i].d1) == 0) {
+                continue;
+            }
+            used++;
+            over += set[i].debt > g.tau;
+            for (unsigned j = 0; j < i; j++) {
+                dup += set[j].d0 == set[i].d0 && set[j].d1 == set[i].d1;
+            }
+        }
+    }
+    if (over) {
+        report(ctx, "rate limiter: a key's debt exceeds burst");
+        n++;
+    }
+    if (dup) {
+        report(ctx, "rate limiter: a key is held twice");
+        n++;
+    }
+    if (used != blk->keys) {
+        report(ctx, "rate limiter: the count of keys differs from the keys held");
+        n++;
+    }
+    return n;
+}
+
+static void block_repair(void *block, const uint64_t *params) {
+    rs_gcra_block *blk = block;
+    (void)params;
+    if (blk->g.debt > blk->g.tau) {
+        blk->g.debt = blk->g.tau;
+    }
+    for (uint64_t i = 0; i < blk->nsets * RS_GCRA_WAYS; i++) {
+        if (blk->slot[i].debt > blk->g.tau) {
+            blk->slot[i].debt = blk->g.tau;
+        }
+    }
+    blk->keys = used_slots(blk);
+}
+
+const rs_region_type RS_GCRA_REGION_TYPE = {
+    RS_GCRA_TAG, "rate limiter", block_size, block_init, block_check, block_repair,
+};
+
+static rs_gcra_slot *find(const rs_gcra_block *blk, uint64_t d0, uint64_t d1) {
+    rs_gcra_slot *set = (rs_gcra_slot *)&blk->slot[(d0 % blk->nsets) * RS_GCRA_WAYS];
+    for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+        if (set[i].d0 == d0 && set[i].d1 == d1) {
+            return &set[i];
+        }
+    }
+    return NULL;
+}
+
+int rs_gcra_block_take(rs_gcra_block *blk, uint64_t d0, uint64_t d1, uint64_t now_ns,
+                       uint64_t cost) {
+    rs_gcra *g = &blk->g;
+    rs_gcra_slot *e = find(blk, d0, d1);
+    if (e) {
+        return rs_gcra_take(g, &e->t_ns, &e->debt, now_ns, cost);
+    }
+    /* A new key has a full bucket: it is recorded only when admitted. */
+    uint64_t t = 0, debt = 0;
+    if (!rs_gcra_take(g, &t, &debt, now_ns, cost)) {
+        return 0;
+    }
+    rs_gcra_slot *set = &blk->slot[(d0 % blk->nsets) * RS_GCRA_WAYS];
+    rs_gcra_slot *empty = NULL, *full = NULL, *oldest = NULL;
+    for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+        rs_gcra_slot *s = &set[i];
+        if ((s->d0 | s->d1) == 0) {
+            empty = empty ? empty : s;
+        } else if (rs_gcra_debt_at(g, s->t_ns, s->debt, now_ns) == 0) {
+            full = full ? full : s;
+        } else if (!oldest || s->t_ns < oldest->t_ns) {
+            oldest = s;
+        }
+    }
+    if (full) {
+        e = full;
+    } else if (empty) {
+        e = empty;
+        blk->keys++;
+    } else {
+        e = oldest;
+    }
+    e->t_ns = t;
+    e->debt = debt;
+    e->d0 = d0;
+    e->d1 = d1;
+    return 1;
+}
+
+uint64_t rs_gcra_block_wait(const rs_gcra_block *blk, uint64_t d0, uint64_t d1, uint64_t now_ns,
+                            uint64_t cost) {
+    const rs_gcra_slot *e = find(blk, d0, d1);
+    return e ? rs_gcra_wait_ns(&blk->g, e->t_ns, e->debt, now_ns, cost)
+             : rs_gcra_wait_ns(&blk->g, 0, 0, now_ns, cost);
+}
+
+uint64_t rs_gcra_block_live(const rs_gcra_block *blk, uint64_t now_ns) {
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < blk->nsets * RS_GCRA_WAYS; i++) {
+        const rs_gcra_slot *s = &blk->slot[i];
+        n += (s->d0 | s->d1) != 0 && rs_gcra_debt_at(&blk->g, s->t_ns, s->debt, now_ns) != 0;
+    }
+    return n;
 }

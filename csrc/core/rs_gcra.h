@@ -23,6 +23,7 @@
 #include "rs_common.h"
 #include "rs_dedup.h"
 #include "rs_field.h"
+#include "rs_region.h"
 
 #define RS_GCRA_MAX_DEN 1000000u
 #define RS_GCRA_MAX_TICKS (UINT64_C(1) << 62)
@@ -92,5 +93,56 @@ int64_t rs_gcra_wait_key(const rs_gcra *g, rs_dedup *keys, uint64_t hash, void *
 
 /* Tokens the bucket holds at now_ns, rounded down. */
 uint64_t rs_gcra_tokens(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t now_ns);
+
+/* ---- a limiter in a region (shared by processes) -------------------------
+ *
+ * The block: its mutex, an rs_gcra (settings, the bucket of calls without
+ * a key, the counts of every process), then max_keys per-key buckets
+ * rounded up to sets of RS_GCRA_WAYS slots. A key is its 128-bit digest
+ * (rs_region_digest); it lives in the set its digest selects. A new key
+ * takes, in its set, a slot that is empty or whose bucket is full again
+ * (such a key costs nothing and is forgotten first), else, when max_keys
+ * keys are tracked or the set is full, the slot of the key admitted least
+ * recently in that set: the local limiter's order, kept per set of 8.
+ *
+ * Every operation runs under the block's mutex. What a holder killed
+ * mid-update can leave: a bucket whose time was written and whose debt
+ * was not (it then reads as more debt: stricter, never looser), a new
+ * key's digest over the previous key's bucket, one count not incremented,
+ * the number of keys off by one. The repair hook clamps every debt to tau
+ * and recounts the keys; the check reports what the repair would fix. */
+#define RS_GCRA_TAG 0x67637261u /* "gcra" */
+#define RS_GCRA_WAYS 8u
+
+typedef struct rs_gcra_slot {
+    uint64_t d0, d1;       /* the key's digest; (0, 0): empty */
+    uint64_t t_ns, debt;
+} rs_gcra_slot;
+
+typedef struct rs_gcra_block {
+    rs_region_mutex lock;
+    rs_gcra g;
+    uint64_t nsets, max_keys, keys; /* keys: slots holding a digest */
+    uint64_t reserved[5];
+    rs_gcra_slot slot[];
+} rs_gcra_block;
+
+extern const rs_region_type RS_GCRA_REGION_TYPE;
+
+/* The region parameters of a limiter: rate (its double's bits), per_ns,
+ * burst, max_keys, in the order of RS_GCRA_FIELDS, so a mismatch's index
+ * names the field. Returns rs_gcra_init's status (max_keys is checked by
+ * the caller against its field). */
+rs_status rs_gcra_params(double rate, uint64_t per_ns, uint64_t burst, uint64_t max_keys,
+                         uint64_t params[RS_REGION_PARAMS]);
+
+/* rs_gcra_take on the bucket of digest (d0, d1); the caller holds the lock. */
+int rs_gcra_block_take(rs_gcra_block *blk, uint64_t d0, uint64_t d1, uint64_t now_ns,
+                       uint64_t cost);
+/* rs_gcra_wait_ns on that bucket; the caller holds the lock. */
+uint64_t rs_gcra_block_wait(const rs_gcra_block *blk, uint64_t d0, uint64_t d1, uint64_t now_ns,
+                            uint64_t cost);
+/* Keys whose bucket is not full again at now_ns; the caller holds the lock. */
+uint64_t rs_gcra_block_live(const rs_gcra_block *blk, uint64_t now_ns);
 
 #endif /* RS_GCRA_H */
