@@ -44,6 +44,7 @@ from resil._resil import (
 from resil.policies.retry import RetryPolicy, retry
 from resil.policies.pipeline import Pipeline, fallback, hedge, timeout
 from resil.messaging.scheduler import AdaptiveScheduler
+from resil.storage.region import RegionError, SharedRegion
 from resil.storage.sqlite import SQLiteStore, StoreError
 from resil.tasks import CancellationToken, Outcome, Supervisor, shutdown_task
 from resil.policies.timeout import Operation, TimeoutManager
@@ -115,11 +116,13 @@ __all__ = [
     "RateCounter",
     "RateLimited",
     "RateLimiter",
+    "RegionError",
     "ResilError",
     "RetryBudget",
     "RetryError",
     "RetryPolicy",
     "SQLiteStore",
+    "SharedRegion",
     "State",
     "StateListener",
     "StoreError",

@@ -25,7 +25,9 @@ import importlib
 import inspect
 import json
 import math
+import os
 import pkgutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -503,7 +505,7 @@ CLOCK_XFAIL: dict[str, str] = {}
 TIMELESS = {"AdaptiveInterval", "Backoff", "BreakerGroup", "CancellationToken", "DeadLetter",
             "DeadLetterSink",
             "Event", "Histogram", "MonotonicClock", "Operation", "Outcome", "Permit", "Pipeline",
-            "BulkheadPermit", "LimiterPermit",
+            "BulkheadPermit", "LimiterPermit", "SharedRegion",
             "SQLiteStore", "State", "StateListener", "Supervisor", "TimeScale", "VirtualClock",
             "VirtualEventLoop"}
 
@@ -542,6 +544,8 @@ class _Nothing:
 
 
 NOTHING = _Nothing()
+#: Where the SharedRegion samples put their files.
+_TMP = tempfile.TemporaryDirectory(prefix="resil-conv-")
 NAN = math.nan
 
 #: For each public constructor: the arguments it needs, then per parameter a
@@ -609,6 +613,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "rate": ("1", 0), "per": ("1", 0.0), "burst": ("1", 0), "name": (1, ""),
         "max_keys": ("1", 0), "clock": (NOTHING, None), "shared": (NOTHING, None),
         "cluster": (NOTHING, None)}),
+    "SharedRegion": (resil.SharedRegion, {"path": os.path.join(_TMP.name, "args")}, {
+        "path": (NOTHING, None), "size": ("1", 100), "lease": ("1", 0.0)}),
     "RetryBudget": (resil.RetryBudget, {}, {
         "ratio": ("1", -1.0), "min_per_second": ("1", -1.0), "window": ("1", 0.0),
         "clock": (NOTHING, None)}),
@@ -821,6 +827,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "RetryBudget": resil.RetryBudget,
         "RetryPolicy": resil.retry,
         "SQLiteStore": lambda: resil.SQLiteStore(":memory:"),
+        "SharedRegion": lambda: resil.SharedRegion(os.path.join(_TMP.name, "stats")),
         "Supervisor": resil.Supervisor,
         "TimeoutManager": resil.TimeoutManager,
         "WindowedHistogram": resil.WindowedHistogram,

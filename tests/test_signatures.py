@@ -14,7 +14,10 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import itertools
+import os
 import pathlib
+import tempfile
 import types
 from collections.abc import Callable
 from typing import Any
@@ -158,6 +161,16 @@ def _vclock() -> resil.VirtualClock:
     return resil.VirtualClock()
 
 
+_REGIONS = tempfile.TemporaryDirectory(prefix="resil-sig-")
+
+
+def _region_path() -> str:
+    return os.path.join(_REGIONS.name, f"r{next(_REGION_IDS)}")
+
+
+_REGION_IDS = itertools.count()
+
+
 # A fresh object of each type with methods, made through the public API where there is one.
 FACTORIES: dict[str, Callable[[], Any]] = {
     "AdaptiveInterval": lambda: resil.AdaptiveInterval(1.0, 0.5, 2.0, 10.0),
@@ -173,6 +186,7 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "Histogram": lambda: resil.Histogram(),
     "MonotonicClock": lambda: resil.MonotonicClock(),
     "RateCounter": lambda: resil.RateCounter(5, 1.0, clock=_vclock()),
+    "Region": lambda: resil.SharedRegion(_region_path()),
     "Gcra": lambda: resil._resil.Gcra(5, clock=_vclock()),
     "RetryBudget": lambda: resil.RetryBudget(clock=_vclock()),
     "RetryCall": lambda: _core().begin(0.0, None),
@@ -229,6 +243,7 @@ CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
                         "is_async": False},
     "Histogram": lambda: {"sub_bits": 5, "max_bits": 30},
     "RateCounter": lambda: {"threshold": 3, "window": 1.0, "clock": _vclock()},
+    "Region": lambda: {"path": _region_path(), "size": 65536, "lease": 1.0},
     "Gcra": lambda: {"rate": 3, "per": 2.0, "burst": 4, "name": "n", "max_keys": 10,
                      "clock": _vclock(), "shared": None, "cluster": None},
     "RetryBudget": lambda: {"ratio": 0.5, "min_per_second": 1.0, "window": 5.0,

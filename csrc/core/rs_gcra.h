@@ -113,6 +113,9 @@ uint64_t rs_gcra_tokens(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t
  * and recounts the keys; the check reports what the repair would fix. */
 #define RS_GCRA_TAG 0x67637261u /* "gcra" */
 #define RS_GCRA_WAYS 8u
+/* max_keys of a shared limiter unless given: its table is reserved in the
+ * region when the limiter is made (32 bytes a key). */
+#define RS_GCRA_SHARED_KEYS 1024u
 
 typedef struct rs_gcra_slot {
     uint64_t d0, d1;       /* the key's digest; (0, 0): empty */

@@ -168,7 +168,7 @@ static int resil_exec(PyObject *module) {
         resil_rate_init_types(module, st) < 0 || resil_counter_init_types(module, st) < 0 ||
         resil_hist_init_types(module, st) < 0 || resil_slot_init_types(module, st) < 0 ||
         resil_bulkhead_init_types(module, st) < 0 || resil_adaptive_init_types(module, st) < 0 ||
-        resil_ratelimit_init_types(module, st) < 0 ||
+        resil_ratelimit_init_types(module, st) < 0 || resil_region_init_types(module, st) < 0 ||
         resil_expo_init(module, st) < 0) {
         return -1;
     }
@@ -197,6 +197,8 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->BulkheadPermit_type);
     Py_VISIT(st->Adaptive_type);
     Py_VISIT(st->LimiterPermit_type);
+    Py_VISIT(st->Region_type);
+    Py_VISIT(st->RegionError);
     Py_VISIT(st->ResilError);
     Py_VISIT(st->CircuitOpenError);
     Py_VISIT(st->QueueFull);
@@ -246,6 +248,8 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->BulkheadPermit_type);
     Py_CLEAR(st->Adaptive_type);
     Py_CLEAR(st->LimiterPermit_type);
+    Py_CLEAR(st->Region_type);
+    Py_CLEAR(st->RegionError);
     Py_CLEAR(st->ResilError);
     Py_CLEAR(st->CircuitOpenError);
     Py_CLEAR(st->QueueFull);

@@ -25,6 +25,11 @@ typedef struct {
     int clock_kind;
     int initialised; /* keys and guard are set up */
     PyObject *weakreflist;
+    /* Shared: the state lives in a region's block (rs_gcra_block), and
+     * core and keys above only hold the settings. */
+    PyObject *region;
+    uint64_t offset;
+    uint64_t params[RS_REGION_PARAMS];
 } LimiterObject;
 
 static void key_release(void *key, void *ctx) {
@@ -65,6 +70,9 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         resil_field_int(&RS_GCRA_FIELDS[RS_GCF_MAX_KEYS], max_keys_o, &max_keys) < 0) {
         return NULL;
     }
+    if (!max_keys_o && shared != Py_None) {
+        max_keys = RS_GCRA_SHARED_KEYS; /* reserved in the region up front */
+    }
     if (name && !PyUnicode_Check(name)) {
         PyErr_Format(PyExc_TypeError, "name must be a non-empty str, not %.100s",
                      Py_TYPE(name)->tp_name);
@@ -74,11 +82,16 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "name must be a non-empty str, got ''");
         return NULL;
     }
-    if (shared != Py_None || cluster != Py_None) {
-        PyErr_Format(PyExc_TypeError, "%s must be None (%s rate limits are not available yet), not %.100s",
-                     shared != Py_None ? "shared" : "cluster",
-                     shared != Py_None ? "host-wide" : "cluster-wide",
-                     Py_TYPE(shared != Py_None ? shared : cluster)->tp_name);
+    if (cluster != Py_None) {
+        PyErr_Format(PyExc_TypeError,
+                     "cluster must be None (cluster-wide rate limits are not available yet), "
+                     "not %.100s",
+                     Py_TYPE(cluster)->tp_name);
+        return NULL;
+    }
+    if (shared != Py_None && !PyObject_TypeCheck(shared, st->Region_type)) {
+        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
+                     Py_TYPE(shared)->tp_name);
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
@@ -118,6 +131,18 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     self->initialised = 1;
+    if (shared != Py_None) {
+        rc = rs_gcra_params(rate, per_ns, (uint64_t)burst, (uint64_t)max_keys, self->params);
+        if (rc != RS_OK) {
+            resil_raise_status(rc, RS_GCRA_FIELDS, RS_GCF_COUNT, NULL, NULL);
+            goto error;
+        }
+        if (resil_region_attach(st, shared, &RS_GCRA_REGION_TYPE, self->name, self->params,
+                                RS_GCRA_FIELDS, &self->offset) < 0) {
+            goto error;
+        }
+        self->region = Py_NewRef(shared);
+    }
     return (PyObject *)self;
 error:
     Py_DECREF(self);
@@ -165,6 +190,7 @@ static void limiter_dealloc(LimiterObject *self) {
     }
     Py_CLEAR(self->clock);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->region);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -254,11 +280,56 @@ static int parse_cost_key(LimiterObject *self, const char *fname, PyObject *cons
     return 0;
 }
 
+/* The block of a shared limiter, locked; NULL with the error set. */
+static rs_gcra_block *lock_block(LimiterObject *self) {
+    rs_gcra_block *blk = resil_region_block(self->region, self->offset);
+    if (!blk || resil_region_lock(self->region, &blk->lock, &RS_GCRA_REGION_TYPE, blk,
+                                  self->params) < 0) {
+        return NULL;
+    }
+    return blk;
+}
+
+/* take() of a shared limiter: the key as its digest (a str or bytes), the
+ * clock read, then the decision under the block's lock. */
+static int shared_take(LimiterObject *self, uint64_t cost, PyObject *key, uint64_t *wait_ns) {
+    uint64_t now, d[2] = {0, 0};
+    if (key != Py_None && (!resil_region_block(self->region, 0) ||
+                           resil_region_key(self->region, key, d) < 0)) {
+        return -1;
+    }
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return -1;
+    }
+    rs_gcra_block *blk = lock_block(self);
+    if (!blk) {
+        return -1;
+    }
+    rs_gcra *g = &blk->g;
+    int r;
+    if (key == Py_None) {
+        r = rs_gcra_take(g, &g->t_ns, &g->debt, now, cost);
+        if (!r && wait_ns) {
+            *wait_ns = rs_gcra_wait_ns(g, g->t_ns, g->debt, now, cost);
+        }
+    } else {
+        r = rs_gcra_block_take(blk, d[0], d[1], now, cost);
+        if (!r && wait_ns) {
+            *wait_ns = rs_gcra_block_wait(blk, d[0], d[1], now, cost);
+        }
+    }
+    rs_region_unlock(&blk->lock);
+    return r;
+}
+
 /* Admits cost now if it can: 1 admitted, 0 refused, -1 error. *wait_ns
  * (when not NULL) receives the wait a refusal implies, from the same read
  * of the state. */
 static int take(LimiterObject *self, uint64_t cost, PyObject *key, uint64_t *wait_ns) {
     uint64_t now, hash;
+    if (self->region) {
+        return shared_take(self, cost, key, wait_ns);
+    }
     if (key == Py_None) {
         if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
             return -1;
@@ -300,6 +371,10 @@ static PyObject *limiter_try_acquire(LimiterObject *self, PyObject *const *args,
                                      PyObject *kwnames) {
     if (RS_LIKELY(nargs == 0 && kwnames == NULL)) {
         uint64_t now;
+        if (self->region) {
+            int r = shared_take(self, 1, Py_None, NULL);
+            return r < 0 ? NULL : PyBool_FromLong(r);
+        }
         if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
             return NULL;
         }
@@ -416,6 +491,23 @@ static PyObject *limiter_retry_after(LimiterObject *self, PyObject *const *args,
     if (parse_cost_key(self, "retry_after", args, nargs, kwnames, &cost, &key, NULL) < 0) {
         return NULL;
     }
+    if (self->region) {
+        uint64_t d[2] = {0, 0};
+        if ((key != Py_None && (!resil_region_block(self->region, 0) ||
+                                resil_region_key(self->region, key, d) < 0)) ||
+            resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+            return NULL;
+        }
+        rs_gcra_block *blk = lock_block(self);
+        if (!blk) {
+            return NULL;
+        }
+        rs_gcra *g = &blk->g;
+        uint64_t w = key == Py_None ? rs_gcra_wait_ns(g, g->t_ns, g->debt, now, cost)
+                                    : rs_gcra_block_wait(blk, d[0], d[1], now, cost);
+        rs_region_unlock(&blk->lock);
+        return PyFloat_FromDouble((double)w / 1e9);
+    }
     if (key == Py_None) {
         if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
             return NULL;
@@ -452,10 +544,24 @@ static int live_keys(LimiterObject *self, uint64_t *out) {
 
 static PyObject *limiter_stats(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
     uint64_t keys;
-    if (live_keys(self, &keys) < 0) {
+    const rs_gcra *g = &self->core;
+    rs_gcra counts;
+    if (self->region) {
+        uint64_t now;
+        if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+            return NULL;
+        }
+        rs_gcra_block *blk = lock_block(self);
+        if (!blk) {
+            return NULL;
+        }
+        counts = blk->g;
+        keys = rs_gcra_block_live(blk, now);
+        rs_region_unlock(&blk->lock);
+        g = &counts;
+    } else if (live_keys(self, &keys) < 0) {
         return NULL;
     }
-    const rs_gcra *g = &self->core;
     return Py_BuildValue("{sOsdsdsKsKsKsK}", "name", self->name, "rate", self->rate, "per",
                          self->per, "burst", (unsigned long long)g->burst, "admitted",
                          (unsigned long long)g->admitted, "rejected",

@@ -11,6 +11,7 @@
 
 #include "../core/rs_breaker.h"
 #include "../core/rs_field.h"
+#include "../core/rs_region.h"
 
 #if PY_VERSION_HEX < 0x030B0000
 #define PyType_GetModuleByDef _PyType_GetModuleByDef
@@ -46,8 +47,10 @@ typedef struct {
     PyTypeObject *BulkheadPermit_type;     /* BulkheadCore.try_acquire() makes them */
     PyTypeObject *Adaptive_type;
     PyTypeObject *LimiterPermit_type;      /* AdaptiveCore.try_acquire() makes them */
+    PyTypeObject *Region_type;
     PyObject *ResilError;
     PyObject *CircuitOpenError;
+    PyObject *RegionError;
     PyObject *QueueFull;
     PyObject *QueueEmpty;                 /* asyncio.QueueEmpty */
     PyObject *State;                      /* IntEnum class */
@@ -303,5 +306,50 @@ int resil_slot_permit_check(PyObject *permit, PyTypeObject *tp, PyObject *owner,
                             const char *owner_kind);
 /* BulkheadPermit and LimiterPermit. */
 int resil_slot_init_types(PyObject *module, resil_state *st);
+
+/* A shared region mapped into this process (region.c). */
+typedef struct {
+    PyObject_HEAD
+    char *base;          /* NULL once closed */
+    uint64_t size;       /* bytes mapped */
+    uint64_t lease_ns;
+    PyObject *path;      /* str */
+    PyObject *weakreflist;
+} RegionObject;
+
+/* The block at offset in an open region, or NULL with RegionError raised
+ * when it was closed. */
+static inline void *resil_region_block(PyObject *region, uint64_t offset) {
+    RegionObject *r = (RegionObject *)region;
+    if (RS_LIKELY(r->base != NULL)) {
+        return r->base + offset;
+    }
+    PyObject *err = get_state_by_type(Py_TYPE(region))->RegionError;
+    PyErr_Format(err, "region %R is closed", r->path);
+    return NULL;
+}
+/* Finds or creates the object (type, name) in region: checks that region
+ * is a SharedRegion (TypeError naming `shared`), the name's length
+ * (ValueError), and on a mismatch raises ValueError naming the first
+ * differing parameter of fields (params hold NUMBER fields as double bits,
+ * SECONDS fields as ns, INT fields as integers). -1 with the error set. */
+int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type *type,
+                        PyObject *name, const uint64_t *params, const rs_field *fields,
+                        uint64_t *offset);
+/* Locks an object's mutex when rs_region_trylock said rc (not 0): waits up
+ * to the region's lease, repairs the block when its holder died. 0 locked,
+ * -1 with RegionError raised. */
+int resil_region_lock_slow(PyObject *region, int rc, rs_region_mutex *m,
+                           const rs_region_type *type, void *block, const uint64_t *params);
+static inline int resil_region_lock(PyObject *region, rs_region_mutex *m,
+                                    const rs_region_type *type, void *block,
+                                    const uint64_t *params) {
+    int rc = rs_region_trylock(m);
+    return RS_LIKELY(rc == 0) ? 0 : resil_region_lock_slow(region, rc, m, type, block, params);
+}
+/* A str or bytes key's digest under the region's secret; TypeError naming
+ * `key` for another type. */
+int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]);
+int resil_region_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

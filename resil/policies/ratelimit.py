@@ -55,9 +55,21 @@ class RateLimiter(Gcra):
     ``name``: the name in ``stats()`` and in a watching monitor's events.
     ``max_keys``: the most keys tracked at once, an int in [1, 2**30];
     default 100,000. ``clock``: a MonotonicClock (None: the default), a
-    VirtualClock, or any object with ``now()`` in seconds. ``shared`` and
-    ``cluster``: None; reserved for limits shared by the processes of one
-    host and kept in Redis for a cluster, anything else raises TypeError.
+    VirtualClock, or any object with ``now()`` in seconds. ``cluster``:
+    None; reserved for limits kept in Redis for a cluster.
+
+    ``shared``: None, or a :class:`resil.SharedRegion`: the limiter's state
+    then lives in that region, and every limiter of the same ``name`` in it,
+    in any process of the host, is one limit (admitted and rejected counted
+    for all of them). The first to be made sets rate, per, burst and
+    max_keys; a later one passing other values raises ValueError naming the
+    first that differs. Keys must then be str or bytes (a str and the bytes
+    of its UTF-8 are different keys), kept as 128-bit digests; max_keys
+    defaults to 1,024 and is rounded up to a multiple of 8, the table
+    being reserved in the region at once (32 bytes a key), and a new key
+    evicts within its set of 8 keys in the order above. The default clock
+    is the host's monotonic clock, the same in every process; a
+    VirtualClock is only meaningful within one process.
 
     Use ``try_acquire()`` to take tokens or be told no, ``acquire()`` or
     ``await acquire_async()`` to wait for them, or ``@limiter`` on a

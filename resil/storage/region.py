@@ -1,0 +1,56 @@
+"""Host-wide shared state: :class:`SharedRegion`, a memory-mapped file that
+the worker processes of one host share, and :class:`RegionError`."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from resil._resil import Region, RegionError
+
+__all__ = ["RegionError", "SharedRegion"]
+
+
+class SharedRegion(Region):
+    """A memory-mapped region file that every process of a host opening the
+    same ``path`` shares: objects created with ``shared=region`` (today
+    :class:`resil.RateLimiter`) live in it, and the processes using one
+    behave as one object used from several threads. State changes are made
+    in C under a robust process-shared lock, held only for the change
+    itself, never over a protected call; a process killed while holding it
+    (SIGKILL included) leaves nothing locked, and the next process repairs
+    what the interrupted change may have left half-done.
+
+    ``path``: the region file (str, bytes or os.PathLike). Put it on a
+    memory file system: ``/dev/shm/<name>`` on Linux, so the region never
+    touches a disk; any path works. The file is created when missing (mode
+    0600: only its owner may open it) and then kept; remove it to start
+    afresh, once no process uses it. ``size``: the bytes of a new region,
+    an int in [65536, 2**40]; default 1 MiB. About 19 KiB hold the header
+    and a directory of up to 128 objects; a rate limiter takes 256 bytes
+    plus 32 bytes per key of ``max_keys`` (rounded up to a multiple of 8).
+    The size is fixed when the file is made: opening an existing region
+    uses the file's size, whatever ``size`` says. ``lease``: seconds, a
+    finite number > 0, default 30; the longest a lock in the region is
+    waited for (a lock is held for microseconds, so a longer wait means a
+    stopped holder or a damaged file: RegionError), and, for objects that
+    hand out permits, the time after which a dead holder's permit is taken
+    back. Like ``size``, it is the file's once the region exists.
+
+    A file that is not a region, is truncated, comes from another layout
+    version or is damaged raises :class:`RegionError` naming the path; an
+    object that no longer fits raises RegionError naming ``size``. Every
+    offset and length read from the file is checked before use. The file
+    must not be truncated while a process has it open (as with any mapped
+    file, reading past its new end would end that process).
+
+    ``stats()`` gives the region's figures, ``objects()`` what it holds
+    (type, name, parameters), ``check()`` walks it and lists any problem.
+    ``close()`` (or leaving a ``with`` block) unmaps it from this process;
+    objects attached through it then raise RegionError.
+    """
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a SharedRegion cannot be pickled: open the same path in each process")
+
+    def __getstate__(self) -> Any:
+        raise TypeError("a SharedRegion cannot be pickled: open the same path in each process")
