@@ -41,6 +41,13 @@ class Case:
     needs: str = ""  # a peer's import name; the row is left out without it
 
 
+# A limiter in a SharedRegion whose file is removed once mapped.
+_SHARED_LIMITER = (
+    "import os, tempfile, resil\n"
+    "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
+    "region = resil.SharedRegion(p)\nos.unlink(p)\n"
+    "r = resil.RateLimiter(1e12, burst=10**15, shared=region)\nt = r.try_acquire")
+
 _ASYNC_EMITTER = """
 import asyncio, resil
 # The sender gives the loop a turn after _TURN_SECONDS of continuous work:
@@ -170,6 +177,10 @@ CASES = [
                  "await a()"), run="asyncio.run(main(n))"),
     Case("rate", "resil `RateLimiter.acquire()` (admitted)",
          "import resil\nr = resil.RateLimiter(1e12, burst=10**15)\na = r.acquire", "a()"),
+    Case("rate", "resil shared `RateLimiter.try_acquire()` (admitted, `shared=region`)",
+         _SHARED_LIMITER, "t()"),
+    Case("rate", "resil shared `RateLimiter.try_acquire(key=...)` (admitted, `shared=region`)",
+         _SHARED_LIMITER, "t(key='user')"),
     Case("backoff", "resil `Backoff.delay` (full jitter)",
          "import resil\nb = resil.Backoff(jitter='full', seed=1)\nd = b.delay", "d(5)"),
     Case("emitter", "resil `EventEmitter` emit -> async sink, per event",
