@@ -438,6 +438,18 @@ static PyObject *region_get(RegionObject *self, void *closure) {
     }
 }
 
+/* The wall-clock time one lease from now: how long a lock is waited for
+ * (pthread_mutex_timedlock takes CLOCK_REALTIME). */
+static void lease_deadline(const RegionObject *r, struct timespec *t) {
+    clock_gettime(CLOCK_REALTIME, t);
+    t->tv_sec += (time_t)(r->lease_ns / RS_NS_PER_SEC);
+    t->tv_nsec += (long)(r->lease_ns % RS_NS_PER_SEC);
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
 int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type *type,
                         PyObject *name, const uint64_t *params, const rs_field *fields,
                         uint64_t *offset) {
@@ -463,13 +475,7 @@ int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type 
         return -1;
     }
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)(r->lease_ns / RS_NS_PER_SEC);
-    deadline.tv_nsec += (long)(r->lease_ns % RS_NS_PER_SEC);
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    lease_deadline(r, &deadline);
     uint32_t which = 0;
     rs_region_status rc;
     Py_BEGIN_ALLOW_THREADS
@@ -516,13 +522,7 @@ int resil_region_lock_slow(PyObject *region, int rc, rs_region_mutex *m,
     RegionObject *r = (RegionObject *)region;
     if (rc == 2) {
         struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)(r->lease_ns / RS_NS_PER_SEC);
-        deadline.tv_nsec += (long)(r->lease_ns % RS_NS_PER_SEC);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        lease_deadline(r, &deadline);
         Py_BEGIN_ALLOW_THREADS
         rc = rs_region_timedlock(m, &deadline);
         Py_END_ALLOW_THREADS
