@@ -289,6 +289,38 @@ def test_a_lock_held_past_the_lease_by_a_live_process_is_a_region_error(
     assert limiter.try_acquire()
 
 
+def test_closing_while_a_thread_waits_for_a_lock(tmp_path: Path) -> None:
+    import threading
+
+    ctx = region_workers.context()
+    path = str(tmp_path / "r")
+    ready = ctx.Event()
+    proc = ctx.Process(target=region_workers.hold_and_die, args=(path, "api", ready))
+    proc.start()
+    assert ready.wait(30)
+    region = resil.SharedRegion(path)
+    limiter = resil.RateLimiter(5, name="api", shared=region)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            limiter.try_acquire()
+        except BaseException as e:  # noqa: BLE001 - the test looks at it
+            errors.append(e)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)  # the waiter is in the lock, the GIL released
+    region.close()  # the mapping stays until the waiter is out
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=30)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], resil.RegionError)
+    assert "closed" in str(errors[0])
+    assert resil.SharedRegion(path).check() == []
+
+
 def test_process_identity_is_pid_and_start_time() -> None:
     me = resil.SharedRegion._process(os.getpid())
     assert me is not None

@@ -216,7 +216,7 @@ static PyObject *region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
                      (long long)sb.st_size);
         goto error;
     }
-    self->base = base;
+    self->base = self->mapped = base;
     self->size = (uint64_t)sb.st_size;
     self->lease_ns = ((rs_region_header *)base)->lease_ns;
     return (PyObject *)self;
@@ -226,10 +226,13 @@ error:
     return NULL;
 }
 
+/* Closes: new calls fail at once; the mapping goes when no thread waits
+ * in it with the GIL released (the last one to leave unmaps it). */
 static void unmap(RegionObject *self) {
-    if (self->base) {
-        munmap(self->base, (size_t)self->size);
-        self->base = NULL;
+    self->base = NULL;
+    if (self->mapped && self->waiters == 0) {
+        munmap(self->mapped, (size_t)self->size);
+        self->mapped = NULL;
     }
 }
 
@@ -478,9 +481,16 @@ int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type 
     lease_deadline(r, &deadline);
     uint32_t which = 0;
     rs_region_status rc;
+    char *base = r->base;
+    r->waiters++;
     Py_BEGIN_ALLOW_THREADS
-    rc = rs_region_attach(r->base, type, s, (uint32_t)len, params, &deadline, offset, &which);
+    rc = rs_region_attach(base, type, s, (uint32_t)len, params, &deadline, offset, &which);
     Py_END_ALLOW_THREADS
+    r->waiters--;
+    if (!resil_region_block(region, 0)) {
+        unmap(r); /* closed meanwhile */
+        return -1;
+    }
     if (rc == RS_REGION_OK) {
         return 0;
     }
@@ -523,9 +533,22 @@ int resil_region_lock_slow(PyObject *region, int rc, rs_region_mutex *m,
     if (rc == 2) {
         struct timespec deadline;
         lease_deadline(r, &deadline);
+        r->waiters++;
         Py_BEGIN_ALLOW_THREADS
         rc = rs_region_timedlock(m, &deadline);
         Py_END_ALLOW_THREADS
+        r->waiters--;
+        if (!r->base) { /* closed while this thread waited */
+            if (rc == 1) {
+                type->repair(block, params);
+            }
+            if (rc == 0 || rc == 1) {
+                rs_region_unlock(m);
+            }
+            unmap(r);
+            resil_region_block(region, 0);
+            return -1;
+        }
     }
     if (rc == 1) {
         type->repair(block, params); /* its holder died mid-update */

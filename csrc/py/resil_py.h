@@ -311,6 +311,8 @@ int resil_slot_init_types(PyObject *module, resil_state *st);
 typedef struct {
     PyObject_HEAD
     char *base;          /* NULL once closed */
+    char *mapped;        /* the mapping: outlives base while waiters wait */
+    int waiters;         /* threads waiting with the GIL released */
     uint64_t size;       /* bytes mapped */
     uint64_t lease_ns;
     PyObject *path;      /* str */
