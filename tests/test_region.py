@@ -105,6 +105,13 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], error: type, word
     assert not (tmp_path / "r").exists()
 
 
+def test_paths_as_bytes_and_pathlike(tmp_path: Path) -> None:
+    resil.SharedRegion(os.fsencode(tmp_path / "r")).close()
+    assert resil.SharedRegion(tmp_path / "r").path == str(tmp_path / "r")
+    with pytest.raises(ValueError, match="null"):
+        resil.SharedRegion(str(tmp_path / "a\0b"))
+
+
 def test_a_missing_directory_is_a_region_error(tmp_path: Path) -> None:
     with pytest.raises(resil.RegionError, match="open failed"):
         resil.SharedRegion(tmp_path / "no" / "r")

@@ -110,6 +110,35 @@ def test_other_parameters_name_the_first_difference(tmp_path: Path, changed: dic
     assert len(region.objects()) == 1
 
 
+def test_waits_on_the_event_loop_and_cancellation(tmp_path: Path) -> None:
+    import asyncio
+
+    clock = resil.VirtualClock()
+    region = resil.SharedRegion(tmp_path / "r")
+    a = resil.RateLimiter(2, burst=2, name="w", clock=clock, shared=region)
+    b = resil.RateLimiter(2, burst=2, name="w", clock=clock, shared=region)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert a.try_acquire(2)
+        times = []
+        for _ in range(3):
+            await b.acquire_async(key=None)
+            times.append(loop.time())
+        task = asyncio.ensure_future(a.acquire_async(2))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(resil.RateLimited):
+            await a.acquire_async(2, timeout=0.1)
+        return times
+
+    times = resil.run_virtual(main(), clock=clock)
+    assert [round(t - times[0], 6) for t in times] == [0.0, 0.5, 1.0]
+    assert a.stats()["admitted"] == 4  # the cancelled waiter took nothing
+
+
 def test_shared_must_be_a_region(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="shared must be None or a resil.SharedRegion"):
         resil.RateLimiter(5, shared=str(tmp_path / "r"))  # type: ignore[arg-type]
