@@ -703,3 +703,121 @@ def test_listeners_added_and_removed_from_threads_are_all_kept() -> None:
     run_threads(add, 8, switch=1e-6)
     assert set(map(id, b._listeners)) == {id(fn) for part in keep for fn in part[1::2]}
     assert len(b._listeners) == 8 * 150
+
+
+# ---- an awaitable reached again from the code it runs -----------------------------------
+
+
+@pytest.mark.parametrize("method", ["send", "close", "throw"])
+def test_the_function_of_call_async_reaching_its_own_awaitable_is_refused(method: str) -> None:
+    # It crashed: the awaitable was marked running before its coroutine existed.
+    breaker = resil.CircuitBreaker("reentry")
+    seen: list[BaseException] = []
+
+    async def done() -> int:
+        return 7
+
+    def fn() -> Any:
+        try:
+            if method == "send":
+                aw.send(None)
+            elif method == "close":
+                aw.close()
+            else:
+                aw.throw(KeyError)
+        except BaseException as exc:  # noqa: BLE001 - what the re-entry raised
+            seen.append(exc)
+        return done()
+
+    aw = breaker.call_async(fn)
+    with pytest.raises(StopIteration) as stop:
+        aw.send(None)
+    assert stop.value.value == 7
+    assert [type(e) for e in seen] == [ValueError]
+    assert "already executing" in str(seen[0])
+    stats = breaker.stats()
+    assert (stats["permitted"], stats["successes"], stats["failures"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("method", ["send", "close", "throw"])
+def test_a_coroutine_reaching_the_awaitable_that_runs_it_is_refused(method: str) -> None:
+    breaker = resil.CircuitBreaker("reentry")
+    seen: list[BaseException] = []
+
+    async def g() -> int:
+        try:
+            if method == "send":
+                aw.send(None)
+            elif method == "close":
+                aw.close()
+            else:
+                aw.throw(KeyError)
+        except BaseException as exc:  # noqa: BLE001
+            seen.append(exc)
+        return 5
+
+    aw = breaker.call_async(g)
+    with pytest.raises(StopIteration) as stop:
+        aw.send(None)
+    assert stop.value.value == 5
+    assert [type(e) for e in seen] == [ValueError]
+    stats = breaker.stats()
+    assert (stats["permitted"], stats["successes"], stats["failures"]) == (1, 1, 0)
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        aw.send(None)
+
+
+def test_a_python_clock_reaching_the_awaitable_while_it_takes_its_permit_is_refused() -> None:
+    # Re-entering there took a second permit and lost the first.
+    seen: list[BaseException] = []
+
+    class Clock:
+        t = 0.0
+        armed = False
+
+        def now(self) -> float:
+            if self.armed:
+                self.armed = False
+                try:
+                    aw.send(None)
+                except BaseException as exc:  # noqa: BLE001
+                    seen.append(exc)
+            return self.t
+
+    clock = Clock()
+    breaker = resil.CircuitBreaker("reentry", clock=clock)
+
+    async def g() -> int:
+        return 3
+
+    aw = breaker.call_async(g)
+    clock.armed = True
+    with pytest.raises(StopIteration):
+        aw.send(None)
+    assert [type(e) for e in seen] == [ValueError]
+    stats = breaker.stats()
+    assert (stats["permitted"], stats["successes"]) == (1, 1)
+
+
+def test_a_coroutine_thrown_into_while_suspended_then_finishing_is_recorded_once() -> None:
+    breaker = resil.CircuitBreaker("reentry")
+
+    class Step:
+        def __await__(self) -> Any:
+            yield "step"
+
+    async def g() -> int:
+        try:
+            await Step()
+        except KeyError:
+            await Step()
+        return 9
+
+    aw = breaker.call_async(g)
+    assert aw.send(None) == "step"
+    assert aw.throw(KeyError) == "step"  # caught inside; it suspends again
+    with pytest.raises(StopIteration) as stop:
+        aw.send(None)
+    assert stop.value.value == 9
+    stats = breaker.stats()
+    assert (stats["permitted"], stats["successes"], stats["failures"]) == (1, 1, 0)

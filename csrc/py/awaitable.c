@@ -154,6 +154,9 @@ static void aw_give_back(AwaitObject *a) {
  * awaitable. */
 static int aw_start(AwaitObject *a) {
     BreakerObject *b = a->breaker;
+    /* Executing from here: the clock, a listener or fn may be Python code
+     * that reaches this awaitable again, and must find it busy. */
+    a->phase = 3;
     if (a->held) {
         if (breaker_now(b, &a->t0) < 0) {
             PyObject *err = fetch_exc();
@@ -164,7 +167,6 @@ static int aw_start(AwaitObject *a) {
             return -1;
         }
         a->held = 0;
-        a->phase = 1;
         return 0;
     }
     if (take_permit(b, &a->permit, &a->t0) < 0) {
@@ -172,7 +174,6 @@ static int aw_start(AwaitObject *a) {
         aw_close_quietly(a); /* the guarded coroutine never runs */
         return -1;
     }
-    a->phase = 1;
     if (a->fn) {
         PyObject *res = PyObject_Call(a->fn, a->args, a->kwargs);
         Py_CLEAR(a->fn);
@@ -213,6 +214,23 @@ static PySendResult aw_finish(AwaitObject *a, PySendResult r, PyObject **result)
     return res ? PYGEN_RETURN : PYGEN_ERROR;
 }
 
+/* A send, throw or close reaching an awaitable that is executing (from the
+ * code it runs): refused, as a coroutine refuses it. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((cold, noinline))
+#endif
+static void raise_busy(void) {
+    PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+}
+
+static inline int aw_busy(AwaitObject *a) {
+    if (RS_UNLIKELY(a->phase == 3)) {
+        raise_busy();
+        return 1;
+    }
+    return 0;
+}
+
 static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
     if (RS_UNLIKELY(a->phase != 1)) {
         if (a->phase == 2) {
@@ -220,10 +238,12 @@ static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
             *result = NULL;
             return PYGEN_ERROR;
         }
-        if (aw_start(a) < 0) {
+        if (aw_busy(a) || aw_start(a) < 0) {
             *result = NULL;
             return PYGEN_ERROR;
         }
+    } else {
+        a->phase = 3;
     }
     /* PyIter_Send without its call: every awaitable resil delegates to
      * (a coroutine, a Future) has am_send. */
@@ -231,6 +251,7 @@ static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
     PySendResult r = RS_LIKELY(am && am->am_send) ? am->am_send(a->iter, arg, result)
                                                   : PyIter_Send(a->iter, arg, result);
     if (RS_LIKELY(r == PYGEN_NEXT)) {
+        a->phase = 1;
         return r;
     }
     return aw_finish(a, r, result);
@@ -287,6 +308,9 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     if (a->phase != 1) {
+        if (aw_busy(a)) {
+            return NULL;
+        }
         if (a->phase == 0) {
             PyObject *r = aw_abandon(a);
             if (!r) {
@@ -297,6 +321,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
         raise_thrown(args, nargs);
         return NULL;
     }
+    a->phase = 3;
     PyObject *meth = PyObject_GetAttrString(a->iter, "throw");
     PyObject *res;
     if (!meth) {
@@ -307,6 +332,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
         res = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
         Py_DECREF(meth);
         if (res) {
+            a->phase = 1;
             return res; /* the inner awaitable yielded again */
         }
     }
@@ -326,6 +352,9 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
 }
 
 static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
+    if (aw_busy(a)) {
+        return NULL;
+    }
     if (a->phase == 1) {
         a->phase = 2;
         PyObject *r = NULL;

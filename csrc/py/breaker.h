@@ -75,7 +75,8 @@ typedef struct {
     PyObject *kwargs;
     rs_permit permit;
     uint64_t t0;
-    int phase;        /* 0 created, 1 running with a permit, 2 finished */
+    int phase;        /* 0 created, 1 suspended with a permit, 2 finished,
+                         3 executing (starting, or inside a send or throw) */
     int held;         /* phase 0 already holding `permit` (call() of a function
                          that returned a coroutine); t0 is read when first resumed */
     int finalized;    /* its finalizer ran (the GC's own mark, kept in reach) */
