@@ -579,3 +579,71 @@ def test_a_clock_that_raises_when_a_guarded_call_ends_gives_the_slot_back(form: 
     clock.fail = False
     assert lim.in_flight == 0
     assert lim.try_acquire() is not None  # the one slot is free again
+
+
+def test_a_block_ended_in_another_context_gives_its_slot_back() -> None:
+    lim = resil.AdaptiveLimiter("aimd", initial_limit=2, min_limit=2, max_limit=2)
+
+    async def agen() -> Any:
+        async with lim:
+            yield 1
+            yield 2
+
+    async def started() -> Any:
+        g = agen()
+        async for _ in g:
+            break
+        return g
+
+    async def main() -> None:
+        g = await asyncio.create_task(started())
+        assert lim.in_flight == 1
+        await g.aclose()  # its __aexit__ runs in this task's context
+
+    asyncio.run(main())
+    assert lim.in_flight == 0
+
+    def gen() -> Any:
+        with lim:
+            yield 1
+
+    g = gen()
+    next(g)
+    with lim:  # a block of this context stays counted meanwhile
+        closer = threading.Thread(target=g.close)
+        closer.start()
+        closer.join()
+        assert lim.in_flight == 1
+    assert lim.in_flight == 0
+    assert lim.stats()["admitted"] == 3
+    errors: list[BaseException] = []
+
+    def exit_with_no_block_open() -> None:
+        try:
+            lim.__exit__(None, None, None)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    other = threading.Thread(target=exit_with_no_block_open)
+    other.start()
+    other.join()
+    assert [type(e) for e in errors] == [RuntimeError] and lim.in_flight == 0
+
+
+def test_call_of_a_coroutine_function_holds_the_slot_until_the_coroutine_ends() -> None:
+    lim = resil.AdaptiveLimiter("aimd", initial_limit=3, min_limit=3, max_limit=3)
+    bulkhead = resil.Bulkhead("b", max_concurrent=3)
+
+    async def svc() -> tuple[int, int]:
+        await asyncio.sleep(0)
+        return lim.in_flight, bulkhead.stats()["active"]
+
+    async def main() -> None:
+        assert await lim.call(svc) == (1, 0)
+        assert await bulkhead.call(svc) == (0, 1)
+        unawaited = lim.call(svc)  # admitted when awaited, so nothing taken yet
+        assert lim.in_flight == 0
+        unawaited.close()
+
+    asyncio.run(main())
+    assert lim.in_flight == 0 and bulkhead.stats()["active"] == 0

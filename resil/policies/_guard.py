@@ -32,7 +32,12 @@ class Guard:
         raise NotImplementedError
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` once the policy admits it."""
+        """``fn(*args, **kwargs)`` once the policy admits it. For a
+        coroutine function it returns ``call_async(fn, ...)``: admitted when
+        awaited, the slot held until the coroutine ends (a plain function
+        that returns an awaitable holds it only while it runs)."""
+        if inspect.iscoroutinefunction(fn):
+            return self.call_async(fn, *args, **kwargs)  # type: ignore[return-value]
         token = self._admit()
         try:
             result = fn(*args, **kwargs)

@@ -92,7 +92,10 @@ class AdaptiveLimiter(AdaptiveCore, Guard):
     :class:`resil.LimitExceeded` or :class:`resil.CircuitOpenError` counts
     as dropped; any other exception is a sample of its latency; a
     cancelled call (``asyncio.CancelledError``, ``KeyboardInterrupt``, ...)
-    gives its slot back and is no sample.
+    gives its slot back and is no sample. A ``with`` block that ends in
+    another context than it began (a generator closed from another task or
+    thread) gives a slot back without a sample. ``call`` of a coroutine
+    function is ``call_async``: admitted when awaited.
     """
 
     # Made by the first Monitor.watch; told of each LimitExceeded raised.
@@ -146,20 +149,49 @@ class AdaptiveLimiter(AdaptiveCore, Guard):
             raise
 
     # ---- context managers ----------------------------------------------------------
+    # The permits of this limiter's `with` blocks not yet exited, oldest
+    # first: a block that ends in another context (a generator closed from
+    # another task or thread, a task finalized after its loop closed) does
+    # not find its permit in _HELD, and takes the oldest of these instead.
+    _blocks: list[LimiterPermit] | None = None
+
     def __enter__(self) -> None:
         permit = self._admit()
+        if self._blocks is None:
+            self._blocks = []
+        self._blocks.append(permit)
         _HELD.set(_HELD.get() + ((self, permit),))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
+        blocks = self._blocks or []
         held = _HELD.get()
         for i in range(len(held) - 1, -1, -1):
             if held[i][0] is self:
+                permit = held[i][1]
                 _HELD.set(held[:i] + held[i + 1:])
-                self._done(held[i][1], exc)
+                try:
+                    blocks.remove(permit)
+                except ValueError:
+                    # An exit in another context gave this slot back in place
+                    # of its own block's: give that one's back now.
+                    if blocks:
+                        self._discard_block(blocks.pop(0))
+                    return
+                self._done(permit, exc)
                 return
-        raise RuntimeError(f"adaptive limiter {self.name!r}: __exit__ without a matching "
-                           f"__enter__ in this context")
+        # Another context: which block this was is unknown, so its slot comes
+        # back without a latency sample.
+        try:
+            permit = blocks.pop(0)
+        except IndexError:
+            raise RuntimeError(f"adaptive limiter {self.name!r}: __exit__ without a matching "
+                               f"__enter__") from None
+        self._discard_block(permit)
+
+    def _discard_block(self, permit: LimiterPermit) -> None:
+        if not permit.released:
+            self._discard(permit)
 
     async def __aenter__(self) -> None:
         self.__enter__()
