@@ -600,3 +600,44 @@ def test_keyboard_interrupt_in_a_blocked_thread_leaves_the_line() -> None:
     assert (s["queued"], s["active"], s["timed_out"], s["admitted"]) == (0, 1, 0, 1)
     b.release(permit)
     settled(b)
+
+
+
+def test_a_main_thread_blocked_in_the_line_wakes_to_run_signal_handlers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A signal that lands after the last check and before the lock wait
+    # starts does not interrupt that wait; the main thread (the one Python
+    # runs handlers in: Ctrl-C) therefore never waits unboundedly in one go.
+    from resil.policies import bulkhead as module
+
+    waits: list[float] = []
+
+    class CountingLock:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            waits.append(timeout)
+            return self._lock.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            self._lock.release()
+
+    class Waiter(module._Waiter):
+        __slots__ = ()
+
+        def __init__(self, fut: Any) -> None:
+            super().__init__(fut)
+            if fut is None:
+                self.lock = CountingLock()  # type: ignore[assignment]
+                self.lock.acquire()
+                waits.clear()
+
+    monkeypatch.setattr(module, "_Waiter", Waiter)
+    b = resil.Bulkhead("k", 1, max_queue=1)
+    permit = b.try_acquire()
+    assert permit is not None
+    threading.Timer(0.3, b.release, args=(permit,)).start()
+    with b:  # waits in the main thread until the timer frees the slot
+        pass
+    assert len(waits) >= 3 and all(0 < t <= 0.05 for t in waits), waits

@@ -31,6 +31,10 @@ _ADMITTED, _QUEUED = 0, 1
 # How long a blocked thread waits before it reads a clock it was given again:
 # a VirtualClock moves only when a test moves it.
 _POLL = 0.01
+# The longest a blocked main thread waits in one go. A signal that lands
+# just before a lock wait starts does not interrupt it, so the main thread
+# (where Python runs signal handlers: Ctrl-C) wakes this often to run them.
+_SIGNAL_POLL = 0.05
 _MONOTONIC = MonotonicClock()
 
 
@@ -308,12 +312,18 @@ class Bulkhead(Guard):
             return
         lock = waiter.lock
         assert lock is not None
+        step = _SIGNAL_POLL if threading.current_thread() is threading.main_thread() \
+            else math.inf
         try:
             if self._timeout == math.inf:
-                lock.acquire()
+                if step == math.inf:
+                    lock.acquire()
+                else:
+                    while not lock.acquire(timeout=step):
+                        pass
             else:
                 clock = self._clock if self._clock is not None else _MONOTONIC
-                poll = math.inf if self._clock is None else _POLL
+                poll = min(step, math.inf if self._clock is None else _POLL)
                 deadline = clock.now() + self._timeout
                 while True:
                     left = deadline - clock.now()
