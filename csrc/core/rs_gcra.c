@@ -196,7 +196,6 @@ static int block_check(const void *block, uint64_t size, const uint64_t *params,
     const rs_gcra_block *blk = block;
     rs_gcra g;
     uint64_t nsets;
-    int n = 0;
     if (!block_config(params, &g, &nsets) || size != block_size(params)) {
         report(ctx, "rate limiter: parameters or block size invalid");
         return 1;
@@ -204,9 +203,19 @@ static int block_check(const void *block, uint64_t size, const uint64_t *params,
     if (blk->g.a != g.a || blk->g.b != g.b || blk->g.burst != g.burst || blk->g.tau != g.tau ||
         blk->nsets != nsets || blk->max_keys != params[3]) {
         report(ctx, "rate limiter: settings differ from its parameters");
-        return 1; /* the rest is read with these settings */
+        return 1;
     }
-    if (blk->g.debt > g.tau) {
+    return 0;
+}
+
+/* Run after block_check passed: the settings are the parameters'. */
+static int block_check_state(const void *block, const uint64_t *params,
+                             void (*report)(void *ctx, const char *problem), void *ctx) {
+    const rs_gcra_block *blk = block;
+    uint64_t tau = blk->g.tau, nsets = blk->nsets;
+    int n = 0;
+    (void)params;
+    if (blk->g.debt > tau) {
         report(ctx, "rate limiter: the keyless bucket's debt exceeds burst");
         n++;
     }
@@ -218,7 +227,7 @@ static int block_check(const void *block, uint64_t size, const uint64_t *params,
                 continue;
             }
             used++;
-            over += set[i].debt > g.tau;
+            over += set[i].debt > tau;
             for (unsigned j = 0; j < i; j++) {
                 dup += set[j].d0 == set[i].d0 && set[j].d1 == set[i].d1;
             }
@@ -239,22 +248,33 @@ static int block_check(const void *block, uint64_t size, const uint64_t *params,
     return n;
 }
 
+/* Clamps every debt to tau, empties a slot holding a digest an earlier
+ * slot of its set holds (only damage makes one), and recounts the keys. */
 static void block_repair(void *block, const uint64_t *params) {
     rs_gcra_block *blk = block;
     (void)params;
     if (blk->g.debt > blk->g.tau) {
         blk->g.debt = blk->g.tau;
     }
-    for (uint64_t i = 0; i < blk->nsets * RS_GCRA_WAYS; i++) {
-        if (blk->slot[i].debt > blk->g.tau) {
-            blk->slot[i].debt = blk->g.tau;
+    for (uint64_t s = 0; s < blk->nsets; s++) {
+        rs_gcra_slot *set = &blk->slot[s * RS_GCRA_WAYS];
+        for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+            if (set[i].debt > blk->g.tau) {
+                set[i].debt = blk->g.tau;
+            }
+            for (unsigned j = 0; j < i && (set[i].d0 | set[i].d1) != 0; j++) {
+                if (set[j].d0 == set[i].d0 && set[j].d1 == set[i].d1) {
+                    set[i] = (rs_gcra_slot){0};
+                }
+            }
         }
     }
     blk->keys = used_slots(blk);
 }
 
 const rs_region_type RS_GCRA_REGION_TYPE = {
-    RS_GCRA_TAG, "rate limiter", block_size, block_init, block_check, block_repair,
+    RS_GCRA_TAG,       "rate limiter", block_size, block_init, block_check,
+    block_check_state, block_repair,
 };
 
 static rs_gcra_slot *find(const rs_gcra_block *blk, uint64_t d0, uint64_t d1) {

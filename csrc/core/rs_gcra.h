@@ -109,8 +109,12 @@ uint64_t rs_gcra_tokens(const rs_gcra *g, uint64_t t_ns, uint64_t debt, uint64_t
  * mid-update can leave: a bucket whose time was written and whose debt
  * was not (it then reads as more debt: stricter, never looser), a new
  * key's digest over the previous key's bucket, one count not incremented,
- * the number of keys off by one. The repair hook clamps every debt to tau
- * and recounts the keys; the check reports what the repair would fix. */
+ * the number of keys off by one. The repair hook clamps every debt to tau,
+ * empties a slot whose digest an earlier slot of its set holds, and
+ * recounts the keys; it runs after a holder died and on every attach that
+ * finds the lock free. The check (no lock) compares the settings with the
+ * parameters; the state check (under the lock, or with the region quiet)
+ * reports what the repair would fix. */
 #define RS_GCRA_TAG 0x67637261u /* "gcra" */
 #define RS_GCRA_WAYS 8u
 /* max_keys of a shared limiter unless given: its table is reserved in the

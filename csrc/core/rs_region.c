@@ -202,11 +202,26 @@ rs_region_status rs_region_attach(void *base, const rs_region_type *type, const 
             }
         }
         int problems = 0;
+        void *block = (char *)base + e->offset;
+        /* the structure only: processes may be updating the state */
         if (entry_problem(e, cursor, HEADER_SIZE) || e->size != type->block_size(params) ||
-            type->check((const char *)base + e->offset, e->size, params, count_report,
-                        &problems) != 0) {
+            e->size < sizeof(rs_region_mutex) ||
+            type->check(block, e->size, params, count_report, &problems) != 0) {
             st = RS_REGION_CORRUPT;
             goto done;
+        }
+        /* the state under the block's lock, when it is free: a half-done
+         * update or a damaged count is repaired, not refused. Busy: a live
+         * process is using the block; it is not waited for under the
+         * directory's lock (a stopped holder would stall every attach). */
+        r = rs_region_trylock((rs_region_mutex *)block);
+        if (r < 0) {
+            st = RS_REGION_LOCK_FAILED;
+            goto done;
+        }
+        if (r != 2) {
+            type->repair(block, params);
+            rs_region_unlock((rs_region_mutex *)block);
         }
         *offset = e->offset;
         goto done;
@@ -274,7 +289,9 @@ int rs_region_check(const void *base, uint64_t size, const rs_region_type *const
             problems++;
             continue;
         }
-        problems += t->check((const char *)base + e->offset, e->size, e->params, report, ctx);
+        const void *block = (const char *)base + e->offset;
+        int n = t->check(block, e->size, e->params, report, ctx);
+        problems += n ? n : t->check_state(block, e->params, report, ctx);
     }
     return problems;
 }

@@ -114,10 +114,15 @@ typedef int (*rs_region_alive_fn)(uint64_t pid, uint64_t start, void *ctx);
 /* 1 when the holder record names a process that is gone. */
 int rs_region_holder_dead(const rs_region_holder *h, rs_region_alive_fn alive, void *ctx);
 
-/* One kind of object a region holds. init formats a block (zeroed, its
- * mutex made) from the parameters; check returns the number of problems it
- * found in a block and calls report for each; repair restores a block's
- * invariants after its lock's holder died mid-update. */
+/* One kind of object a region holds; every block starts with its
+ * rs_region_mutex. init formats a block (zeroed, its mutex made) from the
+ * parameters. check returns the number of problems in what a live update
+ * never changes (the settings the parameters make, sizes, bounds) and calls
+ * report for each: it is safe without the block's lock. check_state does
+ * the same for the state updates change (counts, buckets); the caller holds
+ * the block's lock or knows no process updates the region. repair restores
+ * every invariant of the state (a half-done update, a damaged count) on a
+ * block whose check passed; the caller holds the block's lock. */
 typedef struct rs_region_type {
     uint32_t tag;
     const char *name;
@@ -125,6 +130,8 @@ typedef struct rs_region_type {
     void (*init)(void *block, const uint64_t *params);
     int (*check)(const void *block, uint64_t size, const uint64_t *params,
                  void (*report)(void *ctx, const char *problem), void *ctx);
+    int (*check_state)(const void *block, const uint64_t *params,
+                       void (*report)(void *ctx, const char *problem), void *ctx);
     void (*repair)(void *block, const uint64_t *params);
 } rs_region_type;
 
@@ -161,8 +168,14 @@ rs_region_status rs_region_validate(const void *base, uint64_t size);
  * The directory lock is waited for until *deadline (RS_REGION_LOCK_FAILED
  * after it). A creator that died mid-way leaves nothing to repair: an entry
  * counts once `count` covers it, written last, and a block allocated but
- * never published is left unused. An existing block is checked with the
- * type's check before it is handed out (RS_REGION_CORRUPT). */
+ * never published is left unused. An existing block's structure is checked
+ * with the type's check (RS_REGION_CORRUPT), without its lock, since
+ * processes may be using it; then, when its lock is free (or its holder
+ * died), the type's repair runs under it, so a state a killed process left
+ * half-done, or a damaged count, is put right rather than refused. A lock
+ * that is busy is not waited for (its holder is using the block; the next
+ * attach repairs); one that is unusable is RS_REGION_LOCK_FAILED. The
+ * repair walks the block: attaching costs time in proportion to its size. */
 rs_region_status rs_region_attach(void *base, const rs_region_type *type, const char *name,
                                   uint32_t name_len, const uint64_t *params,
                                   const struct timespec *deadline, uint64_t *offset,
@@ -170,7 +183,9 @@ rs_region_status rs_region_attach(void *base, const rs_region_type *type, const 
 
 /* Walks the header, the directory and each block of a type in types (an
  * entry of another tag is a problem) and reports every problem; returns
- * their number. size: the bytes mapped. */
+ * their number. size: the bytes mapped. It takes no lock: the state of a
+ * block is read as it is, so run it while no process updates the region
+ * (an update in progress reads as a problem). */
 int rs_region_check(const void *base, uint64_t size, const rs_region_type *const *types,
                     size_t ntypes, void (*report)(void *ctx, const char *problem), void *ctx);
 

@@ -73,6 +73,10 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!max_keys_o && shared != Py_None) {
         max_keys = RS_GCRA_SHARED_KEYS; /* reserved in the region up front */
     }
+    if (shared != Py_None) {
+        /* the table's sets: every slot may hold a key, and max_keys says so */
+        max_keys = (max_keys + RS_GCRA_WAYS - 1) / RS_GCRA_WAYS * RS_GCRA_WAYS;
+    }
     if (name && !PyUnicode_Check(name)) {
         PyErr_Format(PyExc_TypeError, "name must be a non-empty str, not %.100s",
                      Py_TYPE(name)->tp_name);

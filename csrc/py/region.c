@@ -4,7 +4,7 @@
  * Opening takes an exclusive flock on the file, so that of two processes
  * creating the same region at once one formats it and the other finds it
  * formatted; a region whose creator died before it completed (its header
- * says so) is formatted again under the same lock. The file is mapped
+ * says so, or the file is all zeros) is formatted again under the same lock. The file is mapped
  * whole and validated before anything in it is used. Objects in the region
  * (RateLimiter today) keep a reference to the Region and an offset; each
  * call checks that the region is still open. The liveness of a permit's
@@ -102,6 +102,12 @@ static int alive(uint64_t pid, uint64_t start, void *ctx) {
     return r <= 0 ? r : now_start == start;
 }
 
+/* Whether all n bytes at p are zero (n > 0): a file resil created and
+ * reserved whose creator died before writing the header; it holds nothing. */
+static int all_zero(const unsigned char *p, uint64_t n) {
+    return p[0] == 0 && memcmp(p, p + 1, (size_t)(n - 1)) == 0;
+}
+
 static PyObject *region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"path", "size", "lease", NULL};
     PyObject *path_o, *size_o = NULL, *lease_o = NULL, *fspath = NULL;
@@ -179,8 +185,12 @@ static PyObject *region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         if (!rc) {
             st = rs_region_validate(base, fsize);
             /* a creator that died before completing leaves a header that
-             * says so; nobody can have used it: format it anew */
-            rc = st == RS_REGION_INCOMPLETE && fsize >= RS_REGION_MIN_SIZE;
+             * says so, or, killed between reserving the file and writing
+             * the header, a file of zeros; nobody can have used either:
+             * format it anew. A file with any byte set that is not a
+             * region is another program's, and is left alone. */
+            rc = fsize >= RS_REGION_MIN_SIZE &&
+                 (st == RS_REGION_INCOMPLETE || (st == RS_REGION_BAD_MAGIC && all_zero(base, fsize)));
         }
         if (rc) {
             if (getentropy(secret, sizeof secret) != 0) {
@@ -453,6 +463,20 @@ static void lease_deadline(const RegionObject *r, struct timespec *t) {
     }
 }
 
+/* The UTF-8 of str s, or NULL with ValueError naming param when s holds a
+ * lone surrogate (no UTF-8 exists for it). */
+static const char *utf8_of(PyObject *s, Py_ssize_t *len, const char *param) {
+    const char *u = PyUnicode_AsUTF8AndSize(s, len);
+    if (!u && PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError,
+                     "%s must be a str encodable as UTF-8 in a shared region (no lone "
+                     "surrogates), got %.80R",
+                     param, s);
+    }
+    return u;
+}
+
 int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type *type,
                         PyObject *name, const uint64_t *params, const rs_field *fields,
                         uint64_t *offset) {
@@ -463,7 +487,7 @@ int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type 
     }
     RegionObject *r = (RegionObject *)region;
     Py_ssize_t len;
-    const char *s = PyUnicode_AsUTF8AndSize(name, &len);
+    const char *s = utf8_of(name, &len, "name");
     if (!s) {
         return -1;
     }
@@ -566,7 +590,7 @@ int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]) {
     const uint64_t *secret = ((rs_region_header *)((RegionObject *)region)->base)->secret;
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
+        const char *s = utf8_of(key, &len, "key");
         if (!s) {
             return -1;
         }

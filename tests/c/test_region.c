@@ -2,7 +2,8 @@
  * attach, parameter mismatch, a full directory and a full region, every
  * header check, fuzzing (random bytes, bit flips of a valid region,
  * truncation at every 4 KiB boundary) that must end in a refusal or a
- * sound region and never a crash, a lock whose holder died, and keyed
+ * sound region and never a crash, a lock whose holder died, the repair of
+ * a block's state when attaching, and keyed
  * buckets with eviction within a set. */
 #include <stdlib.h>
 
@@ -348,7 +349,36 @@ static void test_keyed_block(void) {
     free(base);
 }
 
+/* Attaching repairs the state (a wrong count, a digest held twice) under
+ * the block's lock when it is free, and only checks the structure when a
+ * live holder has it. */
+static void test_attach_repairs_state(void) {
+    void *base = fresh(SIZE);
+    CHECK_EQ_INT(rs_region_format(base, SIZE, 1000, SECRET), RS_REGION_OK);
+    uint64_t off, again;
+    uint32_t which;
+    CHECK_EQ_INT(attach(base, "a", 10.0, 5, 16, &off, &which), RS_REGION_OK);
+    rs_gcra_block *blk = (rs_gcra_block *)((char *)base + off);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 2, 1, 1000, 1), 1);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 4, 1, 1000, 1), 1);
+    blk->keys = 5;
+    blk->slot[7] = blk->slot[0]; /* d0 % 2 == 0: set 0 */
+    CHECK_EQ_INT(problems(base, SIZE), 2);
+    /* busy: attached, nothing touched */
+    CHECK_EQ_INT(rs_region_trylock(&blk->lock), 0);
+    CHECK_EQ_INT(attach(base, "a", 10.0, 5, 16, &again, &which), RS_REGION_OK);
+    CHECK_EQ_U64(again, off);
+    CHECK_EQ_U64(blk->keys, 5);
+    rs_region_unlock(&blk->lock);
+    CHECK_EQ_INT(attach(base, "a", 10.0, 5, 16, &again, &which), RS_REGION_OK);
+    CHECK_EQ_U64(blk->keys, 2);
+    CHECK_EQ_INT(problems(base, SIZE), 0);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 2, 1, 1000, 5), 0); /* the key kept its debt */
+    free(base);
+}
+
 int main(void) {
+    RUN_TEST(test_attach_repairs_state);
     RUN_TEST(test_format_and_attach);
     RUN_TEST(test_full);
     RUN_TEST(test_header_checks);
