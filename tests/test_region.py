@@ -42,12 +42,12 @@ def test_a_new_region_and_a_second_handle_on_it(tmp_path: Path) -> None:
                               "used_bytes": HEADER, "objects": 0, "lease": 2.5}
     assert os.path.getsize(tmp_path / "r") == 1 << 16
     assert oct(os.stat(tmp_path / "r").st_mode & 0o777) == "0o600"
-    resil.RateLimiter(5, name="api", shared=region)
+    resil.RateLimiter(5, name="api", max_keys=512, shared=region)
     # opening it again: the file's size and lease, whatever is passed
     again = resil.SharedRegion(str(tmp_path / "r"), size=1 << 20, lease=9.0)
     assert again.size == 1 << 16 and again.lease == 2.5
     assert again.objects() == [{"type": "RateLimiter", "name": "api", "parameters": {
-        "rate": 5.0, "per": 1.0, "burst": 5, "max_keys": 1024}}]
+        "rate": 5.0, "per": 1.0, "burst": 5, "max_keys": 512}}]
     assert again.stats()["objects"] == 1
     assert again.stats()["used_bytes"] > HEADER
     assert region.check() == [] and again.check() == []

@@ -161,7 +161,7 @@ static int block_config(const uint64_t *params, rs_gcra *g, uint64_t *nsets) {
             return 0;
         }
     }
-    *nsets = (max_keys + RS_GCRA_WAYS - 1) / RS_GCRA_WAYS;
+    *nsets = 2 * ((max_keys + RS_GCRA_WAYS - 1) / RS_GCRA_WAYS);
     return 1;
 }
 
@@ -277,12 +277,24 @@ const rs_region_type RS_GCRA_REGION_TYPE = {
     block_check_state, block_repair,
 };
 
+/* The two sets a digest may live in (the same one when they coincide). */
+static rs_gcra_slot *set_of(const rs_gcra_block *blk, uint64_t d) {
+    return (rs_gcra_slot *)&blk->slot[(d % blk->nsets) * RS_GCRA_WAYS];
+}
+
 static rs_gcra_slot *find(const rs_gcra_block *blk, uint64_t d0, uint64_t d1) {
-    rs_gcra_slot *set = (rs_gcra_slot *)&blk->slot[(d0 % blk->nsets) * RS_GCRA_WAYS];
-    for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
-        if (set[i].d0 == d0 && set[i].d1 == d1) {
-            return &set[i];
+    rs_gcra_slot *set = set_of(blk, d0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+            if (set[i].d0 == d0 && set[i].d1 == d1) {
+                return &set[i];
+            }
         }
+        rs_gcra_slot *other = set_of(blk, d1);
+        if (other == set) {
+            break;
+        }
+        set = other;
     }
     return NULL;
 }
@@ -299,22 +311,32 @@ int rs_gcra_block_take(rs_gcra_block *blk, uint64_t d0, uint64_t d1, uint64_t no
     if (!rs_gcra_take(g, &t, &debt, now_ns, cost)) {
         return 0;
     }
-    rs_gcra_slot *set = &blk->slot[(d0 % blk->nsets) * RS_GCRA_WAYS];
-    rs_gcra_slot *empty = NULL, *full = NULL, *oldest = NULL;
-    for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
-        rs_gcra_slot *s = &set[i];
-        if ((s->d0 | s->d1) == 0) {
-            empty = empty ? empty : s;
-        } else if (rs_gcra_debt_at(g, s->t_ns, s->debt, now_ns) == 0) {
-            full = full ? full : s;
-        } else if (!oldest || s->t_ns < oldest->t_ns) {
-            oldest = s;
+    /* Of its two sets: a slot whose bucket is full again, else an empty
+     * slot of the set holding fewer keys, else the slot of the key admitted
+     * least recently in either. */
+    rs_gcra_slot *sets[2] = {set_of(blk, d0), set_of(blk, d1)};
+    rs_gcra_slot *empty[2] = {NULL, NULL}, *full = NULL, *oldest = NULL;
+    unsigned held[2] = {0, 0};
+    for (unsigned k = 0; k < 2 && !full; k++) {
+        for (unsigned i = 0; i < RS_GCRA_WAYS; i++) {
+            rs_gcra_slot *s = &sets[k][i];
+            if ((s->d0 | s->d1) == 0) {
+                empty[k] = empty[k] ? empty[k] : s;
+            } else if (rs_gcra_debt_at(g, s->t_ns, s->debt, now_ns) == 0) {
+                full = s;
+                break;
+            } else {
+                held[k]++;
+                if (!oldest || s->t_ns < oldest->t_ns) {
+                    oldest = s;
+                }
+            }
         }
     }
     if (full) {
         e = full;
-    } else if (empty) {
-        e = empty;
+    } else if (empty[0] || empty[1]) {
+        e = !empty[1] || (empty[0] && held[0] <= held[1]) ? empty[0] : empty[1];
         blk->keys++;
     } else {
         e = oldest;

@@ -27,7 +27,8 @@ class SharedRegion(Region):
     afresh, once no process uses it. ``size``: the bytes of a new region,
     an int in [65536, 2**40]; default 1 MiB. About 19 KiB hold the header
     and a directory of up to 128 objects; a rate limiter takes 256 bytes
-    plus 32 bytes per key of ``max_keys`` (rounded up to a multiple of 8).
+    plus 64 bytes per key of ``max_keys`` (rounded up to a multiple of 8;
+    the table has room for twice that, so that keys are not forgotten early).
     The size is fixed when the file is made: opening an existing region
     uses the file's size, whatever ``size`` says. ``lease``: seconds, a
     finite number > 0, default 30; the longest a lock in the region is
@@ -36,15 +37,26 @@ class SharedRegion(Region):
     hand out permits, the time after which a dead holder's permit is taken
     back. Like ``size``, it is the file's once the region exists.
 
-    A file that is not a region, is truncated, comes from another layout
-    version or is damaged raises :class:`RegionError` naming the path; an
+    A region whose creation was interrupted (its creator killed) is made
+    again by the next process to open it: a header marked unfinished, or a
+    file of at least 65536 bytes that are all zero (reserved, never
+    written: it holds nothing). A file with any byte set that is not a
+    region, is truncated, comes from another layout version or is damaged
+    raises :class:`RegionError` naming the path and is left as it is; an
     object that no longer fits raises RegionError naming ``size``. Every
     offset and length read from the file is checked before use. The file
     must not be truncated while a process has it open (as with any mapped
     file, reading past its new end would end that process).
 
+    Opening an object that exists checks its structure, then, when no
+    process holds its lock, repairs its state (counts a killed process may
+    have left wrong) rather than refusing it; this walks the object's
+    table, in time proportional to ``max_keys``.
+
     ``stats()`` gives the region's figures, ``objects()`` what it holds
-    (type, name, parameters), ``check()`` walks it and lists any problem.
+    (type, name, parameters), ``check()`` walks it and lists any problem;
+    it takes no lock, so run it while no process updates the region (an
+    update in progress reads as a problem).
     ``close()`` (or leaving a ``with`` block) unmaps it from this process;
     objects attached through it then raise RegionError.
     """

@@ -4,7 +4,7 @@
  * truncation at every 4 KiB boundary) that must end in a refusal or a
  * sound region and never a crash, a lock whose holder died, the repair of
  * a block's state when attaching, and keyed
- * buckets with eviction within a set. */
+ * buckets with eviction within a key's two sets. */
 #include <stdlib.h>
 
 #include "rs_gcra.h"
@@ -322,28 +322,34 @@ static void test_keyed_block(void) {
     rs_region_format(base, SIZE, 1, SECRET);
     uint64_t off;
     uint32_t which;
-    /* 1 per second, burst 2, 8 keys: one set */
+    /* 1 per second, burst 2, 8 keys: room for 16, two sets of 8; a digest
+     * (d0, d1) may live in set d0 % 2 or d1 % 2: (even, 1) in either */
     CHECK_EQ_INT(attach(base, "k", 1.0, 2, 8, &off, &which), RS_REGION_OK);
     rs_gcra_block *blk = (rs_gcra_block *)((char *)base + off);
-    CHECK_EQ_U64(blk->nsets, 1);
+    CHECK_EQ_U64(blk->nsets, 2);
     uint64_t now = 1000;
-    CHECK_EQ_INT(rs_gcra_block_take(blk, 5, 1, now, 2), 1);
-    CHECK_EQ_INT(rs_gcra_block_take(blk, 5, 1, now, 1), 0);
-    CHECK_EQ_U64(rs_gcra_block_wait(blk, 5, 1, now, 1), 1000000000);
-    CHECK_EQ_U64(rs_gcra_block_wait(blk, 6, 1, now, 2), 0);
-    /* nine keys in one set of eight: the least recently admitted goes */
-    for (uint64_t k = 6; k < 14; k++) {
-        CHECK_EQ_INT(rs_gcra_block_take(blk, k, 1, now + k, 1), 1);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 10, 1, now, 2), 1);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 10, 1, now, 1), 0);
+    CHECK_EQ_U64(rs_gcra_block_wait(blk, 10, 1, now, 1), 1000000000);
+    CHECK_EQ_U64(rs_gcra_block_wait(blk, 12, 1, now, 2), 0);
+    /* a new key goes to the set holding fewer keys */
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 12, 1, now + 1, 1), 1);
+    CHECK_EQ_U64(blk->slot[0].d0, 10);
+    CHECK_EQ_U64(blk->slot[RS_GCRA_WAYS].d0, 12);
+    /* 17 keys in both sets' 16 slots: the least recently admitted goes */
+    for (uint64_t k = 7; k < 22; k++) {
+        CHECK_EQ_INT(rs_gcra_block_take(blk, 2 * k, 1, now + k, 1), 1);
     }
-    CHECK_EQ_U64(blk->keys, 8);
-    CHECK_EQ_U64(rs_gcra_block_wait(blk, 5, 1, now + 20, 2), 0); /* 5 was forgotten */
-    CHECK_EQ_U64(rs_gcra_block_live(blk, now + 20), 8);
+    CHECK_EQ_U64(blk->keys, 16);
+    CHECK_EQ_U64(rs_gcra_block_wait(blk, 10, 1, now + 30, 2), 0); /* 10 was forgotten */
+    CHECK_EQ_U64(rs_gcra_block_wait(blk, 12, 1, now + 30, 2), 1000000000 - 29);
+    CHECK_EQ_U64(rs_gcra_block_live(blk, now + 30), 16);
     /* once full again, a key's slot is reused first */
     uint64_t later = now + 3000000000ull;
     CHECK_EQ_U64(rs_gcra_block_live(blk, later), 0);
-    CHECK_EQ_INT(rs_gcra_block_take(blk, 99, 1, later, 1), 1);
-    CHECK_EQ_U64(blk->keys, 8);
-    CHECK_EQ_U64(blk->g.admitted, 10);
+    CHECK_EQ_INT(rs_gcra_block_take(blk, 198, 1, later, 1), 1);
+    CHECK_EQ_U64(blk->keys, 16);
+    CHECK_EQ_U64(blk->g.admitted, 18);
     CHECK_EQ_U64(blk->g.rejected, 1);
     CHECK_EQ_INT(problems(base, SIZE), 0);
     free(base);
