@@ -582,20 +582,26 @@ def test_limits_at_the_edges() -> None:
 def test_keyboard_interrupt_in_a_blocked_thread_leaves_the_line() -> None:
     import signal
 
-    b = resil.Bulkhead("k", 1, max_queue=1)
-    permit = b.try_acquire()
-    main = threading.get_ident()
+    # A test run started as a background job inherits SIGINT ignored: use
+    # Python's own handler, the one that raises KeyboardInterrupt.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        b = resil.Bulkhead("k", 1, max_queue=1)
+        permit = b.try_acquire()
+        main = threading.get_ident()
 
-    def interrupt() -> None:
-        wait_for(lambda: b.stats()["queued"] == 1)
-        signal.pthread_kill(main, signal.SIGINT)
+        def interrupt() -> None:
+            wait_for(lambda: b.stats()["queued"] == 1)
+            signal.pthread_kill(main, signal.SIGINT)
 
-    th = threading.Thread(target=interrupt)
-    th.start()
-    with pytest.raises(KeyboardInterrupt):
-        with b:
-            pytest.fail("an interrupted waiter ran")
-    th.join()
+        th = threading.Thread(target=interrupt)
+        th.start()
+        with pytest.raises(KeyboardInterrupt):
+            with b:
+                pytest.fail("an interrupted waiter ran")
+        th.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     s = b.stats()
     assert (s["queued"], s["active"], s["timed_out"], s["admitted"]) == (0, 1, 0, 1)
     b.release(permit)
