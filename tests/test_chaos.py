@@ -8,13 +8,13 @@ import math
 import random
 import subprocess
 import sys
-import threading
 from typing import Any
 
 import pytest
 
 import resil
 from resil import chaos
+from tests_support import run_threads
 
 
 def _draws(seed: int, rate: float, n: int) -> list[bool]:
@@ -275,16 +275,7 @@ def test_counts_are_exact_across_threads() -> None:
             except ConnectionError:
                 raised[k] += 1
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(worker, 8)
     stats = policy.stats()
     assert stats["calls"] == 8000
     # Whatever the interleaving, the 8,000 draws are the seed's 8,000 draws.

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 
 import resil  # noqa: E402
 from resil import otel  # noqa: E402
+from tests_support import run_threads  # noqa: E402
 
 
 def _provider() -> tuple[MeterProvider, InMemoryMetricReader]:
@@ -288,20 +289,11 @@ def test_retries_from_many_threads_are_all_counted() -> None:
 
     otel.instrument(flaky, meter_provider=provider)
 
-    def worker() -> None:
+    def worker(_: int) -> None:
         for _ in range(300):
             flaky()
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(worker, 8)
     assert _points(_metrics(reader)["resil.retry.retries"]) == {_key(resil_name="hammer"): 2400}
 
 

@@ -708,6 +708,19 @@ def test_listeners_added_and_removed_from_threads_are_all_kept() -> None:
 # ---- an awaitable reached again from the code it runs -----------------------------------
 
 
+def _reenter(aw: Any, method: str, seen: list[BaseException]) -> None:
+    """Calls ``aw.<method>`` from inside the code ``aw`` runs, keeping what it raised."""
+    try:
+        if method == "send":
+            aw.send(None)
+        elif method == "close":
+            aw.close()
+        else:
+            aw.throw(KeyError)
+    except BaseException as exc:  # noqa: BLE001 - what the re-entry raised
+        seen.append(exc)
+
+
 @pytest.mark.parametrize("method", ["send", "close", "throw"])
 def test_the_function_of_call_async_reaching_its_own_awaitable_is_refused(method: str) -> None:
     # It crashed: the awaitable was marked running before its coroutine existed.
@@ -718,15 +731,7 @@ def test_the_function_of_call_async_reaching_its_own_awaitable_is_refused(method
         return 7
 
     def fn() -> Any:
-        try:
-            if method == "send":
-                aw.send(None)
-            elif method == "close":
-                aw.close()
-            else:
-                aw.throw(KeyError)
-        except BaseException as exc:  # noqa: BLE001 - what the re-entry raised
-            seen.append(exc)
+        _reenter(aw, method, seen)
         return done()
 
     aw = breaker.call_async(fn)
@@ -745,15 +750,7 @@ def test_a_coroutine_reaching_the_awaitable_that_runs_it_is_refused(method: str)
     seen: list[BaseException] = []
 
     async def g() -> int:
-        try:
-            if method == "send":
-                aw.send(None)
-            elif method == "close":
-                aw.close()
-            else:
-                aw.throw(KeyError)
-        except BaseException as exc:  # noqa: BLE001
-            seen.append(exc)
+        _reenter(aw, method, seen)
         return 5
 
     aw = breaker.call_async(g)
@@ -778,10 +775,7 @@ def test_a_python_clock_reaching_the_awaitable_while_it_takes_its_permit_is_refu
         def now(self) -> float:
             if self.armed:
                 self.armed = False
-                try:
-                    aw.send(None)
-                except BaseException as exc:  # noqa: BLE001
-                    seen.append(exc)
+                _reenter(aw, "send", seen)
             return self.t
 
     clock = Clock()
