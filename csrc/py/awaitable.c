@@ -422,8 +422,23 @@ static void aw_finalize(PyObject *self) {
     restore_exc(saved);
 }
 
-static void aw_dealloc(AwaitObject *a) {
+/* The end of a deallocation, once the awaitable holds nothing: kept for
+ * reuse, or freed. A finalized object keeps that mark in its GC header, so
+ * only an unfinalized one is kept (its finalizer must run again). A kept
+ * object keeps its reference to its type (the module's traverse visits it,
+ * its clear releases it), so reuse only sets a refcount. st is NULL when
+ * the awaitable had no breaker. */
+static inline void aw_keep_or_free(AwaitObject *a, resil_state *st) {
+    if (RS_LIKELY(st && st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized)) {
+        st->aw_free[st->aw_nfree++] = a;
+        return;
+    }
     PyTypeObject *tp = Py_TYPE(a);
+    PyObject_GC_Del(a);
+    Py_DECREF(tp);
+}
+
+static void aw_dealloc(AwaitObject *a) {
     if (RS_LIKELY(a->phase == 2)) {
         /* Finished: it holds no permit, and ending cleared the call and the
          * coroutine; only the breaker is left. */
@@ -433,12 +448,7 @@ static void aw_dealloc(AwaitObject *a) {
         a->breaker = NULL;
         resil_state *st = b->st;
         Py_DECREF(b);
-        if (RS_LIKELY(st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized)) {
-            st->aw_free[st->aw_nfree++] = a; /* see below */
-            return;
-        }
-        PyObject_GC_Del(a);
-        Py_DECREF(tp);
+        aw_keep_or_free(a, st);
         return;
     }
     /* Only a deferred call never started has something to report. */
@@ -456,16 +466,7 @@ static void aw_dealloc(AwaitObject *a) {
     resil_state *st = a->breaker ? a->breaker->st : NULL;
     aw_drop_refs(a);
     Py_CLEAR(a->breaker);
-    /* A finalized object keeps that mark in its GC header, so only an
-     * unfinalized one is kept for reuse (its finalizer must run again). A
-     * kept object keeps its reference to its type (the module's traverse
-     * visits it, its clear releases it), so reuse only sets a refcount. */
-    if (st && st->aw_nfree < RESIL_AW_FREE_MAX && !a->finalized) {
-        st->aw_free[st->aw_nfree++] = a;
-        return;
-    }
-    PyObject_GC_Del(a);
-    Py_DECREF(tp);
+    aw_keep_or_free(a, st);
 }
 
 /* The coroutine methods, as both awaitables have them. */
