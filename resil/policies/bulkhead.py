@@ -316,11 +316,9 @@ class Bulkhead(Guard):
             else math.inf
         try:
             if self._timeout == math.inf:
-                if step == math.inf:
-                    lock.acquire()
-                else:
-                    while not lock.acquire(timeout=step):
-                        pass
+                wait = -1 if step == math.inf else step  # -1: no limit
+                while not lock.acquire(timeout=wait):
+                    pass
             else:
                 clock = self._clock if self._clock is not None else _MONOTONIC
                 poll = min(step, math.inf if self._clock is None else _POLL)
