@@ -157,9 +157,8 @@ class AdaptiveLimiter(AdaptiveCore, Guard):
 
     def __enter__(self) -> None:
         permit = self._admit()
-        if self._blocks is None:
-            self._blocks = []
-        self._blocks.append(permit)
+        # setdefault: two threads entering first at once share one list.
+        self.__dict__.setdefault("_blocks", []).append(permit)
         _HELD.set(_HELD.get() + ((self, permit),))
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
