@@ -25,7 +25,7 @@ try:  # pytest's default "prepend" import mode puts tests/ on sys.path
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests import region_workers  # type: ignore[no-redef]
 
-HEADER = 19584  # bytes of the header and directory (the first object's offset)
+HEADER = 31872  # bytes of the header and directory (the first object's offset)
 
 
 
@@ -142,7 +142,7 @@ def test_foreign_truncated_and_other_version_files(tmp_path: Path) -> None:
     _refused(bad, b"#!/bin/sh\n", "not a resil region")
     _refused(bad, b"RESIL", "truncated or too small")
     other = bytearray(good)
-    other[8:12] = struct.pack("<I", 2)
+    other[8:12] = struct.pack("<I", struct.unpack("<I", good[8:12])[0] + 1)
     _refused(bad, bytes(other), "another layout version")
     # truncated at every 4 KiB boundary
     for end in range(4096, len(good), 4096):
@@ -152,7 +152,8 @@ def test_foreign_truncated_and_other_version_files(tmp_path: Path) -> None:
     # a directory entry pointing outside the region
     broken = bytearray(good)
     entry = 128  # the first directory entry
-    broken[entry + 4 + 4 + 64 + 64: entry + 4 + 4 + 64 + 64 + 8] = struct.pack("<Q", 2**63)
+    offset = entry + 4 + 4 + 64 + 20 * 8  # after its type, name and 20 parameters
+    broken[offset: offset + 8] = struct.pack("<Q", 2**63)
     _refused(bad, bytes(broken), "corrupt")
 
 

@@ -20,7 +20,9 @@ KEYS_FIELD = 64 + 64 + 16  # a limiter's block: its lock, its settings, nsets, m
 
 def _block_offset(path: Path, index: int = 0) -> int:
     with open(path, "rb") as f:
-        f.seek(128 + index * 152 + 136)  # the directory entry's block offset
+        # the directory entry's block offset: entries of type, name length,
+        # name, 20 parameters, offset and size follow the 128-byte header
+        f.seek(128 + index * 248 + 232)
         return int(struct.unpack("<Q", f.read(8))[0])
 
 

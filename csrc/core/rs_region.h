@@ -44,11 +44,11 @@
 #include "rs_common.h"
 
 #define RS_REGION_MAGIC "RESILRGN"
-#define RS_REGION_VERSION 1u
+#define RS_REGION_VERSION 2u
 #define RS_REGION_ALIGN 64u
 #define RS_REGION_DIR_CAP 128u
 #define RS_REGION_NAME_MAX 63u
-#define RS_REGION_PARAMS 8u
+#define RS_REGION_PARAMS 20u
 /* The smallest region holds its header and directory plus 32 KiB of
  * objects; the largest is 1 TiB. */
 #define RS_REGION_MIN_SIZE (UINT64_C(1) << 16)
