@@ -33,6 +33,60 @@ int rs_region_holder_dead(const rs_region_holder *h, rs_region_alive_fn alive, v
     return h->pid != 0 && alive(h->pid, h->start, ctx) == 0;
 }
 
+int64_t rs_region_permit_take(rs_region_permit *recs, uint32_t n, const rs_region_holder *me,
+                              uint64_t now_ns, uint64_t tag) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (recs[i].holder.pid == 0) {
+            recs[i].holder = *me;
+            recs[i].since_ns = now_ns;
+            recs[i].tag = tag;
+            return (int64_t)i;
+        }
+    }
+    return -1;
+}
+
+int rs_region_permit_give(rs_region_permit *recs, uint32_t n, int64_t i,
+                          const rs_region_holder *me) {
+    if (i < 0 || i >= (int64_t)n || recs[i].holder.pid != me->pid ||
+        recs[i].holder.start != me->start) {
+        return 0;
+    }
+    memset(&recs[i], 0, sizeof recs[i]);
+    return 1;
+}
+
+uint32_t rs_region_permit_reclaim(rs_region_permit *recs, uint32_t n, uint64_t now_ns,
+                                  uint64_t lease_ns, rs_region_alive_fn alive, void *actx,
+                                  void (*on_dead)(void *ctx, const rs_region_permit *p),
+                                  void *dctx) {
+    uint32_t freed = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        rs_region_permit *r = &recs[i];
+        if (r->holder.pid == 0 || r->since_ns > now_ns || now_ns - r->since_ns < lease_ns) {
+            continue;
+        }
+        if (rs_region_holder_dead(&r->holder, alive, actx)) {
+            if (on_dead) {
+                on_dead(dctx, r);
+            }
+            memset(r, 0, sizeof *r);
+            freed++;
+        } else {
+            r->since_ns = now_ns;
+        }
+    }
+    return freed;
+}
+
+uint32_t rs_region_permit_count(const rs_region_permit *recs, uint32_t n) {
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        c += recs[i].holder.pid != 0;
+    }
+    return c;
+}
+
 int rs_region_mutex_init(rs_region_mutex *m) {
     pthread_mutexattr_t a;
     memset(m, 0, sizeof *m);

@@ -114,6 +114,38 @@ typedef int (*rs_region_alive_fn)(uint64_t pid, uint64_t start, void *ctx);
 /* 1 when the holder record names a process that is gone. */
 int rs_region_holder_dead(const rs_region_holder *h, rs_region_alive_fn alive, void *ctx);
 
+/* A permit an object handed to a process (a probe, a slot): its holder,
+ * when it was taken or its holder last found alive, and a word of the
+ * object's own (a breaker's epoch). holder.pid 0: free. An object keeps
+ * one record per permit it can hand out, so a permit whose holder died
+ * can be found and given back. */
+typedef struct rs_region_permit {
+    rs_region_holder holder;
+    uint64_t since_ns;
+    uint64_t tag;
+} rs_region_permit;
+
+/* Records a permit for `me` in a free record of recs[0..n): its index, or
+ * -1 when every record is taken. */
+int64_t rs_region_permit_take(rs_region_permit *recs, uint32_t n, const rs_region_holder *me,
+                              uint64_t now_ns, uint64_t tag);
+/* Frees record i if it is still me's (one reclaimed from a holder thought
+ * dead, or out of range, is not): 1 freed, 0 not. */
+int rs_region_permit_give(rs_region_permit *recs, uint32_t n, int64_t i,
+                          const rs_region_holder *me);
+/* Finds records whose holder died: each record held lease_ns or more
+ * since its since_ns is asked of alive (I/O, so only once a lease); a dead
+ * holder's record is passed to on_dead (may be NULL), then freed; a living
+ * one's since_ns becomes now_ns. Returns how many were freed. A record
+ * whose since_ns lies ahead of now_ns (another process's clock ran ahead)
+ * is left for later. */
+uint32_t rs_region_permit_reclaim(rs_region_permit *recs, uint32_t n, uint64_t now_ns,
+                                  uint64_t lease_ns, rs_region_alive_fn alive, void *actx,
+                                  void (*on_dead)(void *ctx, const rs_region_permit *p),
+                                  void *dctx);
+/* Records in use. */
+uint32_t rs_region_permit_count(const rs_region_permit *recs, uint32_t n);
+
 /* One kind of object a region holds; every block starts with its
  * rs_region_mutex. init formats a block (zeroed, its mutex made) from the
  * parameters. check returns the number of problems in what a live update

@@ -95,11 +95,35 @@ static int process_start(uint64_t pid, uint64_t *start) {
     return 1;
 }
 
-static int alive(uint64_t pid, uint64_t start, void *ctx) {
+int resil_region_alive(uint64_t pid, uint64_t start, void *ctx) {
     (void)ctx;
     uint64_t now_start;
     int r = process_start(pid, &now_start);
     return r <= 0 ? r : now_start == start;
+}
+
+/* This process as a permit holder: read once, and again in a forked child
+ * (the pid it cached is its parent's). */
+static rs_region_holder me_cached;
+
+static void forget_me(void) {
+    me_cached.pid = 0;
+}
+
+const rs_region_holder *resil_region_me(void) {
+    if (RS_UNLIKELY(me_cached.pid == 0)) {
+        static int registered;
+        if (!registered) {
+            registered = pthread_atfork(NULL, NULL, forget_me) == 0;
+        }
+        uint64_t pid = (uint64_t)getpid(), start = 0;
+        if (process_start(pid, &start) != 1) {
+            start = 0; /* no /proc: the pid alone, and a holder is never found dead */
+        }
+        me_cached.start = start;
+        me_cached.pid = pid;
+    }
+    return &me_cached;
 }
 
 /* Whether all n bytes at p are zero (n > 0): a file resil created and
@@ -428,7 +452,7 @@ static PyObject *region_process(PyObject *cls, PyObject *args) {
     }
     rs_region_holder h = {pid, start};
     return Py_BuildValue("(KN)", (unsigned long long)s,
-                         PyBool_FromLong(!rs_region_holder_dead(&h, alive, NULL)));
+                         PyBool_FromLong(!rs_region_holder_dead(&h, resil_region_alive, NULL)));
 }
 
 static PyObject *region_repr(RegionObject *self) {

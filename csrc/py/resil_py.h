@@ -352,6 +352,11 @@ static inline int resil_region_lock(PyObject *region, rs_region_mutex *m,
 /* A str or bytes key's digest under the region's secret; TypeError naming
  * `key` for another type. */
 int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]);
+/* Whether process (pid, start) lives, from /proc (an rs_region_alive_fn). */
+int resil_region_alive(uint64_t pid, uint64_t start, void *ctx);
+/* This process as a permit holder: its pid and start time (kept, and read
+ * again after a fork). */
+const rs_region_holder *resil_region_me(void);
 int resil_region_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

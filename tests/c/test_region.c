@@ -141,7 +141,7 @@ static void test_header_checks(void) {
         CHECK_EQ_INT(rs_region_validate(base, SIZE), RS_REGION_OK);    \
     } while (0)
     BREAK(magic[0], 'X', RS_REGION_BAD_MAGIC);
-    BREAK(version, 2, RS_REGION_BAD_VERSION);
+    BREAK(version, RS_REGION_VERSION + 1, RS_REGION_BAD_VERSION);
     BREAK(ready, 0, RS_REGION_INCOMPLETE);
     BREAK(header_size, 64, RS_REGION_CORRUPT);
     BREAK(size, SIZE * 2, RS_REGION_TOO_SMALL);
@@ -317,6 +317,45 @@ static void test_holders_and_digest(void) {
     }
 }
 
+static void count_dead(void *ctx, const rs_region_permit *p) {
+    *(uint64_t *)ctx += p->tag;
+}
+
+/* Permit records: taken while free, given back only by their holder,
+ * reclaimed from a dead holder once a lease passed, a living one's
+ * re-checked a lease later, an unknown one kept. */
+static void test_permit_records(void) {
+    rs_region_permit recs[3];
+    memset(recs, 0, sizeof recs);
+    rs_region_holder odd = {5, 9}, even = {4, 9}, unknown = {3, 9};
+    CHECK_EQ_INT(rs_region_permit_take(recs, 3, &odd, 100, 7), 0);
+    CHECK_EQ_INT(rs_region_permit_take(recs, 3, &even, 100, 8), 1);
+    CHECK_EQ_INT(rs_region_permit_take(recs, 3, &unknown, 100, 9), 2);
+    CHECK_EQ_INT(rs_region_permit_take(recs, 3, &even, 100, 1), -1);
+    CHECK_EQ_INT(rs_region_permit_count(recs, 3), 3);
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &even), 0); /* not its record */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 3, &even), 0); /* out of range */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, -1, &even), 0);
+    uint64_t tags = 0;
+    /* within the lease nobody is asked */
+    CHECK_EQ_INT(rs_region_permit_reclaim(recs, 3, 149, 50, alive_if_even, NULL, count_dead,
+                                          &tags), 0);
+    CHECK_EQ_INT(recs[1].since_ns, 100);
+    /* a clock behind the record's: left for later */
+    CHECK_EQ_INT(rs_region_permit_reclaim(recs, 3, 50, 50, alive_if_even, NULL, count_dead,
+                                          &tags), 0);
+    CHECK_EQ_INT(rs_region_permit_reclaim(recs, 3, 150, 50, alive_if_even, NULL, count_dead,
+                                          &tags), 1);
+    CHECK_EQ_INT(tags, 7);
+    CHECK_EQ_INT(recs[0].holder.pid, 0);
+    CHECK_EQ_INT(recs[1].since_ns, 150); /* alive: checked again a lease later */
+    CHECK_EQ_INT(recs[2].since_ns, 150); /* unknown counts as alive */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &odd), 0); /* reclaimed: not its own now */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 1, &even), 1);
+    CHECK_EQ_INT(rs_region_permit_count(recs, 3), 1);
+    CHECK_EQ_INT(rs_region_permit_take(recs, 3, &odd, 200, 1), 0);
+}
+
 static void test_keyed_block(void) {
     void *base = fresh(SIZE);
     rs_region_format(base, SIZE, 1, SECRET);
@@ -392,5 +431,6 @@ int main(void) {
     RUN_TEST(test_dead_holder);
     RUN_TEST(test_holders_and_digest);
     RUN_TEST(test_keyed_block);
+    RUN_TEST(test_permit_records);
     return rs_test_summary();
 }
