@@ -47,9 +47,9 @@ int64_t rs_region_permit_take(rs_region_permit *recs, uint32_t n, const rs_regio
 }
 
 int rs_region_permit_give(rs_region_permit *recs, uint32_t n, int64_t i,
-                          const rs_region_holder *me) {
+                          const rs_region_holder *me, uint64_t tag) {
     if (i < 0 || i >= (int64_t)n || recs[i].holder.pid != me->pid ||
-        recs[i].holder.start != me->start) {
+        recs[i].holder.start != me->start || recs[i].tag != tag) {
         return 0;
     }
     memset(&recs[i], 0, sizeof recs[i]);

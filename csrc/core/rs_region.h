@@ -129,10 +129,10 @@ typedef struct rs_region_permit {
  * -1 when every record is taken. */
 int64_t rs_region_permit_take(rs_region_permit *recs, uint32_t n, const rs_region_holder *me,
                               uint64_t now_ns, uint64_t tag);
-/* Frees record i if it is still me's (one reclaimed from a holder thought
- * dead, or out of range, is not): 1 freed, 0 not. */
+/* Frees record i if it is still me's permit tagged tag (one reclaimed, or
+ * freed as stale and taken again, or out of range, is not): 1 freed, 0 not. */
 int rs_region_permit_give(rs_region_permit *recs, uint32_t n, int64_t i,
-                          const rs_region_holder *me);
+                          const rs_region_holder *me, uint64_t tag);
 /* Finds records whose holder died: each record held lease_ns or more
  * since its since_ns is asked of alive (I/O, so only once a lease); a dead
  * holder's record is passed to on_dead (may be NULL), then freed; a living

@@ -333,9 +333,10 @@ static void test_permit_records(void) {
     CHECK_EQ_INT(rs_region_permit_take(recs, 3, &unknown, 100, 9), 2);
     CHECK_EQ_INT(rs_region_permit_take(recs, 3, &even, 100, 1), -1);
     CHECK_EQ_INT(rs_region_permit_count(recs, 3), 3);
-    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &even), 0); /* not its record */
-    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 3, &even), 0); /* out of range */
-    CHECK_EQ_INT(rs_region_permit_give(recs, 3, -1, &even), 0);
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &even, 7), 0); /* not its record */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 3, &even, 8), 0); /* out of range */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, -1, &even, 8), 0);
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 1, &even, 9), 0); /* another permit's tag */
     uint64_t tags = 0;
     /* within the lease nobody is asked */
     CHECK_EQ_INT(rs_region_permit_reclaim(recs, 3, 149, 50, alive_if_even, NULL, count_dead,
@@ -350,8 +351,8 @@ static void test_permit_records(void) {
     CHECK_EQ_INT(recs[0].holder.pid, 0);
     CHECK_EQ_INT(recs[1].since_ns, 150); /* alive: checked again a lease later */
     CHECK_EQ_INT(recs[2].since_ns, 150); /* unknown counts as alive */
-    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &odd), 0); /* reclaimed: not its own now */
-    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 1, &even), 1);
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 0, &odd, 7), 0); /* reclaimed: not its own now */
+    CHECK_EQ_INT(rs_region_permit_give(recs, 3, 1, &even, 8), 1);
     CHECK_EQ_INT(rs_region_permit_count(recs, 3), 1);
     CHECK_EQ_INT(rs_region_permit_take(recs, 3, &odd, 200, 1), 0);
 }
