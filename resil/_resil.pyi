@@ -103,6 +103,7 @@ class Breaker:
         failure_if: Callable[[BaseException], object] | None = None,
         result_failure: Callable[[Any], object] | None = None,
         clock: MonotonicClock | VirtualClock | Any | None = None,
+        shared: Region | None = None,
     ) -> None: ...
     @property
     def last_opened(self) -> float | None: ...

@@ -266,7 +266,7 @@ def acquire_both(side: Side, now: int) -> Outstanding | None:
 
 def report_both(side: Side, o: Outstanding, kind: str, latency: float | None,
                 now: int) -> None:
-    b, m = side.breaker, side.model
+    b, m = o.c.breaker, side.model  # the breaker (handle) that granted the permit
     if kind == "release":
         b.release(o.c)
         m.release(o.m, now)
@@ -366,11 +366,11 @@ class BreakerMachine(RuleBasedStateMachine):
         p = self.done[i % len(self.done)]
         with pytest.raises(ValueError, match="already reported"):
             if kind == "release":
-                self.side.breaker.release(p)
+                p.breaker.release(p)
             elif kind == "success":
-                self.side.breaker.record_success(p, latency_ms=1.0)
+                p.breaker.record_success(p, latency_ms=1.0)
             else:
-                self.side.breaker.record_failure(p)
+                p.breaker.record_failure(p)
 
     # -- outcomes without a permit, and whole calls
     @rule(outcomes=outcome_runs)

@@ -232,7 +232,7 @@ CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
                         "ewma_alpha": 0.2, "sensitivity": 1.5, "min_health_score": 0.2,
                         "latency_window": 10, "failure_on": (ValueError,),
                         "ignore": (KeyError,), "failure_if": None, "result_failure": None,
-                        "clock": _vclock()},
+                        "clock": _vclock(), "shared": None},
     "BulkheadCore": lambda: {"max_concurrent": 3, "max_queue": 2},
     "AdaptiveCore": lambda: {"algorithm": "aimd", "initial_limit": 5, "min_limit": 2,
                              "max_limit": 9, "clock": _vclock(), "name": "n"},

@@ -108,7 +108,8 @@ static int is_ejected(int state) {
     return state == RS_STATE_OPEN || state == RS_STATE_HALF_OPEN || state == RS_STATE_FORCED_OPEN;
 }
 
-int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) {
+int rs_breaker_init_at(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns,
+                       uint8_t *ring, double *values) {
     memset(b, 0, sizeof *b);
     int st = rs_breaker_config_check(c);
     if (st != RS_OK) {
@@ -116,16 +117,12 @@ int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) 
     }
     b->cfg = *c;
     st = c->window_duration_ns ? rs_window_init_time(&b->window, c->window_duration_ns, now_ns)
-                               : rs_window_init_count(&b->window, c->window_size);
+                               : rs_window_init_count_at(&b->window, c->window_size, ring);
     if (st != RS_OK) {
-        rs_window_free(&b->window);
-        return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_WINDOW_SIZE : st;
+        return RS_EFIELD_BASE + RS_BF_WINDOW_SIZE;
     }
-    st = rs_latring_init(&b->latencies, c->latency_window);
-    if (st != RS_OK) {
-        rs_window_free(&b->window);
-        rs_latring_free(&b->latencies);
-        return st == RS_EINVAL ? RS_EFIELD_BASE + RS_BF_LATENCY_WINDOW : st;
+    if (rs_latring_init_at(&b->latencies, c->latency_window, values) != RS_OK) {
+        return RS_EFIELD_BASE + RS_BF_LATENCY_WINDOW;
     }
     rs_ewma_init(&b->ewma, c->ewma_alpha);
     b->eff_threshold = compute_threshold(b);
@@ -134,6 +131,23 @@ int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) 
     b->now_ns = now_ns;
     b->cooldown_cur_ns = c->cooldown_ns;
     b->cause_latency_ms = -1.0;
+    return RS_OK;
+}
+
+int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns) {
+    int st = rs_breaker_init_at(b, c, now_ns, NULL, NULL);
+    if (st != RS_OK) {
+        return st;
+    }
+    b->latencies.values = rs_calloc(c->latency_window, sizeof(double));
+    if (!c->window_duration_ns) {
+        b->window.ring = rs_calloc(c->window_size, 1);
+    }
+    if (!b->latencies.values || (!c->window_duration_ns && !b->window.ring)) {
+        rs_window_free(&b->window);
+        rs_latring_free(&b->latencies);
+        return RS_ENOMEM;
+    }
     return RS_OK;
 }
 

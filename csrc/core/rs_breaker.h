@@ -17,6 +17,7 @@
 #include "rs_common.h"
 #include "rs_ewma.h"
 #include "rs_field.h"
+#include "rs_region.h"
 #include "rs_window.h"
 
 typedef enum rs_state {
@@ -133,7 +134,8 @@ enum { RS_PERMIT_NORMAL = 0, RS_PERMIT_PROBE = 1 };
 
 typedef struct rs_permit {
     uint64_t epoch;
-    int kind; /* RS_PERMIT_* */
+    int kind;     /* RS_PERMIT_* */
+    int32_t slot; /* a breaker in a region: the probe's permit record, else -1 */
 } rs_permit;
 
 typedef struct rs_transition {
@@ -190,6 +192,13 @@ typedef struct rs_breaker {
  * RS_EFIELD_BASE + field for a bad field; on failure nothing needs freeing. */
 int rs_breaker_init(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns);
 void rs_breaker_free(rs_breaker *b);
+/* As rs_breaker_init over arrays the caller owns and keeps zeroed until
+ * then: ring, window_size bytes for a count window (unused for a time
+ * window), and values, latency_window doubles. No allocation: RS_OK or
+ * RS_EFIELD_BASE + field. rs_breaker_free and rs_breaker_configure must
+ * not be called on it. */
+int rs_breaker_init_at(rs_breaker *b, const rs_breaker_config *c, uint64_t now_ns,
+                       uint8_t *ring, double *values);
 
 /* Replaces the configuration of a running breaker, all or nothing: returns
  * RS_OK, or RS_ENOMEM or RS_EFIELD_BASE + the first bad field with nothing
@@ -250,5 +259,92 @@ double rs_jitter_score(double stddev_ms);
 
 /* Pops the oldest queued transition into *t; returns 0 when none. */
 int rs_breaker_pop_transition(rs_breaker *b, rs_transition *t);
+
+/* ---- a breaker in a region (shared by processes) ------------------------
+ *
+ * The block: its mutex, an rs_breaker, the figures the binding keeps beside
+ * it, one rs_region_permit record per half-open probe, then the count
+ * window's ring (window_size bytes; none for a time window) and the
+ * latency ring (latency_window doubles). The block holds the offsets of the
+ * two rings from its start; the rs_breaker's two array pointers are
+ * scratch, set from those offsets by rs_breaker_block_core each time a
+ * process takes the lock, so a pointer written by one process is never
+ * followed by another. A breaker in a region has no ejector and is never
+ * reconfigured (its parameters are fixed in the region's directory).
+ *
+ * Parameters (RS_BREAKER_REGION_PARAMS words): the RS_BREAKER_FIELDS in
+ * order, then `adaptive`; an INT field as its integer, a NUMBER as its
+ * double's bits, a SECONDS field (slow_call_duration included) as
+ * nanoseconds; an optional rule that is off (failure_rate_threshold,
+ * slow_call_duration, window_duration, half_open_max_wait) as 0, a value
+ * the field's bounds exclude.
+ *
+ * Probes: the process that takes a probe records itself (pid, start time)
+ * in a free record tagged with the epoch; its outcome or release frees the
+ * record. A HALF_OPEN breaker with every probe taken asks, at most once a
+ * lease per record, whether each holder still lives, and gives back the
+ * probe of one that died (rs_breaker_block_reclaim). Records of an earlier
+ * epoch are stale (their outcome changes nothing) and are freed when a
+ * probe needs the room.
+ *
+ * Crash safety. Every update runs under the block's lock and goes through
+ * rs_breaker_block_run / _acquire / _outcome. An update that starts while
+ * the breaker is OPEN or HALF_OPEN, where probes are handed out and their
+ * records kept, first journals the breaker and the records (a copy in the
+ * block, marked valid last); a holder killed mid-update leaves the journal
+ * valid, and the repair puts the copy back: the update never happened, so
+ * a probe is never counted without its record nor a record kept for a
+ * probe that reported. In CLOSED, DEGRADED or DISABLED no probe is at
+ * stake and nothing is journaled (the common path stays cheap); what a
+ * half-done update can leave there the repair recomputes: window counts
+ * from the ring or buckets (one outcome may replace the window's oldest),
+ * latency sums from the ring, a transition queued for the dead process's
+ * listeners (dropped), a state or count out of range. */
+#define RS_BREAKER_TAG 0x6272656bu /* "brek" */
+#define RS_BREAKER_REGION_PARAMS (RS_BF_COUNT + 1)
+
+typedef struct rs_breaker_block {
+    rs_region_mutex lock;
+    rs_breaker core;
+    uint64_t ring_off, values_off;  /* the rings, from the block's start; 0: none */
+    uint64_t nprobes;               /* permit records: half_open_probes */
+    uint64_t reclaimed;             /* probes given back from dead holders */
+    double opened_unix;             /* Unix time of the last opening */
+    uint64_t journaled;             /* 1 while `saved` holds the state before an update */
+    uint64_t reserved[2];
+    rs_breaker saved;               /* the journal: core ... */
+    rs_region_permit probe[];       /* nprobes records, then the journal's copy of them */
+} rs_breaker_block;
+
+extern const rs_region_type RS_BREAKER_REGION_TYPE;
+/* `adaptive` as a region parameter (0 or 1), after the RS_BREAKER_FIELDS. */
+extern const rs_field RS_BREAKER_ADAPTIVE_FIELD;
+
+/* The region parameters of configuration c (checked). */
+void rs_breaker_region_params(const rs_breaker_config *c, uint64_t params[RS_REGION_PARAMS]);
+/* The configuration region parameters make: RS_OK, or RS_EINVAL when they
+ * are not a valid breaker's (a damaged file). */
+rs_status rs_breaker_params_config(const uint64_t *params, rs_breaker_config *c);
+
+/* The block's breaker, its ring pointers set for this process; the caller
+ * holds the lock. */
+rs_breaker *rs_breaker_block_core(rs_breaker_block *blk);
+
+/* rs_breaker_acquire for process me: a probe is recorded (p->slot its
+ * record). When a HALF_OPEN breaker has no probe left, dead holders'
+ * probes are reclaimed first (alive: see rs_region_permit_reclaim). The
+ * caller holds the lock; so for the two below. */
+rs_status rs_breaker_block_acquire(rs_breaker_block *blk, uint64_t now_ns, rs_permit *p,
+                                   uint64_t *remaining_ns, const rs_region_holder *me,
+                                   uint64_t lease_ns, rs_region_alive_fn alive, void *actx);
+/* An outcome (RS_OUTCOME_FAILED set: a failure; kind 2: a release) of
+ * permit p (NULL: a call made without one) of process me; a probe's record
+ * is freed with it. */
+enum { RS_BLOCK_SUCCESS = 0, RS_BLOCK_FAILURE = 1, RS_BLOCK_RELEASE = 2 };
+void rs_breaker_block_outcome(rs_breaker_block *blk, const rs_permit *p, int kind,
+                              double latency_ms, uint64_t now_ns, const rs_region_holder *me);
+/* Any other update: op(core, now_ns) (a tick, a manual control). */
+void rs_breaker_block_run(rs_breaker_block *blk, void (*op)(rs_breaker *, uint64_t),
+                          uint64_t now_ns);
 
 #endif /* RS_BREAKER_H */

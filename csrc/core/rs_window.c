@@ -20,18 +20,24 @@ static void reset_counts(rs_window *w) {
     w->slow = 0;
 }
 
-rs_status rs_window_init_count(rs_window *w, uint32_t size) {
+rs_status rs_window_init_count_at(rs_window *w, uint32_t size, uint8_t *ring) {
     memset(w, 0, sizeof *w);
     if (size < 1 || size > RS_WINDOW_MAX_SIZE) {
         return RS_EINVAL;
     }
-    w->ring = rs_calloc(size, 1);
-    if (!w->ring) {
-        return RS_ENOMEM;
-    }
+    w->ring = ring;
     w->size = size;
     w->period = size / 10 ? size / 10 : 1;
     return RS_OK;
+}
+
+rs_status rs_window_init_count(rs_window *w, uint32_t size) {
+    rs_status st = rs_window_init_count_at(w, size, NULL);
+    if (st != RS_OK) {
+        return st;
+    }
+    w->ring = rs_calloc(size, 1);
+    return w->ring ? RS_OK : RS_ENOMEM;
 }
 
 rs_status rs_window_init_buckets(rs_window *w, uint64_t duration_ns, uint32_t nbuckets,
@@ -116,17 +122,23 @@ rs_status rs_window_add_n(rs_window *w, uint64_t n) {
     return RS_OK;
 }
 
-rs_status rs_latring_init(rs_latring *l, uint32_t cap) {
+rs_status rs_latring_init_at(rs_latring *l, uint32_t cap, double *values) {
     memset(l, 0, sizeof *l);
     if (cap < 1 || cap > RS_WINDOW_MAX_SIZE) {
         return RS_EINVAL;
     }
-    l->values = rs_calloc(cap, sizeof(double));
-    if (!l->values) {
-        return RS_ENOMEM;
-    }
+    l->values = values;
     l->cap = cap;
     return RS_OK;
+}
+
+rs_status rs_latring_init(rs_latring *l, uint32_t cap) {
+    rs_status st = rs_latring_init_at(l, cap, NULL);
+    if (st != RS_OK) {
+        return st;
+    }
+    l->values = rs_calloc(cap, sizeof(double));
+    return l->values ? RS_OK : RS_ENOMEM;
 }
 
 void rs_latring_free(rs_latring *l) {

@@ -65,6 +65,9 @@ typedef struct rs_window {
 /* Returns RS_EINVAL unless 1 <= size <= RS_WINDOW_MAX_SIZE, RS_ENOMEM if the
  * ring cannot be allocated; w is then safe to pass to rs_window_free. */
 rs_status rs_window_init_count(rs_window *w, uint32_t size);
+/* As rs_window_init_count over a ring the caller owns: size zeroed bytes
+ * (RS_EINVAL only). rs_window_free must not be called on it. */
+rs_status rs_window_init_count_at(rs_window *w, uint32_t size, uint8_t *ring);
 /* A time window of RS_WINDOW_BUCKETS buckets. Returns RS_EINVAL unless
  * duration_ns >= RS_WINDOW_BUCKETS. */
 rs_status rs_window_init_time(rs_window *w, uint64_t duration_ns, uint64_t now_ns);
@@ -137,6 +140,9 @@ typedef struct rs_latring {
 /* Returns RS_EINVAL unless 1 <= cap <= RS_WINDOW_MAX_SIZE, RS_ENOMEM when
  * the ring cannot be allocated. */
 rs_status rs_latring_init(rs_latring *l, uint32_t cap);
+/* As rs_latring_init over cap zeroed doubles the caller owns (RS_EINVAL
+ * only). rs_latring_free must not be called on it. */
+rs_status rs_latring_init_at(rs_latring *l, uint32_t cap, double *values);
 void rs_latring_free(rs_latring *l);
 void rs_latring_clear(rs_latring *l);
 /* Recomputes the sums once the ring wraps (rs_latring_push calls it). */

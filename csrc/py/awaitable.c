@@ -96,7 +96,7 @@ PyObject *guard_coroutine(BreakerObject *b, const rs_permit *p, PyObject *coro) 
     PyObject *a = iter ? make_awaitable(b, iter, NULL, NULL, NULL) : NULL;
     if (!a) {
         Py_XDECREF(iter);
-        rs_breaker_release(&b->core, p, breaker_now_end(b));
+        give_back(b, p, breaker_now_end(b));
         drain(b);
         return NULL;
     }
@@ -145,7 +145,7 @@ static void aw_close_quietly(AwaitObject *a) {
 static void aw_give_back(AwaitObject *a) {
     if (a->held) {
         a->held = 0;
-        rs_breaker_release(&a->breaker->core, &a->permit, breaker_now_end(a->breaker));
+        give_back(a->breaker, &a->permit, breaker_now_end(a->breaker));
         drain(a->breaker);
     }
 }
@@ -191,7 +191,7 @@ static int aw_start(AwaitObject *a) {
                          Py_TYPE(res)->tp_name);
             Py_DECREF(res);
             a->phase = 2;
-            rs_breaker_release(&b->core, &a->permit, a->t0);
+            give_back(b, &a->permit, a->t0);
             drain(b);
             return -1;
         }
@@ -368,7 +368,7 @@ static PyObject *aw_close(AwaitObject *a, PyObject *Py_UNUSED(ignored)) {
         }
         Py_CLEAR(a->iter);
         uint64_t now = breaker_now_end(a->breaker);
-        rs_breaker_release(&a->breaker->core, &a->permit, now);
+        give_back(a->breaker, &a->permit, now);
         drain(a->breaker);
         return r;
     }
@@ -460,7 +460,7 @@ static void aw_dealloc(AwaitObject *a) {
     if ((a->phase == 1 || a->held) && a->breaker) {
         /* Dropped mid-flight or unawaited: give the permit back so a probe
          * is not lost (reported at the breaker's next operation). */
-        rs_breaker_release(&a->breaker->core, &a->permit, a->breaker->core.now_ns);
+        give_back_later(a->breaker, &a->permit, a->breaker->core.now_ns);
     }
     /* The breaker keeps the module, and so its state, alive until here. */
     resil_state *st = a->breaker ? a->breaker->st : NULL;

@@ -14,26 +14,30 @@
 
 /* Notes the Unix time of a transition to OPEN, read as the binding takes it
  * from the core (the core reads no clock; its opened_at_ns is clock time). */
-static inline void note_opening(BreakerObject *b, const rs_transition *t) {
+static inline int note_opening(BreakerObject *b, const rs_transition *t) {
     if (t->new_state == RS_STATE_OPEN) {
         struct timespec ts;
         b->opened_unix = timespec_get(&ts, TIME_UTC) == TIME_UTC
                              ? (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 : 0.0;
+        return 1;
     }
+    return 0;
 }
 
-/* Moves the core's queued transitions to the outbox, oldest first. Runs no
- * Python code, so the outbox keeps the order in which they happened. When
- * the outbox cannot grow the rest stay queued in the core, which is drained
- * after the outbox. */
-static void take_transitions(BreakerObject *b) {
-    while (b->core.pending_len) {
+/* Moves core's queued transitions (the breaker's own core, or its block's
+ * under the lock) to the outbox, oldest first. Runs no Python code, so the
+ * outbox keeps the order in which they happened. When the outbox cannot
+ * grow the rest stay queued in the core, which is drained after the
+ * outbox. Returns 1 when one was an opening. */
+static int take_from(BreakerObject *b, rs_breaker *core) {
+    int opened = 0;
+    while (core->pending_len) {
         if (b->out_len == b->out_cap) {
             uint32_t cap = b->out_cap ? b->out_cap * 2 : RS_BREAKER_PENDING;
             rs_transition *grown =
                 cap > b->out_cap ? (rs_transition *)PyMem_Malloc((size_t)cap * sizeof *grown) : NULL;
             if (!grown) {
-                return;
+                return opened;
             }
             for (uint32_t i = 0; i < b->out_len; i++) {
                 grown[i] = b->outbox[(b->out_head + i) % b->out_cap];
@@ -44,10 +48,15 @@ static void take_transitions(BreakerObject *b) {
             b->out_cap = cap;
         }
         rs_transition *t = &b->outbox[(b->out_head + b->out_len) % b->out_cap];
-        rs_breaker_pop_transition(&b->core, t);
-        note_opening(b, t);
+        rs_breaker_pop_transition(core, t);
+        opened |= note_opening(b, t);
         b->out_len++;
     }
+    return opened;
+}
+
+static void take_transitions(BreakerObject *b) {
+    take_from(b, &b->core);
 }
 
 static int next_transition(BreakerObject *b, rs_transition *t) {
@@ -109,8 +118,8 @@ void drain_slow(BreakerObject *b) {
     restore_exc(saved);
 }
 
-void raise_open(BreakerObject *b, uint64_t remaining_ns) {
-    PyObject *exc = make_open_error(b, remaining_ns);
+void raise_open(BreakerObject *b, int state, uint64_t remaining_ns) {
+    PyObject *exc = make_open_error(b, state, remaining_ns);
     if (exc) {
         PyErr_SetObject(b->st->CircuitOpenError, exc);
         Py_DECREF(exc);
@@ -171,7 +180,165 @@ static int classify_current(BreakerObject *b) {
     return kind;
 }
 
+/* ---- a breaker in a region -------------------------------------------- */
+
+/* The block, locked, its core's rings set for this process; NULL with
+ * RegionError (closed, or a lock held past the lease). */
+static rs_breaker_block *shared_lock(BreakerObject *b) {
+    rs_breaker_block *blk = resil_region_block(b->region, b->offset);
+    if (!blk || resil_region_lock(b->region, &blk->lock, &RS_BREAKER_REGION_TYPE, blk,
+                                  b->params) < 0) {
+        return NULL;
+    }
+    rs_breaker_block_core(blk);
+    return blk;
+}
+
+/* Takes the block's transitions into this process's outbox (they are this
+ * process's to report: its call made them) and unlocks. */
+static void shared_unlock(BreakerObject *b, rs_breaker_block *blk) {
+    if (take_from(b, &blk->core)) {
+        blk->opened_unix = b->opened_unix;
+    }
+    rs_region_unlock(&blk->lock);
+}
+
+/* Reports what shared operations put in the outbox. */
+static inline void shared_deliver(BreakerObject *b) {
+    if (b->out_len) {
+        drain_slow(b);
+    }
+}
+
+/* Applies an outcome (OUT_*) to the block; keeps a pending exception. A
+ * region that cannot be used any more (closed meanwhile, a lock held past
+ * the lease) loses this one outcome: reported as unraisable, never raised
+ * over the call's own result. */
+static void shared_record(BreakerObject *b, const rs_permit *p, int kind, double lat,
+                          uint64_t now, int deliver) {
+    PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
+    rs_breaker_block *blk = shared_lock(b);
+    if (!blk) {
+        PyErr_WriteUnraisable((PyObject *)b);
+        restore_exc(saved);
+        return;
+    }
+    rs_breaker_block_outcome(blk, p, kind, lat, now, resil_region_me());
+    shared_unlock(b, blk);
+    if (deliver) {
+        shared_deliver(b);
+    }
+    restore_exc(saved);
+}
+
+int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0, uint64_t remaining_ns) {
+    if (!b->region) {
+        raise_open(b, b->core.state, remaining_ns);
+        drain(b);
+        return -1;
+    }
+    rs_breaker_block *blk = shared_lock(b);
+    if (!blk) {
+        return -1;
+    }
+    RegionObject *r = (RegionObject *)b->region;
+    rs_status rc = rs_breaker_block_acquire(blk, t0, p, &remaining_ns, resil_region_me(),
+                                            r->lease_ns, resil_region_alive, NULL);
+    int state = blk->core.state;
+    shared_unlock(b, blk);
+    shared_deliver(b);
+    if (rc != RS_OK) {
+        raise_open(b, state, remaining_ns);
+        return -1;
+    }
+    return 0;
+}
+
+void give_back(BreakerObject *b, const rs_permit *p, uint64_t now) {
+    if (b->region) {
+        shared_record(b, p, OUT_RELEASE, -1.0, now, 1);
+    } else {
+        rs_breaker_release(&b->core, p, now);
+    }
+}
+
+void give_back_later(BreakerObject *b, const rs_permit *p, uint64_t now) {
+    if (b->region) {
+        shared_record(b, p, OUT_RELEASE, -1.0, now, 0);
+    } else {
+        rs_breaker_release(&b->core, p, now);
+    }
+}
+
+/* Runs op on the breaker's core at now, or on its block's under the lock;
+ * reports the transitions. -1 with RegionError. */
+static int core_op(BreakerObject *b, void (*op)(rs_breaker *, uint64_t), uint64_t now) {
+    if (!b->region) {
+        op(&b->core, now);
+        drain(b);
+        return 0;
+    }
+    rs_breaker_block *blk = shared_lock(b);
+    if (!blk) {
+        return -1;
+    }
+    rs_breaker_block_run(blk, op, now);
+    shared_unlock(b, blk);
+    shared_deliver(b);
+    return 0;
+}
+
+/* The breaker's state for reading: its own core, or a copy of its block's
+ * taken under the lock (its health computed), in *copy; *opened_unix the
+ * time of its last opening. fresh: first reads the clock, runs the due
+ * time-driven transitions and reports them (Python code); else none of
+ * that. NULL with an error. */
+static const rs_breaker *read_state(BreakerObject *b, rs_breaker *copy, double *opened_unix,
+                                    int fresh) {
+    uint64_t now = 0;
+    if (fresh && breaker_now(b, &now) < 0) {
+        return NULL;
+    }
+    if (!fresh && !b->region) {
+        *opened_unix = b->opened_unix;
+        return &b->core;
+    }
+    if (!b->region) {
+        rs_breaker_tick(&b->core, now);
+        drain(b);
+        take_transitions(b); /* notes an opening not yet taken; runs no Python code */
+        *opened_unix = b->opened_unix;
+        return &b->core;
+    }
+    rs_breaker_block *blk = shared_lock(b);
+    if (!blk) {
+        return NULL;
+    }
+    if (fresh) {
+        rs_breaker_block_run(blk, rs_breaker_tick, now);
+    }
+    rs_breaker_health(&blk->core); /* computed now, so the copy holds it */
+    if (take_from(b, &blk->core)) {
+        blk->opened_unix = b->opened_unix;
+    }
+    *copy = blk->core; /* its rings stay in the region: only their sums are read */
+    *opened_unix = blk->opened_unix;
+    rs_region_unlock(&blk->lock);
+    if (fresh) {
+        shared_deliver(b);
+    }
+    return copy;
+}
+
+static const rs_breaker *read_view(BreakerObject *b, rs_breaker *copy, double *opened_unix) {
+    return read_state(b, copy, opened_unix, 1);
+}
+
 static inline void record(BreakerObject *b, const rs_permit *p, int kind, double lat, uint64_t now) {
+    if (RS_UNLIKELY(b->region != NULL)) {
+        shared_record(b, p, kind, lat, now, 1);
+        return;
+    }
     if (kind == OUT_SUCCESS) {
         rs_breaker_success(&b->core, p, lat, now);
     } else if (kind == OUT_FAILURE) {
@@ -247,7 +414,7 @@ static char *KWLIST[] = {"name", "failure_threshold", "failure_rate_threshold",
                          "cooldown_multiplier", "cooldown_max", "half_open_probes",
                          "half_open_max_wait", "adaptive", "ewma_alpha", "sensitivity",
                          "min_health_score", "latency_window", "failure_on", "ignore",
-                         "failure_if", "result_failure", "clock", NULL};
+                         "failure_if", "result_failure", "clock", "shared", NULL};
 #define PARAM_NAME(p) ((const char *)KWLIST[(p) + 1])
 
 /* The core field (rs_breaker_field) behind each parameter, or -1 for what
@@ -515,12 +682,13 @@ static PyObject *take_classifier(parsed_param *pv, int p) {
 }
 
 static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    PyObject *name = NULL, *clock = NULL;
+    PyObject *name = NULL, *clock = NULL, *shared = Py_None;
     PyObject *v[P_COUNT] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", KWLIST, &name,
+            args, kwds, "|O$OOOOOOOOOOOOOOOOOOOOOOO:CircuitBreaker", KWLIST, &name,
             &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
-            &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18], &v[19], &v[20], &clock)) {
+            &v[12], &v[13], &v[14], &v[15], &v[16], &v[17], &v[18], &v[19], &v[20], &clock,
+            &shared)) {
         return NULL;
     }
     resil_state *st = get_state_by_type(type);
@@ -566,6 +734,7 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->ignore = v[P_IGNORE] ? take_classifier(pv, P_IGNORE) : PyTuple_New(0);
     self->failure_if = take_classifier(pv, P_FAILURE_IF);
     self->result_failure = take_classifier(pv, P_RESULT_FAILURE);
+    self->slow_finish = self->result_failure || kind == CLOCK_PYTHON_KIND;
     if (!self->name || !self->failure_on || !self->ignore) {
         goto error;
     }
@@ -575,6 +744,21 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     self->initialised = 1;
+    if (shared != Py_None) {
+        rs_breaker_region_params(&c, self->params);
+        if (resil_region_attach(st, shared, &RS_BREAKER_REGION_TYPE, self->name, self->params,
+                                resil_breaker_region_fields, &self->offset) < 0) {
+            goto error;
+        }
+        self->region = Py_NewRef(shared);
+        self->slow_finish = 1;
+        /* the inline paths must always fall to the block: the own core
+         * rejects everything, and its transition is nobody's to report */
+        rs_breaker_force_open(&self->core, now);
+        rs_transition t;
+        while (rs_breaker_pop_transition(&self->core, &t)) {
+        }
+    }
     return (PyObject *)self;
 error:
     clear_parsed(pv);
@@ -609,6 +793,15 @@ static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, P
             }
             return NULL;
         }
+        if (self->region && p < P_FAILURE_ON) {
+            PyErr_Format(PyExc_TypeError,
+                         "configure() cannot change %U of a shared breaker: the region holds "
+                         "its parameters, fixed when the first process made it (failure_on, "
+                         "ignore, failure_if and result_failure can change: each process "
+                         "classifies its own calls)",
+                         key);
+            return NULL;
+        }
         given[p] = args[i];
     }
     parsed_param pv[P_COUNT];
@@ -628,7 +821,7 @@ static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, P
             apply_param(p, &pv[p], &c);
         }
     }
-    int rc = rs_breaker_configure(&self->core, &c, now);
+    int rc = self->region ? RS_OK : rs_breaker_configure(&self->core, &c, now);
     if (rc != RS_OK) {
         bad_config(rc, &c, given);
         clear_parsed(pv);
@@ -643,6 +836,8 @@ static PyObject *breaker_configure(BreakerObject *self, PyObject *const *args, P
             *slots[i] = take_classifier(pv, P_FAILURE_ON + i);
         }
     }
+    self->slow_finish = self->result_failure || self->clock_kind == CLOCK_PYTHON_KIND ||
+                        self->region;
     /* Old callables are released after the change is whole: a __del__ may run. */
     drain(self);
     for (int i = 0; i < PY_COUNT; i++) {
@@ -694,6 +889,7 @@ static int breaker_traverse(BreakerObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->result_failure);
     Py_VISIT(self->pool);
     Py_VISIT(self->listener);
+    Py_VISIT(self->region);
     return 0;
 }
 
@@ -718,6 +914,7 @@ static void breaker_dealloc(BreakerObject *self) {
     breaker_clear(self);
     Py_CLEAR(self->clock);
     Py_CLEAR(self->pool);
+    Py_CLEAR(self->region);
     PyMem_Free(self->outbox);
     self->outbox = NULL;
     tp->tp_free((PyObject *)self);
@@ -747,7 +944,7 @@ static PyObject *breaker_acquire(BreakerObject *self, PyObject *Py_UNUSED(ignore
     }
     PermitObject *pm = new_permit(self, &p, t0);
     if (!pm) {
-        rs_breaker_release(&self->core, &p, t0);
+        give_back(self, &p, t0);
     }
     return (PyObject *)pm;
 }
@@ -862,7 +1059,7 @@ static PyObject *breaker_release(BreakerObject *self, PyObject *permit) {
     }
     pm->done = 1; /* claimed before any Python code (a clock) can run */
     uint64_t now = breaker_now_end(self);
-    rs_breaker_release(&self->core, &pm->permit, now);
+    give_back(self, &pm->permit, now);
     drain(self);
     Py_RETURN_NONE;
 }
@@ -923,7 +1120,7 @@ static PyObject *breaker_enter(BreakerObject *self, PyObject *Py_UNUSED(ignored)
     }
     PermitStackObject *stack = permit_stack(self->st, 1);
     if (!stack || permit_stack_reserve(stack) < 0) {
-        rs_breaker_release(&self->core, &p, t0);
+        give_back(self, &p, t0);
         drain(self);
         return NULL;
     }
@@ -1010,8 +1207,9 @@ static PyObject *breaker_aexit(BreakerObject *self, PyObject *const *args, Py_ss
         if (breaker_now(self, &now) < 0) {                                           \
             return NULL;                                                             \
         }                                                                            \
-        corefn(&self->core, now);                                                    \
-        drain(self);                                                                 \
+        if (core_op(self, corefn, now) < 0) {                                        \
+            return NULL;                                                             \
+        }                                                                            \
         Py_RETURN_NONE;                                                              \
     }
 
@@ -1027,55 +1225,74 @@ static int tick(BreakerObject *self) {
     if (breaker_now(self, &now) < 0) {
         return -1;
     }
-    rs_breaker_tick(&self->core, now);
-    drain(self);
-    return 0;
+    return core_op(self, rs_breaker_tick, now);
 }
 
 int resil_breaker_tick(PyObject *breaker) { return tick((BreakerObject *)breaker); }
 
 int resil_breaker_reject_if_open(PyObject *breaker) {
     BreakerObject *self = (BreakerObject *)breaker;
-    if (tick(self) < 0) {
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_view(self, &copy, &opened);
+    if (!b) {
         return -1;
     }
-    int state = self->core.state;
+    int state = b->state;
     if (state != RS_STATE_OPEN && state != RS_STATE_FORCED_OPEN) {
         return 0;
     }
-    raise_open(self, state == RS_STATE_FORCED_OPEN ? UINT64_MAX : rs_breaker_remaining(&self->core));
+    raise_open(self, state, state == RS_STATE_FORCED_OPEN ? UINT64_MAX : rs_breaker_remaining(b));
     return 1;
 }
 
-void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out) {
+int resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out) {
     BreakerObject *self = (BreakerObject *)breaker;
-    rs_breaker *b = &self->core;
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_state(self, &copy, &opened, 0);
+    if (!b) {
+        return -1;
+    }
     out->name = self->name;
     out->state = b->state;
     out->failures = b->counters.failures;
     out->avg_latency_ms = rs_latring_mean(&b->latencies);
     out->success_rate = rs_breaker_success_rate(b);
-    out->health_score = rs_breaker_health(b);
+    out->health_score = rs_breaker_health((rs_breaker *)b); /* a copy, or this core */
     out->has_opened = b->ever_opened;
-    out->opened_unix = self->opened_unix;
+    out->opened_unix = opened;
+    return 0;
 }
 
 /* The Unix time of the last transition to OPEN, or None (none since
  * construction or reset()). */
-static PyObject *last_opened_obj(BreakerObject *self) {
-    take_transitions(self); /* notes an opening not yet taken; runs no Python code */
-    return self->core.ever_opened ? PyFloat_FromDouble(self->opened_unix) : Py_NewRef(Py_None);
+static PyObject *last_opened_of(const rs_breaker *b, double opened) {
+    return b->ever_opened ? PyFloat_FromDouble(opened) : Py_NewRef(Py_None);
 }
 
 static PyObject *breaker_get_last_opened(BreakerObject *self, void *Py_UNUSED(closure)) {
-    return last_opened_obj(self);
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b;
+    if (self->region) {
+        b = read_view(self, &copy, &opened);
+        if (!b) {
+            return NULL;
+        }
+    } else {
+        take_transitions(self); /* notes an opening not yet taken; runs no Python code */
+        b = &self->core;
+        opened = self->opened_unix;
+    }
+    return last_opened_of(b, opened);
 }
 
 static PyObject *breaker_get_state(BreakerObject *self, void *Py_UNUSED(closure)) {
-    if (tick(self) < 0) {
-        return NULL;
-    }
-    return Py_NewRef(self->st->states[self->core.state]);
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_view(self, &copy, &opened);
+    return b ? Py_NewRef(self->st->states[b->state]) : NULL;
 }
 
 static PyObject *breaker_get_name(BreakerObject *self, void *Py_UNUSED(closure)) {
@@ -1086,32 +1303,33 @@ static PyObject *breaker_get_clock(BreakerObject *self, void *Py_UNUSED(closure)
     return Py_NewRef(self->clock);
 }
 
-static PyObject *remaining_obj(BreakerObject *self) {
-    if (self->core.state == RS_STATE_FORCED_OPEN) {
+static PyObject *remaining_obj(const rs_breaker *b) {
+    if (b->state == RS_STATE_FORCED_OPEN) {
         Py_RETURN_NONE;
     }
-    return PyFloat_FromDouble((double)rs_breaker_remaining(&self->core) / 1e9);
+    return PyFloat_FromDouble((double)rs_breaker_remaining(b) / 1e9);
 }
 
 static PyObject *breaker_get_remaining(BreakerObject *self, void *Py_UNUSED(closure)) {
-    if (tick(self) < 0) {
-        return NULL;
-    }
-    return remaining_obj(self);
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_view(self, &copy, &opened);
+    return b ? remaining_obj(b) : NULL;
 }
 
 static PyObject *breaker_get_health(BreakerObject *self, void *Py_UNUSED(closure)) {
-    if (tick(self) < 0) {
-        return NULL;
-    }
-    return PyFloat_FromDouble(rs_breaker_health(&self->core));
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_view(self, &copy, &opened);
+    /* a copy (its health computed under the lock), or this core */
+    return b ? PyFloat_FromDouble(rs_breaker_health((rs_breaker *)b)) : NULL;
 }
 
 static PyObject *breaker_get_threshold(BreakerObject *self, void *Py_UNUSED(closure)) {
-    if (tick(self) < 0) {
-        return NULL;
-    }
-    return PyLong_FromUnsignedLong(rs_breaker_effective_threshold(&self->core));
+    rs_breaker copy;
+    double opened;
+    const rs_breaker *b = read_view(self, &copy, &opened);
+    return b ? PyLong_FromUnsignedLong(rs_breaker_effective_threshold(b)) : NULL;
 }
 
 static int set_item(PyObject *d, const char *key, PyObject *value) {
@@ -1124,10 +1342,12 @@ static int set_item(PyObject *d, const char *key, PyObject *value) {
 }
 
 static PyObject *breaker_stats(BreakerObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (tick(self) < 0) {
+    rs_breaker copy;
+    double opened;
+    rs_breaker *b = (rs_breaker *)read_view(self, &copy, &opened); /* a copy, or this core */
+    if (!b) {
         return NULL;
     }
-    rs_breaker *b = &self->core;
     const rs_breaker_counters *k = &b->counters;
     const rs_window *w = &b->window;
     PyObject *d = PyDict_New();
@@ -1168,10 +1388,10 @@ static PyObject *breaker_stats(BreakerObject *self, PyObject *Py_UNUSED(ignored)
         set_item(d, "jitter_ms", PyFloat_FromDouble(rs_latring_stddev(&b->latencies))) < 0 ||
         set_item(d, "latency_samples", PyLong_FromUnsignedLong(b->latencies.n)) < 0 ||
         set_item(d, "cooldown", PyFloat_FromDouble((double)b->cooldown_cur_ns / 1e9)) < 0 ||
-        set_item(d, "remaining", remaining_obj(self)) < 0 ||
+        set_item(d, "remaining", remaining_obj(b)) < 0 ||
         set_item(d, "half_open_probes_granted", PyLong_FromUnsignedLong(b->probes_granted)) < 0 ||
         set_item(d, "half_open_probe_successes", PyLong_FromUnsignedLong(b->probe_successes)) < 0 ||
-        set_item(d, "last_opened", last_opened_obj(self)) < 0 ||
+        set_item(d, "last_opened", last_opened_of(b, opened)) < 0 ||
         PyDict_SetItemString(d, "transitions", tr) < 0) {
         goto error;
     }
@@ -1190,6 +1410,13 @@ static PyObject *breaker_attach(BreakerObject *self, PyObject *pool) {
     }
     if (self->pool) {
         PyErr_SetString(PyExc_ValueError, "the breaker already belongs to a group");
+        return NULL;
+    }
+    if (self->region) {
+        PyErr_Format(PyExc_ValueError,
+                     "the shared breaker %R cannot join a group's ejection budget: the budget "
+                     "lives in one process, the breaker in a region",
+                     self->name);
         return NULL;
     }
     self->pool = Py_NewRef(pool);
@@ -1370,6 +1597,10 @@ static PyType_Spec breaker_spec = {
     .slots = breaker_slots,
 };
 
+rs_field resil_breaker_region_fields[RS_BREAKER_REGION_PARAMS];
+
 int resil_breaker_init_types(PyObject *module, resil_state *st) {
+    memcpy(resil_breaker_region_fields, FIELDS, sizeof(rs_field) * RS_BF_COUNT);
+    resil_breaker_region_fields[RS_BF_COUNT] = RS_BREAKER_ADAPTIVE_FIELD;
     return resil_add_type_with_ranges(module, &breaker_spec, &st->Breaker_type, FIELDS, RS_BF_COUNT);
 }

@@ -7,7 +7,8 @@
 
 #include "resil_py.h"
 
-enum { OUT_SUCCESS = 0, OUT_FAILURE = 1, OUT_RELEASE = 2 };
+/* A call's outcome, numbered as a shared breaker's block takes it. */
+enum { OUT_SUCCESS = RS_BLOCK_SUCCESS, OUT_FAILURE = RS_BLOCK_FAILURE, OUT_RELEASE = RS_BLOCK_RELEASE };
 
 typedef struct {
     PyObject_HEAD
@@ -31,6 +32,15 @@ typedef struct {
     int delivering;           /* a thread is reporting the outbox */
     double opened_unix;       /* Unix time of the last opening; valid while core.ever_opened */
     int initialised;
+    /* finish_call must take finish_call_any: a result_failure predicate, a
+     * Python clock, or a region */
+    int slow_finish;
+    /* Shared: the state lives in a region's block (rs_breaker_block) and
+     * `core` stays FORCED_OPEN, so that every inline path (take_permit,
+     * finish_call) falls to the slow one, which goes to the block. */
+    PyObject *region;         /* SharedRegion or NULL */
+    uint64_t offset;
+    uint64_t params[RS_REGION_PARAMS];
 } BreakerObject;
 
 typedef struct {
@@ -89,7 +99,17 @@ typedef struct {
 
 /* Defined in breaker.c. */
 void drain_slow(BreakerObject *b);
-void raise_open(BreakerObject *b, uint64_t remaining_ns);
+void raise_open(BreakerObject *b, int state, uint64_t remaining_ns);
+/* What take_permit does once the inline core refused: a shared breaker
+ * asks its block (0 and *p filled when admitted); otherwise, or when the
+ * block refuses too, CircuitOpenError is raised: -1. */
+int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0, uint64_t remaining_ns);
+/* Gives a permit back without an outcome, in the core or the block; the
+ * caller reports transitions (drain). give_back_later leaves a shared
+ * breaker's to its next operation (for a dealloc, which must not run a
+ * listener). */
+void give_back(BreakerObject *b, const rs_permit *p, uint64_t now);
+void give_back_later(BreakerObject *b, const rs_permit *p, uint64_t now);
 PyObject *finish_call_any(BreakerObject *b, const rs_permit *p, uint64_t t0, PyObject *res);
 int is_coroutine_abc(PyObject *o);
 /* Defined in permit.c. The `with` permits of the running context
@@ -100,7 +120,7 @@ PermitStackObject *permit_stack(resil_state *st, int create);
 /* Makes room for one more entry; -1 with MemoryError. Runs no Python code. */
 int permit_stack_reserve(PermitStackObject *s);
 /* Defined in errors.c. */
-PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns);
+PyObject *make_open_error(BreakerObject *b, int state, uint64_t remaining_ns);
 /* Defined in awaitable.c. */
 PyObject *make_awaitable(BreakerObject *b, PyObject *coro, PyObject *fn, PyObject *args,
                          PyObject *kwargs);
@@ -149,9 +169,7 @@ static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
     }
     uint64_t remaining;
     if (RS_UNLIKELY(rs_breaker_acquire(&b->core, *t0, p, &remaining) != RS_OK)) {
-        raise_open(b, remaining);
-        drain(b);
-        return -1;
+        return take_permit_slow(b, p, *t0, remaining);
     }
     drain(b);
     return 0;
@@ -186,11 +204,11 @@ static inline int is_coroutine_result(PyObject *res) {
 
 /* Records the outcome of a finished call and returns res (or NULL with the
  * call's exception). The common case, a result with no result_failure
- * predicate and a built-in clock, is recorded here; finish_call_any takes
- * every other. */
+ * predicate, a built-in clock and no region, is recorded here;
+ * finish_call_any takes every other. */
 static inline PyObject *finish_call(BreakerObject *b, const rs_permit *p, uint64_t t0,
                                     PyObject *res) {
-    if (RS_LIKELY(res != NULL && !b->result_failure && b->clock_kind != CLOCK_PYTHON_KIND)) {
+    if (RS_LIKELY(res != NULL && !b->slow_finish)) {
         uint64_t t1;
         breaker_now(b, &t1); /* a built-in clock cannot fail */
         rs_breaker_success(&b->core, p, latency_ms(t0, t1), t1);

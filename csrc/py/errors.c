@@ -53,9 +53,9 @@ static PyType_Spec resilerr_spec = {
     .slots = resilerr_slots,
 };
 
-PyObject *make_open_error(BreakerObject *b, uint64_t remaining_ns) {
+PyObject *make_open_error(BreakerObject *b, int state_id, uint64_t remaining_ns) {
     PyTypeObject *tp = (PyTypeObject *)b->st->CircuitOpenError;
-    PyObject *state = b->st->states[b->core.state];
+    PyObject *state = b->st->states[state_id];
     PyObject *rem = remaining_ns == UINT64_MAX ? Py_NewRef(Py_None)
                                                 : PyFloat_FromDouble((double)remaining_ns / 1e9);
     if (!rem) {

@@ -221,7 +221,9 @@ static int read_breaker(resil_state *st, PyObject *o, Py_ssize_t i, const char *
         return -1;
     }
     /* From here on no Python code runs: the numbers and the name belong together. */
-    resil_breaker_read_metrics(o, &r->m);
+    if (resil_breaker_read_metrics(o, &r->m) < 0) {
+        return -1;
+    }
     if (!r->m.name) {
         PyErr_Format(PyExc_ValueError, "breakers[%zd] has no name (it is being destroyed)", i);
         return -1;
@@ -511,7 +513,9 @@ static PyObject *breaker_families(PyObject *module, PyObject *args, PyObject *kw
             goto done;
         }
         /* No Python code runs between the tick and the copy. */
-        resil_breaker_read_metrics(o, &ms[got]);
+        if (resil_breaker_read_metrics(o, &ms[got]) < 0) {
+            goto done;
+        }
         if (!ms[got].name) {
             PyErr_Format(PyExc_ValueError, "breakers[%zd] has no name (it is being destroyed)",
                          got);

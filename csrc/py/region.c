@@ -32,6 +32,8 @@ typedef struct {
 
 static const known_type KNOWN[] = {
     {&RS_GCRA_REGION_TYPE, "RateLimiter", RS_GCRA_FIELDS, RS_GCF_COUNT},
+    {&RS_BREAKER_REGION_TYPE, "CircuitBreaker", resil_breaker_region_fields,
+     RS_BREAKER_REGION_PARAMS},
 };
 #define NKNOWN ((int)(sizeof KNOWN / sizeof KNOWN[0]))
 
@@ -326,6 +328,13 @@ static PyObject *region_stats(RegionObject *self, PyObject *Py_UNUSED(ignored)) 
 /* One parameter as Python shows it: NUMBER fields are double bits, SECONDS
  * fields nanoseconds, INT fields integers. */
 static PyObject *param_value(const rs_field *f, uint64_t v) {
+    /* 0 where the field's bounds exclude it: an optional setting that is off */
+    if (f->kind != RS_FIELD_INT && v == 0 && (f->lo > 0 || (f->open & RS_FIELD_OPEN_LO))) {
+        Py_RETURN_NONE;
+    }
+    if (f->kind == RS_FIELD_INT && f->lo == 0 && f->hi == 1) {
+        return PyBool_FromLong(v != 0); /* a flag */
+    }
     if (f->kind == RS_FIELD_NUMBER) {
         double d;
         memcpy(&d, &v, sizeof d);

@@ -256,8 +256,10 @@ typedef struct {
  * them instead).
  * Returns -1 with an exception set when the clock fails. */
 int resil_breaker_tick(PyObject *breaker);
-/* Copies its current numbers; runs no Python code and cannot fail. */
-void resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out);
+/* Copies its current numbers, as they stand (no clock read); runs no
+ * Python code. -1 with RegionError only for a shared breaker whose region
+ * was closed. */
+int resil_breaker_read_metrics(PyObject *breaker, resil_breaker_metrics *out);
 /* Brings a Breaker up to date (resil_breaker_tick) and tells whether it
  * rejects calls now (OPEN or FORCED_OPEN): 0 when it does not; 1 when it
  * does, with the CircuitOpenError a rejected call gets set; -1 with an
@@ -358,5 +360,8 @@ int resil_region_alive(uint64_t pid, uint64_t start, void *ctx);
  * again after a fork). */
 const rs_region_holder *resil_region_me(void);
 int resil_region_init_types(PyObject *module, resil_state *st);
+/* A shared breaker's region parameters: RS_BREAKER_FIELDS, then adaptive
+ * (filled when the module is made; breaker.c). */
+extern rs_field resil_breaker_region_fields[RS_BREAKER_REGION_PARAMS];
 
 #endif /* RESIL_PY_H */

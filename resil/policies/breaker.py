@@ -86,6 +86,21 @@ class CircuitBreaker(_resil.Breaker):
       counts the returned value as a failure (the value is still returned).
     - ``clock=None``: a :class:`resil.MonotonicClock` (default), a
       :class:`resil.VirtualClock`, or any object with ``now() -> seconds``.
+    - ``shared=None``: a :class:`resil.SharedRegion` makes this breaker one
+      object for every process that opens the region: its state, window,
+      counts and probes live in the region, so failures from any worker
+      count toward one breaker, one trip rejects in every worker and
+      ``half_open_probes`` caps probes host-wide. The first process sets the
+      parameters; another passing a different one gets ``ValueError``
+      naming it, and ``configure()`` may change only ``failure_on``,
+      ``ignore``, ``failure_if`` and ``result_failure`` (each process
+      classifies its own calls). A probe held by a process that dies is
+      given back at the first call that finds none left once the region's
+      ``lease`` has passed since it was taken. Each process's listeners and
+      log see the transitions its own calls made. All processes must read
+      the same clock (the default monotonic clock is host-wide). A shared
+      breaker cannot join a ``BreakerGroup`` (its ejection budget lives in
+      one process).
 
     Use it as ``@breaker``, ``with breaker:``, ``async with breaker:``,
     ``breaker.call(fn, ...)``, ``await breaker.call_async(fn, ...)``, or with
@@ -197,6 +212,7 @@ def _constructor_signature() -> inspect.Signature:
               param("name", param.POSITIONAL_OR_KEYWORD, default=defaults.pop("name"))]
     params += [param(key, param.KEYWORD_ONLY, default=value) for key, value in defaults.items()]
     params.append(param("clock", param.KEYWORD_ONLY, default=None))
+    params.append(param("shared", param.KEYWORD_ONLY, default=None))
     return inspect.Signature(params)
 
 
@@ -214,14 +230,30 @@ class BreakerGroup(Mapping[str, CircuitBreaker]):
     trip beyond that leaves the breaker DEGRADED and is counted in
     ``stats()["vetoed_trips"]``. Manual ``open()`` and ``force_open()`` are
     not limited.
+
+    With ``shared=region`` every endpoint's breaker lives in the region (one
+    per endpoint for every process); the ejection limit lives in one
+    process, so ``max_ejection_percent`` must then stay 100 (ValueError).
     """
 
     def __init__(self, *, max_ejection_percent: int = 100, **breaker_defaults: Any) -> None:
         if "name" in breaker_defaults:
             raise TypeError("BreakerGroup names each breaker after its endpoint; do not pass name")
         self._pool = _resil.EjectionPool(max_ejection_percent)
-        # Fail now, not at the first endpoint, on a bad default.
-        CircuitBreaker("validation", **breaker_defaults)
+        shared = breaker_defaults.get("shared")
+        if shared is not None:
+            if not isinstance(shared, _resil.Region):
+                raise TypeError("shared must be None or a resil.SharedRegion, not "
+                                f"{type(shared).__name__}")
+            if max_ejection_percent != 100:
+                raise ValueError(
+                    "max_ejection_percent must be 100 with shared=: the ejection limit lives "
+                    f"in one process, the breakers in the region (got {max_ejection_percent!r})")
+        self._shared = shared is not None
+        # Fail now, not at the first endpoint, on a bad default (without
+        # making an object in a region).
+        CircuitBreaker("validation", **{k: v for k, v in breaker_defaults.items()
+                                        if k != "shared"})
         self._defaults = dict(breaker_defaults)
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
@@ -236,7 +268,8 @@ class BreakerGroup(Mapping[str, CircuitBreaker]):
             breaker = self._breakers.get(endpoint)
             if breaker is None:
                 breaker = CircuitBreaker(endpoint, **self._defaults)
-                breaker._attach(self._pool)
+                if not self._shared:
+                    breaker._attach(self._pool)
                 self._breakers[endpoint] = breaker
         return breaker
 
