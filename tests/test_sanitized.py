@@ -34,7 +34,8 @@ SANITIZED_TESTS = ["tests/test_breaker.py", "tests/test_breaker_model.py", "test
                    "tests/test_rate_limiter_model.py", "tests/test_ratelimit_fastpath.py",
                    "tests/test_adaptive_lockstep.py", "tests/test_adaptive.py",
                    "tests/test_region.py", "tests/test_region_ratelimit.py",
-                   "tests/test_region_review.py"]
+                   "tests/test_region_review.py",
+                   "tests/test_region_breaker.py"]
 # Subprocess-heavy tests that add minutes under ASan and no new C paths.
 SKIPPED_UNDER_ASAN = "not million"
 
