@@ -101,6 +101,13 @@ def _contended(setup: str) -> str:
 
 _ASYNC_BREAKER = "import resil\nb = resil.CircuitBreaker('x')\nasync def g(x): return x"
 
+# A breaker in a SharedRegion whose file is removed once mapped.
+_SHARED_BREAKER = (
+    "import os, tempfile, resil\n"
+    "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
+    "region = resil.SharedRegion(p)\nos.unlink(p)\n"
+    "b = resil.CircuitBreaker('x', shared=region)\n")
+
 CASES = [
     Case("bare", "loop: `pass`", "", "pass"),
     Case("bare", "call of an empty function `f(1)`", "def f(x): return x", "f(1)"),
@@ -128,6 +135,15 @@ CASES = [
          _awaits(_ASYNC_BREAKER, "await b.call_async(g, 1)"), run="asyncio.run(main(n))"),
     Case("breaker", "resil `async with b: await g(1)`",
          _awaits(_ASYNC_BREAKER, "async with b:\n            await g(1)"),
+         run="asyncio.run(main(n))"),
+    Case("breaker", "resil shared `@breaker` sync call (`shared=region`)",
+         _SHARED_BREAKER + "@b\ndef f(x): return x", "f(1)"),
+    Case("breaker", "resil shared rejected call while OPEN (`shared=region`)",
+         _SHARED_BREAKER + "@b\ndef f(x): return x\nb.force_open()\n"
+         "E = resil.CircuitOpenError\n"
+         "def g():\n    try:\n        f(1)\n    except E:\n        pass", "g()"),
+    Case("breaker", "resil shared `@breaker` coroutine function, `await h(1)` (`shared=region`)",
+         _awaits(_SHARED_BREAKER + "async def g(x): return x\nh = b(g)", "await h(1)"),
          run="asyncio.run(main(n))"),
     Case("breaker", "pybreaker `@breaker` sync call",
          "import pybreaker\nb = pybreaker.CircuitBreaker()\n@b\ndef f(x): return x", "f(1)",

@@ -283,8 +283,9 @@ def test_signatures_show_the_parameters() -> None:
     assert sig.parameters["name"].default == "default"
     assert sig.parameters["cooldown"].default == 60.0
     assert sig.parameters["cooldown"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert list(sig.parameters)[-1] == "clock"
-    assert set(sig.parameters) == set(CHANGES) | {"name", "clock"}
+    assert list(sig.parameters)[-2:] == ["clock", "shared"]
+    assert sig.parameters["shared"].default is None
+    assert set(sig.parameters) == set(CHANGES) | {"name", "clock", "shared"}
     assert str(inspect.signature(CircuitBreaker("x").configure)) == "(**changes)"
     assert str(inspect.signature(CircuitBreaker("x").call)) == "(fn, /, *args, **kwargs)"
 

@@ -385,17 +385,22 @@ rs_status rs_breaker_block_acquire(rs_breaker_block *blk, uint64_t now_ns, rs_pe
                                    uint64_t lease_ns, rs_region_alive_fn alive, void *actx) {
     rs_breaker *b = rs_breaker_block_core(blk);
     journal_begin(blk, now_ns);
-    rs_status st = rs_breaker_acquire(b, now_ns, p, remaining_ns);
-    if (st != RS_OK && b->state == RS_STATE_HALF_OPEN &&
-        b->probes_granted >= b->cfg.half_open_probes) {
+    rs_status st;
+    for (int again = 0;; again = 1) {
+        st = rs_breaker_acquire(b, now_ns, p, remaining_ns);
+        if (st == RS_OK || again || b->state != RS_STATE_HALF_OPEN ||
+            b->probes_granted < b->cfg.half_open_probes) {
+            break;
+        }
+        /* no probe left: give back those of holders that died, then ask again */
         reclaim_ctx r = {b, now_ns};
         uint32_t freed = rs_region_permit_reclaim(blk->probe, (uint32_t)blk->nprobes, now_ns,
                                                   lease_ns, alive, actx, give_back, &r);
-        if (freed) {
-            blk->reclaimed += freed;
-            b->counters.rejected--; /* asked again: one call, one count */
-            st = rs_breaker_acquire(b, now_ns, p, remaining_ns);
+        if (!freed) {
+            break;
         }
+        blk->reclaimed += freed;
+        b->counters.rejected--; /* asked again: one call, one count */
     }
     p->slot = -1;
     if (st == RS_OK && p->kind == RS_PERMIT_PROBE && !record_probe(blk, p, me, now_ns)) {

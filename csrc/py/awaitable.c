@@ -206,7 +206,7 @@ static int aw_start(AwaitObject *a) {
     return 0;
 }
 
-static PySendResult aw_finish(AwaitObject *a, PySendResult r, PyObject **result) {
+static inline PySendResult aw_finish(AwaitObject *a, PySendResult r, PyObject **result) {
     a->phase = 2;
     Py_CLEAR(a->iter);
     PyObject *res = finish_call(a->breaker, &a->permit, a->t0, r == PYGEN_RETURN ? *result : NULL);

@@ -214,8 +214,9 @@ static inline void shared_deliver(BreakerObject *b) {
  * region that cannot be used any more (closed meanwhile, a lock held past
  * the lease) loses this one outcome: reported as unraisable, never raised
  * over the call's own result. */
-static void shared_record(BreakerObject *b, const rs_permit *p, int kind, double lat,
-                          uint64_t now, int deliver) {
+__attribute__((cold, noinline)) static void shared_record(BreakerObject *b, const rs_permit *p,
+                                                          int kind, double lat, uint64_t now,
+                                                          int deliver) {
     PyObject *saved = PyErr_Occurred() ? fetch_exc() : NULL;
     rs_breaker_block *blk = shared_lock(b);
     if (!blk) {
@@ -231,7 +232,10 @@ static void shared_record(BreakerObject *b, const rs_permit *p, int kind, double
     restore_exc(saved);
 }
 
-int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0, uint64_t remaining_ns) {
+/* Cold and out of line: the inline paths that call it stay small, and the
+ * core's acquire stays inlined into them. */
+__attribute__((cold, noinline)) int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0,
+                                                     uint64_t remaining_ns) {
     if (!b->region) {
         raise_open(b, b->core.state, remaining_ns);
         drain(b);
@@ -254,7 +258,7 @@ int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0, uint64_t remai
     return 0;
 }
 
-void give_back(BreakerObject *b, const rs_permit *p, uint64_t now) {
+__attribute__((noinline)) void give_back(BreakerObject *b, const rs_permit *p, uint64_t now) {
     if (b->region) {
         shared_record(b, p, OUT_RELEASE, -1.0, now, 1);
     } else {
