@@ -457,3 +457,24 @@ class SharedBreakerMachine(BreakerMachine):
 
 TestSharedBreakerModel = SharedBreakerMachine.TestCase
 TestSharedBreakerModel.settings = machine_settings(0.5)
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda r: resil.RateLimiter(5, name="a", shared=r), 7),
+    (lambda r: resil.CircuitBreaker("a", shared=r), 18),
+])
+def test_a_damaged_parameter_past_a_types_own_is_a_region_error(
+        tmp_path: Path, make: Any, word: int) -> None:
+    """A directory entry's parameter words beyond those its type has are 0;
+    one damaged there is a corrupt entry, named as such (it once read past
+    the type's field table to name the difference)."""
+    path = tmp_path / "r"
+    region = resil.SharedRegion(path)
+    make(region)
+    region.close()
+    data = bytearray(path.read_bytes())
+    data[128 + 4 + 4 + 64 + word * 8 + 1] ^= 1  # the first entry's parameter `word`
+    path.write_bytes(bytes(data))
+    region = resil.SharedRegion(path)
+    with pytest.raises(resil.RegionError, match="corrupt.*holds a parameter no"):
+        make(region)

@@ -551,6 +551,13 @@ int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type 
     if (rc == RS_REGION_OK) {
         return 0;
     }
+    const known_type *k = known(type->tag);
+    if (rc == RS_REGION_MISMATCH && (!k || which >= (uint32_t)k->nfields)) {
+        /* a parameter word the type does not have differs: the entry is damaged */
+        region_error(region, "%s (the directory entry of the %s %R holds a parameter no %s "
+                     "has)", rs_region_reason(RS_REGION_CORRUPT), type->name, name, type->name);
+        return -1;
+    }
     if (rc == RS_REGION_MISMATCH) {
         const rs_field *f = &fields[which];
         const rs_region_entry *e = NULL;
