@@ -522,3 +522,417 @@ size_t rs_dedup_memory(const rs_dedup *d) {
                                    (d->words ? sizeof(uint64_t) : 0)) +
            ((size_t)d->mask + 1) * sizeof(rs_dedup_cell);
 }
+
+/* ---- a deduplicator in a region ------------------------------------------ */
+
+#define WAYS RS_DEDUP_WAYS
+#define NIL RS_DEDUP_NIL
+
+rs_status rs_dedup_params(uint64_t ttl_ns, uint64_t capacity, uint64_t params[RS_REGION_PARAMS]) {
+    if (ttl_ns == 0 || (double)ttl_ns > RS_MAX_SECONDS * 1e9) {
+        return RS_EFIELD_BASE + RS_DDF_TTL;
+    }
+    if (!rs_field_ok(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], (double)capacity)) {
+        return RS_EFIELD_BASE + RS_DDF_CAPACITY;
+    }
+    for (unsigned i = 0; i < RS_REGION_PARAMS; i++) {
+        params[i] = 0;
+    }
+    params[RS_DDF_TTL] = ttl_ns;
+    params[RS_DDF_CAPACITY] = capacity;
+    return RS_OK;
+}
+
+/* The number of sets the parameters make, or 0 when they are not a
+ * deduplicator's (they may come from a damaged file). */
+static uint64_t block_sets(const uint64_t *params) {
+    uint64_t params_ok[RS_REGION_PARAMS];
+    if (rs_dedup_params(params[RS_DDF_TTL], params[RS_DDF_CAPACITY], params_ok) != RS_OK ||
+        memcmp(params, params_ok, sizeof params_ok) != 0) {
+        return 0;
+    }
+    return 2 * ((params[RS_DDF_CAPACITY] + WAYS - 1) / WAYS);
+}
+
+static uint64_t block_size(const uint64_t *params) {
+    uint64_t nsets = block_sets(params);
+    return nsets ? sizeof(rs_dedup_block) + nsets * WAYS * sizeof(rs_dedup_slot) : UINT64_MAX;
+}
+
+static void block_init(void *block, const uint64_t *params) {
+    rs_dedup_block *b = block;
+    b->ttl_ns = params[RS_DDF_TTL];
+    b->capacity = params[RS_DDF_CAPACITY];
+    b->nsets = block_sets(params);
+    b->oldest = b->newest = NIL;
+    for (uint64_t i = 0; i < b->nsets * WAYS; i++) {
+        b->slot[i].prev = b->slot[i].next = NIL;
+    }
+    rs_region_mutex_init(&b->lock);
+}
+
+static int block_check(const void *block, uint64_t size, const uint64_t *params,
+                       void (*report)(void *ctx, const char *problem), void *ctx) {
+    const rs_dedup_block *b = block;
+    if (size != block_size(params)) {
+        report(ctx, "deduplicator: parameters or block size invalid");
+        return 1;
+    }
+    if (b->ttl_ns != params[RS_DDF_TTL] || b->capacity != params[RS_DDF_CAPACITY] ||
+        b->nsets != block_sets(params)) {
+        report(ctx, "deduplicator: settings differ from its parameters");
+        return 1;
+    }
+    return 0;
+}
+
+static inline uint64_t first_word(uint64_t d0) {
+    return d0 ? d0 : UINT64_C(0x9e3779b97f4a7c15); /* 0 marks an empty slot */
+}
+
+static inline int slot_expired(const rs_dedup_block *b, const rs_dedup_slot *s, uint64_t now_ns) {
+    return now_ns >= s->t_ns && now_ns - s->t_ns >= b->ttl_ns;
+}
+
+/* Whether slot i lies in one of the two sets of the key it holds. */
+static inline int in_its_set(const rs_dedup_block *b, uint64_t i) {
+    const rs_dedup_slot *s = &b->slot[i];
+    uint64_t set = i / WAYS;
+    return s->d0 % b->nsets == set || s->d1 % b->nsets == set;
+}
+
+/* The slot holding (d0, d1) (d0 made non-zero) at an index other than
+ * `not` (NIL: any), or NIL. */
+static uint32_t find_slot(const rs_dedup_block *b, uint64_t d0, uint64_t d1, uint64_t not) {
+    uint64_t sets[2] = {d0 % b->nsets, d1 % b->nsets};
+    for (unsigned k = 0; k < 2 - (sets[0] == sets[1]); k++) {
+        const rs_dedup_slot *set = &b->slot[sets[k] * WAYS];
+        for (unsigned w = 0; w < WAYS; w++) {
+            if (set[w].d0 == d0 && set[w].d1 == d1 && sets[k] * WAYS + w != not) {
+                return (uint32_t)(sets[k] * WAYS + w);
+            }
+        }
+    }
+    return NIL;
+}
+
+/* A slot holds its key from the moment its d0 is written, after the other
+ * words, and no longer once d0 is cleared, before the other words change:
+ * a process killed at any instruction leaves a whole key or none. */
+static inline void publish(rs_dedup_slot *s, uint64_t d0) {
+    __atomic_store_n(&s->d0, d0, __ATOMIC_RELEASE);
+}
+
+static inline void unpublish(rs_dedup_slot *s) {
+    __atomic_store_n(&s->d0, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void unlink_slot(rs_dedup_block *b, uint32_t i) {
+    rs_dedup_slot *s = &b->slot[i];
+    if (s->prev != NIL) b->slot[s->prev].next = s->next; else b->oldest = s->next;
+    if (s->next != NIL) b->slot[s->next].prev = s->prev; else b->newest = s->prev;
+}
+
+static void append_slot(rs_dedup_block *b, uint32_t i) {
+    rs_dedup_slot *s = &b->slot[i];
+    s->prev = b->newest;
+    s->next = NIL;
+    if (b->newest != NIL) b->slot[b->newest].next = i; else b->oldest = i;
+    b->newest = i;
+}
+
+static void drop_slot(rs_dedup_block *b, uint32_t i) {
+    rs_dedup_slot *s = &b->slot[i];
+    unpublish(s);
+    unlink_slot(b, i);
+    s->d1 = s->t_ns = 0;
+    s->prev = s->next = NIL;
+    b->size--;
+}
+
+/* The first empty slot of set `set`, or NIL; *held counts its keys. */
+static uint32_t empty_in(const rs_dedup_block *b, uint64_t set, unsigned *held) {
+    uint32_t empty = NIL;
+    *held = 0;
+    for (unsigned w = 0; w < WAYS; w++) {
+        if (b->slot[set * WAYS + w].d0 == 0) {
+            empty = empty == NIL ? (uint32_t)(set * WAYS + w) : empty;
+        } else {
+            ++*held;
+        }
+    }
+    return empty;
+}
+
+/* An empty slot for a new key of sets s0 and s1, made if need be (see the
+ * header): the emptier set's, else one a key moved out of, else the slot
+ * of the pair's least recently recorded key, evicted. */
+static uint32_t make_room(rs_dedup_block *b, uint64_t s0, uint64_t s1) {
+    unsigned held0, held1;
+    uint32_t e0 = empty_in(b, s0, &held0), e1 = empty_in(b, s1, &held1);
+    if (e0 != NIL || e1 != NIL) {
+        return e1 == NIL || (e0 != NIL && held0 <= held1) ? e0 : e1;
+    }
+    uint64_t sets[2] = {s0, s1};
+    uint32_t victim = NIL;
+    for (unsigned k = 0; k < 2; k++) {
+        for (unsigned w = 0; w < WAYS; w++) {
+            uint32_t x = (uint32_t)(sets[k] * WAYS + w);
+            rs_dedup_slot *s = &b->slot[x];
+            uint64_t a = s->d0 % b->nsets, c = s->d1 % b->nsets, other = a == sets[k] ? c : a;
+            unsigned held;
+            uint32_t y = other == sets[k] ? NIL : empty_in(b, other, &held);
+            if (y != NIL) {
+                /* the key moves to y, keeping its time and its place */
+                rs_dedup_slot *t = &b->slot[y];
+                t->d1 = s->d1;
+                t->t_ns = s->t_ns;
+                t->prev = s->prev;
+                t->next = s->next;
+                if (s->prev != NIL) b->slot[s->prev].next = y; else b->oldest = y;
+                if (s->next != NIL) b->slot[s->next].prev = y; else b->newest = y;
+                publish(t, s->d0);
+                unpublish(s);
+                s->d1 = s->t_ns = 0;
+                s->prev = s->next = NIL;
+                return x;
+            }
+            if (victim == NIL || s->t_ns < b->slot[victim].t_ns) {
+                victim = x;
+            }
+        }
+    }
+    drop_slot(b, victim);
+    b->evicted++;
+    return victim;
+}
+
+uint64_t rs_dedup_block_expire(rs_dedup_block *b, uint64_t now_ns, uint64_t limit) {
+    uint64_t n = 0;
+    while (b->oldest != NIL && (limit == 0 || n < limit) &&
+           slot_expired(b, &b->slot[b->oldest], now_ns)) {
+        drop_slot(b, b->oldest);
+        b->expired++;
+        n++;
+    }
+    return n;
+}
+
+int rs_dedup_block_seen(rs_dedup_block *b, uint64_t d0, uint64_t d1, uint64_t now_ns) {
+    d0 = first_word(d0);
+    if (b->oldest != NIL && slot_expired(b, &b->slot[b->oldest], now_ns)) {
+        rs_dedup_block_expire(b, now_ns, 2);
+    }
+    uint32_t i = find_slot(b, d0, d1, NIL);
+    if (i != NIL) {
+        rs_dedup_slot *s = &b->slot[i];
+        if (!slot_expired(b, s, now_ns)) {
+            b->duplicates++;
+            return 1;
+        }
+        /* known but expired: recorded again, now, as the newest */
+        b->expired++;
+        s->t_ns = now_ns;
+        unlink_slot(b, i);
+        append_slot(b, i);
+        return 0;
+    }
+    if (b->size >= b->capacity) {
+        drop_slot(b, b->oldest);
+        b->evicted++;
+    }
+    i = make_room(b, d0 % b->nsets, d1 % b->nsets);
+    rs_dedup_slot *s = &b->slot[i];
+    s->d1 = d1;
+    s->t_ns = now_ns;
+    append_slot(b, i);
+    b->size++;
+    publish(s, d0);
+    return 0;
+}
+
+int rs_dedup_block_contains(const rs_dedup_block *b, uint64_t d0, uint64_t d1, uint64_t now_ns) {
+    uint32_t i = find_slot(b, first_word(d0), d1, NIL);
+    return i != NIL && !slot_expired(b, &b->slot[i], now_ns);
+}
+
+int rs_dedup_block_discard(rs_dedup_block *b, uint64_t d0, uint64_t d1) {
+    uint32_t i = find_slot(b, first_word(d0), d1, NIL);
+    if (i == NIL) {
+        return 0;
+    }
+    drop_slot(b, i);
+    return 1;
+}
+
+void rs_dedup_block_clear(rs_dedup_block *b) {
+    while (b->oldest != NIL) {
+        drop_slot(b, b->oldest);
+    }
+}
+
+/* The state's problems (see the header), reported when report is not NULL;
+ * returns their number. Reads only, every index checked before use. */
+static int state_problems(const rs_dedup_block *b, void (*report)(void *ctx, const char *problem),
+                          void *ctx) {
+    uint64_t nslots = b->nsets * WAYS, used = 0, strays = 0, twice = 0;
+    int n = 0;
+#define PROBLEM(text)             \
+    do {                          \
+        if (report) {             \
+            report(ctx, (text));  \
+        }                         \
+        n++;                      \
+    } while (0)
+    for (uint64_t i = 0; i < nslots; i++) {
+        const rs_dedup_slot *s = &b->slot[i];
+        if (s->d0 == 0) {
+            continue;
+        }
+        used++;
+        if (!in_its_set(b, i)) {
+            strays++;
+        } else if (find_slot(b, s->d0, s->d1, i) != NIL) {
+            twice++;
+        }
+    }
+    if (strays) {
+        PROBLEM("deduplicator: a key is outside its two sets");
+    }
+    if (twice) {
+        PROBLEM("deduplicator: a key is held twice");
+    }
+    if (used != b->size || used > b->capacity) {
+        PROBLEM("deduplicator: the size differs from the keys held or exceeds capacity");
+    }
+    /* the recording order: from oldest to newest through every key once */
+    uint64_t walked = 0;
+    uint32_t prev = NIL, i = b->oldest;
+    int broken = 0;
+    while (i != NIL) {
+        if (i >= nslots || walked == used || b->slot[i].d0 == 0 || b->slot[i].prev != prev) {
+            broken = 1;
+            break;
+        }
+        walked++;
+        prev = i;
+        i = b->slot[i].next;
+    }
+    if (broken || walked != used || b->newest != prev) {
+        PROBLEM("deduplicator: the recording order does not link every key once");
+    }
+#undef PROBLEM
+    return n;
+}
+
+static int block_check_state(const void *block, const uint64_t *params,
+                             void (*report)(void *ctx, const char *problem), void *ctx) {
+    (void)params;
+    return state_problems(block, report, ctx);
+}
+
+static inline int recorded_before(const rs_dedup_block *b, uint32_t x, uint32_t y) {
+    uint64_t tx = b->slot[x].t_ns, ty = b->slot[y].t_ns;
+    return tx < ty || (tx == ty && x < y);
+}
+
+/* Sorts the chain of slots from head (linked by next, NIL at its end) by
+ * recording time, by merging runs of doubling length in place; returns the
+ * new head. */
+static uint32_t sort_chain(rs_dedup_block *b, uint32_t head) {
+    rs_dedup_slot *s = b->slot;
+    if (head == NIL) {
+        return NIL;
+    }
+    for (uint64_t width = 1;; width *= 2) {
+        uint32_t p = head, tail = NIL;
+        uint64_t merges = 0;
+        head = NIL;
+        while (p != NIL) {
+            merges++;
+            uint32_t q = p;
+            uint64_t psize = 0, qsize = width;
+            while (psize < width && q != NIL) {
+                psize++;
+                q = s[q].next;
+            }
+            while (psize > 0 || (qsize > 0 && q != NIL)) {
+                uint32_t e;
+                if (psize == 0 || (qsize > 0 && q != NIL && recorded_before(b, q, p))) {
+                    e = q;
+                    q = s[q].next;
+                    qsize--;
+                } else {
+                    e = p;
+                    p = s[p].next;
+                    psize--;
+                }
+                if (tail != NIL) s[tail].next = e; else head = e;
+                tail = e;
+            }
+            p = q;
+        }
+        s[tail].next = NIL;
+        if (merges <= 1) {
+            return head;
+        }
+    }
+}
+
+/* Whether a slot below i holds slot i's key too. */
+static int held_below(const rs_dedup_block *b, uint32_t i) {
+    const rs_dedup_slot *s = &b->slot[i];
+    uint64_t sets[2] = {s->d0 % b->nsets, s->d1 % b->nsets};
+    for (unsigned k = 0; k < 2; k++) {
+        for (uint64_t j = sets[k] * WAYS; j < sets[k] * WAYS + WAYS && j < i; j++) {
+            if (b->slot[j].d0 == s->d0 && b->slot[j].d1 == s->d1) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Restores every invariant (see the header); a sound state is left as it is. */
+static void block_repair(void *block, const uint64_t *params) {
+    rs_dedup_block *b = block;
+    (void)params;
+    if (state_problems(b, NULL, NULL) == 0) {
+        return;
+    }
+    uint64_t nslots = b->nsets * WAYS;
+    uint32_t head = NIL;
+    b->size = 0;
+    for (uint64_t k = nslots; k > 0; k--) { /* chained in index order */
+        uint32_t i = (uint32_t)(k - 1);
+        rs_dedup_slot *s = &b->slot[i];
+        if (s->d0 != 0 && (!in_its_set(b, i) || held_below(b, i))) {
+            unpublish(s); /* damage, or the first copy of a key moved before it was cleared */
+        }
+        if (s->d0 == 0) {
+            *s = (rs_dedup_slot){0, 0, 0, NIL, NIL};
+            continue;
+        }
+        s->next = head;
+        head = i;
+        b->size++;
+    }
+    head = sort_chain(b, head);
+    uint32_t prev = NIL;
+    for (uint32_t i = head; i != NIL; i = b->slot[i].next) {
+        b->slot[i].prev = prev;
+        prev = i;
+    }
+    b->oldest = head;
+    b->newest = prev;
+    while (b->size > b->capacity) {
+        drop_slot(b, b->oldest);
+        b->evicted++;
+    }
+}
+
+const rs_region_type RS_DEDUP_REGION_TYPE = {
+    RS_DEDUP_TAG,      "deduplicator", block_size, block_init, block_check,
+    block_check_state, block_repair,
+};

@@ -18,6 +18,7 @@
 
 #include "rs_common.h"
 #include "rs_field.h"
+#include "rs_region.h"
 
 /* Returns 1 when equal, 0 when not, -1 on error (the operation stops). */
 typedef int (*rs_key_eq)(void *a, void *b, void *ctx);
@@ -155,5 +156,86 @@ int rs_dedup_visit(const rs_dedup *d, int (*fn)(void *key, void *arg), void *arg
 
 /* Bytes allocated for the pool and table. */
 size_t rs_dedup_memory(const rs_dedup *d);
+
+
+/* ---- a deduplicator in a region (shared by processes) --------------------
+ *
+ * The same set for str and bytes keys, kept in a region's block so that the
+ * processes of a host share it. A key is its 128-bit digest
+ * (rs_region_digest; a first word of 0 is read as another fixed word, since
+ * 0 marks an empty slot). The block: its mutex, the settings (ttl_ns,
+ * capacity) and counts (duplicates, expired, evicted, as the local set
+ * keeps them, for every process), then room for twice `capacity` keys:
+ * 2 * ceil(capacity / RS_DEDUP_WAYS) sets of RS_DEDUP_WAYS slots. A key
+ * lives in one of two sets, d0 % nsets or d1 % nsets. The slots holding a
+ * key are linked in recording order (slot indices, never pointers), as the
+ * local set links its entries, so the shared set behaves as the local one:
+ * the same check-and-insert, the same amortised expiry (a couple of the
+ * oldest expired keys per call, all of them for the size and the counts),
+ * at `capacity` keys the oldest recorded overall evicted, a key known but
+ * expired counted as expired and recorded again as the newest.
+ *
+ * Where it differs: a new key must take a slot in one of its two sets. It
+ * takes an empty slot of the set holding fewer keys; when both sets are
+ * full, one of their keys whose other set has an empty slot moves there
+ * (keeping its time and its place in the order); when none can, the key
+ * recorded least recently in the two sets is evicted (counted) although
+ * fewer than `capacity` keys are held. With half the slots in use at most
+ * and two choices plus a move, that takes both sets and the sixteen other
+ * sets their keys could move to full at once: see the docs for how often.
+ *
+ * Every operation runs under the block's mutex. A slot holds a key once
+ * its d0 is written, last, after its other words (and a key leaves by its
+ * d0 being cleared first), so a holder killed mid-update leaves every slot
+ * either empty or a whole key; what it can leave wrong is the order's
+ * links, the size, one count not incremented, or a key moved to its other
+ * set and not yet cleared from the first (held twice). The repair hook
+ * checks the state and, when anything is off, empties slots holding a key
+ * that is not theirs (damage) or held at a lower slot too, relinks the
+ * keys by recording time (ties by slot), recounts the size and evicts the
+ * oldest beyond capacity (counted). It runs when the lock's holder died and
+ * on every attach that finds the lock free. */
+#define RS_DEDUP_TAG 0x64647570u /* "ddup" */
+#define RS_DEDUP_WAYS 8u
+/* The capacity of a shared deduplicator unless given: its table is
+ * reserved in the region when it is made (64 bytes a key). */
+#define RS_DEDUP_SHARED_CAPACITY 4096u
+
+typedef struct rs_dedup_slot {
+    uint64_t d0, d1;     /* the key's digest; d0 0: empty */
+    uint64_t t_ns;       /* when recorded */
+    uint32_t prev, next; /* recording order, as slot indices; RS_DEDUP_NIL at the ends */
+} rs_dedup_slot;
+
+typedef struct rs_dedup_block {
+    rs_region_mutex lock;
+    uint64_t ttl_ns, capacity, nsets;
+    uint64_t size;           /* slots holding a key */
+    uint32_t oldest, newest; /* the ends of the recording order */
+    uint64_t duplicates, expired, evicted;
+    uint64_t reserved[8];
+    rs_dedup_slot slot[];
+} rs_dedup_block;
+
+extern const rs_region_type RS_DEDUP_REGION_TYPE;
+
+/* The region parameters of a deduplicator: ttl_ns, capacity, in the order
+ * of RS_DEDUP_FIELDS, so a mismatch's index names the field. Returns
+ * RS_EFIELD_BASE + RS_DDF_TTL unless 1 <= ttl_ns <= RS_MAX_SECONDS s, +
+ * RS_DDF_CAPACITY unless capacity lies in its field's range. */
+rs_status rs_dedup_params(uint64_t ttl_ns, uint64_t capacity, uint64_t params[RS_REGION_PARAMS]);
+
+/* rs_dedup_seen on the block with the key of digest (d0, d1): 1 a
+ * duplicate (counted), 0 new (recorded at now_ns). The caller holds the lock. */
+int rs_dedup_block_seen(rs_dedup_block *b, uint64_t d0, uint64_t d1, uint64_t now_ns);
+/* 1 when the key is recorded and not expired, else 0; changes nothing. */
+int rs_dedup_block_contains(const rs_dedup_block *b, uint64_t d0, uint64_t d1, uint64_t now_ns);
+/* Drops the key: 1 when it was there (expired or not, as rs_dedup_discard), else 0. */
+int rs_dedup_block_discard(rs_dedup_block *b, uint64_t d0, uint64_t d1);
+/* rs_dedup_expire on the block: drops at most limit (0: all) of the oldest
+ * keys that expired, counted; returns how many. */
+uint64_t rs_dedup_block_expire(rs_dedup_block *b, uint64_t now_ns, uint64_t limit);
+/* Drops every key (no count changes). */
+void rs_dedup_block_clear(rs_dedup_block *b);
 
 #endif /* RS_DEDUP_H */
