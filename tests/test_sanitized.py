@@ -35,7 +35,8 @@ SANITIZED_TESTS = ["tests/test_breaker.py", "tests/test_breaker_model.py", "test
                    "tests/test_adaptive_lockstep.py", "tests/test_adaptive.py",
                    "tests/test_region.py", "tests/test_region_ratelimit.py",
                    "tests/test_region_review.py",
-                   "tests/test_region_breaker.py"]
+                   "tests/test_region_breaker.py",
+                   "tests/test_region_dedup.py"]
 # Subprocess-heavy tests that add minutes under ASan and no new C paths.
 SKIPPED_UNDER_ASAN = "not million"
 

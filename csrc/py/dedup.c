@@ -4,12 +4,20 @@
  * (identity, then hash, then ==), so 1, 1.0 and True are one key. Two
  * re-entrancy guards: a key's __eq__ that calls back into the same
  * Deduplicator gets RuntimeError, and keys the core drops are released only
- * after the core operation completes (their __del__ may run Python code). */
+ * after the core operation completes (their __del__ may run Python code).
+ *
+ * With shared=region the set lives in the region's block (rs_dedup_block),
+ * shared by every process that opens the region: keys are str or bytes,
+ * kept as keyed digests, so no Python object is held and no Python code
+ * runs under the block's lock (the key's digest and the clock are read
+ * first). Every method branches to the block first; core holds only the
+ * settings then (initialised stays 0). */
 #include "resil_py.h"
 
 #include <structmember.h>
 
 #include "../core/rs_dedup.h"
+#include "../core/rs_region.h"
 
 typedef struct {
     PyObject_HEAD
@@ -19,6 +27,10 @@ typedef struct {
     resil_keyguard guard;
     int initialised;
     PyObject *weakreflist;
+    PyObject *name;   /* NULL unless given */
+    PyObject *region; /* NULL: local */
+    uint64_t offset;
+    uint64_t params[RS_REGION_PARAMS];
 } DedupObject;
 
 static void key_release(void *key, void *ctx) {
@@ -37,11 +49,26 @@ static void flush_grave(DedupObject *self) {
     resil_keyguard_flush(&self->guard);
 }
 
+/* The name= argument: NULL (none), or a non-empty str; -1 with TypeError
+ * or ValueError naming it. */
+static int check_name(PyObject *name) {
+    if (name && name != Py_None && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "name must be None or a non-empty str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    if (name && name != Py_None && PyUnicode_GET_LENGTH(name) == 0) {
+        PyErr_SetString(PyExc_ValueError, "name must be None or a non-empty str, got ''");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"ttl", "capacity", "clock", NULL};
-    PyObject *ttl_o = NULL, *cap_o = NULL, *clock = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$O:Deduplicator", kwlist, &ttl_o, &cap_o,
-                                     &clock)) {
+    static char *kwlist[] = {"ttl", "capacity", "clock", "shared", "name", NULL};
+    PyObject *ttl_o = NULL, *cap_o = NULL, *clock = Py_None, *shared = Py_None, *name = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOO:Deduplicator", kwlist, &ttl_o, &cap_o,
+                                     &clock, &shared, &name)) {
         return NULL;
     }
     resil_state *st = get_state_by_type(type);
@@ -49,9 +76,24 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     uint64_t ttl_ns = 300 * RS_NS_PER_SEC;
-    long long cap = 100000;
+    long long cap = shared == Py_None ? 100000 : RS_DEDUP_SHARED_CAPACITY;
     if ((ttl_o && resil_field_ns(&RS_DEDUP_FIELDS[RS_DDF_TTL], ttl_o, &ttl_ns) < 0) ||
-        (cap_o && resil_field_int(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], cap_o, &cap) < 0)) {
+        (cap_o && resil_field_int(&RS_DEDUP_FIELDS[RS_DDF_CAPACITY], cap_o, &cap) < 0) ||
+        check_name(name) < 0) {
+        return NULL;
+    }
+    if (name == Py_None) {
+        name = NULL;
+    }
+    if (shared != Py_None && !PyObject_TypeCheck(shared, st->Region_type)) {
+        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
+                     Py_TYPE(shared)->tp_name);
+        return NULL;
+    }
+    if (shared != Py_None && !name) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Deduplicator() with shared= needs name=, a non-empty str: the name "
+                        "every process sharing the deduplicator opens it by");
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);
@@ -64,9 +106,28 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     }
     self->clock = Py_NewRef(clock);
     self->clock_kind = kind;
+    self->name = Py_XNewRef(name);
     if (resil_keyguard_init(&self->guard) < 0) {
         Py_DECREF(self);
         return NULL;
+    }
+    if (shared != Py_None) {
+        /* the settings only; the set is the region's */
+        self->core.ttl_ns = ttl_ns;
+        self->core.capacity = (uint32_t)cap;
+        rs_status rc = rs_dedup_params(ttl_ns, (uint64_t)cap, self->params);
+        if (rc != RS_OK) {
+            Py_DECREF(self);
+            resil_raise_status(rc, RS_DEDUP_FIELDS, RS_DDF_COUNT, NULL, NULL);
+            return NULL;
+        }
+        if (resil_region_attach(st, shared, &RS_DEDUP_REGION_TYPE, name, self->params,
+                                RS_DEDUP_FIELDS, &self->offset) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->region = Py_NewRef(shared);
+        return (PyObject *)self;
     }
     rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, resil_key_eq, key_release, self);
     if (rc != RS_OK) {
@@ -78,6 +139,113 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     return (PyObject *)self;
 }
 
+/* ---- shared: the set in a region's block ---------------------------------- */
+
+/* The key's digest in the region: -1 with TypeError naming key unless it
+ * is a str or bytes, ValueError for a str with no UTF-8, RegionError when
+ * the region is closed. */
+static int shared_key(DedupObject *self, PyObject *key, uint64_t d[2]) {
+    if (!PyUnicode_Check(key) && !PyBytes_Check(key)) {
+        PyErr_Format(PyExc_TypeError,
+                     "key must be a str or bytes for a shared Deduplicator, not %.100s",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    if (!resil_region_block(self->region, 0)) {
+        return -1;
+    }
+    return resil_region_key(self->region, key, d);
+}
+
+/* The block, locked; NULL with the error set. */
+static rs_dedup_block *lock_block(DedupObject *self) {
+    rs_dedup_block *b = resil_region_block(self->region, self->offset);
+    if (!b || resil_region_lock(self->region, &b->lock, &RS_DEDUP_REGION_TYPE, b, self->params) < 0) {
+        return NULL;
+    }
+    return b;
+}
+
+/* The key's digest and the time, read before the lock is taken; -1 with
+ * the error set. */
+static int shared_prepare(DedupObject *self, PyObject *key, uint64_t d[2], uint64_t *now) {
+    if (shared_key(self, key, d) < 0) {
+        return -1;
+    }
+    return now ? resil_clock_read(self->clock_kind, self->clock, now) : 0;
+}
+
+static PyObject *shared_seen(DedupObject *self, PyObject *key) {
+    uint64_t d[2], now;
+    if (shared_prepare(self, key, d, &now) < 0) {
+        return NULL;
+    }
+    rs_dedup_block *b = lock_block(self);
+    if (!b) {
+        return NULL;
+    }
+    int r = rs_dedup_block_seen(b, d[0], d[1], now);
+    rs_region_unlock(&b->lock);
+    return PyBool_FromLong(r);
+}
+
+static int shared_contains(DedupObject *self, PyObject *key) {
+    uint64_t d[2], now;
+    if (shared_prepare(self, key, d, &now) < 0) {
+        return -1;
+    }
+    rs_dedup_block *b = lock_block(self);
+    if (!b) {
+        return -1;
+    }
+    int r = rs_dedup_block_contains(b, d[0], d[1], now);
+    rs_region_unlock(&b->lock);
+    return r;
+}
+
+static PyObject *shared_discard(DedupObject *self, PyObject *key) {
+    uint64_t d[2];
+    if (shared_prepare(self, key, d, NULL) < 0) {
+        return NULL;
+    }
+    rs_dedup_block *b = lock_block(self);
+    if (!b) {
+        return NULL;
+    }
+    int r = rs_dedup_block_discard(b, d[0], d[1]);
+    rs_region_unlock(&b->lock);
+    return PyBool_FromLong(r);
+}
+
+/* Drops every expired key, then copies the counts into *out (ttl and
+ * capacity too); -1 with the error set. */
+static int shared_counts(DedupObject *self, rs_dedup_block *out) {
+    uint64_t now;
+    if (resil_clock_read(self->clock_kind, self->clock, &now) < 0) {
+        return -1;
+    }
+    rs_dedup_block *b = lock_block(self);
+    if (!b) {
+        return -1;
+    }
+    rs_dedup_block_expire(b, now, 0);
+    out->ttl_ns = b->ttl_ns;
+    out->capacity = b->capacity;
+    out->size = b->size;
+    out->duplicates = b->duplicates;
+    out->expired = b->expired;
+    out->evicted = b->evicted;
+    rs_region_unlock(&b->lock);
+    return 0;
+}
+
+static PyObject *shared_refused(const char *method) {
+    PyErr_Format(PyExc_TypeError,
+                 "%s() needs a local Deduplicator: a shared one keeps keys only, with the "
+                 "ttl and capacity it was made with in the region", method);
+    return NULL;
+}
+
 static int visit_key(void *key, void *arg) {
     void **a = (void **)arg;
     visitproc visit = (visitproc)a[0];
@@ -87,6 +255,7 @@ static int visit_key(void *key, void *arg) {
 static int dedup_traverse(DedupObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->clock);
+    Py_VISIT(self->region);
     if (self->initialised) {
         void *a[2] = {(void *)visit, arg};
         int r = rs_dedup_visit(&self->core, visit_key, a);
@@ -117,12 +286,17 @@ static void dedup_dealloc(DedupObject *self) {
     }
     resil_keyguard_free(&self->guard);
     Py_CLEAR(self->clock);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->region);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
 
 static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
+    if (RS_UNLIKELY(self->region != NULL)) {
+        return shared_seen(self, key);
+    }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
@@ -151,6 +325,9 @@ static PyObject *dedup_put(DedupObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *key = args[0], *value = args[1];
     uint64_t hash, now;
+    if (self->region) {
+        return shared_refused("put");
+    }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
@@ -184,6 +361,9 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
     }
     PyObject *key = args[0], *dflt = nargs > 1 ? args[1] : Py_None;
     uint64_t hash, now;
+    if (self->region) {
+        return shared_refused("get");
+    }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return NULL;
@@ -201,6 +381,9 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
 
 static int dedup_contains(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
+    if (self->region) {
+        return shared_contains(self, key);
+    }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
         return -1;
@@ -212,6 +395,9 @@ static int dedup_contains(DedupObject *self, PyObject *key) {
 
 static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
     uint64_t hash;
+    if (self->region) {
+        return shared_discard(self, key);
+    }
     if (resil_key_hash(key, &hash) < 0 || enter(self) < 0) {
         return NULL;
     }
@@ -237,6 +423,10 @@ static int expire_all(DedupObject *self) {
 }
 
 static Py_ssize_t dedup_len(DedupObject *self) {
+    if (self->region) {
+        rs_dedup_block counts;
+        return shared_counts(self, &counts) < 0 ? -1 : (Py_ssize_t)counts.size;
+    }
     if (expire_all(self) < 0) {
         return -1;
     }
@@ -244,6 +434,15 @@ static Py_ssize_t dedup_len(DedupObject *self) {
 }
 
 static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->region) {
+        rs_dedup_block *b = lock_block(self);
+        if (!b) {
+            return NULL;
+        }
+        rs_dedup_block_clear(b);
+        rs_region_unlock(&b->lock);
+        Py_RETURN_NONE;
+    }
     if (enter(self) < 0) {
         return NULL;
     }
@@ -258,6 +457,9 @@ static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignor
 static PyObject *dedup_configure(DedupObject *self, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
     static const char *const names[3] = {"ttl", "maxsize", "capacity"};
+    if (self->region) {
+        return shared_refused("configure");
+    }
     if (nargs) {
         PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
         return NULL;
@@ -314,6 +516,19 @@ static PyObject *dedup_configure(DedupObject *self, PyObject *const *args, Py_ss
 }
 
 static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->region) {
+        rs_dedup_block c;
+        if (shared_counts(self, &c) < 0) {
+            return NULL;
+        }
+        return Py_BuildValue("{sKsKsKsKsKsdsK}", "depth", (unsigned long long)c.size,
+                             "duplicates", (unsigned long long)c.duplicates, "expired",
+                             (unsigned long long)c.expired, "evicted",
+                             (unsigned long long)c.evicted, "maxsize",
+                             (unsigned long long)c.capacity, "ttl", (double)c.ttl_ns / 1e9,
+                             "memory_bytes",
+                             (unsigned long long)RS_DEDUP_REGION_TYPE.block_size(self->params));
+    }
     if (expire_all(self) < 0) {
         return NULL;
     }
@@ -326,9 +541,21 @@ static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *dedup_get(DedupObject *self, void *closure) {
     switch ((int)(intptr_t)closure) {
-    case 0: return PyLong_FromUnsignedLongLong(self->core.duplicates);
+    case 0:
+        if (self->region) {
+            rs_dedup_block *b = lock_block(self);
+            if (!b) {
+                return NULL;
+            }
+            uint64_t n = b->duplicates;
+            rs_region_unlock(&b->lock);
+            return PyLong_FromUnsignedLongLong(n);
+        }
+        return PyLong_FromUnsignedLongLong(self->core.duplicates);
     case 1: return PyFloat_FromDouble((double)self->core.ttl_ns / 1e9);
     case 2: return PyLong_FromUnsignedLong(self->core.capacity);
+    case 4: return Py_NewRef(self->name ? self->name : Py_None);
+    case 5: return Py_NewRef(self->region ? self->region : Py_None);
     default: return Py_NewRef(self->clock);
     }
 }
@@ -338,8 +565,12 @@ static PyObject *dedup_repr(DedupObject *self) {
     if (!ttl) {
         return NULL;
     }
-    PyObject *r = PyUnicode_FromFormat("<Deduplicator ttl=%R capacity=%u size=%u>", ttl,
-                                       self->core.capacity, self->core.size);
+    PyObject *r = self->region
+                      ? PyUnicode_FromFormat("<Deduplicator name=%R ttl=%R capacity=%u shared=%R>",
+                                             self->name, ttl, self->core.capacity,
+                                             ((RegionObject *)self->region)->path)
+                      : PyUnicode_FromFormat("<Deduplicator ttl=%R capacity=%u size=%u>", ttl,
+                                             self->core.capacity, self->core.size);
     Py_DECREF(ttl);
     return r;
 }
@@ -388,6 +619,9 @@ static PyGetSetDef dedup_getset[] = {
     {"ttl", (getter)dedup_get, NULL, "Seconds a key counts as seen.", (void *)1},
     {"capacity", (getter)dedup_get, NULL, "Most keys kept; the oldest is evicted.", (void *)2},
     {"clock", (getter)dedup_get, NULL, "The clock read for recording times.", (void *)3},
+    {"name", (getter)dedup_get, NULL, "The name given (None when none was).", (void *)4},
+    {"shared", (getter)dedup_get, NULL,
+     "The SharedRegion holding the set, or None for a local one.", (void *)5},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -398,12 +632,33 @@ static PyMemberDef dedup_members[] = {
 
 static PyType_Slot dedup_slots[] = {
     {Py_tp_members, dedup_members},
-    {Py_tp_doc, "Deduplicator(ttl=300.0, capacity=100000, *, clock=None)\n--\n\n"
-                "A TTL set for deduplication, in C. seen(key) is one check-and-insert.\n"
-                "Keys are hashable objects compared exactly, like dict keys: no false\n"
-                "positives. Expired keys are dropped incrementally (never by a full scan);\n"
-                "at capacity the oldest key is evicted and counted. A key may carry a\n"
-                "value (put(key, value), get(key)): a TTL map of results or originals."},
+    {Py_tp_doc,
+     "Deduplicator(ttl=300.0, capacity=100000, *, clock=None, shared=None, name=None)\n--\n\n"
+     "A TTL set for deduplication, in C. seen(key) is one check-and-insert.\n"
+     "Keys are hashable objects compared exactly, like dict keys: no false\n"
+     "positives. Expired keys are dropped incrementally (never by a full scan);\n"
+     "at capacity the oldest key is evicted and counted. A key may carry a\n"
+     "value (put(key, value), get(key)): a TTL map of results or originals.\n\n"
+     "ttl: seconds a key counts as seen (default 300). capacity: most keys kept\n"
+     "(default 100000; 4096 with shared=). clock: read for the time (default\n"
+     "the monotonic clock). name: a non-empty str naming the set (default None);\n"
+     "required with shared=.\n\n"
+     "shared: None (the default) or a resil.SharedRegion. With a region, the set\n"
+     "lives in it, and every Deduplicator of that name in it, in any process of\n"
+     "the host, is one set: a key seen by any process is a duplicate in all of\n"
+     "them within its ttl, and stats() gives the host's counts. The first to make\n"
+     "it sets ttl and capacity; another passing different values gets ValueError\n"
+     "naming the first that differs. Keys must then be str or bytes (TypeError\n"
+     "otherwise; ValueError for a str holding a lone surrogate), kept as 128-bit\n"
+     "keyed digests: a key of any length takes 64 bytes of the region, reserved\n"
+     "when the set is made (room for twice capacity keys), and two keys are\n"
+     "taken for one with probability about 2**-128. seen, in, discard, len,\n"
+     "clear and stats behave as on a local set, with one difference: a new key\n"
+     "has two candidate sets of 8 slots in the table, and when both are full\n"
+     "and none of their keys can move to its other set, the oldest key of the\n"
+     "two is evicted (counted) before capacity is reached. put, get and\n"
+     "configure raise TypeError. A region that is full raises RegionError\n"
+     "naming size; a closed one, RegionError."},
     {Py_tp_new, dedup_new},
     {Py_tp_traverse, dedup_traverse},
     {Py_tp_clear, dedup_clear},

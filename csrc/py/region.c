@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/rs_dedup.h"
 #include "../core/rs_gcra.h"
 
 /* The object types a region holds: the core's block type, the Python
@@ -34,6 +35,7 @@ static const known_type KNOWN[] = {
     {&RS_GCRA_REGION_TYPE, "RateLimiter", RS_GCRA_FIELDS, RS_GCF_COUNT},
     {&RS_BREAKER_REGION_TYPE, "CircuitBreaker", resil_breaker_region_fields,
      RS_BREAKER_REGION_PARAMS},
+    {&RS_DEDUP_REGION_TYPE, "Deduplicator", RS_DEDUP_FIELDS, RS_DDF_COUNT},
 };
 #define NKNOWN ((int)(sizeof KNOWN / sizeof KNOWN[0]))
 
