@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import tempfile
 import threading
@@ -244,15 +243,8 @@ def test_processes_killed_at_random_moments_leave_a_sound_set(tmp_path: Path) ->
     rng = random.Random(11)
     last = 0
     for round_ in range(50):
-        ready = ctx.Event()
-        proc = ctx.Process(target=region_dedup_workers.churn_until_killed,
-                           args=(path, round_, ready))
-        proc.start()
-        assert ready.wait(30)
-        time.sleep(rng.uniform(0, 0.01))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
-        assert proc.exitcode == -signal.SIGKILL
+        region_dedup_workers.run_then_kill(ctx, region_dedup_workers.churn_until_killed,
+                                           (path, round_), rng.uniform(0, 0.01))
         t0 = time.monotonic()
         d.seen("parent")  # never hangs: a dead holder's lock is recovered, its update repaired
         assert time.monotonic() - t0 < 2
@@ -309,15 +301,9 @@ def test_a_holder_killed_mid_update_is_repaired_by_the_next_locker(tmp_path: Pat
     region = resil.SharedRegion(path, lease=5.0)
     d = resil.Deduplicator(60.0, 32, shared=region, name="k", clock=resil.VirtualClock())
     d.seen("a")
-    ready = ctx.Event()
-    proc = ctx.Process(target=region_dedup_workers.hold_lock_and_die, args=(path, ready))
-    proc.start()
-    try:
-        assert ready.wait(30)
-        _damage_size(path, 2)  # the update the holder was making, half-done
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
+    # the update the holder was making, half-done when it dies
+    region_dedup_workers.run_then_kill(ctx, region_dedup_workers.hold_lock_and_die, (path,), 0.0)
+    _damage_size(path, 2)
     assert region.check() != []
     t0 = time.monotonic()
     assert d.seen("a") is True  # the dead holder's lock taken over, the state repaired

@@ -123,19 +123,24 @@ static void table_remove(rs_dedup *d, uint32_t i) {
     d->table[i] = 0;
 }
 
-static void unlink_entry(rs_dedup *d, uint32_t idx) {
-    rs_dedup_entry *e = &d->pool[idx];
-    if (e->prev != RS_DEDUP_NIL) d->pool[e->prev].next = e->next; else d->oldest = e->next;
-    if (e->next != RS_DEDUP_NIL) d->pool[e->next].prev = e->prev; else d->newest = e->prev;
-}
-
-static void append_entry(rs_dedup *d, uint32_t idx) {
-    rs_dedup_entry *e = &d->pool[idx];
-    e->prev = d->newest;
-    e->next = RS_DEDUP_NIL;
-    if (d->newest != RS_DEDUP_NIL) d->pool[d->newest].next = idx; else d->oldest = idx;
-    d->newest = idx;
-}
+/* The recording order: records linked by index (prev, next; RS_DEDUP_NIL
+ * at the ends) between the owner's oldest and newest. One definition for
+ * the local set's entries (pool) and the shared set's slots (slot). */
+#define ORDER_OPS(kind, owner_t, rec_t, arr)                                    \
+    static void unlink_##kind(owner_t *o, uint32_t i) {                        \
+        rec_t *e = &o->arr[i];                                                 \
+        if (e->prev != RS_DEDUP_NIL) o->arr[e->prev].next = e->next; else o->oldest = e->next; \
+        if (e->next != RS_DEDUP_NIL) o->arr[e->next].prev = e->prev; else o->newest = e->prev; \
+    }                                                                          \
+    static void append_##kind(owner_t *o, uint32_t i) {                        \
+        rec_t *e = &o->arr[i];                                                 \
+        e->prev = o->newest;                                                   \
+        e->next = RS_DEDUP_NIL;                                                \
+        if (o->newest != RS_DEDUP_NIL) o->arr[o->newest].next = i; else o->oldest = i; \
+        o->newest = i;                                                         \
+    }
+ORDER_OPS(entry, rs_dedup, rs_dedup_entry, pool)
+ORDER_OPS(slot, rs_dedup_block, rs_dedup_slot, slot)
 
 /* Hands a dropped or replaced value back. */
 static void release_value(rs_dedup *d, void *value) {
@@ -626,20 +631,6 @@ static inline void publish(rs_dedup_slot *s, uint64_t d0) {
 static inline void unpublish(rs_dedup_slot *s) {
     __atomic_store_n(&s->d0, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-}
-
-static void unlink_slot(rs_dedup_block *b, uint32_t i) {
-    rs_dedup_slot *s = &b->slot[i];
-    if (s->prev != NIL) b->slot[s->prev].next = s->next; else b->oldest = s->next;
-    if (s->next != NIL) b->slot[s->next].prev = s->prev; else b->newest = s->prev;
-}
-
-static void append_slot(rs_dedup_block *b, uint32_t i) {
-    rs_dedup_slot *s = &b->slot[i];
-    s->prev = b->newest;
-    s->next = NIL;
-    if (b->newest != NIL) b->slot[b->newest].next = i; else b->oldest = i;
-    b->newest = i;
 }
 
 static void drop_slot(rs_dedup_block *b, uint32_t i) {

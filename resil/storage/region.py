@@ -13,8 +13,9 @@ __all__ = ["RegionError", "SharedRegion"]
 class SharedRegion(Region):
     """A memory-mapped region file that every process of a host opening the
     same ``path`` shares: objects created with ``shared=region`` (today
-    :class:`resil.RateLimiter`) live in it, and the processes using one
-    behave as one object used from several threads. State changes are made
+    :class:`resil.RateLimiter` and :class:`resil.Deduplicator`) live in
+    it, and the processes using one behave as one object used from several
+    threads. State changes are made
     in C under a robust process-shared lock, held only for the change
     itself, never over a protected call; a process killed while holding it
     (SIGKILL included) leaves nothing locked, and the next process repairs
@@ -28,7 +29,9 @@ class SharedRegion(Region):
     an int in [65536, 2**40]; default 1 MiB. About 19 KiB hold the header
     and a directory of up to 128 objects; a rate limiter takes 256 bytes
     plus 64 bytes per key of ``max_keys`` (rounded up to a multiple of 8;
-    the table has room for twice that, so that keys are not forgotten early).
+    the table has room for twice that, so that keys are not forgotten early);
+    a deduplicator 192 bytes plus 64 bytes per key of ``capacity`` (rounded
+    up to a multiple of 8; 4096 unless given).
     The size is fixed when the file is made: opening an existing region
     uses the file's size, whatever ``size`` says. ``lease``: seconds, a
     finite number > 0, default 30; the longest a lock in the region is

@@ -89,6 +89,15 @@ static const char *rs_test_current = "(none)";
         fflush(stdout);                                                        \
     } while (0)
 
+/* A fixed pseudo-random sequence (splitmix64), the same on every run. */
+static uint64_t rs_test_seed = 0x9e3779b97f4a7c15u;
+static inline uint64_t rs_test_rnd(void) {
+    uint64_t z = (rs_test_seed += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
 /* Prints the summary line and returns the exit code (non-zero on failure). */
 static inline int rs_test_summary(void) {
     printf("%lu passed, %lu failed\n", rs_test_passed, rs_test_failed);
