@@ -322,7 +322,8 @@ def _compared_per_op(case: Case, n1: int, n2: int, path: str) -> float | None:
         return per_op(case, n1, n2, path)
     except RuntimeError as exc:
         if any(words in str(exc) for words in ("has no attribute", "ImportError",
-                                                "unexpected keyword argument")):
+                                                "unexpected keyword argument",
+                                                "invalid keyword argument")):
             return None
         raise
 
