@@ -478,3 +478,11 @@ def test_a_damaged_parameter_past_a_types_own_is_a_region_error(
     region = resil.SharedRegion(path)
     with pytest.raises(resil.RegionError, match="corrupt.*holds a parameter no"):
         make(region)
+
+
+def test_shared_names_the_region_or_none(tmp_path: Path) -> None:
+    region = _region(tmp_path)
+    assert resil.CircuitBreaker("a", shared=region).shared is region
+    assert resil.CircuitBreaker("a").shared is None
+    assert resil.RateLimiter(5, name="a", shared=region).shared is region
+    assert resil.RateLimiter(5).shared is None

@@ -1307,6 +1307,10 @@ static PyObject *breaker_get_clock(BreakerObject *self, void *Py_UNUSED(closure)
     return Py_NewRef(self->clock);
 }
 
+static PyObject *breaker_get_shared(BreakerObject *self, void *Py_UNUSED(closure)) {
+    return Py_NewRef(self->region ? self->region : Py_None);
+}
+
 static PyObject *remaining_obj(const rs_breaker *b) {
     if (b->state == RS_STATE_FORCED_OPEN) {
         Py_RETURN_NONE;
@@ -1547,6 +1551,8 @@ static PyGetSetDef breaker_getset[] = {
     {"state", (getter)breaker_get_state, NULL, "The current State.", NULL},
     {"name", (getter)breaker_get_name, NULL, "The breaker's name.", NULL},
     {"clock", (getter)breaker_get_clock, NULL, "The clock the breaker reads.", NULL},
+    {"shared", (getter)breaker_get_shared, NULL,
+     "The SharedRegion holding the breaker's state, or None (this process's).", NULL},
     {"remaining", (getter)breaker_get_remaining, NULL,
      "Seconds until HALF_OPEN while OPEN, 0.0 otherwise, None when forced open.", NULL},
     {"health_score", (getter)breaker_get_health, NULL, "The health score in [0, 1].", NULL},

@@ -579,6 +579,7 @@ static PyObject *limiter_get(LimiterObject *self, void *closure) {
     case 2: return PyFloat_FromDouble(self->per);
     case 3: return PyLong_FromUnsignedLongLong(self->core.burst);
     case 4: return PyLong_FromUnsignedLong(self->keys.capacity);
+    case 6: return Py_NewRef(self->region ? self->region : Py_None);
     default: return Py_NewRef(self->clock ? self->clock : Py_None);
     }
 }
@@ -672,6 +673,8 @@ static PyGetSetDef limiter_getset[] = {
     {"burst", (getter)limiter_get, NULL, "The bucket's capacity, tokens.", (void *)3},
     {"max_keys", (getter)limiter_get, NULL, "Most keys tracked at once.", (void *)4},
     {"clock", (getter)limiter_get, NULL, "The clock read for the time.", (void *)5},
+    {"shared", (getter)limiter_get, NULL,
+     "The SharedRegion holding the limiter's state, or None (this process's).", (void *)6},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
