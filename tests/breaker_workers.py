@@ -95,3 +95,77 @@ def context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["resil", "breaker_workers"])
     return ctx
+
+
+class SharedClock:
+    """A clock every process reads from one shared double (seconds), moved
+    only by the lockstep test's steps."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def now(self) -> float:
+        return float(self.value.value)
+
+
+# The lockstep breaker: small numbers, so trips, probes and closes happen.
+LOCKSTEP_KW: dict[str, Any] = {"failure_threshold": 3, "window_size": 8, "minimum_calls": 4,
+                               "failure_rate_threshold": 0.5, "cooldown": 1.0,
+                               "cooldown_multiplier": 2.0, "cooldown_max": 4.0,
+                               "half_open_probes": 2, "latency_window": 5}
+
+
+def lockstep(path: str, seed: int, n: int, lock: Any, seq: Any, clock_value: Any,
+             out: Any) -> None:
+    """n operations on the shared breaker, each under the test's lock and
+    numbered from one counter, so their order is the order they took effect.
+    Permits stay open across operations (and across other processes' turns)
+    until this process reports them. Returns the log."""
+    region = resil.SharedRegion(path)
+    breaker = resil.CircuitBreaker("ls", shared=region, clock=SharedClock(clock_value),
+                                   **LOCKSTEP_KW)
+    rng = random.Random(seed)
+    held: list[tuple[int, Any]] = []  # (log index of the acquire, permit)
+    log: list[tuple[Any, ...]] = []
+    for _ in range(n):
+        with lock:
+            seq.value += 1
+            k = seq.value
+            r = rng.random()
+            if r < 0.35:
+                try:
+                    p = breaker.acquire()
+                    log.append((k, "acquire", p.epoch, p.probe))
+                    held.append((k, p))
+                except resil.CircuitOpenError as e:
+                    log.append((k, "rejected", int(e.state), e.remaining))
+            elif r < 0.75 and held:
+                at, p = held.pop(rng.randrange(len(held)))
+                kind = rng.choice(["success", "success", "failure", "release"])
+                latency = float(rng.randint(0, 400))
+                if kind == "release":
+                    breaker.release(p)
+                elif kind == "success":
+                    breaker.record_success(p, latency_ms=latency)
+                else:
+                    breaker.record_failure(p, latency_ms=latency)
+                log.append((k, kind, at, latency))
+            elif r < 0.85:
+                failed = rng.random() < 0.5
+                latency = float(rng.randint(0, 400))
+                if failed:
+                    breaker.record_failure(None, latency)
+                else:
+                    breaker.record_success(None, latency_ms=latency)
+                log.append((k, "permitless", failed, latency))
+            elif r < 0.97:
+                step = rng.choice([0.001, 0.25, 0.5, 1.0, 2.0])
+                clock_value.value += step
+                log.append((k, "advance", step))
+            else:
+                op = rng.choice(["open", "close", "force_open", "reset"])
+                getattr(breaker, op)()
+                log.append((k, "manual", op))
+            stats = breaker.stats()
+            log[-1] = log[-1] + (int(stats["state"]), stats["epoch"])
+    out.put(log)

@@ -486,3 +486,73 @@ def test_shared_names_the_region_or_none(tmp_path: Path) -> None:
     assert resil.CircuitBreaker("a").shared is None
     assert resil.RateLimiter(5, name="a", shared=region).shared is region
     assert resil.RateLimiter(5).shared is None
+
+
+def test_four_processes_in_lockstep_with_the_model(tmp_path: Path) -> None:
+    """Four processes take turns (a lock orders their operations; permits
+    stay open across turns and processes): the host's breaker after each
+    operation is the model's fed the same operations in that order."""
+    ctx = breaker_workers.context()
+    path = str(tmp_path / "r")
+    region = resil.SharedRegion(path)
+    lock, seq = ctx.Lock(), ctx.Value("q", 0)
+    clock_value = ctx.Value("d", 1000.0)
+    out = ctx.Queue()
+    n = 400
+    procs = [ctx.Process(target=breaker_workers.lockstep,
+                         args=(path, seed, n, lock, seq, clock_value, out))
+             for seed in range(4)]
+    for p in procs:
+        p.start()
+    logs = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    entries = sorted((e for log in logs for e in log), key=lambda e: e[0])
+    assert [e[0] for e in entries] == list(range(1, 4 * n + 1))
+    kw = breaker_workers.LOCKSTEP_KW
+    cfg = mdl.Config(
+        failure_threshold=kw["failure_threshold"], failure_rate_threshold=0.5,
+        slow_call_ms=None, slow_call_rate_threshold=1.0, window_size=kw["window_size"],
+        window_duration_ns=0, minimum_calls=kw["minimum_calls"], cooldown_ns=10**9,
+        cooldown_multiplier=2.0, cooldown_max_ns=4 * 10**9, half_open_probes=2,
+        half_open_max_wait_ns=0, adaptive=True, ewma_alpha=0.3, sensitivity=2.0,
+        min_health_score=0.3, latency_window=kw["latency_window"])
+    now = 1000 * 10**9
+    model = mdl.BreakerModel(cfg, now=0)
+    permits: dict[int, mdl.Permit] = {}
+    seen = Counter()
+    for entry in entries:
+        k, op = entry[0], entry[1]
+        state, epoch = entry[-2], entry[-1]
+        if op in ("acquire", "rejected"):
+            got = model.acquire(now)
+            if op == "acquire":
+                assert isinstance(got, mdl.Permit), entry
+                assert (got.epoch, got.probe) == entry[2:4], (entry, got)
+                permits[k] = got
+            else:
+                assert not isinstance(got, mdl.Permit), (entry, got)
+                assert int(model.state) == entry[2]
+        elif op in ("success", "failure", "release"):
+            permit = permits.pop(entry[2])
+            if op == "release":
+                model.release(permit, now)
+            else:
+                getattr(model, op)(permit, entry[3], now)
+        elif op == "permitless":
+            (model.failure if entry[2] else model.success)(None, entry[3], now)
+        elif op == "advance":
+            now += round(entry[2] * 1e9)
+        else:
+            getattr(model, entry[2])(now)
+        model.tick(now)
+        assert (model.state, model.epoch) == (state, epoch), (entry, model.state, model.epoch)
+        seen[op] += 1
+    # every kind of step happened, and the breaker went round its states
+    assert min(seen.values()) >= 5, seen
+    stats = resil.CircuitBreaker("ls", shared=region, **breaker_workers.LOCKSTEP_KW).stats()
+    assert stats["transitions"]["HALF_OPEN"] >= 3 and stats["transitions"]["OPEN"] >= 3, stats
+    assert (stats["permitted"], stats["rejected"]) == (
+        model.counts["permitted"], model.counts["rejected"])
+    assert region.check() == []
