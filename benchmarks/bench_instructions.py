@@ -46,7 +46,7 @@ _SHARED_LIMITER = (
     "import os, tempfile, resil\n"
     "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
     "region = resil.SharedRegion(p)\nos.unlink(p)\n"
-    "r = resil.RateLimiter(1e12, burst=10**15, shared=region)\nt = r.try_acquire")
+    "r = resil.RateLimiter(1e12, burst=10**15, name='r', shared=region)\nt = r.try_acquire")
 
 # A Deduplicator, local or in a SharedRegion whose file is removed once
 # mapped, and a stream of new str keys (capacity 2**16: none is evicted).

@@ -92,6 +92,7 @@ def test_region_error_is_a_resil_error() -> None:
     ({"size": 10**400}, ValueError, "size"),
     ({"size": -1}, ValueError, "size"),
     ({"lease": 0}, ValueError, "lease"),
+    ({"lease": 1e-12}, ValueError, r"lease must be .* in \[1e-9, "),  # rounds to 0 ns
     ({"lease": -1.0}, ValueError, "lease"),
     ({"lease": float("nan")}, ValueError, "lease"),
     ({"lease": float("inf")}, ValueError, "lease"),
@@ -341,3 +342,14 @@ def test_process_identity_is_pid_and_start_time() -> None:
     proc.join(timeout=30)
     assert resil.SharedRegion._process(proc.pid, 1) in (None, (0, False)) or \
         resil.SharedRegion._process(proc.pid, 1)[1] is False  # type: ignore[index]
+
+
+def test_a_holder_of_another_pid_namespace_is_never_found_dead() -> None:
+    """A pid means a process only within its pid namespace (two containers
+    sharing /dev/shm may each run a process 42): a holder recorded by
+    another namespace is never taken for dead from this one's /proc."""
+    ns = os.stat("/proc/self/ns/pid").st_ino & 0xFFFFFFFF
+    start, _ = resil.SharedRegion._process(os.getpid())  # type: ignore[misc]
+    assert resil.SharedRegion._process(os.getpid(), start + 1, ns) == (start, False)
+    # the same pid and a wrong start time, from another namespace: unknown, so alive
+    assert resil.SharedRegion._process(os.getpid(), start + 1, ns ^ 1) == (start, True)

@@ -337,9 +337,10 @@ rs_breaker *rs_breaker_block_core(rs_breaker_block *blk);
 rs_status rs_breaker_block_acquire(rs_breaker_block *blk, uint64_t now_ns, rs_permit *p,
                                    uint64_t *remaining_ns, const rs_region_holder *me,
                                    uint64_t lease_ns, rs_region_alive_fn alive, void *actx);
-/* An outcome (RS_OUTCOME_FAILED set: a failure; kind 2: a release) of
- * permit p (NULL: a call made without one) of process me; a probe's record
- * is freed with it. */
+/* An outcome (RS_BLOCK_SUCCESS, _FAILURE or _RELEASE) of permit p (NULL:
+ * a call made without one); a probe's record is freed with it, whichever
+ * process reports it (me is unused: a child forked while the permit was
+ * out reports it too). */
 enum { RS_BLOCK_SUCCESS = 0, RS_BLOCK_FAILURE = 1, RS_BLOCK_RELEASE = 2 };
 void rs_breaker_block_outcome(rs_breaker_block *blk, const rs_permit *p, int kind,
                               double latency_ms, uint64_t now_ns, const rs_region_holder *me);

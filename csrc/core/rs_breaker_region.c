@@ -331,13 +331,44 @@ static void block_repair(void *block, const uint64_t *params) {
     if (l->n > l->cap) {
         l->n = l->cap;
     }
-    if (l->pos >= l->cap) {
+    if (l->n < l->cap) {
+        l->pos = l->n; /* a ring not yet full holds values[0..n) */
+    } else if (l->pos >= l->cap) {
         l->pos = 0;
     }
-    rs_latring_resum(l);
+    /* the sums from the values, keeping pos: rs_latring_resum would set it
+     * to 0, which is only right once the ring is in oldest-first order */
+    double s = 0.0, q = 0.0;
+    for (uint32_t i = 0; i < l->n; i++) {
+        s += l->values[i];
+        q += l->values[i] * l->values[i];
+    }
+    l->sum = s;
+    l->sumsq = q;
     if (b->probes_granted > b->cfg.half_open_probes) {
         b->probes_granted = b->cfg.half_open_probes;
     }
+}
+
+static void release_probe(rs_breaker *b, const rs_region_permit *rec, uint64_t now_ns) {
+    rs_permit p = {rec->tag, RS_PERMIT_PROBE, -1};
+    rs_breaker_release(b, &p, now_ns);
+}
+
+static void block_drop_holder(void *block, const uint64_t *params, const rs_region_holder *who) {
+    rs_breaker_block *blk = block;
+    (void)params;
+    rs_breaker *b = rs_breaker_block_core(blk);
+    journal_begin(blk, b->now_ns);
+    for (uint64_t i = 0; i < blk->nprobes; i++) {
+        rs_region_permit *rec = &blk->probe[i];
+        if (rec->holder.pid != 0 && rec->holder.pid == who->pid &&
+            rec->holder.start == who->start) {
+            release_probe(b, rec, b->now_ns);
+            memset(rec, 0, sizeof *rec);
+        }
+    }
+    journal_end(blk);
 }
 
 const rs_region_type RS_BREAKER_REGION_TYPE = {
@@ -348,6 +379,7 @@ const rs_region_type RS_BREAKER_REGION_TYPE = {
     .check = block_check,
     .check_state = block_check_state,
     .repair = block_repair,
+    .drop_holder = block_drop_holder,
 };
 
 /* ---- probes held by processes ------------------------------------------- */
@@ -359,8 +391,7 @@ typedef struct {
 
 static void give_back(void *ctx, const rs_region_permit *rec) {
     reclaim_ctx *r = ctx;
-    rs_permit p = {rec->tag, RS_PERMIT_PROBE, -1};
-    rs_breaker_release(r->b, &p, r->now_ns);
+    release_probe(r->b, rec, r->now_ns);
 }
 
 static int record_probe(rs_breaker_block *blk, rs_permit *p, const rs_region_holder *me,
@@ -428,8 +459,15 @@ void rs_breaker_block_outcome(rs_breaker_block *blk, const rs_permit *p, int kin
     } else {
         rs_breaker_release(b, p, now_ns);
     }
-    if (p && p->kind == RS_PERMIT_PROBE && p->slot >= 0) {
-        rs_region_permit_give(blk->probe, (uint32_t)blk->nprobes, p->slot, me, p->epoch);
+    (void)me;
+    if (p && p->kind == RS_PERMIT_PROBE && p->slot >= 0 && (uint64_t)p->slot < blk->nprobes &&
+        blk->probe[p->slot].holder.pid != 0 && blk->probe[p->slot].tag == p->epoch) {
+        /* The permit's record: its slot holding its epoch. A slot is taken
+         * again in one epoch only once its permit reported or its holder
+         * died, so no other live permit matches; the holder is not asked,
+         * since a process forked while a permit was out reports it as its
+         * own child. */
+        memset(&blk->probe[p->slot], 0, sizeof blk->probe[p->slot]);
     }
     journal_end(blk);
 }

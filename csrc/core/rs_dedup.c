@@ -926,4 +926,5 @@ static void block_repair(void *block, const uint64_t *params) {
 const rs_region_type RS_DEDUP_REGION_TYPE = {
     RS_DEDUP_TAG,      "deduplicator", block_size, block_init, block_check,
     block_check_state, block_repair,
+    NULL, /* no permits held by processes */
 };

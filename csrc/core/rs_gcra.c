@@ -275,6 +275,7 @@ static void block_repair(void *block, const uint64_t *params) {
 const rs_region_type RS_GCRA_REGION_TYPE = {
     RS_GCRA_TAG,       "rate limiter", block_size, block_init, block_check,
     block_check_state, block_repair,
+    NULL, /* no permits held by processes */
 };
 
 /* The two sets a digest may live in (the same one when they coincide). */

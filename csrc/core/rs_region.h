@@ -165,6 +165,9 @@ typedef struct rs_region_type {
     int (*check_state)(const void *block, const uint64_t *params,
                        void (*report)(void *ctx, const char *problem), void *ctx);
     void (*repair)(void *block, const uint64_t *params);
+    /* Optional: gives back every permit the block's records say `who`
+     * holds (a process closing the region); the caller holds the lock. */
+    void (*drop_holder)(void *block, const uint64_t *params, const rs_region_holder *who);
 } rs_region_type;
 
 /* Makes m a process-shared robust mutex: 0, or -1 when the platform refuses. */

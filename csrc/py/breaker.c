@@ -268,6 +268,9 @@ __attribute__((noinline)) void give_back(BreakerObject *b, const rs_permit *p, u
 
 void give_back_later(BreakerObject *b, const rs_permit *p, uint64_t now) {
     if (b->region) {
+        if (!((RegionObject *)b->region)->base) {
+            return; /* closed: closing gave back this process's probes */
+        }
         shared_record(b, p, OUT_RELEASE, -1.0, now, 0);
     } else {
         rs_breaker_release(&b->core, p, now);
@@ -703,6 +706,13 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
         return NULL;
     }
+    if (shared != Py_None && !name) {
+        PyErr_SetString(PyExc_TypeError,
+                        "CircuitBreaker() with shared= needs a name, the one every process "
+                        "sharing the breaker opens it by (two unnamed breakers would otherwise "
+                        "be one)");
+        return NULL;
+    }
     parsed_param pv[P_COUNT];
     if (parse_params(v, pv) < 0) {
         return NULL;
@@ -1021,8 +1031,9 @@ static PyObject *record_outcome(BreakerObject *self, PyObject *const *args, Py_s
     PermitObject *pm = NULL;
     double lat = -1.0;
     int given;
-    if (parse_outcome_args(self, args, nargs, kwnames, fname, &pm, &lat, &given) < 0) {
-        return NULL;
+    if (parse_outcome_args(self, args, nargs, kwnames, fname, &pm, &lat, &given) < 0 ||
+        (self->region && !resil_region_block(self->region, 0))) {
+        return NULL; /* a closed region: RegionError, the permit still unreported */
     }
     if (pm) {
         pm->done = 1; /* claimed before any Python code (a clock) can run */
@@ -1059,6 +1070,9 @@ static PyObject *breaker_release(BreakerObject *self, PyObject *permit) {
     }
     if (pm->done) {
         PyErr_SetString(PyExc_ValueError, "release(): the permit has already reported its outcome");
+        return NULL;
+    }
+    if (self->region && !resil_region_block(self->region, 0)) {
         return NULL;
     }
     pm->done = 1; /* claimed before any Python code (a clock) can run */

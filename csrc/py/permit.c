@@ -17,6 +17,13 @@ static int permit_clear(PermitObject *p) {
 static void permit_dealloc(PermitObject *p) {
     PyTypeObject *tp = Py_TYPE(p);
     PyObject_GC_UnTrack(p);
+    if (!p->done && p->breaker) {
+        /* dropped unreported: given back, so a probe is not lost (its
+         * transitions are reported at the breaker's next operation) */
+        p->done = 1;
+        BreakerObject *b = (BreakerObject *)p->breaker;
+        give_back_later(b, &p->permit, b->core.now_ns);
+    }
     permit_clear(p);
     PyObject_GC_Del(p);
     Py_DECREF(tp);
@@ -51,7 +58,7 @@ static PyGetSetDef permit_getset[] = {
 
 static PyType_Slot permit_slots[] = {
     {Py_tp_doc, "A permit to make one call; report it once with record_success,\n"
-                "record_failure or release."},
+                "record_failure or release. One dropped unreported is released."},
     {Py_tp_traverse, permit_traverse},
     {Py_tp_clear, permit_clear},
     {Py_tp_dealloc, permit_dealloc},

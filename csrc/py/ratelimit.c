@@ -98,6 +98,13 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      Py_TYPE(shared)->tp_name);
         return NULL;
     }
+    if (shared != Py_None && !name) {
+        PyErr_SetString(PyExc_TypeError,
+                        "RateLimiter() with shared= needs name=, a non-empty str: the name "
+                        "every process sharing the limiter opens it by (two unnamed limiters "
+                        "would otherwise be one)");
+        return NULL;
+    }
     int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;

@@ -51,7 +51,7 @@ static const known_type *known(uint32_t tag) {
 enum { RF_SIZE = 0, RF_LEASE, RF_COUNT };
 static const rs_field REGION_FIELDS[RF_COUNT] = {
     {"size", RS_FIELD_INT, (double)RS_REGION_MIN_SIZE, (double)RS_REGION_MAX_SIZE, 0, NULL},
-    {"lease", RS_FIELD_SECONDS, 0.0, RS_MAX_SECONDS, RS_FIELD_OPEN_LO, NULL},
+    {"lease", RS_FIELD_SECONDS, 1e-9, RS_MAX_SECONDS, 0, NULL}, /* at least 1 ns */
 };
 
 static PyObject *region_error(PyObject *region, const char *fmt, ...) {
@@ -99,10 +99,22 @@ static int process_start(uint64_t pid, uint64_t *start) {
     return 1;
 }
 
+/* The pid namespace of this process: the inode of /proc/self/ns/pid, low
+ * 32 bits (0 when unknown). A holder's pid word carries it above the pid,
+ * since a pid means a process only within its namespace: two containers
+ * sharing /dev/shm may each have a process 42. */
+static uint64_t pid_namespace(void) {
+    struct stat sb;
+    return stat("/proc/self/ns/pid", &sb) == 0 ? (uint64_t)(sb.st_ino & 0xffffffffu) : 0;
+}
+
 int resil_region_alive(uint64_t pid, uint64_t start, void *ctx) {
     (void)ctx;
+    if ((pid >> 32) != (resil_region_me()->pid >> 32)) {
+        return -1; /* another pid namespace: /proc here cannot tell */
+    }
     uint64_t now_start;
-    int r = process_start(pid, &now_start);
+    int r = process_start(pid & 0xffffffffu, &now_start);
     return r <= 0 ? r : now_start == start;
 }
 
@@ -125,7 +137,7 @@ const rs_region_holder *resil_region_me(void) {
             start = 0; /* no /proc: the pid alone, and a holder is never found dead */
         }
         me_cached.start = start;
-        me_cached.pid = pid;
+        me_cached.pid = pid_namespace() << 32 | pid;
     }
     return &me_cached;
 }
@@ -194,6 +206,11 @@ static PyObject *region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         if (rc != 0) {
             failed = "posix_fallocate";
             err = rc;
+            /* some file systems keep what a failed call reserved: the file
+             * was empty, and is again, rather than a large file of zeros */
+            if (ftruncate(fd, 0) != 0) {
+                err = rc;
+            }
         } else {
             sb.st_size = (off_t)size;
         }
@@ -264,9 +281,61 @@ error:
     return NULL;
 }
 
+static void lease_deadline(const RegionObject *r, struct timespec *t);
+
+static void count_problem(void *ctx, const char *problem) {
+    (void)problem;
+    (*(int *)ctx)++;
+}
+
+/* Gives back the permits this process holds in the region's objects (the
+ * probes of its shared breakers): once closed it could never report them,
+ * and while it lives nobody would reclaim them. A block whose lock stays
+ * busy for a lease, or whose structure is damaged, is left alone. */
+static void drop_my_permits(RegionObject *self, char *base) {
+    const rs_region_header *h = (const rs_region_header *)base;
+    const rs_region_holder *me = resil_region_me();
+    uint32_t count = rs_region_count(h);
+    for (uint32_t i = 0; i < count && i < RS_REGION_DIR_CAP; i++) {
+        const rs_region_entry *e = &h->dir[i];
+        const known_type *k = known(e->type);
+        int problems = 0;
+        if (!k || !k->type->drop_holder || e->offset > self->size ||
+            e->size > self->size - e->offset || e->size != k->type->block_size(e->params)) {
+            continue;
+        }
+        void *blk = base + e->offset;
+        if (k->type->check(blk, e->size, e->params, count_problem, &problems) != 0) {
+            continue;
+        }
+        int rc = rs_region_trylock((rs_region_mutex *)blk);
+        if (rc == 2) {
+            struct timespec deadline;
+            lease_deadline(self, &deadline);
+            Py_BEGIN_ALLOW_THREADS
+            rc = rs_region_timedlock((rs_region_mutex *)blk, &deadline);
+            Py_END_ALLOW_THREADS
+        }
+        if (rc == 1) {
+            k->type->repair(blk, e->params);
+        }
+        if (rc == 0 || rc == 1) {
+            k->type->drop_holder(blk, e->params, me);
+            rs_region_unlock((rs_region_mutex *)blk);
+        }
+    }
+}
+
 /* Closes: new calls fail at once; the mapping goes when no thread waits
  * in it with the GIL released (the last one to leave unmaps it). */
 static void unmap(RegionObject *self) {
+    if (self->base) {
+        char *base = self->base;
+        self->base = NULL; /* calls from other threads fail from here */
+        self->waiters++;   /* the mapping stays while this thread is in it */
+        drop_my_permits(self, base);
+        self->waiters--;
+    }
     self->base = NULL;
     if (self->mapped && self->waiters == 0) {
         munmap(self->mapped, (size_t)self->size);
@@ -452,8 +521,8 @@ static PyObject *region_hold_lock(RegionObject *self, PyObject *name) {
 /* Test hook: whether process (pid, start) lives, and this process's start. */
 static PyObject *region_process(PyObject *cls, PyObject *args) {
     (void)cls;
-    unsigned long long pid, start = 0;
-    if (!PyArg_ParseTuple(args, "K|K:_process", &pid, &start)) {
+    unsigned long long pid, start = 0, ns = resil_region_me()->pid >> 32;
+    if (!PyArg_ParseTuple(args, "K|KK:_process", &pid, &start, &ns)) {
         return NULL;
     }
     uint64_t s = 0;
@@ -461,7 +530,7 @@ static PyObject *region_process(PyObject *cls, PyObject *args) {
     if (r < 0) {
         Py_RETURN_NONE;
     }
-    rs_region_holder h = {pid, start};
+    rs_region_holder h = {(uint64_t)ns << 32 | (pid & 0xffffffffu), start};
     return Py_BuildValue("(KN)", (unsigned long long)s,
                          PyBool_FromLong(!rs_region_holder_dead(&h, resil_region_alive, NULL)));
 }
@@ -678,9 +747,10 @@ static PyMethodDef region_methods[] = {
      "Test hook: takes the directory's lock (name None) or that object's lock\n"
      "and keeps it; the test then kills the process."},
     {"_process", (PyCFunction)region_process, METH_VARARGS | METH_CLASS,
-     "_process($cls, pid, start=0, /)\n--\n\n"
-     "Test hook: (start time of pid, whether (pid, start) lives), or None when\n"
-     "/proc cannot tell."},
+     "_process($cls, pid, start=0, ns=<this process's>, /)\n--\n\n"
+     "Test hook: (start time of pid, whether (pid, start) of pid namespace ns\n"
+     "(an inode's low 32 bits) lives: one of another namespace always counts as\n"
+     "living), or None when /proc cannot tell."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from resil import _resil
-from resil._resil import State
+from resil._resil import RegionError, State
 
 __all__ = ["CircuitBreaker", "BreakerGroup", "StateListener"]
 
@@ -201,7 +201,11 @@ class CircuitBreaker(_resil.Breaker):
                                listener, self.name)
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self.name!r} {self.state.name}>"
+        try:
+            state = self.state.name
+        except RegionError:  # a shared breaker whose region was closed
+            state = "(region closed)"
+        return f"<CircuitBreaker {self.name!r} {state}>"
 
 
 def _constructor_signature() -> inspect.Signature:

@@ -12,9 +12,9 @@ __all__ = ["RegionError", "SharedRegion"]
 
 class SharedRegion(Region):
     """A memory-mapped region file that every process of a host opening the
-    same ``path`` shares: objects created with ``shared=region`` (today
-    :class:`resil.RateLimiter` and :class:`resil.Deduplicator`) live in
-    it, and the processes using one behave as one object used from several
+    same ``path`` shares: objects created with ``shared=region``
+    (:class:`resil.CircuitBreaker`, :class:`resil.RateLimiter`,
+    :class:`resil.Deduplicator`) live in it, and the processes using one behave as one object used from several
     threads. State changes are made
     in C under a robust process-shared lock, held only for the change
     itself, never over a protected call; a process killed while holding it
@@ -26,8 +26,10 @@ class SharedRegion(Region):
     touches a disk; any path works. The file is created when missing (mode
     0600: only its owner may open it) and then kept; remove it to start
     afresh, once no process uses it. ``size``: the bytes of a new region,
-    an int in [65536, 2**40]; default 1 MiB. About 19 KiB hold the header
-    and a directory of up to 128 objects; a rate limiter takes 256 bytes
+    an int in [65536, 2**40]; default 1 MiB. 31,872 bytes hold the header
+    and a directory of up to 128 objects; a circuit breaker takes about 3.3
+    KiB plus ``window_size`` bytes, 8 per ``latency_window`` and 64 per
+    ``half_open_probes`` (3,968 bytes with the defaults); a rate limiter takes 256 bytes
     plus 64 bytes per key of ``max_keys`` (rounded up to a multiple of 8;
     the table has room for twice that, so that keys are not forgotten early);
     a deduplicator 192 bytes plus 64 bytes per key of ``capacity`` (rounded

@@ -184,13 +184,18 @@ static void test_probe_records(void) {
     CHECK_EQ_U64(blk->reclaimed, 1);
     CHECK_EQ_U64(blk->core.counters.rejected, 2); /* the call that reclaimed was admitted */
     CHECK_EQ_U64(blk->probe[1].since_ns, now + 50 * MS); /* asked; asked again a lease on */
-    /* an outcome frees its own record only */
-    rs_breaker_block_outcome(blk, &b, RS_BLOCK_SUCCESS, 1.0, now + 50 * MS, &ME); /* not ME's */
-    CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 2);
-    rs_breaker_block_outcome(blk, &x, RS_BLOCK_SUCCESS, 1.0, now + 50 * MS, &ME);
-    CHECK_EQ_INT(blk->core.state, RS_STATE_CLOSED); /* two successes: closed */
-    /* OTHER's record is stale now: freed when a probe needs the room */
+    /* an outcome frees its permit's record (slot and epoch), whichever
+     * process reports it: here ME reports OTHER's, as a forked child would */
+    rs_breaker_block_outcome(blk, &b, RS_BLOCK_SUCCESS, 1.0, now + 50 * MS, &ME);
     CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 1);
+    CHECK_EQ_U64(blk->probe[0].holder.pid, ME.pid); /* x's stays */
+    rs_breaker_block_outcome(blk, &b, RS_BLOCK_SUCCESS, 1.0, now + 50 * MS, &ME); /* again: */
+    CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 1); /* nothing more to free */
+    rs_breaker_block_outcome(blk, &x, RS_BLOCK_SUCCESS, 1.0, now + 50 * MS, &ME);
+    CHECK_EQ_INT(blk->core.state, RS_STATE_CLOSED); /* probe successes: closed */
+    CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 0);
+    /* a record of an earlier epoch is stale: freed when a probe needs the room */
+    blk->probe[1] = (rs_region_permit){OTHER, now, blk->core.epoch};
     now += 100 * MS;
     trip(blk, now);
     now += 10 * MS;
@@ -198,6 +203,27 @@ static void test_probe_records(void) {
     CHECK_EQ_INT(acquire(blk, now, &b, &ME), RS_OK);
     CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 2);
     CHECK(blk->probe[0].tag == blk->core.epoch && blk->probe[1].tag == blk->core.epoch);
+    CHECK_EQ_INT(problems(base), 0);
+    free(base);
+}
+
+/* Closing a region gives back the probes of the process closing it. */
+static void test_drop_holder(void) {
+    void *base = region();
+    rs_breaker_config c;
+    config(&c);
+    rs_breaker_block *blk = make(base, &c);
+    uint64_t now = 1000 * MS;
+    trip(blk, now);
+    now += 10 * MS;
+    rs_permit a, b, x;
+    CHECK_EQ_INT(acquire(blk, now, &a, &ME), RS_OK);
+    CHECK_EQ_INT(acquire(blk, now, &b, &OTHER), RS_OK);
+    CHECK_EQ_INT(acquire(blk, now, &x, &OTHER), RS_EREJECTED);
+    RS_BREAKER_REGION_TYPE.drop_holder(blk, NULL, &ME);
+    CHECK_EQ_U64(rs_region_permit_count(blk->probe, 2), 1);
+    CHECK_EQ_U64(blk->core.probes_granted, 1);
+    CHECK_EQ_INT(acquire(blk, now, &x, &OTHER), RS_OK); /* ME's probe, given back */
     CHECK_EQ_INT(problems(base), 0);
     free(base);
 }
@@ -280,6 +306,7 @@ int main(void) {
     RUN_TEST(test_params_round_trip);
     RUN_TEST(test_block_is_a_breaker);
     RUN_TEST(test_probe_records);
+    RUN_TEST(test_drop_holder);
     RUN_TEST(test_journal_undoes_a_cut_update);
     RUN_TEST(test_repair_recounts);
     return rs_test_summary();
