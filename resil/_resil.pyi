@@ -449,6 +449,28 @@ class Region:
     @property
     def closed(self) -> bool: ...
 
+class MonitorBlock:
+    # The C half of resil.Monitor(shared=region): its data in a region.
+    _ranges: ClassVar[dict[str, dict[str, Any]]]
+    def __init__(self, region: Region, name: str, retention: float, slots: int,
+                 alert_error_rate: float, alert_response_ms: float, max_components: int,
+                 max_series: int, clock: MonotonicClock | VirtualClock | Any | None = None
+                 ) -> None: ...
+    def record(self, component: str, operation: str, duration_ms: float, success: bool,
+               error_type: str | None, /) -> bool: ...
+    def record_event(self, index: int, kind: str, component: str, /) -> bool: ...
+    # (uptime, overflow_records, overflow_events, event window counts,
+    #  [(component, requests, errors, duration sum ms, (p50, p95, p99) | None)],
+    #  [(kind, a, b, ok, sum_ms, counts)])
+    def read(self, quantiles: bool, /) -> tuple[
+        float, int, int, tuple[int, int, int, int, int],
+        list[tuple[str, int, int, float, tuple[float, float, float] | None]],
+        list[tuple[int, str, str, bool, float, tuple[int, ...]]]]: ...
+    @property
+    def region(self) -> Region: ...
+    @property
+    def clock(self) -> Any: ...
+
 class WindowedCounter:
     def __init__(self, window: float, slots: int = 10, *,
                  clock: MonotonicClock | VirtualClock | Any | None = None) -> None: ...

@@ -604,7 +604,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
     "Monitor": (resil.Monitor, {}, {
         "retention": ("1", -1.0), "alert_error_rate": ("1", 101.0),
         "alert_response_ms": ("1", -1.0), "alert_dead_letters": ("1", 0), "slots": ("1", 0),
-        "clock": (NOTHING, None)}),
+        "clock": (NOTHING, None), "shared": (NOTHING, None), "name": (1, ""),
+        "max_components": ("1", 0), "max_series": ("1", 0)}),
     "PartitionedQueue": (resil.PartitionedQueue, {}, {
         "maxsize": ("1", 0), "clock": (NOTHING, None)}),
     "Pipeline": (resil.Pipeline, {}, {"name": (1, "")}),

@@ -179,24 +179,32 @@ void rs_hist_reset(rs_hist *h) {
     clear_stats(h);
 }
 
-/* The record itself, inlined into both entry points so record() folds n = 1.
- * The scalars go first: a store to counts[] may alias them in the compiler's
- * eyes, so it comes last to spare reloads. */
+/* The record itself, inlined into every entry point so record() folds n =
+ * 1. The scalars go first: a store to counts[] may alias them in the
+ * compiler's eyes, so it comes last to spare reloads (and a flat window
+ * relies on it being last, see rs_hist.h). */
+RS_INLINE void add_to(uint64_t *count, uint64_t *clamped, uint64_t *min, uint64_t *max,
+                      double *sum, uint64_t *counts, unsigned s, uint64_t limit,
+                      uint32_t nbuckets, uint64_t v, uint64_t n) {
+    uint32_t i = index_of(v, s, limit, nbuckets);
+    RS_ASSERT(i < nbuckets);
+    *count += n;
+    if (RS_UNLIKELY(v >= limit)) {
+        *clamped += n;
+    }
+    if (v < *min) {
+        *min = v;
+    }
+    if (v > *max) {
+        *max = v;
+    }
+    *sum += (double)v * (double)n;
+    counts[i] += n;
+}
+
 RS_INLINE void add_sample(rs_hist *h, uint64_t v, uint64_t n) {
-    uint32_t i = index_of(v, h->sub_bits, h->limit, h->nbuckets);
-    RS_ASSERT(i < h->nbuckets);
-    h->count += n;
-    if (RS_UNLIKELY(v >= h->limit)) {
-        h->clamped += n;
-    }
-    if (v < h->min) {
-        h->min = v;
-    }
-    if (v > h->max) {
-        h->max = v;
-    }
-    h->sum += (double)v * (double)n;
-    h->counts[i] += n;
+    add_to(&h->count, &h->clamped, &h->min, &h->max, &h->sum, h->counts, h->sub_bits, h->limit,
+           h->nbuckets, v, n);
 }
 
 void rs_hist_record_n(rs_hist *h, uint64_t v, uint64_t n) {
@@ -436,4 +444,146 @@ rs_status rs_hist_window_snapshot(const rs_hist_window *w, uint64_t now_ns, rs_h
         }
     }
     return RS_OK;
+}
+
+/* ---- a flat window ------------------------------------------------------ */
+
+uint64_t rs_hist_flat_size(int sub_bits, int max_bits, uint64_t nslots, uint64_t slot_ns) {
+    if (check_bits(sub_bits, max_bits) != RS_OK ||
+        !rs_field_ok(&RS_HIST_FIELDS[RS_HGF_NSLOTS], (double)nslots) || slot_ns < 1) {
+        return 0;
+    }
+    return sizeof(rs_hist_flat) + nslots * bucket_count(sub_bits, max_bits) * sizeof(uint64_t);
+}
+
+static void flat_clear_slot(rs_hist_flat *f, uint32_t j) {
+    rs_hist_flat_slot *s = &f->slot[j];
+    memset(&f->counts[(size_t)j * f->nbuckets], 0, (size_t)f->nbuckets * sizeof(uint64_t));
+    s->count = s->clamped = s->max = 0;
+    s->min = UINT64_MAX;
+    s->sum = 0.0;
+}
+
+void rs_hist_flat_init(rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nslots,
+                       uint64_t slot_ns) {
+    f->slot_ns = slot_ns;
+    f->head = 0;
+    f->nslots = (uint32_t)nslots;
+    f->nbuckets = bucket_count(sub_bits, max_bits);
+    f->sub_bits = (uint8_t)sub_bits;
+    f->max_bits = (uint8_t)max_bits;
+    for (uint32_t j = 0; j < f->nslots; j++) {
+        f->slot[j].epoch = 0;
+        flat_clear_slot(f, j);
+    }
+}
+
+int rs_hist_flat_matches(const rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nslots,
+                         uint64_t slot_ns) {
+    return f->slot_ns == slot_ns && f->nslots == nslots && f->sub_bits == sub_bits &&
+           f->max_bits == max_bits && f->nbuckets == bucket_count(sub_bits, max_bits);
+}
+
+void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v) {
+    uint64_t e = now_ns / f->slot_ns;
+    if (e > f->head) {
+        /* the slot first, head last: a writer killed in between leaves a
+         * slot ahead of head, which readers and repair take as the head */
+        uint32_t j = (uint32_t)(e % f->nslots);
+        if (f->slot[j].epoch != e) {
+            flat_clear_slot(f, j);
+            f->slot[j].epoch = e;
+        }
+        f->head = e;
+    }
+    uint32_t j = (uint32_t)(f->head % f->nslots);
+    rs_hist_flat_slot *s = &f->slot[j];
+    add_to(&s->count, &s->clamped, &s->min, &s->max, &s->sum,
+           &f->counts[(size_t)j * f->nbuckets], f->sub_bits, (uint64_t)1 << f->max_bits,
+           f->nbuckets, v, 1);
+}
+
+uint64_t rs_hist_flat_query(const rs_hist_flat *f, uint64_t now_ns, double *sum,
+                            const double *qs, size_t nq, uint64_t *out) {
+    uint64_t e = now_ns / f->slot_ns;
+    e = e > f->head ? e : f->head;
+    live_set ls;
+    ls.n = 0;
+    ls.count = ls.max = 0;
+    ls.min = UINT64_MAX;
+    ls.sum = 0.0;
+    for (uint32_t j = 0; j < f->nslots; j++) {
+        const rs_hist_flat_slot *s = &f->slot[j];
+        /* an epoch ahead of e: a slot a killed writer made the head's */
+        uint64_t ep = s->epoch > e ? e : s->epoch;
+        if (s->count == 0 || e - ep >= f->nslots) {
+            continue;
+        }
+        ls.cols[ls.n++] = &f->counts[(size_t)j * f->nbuckets];
+        ls.count += s->count;
+        ls.min = s->min < ls.min ? s->min : ls.min;
+        ls.max = s->max > ls.max ? s->max : ls.max;
+        ls.sum += s->sum;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        out[i] = pick(ls.cols, ls.n, f->sub_bits, (uint64_t)1 << f->max_bits, f->nbuckets,
+                      ls.count, ls.min, ls.max, qs[i]);
+    }
+    *sum = ls.sum;
+    return ls.count;
+}
+
+static uint64_t flat_slot_total(const rs_hist_flat *f, uint32_t j) {
+    const uint64_t *c = &f->counts[(size_t)j * f->nbuckets];
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < f->nbuckets; i++) {
+        n += c[i];
+    }
+    return n;
+}
+
+int rs_hist_flat_check_state(const rs_hist_flat *f, void (*report)(void *ctx, const char *problem),
+                             void *ctx) {
+    int n = 0;
+    for (uint32_t j = 0; j < f->nslots; j++) {
+        const rs_hist_flat_slot *s = &f->slot[j];
+        if (s->count != flat_slot_total(f, j)) {
+            report(ctx, "histogram window: a slot's count differs from its buckets");
+            n++;
+        }
+        if (s->epoch > f->head) {
+            report(ctx, "histogram window: a slot is ahead of the newest epoch");
+            n++;
+        }
+        if (s->count && s->min > s->max) {
+            report(ctx, "histogram window: a slot's min exceeds its max");
+            n++;
+        }
+    }
+    if (f->slot[f->head % f->nslots].epoch != f->head) {
+        report(ctx, "histogram window: the newest epoch's slot holds another");
+        n++;
+    }
+    return n;
+}
+
+void rs_hist_flat_repair(rs_hist_flat *f) {
+    for (uint32_t j = 0; j < f->nslots; j++) {
+        rs_hist_flat_slot *s = &f->slot[j];
+        if (s->epoch > f->head) {
+            f->head = s->epoch; /* cleared before it was made the head's */
+        }
+        s->count = flat_slot_total(f, j);
+        if (s->count == 0) {
+            flat_clear_slot(f, j);
+        } else if (s->min > s->max) {
+            s->min = 0; /* only damage does this: widen to the whole range */
+            s->max = (uint64_t)1 << f->max_bits;
+        }
+    }
+    uint32_t h = (uint32_t)(f->head % f->nslots);
+    if (f->slot[h].epoch != f->head) { /* only damage does this */
+        flat_clear_slot(f, h);
+        f->slot[h].epoch = f->head;
+    }
 }

@@ -185,4 +185,54 @@ uint64_t rs_hist_window_quantile(const rs_hist_window *w, uint64_t now_ns, doubl
  * max_bits. */
 rs_status rs_hist_window_snapshot(const rs_hist_window *w, uint64_t now_ns, rs_hist *dst);
 
+/* ---- a window laid out flat, for a shared region ------------------------
+ *
+ * rs_hist_flat is the window above in one block of caller's memory with
+ * no pointers (every count is found by its index), so a region can hold
+ * it and every process map it anywhere: the settings, the newest epoch,
+ * one record per slot (its epoch and stats), then nslots * nbuckets
+ * counts. Recording, the slot rule, quantiles and their error bound are
+ * those of rs_hist_window with the same settings: fed the same samples at
+ * the same times, both report the same figures. The caller serialises
+ * calls (a region's lock).
+ *
+ * What a writer killed mid-record can leave: a slot whose count is one
+ * more than its buckets hold (the bucket's increment is the last store),
+ * its sum, min or max holding that sample; a slot made the head's, cleared, with head
+ * not yet moved (the slot's epoch is then ahead of head, which every
+ * reader treats as the head). rs_hist_flat_repair recounts each slot from
+ * its buckets, empties one whose epoch is ahead of head and moves head to
+ * it; rs_hist_flat_check_state reports what it would fix. */
+typedef struct rs_hist_flat_slot {
+    uint64_t epoch, count, clamped, min, max;
+    double sum;
+} rs_hist_flat_slot;
+
+typedef struct rs_hist_flat {
+    uint64_t slot_ns;
+    uint64_t head;      /* newest epoch seen */
+    uint32_t nslots, nbuckets;
+    uint8_t sub_bits, max_bits, pad[6];
+    rs_hist_flat_slot slot[RS_HIST_MAX_SLOTS];
+    uint64_t counts[];  /* nslots * nbuckets */
+} rs_hist_flat;
+
+/* Bytes an rs_hist_flat of these settings takes; 0 when one is invalid. */
+uint64_t rs_hist_flat_size(int sub_bits, int max_bits, uint64_t nslots, uint64_t slot_ns);
+/* Formats zeroed memory of rs_hist_flat_size bytes; the settings are valid. */
+void rs_hist_flat_init(rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nslots,
+                       uint64_t slot_ns);
+/* 1 when f holds exactly these settings (its structure can be trusted). */
+int rs_hist_flat_matches(const rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nslots,
+                         uint64_t slot_ns);
+void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v);
+/* Over the live slots at now_ns: the count, *sum (ns) and, for each of the
+ * nq quantiles qs, out[i] (ns, as rs_hist_window_quantile). */
+uint64_t rs_hist_flat_query(const rs_hist_flat *f, uint64_t now_ns, double *sum,
+                            const double *qs, size_t nq, uint64_t *out);
+/* Problems in the state of a flat window whose settings matched. */
+int rs_hist_flat_check_state(const rs_hist_flat *f,
+                             void (*report)(void *ctx, const char *problem), void *ctx);
+void rs_hist_flat_repair(rs_hist_flat *f);
+
 #endif /* RS_HIST_H */

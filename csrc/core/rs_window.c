@@ -176,3 +176,31 @@ double rs_latring_stddev(const rs_latring *l) {
     double var = l->sumsq / (double)l->n - mean * mean;
     return var > 0.0 ? sqrt(var) : 0.0;
 }
+
+/* The totals the buckets add up to: total, failures, slow. */
+static void bucket_sums(const rs_window *w, uint64_t sums[3]) {
+    sums[0] = sums[1] = sums[2] = 0;
+    for (uint32_t i = 0; i < w->nbuckets && i < RS_WINDOW_MAX_BUCKETS; i++) {
+        sums[0] += w->buckets[i].total;
+        sums[1] += w->buckets[i].failures;
+        sums[2] += w->buckets[i].slow;
+    }
+}
+
+int rs_window_consistent(const rs_window *w) {
+    uint64_t sums[3];
+    bucket_sums(w, sums);
+    return w->total == sums[0] && w->failures == sums[1] && w->slow == sums[2] &&
+           w->nbuckets >= 1 && w->head_pos == w->head_id % w->nbuckets;
+}
+
+void rs_window_recount(rs_window *w) {
+    uint64_t sums[3];
+    bucket_sums(w, sums);
+    w->total = sums[0];
+    w->failures = sums[1];
+    w->slow = sums[2];
+    if (w->nbuckets >= 1) {
+        w->head_pos = (uint32_t)(w->head_id % w->nbuckets);
+    }
+}

@@ -128,6 +128,14 @@ RS_INLINE int rs_window_add(rs_window *w, unsigned flags, double *period_rate) {
  * UINT32_MAX (or for a count window); n = 0 changes nothing. */
 rs_status rs_window_add_n(rs_window *w, uint64_t n);
 
+/* Time window in a shared region: 1 when its totals are the sums of its
+ * buckets and its head position matches its head id (what an add or a
+ * roll killed half-way can break), else 0. */
+int rs_window_consistent(const rs_window *w);
+/* Time window: recomputes the totals from the buckets and the head
+ * position from the head id (the buckets are what a reader trusts). */
+void rs_window_recount(rs_window *w);
+
 typedef struct rs_latring {
     double *values; /* owned */
     uint32_t cap;

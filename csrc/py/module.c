@@ -169,7 +169,7 @@ static int resil_exec(PyObject *module) {
         resil_hist_init_types(module, st) < 0 || resil_slot_init_types(module, st) < 0 ||
         resil_bulkhead_init_types(module, st) < 0 || resil_adaptive_init_types(module, st) < 0 ||
         resil_ratelimit_init_types(module, st) < 0 || resil_region_init_types(module, st) < 0 ||
-        resil_expo_init(module, st) < 0) {
+        resil_monblock_init_types(module, st) < 0 || resil_expo_init(module, st) < 0) {
         return -1;
     }
     return 0;

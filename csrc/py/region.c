@@ -21,6 +21,7 @@
 
 #include "../core/rs_dedup.h"
 #include "../core/rs_gcra.h"
+#include "../core/rs_monitor.h"
 
 /* The object types a region holds: the core's block type, the Python
  * class that makes it, and its parameters' field table. */
@@ -36,6 +37,7 @@ static const known_type KNOWN[] = {
     {&RS_BREAKER_REGION_TYPE, "CircuitBreaker", resil_breaker_region_fields,
      RS_BREAKER_REGION_PARAMS},
     {&RS_DEDUP_REGION_TYPE, "Deduplicator", RS_DEDUP_FIELDS, RS_DDF_COUNT},
+    {&RS_MON_REGION_TYPE, "Monitor", RS_MON_FIELDS, RS_MNF_COUNT},
 };
 #define NKNOWN ((int)(sizeof KNOWN / sizeof KNOWN[0]))
 

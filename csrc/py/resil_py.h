@@ -363,5 +363,7 @@ int resil_region_init_types(PyObject *module, resil_state *st);
 /* A shared breaker's region parameters: RS_BREAKER_FIELDS, then adaptive
  * (filled when the module is made; breaker.c). */
 extern rs_field resil_breaker_region_fields[RS_BREAKER_REGION_PARAMS];
+/* MonitorBlock, a Monitor's data in a region (monblock.c). */
+int resil_monblock_init_types(PyObject *module, resil_state *st);
 
 #endif /* RESIL_PY_H */

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from resil import _check, _env
 from resil.messaging.dlq import DeadLetterQueue
 from resil.policies.breaker import CircuitBreaker
-from resil._resil import MonotonicClock, State, WindowedCounter, WindowedHistogram
+from resil._resil import (MonitorBlock, MonotonicClock, Region, State, WindowedCounter,
+                          WindowedHistogram)
 from resil.observe._wiring import _Watcher, named
 
 __all__ = ["Monitor"]
@@ -34,6 +35,7 @@ EVENT_KINDS = {
     "dead_letter": "dead_letter_queue_messages",
     "grace_recovery": "grace_period_recoveries",
 }
+_KIND_INDEX = {kind: i for i, kind in enumerate(EVENT_KINDS)}
 _QUANTILES = (0.5, 0.95, 0.99)
 _MAX_MS = 1e12  # about 31.7 years: a longer duration is a caller's bug
 _MAX_CONNECTIONS = (1 << 63) - 1
@@ -93,6 +95,26 @@ def _status(error_rate: float, mean_ms: float, rate_limit: float, ms_limit: floa
     return HEALTHY
 
 
+class _Reading:
+    """What the reading methods show, read at once: windowed rows
+    (component, requests, errors, duration sum in ms) by name, their
+    p50/p95/p99 when asked for, event window counts (EVENT_KINDS order),
+    and the cumulative counts since the monitor started."""
+
+    __slots__ = ("uptime", "rows", "quantiles", "events", "by_operation", "errors_by_type",
+                 "event_totals", "overflow")
+
+    def __init__(self, uptime: float) -> None:
+        self.uptime = uptime
+        self.rows: list[tuple[str, float, float, float]] = []
+        self.quantiles: dict[str, tuple[float, float, float]] = {}
+        self.events: list[int] = []
+        self.by_operation: dict[str, dict[tuple[str, bool], tuple[float, ...]]] = {}
+        self.errors_by_type: dict[str, dict[str, int]] = {}
+        self.event_totals: dict[tuple[str, str], int] = {}
+        self.overflow: dict[str, int] | None = None  # a shared monitor's
+
+
 class Monitor(_Watcher):
     """Per-component durations and errors, health, alerts and a dashboard.
 
@@ -131,17 +153,48 @@ class Monitor(_Watcher):
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, then
       +Inf), which ``resil.prometheus`` exposes as a histogram.
 
-    Memory: one histogram window per component, about ``slots`` x 19 KB, a
+    Memory: one histogram window per component, about ``slots`` x 39 KB, a
     counter window (under 1 KB) per component and per event kind, and 17
     numbers per (component, operation, success) pair.
     Thread-safe. ``clock`` times the window (a VirtualClock in tests).
+
+    Host-wide: with ``shared=region`` (a :class:`resil.SharedRegion`) the
+    recorded data lives in the region, as the monitor ``name`` (a
+    non-empty str of at most 63 bytes of UTF-8, default ``"monitor"``), so
+    every worker process of the host records into one monitor and any
+    worker's :meth:`health`, :meth:`alerts`, :meth:`dashboard`,
+    :meth:`stats` and Prometheus families show the host's figures (a
+    worker's exit or SIGKILL loses none of its counts). Recording is one C
+    call under the region's lock. The first process sets ``retention``,
+    ``slots``, ``alert_error_rate``, ``alert_response_ms``,
+    ``max_components`` and ``max_series``; another passing a different one
+    gets ValueError naming it. The region reserves room for
+    ``max_components`` components (int in [1, 256], default 8), each
+    about 3 KB + ``slots`` x 38.9 KB (467 KB at 12 slots: size the region
+    for it), and ``max_series`` series (int in [1, 2**20], default 256;
+    640 bytes each): one per (component, operation, success), per
+    (component, error_type) and per (event kind, component). A record or
+    event that needs a component or series beyond them is not counted
+    anywhere but in ``stats()["overflow"]`` (and the exposition's
+    ``monitor_overflow_total``), and a warning is logged once per process.
+    Component, operation, error type and event kind names are at most 63
+    bytes of UTF-8 each (ValueError otherwise). What stays per process:
+    :meth:`watch` wiring (a watched component's events are recorded into
+    the shared monitor), :meth:`set_active_connections` (each worker's own
+    connections: a host-wide sum would need every worker's current value
+    and a rule for dead workers), ``alert_dead_letters`` and the queues it
+    looks at, and the duration recorders ``resil.otel`` adds. Uptime runs
+    from the first process's attach. ``max_components`` and
+    ``max_series`` are checked but unused without ``shared``.
     """
 
     DURATION_BUCKETS = DURATION_BUCKETS
 
     def __init__(self, retention: float = 86400.0, *, alert_error_rate: float = 5.0,
                  alert_response_ms: float = 5000.0, alert_dead_letters: int | None = None,
-                 slots: int = 12, clock: Any = None) -> None:
+                 slots: int = 12, clock: Any = None, shared: Region | None = None,
+                 name: str = "monitor", max_components: int = 8,
+                 max_series: int = 256) -> None:
         self._retention = _check.number(retention, "retention", 1e-6, 365 * 86400.0)
         if alert_dead_letters is not None:
             if isinstance(alert_dead_letters, bool) or not isinstance(alert_dead_letters, int):
@@ -172,9 +225,23 @@ class Monitor(_Watcher):
         self._components: dict[str, _Component] = {}
         self._events = {kind: WindowedCounter(self._retention, slots, clock=self._clock)
                         for kind in EVENT_KINDS}
-        self._other_events: dict[str, int] = {}
         self._event_totals: dict[tuple[str, str], int] = {}  # (kind, component) -> count
         self._connections: dict[str, int] = {}  # service -> open connections
+        _check.integer(max_components, "max_components", 1, 256)
+        _check.integer(max_series, "max_series", 1, 1 << 20)
+        _check.text(name, "name")
+        self._core: MonitorBlock | None = None
+        if shared is not None:
+            if not isinstance(shared, Region):
+                raise TypeError(f"shared must be None or a resil.SharedRegion, not "
+                                f"{type(shared).__name__}")
+            self._core = MonitorBlock(shared, name, self._retention, slots, self._error_rate,
+                                      self._response_ms, max_components, max_series,
+                                      clock=self._clock)
+            if not isinstance(self, _SharedMonitor):
+                # the same object, now recording into and reading from the region
+                self.__class__ = _shared_class(type(self))
+        self._name = name
 
     @property
     def clock(self) -> Any:
@@ -287,8 +354,6 @@ class Monitor(_Watcher):
             counter = self._events.get(kind)
             if counter is not None:
                 counter.add()
-            else:
-                self._other_events[kind] = self._other_events.get(kind, 0) + 1
             key = (kind, component)
             self._event_totals[key] = self._event_totals.get(key, 0) + 1
         finally:
@@ -375,10 +440,22 @@ class Monitor(_Watcher):
             self._connections[service] = int(n)
 
     # ---- reading ----------------------------------------------------------------
-    def _rows(self) -> list[tuple[str, float, float, float]]:
-        """(component, requests, errors, duration sum in ms) over the window,
-        by name; called with the lock held."""
-        return [(name, *comp.window()) for name, comp in sorted(self._components.items())]
+    def _read(self, quantiles: bool = False) -> _Reading:
+        """Everything the reading methods show, read under the lock at once."""
+        with self._lock:
+            out = _Reading(self._clock.now() - self._started)
+            for name, comp in sorted(self._components.items()):
+                window = comp.window()
+                out.rows.append((name, *window))
+                if quantiles:
+                    p50, p95, p99 = (comp.hist.quantiles(list(_QUANTILES)) if window[0]
+                                     else (0.0, 0.0, 0.0))
+                    out.quantiles[name] = (p50, p95, p99)
+                out.by_operation[name] = {k: tuple(v) for k, v in comp.by_operation.items()}
+                out.errors_by_type[name] = dict(comp.errors_by_type)
+            out.events = [counter.total() for counter in self._events.values()]
+            out.event_totals = dict(self._event_totals)
+        return out
 
     def _judge(self, requests: float, errors: float, duration: float) -> str:
         if not requests:
@@ -389,26 +466,21 @@ class Monitor(_Watcher):
     def health(self, component: str | None = None) -> str:
         """``"healthy"``, ``"degraded"`` or ``"critical"`` (see the class
         docstring); KeyError for a component never recorded."""
-        with self._lock:
-            if component is not None:
-                window = self._components[component].window()
-            else:
-                window = _total(comp.window() for comp in self._components.values())
-        return self._judge(*window)
+        rows = self._read().rows
+        if component is not None:
+            for name, *window in rows:
+                if name == component:
+                    return self._judge(*window)
+            raise KeyError(component)
+        return self._judge(*_total(r[1:] for r in rows))
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts for the window: ``{"severity", "component", "metric",
         "value", "threshold", "message"}`` per crossed threshold (component
         None for the system as a whole), then one per resilience event kind
         with a count in the window."""
-        with self._lock:
-            rows = self._rows()
-            events = self._event_totals_now()
-        return self._alerts(rows, events)
-
-    def _event_totals_now(self) -> list[int]:
-        """Events of each EVENT_KINDS kind in the window; called with the lock held."""
-        return [counter.total() for counter in self._events.values()]
+        reading = self._read()
+        return self._alerts(reading.rows, reading.events)
 
     def _alerts(self, rows: list[tuple[str, float, float, float]],
                 events: list[int]) -> list[dict[str, Any]]:
@@ -480,37 +552,37 @@ class Monitor(_Watcher):
         p50/p95/p99_duration_ms, error_count, errors_by_type, status}),
         ``alerts`` and ``generated_at`` (ISO 8601 UTC). Figures cover the
         retention window."""
+        reading = self._read(quantiles=True)
         with self._lock:
-            now = self._clock.now()
-            rows = self._rows()
-            components: dict[str, Any] = {}
-            for name, requests, errors, total in rows:
-                comp = self._components[name]
-                p50, p95, p99 = (comp.hist.quantiles(list(_QUANTILES)) if requests
-                                 else (0.0, 0.0, 0.0))
-                components[name] = {
-                    "total_requests": int(requests),
-                    "success_rate_percent": round(100.0 * (requests - errors) / requests, 3)
-                    if requests else 100.0,
-                    "average_duration_ms": round(total / requests, 3) if requests else 0.0,
-                    "p50_duration_ms": round(p50, 3),
-                    "p95_duration_ms": round(p95, 3),
-                    "p99_duration_ms": round(p99, 3),
-                    "error_count": int(errors),
-                    "errors_by_type": dict(comp.errors_by_type),
-                    "status": self._judge(requests, errors, total),
-                }
-            events = self._event_totals_now()
-            other = dict(self._other_events)
-            uptime = now - self._started
             connections = sum(self._connections.values())
+        rows = reading.rows
+        components: dict[str, Any] = {}
+        for name, requests, errors, total in rows:
+            p50, p95, p99 = reading.quantiles[name]
+            components[name] = {
+                "total_requests": int(requests),
+                "success_rate_percent": round(100.0 * (requests - errors) / requests, 3)
+                if requests else 100.0,
+                "average_duration_ms": round(total / requests, 3) if requests else 0.0,
+                "p50_duration_ms": round(p50, 3),
+                "p95_duration_ms": round(p95, 3),
+                "p99_duration_ms": round(p99, 3),
+                "error_count": int(errors),
+                "errors_by_type": dict(reading.errors_by_type.get(name, {})),
+                "status": self._judge(requests, errors, total),
+            }
+        other: dict[str, int] = {}
+        for (kind, _), n in reading.event_totals.items():
+            if kind not in EVENT_KINDS:
+                other[kind] = other.get(kind, 0) + n
         all_requests, all_errors, all_ms = _total(r[1:] for r in rows)
-        resilience: dict[str, Any] = {EVENT_KINDS[k]: int(v) for k, v in zip(EVENT_KINDS, events)}
+        resilience: dict[str, Any] = {EVENT_KINDS[k]: int(v)
+                                      for k, v in zip(EVENT_KINDS, reading.events)}
         resilience["other"] = other
         return {
             "system_health": {
                 "status": self._judge(all_requests, all_errors, all_ms),
-                "uptime_seconds": round(uptime, 3),
+                "uptime_seconds": round(reading.uptime, 3),
                 "error_rate_percent": round(100.0 * all_errors / all_requests, 3)
                 if all_requests else 0.0,
                 "average_response_time_ms": round(all_ms / all_requests, 3)
@@ -521,7 +593,7 @@ class Monitor(_Watcher):
             },
             "resilience_metrics": resilience,
             "component_performance": components,
-            "alerts": self._alerts(rows, events),
+            "alerts": self._alerts(rows, reading.events),
             "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat()
             .replace("+00:00", "Z"),
         }
@@ -531,17 +603,23 @@ class Monitor(_Watcher):
         vocabulary every resil component's ``stats()`` uses: components
         (recorded), requests and failures (over every component since it
         started), events ({kind: count} of resilience events) and health
-        (over the window; :meth:`dashboard` has the windowed detail)."""
-        with self._lock:
-            comps = list(self._components.values())
-            requests = sum(sum(entry[1:]) for comp in comps
-                           for entry in comp.by_operation.values())
-            failures = sum(sum(comp.errors_by_type.values()) for comp in comps)
-            events: dict[str, int] = {}
-            for (kind, _), n in self._event_totals.items():
-                events[kind] = events.get(kind, 0) + n
-        return {"components": len(comps), "requests": requests, "failures": failures,
-                "events": events, "health": self.health()}
+        (over the window; :meth:`dashboard` has the windowed detail). A
+        shared monitor adds ``overflow``: {"records", "events"} its tables
+        had no room for (counted nowhere else)."""
+        reading = self._read()
+        requests = sum(sum(entry[1:]) for ops in reading.by_operation.values()
+                       for entry in ops.values())
+        failures = sum(sum(types.values()) for types in reading.errors_by_type.values())
+        events: dict[str, int] = {}
+        for (kind, _), n in reading.event_totals.items():
+            events[kind] = events.get(kind, 0) + n
+        out: dict[str, Any] = {
+            "components": len(reading.rows), "requests": int(requests),
+            "failures": failures, "events": events,
+            "health": self._judge(*_total(r[1:] for r in reading.rows))}
+        if reading.overflow is not None:
+            out["overflow"] = reading.overflow
+        return out
 
     # ---- for exporters --------------------------------------------------------------
     def _export(self) -> dict[str, Any]:
@@ -549,17 +627,19 @@ class Monitor(_Watcher):
         components ({name: {"by_operation": {(operation, success): (duration
         sum in ms, count per bucket of DURATION_BUCKETS then +Inf)},
         "errors_by_type"}}), events ({(kind, component): count}),
-        connections ({service: n}) and health (over the window)."""
+        connections ({service: n}), health (over the window) and overflow
+        (a shared monitor's, else None)."""
+        reading = self._read()
+        names = sorted(set(reading.by_operation) | set(reading.errors_by_type))
+        comps = {name: {"by_operation": reading.by_operation.get(name, {}),
+                        "errors_by_type": reading.errors_by_type.get(name, {})}
+                 for name in names}
         with self._lock:
-            rows = self._rows()
-            comps = {name: {"by_operation": {k: tuple(v) for k, v in comp.by_operation.items()},
-                            "errors_by_type": dict(comp.errors_by_type)}
-                     for name, comp in sorted(self._components.items())}
-            events = dict(self._event_totals)
             connections = dict(self._connections)
-        health = self._judge(*_total(r[1:] for r in rows))
-        return {"components": comps, "events": events, "connections": connections,
-                "health": health}
+        return {"components": comps, "events": reading.event_totals,
+                "connections": connections,
+                "health": self._judge(*_total(r[1:] for r in reading.rows)),
+                "overflow": reading.overflow}
 
     @classmethod
     def from_env(cls: type[_M], environ: Mapping[str, str] | None = None,
@@ -599,6 +679,63 @@ class Monitor(_Watcher):
             steps = min(64, max(1, math.ceil(retention / interval.value)))
             found["slots"] = _env.Found(interval.variable, interval.text, steps)
         return _env.build(cls, found, overrides)
+
+
+class _SharedMonitor(Monitor):
+    """A Monitor whose recorded data lives in a SharedRegion (see
+    Monitor): recording goes to the C MonitorBlock, reading comes from it."""
+
+    _core: MonitorBlock
+    _warned = False  # of an overflow, once per process
+
+    def record(self, component: str, operation: str, duration_ms: float, success: bool, *,
+               error_type: str | None = None) -> None:
+        if not self._core.record(component, operation, duration_ms, success, error_type):
+            self._overflowed("record")
+        if self._recorders:
+            self._tell_recorders(component, operation, duration_ms, success)
+
+    def record_event(self, kind: str, component: str) -> None:
+        if not self._core.record_event(_KIND_INDEX.get(kind, -1), kind, component):
+            self._overflowed("event")
+
+    def _overflowed(self, what: str) -> None:
+        if not _SharedMonitor._warned:
+            _SharedMonitor._warned = True
+            _log.warning("shared monitor %r is full: a %s was counted only in "
+                         "stats()['overflow'] (raise max_components or max_series in a new "
+                         "region)", self._name, what)
+
+    def _read(self, quantiles: bool = False) -> _Reading:
+        uptime, over_records, over_events, events, comps, series = self._core.read(quantiles)
+        out = _Reading(uptime)
+        out.overflow = {"records": over_records, "events": over_events}
+        out.events = list(events)
+        for name, requests, errors, duration, q in sorted(comps):
+            out.rows.append((name, float(requests), float(errors), duration))
+            if q is not None:
+                out.quantiles[name] = q if requests else (0.0, 0.0, 0.0)
+        for kind, a, b, ok, sum_ms, counts in series:
+            if kind == 1:
+                out.by_operation.setdefault(a, {})[(b, ok)] = (sum_ms, *counts)
+            elif kind == 2:
+                out.errors_by_type.setdefault(a, {})[b] = counts[0]
+            else:
+                out.event_totals[(a, b)] = counts[0]
+        return out
+
+
+_SHARED_CLASSES: dict[type, type] = {Monitor: _SharedMonitor}
+
+
+def _shared_class(cls: type) -> type:
+    """The shared variant of Monitor or of a subclass (whose own methods win)."""
+    shared = _SHARED_CLASSES.get(cls)
+    if shared is None:
+        shared = _SHARED_CLASSES.setdefault(
+            cls, type(cls.__name__, (cls, _SharedMonitor), {"__module__": cls.__module__,
+                                                            "__qualname__": cls.__qualname__}))
+    return shared
 
 
 _M = TypeVar("_M", bound=Monitor)
