@@ -12,8 +12,11 @@ is a component, or a ``(name, component)`` pair naming it in the
 :class:`~resil.BoundedQueue`, :class:`~resil.PartitionedQueue`,
 :class:`~resil.EventEmitter`, :class:`~resil.EventBus`,
 :class:`~resil.DeadLetterQueue`, :class:`~resil.Bulkhead`,
-:class:`~resil.RateLimiter`, :class:`~resil.AdaptiveLimiter` and
-:class:`~resil.Monitor`; anything else
+:class:`~resil.RateLimiter`, :class:`~resil.AdaptiveLimiter`,
+:class:`~resil.Monitor` and :class:`~resil.SharedRegion` (every object the
+region holds at each collection, by its own name, observed as the same
+local object: host-wide values from any worker; a shared monitor's
+``call.duration`` stays what this process records); anything else
 raises TypeError, and nothing is registered. ``prefix`` is a str of
 letters, digits and ``_.-/`` starting with a letter (ValueError otherwise)
 that starts every instrument's name.
@@ -131,13 +134,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError("resil.otel needs the opentelemetry-api package: "
                       "pip install resil[otel]") from exc
 
-from resil._resil import State
+from resil._resil import Region, State
 from resil.messaging.bus import EventBus
 from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.observe._wiring import ACCEPTED, _Watcher, named, retry_policy_of
 from resil.observe.monitor import Monitor
+from resil.observe.regions import attached
 from resil.policies.breaker import BreakerGroup, CircuitBreaker
 from resil.policies.adaptive import AdaptiveLimiter
 from resil.policies.bulkhead import Bulkhead
@@ -229,6 +233,14 @@ def _rate_limiter(name: str | None, limiter: RateLimiter) -> Iterator[_Observati
     yield "rate_limiter.burst", st["burst"], attrs
 
 
+def _region(name: str | None, region: Region) -> Iterator[_Observation]:
+    # Every object the region holds now, by its own name, as a local one.
+    for _, _, obj in attached(region):
+        observe = _observer_of(obj)
+        if observe is not None:
+            yield from observe(None, obj)
+
+
 def _adaptive(name: str | None, limiter: AdaptiveLimiter) -> Iterator[_Observation]:
     st = limiter.stats()
     label = name or named(st["name"])
@@ -257,6 +269,7 @@ _OBSERVERS: dict[type, Callable[[str | None, Any], Iterator[_Observation]]] = {
     Bulkhead: _bulkhead,
     RateLimiter: _rate_limiter,
     AdaptiveLimiter: _adaptive,
+    Region: _region,
 }
 # Sources that report events through the wiring.
 _WIRED = (CircuitBreaker, BreakerGroup, RetryPolicy, TimeoutManager, DeadLetterQueue,
@@ -427,7 +440,8 @@ def instrument(*sources: Any, meter_provider: Any = None, prefix: str = "resil")
         if not (_observer_of(obj) is not None or isinstance(obj, _WIRED)
                 or retry_policy_of(obj) is not None):
             raise TypeError(f"instrument() takes {ACCEPTED}, BoundedQueue, PartitionedQueue, "
-                            f"Bulkhead, RateLimiter, AdaptiveLimiter or Monitor (or a (name, "
+                            f"Bulkhead, RateLimiter, AdaptiveLimiter, Monitor or SharedRegion "
+                            f"(or a (name, "
                             f"component) pair); "
                             f"got {type(obj).__name__}")
         checked.append((name, obj))

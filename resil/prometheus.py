@@ -24,6 +24,19 @@ unless a pair names it,
 :class:`~resil.Supervisor` (global task gauges, ``supervisor`` when named)
 and :class:`~resil.Monitor` (``monitor`` when named).
 
+A :class:`~resil.SharedRegion` is a source too: every object it holds
+(``region.objects()``: rate limiters, monitors, and the other shared
+types) is attached in this process and rendered once, with the families
+and labels of the same local object, each under its own name (a
+monitor named other than the default ``"monitor"`` also gets the
+``monitor`` label, as a ``(name, monitor)`` pair would), and with
+host-wide values: a ``/metrics`` endpoint of any one worker reports the
+whole host. Pass the region alone, not also a worker's own handle on an
+object in it (that would render the object twice: ValueError). A shared
+Monitor adds ``<ns>_monitor_overflow_total{kind}`` (``records`` and
+``events`` its tables had no room for); its ``active_connections`` and
+``memory_usage_bytes`` are the scraped process's own.
+
 A Bulkhead gives ``<ns>_bulkhead_calls_total{bulkhead,outcome}`` (its calls
 since it was made: ``outcome`` ``admitted``, got a slot and started, at
 once or after waiting; ``rejected``, refused with ``BulkheadFull`` for want
@@ -97,6 +110,7 @@ from resil.messaging.dlq import DeadLetterQueue
 from resil.messaging.emitter import EventEmitter
 from resil.observe.memory import resident_bytes
 from resil.observe.monitor import DURATION_BUCKETS, Monitor
+from resil.observe.regions import attached
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.policies.retry import RetryPolicy
 from resil.tasks import Supervisor
@@ -189,6 +203,22 @@ def _split(source: Any) -> tuple[str | None, Any]:
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str):
         return source[0], source[1]
     return None, source
+
+
+def _expand(sources: Iterable[Any]) -> list[Any]:
+    """The sources with each SharedRegion replaced by the objects it holds,
+    attached in this process (each labelled by its own name)."""
+    out: list[Any] = []
+    for source in sources:
+        _, obj = _split(source)
+        if isinstance(obj, _resil.Region):
+            # a monitor given a name of its own is labelled by it (two
+            # monitors in one region would otherwise clash)
+            out.extend((name, o) if kind == "Monitor" and name != "monitor" else o
+                       for kind, name, o in attached(obj))
+        else:
+            out.append(source)
+    return out
 
 
 def _breakers(sources: Iterable[Any]) -> tuple[list[Any], list[Any]]:
@@ -425,6 +455,11 @@ def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
     connections = fams.get("active_connections", "gauge", "Connections a service has open.")
     for service, n in sorted(data["connections"].items()):
         connections.add(n, **extra, service=service)
+    if data["overflow"] is not None:
+        overflow = fams.get("monitor_overflow_total", "counter",
+                            "Records and events a shared monitor had no room for.")
+        for kind, n in sorted(data["overflow"].items()):
+            overflow.add(n, **extra, kind=kind)
 
 
 def _from_adaptive_limiter(fams: _Families, name: str | None, obj: AdaptiveLimiter) -> None:
@@ -459,7 +494,7 @@ _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     RateLimiter: _from_rate_limiter,
     AdaptiveLimiter: _from_adaptive_limiter,
 }
-_EXPORTABLE = (_resil.Breaker, BreakerGroup, *_COLLECTORS)
+_EXPORTABLE = (_resil.Breaker, BreakerGroup, _resil.Region, *_COLLECTORS)
 
 
 def _collect(fams: _Families, name: str | None, obj: Any) -> None:
@@ -474,6 +509,16 @@ def _collect(fams: _Families, name: str | None, obj: Any) -> None:
 def _gather(sources: tuple[Any, ...], namespace: str,
             breakers_in_python: bool) -> tuple[list[Any], _Families]:
     global _source_errors
+    if any(isinstance(_split(source)[1], _resil.Region) for source in sources):
+        try:
+            sources = tuple(_expand(sources))
+        except (TypeError, ValueError):
+            raise
+        except Exception:
+            with _errors_lock:
+                _source_errors += 1
+            _log.exception("reading the objects of a shared region failed; it is left out")
+            sources = tuple(s for s in sources if not isinstance(_split(s)[1], _resil.Region))
     breakers, others = _breakers(sources)
     fams = _Families(namespace)
     if breakers_in_python:
@@ -559,7 +604,8 @@ class Collector:
 
     def __init__(self, *sources: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._namespace = _namespace(namespace)
-        _breakers(sources)  # fails now, not at the first scrape, on bad sources
+        _breakers(s for s in sources  # fails now, not at the first scrape, on bad sources
+                  if not isinstance(_split(s)[1], _resil.Region))
         for source in sources:
             _, obj = _split(source)
             if not isinstance(obj, _EXPORTABLE):

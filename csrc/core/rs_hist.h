@@ -75,6 +75,11 @@
 #define RS_HIST_MAX_SUB_BITS 10
 #define RS_HIST_MAX_MAX_BITS 63
 #define RS_HIST_MAX_SLOTS 64
+/* A window's defaults (resil.WindowedHistogram's, a monitor's): 0.78 %
+ * bound, 2**42 ns (73 minutes) before clamping, 2368 buckets = 18,944
+ * bytes a slot. */
+#define RS_HIST_WINDOW_SUB_BITS 6
+#define RS_HIST_WINDOW_MAX_BITS 42
 
 typedef enum rs_hist_field {
     RS_HGF_SUB_BITS = 0,

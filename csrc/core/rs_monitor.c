@@ -17,8 +17,8 @@ const rs_field RS_MON_FIELDS[RS_MNF_COUNT] = {
     {"max_series", RS_FIELD_INT, 1, 1 << 20, 0, NULL},
 };
 
-#define SUB_BITS RS_HIST_DEFAULT_SUB_BITS
-#define MAX_BITS RS_HIST_DEFAULT_MAX_BITS
+#define SUB_BITS RS_HIST_WINDOW_SUB_BITS
+#define MAX_BITS RS_HIST_WINDOW_MAX_BITS
 
 static double as_double(uint64_t bits) {
     double d;

@@ -4,7 +4,7 @@
  *
  * What it holds. Components: up to max_components, each with its name,
  * a windowed log-linear histogram of durations (an rs_hist_flat with the
- * local monitor's settings: sub_bits 7, max_bits 44, nanoseconds, `slots`
+ * local monitor's settings: sub_bits 6, max_bits 42, nanoseconds, `slots`
  * slots over `retention`) and a windowed error count (an rs_window time
  * window of the same slots). Series: up to max_series cumulative counts,
  * each keyed by the 128-bit digest of its labels (rs_region_digest, made
@@ -23,7 +23,7 @@
  * Memory: the block header, max_components component records (about 1
  * KB each), 2 * max_series series slots (320 bytes each: the table is
  * kept at most half full, so a lookup probes few slots) and one histogram
- * window per component: 3 KB + slots * 38,912 bytes (467 KB at 12 slots).
+ * window per component: 3 KB + slots * 18,944 bytes (230 KB at 12 slots).
  *
  * Every operation runs under the block's mutex. What a holder killed
  * mid-update can leave: a component or series written but not counted

@@ -437,7 +437,8 @@ static PyObject *whist_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return NULL;
     }
     long long sub, max;
-    if (parse_bits(sub_o, max_o, 6, 42, &sub, &max) < 0) {
+    if (parse_bits(sub_o, max_o, RS_HIST_WINDOW_SUB_BITS, RS_HIST_WINDOW_MAX_BITS, &sub,
+                   &max) < 0) {
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);

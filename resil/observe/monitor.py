@@ -153,7 +153,7 @@ class Monitor(_Watcher):
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, then
       +Inf), which ``resil.prometheus`` exposes as a histogram.
 
-    Memory: one histogram window per component, about ``slots`` x 39 KB, a
+    Memory: one histogram window per component, about ``slots`` x 19 KB, a
     counter window (under 1 KB) per component and per event kind, and 17
     numbers per (component, operation, success) pair.
     Thread-safe. ``clock`` times the window (a VirtualClock in tests).
@@ -170,7 +170,7 @@ class Monitor(_Watcher):
     ``max_components`` and ``max_series``; another passing a different one
     gets ValueError naming it. The region reserves room for
     ``max_components`` components (int in [1, 256], default 8), each
-    about 3 KB + ``slots`` x 38.9 KB (467 KB at 12 slots: size the region
+    about 3 KB + ``slots`` x 18.9 KB (230 KB at 12 slots: size the region
     for it), and ``max_series`` series (int in [1, 2**20], default 256;
     640 bytes each): one per (component, operation, success), per
     (component, error_type) and per (event kind, component). A record or
