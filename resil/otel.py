@@ -148,6 +148,7 @@ from resil.policies.bulkhead import Bulkhead
 from resil.policies.ratelimit import RateLimiter
 from resil.policies.retry import RetryPolicy
 from resil.policies.timeout import TimeoutManager
+from resil.storage.region import SharedRegion
 
 __all__ = ["instrument"]
 
@@ -233,7 +234,7 @@ def _rate_limiter(name: str | None, limiter: RateLimiter) -> Iterator[_Observati
     yield "rate_limiter.burst", st["burst"], attrs
 
 
-def _region(name: str | None, region: Region) -> Iterator[_Observation]:
+def _region(name: str | None, region: SharedRegion) -> Iterator[_Observation]:
     # Every object the region holds now, by its own name, as a local one.
     for _, _, obj in attached(region):
         observe = _observer_of(obj)

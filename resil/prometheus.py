@@ -111,6 +111,7 @@ from resil.messaging.emitter import EventEmitter
 from resil.observe.memory import resident_bytes
 from resil.observe.monitor import DURATION_BUCKETS, Monitor
 from resil.observe.regions import attached
+from resil.storage.region import SharedRegion
 from resil.messaging.queues import BoundedQueue, PartitionedQueue
 from resil.policies.retry import RetryPolicy
 from resil.tasks import Supervisor
@@ -211,7 +212,7 @@ def _expand(sources: Iterable[Any]) -> list[Any]:
     out: list[Any] = []
     for source in sources:
         _, obj = _split(source)
-        if isinstance(obj, _resil.Region):
+        if isinstance(obj, SharedRegion):
             # a monitor given a name of its own is labelled by it (two
             # monitors in one region would otherwise clash)
             out.extend((name, o) if kind == "Monitor" and name != "monitor" else o
@@ -494,7 +495,7 @@ _COLLECTORS: dict[type, Callable[[_Families, str | None, Any], None]] = {
     RateLimiter: _from_rate_limiter,
     AdaptiveLimiter: _from_adaptive_limiter,
 }
-_EXPORTABLE = (_resil.Breaker, BreakerGroup, _resil.Region, *_COLLECTORS)
+_EXPORTABLE = (_resil.Breaker, BreakerGroup, SharedRegion, *_COLLECTORS)
 
 
 def _collect(fams: _Families, name: str | None, obj: Any) -> None:
@@ -509,7 +510,7 @@ def _collect(fams: _Families, name: str | None, obj: Any) -> None:
 def _gather(sources: tuple[Any, ...], namespace: str,
             breakers_in_python: bool) -> tuple[list[Any], _Families]:
     global _source_errors
-    if any(isinstance(_split(source)[1], _resil.Region) for source in sources):
+    if any(isinstance(_split(source)[1], SharedRegion) for source in sources):
         try:
             sources = tuple(_expand(sources))
         except (TypeError, ValueError):
@@ -518,7 +519,7 @@ def _gather(sources: tuple[Any, ...], namespace: str,
             with _errors_lock:
                 _source_errors += 1
             _log.exception("reading the objects of a shared region failed; it is left out")
-            sources = tuple(s for s in sources if not isinstance(_split(s)[1], _resil.Region))
+            sources = tuple(s for s in sources if not isinstance(_split(s)[1], SharedRegion))
     breakers, others = _breakers(sources)
     fams = _Families(namespace)
     if breakers_in_python:
@@ -605,7 +606,7 @@ class Collector:
     def __init__(self, *sources: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._namespace = _namespace(namespace)
         _breakers(s for s in sources  # fails now, not at the first scrape, on bad sources
-                  if not isinstance(_split(s)[1], _resil.Region))
+                  if not isinstance(_split(s)[1], SharedRegion))
         for source in sources:
             _, obj = _split(source)
             if not isinstance(obj, _EXPORTABLE):

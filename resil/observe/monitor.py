@@ -16,6 +16,7 @@ from resil.policies.breaker import CircuitBreaker
 from resil._resil import (MonitorBlock, MonotonicClock, Region, State, WindowedCounter,
                           WindowedHistogram)
 from resil.observe._wiring import _Watcher, named
+from resil.storage.region import SharedRegion
 
 __all__ = ["Monitor"]
 
@@ -192,7 +193,7 @@ class Monitor(_Watcher):
 
     def __init__(self, retention: float = 86400.0, *, alert_error_rate: float = 5.0,
                  alert_response_ms: float = 5000.0, alert_dead_letters: int | None = None,
-                 slots: int = 12, clock: Any = None, shared: Region | None = None,
+                 slots: int = 12, clock: Any = None, shared: SharedRegion | None = None,
                  name: str = "monitor", max_components: int = 8,
                  max_series: int = 256) -> None:
         self._retention = _check.number(retention, "retention", 1e-6, 365 * 86400.0)

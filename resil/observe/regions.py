@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from resil._resil import Region
+from resil.storage.region import SharedRegion
 from resil.observe.monitor import Monitor
 from resil.policies.ratelimit import RateLimiter
 
@@ -27,10 +27,10 @@ __all__ = ["attached"]
 
 _log = logging.getLogger("resil.region")
 
-_Attach = Callable[[Region, str, dict[str, Any]], Any]
+_Attach = Callable[[SharedRegion, str, dict[str, Any]], Any]
 
 
-def _monitor(region: Region, name: str, p: dict[str, Any]) -> Monitor:
+def _monitor(region: SharedRegion, name: str, p: dict[str, Any]) -> Monitor:
     return Monitor(p["retention"], slots=p["slots"], alert_error_rate=p["alert_error_rate"],
                    alert_response_ms=p["alert_response_ms"],
                    max_components=p["max_components"], max_series=p["max_series"], name=name,
@@ -46,13 +46,13 @@ _ATTACH: dict[str, _Attach] = {
 }
 
 # region handle -> {(type, name): (parameters, attached object)}
-_CACHE: weakref.WeakKeyDictionary[Region, dict[tuple[str, str], tuple[dict[str, Any], Any]]] = \
-    weakref.WeakKeyDictionary()
+_Held = dict[tuple[str, str], tuple[dict[str, Any], Any]]
+_CACHE: weakref.WeakKeyDictionary[SharedRegion, _Held] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 _unknown_logged: set[str] = set()
 
 
-def attached(region: Region) -> list[tuple[str, str, Any]]:
+def attached(region: SharedRegion) -> list[tuple[str, str, Any]]:
     """``(type, name, object)`` for every object in ``region`` whose type
     this process can attach, in the region's order. A type it cannot
     (written by a newer resil) is logged once and left out."""
