@@ -459,11 +459,11 @@ class MonitorBlock:
     def record(self, component: str, operation: str, duration_ms: float, success: bool,
                error_type: str | None, /) -> bool: ...
     def record_event(self, index: int, kind: str, component: str, /) -> bool: ...
-    # (uptime, overflow_records, overflow_events, event window counts,
-    #  [(component, requests, errors, duration sum ms, (p50, p95, p99) | None)],
-    #  [(kind, a, b, ok, sum_ms, counts)])
+    # (uptime, overflow_records, overflow_events, interrupted, event window
+    #  counts, [(component, requests, errors, duration sum ms, (p50, p95, p99)
+    #  | None)], [(kind, a, b, ok, sum_ms, counts)])
     def read(self, quantiles: bool, /) -> tuple[
-        float, int, int, tuple[int, int, int, int, int],
+        float, int, int, int, tuple[int, int, int, int, int],
         list[tuple[str, int, int, float, tuple[float, float, float] | None]],
         list[tuple[int, str, str, bool, float, tuple[int, ...]]]]: ...
     @property

@@ -34,7 +34,8 @@ host-wide values: a ``/metrics`` endpoint of any one worker reports the
 whole host. Pass the region alone, not also a worker's own handle on an
 object in it (that would render the object twice: ValueError). A shared
 Monitor adds ``<ns>_monitor_overflow_total{kind}`` (``records`` and
-``events`` its tables had no room for); its ``active_connections`` and
+``events`` its tables had no room for, ``interrupted``: undone as their
+process died mid-record); its ``active_connections`` and
 ``memory_usage_bytes`` are the scraped process's own.
 
 A Bulkhead gives ``<ns>_bulkhead_calls_total{bulkhead,outcome}`` (its calls
@@ -458,7 +459,8 @@ def _from_monitor(fams: _Families, name: str | None, monitor: Monitor) -> None:
         connections.add(n, **extra, service=service)
     if data["overflow"] is not None:
         overflow = fams.get("monitor_overflow_total", "counter",
-                            "Records and events a shared monitor had no room for.")
+                            "Records and events a shared monitor had no room for (records, "
+                            "events), or undone as their process died (interrupted).")
         for kind, n in sorted(data["overflow"].items()):
             overflow.add(n, **extra, kind=kind)
 

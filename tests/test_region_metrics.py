@@ -16,9 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,11 @@ import resil
 from resil.observe import regions
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
+    from tests_support import kill_when_running
+except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
+    from tests.tests_support import kill_when_running  # type: ignore[no-redef]
+
+try:
     import region_metrics_workers as workers
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests import region_metrics_workers as workers  # type: ignore[no-redef]
@@ -84,7 +87,7 @@ def test_four_processes_record_into_one_monitor(tmp_path: Path) -> None:
     stats = monitor.stats()
     assert stats["requests"] == 4 * n
     assert stats["failures"] == sum(1 for r in every if not r[3])
-    assert stats["overflow"] == {"records": 0, "events": 0}
+    assert stats["overflow"] == {"records": 0, "events": 0, "interrupted": 0}
     expected_events: dict[str, int] = {}
     for kind, _ in all_events:
         expected_events[kind] = expected_events.get(kind, 0) + 1
@@ -185,10 +188,10 @@ def test_a_shared_monitor_matches_a_local_one_record_for_record(tmp_path: Path,
                     else:
                         assert mon.health(comp) == want
                 st = mon.stats()
-                assert st.pop("overflow") == {"records": 0, "events": 0}
+                assert st.pop("overflow") == {"records": 0, "events": 0, "interrupted": 0}
                 assert st == local.stats()
                 exported = mon._export()
-                assert exported.pop("overflow") == {"records": 0, "events": 0}
+                assert exported.pop("overflow") == {"records": 0, "events": 0, "interrupted": 0}
                 mine = local._export()
                 mine.pop("overflow")
                 assert exported == mine
@@ -222,6 +225,7 @@ def test_the_region_renders_the_same_families_as_the_local_objects(tmp_path: Pat
         (("limiter", "api"), ("outcome", "admitted")): 1.0,
         (("limiter", "api"), ("outcome", "rejected")): 1.0}
     assert fams["resil_monitor_overflow_total"] == {(("kind", "events"),): 0.0,
+                                                     (("kind", "interrupted"),): 0.0,
                                                      (("kind", "records"),): 0.0}
     # Collector and serve give the same region
     from prometheus_client import CollectorRegistry, generate_latest
@@ -286,14 +290,8 @@ def test_recorders_killed_mid_stream_leave_a_sound_region(tmp_path: Path) -> Non
     rng = random.Random(5)
     last = (0, 0, 0)
     for round_ in range(20):
-        ready = ctx.Event()
-        proc = ctx.Process(target=workers.record_until_killed, args=(path, round_, ready))
-        proc.start()
-        assert ready.wait(30)
-        time.sleep(rng.uniform(0.001, 0.02))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
-        assert proc.exitcode == -signal.SIGKILL
+        kill_when_running(ctx, workers.record_until_killed, (path, round_),
+                          rng.uniform(0.001, 0.02))
         t0 = time.monotonic()
         monitor.record("parent", "op", 1.0, True)  # never hangs: a dead holder's lock recovers
         assert time.monotonic() - t0 < 2
@@ -340,7 +338,7 @@ def test_a_full_table_counts_what_it_refused(tmp_path: Path,
         mon.record_event("retry", "db")  # a fourth series: no room
     assert sum("is full" in r.getMessage() for r in caplog.records) <= 1
     st = mon.stats()
-    assert st["overflow"] == {"records": 2, "events": 1}
+    assert st["overflow"] == {"records": 2, "events": 1, "interrupted": 0}
     assert st["requests"] == 2 and st["failures"] == 0 and st["events"] == {}
     assert mon.dashboard()["component_performance"]["db"]["total_requests"] == 2
     fams = _families(resil.prometheus.exposition(region))
@@ -374,4 +372,4 @@ def test_labels_are_checked_before_anything_is_recorded(tmp_path: Path) -> None:
         mon.record_event("k" * 64, "c")
     mon.record("é" * 31, "op", 1.0, True)  # 62 bytes: fits
     assert mon.stats()["requests"] == 1
-    assert mon.stats()["overflow"] == {"records": 0, "events": 0}
+    assert mon.stats()["overflow"] == {"records": 0, "events": 0, "interrupted": 0}

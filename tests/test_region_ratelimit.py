@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import tempfile
 import time
 from fractions import Fraction
@@ -27,8 +26,10 @@ import resil
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     import region_workers
+    from tests_support import kill_when_running
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests import region_workers  # type: ignore[no-redef]
+    from tests.tests_support import kill_when_running  # type: ignore[no-redef]
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     from model.gcra import GcraModel
@@ -213,15 +214,8 @@ def test_processes_killed_at_random_moments_leave_a_sound_region(tmp_path: Path)
     rng = random.Random(11)
     last = 0
     for round_ in range(50):
-        ready = ctx.Event()
-        proc = ctx.Process(target=region_workers.hammer_until_killed,
-                           args=(path, round_, ready))
-        proc.start()
-        assert ready.wait(30)
-        time.sleep(rng.uniform(0, 0.01))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
-        assert proc.exitcode == -signal.SIGKILL
+        kill_when_running(ctx, region_workers.hammer_until_killed, (path, round_),
+                          rng.uniform(0, 0.01))
         t0 = time.monotonic()
         limiter.try_acquire(key="parent")  # never hangs: a dead holder's lock is recovered
         limiter.try_acquire()

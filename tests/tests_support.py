@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +52,21 @@ def run_threads(target: Callable[[int], None], n: int, *, switch: float = 1e-5) 
             th.start()
         for th in threads:
             th.join()
+
+
+def kill_when_running(ctx: Any, target: Callable[..., object], args: tuple[Any, ...],
+                      delay: float) -> None:
+    """Starts ``target(*args, ready)`` in a process of ``ctx``, waits until it
+    sets the event ``ready``, lets it run ``delay`` seconds more and kills it
+    with SIGKILL, asserting that it died of it."""
+    ready = ctx.Event()
+    proc = ctx.Process(target=target, args=(*args, ready))
+    proc.start()
+    assert ready.wait(30)
+    time.sleep(delay)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=30)
+    assert proc.exitcode == -signal.SIGKILL
 
 
 class FailingClock:

@@ -484,7 +484,7 @@ int rs_hist_flat_matches(const rs_hist_flat *f, int sub_bits, int max_bits, uint
            f->max_bits == max_bits && f->nbuckets == bucket_count(sub_bits, max_bits);
 }
 
-void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v) {
+uint32_t rs_hist_flat_advance(rs_hist_flat *f, uint64_t now_ns) {
     uint64_t e = now_ns / f->slot_ns;
     if (e > f->head) {
         /* the slot first, head last: a writer killed in between leaves a
@@ -496,11 +496,22 @@ void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v) {
         }
         f->head = e;
     }
-    uint32_t j = (uint32_t)(f->head % f->nslots);
+    return (uint32_t)(f->head % f->nslots);
+}
+
+uint32_t rs_hist_flat_bucket(const rs_hist_flat *f, uint64_t v) {
+    return index_of(v, f->sub_bits, (uint64_t)1 << f->max_bits, f->nbuckets);
+}
+
+void rs_hist_flat_add(rs_hist_flat *f, uint32_t j, uint64_t v) {
     rs_hist_flat_slot *s = &f->slot[j];
     add_to(&s->count, &s->clamped, &s->min, &s->max, &s->sum,
            &f->counts[(size_t)j * f->nbuckets], f->sub_bits, (uint64_t)1 << f->max_bits,
            f->nbuckets, v, 1);
+}
+
+void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v) {
+    rs_hist_flat_add(f, rs_hist_flat_advance(f, now_ns), v);
 }
 
 uint64_t rs_hist_flat_query(const rs_hist_flat *f, uint64_t now_ns, double *sum,

@@ -231,6 +231,13 @@ void rs_hist_flat_init(rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nsl
 int rs_hist_flat_matches(const rs_hist_flat *f, int sub_bits, int max_bits, uint64_t nslots,
                          uint64_t slot_ns);
 void rs_hist_flat_record(rs_hist_flat *f, uint64_t now_ns, uint64_t v);
+/* rs_hist_flat_record in two steps, for a caller that notes what a record
+ * will change first: advance moves the window to now_ns (clearing a slot
+ * that aged out) and returns the slot a record then lands in; add records
+ * v there. rs_hist_flat_bucket is v's bucket in a slot's counts. */
+uint32_t rs_hist_flat_advance(rs_hist_flat *f, uint64_t now_ns);
+void rs_hist_flat_add(rs_hist_flat *f, uint32_t j, uint64_t v);
+uint32_t rs_hist_flat_bucket(const rs_hist_flat *f, uint64_t v);
 /* Over the live slots at now_ns: the count, *sum (ns) and, for each of the
  * nq quantiles qs, out[i] (ns, as rs_hist_window_quantile). */
 uint64_t rs_hist_flat_query(const rs_hist_flat *f, uint64_t now_ns, double *sum,

@@ -208,6 +208,10 @@ static int block_check_state(const void *block, const uint64_t *params,
     rs_mon_block *mb = (rs_mon_block *)(uintptr_t)block; /* read only */
     (void)params;
     int n = 0;
+    if (b->journal.active) {
+        report(ctx, "monitor: a record was interrupted half-way (its journal is active)");
+        n++;
+    }
     uint64_t comps = count_comps(b);
     if (b->ncomps != comps) {
         report(ctx, "monitor: the count of components differs from those published");
@@ -267,9 +271,12 @@ static void fix_label(rs_mon_label *l) {
     l->s[l->len] = '\0';
 }
 
+static void journal_undo(rs_mon_block *b);
+
 static void block_repair(void *block, const uint64_t *params) {
     rs_mon_block *b = block;
     (void)params;
+    journal_undo(b);
     b->ncomps = count_comps(b);
     for (uint64_t i = b->ncomps; i < b->max_components; i++) {
         rs_mon_comp *c = rs_mon_comp_at(b, i);
@@ -364,6 +371,100 @@ static void series_publish(rs_mon_block *b, rs_mon_series *s, const rs_mon_key *
 
 static int series_new(const rs_mon_series *s) { return (s->d0 | s->d1) == 0; }
 
+/* ---- the journal ------------------------------------------------------------------ */
+
+static rs_window *journal_window(rs_mon_block *b, uint64_t w) {
+    if (w == 0) {
+        return NULL;
+    }
+    if (w <= b->max_components) {
+        return &rs_mon_comp_at(b, w - 1)->errors;
+    }
+    return w - 1 - b->max_components < RS_MON_KINDS ? &b->events[w - 1 - b->max_components]
+                                                    : NULL;
+}
+
+static rs_mon_series *journal_series(rs_mon_block *b, uint64_t off) {
+    return off ? (rs_mon_series *)((char *)b + off) : NULL;
+}
+
+static uint64_t series_off(const rs_mon_block *b, const rs_mon_series *s) {
+    return s ? (uint64_t)((const char *)s - (const char *)b) : 0;
+}
+
+/* Notes the words a record's counts will change, then marks the journal
+ * active. hist: the component whose histogram takes ns (or UINT64_MAX);
+ * w: the window taking an outcome (its journal_window number, or 0). */
+static void journal_begin(rs_mon_block *b, uint64_t hist, uint32_t hslot, uint64_t ns,
+                          uint64_t w, rs_mon_series *op, uint32_t op_bucket, rs_mon_series *one) {
+    rs_mon_journal *j = &b->journal;
+    j->hist = hist == UINT64_MAX ? 0 : hist + 1;
+    if (j->hist) {
+        rs_hist_flat *h = rs_mon_hist_at(b, hist);
+        j->hslot = hslot;
+        j->hbucket = rs_hist_flat_bucket(h, ns);
+        j->hcount = h->counts[(size_t)hslot * h->nbuckets + j->hbucket];
+        j->hstats = h->slot[hslot];
+    }
+    j->window = w;
+    rs_window *win = journal_window(b, w);
+    if (win) {
+        j->wpos = win->head_pos;
+        j->wbucket = win->buckets[win->head_pos];
+        j->wtotal = win->total;
+        j->wfailures = win->failures;
+    }
+    j->op_off = series_off(b, op);
+    if (op) {
+        j->op_bucket = op_bucket;
+        j->op_count = op->counts[op_bucket];
+        j->op_sum = op->sum_ms;
+    }
+    j->one_off = series_off(b, one);
+    if (one) {
+        j->one_count = one->counts[0];
+    }
+    __atomic_store_n(&j->active, 1, __ATOMIC_RELEASE);
+}
+
+static void journal_end(rs_mon_block *b) {
+    __atomic_store_n(&b->journal.active, 0, __ATOMIC_RELEASE);
+}
+
+/* Undoes the record of an active journal: every noted word restored. The
+ * offsets are checked, since the journal may be damaged too. */
+static void journal_undo(rs_mon_block *b) {
+    rs_mon_journal *j = &b->journal;
+    if (!j->active) {
+        return;
+    }
+    if (j->hist && j->hist <= b->max_components) {
+        rs_hist_flat *h = rs_mon_hist_at(b, j->hist - 1);
+        if (j->hslot < h->nslots && j->hbucket < h->nbuckets) {
+            h->counts[(size_t)j->hslot * h->nbuckets + j->hbucket] = j->hcount;
+            h->slot[j->hslot] = j->hstats;
+        }
+    }
+    rs_window *win = journal_window(b, j->window);
+    if (win && j->wpos < RS_WINDOW_MAX_BUCKETS) {
+        win->buckets[j->wpos] = j->wbucket;
+        win->total = j->wtotal;
+        win->failures = j->wfailures;
+    }
+    uint64_t lo = b->series_off, hi = b->series_off + 2 * b->max_series * sizeof(rs_mon_series);
+    if (j->op_off >= lo && j->op_off < hi && (j->op_off - lo) % sizeof(rs_mon_series) == 0 &&
+        j->op_bucket <= RS_MON_BUCKETS) {
+        rs_mon_series *op = journal_series(b, j->op_off);
+        op->counts[j->op_bucket] = j->op_count;
+        op->sum_ms = j->op_sum;
+    }
+    if (j->one_off >= lo && j->one_off < hi && (j->one_off - lo) % sizeof(rs_mon_series) == 0) {
+        journal_series(b, j->one_off)->counts[0] = j->one_count;
+    }
+    b->interrupted++;
+    j->active = 0;
+}
+
 /* ---- updates ---------------------------------------------------------------------- */
 
 rs_status rs_mon_record(rs_mon_block *b, uint64_t now_ns, const rs_mon_key *comp,
@@ -403,15 +504,23 @@ rs_status rs_mon_record(rs_mon_block *b, uint64_t now_ns, const rs_mon_key *comp
         s_err = series_slot(b, err); /* another slot if the operation took this one */
         series_publish(b, s_err, err, RS_MON_ERROR, 0);
     }
-    rs_hist_flat_record(rs_mon_hist_at(b, ci), now_ns, ns);
+    /* moving the windows may be left half-done: repair recounts them */
+    rs_hist_flat *h = rs_mon_hist_at(b, ci);
+    uint32_t hslot = rs_hist_flat_advance(h, now_ns);
+    double unused;
     if (!ok) {
-        double unused;
         rs_window_roll(&c->errors, now_ns, &unused);
+    }
+    uint32_t bucket = rs_mon_bucket(ms);
+    journal_begin(b, ci, hslot, ns, ok ? 0 : ci + 1, s_op, bucket, ok ? NULL : s_err);
+    rs_hist_flat_add(h, hslot, ns);
+    if (!ok) {
         rs_window_add(&c->errors, 0, &unused);
         s_err->counts[0]++;
     }
     s_op->sum_ms += ms;
-    s_op->counts[rs_mon_bucket(ms)]++;
+    s_op->counts[bucket]++;
+    journal_end(b);
     return RS_OK;
 }
 
@@ -424,12 +533,18 @@ rs_status rs_mon_event(rs_mon_block *b, uint64_t now_ns, int64_t kind, const rs_
     if (series_new(s)) {
         series_publish(b, s, key, RS_MON_EVENT, 1);
     }
-    if (kind >= 0 && kind < (int64_t)RS_MON_KINDS) {
-        double unused;
+    int windowed = kind >= 0 && kind < (int64_t)RS_MON_KINDS;
+    double unused;
+    if (windowed) {
         rs_window_roll(&b->events[kind], now_ns, &unused);
+    }
+    journal_begin(b, UINT64_MAX, 0, 0, windowed ? 1 + b->max_components + (uint64_t)kind : 0,
+                  NULL, 0, s);
+    if (windowed) {
         rs_window_add(&b->events[kind], 0, &unused);
     }
     s->counts[0]++;
+    journal_end(b);
     return RS_OK;
 }
 

@@ -25,15 +25,23 @@
  * kept at most half full, so a lookup probes few slots) and one histogram
  * window per component: 3 KB + slots * 18,944 bytes (230 KB at 12 slots).
  *
- * Every operation runs under the block's mutex. What a holder killed
- * mid-update can leave: a component or series written but not counted
- * (its digest, written last, published it); a histogram slot or window
- * bucket one count ahead of its totals; one record counted in some of its
- * figures and not in others (a component's window, its request series,
- * its error series). The repair hook counts the published entries again,
- * repairs every histogram window (rs_hist_flat_repair) and recounts every
- * time window (rs_window_recount); what it cannot restore is that one
- * record's missing parts. Counts never go backwards. */
+ * Every operation runs under the block's mutex, in two phases. First
+ * what may be left half-done safely: the component and series are found
+ * or published (a digest, written last, publishes an entry), and the
+ * windows are moved to now_ns. Then a journal notes the value of every
+ * word the record's counts change (the histogram slot's stats and bucket,
+ * the error or event window's head bucket and totals, the series' sum and
+ * count), is marked active, the counts change, and it is marked done. What
+ * a holder killed mid-update can leave: an entry published but not counted,
+ * a window or histogram slot moved half-way (its totals differ from its
+ * buckets), or an active journal with some of the record's counts changed.
+ * The repair hook first undoes an active journal's record (every noted
+ * word restored: the record is counted in `interrupted` instead, so all
+ * figures agree), then counts the published entries again, repairs every
+ * histogram window (rs_hist_flat_repair) and recounts every time window
+ * (rs_window_recount). A record either counts in every figure or in
+ * `interrupted` only; counts that other processes saw never go backwards
+ * (nobody reads under a held lock). */
 #ifndef RS_MONITOR_H
 #define RS_MONITOR_H
 
@@ -89,6 +97,20 @@ typedef struct rs_mon_comp {
     rs_window errors;
 } rs_mon_comp;
 
+/* What a record or an event is about to change (see above). */
+typedef struct rs_mon_journal {
+    uint64_t active;          /* 1 while the counts change */
+    uint64_t hist;            /* 1 + the component whose histogram, or 0 */
+    uint64_t hslot, hbucket, hcount;
+    rs_hist_flat_slot hstats;
+    uint64_t window;          /* 0 none, 1 + component (errors), or 1 + max_components + kind */
+    rs_bucket wbucket;        /* the window's head bucket, at wpos */
+    uint64_t wpos, wtotal, wfailures;
+    uint64_t op_off, op_bucket, op_count; /* a request series (offset from the block) */
+    double op_sum;
+    uint64_t one_off, one_count;          /* an error or event series */
+} rs_mon_journal;
+
 typedef struct rs_mon_block {
     rs_region_mutex lock;
     uint64_t retention_ns, slot_ns, slots, max_components, max_series;
@@ -97,7 +119,9 @@ typedef struct rs_mon_block {
     uint64_t ncomps, nseries;                 /* published entries */
     uint64_t started_ns, started;             /* when the first process attached */
     uint64_t overflow_records, overflow_events;
-    uint64_t reserved[6];
+    uint64_t interrupted;                     /* records undone by repair */
+    uint64_t reserved[5];
+    rs_mon_journal journal;
     rs_window events[RS_MON_KINDS];
 } rs_mon_block;
 

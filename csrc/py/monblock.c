@@ -304,7 +304,7 @@ static PyObject *series_tuple(const rs_mon_series *s) {
 }
 
 /* read(quantiles, /) -> (uptime seconds, overflow_records, overflow_events,
- * (5 event window counts), [(component, requests, errors, duration sum ms,
+ * interrupted, (5 event window counts), [(component, requests, errors, duration sum ms,
  * (p50, p95, p99) ms or None)], [(kind, a, b, ok, sum_ms, counts)]), every
  * window figure at the clock's time. kind: 1 request, 2 error, 3 event. */
 static PyObject *mb_read(MonBlockObject *self, PyObject *quantiles) {
@@ -351,6 +351,7 @@ static PyObject *mb_read(MonBlockObject *self, PyObject *quantiles) {
         }
     }
     uint64_t started = b->started_ns, over_r = b->overflow_records, over_e = b->overflow_events;
+    uint64_t interrupted = b->interrupted;
     rs_region_unlock(&b->lock);
 
     PyObject *out = NULL, *comps = PyList_New(0), *ser = PyList_New(0), *ev = NULL;
@@ -395,8 +396,9 @@ static PyObject *mb_read(MonBlockObject *self, PyObject *quantiles) {
     if (!ev) {
         goto done;
     }
-    out = Py_BuildValue("(dKKOOO)", now >= started ? (double)(now - started) / 1e9 : 0.0,
-                        (unsigned long long)over_r, (unsigned long long)over_e, ev, comps, ser);
+    out = Py_BuildValue("(dKKKOOO)", now >= started ? (double)(now - started) / 1e9 : 0.0,
+                        (unsigned long long)over_r, (unsigned long long)over_e,
+                        (unsigned long long)interrupted, ev, comps, ser);
 done:
     Py_XDECREF(ev);
     Py_XDECREF(comps);
@@ -425,7 +427,8 @@ static PyMethodDef mb_methods[] = {
      "4) or -1 for a kind without one. False as for record()."},
     {"read", (PyCFunction)mb_read, METH_O,
      "read($self, quantiles, /)\n--\n\n"
-     "(uptime, overflow_records, overflow_events, event window counts,\n"
+     "(uptime, overflow_records, overflow_events, interrupted, event window\n"
+     "counts, "
      "components, series) at the clock's time: components are (name, requests,\n"
      "errors, duration sum ms, (p50, p95, p99) ms or None), series (kind, a, b,\n"
      "ok, sum_ms, counts) with kind 1 request (component, operation), 2 error\n"

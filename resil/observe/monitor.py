@@ -178,6 +178,8 @@ class Monitor(_Watcher):
     event that needs a component or series beyond them is not counted
     anywhere but in ``stats()["overflow"]`` (and the exposition's
     ``monitor_overflow_total``), and a warning is logged once per process.
+    A process killed while recording leaves that one record undone whole
+    (counted under ``"interrupted"`` there), never half-counted.
     Component, operation, error type and event kind names are at most 63
     bytes of UTF-8 each (ValueError otherwise). What stays per process:
     :meth:`watch` wiring (a watched component's events are recorded into
@@ -606,7 +608,9 @@ class Monitor(_Watcher):
         started), events ({kind: count} of resilience events) and health
         (over the window; :meth:`dashboard` has the windowed detail). A
         shared monitor adds ``overflow``: {"records", "events"} its tables
-        had no room for (counted nowhere else)."""
+        had no room for (counted nowhere else), and "interrupted": records
+        and events whose process was killed while adding them, undone
+        whole by the next process to take the lock."""
         reading = self._read()
         requests = sum(sum(entry[1:]) for ops in reading.by_operation.values()
                        for entry in ops.values())
@@ -708,9 +712,11 @@ class _SharedMonitor(Monitor):
                          "region)", self._name, what)
 
     def _read(self, quantiles: bool = False) -> _Reading:
-        uptime, over_records, over_events, events, comps, series = self._core.read(quantiles)
+        (uptime, over_records, over_events, interrupted, events, comps,
+         series) = self._core.read(quantiles)
         out = _Reading(uptime)
-        out.overflow = {"records": over_records, "events": over_events}
+        out.overflow = {"records": over_records, "events": over_events,
+                        "interrupted": interrupted}
         out.events = list(events)
         for name, requests, errors, duration, q in sorted(comps):
             out.rows.append((name, float(requests), float(errors), duration))

@@ -16,14 +16,7 @@
 static const uint64_t SECRET[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
 static const struct timespec FAR = {INT32_MAX, 0};
 
-/* splitmix64: a fixed sequence, the same on every run */
-static uint64_t seed = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) {
-    uint64_t z = (seed += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
+#define rnd rs_test_rnd
 
 static void *fresh(uint64_t size) {
     void *base = aligned_alloc(64, size);

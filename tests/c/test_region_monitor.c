@@ -15,13 +15,7 @@
 static const uint64_t SECRET[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
 static const struct timespec FAR = {INT32_MAX, 0};
 
-static uint64_t seed = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) {
-    uint64_t z = (seed += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
+#define rnd rs_test_rnd
 
 static void quiet(void *ctx, const char *problem) {
     (void)problem;
@@ -268,7 +262,88 @@ static void test_repair_of_half_done_updates(void) {
     free(base);
 }
 
+/* The figures a record changes, to compare before and after. */
+typedef struct figures {
+    uint64_t requests, errors, events, series_total, interrupted;
+    double sum;
+} figures;
+
+static figures read_figures(rs_mon_block *b, uint64_t now) {
+    figures f = {0, 0, 0, 0, b->interrupted, 0.0};
+    for (uint64_t i = 0; i < b->ncomps; i++) {
+        double sum;
+        f.requests += rs_hist_flat_query(rs_mon_hist_at(b, i), now, &sum, NULL, 0, NULL);
+        f.sum += sum;
+        f.errors += rs_mon_window_total(&rs_mon_comp_at(b, i)->errors, now);
+    }
+    for (unsigned k = 0; k < RS_MON_KINDS; k++) {
+        f.events += rs_mon_window_total(&b->events[k], now);
+    }
+    for (uint64_t i = 0; i < 2 * b->max_series; i++) {
+        rs_mon_series *s = rs_mon_series_slot(b, i);
+        for (unsigned k = 0; k <= RS_MON_BUCKETS && (s->d0 | s->d1); k++) {
+            f.series_total += s->counts[k];
+        }
+        f.sum += s->sum_ms;
+    }
+    return f;
+}
+
+/* A process killed between the journal's start and end: the repair undoes
+ * the record whole, however much of it was written. */
+static void test_an_interrupted_record_is_undone_whole(void) {
+    void *base = aligned_alloc(64, SIZE);
+    memset(base, 0, SIZE);
+    CHECK_EQ_INT(rs_region_format(base, SIZE, 1000, SECRET), RS_REGION_OK);
+    rs_mon_block *b = attach(base, 2, 16);
+    rs_mon_key c, op, err, ev;
+    key(&c, 'c', "db", "");
+    key(&op, 'R', "db", "get");
+    key(&err, 'e', "db", "Timeout");
+    key(&ev, 'v', "retry", "db");
+    uint64_t now = 5 * RS_NS_PER_SEC;
+    CHECK_EQ_INT(rs_mon_record(b, now, &c, &op, &err, 0, 3000000, 3.0), RS_OK);
+    CHECK_EQ_INT(rs_mon_event(b, now, 2, &ev), RS_OK);
+    for (int cut = 0; cut < 4; cut++) {
+        figures before = read_figures(b, now);
+        now += RS_NS_PER_SEC;
+        if (cut < 3) {
+            CHECK_EQ_INT(rs_mon_record(b, now, &c, &op, &err, 0, 7000000, 7.0), RS_OK);
+        } else {
+            CHECK_EQ_INT(rs_mon_event(b, now, 2, &ev), RS_OK);
+        }
+        figures after = read_figures(b, now);
+        CHECK(after.series_total > before.series_total);
+        /* killed before the end: all written (cut 0, 3), or a part (1, 2) */
+        if (cut == 1) {
+            rs_mon_series *s = NULL;
+            for (uint64_t i = 0; i < 2 * b->max_series; i++) {
+                if (rs_mon_series_slot(b, i)->d0 == err.d0) {
+                    s = rs_mon_series_slot(b, i);
+                }
+            }
+            CHECK(s != NULL);
+            s->counts[0]--; /* the error series not yet counted */
+        } else if (cut == 2) {
+            rs_mon_comp_at(b, 0)->errors.total--; /* half an error window add */
+        }
+        b->journal.active = 1;
+        CHECK(state_problems(b) >= 1);
+        RS_MON_REGION_TYPE.repair(b, NULL);
+        CHECK_EQ_INT(state_problems(b), 0);
+        figures undone = read_figures(b, now);
+        CHECK_EQ_U64(undone.requests, before.requests);
+        CHECK_EQ_U64(undone.errors, before.errors);
+        CHECK_EQ_U64(undone.events, before.events);
+        CHECK_EQ_U64(undone.series_total, before.series_total);
+        CHECK(undone.sum == before.sum);
+        CHECK_EQ_U64(undone.interrupted, before.interrupted + 1);
+    }
+    free(base);
+}
+
 int main(void) {
+    RUN_TEST(test_an_interrupted_record_is_undone_whole);
     RUN_TEST(test_flat_window_matches_the_window);
     RUN_TEST(test_params);
     RUN_TEST(test_records_events_and_overflow);
