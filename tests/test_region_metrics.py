@@ -206,6 +206,11 @@ def test_the_region_renders_the_same_families_as_the_local_objects(tmp_path: Pat
     local = resil.Monitor(60.0)
     shared = resil.Monitor(60.0, max_components=2, shared=region)
     limiter = resil.RateLimiter(0.001, burst=2, name="api", shared=region)
+    breaker = resil.CircuitBreaker("payments", failure_threshold=2, shared=region)
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            breaker.call(lambda: 1 / 0)
+    assert breaker.state == resil.State.OPEN
     for mon in (local, shared):
         mon.record("db", "get", 12.0, True)
         mon.record("db", "get", 40.0, False, error_type="Timeout")
@@ -215,7 +220,7 @@ def test_the_region_renders_the_same_families_as_the_local_objects(tmp_path: Pat
     limiter.try_acquire()
     text = resil.prometheus.exposition(region)
     fams = _families(text)
-    local_fams = _families(resil.prometheus.exposition(local, ("api", limiter)))
+    local_fams = _families(resil.prometheus.exposition(local, ("api", limiter), breaker))
     # the monitor's families, the limiter's, named and labelled as locally
     for name, samples in local_fams.items():
         if name in ("resil_memory_usage_bytes",):
@@ -224,6 +229,8 @@ def test_the_region_renders_the_same_families_as_the_local_objects(tmp_path: Pat
     assert fams["resil_rate_limiter_decisions_total"] == {
         (("limiter", "api"), ("outcome", "admitted")): 1.0,
         (("limiter", "api"), ("outcome", "rejected")): 1.0}
+    assert fams["resil_circuit_breaker_state"][(("endpoint", "payments"),)] == \
+        resil.State.OPEN.value
     assert fams["resil_monitor_overflow_total"] == {(("kind", "events"),): 0.0,
                                                      (("kind", "interrupted"),): 0.0,
                                                      (("kind", "records"),): 0.0}

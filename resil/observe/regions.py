@@ -21,6 +21,7 @@ from typing import Any
 
 from resil.storage.region import SharedRegion
 from resil.observe.monitor import Monitor
+from resil.policies.breaker import CircuitBreaker
 from resil.policies.ratelimit import RateLimiter
 
 __all__ = ["attached"]
@@ -42,6 +43,7 @@ def _monitor(region: SharedRegion, name: str, p: dict[str, Any]) -> Monitor:
 # otherwise).
 _ATTACH: dict[str, _Attach] = {
     "RateLimiter": lambda region, name, p: RateLimiter(name=name, shared=region, **p),
+    "CircuitBreaker": lambda region, name, p: CircuitBreaker(name, shared=region, **p),
     "Monitor": _monitor,
 }
 
