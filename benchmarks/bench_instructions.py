@@ -57,6 +57,12 @@ _DEDUP_SHARED = (
     "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
     "region = resil.SharedRegion(p, size=8 << 20)\nos.unlink(p)\n"
     "s = resil.Deduplicator(capacity=1 << 16, shared=region, name='d').seen\n")
+# A monitor in a SharedRegion whose file is removed once mapped.
+_SHARED_MONITOR = (
+    "import os, tempfile, resil\n"
+    "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
+    "region = resil.SharedRegion(p, size=4 << 20)\nos.unlink(p)\n"
+    "m = resil.Monitor(shared=region)\nr = m.record")
 
 _ASYNC_EMITTER = """
 import asyncio, resil
@@ -261,6 +267,10 @@ CASES = [
          "import resil\nm = resil.Monitor()\nr = m.record", "r('db', 'q', 1.5, False)"),
     Case("monitor", "resil `Monitor.record_event`",
          "import resil\nm = resil.Monitor()\nr = m.record_event", "r('retry', 'db')"),
+    Case("monitor", "resil shared `Monitor.record`, success (`shared=region`)",
+         _SHARED_MONITOR, "r('db', 'q', 1.5, True)"),
+    Case("monitor", "resil shared `Monitor.record`, failure (`shared=region`)",
+         _SHARED_MONITOR, "r('db', 'q', 1.5, False)"),
 ]
 
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
