@@ -380,3 +380,23 @@ def test_labels_are_checked_before_anything_is_recorded(tmp_path: Path) -> None:
     mon.record("é" * 31, "op", 1.0, True)  # 62 bytes: fits
     assert mon.stats()["requests"] == 1
     assert mon.stats()["overflow"] == {"records": 0, "events": 0, "interrupted": 0}
+
+
+def test_a_parameter_word_past_the_fields_is_a_region_error(tmp_path: Path) -> None:
+    # A damaged directory entry whose unused parameter word is set: attaching
+    # names no field (the table has none there) and raises RegionError.
+    path = tmp_path / "r"
+    region = resil.SharedRegion(path, size=4 * MB)
+    resil.RateLimiter(5, name="a", shared=region)
+    resil.Monitor(60.0, max_components=1, shared=region)
+    region.close()
+    data = bytearray(path.read_bytes())
+    entry, size = 128, 4 + 4 + 64 + 20 * 8 + 8 + 8  # the directory's first entry
+    for i, word in ((0, 10), (1, 19)):  # the limiter's, then the monitor's
+        data[entry + i * size + 72 + 8 * word] = 1
+    path.write_bytes(bytes(data))
+    region = resil.SharedRegion(path)
+    with pytest.raises(resil.RegionError, match="rate limiter 'a' holds a parameter no"):
+        resil.RateLimiter(5, name="a", shared=region)
+    with pytest.raises(resil.RegionError, match="monitor 'monitor' holds a parameter no"):
+        resil.Monitor(60.0, max_components=1, shared=region)
