@@ -27,9 +27,9 @@ import resil
 from resil.observe import regions
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
-    from tests_support import kill_when_running
+    from tests_support import kill_when_running, run_threads
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
-    from tests.tests_support import kill_when_running  # type: ignore[no-redef]
+    from tests.tests_support import kill_when_running, run_threads  # type: ignore[no-redef]
 
 try:
     import region_metrics_workers as workers
@@ -400,3 +400,26 @@ def test_a_parameter_word_past_the_fields_is_a_region_error(tmp_path: Path) -> N
         resil.RateLimiter(5, name="a", shared=region)
     with pytest.raises(resil.RegionError, match="monitor 'monitor' holds a parameter no"):
         resil.Monitor(60.0, max_components=1, shared=region)
+
+
+def test_threads_recording_into_two_handles_lose_nothing(tmp_path: Path) -> None:
+    # Threads that trade the interpreter every 10 us, through two handles
+    # on one region file: every record and event is counted once.
+    a = _monitor(resil.SharedRegion(tmp_path / "r", size=8 * MB))
+    b = _monitor(resil.SharedRegion(tmp_path / "r"))
+
+    def work(i: int) -> None:
+        mon = (a, b)[i % 2]
+        for k in range(1500):
+            mon.record(workers.COMPONENTS[k % 3], "op", float(k % 50), k % 5 != 0,
+                       error_type="E" if k % 10 == 0 else None)
+            if k % 3 == 0:
+                mon.record_event("retry", workers.COMPONENTS[i % 3])
+
+    run_threads(work, 4)
+    for mon in (a, b):
+        st = mon.stats()
+        assert st["requests"] == 6000 and st["failures"] == 4 * 300
+        assert st["events"] == {"retry": 4 * 500}
+        assert mon.dashboard()["component_performance"]["db"]["errors_by_type"] == \
+            {"E": 4 * 50, "error": 4 * 50}

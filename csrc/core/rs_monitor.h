@@ -21,7 +21,7 @@
  * counted in overflow_records or overflow_events.
  *
  * Memory: the block header, max_components component records (about 1
- * KB each), 2 * max_series series slots (320 bytes each: the table is
+ * KB each), 2 * max_series series slots (296 bytes each: the table is
  * kept at most half full, so a lookup probes few slots) and one histogram
  * window per component: 3 KB + slots * 18,944 bytes (230 KB at 12 slots).
  *

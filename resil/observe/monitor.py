@@ -173,7 +173,7 @@ class Monitor(_Watcher):
     ``max_components`` components (int in [1, 256], default 8), each
     about 3 KB + ``slots`` x 18.9 KB (230 KB at 12 slots: size the region
     for it), and ``max_series`` series (int in [1, 2**20], default 256;
-    640 bytes each): one per (component, operation, success), per
+    592 bytes each): one per (component, operation, success), per
     (component, error_type) and per (event kind, component). A record or
     event that needs a component or series beyond them is not counted
     anywhere but in ``stats()["overflow"]`` (and the exposition's
