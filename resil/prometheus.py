@@ -217,7 +217,8 @@ def _expand(sources: Iterable[Any]) -> list[Any]:
             # a monitor given a name of its own is labelled by it (two
             # monitors in one region would otherwise clash)
             out.extend((name, o) if kind == "Monitor" and name != "monitor" else o
-                       for kind, name, o in attached(obj))
+                       for kind, name, o in attached(obj)
+                       if isinstance(o, _EXPORTABLE))  # a Deduplicator has no families
         else:
             out.append(source)
     return out

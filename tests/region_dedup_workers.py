@@ -60,27 +60,6 @@ def hold_lock_and_die(path: str, ready: Any) -> None:
     time.sleep(60)
 
 
-def run_then_kill(ctx: Any, target: Any, args: tuple[Any, ...], delay: float) -> None:
-    """Runs target(*args, ready) in a child of ctx until `delay` seconds
-    after it set ready, then kills it with SIGKILL and reaps it."""
-    import os
-    import signal
-    import time
-
-    ready = ctx.Event()
-    proc = ctx.Process(target=target, args=(*args, ready))
-    proc.start()
-    try:
-        if not ready.wait(30):
-            raise RuntimeError("the child never got ready")
-        time.sleep(delay)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
-    if proc.exitcode != -signal.SIGKILL:
-        raise RuntimeError(f"the child ended with {proc.exitcode}, not by SIGKILL")
-
-
 def context() -> Any:
     """The forkserver context, its server holding resil and this module."""
     import multiprocessing

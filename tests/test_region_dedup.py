@@ -27,8 +27,10 @@ import resil
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     import region_dedup_workers
+    from tests_support import kill_when_running
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests import region_dedup_workers  # type: ignore[no-redef]
+    from tests.tests_support import kill_when_running  # type: ignore[no-redef]
 
 
 def _block_bytes(capacity: int) -> int:
@@ -243,8 +245,8 @@ def test_processes_killed_at_random_moments_leave_a_sound_set(tmp_path: Path) ->
     rng = random.Random(11)
     last = 0
     for round_ in range(50):
-        region_dedup_workers.run_then_kill(ctx, region_dedup_workers.churn_until_killed,
-                                           (path, round_), rng.uniform(0, 0.01))
+        kill_when_running(ctx, region_dedup_workers.churn_until_killed, (path, round_),
+                          rng.uniform(0, 0.01))
         t0 = time.monotonic()
         d.seen("parent")  # never hangs: a dead holder's lock is recovered, its update repaired
         assert time.monotonic() - t0 < 2
@@ -302,7 +304,7 @@ def test_a_holder_killed_mid_update_is_repaired_by_the_next_locker(tmp_path: Pat
     d = resil.Deduplicator(60.0, 32, shared=region, name="k", clock=resil.VirtualClock())
     d.seen("a")
     # the update the holder was making, half-done when it dies
-    region_dedup_workers.run_then_kill(ctx, region_dedup_workers.hold_lock_and_die, (path,), 0.0)
+    kill_when_running(ctx, region_dedup_workers.hold_lock_and_die, (path,), 0.0)
     _damage_size(path, 2)
     assert region.check() != []
     t0 = time.monotonic()

@@ -253,6 +253,11 @@ def test_the_region_renders_the_same_families_as_the_local_objects(tmp_path: Pat
     fams = _families(resil.prometheus.exposition(region))
     assert fams["resil_requests_total"][(("component", "db"), ("monitor", "edge"),
                                          ("operation", "get"), ("status", "success"))] == 1
+    # a shared Deduplicator is attached too, and has no families to render
+    resil.Deduplicator(60.0, 10, shared=region, name="seen").seen("k")
+    assert "seen" not in resil.prometheus.exposition(region)
+    assert [kind for kind, *_ in regions.attached(region)] == [
+        "Monitor", "RateLimiter", "CircuitBreaker", "Monitor", "Deduplicator"]
     # the attached objects are made once per region handle
     assert [id(o) for *_, o in regions.attached(region)] == \
         [id(o) for *_, o in regions.attached(region)]

@@ -56,17 +56,22 @@ def run_threads(target: Callable[[int], None], n: int, *, switch: float = 1e-5) 
 
 def kill_when_running(ctx: Any, target: Callable[..., object], args: tuple[Any, ...],
                       delay: float) -> None:
-    """Starts ``target(*args, ready)`` in a process of ``ctx``, waits until it
-    sets the event ``ready``, lets it run ``delay`` seconds more and kills it
-    with SIGKILL, asserting that it died of it."""
+    """Runs ``target(*args, ready)`` in a child of ``ctx`` until ``delay``
+    seconds after it set the event ``ready``, then kills it with SIGKILL
+    (also when the wait failed) and reaps it; RuntimeError unless it got
+    ready and died of the signal."""
     ready = ctx.Event()
     proc = ctx.Process(target=target, args=(*args, ready))
     proc.start()
-    assert ready.wait(30)
-    time.sleep(delay)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.join(timeout=30)
-    assert proc.exitcode == -signal.SIGKILL
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the child never got ready")
+        time.sleep(delay)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=30)
+    if proc.exitcode != -signal.SIGKILL:
+        raise RuntimeError(f"the child ended with {proc.exitcode}, not by SIGKILL")
 
 
 class FailingClock:

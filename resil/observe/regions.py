@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resil.storage.region import SharedRegion
+from resil.messaging.dedup import Deduplicator
 from resil.observe.monitor import Monitor
 from resil.policies.breaker import CircuitBreaker
 from resil.policies.ratelimit import RateLimiter
@@ -44,6 +45,7 @@ def _monitor(region: SharedRegion, name: str, p: dict[str, Any]) -> Monitor:
 _ATTACH: dict[str, _Attach] = {
     "RateLimiter": lambda region, name, p: RateLimiter(name=name, shared=region, **p),
     "CircuitBreaker": lambda region, name, p: CircuitBreaker(name, shared=region, **p),
+    "Deduplicator": lambda region, name, p: Deduplicator(name=name, shared=region, **p),
     "Monitor": _monitor,
 }
 

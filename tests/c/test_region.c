@@ -9,24 +9,14 @@
 
 #include "rs_gcra.h"
 #include "rs_region.h"
-#include "rs_test.h"
+#include "rs_region_test.h"
 
 #define SIZE (UINT64_C(1) << 18)
-
-static const uint64_t SECRET[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
-static const struct timespec FAR = {INT32_MAX, 0};
-
-#define rnd rs_test_rnd
 
 static void *fresh(uint64_t size) {
     void *base = aligned_alloc(64, size);
     memset(base, 0xA5, size);
     return base;
-}
-
-static void quiet(void *ctx, const char *problem) {
-    (void)problem;
-    (*(int *)ctx)++;
 }
 
 static const rs_region_type *const TYPES[] = {&RS_GCRA_REGION_TYPE};

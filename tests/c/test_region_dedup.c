@@ -8,20 +8,11 @@
 
 #include "rs_dedup.h"
 #include "rs_region.h"
-#include "rs_test.h"
+#include "rs_region_test.h"
 
 #define SIZE (UINT64_C(1) << 20)
 #define NIL RS_DEDUP_NIL
 #define WAYS RS_DEDUP_WAYS
-
-static const uint64_t SECRET[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
-static const struct timespec FAR = {INT32_MAX, 0};
-#define rnd rs_test_rnd
-
-static void quiet(void *ctx, const char *problem) {
-    (void)problem;
-    (*(int *)ctx)++;
-}
 
 static int problems(const void *base) {
     static const rs_region_type *const types[] = {&RS_DEDUP_REGION_TYPE};
