@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../core/rs_dedup.h"
+#include "../core/rs_bulkhead.h"
 #include "../core/rs_gcra.h"
 #include "../core/rs_monitor.h"
 
@@ -38,6 +39,7 @@ static const known_type KNOWN[] = {
      RS_BREAKER_REGION_PARAMS},
     {&RS_DEDUP_REGION_TYPE, "Deduplicator", RS_DEDUP_FIELDS, RS_DDF_COUNT},
     {&RS_MON_REGION_TYPE, "Monitor", RS_MON_FIELDS, RS_MNF_COUNT},
+    {&RS_BULKHEAD_REGION_TYPE, "Bulkhead", RS_BULKHEAD_REGION_FIELDS, RS_BHR_COUNT},
 };
 #define NKNOWN ((int)(sizeof KNOWN / sizeof KNOWN[0]))
 
@@ -697,6 +699,17 @@ int resil_region_lock_slow(PyObject *region, int rc, rs_region_mutex *m,
     region_error(region, "the lock of a %s %s", type->name,
                  rc == 2 ? "was held longer than the lease" : "is unusable");
     return -1;
+}
+
+int resil_region_wait_end(PyObject *region) {
+    RegionObject *r = (RegionObject *)region;
+    r->waiters--;
+    if (!r->base) {
+        unmap(r); /* closed while this thread waited */
+        resil_region_block(region, 0);
+        return -1;
+    }
+    return 0;
 }
 
 int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]) {

@@ -351,6 +351,11 @@ static inline int resil_region_lock(PyObject *region, rs_region_mutex *m,
     int rc = rs_region_trylock(m);
     return RS_LIKELY(rc == 0) ? 0 : resil_region_lock_slow(region, rc, m, type, block, params);
 }
+/* A thread about to wait in an open region's memory with the GIL released
+ * calls ((RegionObject *)region)->waiters++ (the mapping then outlives a
+ * close), and this once the GIL is back: 0, or -1 with RegionError when the
+ * region was closed meanwhile (the mapping goes once no thread waits). */
+int resil_region_wait_end(PyObject *region);
 /* A str or bytes key's digest under the region's secret; TypeError naming
  * `key` for another type. */
 int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]);

@@ -5,6 +5,12 @@ The counts and every admission decision are C (``resil._resil.BulkheadCore``);
 this module adds the waiting: one line of waiters, asyncio tasks and
 blocked threads together, in arrival order. A slot given back while callers
 wait is handed to the first of them, never freed for a newcomer to take.
+
+Shared by the processes of a host (``shared=region``), the counts live in
+the region and each process keeps its own line: a slot freed anywhere is
+freed, and the lines claim it (blocked threads wake on the region's futex
+word, awaiting tasks look again after a short, growing delay; both at once
+when the slot was freed in their own process).
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import logging
 import math
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resil import _check, _time
 from resil._hooks import Listeners
 from resil.policies._guard import Guard
 from resil._resil import BulkheadCore, BulkheadPermit, MonotonicClock
 from resil.errors import BulkheadFull
+
+if TYPE_CHECKING:
+    from resil.storage.region import SharedRegion
 
 __all__ = ["Bulkhead", "BulkheadFull", "BulkheadPermit"]
 
@@ -36,6 +45,11 @@ _POLL = 0.01
 # (where Python runs signal handlers: Ctrl-C) wakes this often to run them.
 _SIGNAL_POLL = 0.05
 _MONOTONIC = MonotonicClock()
+# Shared: the longest a blocked thread sleeps on the region's futex word
+# before it looks again (a slot whose holder died is only taken back by a
+# look), and the first and last delays of an awaiting task's looks.
+_SHARED_SLEEP = 0.05
+_SHARED_POLL_FIRST, _SHARED_POLL_LAST = 0.0005, 0.01
 
 
 class _Waiter:
@@ -78,6 +92,36 @@ def _set_done(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+class _Looker:
+    """Shared: makes an awaiting task's process look for a freed slot after
+    a delay that doubles up to a bound, until its future is done."""
+
+    __slots__ = ("bulkhead", "fut", "delay", "handle")
+
+    def __init__(self, bulkhead: Bulkhead, fut: asyncio.Future[None]) -> None:
+        self.bulkhead = bulkhead
+        self.fut = fut
+        self.delay = _SHARED_POLL_FIRST
+        self.handle = fut.get_loop().call_later(self.delay, self.look)
+
+    def look(self) -> None:
+        fut = self.fut
+        if fut.done():
+            return
+        try:
+            self.bulkhead._hand_on()
+        except BaseException as exc:  # the region closed: the waiter raises it
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if not fut.done():
+            self.delay = min(self.delay * 2, _SHARED_POLL_LAST)
+            self.handle = fut.get_loop().call_later(self.delay, self.look)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
 class Bulkhead(Guard):
     """A cap on concurrent calls, with a bounded FIFO wait queue.
 
@@ -96,8 +140,10 @@ class Bulkhead(Guard):
       ``now()`` in seconds (a ``resil.VirtualClock`` in tests). None: the
       running event loop's time for awaiting callers and a monotonic clock
       for blocked threads.
-    - ``shared``: reserved for state shared by the worker processes of a
-      host; only None is accepted for now, anything else raises TypeError.
+    - ``shared``: None (the default), or a :class:`resil.SharedRegion`:
+      the bulkhead then lives in the region, and every ``Bulkhead`` of
+      this ``name`` in it, in any process of the host, is one bulkhead
+      (see below).
 
     Waiters, awaiting tasks and blocked threads alike, get slots in the
     order they came. A caller that finds every slot taken and the queue
@@ -114,21 +160,49 @@ class Bulkhead(Guard):
     ``await bulkhead.call_async(fn, ...)``, or ``permit =
     bulkhead.try_acquire()`` (None when no slot is free: it never waits)
     and then ``bulkhead.release(permit)`` once.
+
+    Shared (``shared=region``): ``max_concurrent`` caps the calls running
+    at once on the whole host, ``max_queue`` the callers waiting on the
+    whole host, and ``stats()`` gives the host's numbers (counts of
+    processes that ended are kept). The first process to create the
+    bulkhead sets ``max_concurrent``, ``max_queue`` and ``queue_timeout``;
+    another passing different values gets ValueError naming the first that
+    differs. The name must be at most 63 bytes of UTF-8. A newcomer never
+    takes a slot while a caller waits anywhere on the host. Order: callers
+    waiting in one process get slots in the order they came; across
+    processes there is no order (a freed slot goes to whichever process's
+    line claims it first). A blocked thread wakes as soon as a slot is
+    freed anywhere on the host (it sleeps on a futex in the region); an
+    awaiting task at once when the slot was freed in its own process, else
+    within a delay of 0.5 ms that doubles up to 10 ms while it waits.
+    Callers of at most 64 processes wait at once (``min(max_queue, 64)``):
+    a caller of a further process finding every slot taken is refused as
+    when the queue is full. A process that dies (SIGKILL included) holding
+    slots or with callers waiting gives them back: the next caller that
+    finds every slot taken (or the queue full) once the region's ``lease``
+    has passed since the slot was taken checks whether its holder still
+    lives (its pid and start time) and frees it if not. A slot taken in a
+    process is its own: a forked child cannot give back its parent's slots
+    (ValueError). After ``region.close()`` every call raises
+    :class:`resil.RegionError`.
     """
 
-    __slots__ = ("_name", "_core", "_timeout", "_clock", "_mutex", "_line", "_listeners",
-                 "__weakref__")
+    __slots__ = ("_name", "_core", "_timeout", "_clock", "_shared", "_mutex", "_line",
+                 "_listeners", "__weakref__")
 
     def __init__(self, name: str = "default", max_concurrent: int = 10, *, max_queue: int = 0,
                  queue_timeout: float | None = None, clock: Any = None,
-                 shared: None = None) -> None:
+                 shared: SharedRegion | None = None) -> None:
         self._name = _check.text(name, "name")
-        self._core = BulkheadCore(max_concurrent, max_queue=max_queue)
         self._timeout = _check.limit(queue_timeout, "queue_timeout", optional=True)
         self._clock = _check.clock(clock)
-        if shared is not None:
-            raise TypeError("shared must be None: a bulkhead shared by a host's processes is "
-                            f"not available yet; got {type(shared).__name__}")
+        if shared is None:
+            self._core = BulkheadCore(max_concurrent, max_queue=max_queue)
+        else:
+            self._core = BulkheadCore(
+                max_concurrent, max_queue=max_queue, name=self._name, shared=shared,
+                queue_timeout=None if self._timeout == math.inf else self._timeout)
+        self._shared = shared is not None
         self._mutex = threading.Lock()
         # The line of waiters. With the mutex held its length is the core's
         # `queued`: both change together, only with the mutex held.
@@ -240,9 +314,15 @@ class Bulkhead(Guard):
         raise self._full()
 
     def _hand_on(self) -> None:
-        """Gives back a taken slot to the first waiter (or frees it)."""
+        """Gives back a taken slot to the first waiter (or frees it).
+        Shared: the waiters of this process claim the free slots, first
+        come first."""
         with self._mutex:
-            self._pass(self._core.hand_off())
+            if self._shared:
+                while self._line and self._core.hand_off():
+                    self._pass(1)
+            else:
+                self._pass(self._core.hand_off())
 
     def _pass(self, handed: int) -> None:
         """With the mutex held, after the core handed a slot on (``handed``
@@ -252,6 +332,8 @@ class Bulkhead(Guard):
             waiter = self._line.popleft()
             waiter.granted = True
             if waiter.wake():
+                if self._shared and waiter.lock is not None:
+                    self._core._nudge()  # it sleeps on the futex word
                 return
             handed = self._core.decline()
 
@@ -285,6 +367,11 @@ class Bulkhead(Guard):
             return
         fut = waiter.fut
         assert fut is not None
+        looker = None
+        if self._shared:
+            self._hand_on()  # a slot may be free: nobody else wakes this line for it
+            if not fut.done():
+                looker = _Looker(self, fut)
         timer = None
         if self._timeout != math.inf:
             clock = self._clock if self._clock is not None else _time.LOOP_CLOCK
@@ -302,6 +389,8 @@ class Bulkhead(Guard):
         finally:
             if timer is not None:
                 timer.cancel()
+            if looker is not None:
+                looker.cancel()
         if waiter.left:
             raise self._timed_out()
         self._core.start()
@@ -309,6 +398,10 @@ class Bulkhead(Guard):
     def _wait_blocking(self) -> None:
         waiter = _Waiter(None)
         if self._join(waiter):
+            return
+        if self._shared:
+            self._wait_shared(waiter)
+            self._core.start()
             return
         lock = waiter.lock
         assert lock is not None
@@ -337,3 +430,30 @@ class Bulkhead(Guard):
                 self._decline(waiter)
             raise
         self._core.start()
+
+    def _wait_shared(self, waiter: _Waiter) -> None:
+        """A blocked thread in line for a shared bulkhead: its process's
+        line claims a free slot, and while none is handed to it, the thread
+        sleeps on the region's futex word (a slot freed anywhere, or one
+        handed to it, changes the word) for at most a short while."""
+        core = self._core
+        clock = self._clock if self._clock is not None else _MONOTONIC
+        poll = _SHARED_SLEEP if self._clock is None else min(_SHARED_SLEEP, _POLL)
+        deadline = clock.now() + self._timeout if self._timeout != math.inf else math.inf
+        try:
+            while True:
+                seq = core._wake_seq()  # read before looking: a change after wakes the sleep
+                if not waiter.granted:
+                    self._hand_on()
+                if waiter.granted:
+                    return
+                left = deadline - clock.now() if deadline != math.inf else math.inf
+                if left <= 0:
+                    if self._leave(waiter, True):
+                        raise self._timed_out()
+                    return  # handed a slot as time ran out: it starts
+                core._sleep(seq, min(left, poll))
+        except BaseException as exc:
+            if not isinstance(exc, BulkheadFull):
+                self._decline(waiter)
+            raise
