@@ -64,6 +64,13 @@ _SHARED_MONITOR = (
     "region = resil.SharedRegion(p, size=4 << 20)\nos.unlink(p)\n"
     "m = resil.Monitor(shared=region)\nr = m.record")
 
+# A bulkhead in a SharedRegion whose file is removed once mapped.
+_SHARED_BULKHEAD = (
+    "import os, tempfile, resil\n"
+    "p = os.path.join(tempfile.mkdtemp(), 'r')\n"
+    "region = resil.SharedRegion(p)\nos.unlink(p)\n"
+    "b = resil.Bulkhead('x', 10, shared=region)\n")
+
 _ASYNC_EMITTER = """
 import asyncio, resil
 # The sender gives the loop a turn after _TURN_SECONDS of continuous work:
@@ -246,6 +253,10 @@ CASES = [
     Case("bulkhead", "resil `try_acquire` + `release`",
          "import resil\nb = resil.Bulkhead('x', 10)\nt, r = b.try_acquire, b.release",
          "r(t())"),
+    Case("bulkhead", "resil shared `try_acquire` + `release` (`shared=region`)",
+         _SHARED_BULKHEAD + "t, r = b.try_acquire, b.release", "r(t())"),
+    Case("bulkhead", "resil shared `with bulkhead:` (a slot free, `shared=region`)",
+         _SHARED_BULKHEAD + "def g():\n    with b:\n        pass", "g()"),
     Case("bulkhead", "resil `@bulkhead` sync call",
          "import resil\nb = resil.Bulkhead('x', 10)\n@b\ndef f(x): return x", "f(1)"),
     Case("bulkhead", "(100 tasks at a time, no limit: per task)", _contended(""),

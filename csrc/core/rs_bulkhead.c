@@ -395,13 +395,16 @@ rs_bulkhead_answer rs_bulkhead_block_acquire(rs_bulkhead_block *blk, const rs_bu
     }
     rs_bulkhead *b = &blk->b;
     rs_region_permit *w = my_wait(blk, env->me);
-    if (b->queued >= b->max_queue || !w) {
-        /* full, or a process new to the line: first take back what dead
-         * processes left in it */
-        if (rs_region_permit_reclaim(wait_recs(blk), (uint32_t)blk->nwait, env->now_ns,
-                                     env->lease_ns, env->alive, env->actx, wait_dead, blk)) {
-            w = my_wait(blk, env->me);
+    if ((b->queued >= b->max_queue || !w) &&
+        rs_region_permit_reclaim(wait_recs(blk), (uint32_t)blk->nwait, env->now_ns,
+                                 env->lease_ns, env->alive, env->actx, wait_dead, blk)) {
+        /* full, or a process new to the line: what dead processes left in
+         * it was taken back, and with nobody left waiting a slot may do */
+        *slot = rs_bulkhead_block_enter(blk, env, 0);
+        if (*slot >= 0) {
+            return RS_BH_ADMITTED;
         }
+        w = my_wait(blk, env->me);
     }
     if (b->queued < b->max_queue) {
         if (!w) {
@@ -411,7 +414,7 @@ rs_bulkhead_answer rs_bulkhead_block_acquire(rs_bulkhead_block *blk, const rs_bu
         }
         if (w) {
             w->tag++;
-            rs_bulkhead_acquire(b); /* queued + 1: nobody could be admitted */
+            b->queued++;
             return RS_BH_QUEUED;
         }
     }
