@@ -363,6 +363,11 @@ int64_t rs_bulkhead_block_enter(rs_bulkhead_block *blk, const rs_bulkhead_env *e
     if (RS_UNLIKELY(b->active >= b->max_concurrent)) {
         reclaim_slots(blk, env);
     }
+    if (RS_UNLIKELY(b->queued > 0 && b->active < b->max_concurrent)) {
+        /* a slot free, yet callers wait: are they alive? */
+        rs_region_permit_reclaim(wait_recs(blk), (uint32_t)blk->nwait, env->now_ns,
+                                 env->lease_ns, env->alive, env->actx, wait_dead, blk);
+    }
     if (b->active < b->max_concurrent && b->queued == 0) {
         int64_t i = take_slot(blk, env, 0);
         if (RS_LIKELY(i >= 0)) {

@@ -104,7 +104,8 @@ int rs_bulkhead_leave(rs_bulkhead *b, int timed_out);
  * waiting records' tags; admitted, rejected and timed_out only grow, and
  * the records of a process that died are taken back (its slots freed,
  * its waiters leave the line) by the next caller that finds the bulkhead
- * or its line full once a lease has passed since the record was written.
+ * or its line full, or a slot free while callers wait, once a lease has
+ * passed since the record was written (or its holder was last found alive).
  *
  * The decisions are rs_bulkhead's: a newcomer takes a free slot only when
  * nobody waits anywhere on the host (no barging past a waiter); a waiter
@@ -176,7 +177,8 @@ rs_status rs_bulkhead_params(long long max_concurrent, long long max_queue, doub
 
 /* A newcomer: a free slot when nobody waits (its record's index >= 0,
  * counted admitted), else -1 and, when count_reject, counted rejected.
- * Finding every slot taken, it first takes back slots of dead holders. */
+ * Finding every slot taken, it first takes back slots of dead holders;
+ * finding a slot free while callers wait, places in line of dead ones. */
 int64_t rs_bulkhead_block_enter(rs_bulkhead_block *blk, const rs_bulkhead_env *env,
                                 int count_reject);
 /* A newcomer that may wait: RS_BH_ADMITTED with *slot its record,

@@ -163,6 +163,10 @@ static int futex_wait(uint32_t *word, uint32_t seq, const struct timespec *rel) 
 }
 #endif
 
+/* The shared paths stay out of line: the local fast paths then need no
+ * stack frame for them. */
+#define SHARED_PATH __attribute__((noinline))
+
 /* The block, locked; NULL with the error set. */
 static rs_bulkhead_block *lock_block(BulkheadObject *self) {
     rs_bulkhead_block *blk = resil_region_block(self->region, self->offset);
@@ -208,7 +212,7 @@ static int stack_room(slot_stack *s) {
 
 /* try_enter (count_reject 0) or try_acquire's decision (1): the record's
  * index, -1 refused, -2 error. */
-static int64_t shared_enter(BulkheadObject *self, int count_reject, int push) {
+SHARED_PATH static int64_t shared_enter(BulkheadObject *self, int count_reject, int push) {
     rs_bulkhead_env env;
     shared_env(self, &env);
     rs_bulkhead_block *blk = lock_block(self);
@@ -227,7 +231,12 @@ static int64_t shared_enter(BulkheadObject *self, int count_reject, int push) {
     return i;
 }
 
-static PyObject *shared_acquire(BulkheadObject *self) {
+SHARED_PATH static PyObject *shared_try_enter(BulkheadObject *self) {
+    int64_t i = shared_enter(self, 0, 1);
+    return i == -2 ? NULL : PyBool_FromLong(i >= 0);
+}
+
+SHARED_PATH static PyObject *shared_acquire(BulkheadObject *self) {
     rs_bulkhead_env env;
     shared_env(self, &env);
     rs_bulkhead_block *blk = lock_block(self);
@@ -257,7 +266,7 @@ static PyObject *no_slot(void) {
 /* Gives back record i (from a permit), or with i < 0 the last slot a
  * with-block of this handle took: 2 when this handle's waiters wait (the
  * caller lets them claim), else 0. */
-static PyObject *shared_release(BulkheadObject *self, int64_t i, int *done) {
+SHARED_PATH static PyObject *shared_release(BulkheadObject *self, int64_t i, int *done) {
     rs_bulkhead_block *blk = lock_block(self);
     if (!blk) {
         return NULL;
@@ -285,7 +294,20 @@ static PyObject *shared_release(BulkheadObject *self, int64_t i, int *done) {
     return PyLong_FromLong(self->waiting ? RS_BH_WAITERS : RS_BH_FREED);
 }
 
-static PyObject *shared_claim(BulkheadObject *self) {
+SHARED_PATH static PyObject *shared_exit(BulkheadObject *self) {
+    int done = 0;
+    return shared_release(self, -1, &done);
+}
+
+SHARED_PATH static PyObject *shared_release_permit(BulkheadObject *self,
+                                                   resil_slot_permit *permit) {
+    int done = 0;
+    PyObject *r = shared_release(self, (int64_t)permit->seq, &done);
+    permit->released = done;
+    return r;
+}
+
+SHARED_PATH static PyObject *shared_claim(BulkheadObject *self) {
     if (self->waiting == 0) {
         return PyLong_FromLong(0);
     }
@@ -308,7 +330,7 @@ static PyObject *shared_claim(BulkheadObject *self) {
     return PyLong_FromLong(i >= 0);
 }
 
-static PyObject *shared_start(BulkheadObject *self) {
+SHARED_PATH static PyObject *shared_start(BulkheadObject *self) {
     rs_bulkhead_block *blk = lock_block(self);
     if (!blk) {
         return NULL;
@@ -332,7 +354,7 @@ static PyObject *shared_start(BulkheadObject *self) {
     Py_RETURN_NONE;
 }
 
-static PyObject *shared_decline(BulkheadObject *self) {
+SHARED_PATH static PyObject *shared_decline(BulkheadObject *self) {
     rs_bulkhead_block *blk = lock_block(self);
     if (!blk) {
         return NULL;
@@ -358,7 +380,7 @@ static PyObject *shared_decline(BulkheadObject *self) {
     return PyLong_FromLong(r);
 }
 
-static PyObject *shared_leave(BulkheadObject *self, int timed_out) {
+SHARED_PATH static PyObject *shared_leave(BulkheadObject *self, int timed_out) {
     rs_bulkhead_block *blk = lock_block(self);
     if (!blk) {
         return NULL;
@@ -374,7 +396,7 @@ static PyObject *shared_leave(BulkheadObject *self, int timed_out) {
 }
 
 /* The block's counts, read under its lock into *out. */
-static int shared_counts(BulkheadObject *self, rs_bulkhead *out) {
+SHARED_PATH static int shared_counts(BulkheadObject *self, rs_bulkhead *out) {
     rs_bulkhead_block *blk = lock_block(self);
     if (!blk) {
         return -1;
@@ -457,12 +479,26 @@ static PyObject *bulkhead_sleep(BulkheadObject *self, PyObject *const *args, Py_
     Py_RETURN_NONE;
 }
 
+/* try_acquire's decision; takes the permit made for it. */
+SHARED_PATH static PyObject *shared_try_acquire(BulkheadObject *self, resil_slot_permit *permit) {
+    int64_t i = shared_enter(self, 1, 0);
+    if (i < 0) {
+        Py_DECREF(permit);
+        if (i == -2) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    permit->seq = (uint64_t)i;
+    permit->owner = Py_NewRef((PyObject *)self);
+    return (PyObject *)permit;
+}
+
 /* ---- every bulkhead --------------------------------------------------------- */
 
 static PyObject *bulkhead_try_enter(BulkheadObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->region) {
-        int64_t i = shared_enter(self, 0, 1);
-        return i == -2 ? NULL : PyBool_FromLong(i >= 0);
+    if (RS_UNLIKELY(self->region != NULL)) {
+        return shared_try_enter(self);
     }
     return PyBool_FromLong(rs_bulkhead_try_enter(&self->core));
 }
@@ -480,18 +516,8 @@ static PyObject *bulkhead_try_acquire(BulkheadObject *self, PyObject *Py_UNUSED(
     if (!permit) {
         return NULL;
     }
-    if (self->region) {
-        int64_t i = shared_enter(self, 1, 0);
-        if (i < 0) {
-            Py_DECREF(permit);
-            if (i == -2) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
-        }
-        permit->seq = (uint64_t)i;
-        permit->owner = Py_NewRef((PyObject *)self);
-        return (PyObject *)permit;
+    if (RS_UNLIKELY(self->region != NULL)) {
+        return shared_try_acquire(self, permit);
     }
     if (!rs_bulkhead_try_acquire(&self->core)) {
         Py_DECREF(permit);
@@ -514,9 +540,8 @@ static PyObject *give_back(BulkheadObject *self, int hand_off) {
 }
 
 static PyObject *bulkhead_exit(BulkheadObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->region) {
-        int done = 0;
-        return shared_release(self, -1, &done);
+    if (RS_UNLIKELY(self->region != NULL)) {
+        return shared_exit(self);
     }
     return give_back(self, 0);
 }
@@ -533,11 +558,8 @@ static PyObject *bulkhead_release(BulkheadObject *self, PyObject *permit_o) {
         return NULL;
     }
     resil_slot_permit *permit = (resil_slot_permit *)permit_o;
-    if (self->region) {
-        int done = 0;
-        PyObject *r = shared_release(self, (int64_t)permit->seq, &done);
-        permit->released = done;
-        return r;
+    if (RS_UNLIKELY(self->region != NULL)) {
+        return shared_release_permit(self, permit);
     }
     /* Every slot is free only when a slot was given back without its
      * permit (an __exit__ with no __enter__): refused, the permit kept. */

@@ -179,9 +179,10 @@ class Bulkhead(Guard):
     a caller of a further process finding every slot taken is refused as
     when the queue is full. A process that dies (SIGKILL included) holding
     slots or with callers waiting gives them back: the next caller that
-    finds every slot taken (or the queue full) once the region's ``lease``
-    has passed since the slot was taken checks whether its holder still
-    lives (its pid and start time) and frees it if not. A slot taken in a
+    finds every slot taken (or the queue full, or a slot free while
+    callers wait) once the region's ``lease`` has passed since the slot
+    was taken checks whether its holder still lives (its pid and start
+    time) and frees it if not. A slot taken in a
     process is its own: a forked child cannot give back its parent's slots
     (ValueError). After ``region.close()`` every call raises
     :class:`resil.RegionError`.

@@ -14,7 +14,8 @@ class SharedRegion(Region):
     """A memory-mapped region file that every process of a host opening the
     same ``path`` shares: objects created with ``shared=region``
     (:class:`resil.CircuitBreaker`, :class:`resil.RateLimiter`,
-    :class:`resil.Deduplicator`) live in it, and the processes using one behave as one object used from several
+    :class:`resil.Deduplicator`, :class:`resil.Bulkhead`) live in it, and
+    the processes using one behave as one object used from several
     threads. State changes are made
     in C under a robust process-shared lock, held only for the change
     itself, never over a protected call; a process killed while holding it
@@ -33,7 +34,8 @@ class SharedRegion(Region):
     plus 64 bytes per key of ``max_keys`` (rounded up to a multiple of 8;
     the table has room for twice that, so that keys are not forgotten early);
     a deduplicator 192 bytes plus 64 bytes per key of ``capacity`` (rounded
-    up to a multiple of 8; 4096 unless given).
+    up to a multiple of 8; 4096 unless given); a bulkhead 168 bytes plus 32
+    per slot and per process that may wait (``min(max_queue, 64)``).
     The size is fixed when the file is made: opening an existing region
     uses the file's size, whatever ``size`` says. ``lease``: seconds, a
     finite number > 0, default 30; the longest a lock in the region is

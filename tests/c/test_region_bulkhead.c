@@ -235,6 +235,17 @@ static void test_dead_processes_are_taken_back(void) {
     CHECK_EQ_U64(blk->b.active, 2);
     CHECK_EQ_U64(blk->reclaimed, 4);
     CHECK_EQ_INT(rs_bulkhead_block_start(blk, &P[2], h), 0); /* no longer its own */
+    /* a dead waiter stops newcomers only until a lease passed */
+    rs_bulkhead_block *one = make(base, "one", 1, 1, INFINITY, &st, &which);
+    rs_bulkhead_env e4 = env_of(4, 300000), e5 = env_of(5, 300000);
+    int64_t s4 = rs_bulkhead_block_enter(one, &e4, 0);
+    CHECK_EQ_INT(rs_bulkhead_block_acquire(one, &e5, &slot), RS_BH_QUEUED);
+    CHECK_EQ_INT(rs_bulkhead_block_release(one, &P[4], s4), 1);
+    dead = 1u << 5;
+    CHECK_EQ_INT(rs_bulkhead_block_enter(one, &e4, 1), -1); /* within the lease */
+    e4.now_ns = 301000;
+    CHECK(rs_bulkhead_block_enter(one, &e4, 1) >= 0);
+    CHECK_EQ_U64(one->b.queued, 0);
     dead = 0;
     CHECK_EQ_INT(problems(base), 0);
     free(base);
