@@ -14,7 +14,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,8 +26,10 @@ from resil._resil import BulkheadCore
 
 try:  # pytest's default "prepend" import mode puts tests/ on sys.path
     import region_bulkhead_workers as workers
+    from tests_support import kill_at_random_moments, run_threads
 except ModuleNotFoundError:  # pragma: no cover - tests/ made a package
     from tests import region_bulkhead_workers as workers  # type: ignore[no-redef]
+    from tests.tests_support import kill_at_random_moments, run_threads
 
 ADMITTED, QUEUED, FULL = 0, 1, 2
 
@@ -227,16 +228,7 @@ def test_threads_share_exactly(tmp_path: Path) -> None:
                 with lock:
                     inside -= 1
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    finally:
-        sys.setswitchinterval(switch)
+    run_threads(work, 4)
     stats = handles[0].stats()
     assert peak <= 2 and stats["peak_active"] <= 2
     assert (stats["admitted"], stats["active"], stats["queued"]) == (600, 0, 0)
@@ -482,17 +474,9 @@ def test_processes_killed_at_random_moments_leave_a_sound_region(tmp_path: Path)
     path = str(tmp_path / "r")
     region = resil.SharedRegion(path, lease=0.2)
     b = resil.Bulkhead("k", 2, max_queue=4, queue_timeout=0.01, shared=region)
-    rng = random.Random(5)
     last = 0
-    for round_ in range(50):
-        ready = ctx.Event()
-        proc = ctx.Process(target=workers.churn_until_killed, args=(path, round_, ready))
-        proc.start()
-        assert ready.wait(30)
-        time.sleep(rng.uniform(0, 0.01))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join(timeout=30)
-        assert proc.exitcode == -signal.SIGKILL
+    for round_ in kill_at_random_moments(ctx, workers.churn_until_killed, lambda r: (path, r),
+                                         50, 5):
         t0 = time.monotonic()
         stats = b.stats()  # never hangs: a dead holder's lock is recovered, the block repaired
         assert time.monotonic() - t0 < 2
@@ -511,3 +495,37 @@ def test_processes_killed_at_random_moments_leave_a_sound_region(tmp_path: Path)
     stats = b.stats()
     assert stats["active"] == 0 and stats["queued"] == 0, stats
     assert region.check() == []
+
+
+def test_tasks_cancelled_at_random_points_leave_nothing_taken(tmp_path: Path) -> None:
+    clock = resil.VirtualClock()
+    region = resil.SharedRegion(tmp_path / "r")
+    handles = [resil.Bulkhead("c", 2, max_queue=6, queue_timeout=0.5, clock=clock,
+                              shared=region) for _ in range(2)]
+    rng = random.Random(3)
+    inside = peak = 0
+
+    async def work(i: int) -> None:
+        nonlocal inside, peak
+        async with handles[i % 2]:
+            inside += 1
+            peak = max(peak, inside)
+            try:
+                await asyncio.sleep(rng.choice((0, 0.001, 0.01, 0.1)))
+            finally:
+                inside -= 1
+
+    async def main() -> None:
+        for _ in range(20):
+            tasks = [asyncio.ensure_future(work(i)) for i in range(8)]
+            await asyncio.sleep(rng.choice((0, 0.0005, 0.002, 0.02)))
+            for t in rng.sample(tasks, 3):
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    resil.run_virtual(main(), clock=clock)
+    stats = handles[0].stats()
+    assert peak <= 2 and stats["peak_active"] <= 2
+    assert (stats["active"], stats["queued"]) == (0, 0)
+    assert handles[0]._core.handed == handles[1]._core.handed == 0
+    assert stats["admitted"] > 0 and region.check() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -72,6 +73,17 @@ def kill_when_running(ctx: Any, target: Callable[..., object], args: tuple[Any, 
         proc.join(timeout=30)
     if proc.exitcode != -signal.SIGKILL:
         raise RuntimeError(f"the child ended with {proc.exitcode}, not by SIGKILL")
+
+
+def kill_at_random_moments(ctx: Any, target: Callable[..., None],
+                           args: Callable[[int], tuple[Any, ...]],
+                           rounds: int, seed: int) -> Iterator[int]:
+    """For each round, kill_when_running(ctx, target, args(round), d) with d
+    drawn from 0 to 10 ms; yields the round."""
+    rng = random.Random(seed)
+    for round_ in range(rounds):
+        kill_when_running(ctx, target, args(round_), rng.uniform(0, 0.01))
+        yield round_
 
 
 class FailingClock:

@@ -1,6 +1,7 @@
 /* rs_bulkhead.c - the admission decisions of a bulkhead. */
 #include "rs_bulkhead.h"
 
+#include <stddef.h>
 #include <string.h>
 
 const rs_field RS_BULKHEAD_FIELDS[RS_BHF_COUNT] = {
@@ -121,6 +122,9 @@ int rs_bulkhead_leave(rs_bulkhead *b, int timed_out) {
 }
 
 /* ---- a bulkhead in a region ---------------------------------------------- */
+
+_Static_assert(offsetof(rs_bulkhead_block, lock) == 0, "a block starts with its mutex");
+_Static_assert(offsetof(rs_bulkhead_block, wake) % 4 == 0, "a futex word is 4-byte aligned");
 
 const rs_field RS_BULKHEAD_REGION_FIELDS[RS_BHR_COUNT] = {
     {"max_concurrent", RS_FIELD_INT, 1.0, (double)RS_BULKHEAD_MAX, 0, NULL},

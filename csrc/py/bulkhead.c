@@ -169,12 +169,8 @@ static int futex_wait(uint32_t *word, uint32_t seq, const struct timespec *rel) 
 
 /* The block, locked; NULL with the error set. */
 static rs_bulkhead_block *lock_block(BulkheadObject *self) {
-    rs_bulkhead_block *blk = resil_region_block(self->region, self->offset);
-    if (!blk || resil_region_lock(self->region, &blk->lock, &RS_BULKHEAD_REGION_TYPE, blk,
-                                  self->params) < 0) {
-        return NULL;
-    }
-    return blk;
+    return resil_region_lock_block(self->region, self->offset, &RS_BULKHEAD_REGION_TYPE,
+                                   self->params);
 }
 
 /* Unlocks, then wakes the threads asleep on the futex word, if any, when

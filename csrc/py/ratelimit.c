@@ -293,12 +293,8 @@ static int parse_cost_key(LimiterObject *self, const char *fname, PyObject *cons
 
 /* The block of a shared limiter, locked; NULL with the error set. */
 static rs_gcra_block *lock_block(LimiterObject *self) {
-    rs_gcra_block *blk = resil_region_block(self->region, self->offset);
-    if (!blk || resil_region_lock(self->region, &blk->lock, &RS_GCRA_REGION_TYPE, blk,
-                                  self->params) < 0) {
-        return NULL;
-    }
-    return blk;
+    return resil_region_lock_block(self->region, self->offset, &RS_GCRA_REGION_TYPE,
+                                   self->params);
 }
 
 /* take() of a shared limiter: the key as its digest (a str or bytes), the

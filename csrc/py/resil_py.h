@@ -356,6 +356,16 @@ static inline int resil_region_lock(PyObject *region, rs_region_mutex *m,
  * close), and this once the GIL is back: 0, or -1 with RegionError when the
  * region was closed meanwhile (the mapping goes once no thread waits). */
 int resil_region_wait_end(PyObject *region);
+/* The block at offset in an open region, its mutex (the block's first
+ * member) locked as resil_region_lock does; NULL with the error set. */
+static inline void *resil_region_lock_block(PyObject *region, uint64_t offset,
+                                            const rs_region_type *type, const uint64_t *params) {
+    void *blk = resil_region_block(region, offset);
+    if (!blk || resil_region_lock(region, (rs_region_mutex *)blk, type, blk, params) < 0) {
+        return NULL;
+    }
+    return blk;
+}
 /* A str or bytes key's digest under the region's secret; TypeError naming
  * `key` for another type. */
 int resil_region_key(PyObject *region, PyObject *key, uint64_t out[2]);

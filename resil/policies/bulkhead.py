@@ -182,10 +182,9 @@ class Bulkhead(Guard):
     finds every slot taken (or the queue full, or a slot free while
     callers wait) once the region's ``lease`` has passed since the slot
     was taken checks whether its holder still lives (its pid and start
-    time) and frees it if not. A slot taken in a
-    process is its own: a forked child cannot give back its parent's slots
-    (ValueError). After ``region.close()`` every call raises
-    :class:`resil.RegionError`.
+    time) and frees it if not. A slot taken in a process is its own: a
+    forked child cannot give back its parent's slots (ValueError). After
+    ``region.close()`` every call raises :class:`resil.RegionError`.
     """
 
     __slots__ = ("_name", "_core", "_timeout", "_clock", "_shared", "_mutex", "_line",
@@ -195,18 +194,18 @@ class Bulkhead(Guard):
                  queue_timeout: float | None = None, clock: Any = None,
                  shared: SharedRegion | None = None) -> None:
         self._name = _check.text(name, "name")
+        self._core = BulkheadCore(max_concurrent, max_queue=max_queue)
         self._timeout = _check.limit(queue_timeout, "queue_timeout", optional=True)
         self._clock = _check.clock(clock)
-        if shared is None:
-            self._core = BulkheadCore(max_concurrent, max_queue=max_queue)
-        else:
+        if shared is not None:
             self._core = BulkheadCore(
                 max_concurrent, max_queue=max_queue, name=self._name, shared=shared,
                 queue_timeout=None if self._timeout == math.inf else self._timeout)
         self._shared = shared is not None
         self._mutex = threading.Lock()
         # The line of waiters. With the mutex held its length is the core's
-        # `queued`: both change together, only with the mutex held.
+        # `queued` (shared: this handle's part of the host's `queued`): both
+        # change together, only with the mutex held.
         self._line: deque[_Waiter] = deque()
         self._listeners = Listeners(_log)
 

@@ -16,14 +16,6 @@
 static const uint64_t SECRET[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
 static const struct timespec FAR = {INT32_MAX, 0};
 
-static uint64_t seed = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) {
-    uint64_t z = (seed += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-}
-
 /* Processes 1..7 live; a pid in `dead` (a bit each) does not. */
 static unsigned dead;
 static int alive(uint64_t pid, uint64_t start, void *ctx) {
@@ -307,11 +299,11 @@ static void test_random_with_deaths(void) {
     int nrun[8] = {0}, nhand[8] = {0}, waiting[8] = {0};
     uint64_t now = 0, last_total = 0;
     for (int step = 0; step < 20000; step++) {
-        now += rnd() % 200;
-        int p = 1 + (int)(rnd() % 3);
+        now += rs_test_rnd() % 200;
+        int p = 1 + (int)(rs_test_rnd() % 3);
         rs_bulkhead_env e = env_of(p, now);
         int64_t slot;
-        switch (rnd() % 8) {
+        switch (rs_test_rnd() % 8) {
         case 0:
         case 1:
             if (nrun[p] < 16) {
@@ -353,12 +345,12 @@ static void test_random_with_deaths(void) {
                     nhand[p]--;
                 }
             } else if (waiting[p]) {
-                CHECK_EQ_INT(rs_bulkhead_block_leave(blk, &P[p], (int)(rnd() & 1)), 1);
+                CHECK_EQ_INT(rs_bulkhead_block_leave(blk, &P[p], (int)(rs_test_rnd() & 1)), 1);
                 waiting[p]--;
             }
             break;
         case 6:
-            if (rnd() % 50 == 0) {
+            if (rs_test_rnd() % 50 == 0) {
                 /* process p dies; a new one takes its place (a new start time) */
                 dead |= 1u << p;
                 for (int q = 1; q <= 3; q++) {
@@ -384,10 +376,10 @@ static void test_random_with_deaths(void) {
             }
             break;
         default:
-            if (rnd() % 20 == 0) { /* an update cut short: a count not written */
+            if (rs_test_rnd() % 20 == 0) { /* an update cut short: a count not written */
                 uint32_t *counts[] = {&blk->b.active, &blk->b.queued, &blk->b.handed};
-                uint32_t *c = counts[rnd() % 3];
-                *c += (rnd() & 1) ? 1 : (*c ? (uint32_t)-1 : 0);
+                uint32_t *c = counts[rs_test_rnd() % 3];
+                *c += (rs_test_rnd() & 1) ? 1 : (*c ? (uint32_t)-1 : 0);
                 RS_BULKHEAD_REGION_TYPE.repair(blk, NULL);
             }
         }
