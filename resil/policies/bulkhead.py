@@ -168,10 +168,10 @@ class Bulkhead(Guard):
     bulkhead sets ``max_concurrent``, ``max_queue`` and ``queue_timeout``;
     another passing different values gets ValueError naming the first that
     differs. The name must be at most 63 bytes of UTF-8. A newcomer never
-    takes a slot while a caller waits anywhere on the host. Order: callers
-    waiting in one process get slots in the order they came; across
-    processes there is no order (a freed slot goes to whichever process's
-    line claims it first). A blocked thread wakes as soon as a slot is
+    takes a slot while a caller waits anywhere on the host. Order: each
+    ``Bulkhead`` object (one per process, normally) keeps its own line, and
+    its callers get slots in the order they came; across lines there is no
+    order (a freed slot goes to whichever line claims it first). A blocked thread wakes as soon as a slot is
     freed anywhere on the host (it sleeps on a futex in the region); an
     awaiting task at once when the slot was freed in its own process, else
     within a delay of 0.5 ms that doubles up to 10 ms while it waits.
