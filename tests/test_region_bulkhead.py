@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,7 @@ def test_threads_share_exactly(tmp_path: Path) -> None:
 
 # ---- lockstep: two handles answer and count as one local bulkhead -------------
 
-def _lockstep(tmp_path: Path, seed: int) -> None:
+def _lockstep(tmp_path: Path, seed: int, hits: Counter[str]) -> None:
     rng = random.Random(seed)
     mc, mq = rng.randint(1, 3), rng.randint(0, 3)
     region = resil.SharedRegion(tmp_path / f"r{seed}", size=1 << 16)
@@ -253,6 +254,7 @@ def _lockstep(tmp_path: Path, seed: int) -> None:
         h = line.pop(0)
         assert handles[h].hand_off() == 1
         handed.append(h)
+        hits["claimed"] += 1
 
     for _ in range(120):
         op = rng.randrange(7)
@@ -275,11 +277,13 @@ def _lockstep(tmp_path: Path, seed: int) -> None:
                 held.append((h, None, None))
             elif answer == QUEUED:
                 line.append(h)
+            hits[f"acquire {answer}"] += 1
         elif op == 3 and held:
             h, lp, sp = held.pop(rng.randrange(len(held)))
             got_local = local.exit() if lp is None else local.release(lp)
             got = handles[h].exit() if sp is None else handles[h].release(sp)
             assert got == (2 if h in line else 0)  # 2: this handle's waiters look
+            hits[f"release {got}"] += 1
             if got_local:
                 assert local.hand_off() == 1
                 pass_on()
@@ -292,6 +296,7 @@ def _lockstep(tmp_path: Path, seed: int) -> None:
             h = handed.pop(rng.randrange(len(handed)))
             if local.decline():  # handed on to the next waiter
                 got = handles[h].decline()
+                hits[f"decline {got}"] += 1
                 if got == 1:  # to a waiter of the same handle
                     line.remove(h)
                     handed.append(h)
@@ -304,6 +309,7 @@ def _lockstep(tmp_path: Path, seed: int) -> None:
             timed_out = rng.random() < 0.5
             local.leave(timed_out)
             handles[h].leave(timed_out)
+            hits["leave"] += 1
         want = local.stats()
         for s in handles:
             assert s.stats() == want
@@ -332,8 +338,13 @@ def _lockstep(tmp_path: Path, seed: int) -> None:
 
 
 def test_two_handles_match_a_local_bulkhead_step_by_step(tmp_path: Path) -> None:
+    hits: Counter[str] = Counter()
     for seed in range(150):
-        _lockstep(tmp_path, seed)
+        _lockstep(tmp_path, seed, hits)
+    # every path was taken, many times
+    paths = {"acquire 0", "acquire 1", "acquire 2", "release 0", "release 2", "claimed",
+             "decline 0", "decline 1", "leave"}
+    assert paths <= set(hits) and min(hits[p] for p in paths) >= 20, hits
 
 
 def test_the_public_api_matches_a_local_bulkhead(tmp_path: Path) -> None:
