@@ -61,6 +61,7 @@ def test_two_handles_are_one_bulkhead(tmp_path: Path) -> None:
     assert region.objects()[0]["parameters"] == {"max_concurrent": 2, "max_queue": 0,
                                                  "queue_timeout": float("inf")}
     assert repr(a) == "<Bulkhead 'api' active=0/2 queued=0>"
+    assert a.shared is region and resil.Bulkhead("api").shared is None
     assert region.check() == []
 
 

@@ -625,7 +625,7 @@ static PyObject *bulkhead_get(BulkheadObject *self, void *closure) {
     const rs_bulkhead *b = &self->core;
     rs_bulkhead counts;
     if (which == 5) {
-        return PyBool_FromLong(self->region != NULL);
+        return Py_NewRef(self->region ? self->region : Py_None);
     }
     if (which >= 2 && self->region) {
         if (shared_counts(self, &counts) < 0) {
@@ -710,8 +710,8 @@ static PyGetSetDef bulkhead_getset[] = {
     {"queued", (getter)bulkhead_get, NULL, "Callers waiting in line now.", (void *)3},
     {"handed", (getter)bulkhead_get, NULL,
      "Slots handed to woken waiters that have not started yet.", (void *)4},
-    {"shared", (getter)bulkhead_get, NULL, "True when the state lives in a SharedRegion.",
-     (void *)5},
+    {"shared", (getter)bulkhead_get, NULL,
+     "The SharedRegion holding the bulkhead's state, or None (this process's).", (void *)5},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -226,6 +226,12 @@ class Bulkhead(Guard):
         return self._core.max_queue
 
     @property
+    def shared(self) -> SharedRegion | None:
+        """The :class:`resil.SharedRegion` holding the bulkhead's state, or
+        None (this process's own)."""
+        return self._core.shared  # type: ignore[return-value]
+
+    @property
     def queue_timeout(self) -> float | None:
         """The most seconds a caller waits in the queue; None: no limit."""
         return None if self._timeout == math.inf else self._timeout
