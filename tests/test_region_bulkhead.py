@@ -541,3 +541,17 @@ def test_tasks_cancelled_at_random_points_leave_nothing_taken(tmp_path: Path) ->
     assert (stats["active"], stats["queued"]) == (0, 0)
     assert handles[0]._core.handed == handles[1]._core.handed == 0
     assert stats["admitted"] > 0 and region.check() == []
+
+
+def test_closing_another_handle_on_the_region_keeps_this_one_s_slots(tmp_path: Path) -> None:
+    region = resil.SharedRegion(tmp_path / "r")
+    other = resil.SharedRegion(tmp_path / "r")
+    b = resil.Bulkhead("o", 2, shared=region)
+    permit = b.try_acquire()
+    assert permit is not None
+    with b:
+        other.close()  # this process's slots are b's, still in use
+        del other
+        assert b.stats()["active"] == 2
+    b.release(permit)
+    assert b.stats()["active"] == 0 and region.check() == []
