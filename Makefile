@@ -52,12 +52,13 @@ test: build services
 # The same tests on the other supported CPythons the machine has (python3.X
 # on PATH or under pyenv), each in its own .venv-3.X with the extension built
 # for it. Left out there: what does not depend on the Python version (the C
-# core's tests, the sanitizer build, the wheel, the reference's build, the leak
-# and sink end-to-end runs), which `pytest` above covers on the main interpreter.
+# core's tests, the sanitizer build, the wheel, the reference's build, the leak,
+# sink and multi-worker server end-to-end runs), which `pytest` above covers on
+# the main interpreter.
 PY_VERSIONS ?= 3.10 3.12 3.13
 VERSION_SKIP := --ignore=tests/test_c_core.py --ignore=tests/test_sanitized.py \
 	--ignore=tests/test_packaging.py --ignore=tests/test_leaks.py --ignore=tests/test_sinks.py \
-	--ignore=tests/test_docs_build.py
+	--ignore=tests/test_docs_build.py --ignore=tests/test_region_e2e.py
 test-versions:
 	@for v in $(PY_VERSIONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \

@@ -1,0 +1,357 @@
+"""End to end: a real multi-worker server (uvicorn --workers 4, running the
+hand-written ASGI app in tests/e2e_app.py on a free 127.0.0.1 port) calls
+a dependency the test controls (a small HTTP server in a thread of the test
+process, told to succeed, fail or hang, counting the calls it receives)
+through a circuit breaker and a rate limiter kept in a SharedRegion, so the
+four workers behave as one service:
+
+- a dependency that starts failing is called failure_threshold times by
+  the whole host before the breaker trips, and then at most
+  half_open_probes times per HALF_OPEN episode; with objects of each
+  worker's own (E2E_REGION empty) it is called about that many times by
+  every worker;
+- the requests the host admits stay within the shared limit's GCRA bound,
+  where objects of each worker's own admit more than the bound;
+- a worker killed with SIGKILL mid-load loses no count, and a probe permit
+  held by a killed worker comes back after the region's lease.
+
+Loopback only; every server is started in its own process group and that
+group is killed when the test ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import resil
+
+HERE = Path(__file__).resolve().parent
+WORKERS = 4
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0     # seconds for uvicorn and its workers to come up
+REQUEST_TIMEOUT = 10.0   # seconds for one request to the server
+
+# The objects' parameters (the app reads them from its environment).
+THRESHOLD, PROBES, COOLDOWN = 5, 2, 0.5
+LEASE = 1.0  # the region's lease: a dead worker's probe comes back after it
+
+
+# -- the dependency ---------------------------------------------------------
+
+class Dependency:
+    """An HTTP server on a free loopback port, in a thread of the test
+    process: every request counts as a call, recorded with the pid of the
+    worker that made it (its x-worker header); ``mode`` says how it answers:
+    "ok" (200), "fail" (500) or "hang" (no answer until ``release()``,
+    then 500)."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.calls: list[tuple[float, int, str]] = []  # (time, worker pid, mode)
+        self.lock = threading.Lock()
+        self.hanging = threading.Event()  # set: a call is hanging now
+        self._release = threading.Event()
+        dependency = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with dependency.lock:
+                    mode = dependency.mode
+                    dependency.calls.append(
+                        (time.monotonic(), int(self.headers.get("x-worker", "0")), mode))
+                if mode == "hang":
+                    dependency.hanging.set()
+                    dependency._release.wait(30.0)
+                status = 200 if mode == "ok" else 500
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"{HOST}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def set(self, mode: str) -> None:
+        with self.lock:
+            self.mode = mode
+
+    def count(self, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for t, _, _ in self.calls if t >= since)
+
+    def by_worker(self, since: float = 0.0) -> Counter[int]:
+        with self.lock:
+            return Counter(pid for t, pid, _ in self.calls if t >= since)
+
+    def release(self) -> None:
+        self._release.set()
+
+    def __enter__(self) -> Dependency:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the server -------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes, from /proc."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    found += [int(p) for p in f.read().split()]
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+@dataclass
+class Server:
+    """uvicorn --workers 4 running tests/e2e_app.py on ``port``."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def workers(self) -> list[int]:
+        """The live worker processes: the master's children that run a
+        multiprocessing spawn (not its resource tracker, if any)."""
+        return sorted(pid for pid in children(self.process.pid)
+                      if b"spawn_main" in cmdline(pid))
+
+    def get(self, path: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict[str, Any]]:
+        """One request on a new connection (so the workers' accept loops
+        share the requests): the status and the JSON body."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, dependency: Dependency, region: Path | None, *,
+          rate: float = 1000.0, burst: int = 1000) -> Iterator[Server]:
+    """Starts uvicorn with WORKERS workers in a new process group, waits
+    until every worker has started its application, yields, and kills the
+    group however the block ends."""
+    env = dict(os.environ, E2E_REGION=str(region or ""), E2E_DEPENDENCY=dependency.address,
+               E2E_RATE=str(rate), E2E_BURST=str(burst), E2E_THRESHOLD=str(THRESHOLD),
+               E2E_PROBES=str(PROBES), E2E_COOLDOWN=str(COOLDOWN))
+    for attempt in range(3):  # a free port taken by someone else before uvicorn binds it
+        port = free_port()
+        log = tmp_path / f"uvicorn-{port}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "e2e_app:app", "--app-dir", str(HERE),
+                 "--host", HOST, "--port", str(port), "--workers", str(WORKERS),
+                 "--no-access-log", "--log-level", "info", "--timeout-graceful-shutdown", "1"],
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            server = Server(process, port, log)
+            if _wait_started(server):
+                yield server
+                return
+        finally:
+            _kill_group(process)
+        if b"address already in use" not in log.read_bytes().lower():
+            break
+    pytest.fail("uvicorn did not start; its log:\n" + log.read_text(errors="replace"))
+
+
+def _wait_started(server: Server) -> bool:
+    """True once every worker logged that its application started and the
+    port answers; False if uvicorn exited first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        if server.log.read_bytes().count(b"Application startup complete") >= WORKERS:
+            with contextlib.suppress(OSError):
+                server.get("/stats", timeout=2.0)
+                return True
+        time.sleep(0.05)
+    raise AssertionError(f"uvicorn did not start {WORKERS} workers in {START_TIMEOUT:g} s; "
+                         "its log:\n" + server.log.read_text(errors="replace"))
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def new_region(tmp_path: Path, name: str) -> tuple[Path, resil.SharedRegion]:
+    path = tmp_path / name
+    return path, resil.SharedRegion(path, lease=LEASE)
+
+
+# -- load -------------------------------------------------------------------
+
+@dataclass
+class Load:
+    """What clients saw: statuses and the workers that answered."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    workers: Counter[int] = field(default_factory=Counter)   # answered /call, by pid
+    admitted_by: Counter[int] = field(default_factory=Counter)  # past the limiter, by pid
+    errors: int = 0      # requests with no answer (their worker was killed)
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def admitted(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status != 429)
+
+
+def hammer(server: Server, seconds: float, clients: int,
+           during: Callable[[], None] | None = None) -> Load:
+    """``clients`` threads send /call requests back to back for ``seconds``;
+    ``during`` runs in this thread half way through."""
+    load = Load()
+    lock = threading.Lock()
+    load.started = time.monotonic()
+    end = load.started + seconds
+
+    def client(_: int) -> None:
+        while time.monotonic() < end:
+            try:
+                status, body = server.get("/call")
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    load.errors += 1
+                continue
+            with lock:
+                load.statuses[status] += 1
+                load.workers[body["worker"]] += 1
+                if status != 429:
+                    load.admitted_by[body["worker"]] += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client, i) for i in range(clients)]
+        if during is not None:
+            time.sleep(seconds / 2)
+            during()
+        for f in futures:
+            f.result()
+    load.ended = time.monotonic()
+    return load
+
+
+def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """Prints a figure past pytest's capture, so a run shows it."""
+    with capsys.disabled():
+        print("\n" + text, flush=True)
+
+
+# -- the tests --------------------------------------------------------------
+
+RATE, BURST, SECONDS = 50.0, 10, 2.0
+
+
+def test_the_host_admits_within_the_shared_limit(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, region = new_region(tmp_path, "limit")
+    limiter = resil.RateLimiter(RATE, burst=BURST, name="api", shared=region)
+    with Dependency() as dependency:
+        with serve(tmp_path, dependency, path, rate=RATE, burst=BURST) as server:
+            shared = hammer(server, SECONDS, clients=8)
+        with serve(tmp_path, dependency, None, rate=RATE, burst=BURST) as server:
+            own = hammer(server, SECONDS, clients=8)
+    # The clients' span holds the server's: the bound over it is the larger.
+    bound = BURST + RATE * (shared.ended - shared.started)
+    report(capsys, f"rate limit {RATE:g}/s, burst {BURST}, {SECONDS:g} s of load from 8 clients: "
+                   f"shared: {shared.admitted} admitted of {sum(shared.statuses.values())} "
+                   f"(bound {bound:.0f}), by worker {sorted(shared.admitted_by.values())}; "
+                   f"each worker its own: {own.admitted} admitted, by worker "
+                   f"{sorted(own.admitted_by.values())}")
+    assert shared.errors == 0 and own.errors == 0
+    assert len(shared.admitted_by) >= 2  # several workers admitted requests...
+    assert shared.admitted <= bound      # ...and all of them together kept the bound
+    assert shared.statuses[429] > 0      # the clients asked for more than the limit
+    # The region's counts are exactly what the clients were told.
+    s = limiter.stats()
+    assert (s["admitted"], s["rejected"]) == (shared.admitted, shared.statuses[429])
+    assert s["admitted"] == shared.statuses[200]  # the dependency answered every one
+    # Without the region each worker has the whole limit: more than the bound.
+    own_bound = BURST + RATE * (own.ended - own.started)
+    assert len(own.admitted_by) >= 2 and own.admitted > own_bound
+
+
+def test_a_worker_killed_mid_load_loses_no_count(tmp_path: Path) -> None:
+    path, region = new_region(tmp_path, "kill")
+    limiter = resil.RateLimiter(RATE, burst=BURST, name="api", shared=region)
+    killed: list[int] = []
+    with Dependency() as dependency:
+        with serve(tmp_path, dependency, path, rate=RATE, burst=BURST) as server:
+            before = server.workers()
+            assert len(before) == WORKERS
+
+            def kill() -> None:
+                victim = before[0]
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+            load = hammer(server, SECONDS, clients=8, during=kill)
+            # uvicorn starts a worker in the dead one's place; it serves from
+            # the same region.
+            deadline = time.monotonic() + START_TIMEOUT
+            while len(server.workers()) < WORKERS or killed[0] in server.workers():
+                assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
+                time.sleep(0.05)
+            after = hammer(server, 1.0, clients=4)
+            assert set(after.workers) - set(before)  # the new worker answered too
+    s = limiter.stats()
+    assert region.check() == []
+    admitted = load.admitted + after.admitted
+    rejected = load.statuses[429] + after.statuses[429]
+    # Every answer the clients got is counted; a request cut off by the kill
+    # may or may not have been decided before it died, and nothing else.
+    assert s["admitted"] >= admitted and s["rejected"] >= rejected
+    assert s["admitted"] + s["rejected"] <= admitted + rejected + load.errors + after.errors
+    assert after.errors == 0
+    # The host's bound held across the kill and the restart.
+    assert s["admitted"] <= BURST + RATE * (time.monotonic() - load.started)
