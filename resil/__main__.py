@@ -30,8 +30,15 @@ def _analyze() -> ModuleType:
     return analyze
 
 
+def _shared() -> ModuleType:
+    from resil.cli import shared
+
+    return shared
+
+
 # name -> the module holding its SUMMARY, build_parser() and main(argv).
-_COMMANDS: dict[str, Callable[[], ModuleType]] = {"demo": _demo, "analyze": _analyze}
+_COMMANDS: dict[str, Callable[[], ModuleType]] = {"demo": _demo, "shared": _shared,
+                                                  "analyze": _analyze}
 
 
 def usage() -> str:

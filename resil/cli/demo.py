@@ -656,11 +656,12 @@ def write_dashboard(out: TextIO, monitor: Monitor) -> None:
     out.write(json.dumps(doc, indent=2) + "\n")
 
 
-def source_line() -> str:
-    """The last line of the output: where the code that produced it is. The
-    shorter of the path from the current directory and the absolute path;
-    if neither fits in WIDTH, the path inside the package."""
-    here = os.path.abspath(__file__)
+def source_line(path: str | None = None) -> str:
+    """The last line of the output: where the code that produced it is (the
+    file ``path``, default: this module's). The shorter of the path from the
+    current directory and the absolute path; if neither fits in WIDTH, the
+    path inside the package."""
+    here = os.path.abspath(__file__ if path is None else path)
     lead = "the code behind this output: "
     names = [here]
     with contextlib.suppress(ValueError):  # another drive, on Windows
