@@ -54,7 +54,7 @@ def build() -> tuple[resil.RateLimiter, resil.CircuitBreaker, resil.SharedRegion
     breaker = resil.CircuitBreaker(
         "dependency", failure_threshold=int(os.environ["E2E_THRESHOLD"]),
         half_open_probes=int(os.environ["E2E_PROBES"]), cooldown=_env_float("E2E_COOLDOWN"),
-        cooldown_multiplier=1.0, adaptive=False)
+        cooldown_multiplier=1.0, adaptive=False, shared=region)
     return limiter, breaker, region
 
 

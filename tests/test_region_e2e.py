@@ -15,6 +15,9 @@ four workers behave as one service:
 - a worker killed with SIGKILL mid-load loses no count, and a probe permit
   held by a killed worker comes back after the region's lease.
 
+``python -m resil shared`` (resil/cli/shared.py), the demo of the same
+sharing between worker processes, is run here too.
+
 Loopback only; every server is started in its own process group and that
 group is killed when the test ends, however it ends.
 """
@@ -42,6 +45,7 @@ from typing import Any
 import pytest
 
 import resil
+from resil.cli import shared as shared_demo
 
 HERE = Path(__file__).resolve().parent
 WORKERS = 4
@@ -50,7 +54,7 @@ START_TIMEOUT = 30.0     # seconds for uvicorn and its workers to come up
 REQUEST_TIMEOUT = 10.0   # seconds for one request to the server
 
 # The objects' parameters (the app reads them from its environment).
-THRESHOLD, PROBES, COOLDOWN = 5, 2, 0.5
+THRESHOLD, PROBES, COOLDOWN = 5, 2, 2.0
 LEASE = 1.0  # the region's lease: a dead worker's probe comes back after it
 
 
@@ -173,7 +177,7 @@ class Server:
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, dependency: Dependency, region: Path | None, *,
-          rate: float = 1000.0, burst: int = 1000) -> Iterator[Server]:
+          rate: float = 1e9, burst: int = 10**9) -> Iterator[Server]:
     """Starts uvicorn with WORKERS workers in a new process group, waits
     until every worker has started its application, yields, and kills the
     group however the block ends."""
@@ -324,6 +328,7 @@ def test_the_host_admits_within_the_shared_limit(tmp_path: Path,
 def test_a_worker_killed_mid_load_loses_no_count(tmp_path: Path) -> None:
     path, region = new_region(tmp_path, "kill")
     limiter = resil.RateLimiter(RATE, burst=BURST, name="api", shared=region)
+    breaker = host_breaker(region)
     killed: list[int] = []
     with Dependency() as dependency:
         with serve(tmp_path, dependency, path, rate=RATE, burst=BURST) as server:
@@ -339,11 +344,13 @@ def test_a_worker_killed_mid_load_loses_no_count(tmp_path: Path) -> None:
             # uvicorn starts a worker in the dead one's place; it serves from
             # the same region.
             deadline = time.monotonic() + START_TIMEOUT
-            while len(server.workers()) < WORKERS or killed[0] in server.workers():
+            while server.log.read_bytes().count(b"Application startup complete") <= WORKERS:
                 assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
                 time.sleep(0.05)
+            assert killed[0] not in server.workers() and len(server.workers()) == WORKERS
             after = hammer(server, 1.0, clients=4)
             assert set(after.workers) - set(before)  # the new worker answered too
+        called = dependency.count()
     s = limiter.stats()
     assert region.check() == []
     admitted = load.admitted + after.admitted
@@ -355,3 +362,231 @@ def test_a_worker_killed_mid_load_loses_no_count(tmp_path: Path) -> None:
     assert after.errors == 0
     # The host's bound held across the kill and the restart.
     assert s["admitted"] <= BURST + RATE * (time.monotonic() - load.started)
+    # The breaker counted every success a client saw, and the dependency
+    # saw those calls; a call cut off by the kill may have reached it
+    # without its outcome being recorded, and nothing else.
+    b = breaker.stats()
+    ok = load.statuses[200] + after.statuses[200]
+    assert ok == admitted  # the dependency was healthy throughout
+    assert ok <= b["successes"] <= ok + load.errors
+    assert b["successes"] <= called <= b["successes"] + load.errors
+    assert b["failures"] == 0 and b["state"] == resil.State.CLOSED
+
+
+def host_breaker(region: resil.SharedRegion) -> resil.CircuitBreaker:
+    """The test's handle on the breaker the workers share."""
+    return resil.CircuitBreaker("dependency", failure_threshold=THRESHOLD,
+                                half_open_probes=PROBES, cooldown=COOLDOWN,
+                                cooldown_multiplier=1.0, adaptive=False, shared=region)
+
+
+@dataclass
+class Episode:
+    """What the dependency received once it started failing."""
+
+    tripping: Counter[int]   # calls by worker pid while the requests came one at a time
+    probing: Counter[int]    # calls by worker pid while 4 clients sent requests at once
+    served_one: Counter[int]  # requests answered one at a time, by worker pid
+    served: Counter[int]     # requests answered in all, by worker pid
+
+    @property
+    def calls(self) -> int:
+        return sum(self.tripping.values()) + sum(self.probing.values())
+
+
+def failing_episode(server: Server, dependency: Dependency) -> Episode:
+    """The dependency fails from now on. First 8 requests per worker one at a
+    time (each breaker sees failures until it trips), then 4 clients at
+    once until 1.5 cooldowns have passed: one HALF_OPEN episode after the
+    trip, whose probes fail."""
+    dependency.set("fail")
+    since = time.monotonic()
+    served: Counter[int] = Counter()
+    for _ in range(8 * WORKERS):
+        status, body = server.get("/call")
+        assert status in (502, 503), body
+        served[body["worker"]] += 1
+    middle = time.monotonic()
+    assert middle - since < COOLDOWN, "too slow: a HALF_OPEN came before the load"
+    load = hammer(server, since + 1.5 * COOLDOWN - middle, clients=4)
+    assert load.errors == 0 and set(load.statuses) <= {502, 503}
+    tripping = dependency.by_worker(since) - dependency.by_worker(middle)
+    return Episode(tripping, dependency.by_worker(middle), served, served + load.workers)
+
+
+def test_a_failing_dependency_is_called_threshold_plus_probes_times_by_the_host(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, region = new_region(tmp_path, "breaker")
+    breaker = host_breaker(region)
+    with Dependency() as dependency:
+        with serve(tmp_path, dependency, path) as server:
+            shared = failing_episode(server, dependency)
+            s = breaker.stats()
+            # The dependency is back: after the cooldown, PROBES probes close it.
+            dependency.set("ok")
+            deadline = time.monotonic() + 3 * COOLDOWN
+            while breaker.state != resil.State.CLOSED:
+                assert time.monotonic() < deadline, breaker.stats()
+                server.get("/call")
+                time.sleep(0.02)
+        with serve(tmp_path, dependency, None) as server:
+            own = failing_episode(server, dependency)
+    episodes = s["transitions"]["HALF_OPEN"]
+    report(capsys, f"a failing dependency, failure_threshold={THRESHOLD}, half_open_probes="
+                   f"{PROBES}: shared breaker: {shared.calls} calls from the host "
+                   f"({sum(shared.tripping.values())} to trip, {sum(shared.probing.values())} "
+                   f"probes in {episodes} HALF_OPEN episode(s)), by worker "
+                   f"{sorted((shared.tripping + shared.probing).values())}; a breaker per "
+                   f"worker: {own.calls} calls ({sum(own.tripping.values())} to trip, "
+                   f"{sum(own.probing.values())} probes), by worker "
+                   f"{sorted((own.tripping + own.probing).values())}")
+    # Several workers served the failing requests...
+    assert len(shared.served_one) >= 2
+    # ...and all of them together tripped one breaker after THRESHOLD failures,
+    assert sum(shared.tripping.values()) == THRESHOLD
+    assert s["transitions"]["OPEN"] == 1 + episodes and s["failures"] == shared.calls
+    # then let at most PROBES probes through per HALF_OPEN episode.
+    assert episodes >= 1
+    assert sum(shared.probing.values()) <= PROBES * episodes
+    assert shared.calls <= THRESHOLD + PROBES * episodes
+    # A breaker per worker: each worker called the dependency for each of
+    # the first THRESHOLD failing requests it served, before its own trip.
+    assert own.tripping == Counter({pid: min(n, THRESHOLD) for pid, n in own.served_one.items()})
+    assert sum(1 for n in own.served_one.values() if n >= THRESHOLD) >= 2
+    assert sum(own.tripping.values()) > THRESHOLD and own.calls > shared.calls
+
+
+def test_a_probe_held_by_a_killed_worker_comes_back_after_the_lease(tmp_path: Path) -> None:
+    path, region = new_region(tmp_path, "probe")
+    breaker = host_breaker(region)
+    with Dependency() as dependency, ThreadPoolExecutor(PROBES) as pool:
+        with serve(tmp_path, dependency, path) as server:
+            dependency.set("fail")
+            deadline = time.monotonic() + 5.0
+            while breaker.state != resil.State.OPEN:
+                assert time.monotonic() < deadline, breaker.stats()
+                server.get("/call")
+            # The dependency hangs: after the cooldown, the first PROBES
+            # requests take the probes and wait on it; the next is rejected.
+            dependency.set("hang")
+            time.sleep(COOLDOWN)
+            since = time.monotonic()
+            stuck = [pool.submit(server.get, "/call") for _ in range(PROBES)]
+            deadline = time.monotonic() + 5.0
+            while dependency.count(since) < PROBES:
+                assert time.monotonic() < deadline, "the probes did not reach the dependency"
+                time.sleep(0.01)
+            assert breaker.stats()["half_open_probes_granted"] == PROBES
+            assert server.get("/call")[0] == 503
+            # Kill the workers that hold them.
+            holders = set(dependency.by_worker(since))
+            assert holders <= set(server.workers())
+            for pid in holders:
+                os.kill(pid, signal.SIGKILL)
+            for f in stuck:
+                with pytest.raises((OSError, http.client.HTTPException)):
+                    f.result()
+            # Once the lease has passed, the probes are taken back: the
+            # dependency (healthy again) is probed and the breaker closes.
+            dependency.set("ok")
+            deadline = since + LEASE + 10.0
+            while breaker.state != resil.State.CLOSED:
+                assert time.monotonic() < deadline, breaker.stats()
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    server.get("/call")
+                time.sleep(0.05)
+            assert time.monotonic() - since >= LEASE  # not before: its holder might live
+            assert server.get("/call")[0] == 200
+    assert region.check() == []
+
+
+def test_python_m_resil_shared_shows_one_breaker_in_every_worker() -> None:
+    workers = 3
+    proc = subprocess.run([sys.executable, "-m", "resil", "shared", "--workers", str(workers)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    lead = "the code behind this output: "
+    assert lines[-1].startswith(lead)
+    assert os.path.samefile(lines[-1][len(lead):], shared_demo.__file__)
+    # The table: a row a second, a "calls:rejected" cell per worker.
+    head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["time", "phase"])
+    names = lines[head].split()
+    assert names[2:2 + workers] == [f"w{i + 1}" for i in range(workers)]
+    end = lines.index("", head)
+    rows = [dict(zip(names, line.split())) for line in lines[head + 1:end]]
+    assert [int(r["time"]) for r in rows] == list(range(1, shared_demo.SECONDS + 1))
+    open_rows = [r for r in rows if r["state"] == "OPEN"]
+    assert open_rows, "the breaker never opened"
+    # An open breaker rejects in every worker...
+    for i in range(1, workers + 1):
+        assert sum(int(r[f"w{i}"].split(":")[1]) for r in open_rows) > 0
+    # ...and the host's counts add up: every failure of every worker counted
+    # once, THRESHOLD of them to trip and at most the probes after.
+    last = rows[-1]
+    threshold = shared_demo.BREAKER["failure_threshold"]
+    probes = shared_demo.BREAKER["half_open_probes"]
+    trips = int(last["trips"])
+    assert trips >= 1 and last["state"] == "CLOSED"
+    assert threshold < int(last["fails"]) <= threshold + probes * trips
+    summary = " ".join(lines[end:])
+    assert f"the whole host called it {last['fails']} times" in summary
+    assert sum(int(r["adm/s"]) for r in rows) <= (shared_demo.LIMIT["burst"]
+                                                 + shared_demo.LIMIT["rate"] * len(rows))
+
+
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--workers", "6"], ["--workers", "x"]])
+def test_python_m_resil_shared_refuses_bad_options(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        shared_demo.main(argv)
+    assert exit_.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_python_m_resil_help_lists_the_shared_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from resil import __main__ as cli
+
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"  shared  {shared_demo.SUMMARY}\n" in text
+    assert "options: [--workers N]" in text
+    assert "--workers N" in shared_demo.build_parser().format_help()
+
+
+def test_python_m_resil_shared_ends_on_ctrl_c_and_leaves_nothing_behind() -> None:
+    # `python -m resil shared --workers 2` as started from a terminal, where
+    # Ctrl-C interrupts it, even when this test runs as a background job
+    # (which ignores SIGINT, and so would its children).
+    command = ("import runpy, signal, sys;"
+               " signal.signal(signal.SIGINT, signal.default_int_handler);"
+               " sys.argv = ['resil', 'shared', '--workers', '2'];"
+               " runpy.run_module('resil', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", command], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or lines[-1].split()[:1] != ["1"]:  # the first row: workers running
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line.rstrip("\n"))
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == 130 and err.strip() == "interrupted", err
+    region = next(line.split()[-1] for line in lines if "region file" in line)
+    assert not os.path.exists(region) and not os.path.exists(os.path.dirname(region))
+    deadline = time.monotonic() + 5.0
+    while True:  # the workers, in the command's process group, ended too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a worker outlived the command"
+        time.sleep(0.05)
