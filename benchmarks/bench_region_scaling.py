@@ -1,4 +1,4 @@
-"""Throughput of one object shared by 1, 2, 4 and 8 processes through a SharedRegion, beside objects of each process's own.
+"""Throughput of one object shared by 1, 2, 4 and 8 processes, beside an object per process.
 
 Every process of a run calls one operation as fast as it can for a fixed
 time, all starting at one instant of the host's monotonic clock:
@@ -73,7 +73,7 @@ KINDS: dict[str, Callable[[resil.SharedRegion | None], Callable[[], Any]]] = {
     "breaker": make_breaker,
 }
 # The kinds a run measures unless --kinds says otherwise.
-DEFAULT_KINDS = ("limiter",)
+DEFAULT_KINDS = ("limiter", "breaker")
 
 
 def worker(path: str, kinds: list[str], conn: Connection) -> None:
