@@ -5,9 +5,11 @@ framework) that uvicorn runs in several worker processes.
 calls the dependency through a circuit breaker: 200 when it answered 200,
 502 when it failed (a failure for the breaker), 503 when the breaker
 rejected the call. ``GET /stats`` gives the limiter's and the breaker's
-``stats()`` as JSON. Every response names the worker's pid in its body and
-in an ``x-worker`` header, and the dependency is told the same pid, so the
-test knows which worker did what.
+``stats()`` as JSON, ``GET /metrics`` the Prometheus exposition of the
+region (of the worker's own objects without one). Every response names the
+worker's pid in an ``x-worker`` header (a JSON one in its body too), and
+the dependency is told the same pid, so the test knows which worker did
+what.
 
 Configured from the environment, read once per worker:
 ``E2E_REGION`` the region file, or empty for objects of the worker's own;
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import resil
+import resil.prometheus
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -94,11 +97,15 @@ def _plain(stats: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(stats, default=str))  # type: ignore[no-any-return]
 
 
-async def respond(send: Send, status: int, body: dict[str, Any]) -> None:
-    body["worker"] = PID
-    data = json.dumps(body).encode()
+async def respond(send: Send, status: int, body: dict[str, Any] | str) -> None:
+    """A JSON body (with this worker's pid added) or a text one."""
+    if isinstance(body, str):
+        data, kind = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
+    else:
+        body["worker"] = PID
+        data, kind = json.dumps(body).encode(), b"application/json"
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
+                "headers": [(b"content-type", kind),
                             (b"content-length", str(len(data)).encode()),
                             (b"x-worker", str(PID).encode())]})
     await send({"type": "http.response.body", "body": data})
@@ -116,8 +123,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     path = scope["path"]
+    body: dict[str, Any] | str
     if path == "/call":
         status, body = await handle_call()
+    elif path == "/metrics":
+        # The region's objects, host-wide, from whichever worker answers.
+        sources = (REGION,) if REGION is not None else (LIMITER, BREAKER)
+        status, body = 200, resil.prometheus.exposition(*sources)
     elif path == "/stats":
         status, body = 200, {"limiter": _plain(LIMITER.stats()),
                              "breaker": _plain(BREAKER.stats())}

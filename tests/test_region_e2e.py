@@ -166,13 +166,31 @@ class Server:
     def get(self, path: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict[str, Any]]:
         """One request on a new connection (so the workers' accept loops
         share the requests): the status and the JSON body."""
+        status, _, body = self.get_raw(path, timeout)
+        return status, json.loads(body)
+
+    def get_raw(self, path: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, int, bytes]:
+        """One request on a new connection: the status, the pid of the
+        worker that answered and the body."""
         conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
-            return response.status, json.loads(response.read())
+            return response.status, int(response.getheader("x-worker", "0")), response.read()
         finally:
             conn.close()
+
+    def scrape(self, least: int = 2, tries: int = 100) -> dict[int, str]:
+        """/metrics as answered by each worker, asked until ``least``
+        different workers have answered (or ``tries`` requests)."""
+        pages: dict[int, str] = {}
+        for _ in range(tries):
+            status, worker, body = self.get_raw("/metrics")
+            assert status == 200
+            pages[worker] = body.decode()
+            if len(pages) >= least:
+                break
+        return pages
 
 
 @contextlib.contextmanager
@@ -285,6 +303,14 @@ def hammer(server: Server, seconds: float, clients: int,
     return load
 
 
+def metric(page: str, series: str) -> float:
+    """The value of ``series`` (name and labels, as written) in an exposition."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+              if line.startswith(series + " ")]
+    assert len(values) == 1, (series, page)
+    return values[0]
+
+
 def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
     """Prints a figure past pytest's capture, so a run shows it."""
     with capsys.disabled():
@@ -303,6 +329,7 @@ def test_the_host_admits_within_the_shared_limit(tmp_path: Path,
     with Dependency() as dependency:
         with serve(tmp_path, dependency, path, rate=RATE, burst=BURST) as server:
             shared = hammer(server, SECONDS, clients=8)
+            pages = server.scrape()
         with serve(tmp_path, dependency, None, rate=RATE, burst=BURST) as server:
             own = hammer(server, SECONDS, clients=8)
     # The clients' span holds the server's: the bound over it is the larger.
@@ -320,6 +347,14 @@ def test_the_host_admits_within_the_shared_limit(tmp_path: Path,
     s = limiter.stats()
     assert (s["admitted"], s["rejected"]) == (shared.admitted, shared.statuses[429])
     assert s["admitted"] == shared.statuses[200]  # the dependency answered every one
+    # Any worker's /metrics shows the host's totals, not its own.
+    assert len(pages) >= 2
+    for page in pages.values():
+        assert metric(page, 'resil_rate_limiter_decisions_total{limiter="api",'
+                            'outcome="admitted"}') == shared.admitted
+        assert metric(page, 'resil_rate_limiter_decisions_total{limiter="api",'
+                            'outcome="rejected"}') == shared.statuses[429]
+    assert max(shared.admitted_by.values()) < shared.admitted
     # Without the region each worker has the whole limit: more than the bound.
     own_bound = BURST + RATE * (own.ended - own.started)
     assert len(own.admitted_by) >= 2 and own.admitted > own_bound
@@ -422,6 +457,7 @@ def test_a_failing_dependency_is_called_threshold_plus_probes_times_by_the_host(
         with serve(tmp_path, dependency, path) as server:
             shared = failing_episode(server, dependency)
             s = breaker.stats()
+            pages = server.scrape()
             # The dependency is back: after the cooldown, PROBES probes close it.
             dependency.set("ok")
             deadline = time.monotonic() + 3 * COOLDOWN
@@ -449,6 +485,13 @@ def test_a_failing_dependency_is_called_threshold_plus_probes_times_by_the_host(
     assert episodes >= 1
     assert sum(shared.probing.values()) <= PROBES * episodes
     assert shared.calls <= THRESHOLD + PROBES * episodes
+    # Any worker's /metrics shows the host's breaker.
+    assert len(pages) >= 2
+    for page in pages.values():
+        assert metric(page, 'resil_circuit_breaker_failures_total{endpoint="dependency"}') \
+            == shared.calls
+        assert metric(page, 'resil_circuit_breaker_state{endpoint="dependency"}') \
+            == resil.State.OPEN
     # A breaker per worker: each worker called the dependency for each of
     # the first THRESHOLD failing requests it served, before its own trip.
     assert own.tripping == Counter({pid: min(n, THRESHOLD) for pid, n in own.served_one.items()})
