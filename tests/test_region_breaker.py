@@ -619,22 +619,31 @@ def test_closing_the_region_gives_back_this_processs_probes(tmp_path: Path) -> N
                           "clock": clock}
     mine = resil.SharedRegion(path)
     breaker = resil.CircuitBreaker("c", shared=mine, **kw)
-    other = resil.CircuitBreaker("c", shared=resil.SharedRegion(path), **kw)
     breaker.record_failure()
     clock.advance(1.0)
     probe = breaker.acquire()
-    with pytest.raises(resil.CircuitOpenError):
-        other.acquire()
+
+    def another_process_gets_the_probe() -> bool:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                other = resil.CircuitBreaker("c", shared=resil.SharedRegion(path), **kw)
+                os._exit(0 if other.acquire().probe else 1)
+            except BaseException:
+                os._exit(2)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    assert not another_process_gets_the_probe()
     mine.close()  # this process can never report it now: it is given back
     with pytest.raises(resil.RegionError, match="closed"):
         breaker.record_success(probe)
     assert not probe.done
-    again = other.acquire()
-    assert again.probe
+    assert another_process_gets_the_probe()
     del probe  # dropped after the close: nothing to give back, nothing reported
     gc.collect()
-    other.record_success(again)
-    assert other.state is resil.State.CLOSED and other.stats()["released"] == 1
+    stats = resil.CircuitBreaker("c", shared=resil.SharedRegion(path), **kw).stats()
+    # ours, given back at the close, and the child's, dropped unreported
+    assert stats["released"] == 2 and stats["half_open_probes_granted"] == 0
 
 
 def test_repr_after_close(tmp_path: Path) -> None:
@@ -660,3 +669,25 @@ def test_reattaching_keeps_the_latency_figures(tmp_path: Path) -> None:
         local.record_success(latency_ms=latency)
         assert (shared.stats()["avg_latency_ms"], shared.stats()["jitter_ms"]) == pytest.approx(
             (local.stats()["avg_latency_ms"], local.stats()["jitter_ms"])), i
+
+
+def test_closing_one_of_two_handles_keeps_the_others_probes(tmp_path: Path) -> None:
+    """Closing gives back this process's probes only with its last handle on
+    the file: a breaker attached through another one may hold them."""
+    clock = resil.VirtualClock()
+    path = tmp_path / "r"
+    kw: dict[str, Any] = {"failure_threshold": 1, "cooldown": 1.0, "half_open_probes": 1,
+                          "clock": clock}
+    first, second = resil.SharedRegion(path), resil.SharedRegion(path)
+    breaker = resil.CircuitBreaker("h", shared=second, **kw)
+    other = resil.CircuitBreaker("h", shared=first, **kw)
+    breaker.record_failure()
+    clock.advance(1.0)
+    probe = breaker.acquire()
+    first.close()  # `second` still open: its breaker's probe stays held
+    observer = resil.CircuitBreaker("h", shared=resil.SharedRegion(path), **kw)
+    with pytest.raises(resil.CircuitOpenError):
+        observer.acquire()
+    breaker.record_success(probe)
+    assert observer.state is resil.State.CLOSED
+    del other

@@ -146,6 +146,40 @@ const rs_region_holder *resil_region_me(void) {
     return &me_cached;
 }
 
+/* The open SharedRegion objects of this process, per file: closing one
+ * gives back this process's permits only when it was the last (another
+ * handle's breakers may hold them). The GIL guards it; a forked child
+ * inherits the counts with the objects. */
+typedef struct {
+    uint64_t dev, ino;
+    Py_ssize_t count;
+} open_file;
+static open_file *handles;
+static Py_ssize_t nhandles;
+
+/* Adds delta to the file's count: the count after, or -1 (out of memory). */
+static Py_ssize_t handles_add(uint64_t dev, uint64_t ino, Py_ssize_t delta) {
+    for (Py_ssize_t i = 0; i < nhandles; i++) {
+        if (handles[i].dev == dev && handles[i].ino == ino) {
+            Py_ssize_t c = handles[i].count += delta;
+            if (c == 0) {
+                handles[i] = handles[--nhandles];
+            }
+            return c;
+        }
+    }
+    if (delta <= 0) {
+        return 0;
+    }
+    open_file *grown = PyMem_Realloc(handles, (size_t)(nhandles + 1) * sizeof *grown);
+    if (!grown) {
+        return -1;
+    }
+    handles = grown;
+    handles[nhandles++] = (open_file){dev, ino, delta};
+    return delta;
+}
+
 /* Whether all n bytes at p are zero (n > 0): a file resil created and
  * reserved whose creator died before writing the header; it holds nothing. */
 static int all_zero(const unsigned char *p, uint64_t n) {
@@ -278,6 +312,15 @@ static PyObject *region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     self->base = self->mapped = base;
     self->size = (uint64_t)sb.st_size;
     self->lease_ns = ((rs_region_header *)base)->lease_ns;
+    self->dev = (uint64_t)sb.st_dev;
+    self->ino = (uint64_t)sb.st_ino;
+    if (handles_add(self->dev, self->ino, 1) < 0) {
+        self->base = NULL; /* not counted: its close must not count down */
+        munmap(base, (size_t)self->size);
+        self->mapped = NULL;
+        PyErr_NoMemory();
+        goto error;
+    }
     return (PyObject *)self;
 error:
     Py_XDECREF(fspath);
@@ -336,9 +379,11 @@ static void unmap(RegionObject *self) {
     if (self->base) {
         char *base = self->base;
         self->base = NULL; /* calls from other threads fail from here */
-        self->waiters++;   /* the mapping stays while this thread is in it */
-        drop_my_permits(self, base);
-        self->waiters--;
+        if (handles_add(self->dev, self->ino, -1) == 0) {
+            self->waiters++; /* the mapping stays while this thread is in it */
+            drop_my_permits(self, base);
+            self->waiters--;
+        }
     }
     self->base = NULL;
     if (self->mapped && self->waiters == 0) {

@@ -319,6 +319,7 @@ typedef struct {
     uint64_t lease_ns;
     PyObject *path;      /* str */
     PyObject *weakreflist;
+    uint64_t dev, ino;   /* the file's, to know the process's other handles on it */
 } RegionObject;
 
 /* The block at offset in an open region, or NULL with RegionError raised
