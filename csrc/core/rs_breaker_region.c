@@ -338,13 +338,7 @@ static void block_repair(void *block, const uint64_t *params) {
     }
     /* the sums from the values, keeping pos: rs_latring_resum would set it
      * to 0, which is only right once the ring is in oldest-first order */
-    double s = 0.0, q = 0.0;
-    for (uint32_t i = 0; i < l->n; i++) {
-        s += l->values[i];
-        q += l->values[i] * l->values[i];
-    }
-    l->sum = s;
-    l->sumsq = q;
+    rs_latring_sums(l);
     if (b->probes_granted > b->cfg.half_open_probes) {
         b->probes_granted = b->cfg.half_open_probes;
     }

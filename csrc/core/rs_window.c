@@ -153,9 +153,7 @@ void rs_latring_clear(rs_latring *l) {
     l->sumsq = 0.0;
 }
 
-/* Oldest-first order is now 0..cap-1: the sums are recomputed exactly, so
- * rounding from the running sums never builds up. */
-void rs_latring_resum(rs_latring *l) {
+void rs_latring_sums(rs_latring *l) {
     double s = 0.0, q = 0.0;
     for (uint32_t i = 0; i < l->n; i++) {
         s += l->values[i];
@@ -163,6 +161,12 @@ void rs_latring_resum(rs_latring *l) {
     }
     l->sum = s;
     l->sumsq = q;
+}
+
+/* Oldest-first order is now 0..cap-1: the sums are recomputed exactly, so
+ * rounding from the running sums never builds up. */
+void rs_latring_resum(rs_latring *l) {
+    rs_latring_sums(l);
     l->pos = 0;
 }
 

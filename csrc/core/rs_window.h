@@ -155,6 +155,8 @@ void rs_latring_free(rs_latring *l);
 void rs_latring_clear(rs_latring *l);
 /* Recomputes the sums once the ring wraps (rs_latring_push calls it). */
 void rs_latring_resum(rs_latring *l);
+/* Recomputes the sums from the n values held, the position kept. */
+void rs_latring_sums(rs_latring *l);
 RS_INLINE void rs_latring_push(rs_latring *l, double ms) {
     if (l->n == l->cap) {
         double old = l->values[l->pos];
