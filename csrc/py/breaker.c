@@ -236,11 +236,6 @@ __attribute__((cold, noinline)) static void shared_record(BreakerObject *b, cons
  * core's acquire stays inlined into them. */
 __attribute__((cold, noinline)) int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0,
                                                      uint64_t remaining_ns) {
-    if (!b->region) {
-        raise_open(b, b->core.state, remaining_ns);
-        drain(b);
-        return -1;
-    }
     rs_breaker_block *blk = shared_lock(b);
     if (!blk) {
         return -1;

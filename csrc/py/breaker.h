@@ -100,9 +100,9 @@ typedef struct {
 /* Defined in breaker.c. */
 void drain_slow(BreakerObject *b);
 void raise_open(BreakerObject *b, int state, uint64_t remaining_ns);
-/* What take_permit does once the inline core refused: a shared breaker
- * asks its block (0 and *p filled when admitted); otherwise, or when the
- * block refuses too, CircuitOpenError is raised: -1. */
+/* What take_permit does for a shared breaker once its own core (kept
+ * FORCED_OPEN) refused: asks the block (0 and *p filled when admitted);
+ * when the block refuses too, CircuitOpenError is raised: -1. */
 int take_permit_slow(BreakerObject *b, rs_permit *p, uint64_t t0, uint64_t remaining_ns);
 /* Gives a permit back without an outcome, in the core or the block; the
  * caller reports transitions (drain). give_back_later leaves a shared
@@ -169,7 +169,12 @@ static inline int take_permit(BreakerObject *b, rs_permit *p, uint64_t *t0) {
     }
     uint64_t remaining;
     if (RS_UNLIKELY(rs_breaker_acquire(&b->core, *t0, p, &remaining) != RS_OK)) {
-        return take_permit_slow(b, p, *t0, remaining);
+        if (RS_UNLIKELY(b->region != NULL)) {
+            return take_permit_slow(b, p, *t0, remaining);
+        }
+        raise_open(b, b->core.state, remaining);
+        drain(b);
+        return -1;
     }
     drain(b);
     return 0;
