@@ -430,17 +430,20 @@ class Episode:
 
 
 def failing_episode(server: Server, dependency: Dependency) -> Episode:
-    """The dependency fails from now on. First 8 requests per worker one at a
-    time (each breaker sees failures until it trips), then 4 clients at
-    once until 1.5 cooldowns have passed: one HALF_OPEN episode after the
-    trip, whose probes fail."""
+    """The dependency fails from now on. First requests one at a time, 8 per
+    worker, and more until at least two workers served 8 (the kernel may hand
+    most connections to one worker), so that each breaker sees failures
+    until it trips; then 4 clients at once until 1.5 cooldowns have passed:
+    one HALF_OPEN episode after the trip, whose probes fail."""
     dependency.set("fail")
     since = time.monotonic()
     served: Counter[int] = Counter()
-    for _ in range(8 * WORKERS):
+    for i in range(32 * WORKERS):
         status, body = server.get("/call")
         assert status in (502, 503), body
         served[body["worker"]] += 1
+        if i + 1 >= 8 * WORKERS and sum(1 for n in served.values() if n >= 8) >= 2:
+            break
     middle = time.monotonic()
     assert middle - since < COOLDOWN, "too slow: a HALF_OPEN came before the load"
     load = hammer(server, since + 1.5 * COOLDOWN - middle, clients=4)
