@@ -701,11 +701,7 @@ static PyObject *breaker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
         return NULL;
     }
-    if (shared != Py_None && !name) {
-        PyErr_SetString(PyExc_TypeError,
-                        "CircuitBreaker() with shared= needs a name, the one every process "
-                        "sharing the breaker opens it by (two unnamed breakers would otherwise "
-                        "be one)");
+    if (resil_region_check_shared(st, shared, name != NULL, "CircuitBreaker", "a name") < 0) {
         return NULL;
     }
     parsed_param pv[P_COUNT];

@@ -88,9 +88,7 @@ static PyObject *bulkhead_new(PyTypeObject *type, PyObject *args, PyObject *kwds
                    NULL;
         }
     }
-    if (shared != Py_None && !PyObject_TypeCheck(shared, st->Region_type)) {
-        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
-                     Py_TYPE(shared)->tp_name);
+    if (resil_region_check_shared(st, shared, 1, "Bulkhead", "a name") < 0) {
         return NULL;
     }
     if (resil_name_arg(&name) < 0) {

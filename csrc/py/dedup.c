@@ -85,15 +85,7 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (name == Py_None) {
         name = NULL;
     }
-    if (shared != Py_None && !PyObject_TypeCheck(shared, st->Region_type)) {
-        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
-                     Py_TYPE(shared)->tp_name);
-        return NULL;
-    }
-    if (shared != Py_None && !name) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Deduplicator() with shared= needs name=, a non-empty str: the name "
-                        "every process sharing the deduplicator opens it by");
+    if (resil_region_check_shared(st, shared, name != NULL, "Deduplicator", "name=") < 0) {
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);

@@ -93,16 +93,7 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      Py_TYPE(cluster)->tp_name);
         return NULL;
     }
-    if (shared != Py_None && !PyObject_TypeCheck(shared, st->Region_type)) {
-        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
-                     Py_TYPE(shared)->tp_name);
-        return NULL;
-    }
-    if (shared != Py_None && !name) {
-        PyErr_SetString(PyExc_TypeError,
-                        "RateLimiter() with shared= needs name=, a non-empty str: the name "
-                        "every process sharing the limiter opens it by (two unnamed limiters "
-                        "would otherwise be one)");
+    if (resil_region_check_shared(st, shared, name != NULL, "RateLimiter", "name=") < 0) {
         return NULL;
     }
     int kind = resil_clock_resolve(st, &clock);

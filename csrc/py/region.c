@@ -630,12 +630,30 @@ static const char *utf8_of(PyObject *s, Py_ssize_t *len, const char *param) {
     return u;
 }
 
+int resil_region_check_shared(resil_state *st, PyObject *shared, int named, const char *cls,
+                              const char *name_arg) {
+    if (shared == Py_None) {
+        return 0;
+    }
+    if (!PyObject_TypeCheck(shared, st->Region_type)) {
+        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
+                     Py_TYPE(shared)->tp_name);
+        return -1;
+    }
+    if (!named) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() with shared= needs %s: the name every process sharing it opens it "
+                     "by (two unnamed ones would otherwise be one)",
+                     cls, name_arg);
+        return -1;
+    }
+    return 0;
+}
+
 int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type *type,
                         PyObject *name, const uint64_t *params, const rs_field *fields,
                         uint64_t *offset) {
-    if (!PyObject_TypeCheck(region, st->Region_type)) {
-        PyErr_Format(PyExc_TypeError, "shared must be None or a resil.SharedRegion, not %.100s",
-                     Py_TYPE(region)->tp_name);
+    if (resil_region_check_shared(st, region, 1, NULL, NULL) < 0) {
         return -1;
     }
     RegionObject *r = (RegionObject *)region;

@@ -338,6 +338,12 @@ static inline void *resil_region_block(PyObject *region, uint64_t offset) {
  * (ValueError), and on a mismatch raises ValueError naming the first
  * differing parameter of fields (params hold NUMBER fields as double bits,
  * SECONDS fields as ns, INT fields as integers). -1 with the error set. */
+/* Checks a constructor's shared= before anything is made: 0 for None or a
+ * SharedRegion; TypeError naming `shared` for another type, or naming cls
+ * and name_arg ("name=", "a name") when a region came without a name
+ * (named 0): two unnamed objects would be one. */
+int resil_region_check_shared(resil_state *st, PyObject *shared, int named, const char *cls,
+                              const char *name_arg);
 int resil_region_attach(resil_state *st, PyObject *region, const rs_region_type *type,
                         PyObject *name, const uint64_t *params, const rs_field *fields,
                         uint64_t *offset);
