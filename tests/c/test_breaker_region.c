@@ -162,14 +162,23 @@ static void trip(rs_breaker_block *blk, uint64_t now) {
     CHECK_EQ_INT(blk->core.state, RS_STATE_OPEN);
 }
 
-static void test_probe_records(void) {
-    void *base = region();
+/* A new region whose breaker tripped and whose cooldown just ended: the
+ * next acquire is a probe. */
+static rs_breaker_block *cooled_down(void **base, uint64_t *now) {
     rs_breaker_config c;
     config(&c);
-    rs_breaker_block *blk = make(base, &c);
-    uint64_t now = 1000 * MS;
-    trip(blk, now);
-    now += 10 * MS;
+    *base = region();
+    rs_breaker_block *blk = make(*base, &c);
+    *now = 1000 * MS;
+    trip(blk, *now);
+    *now += 10 * MS;
+    return blk;
+}
+
+static void test_probe_records(void) {
+    void *base;
+    uint64_t now;
+    rs_breaker_block *blk = cooled_down(&base, &now);
     rs_permit a, b, x;
     CHECK_EQ_INT(acquire(blk, now, &a, &DEAD), RS_OK);
     CHECK_EQ_INT(acquire(blk, now, &b, &OTHER), RS_OK);
@@ -209,13 +218,9 @@ static void test_probe_records(void) {
 
 /* Closing a region gives back the probes of the process closing it. */
 static void test_drop_holder(void) {
-    void *base = region();
-    rs_breaker_config c;
-    config(&c);
-    rs_breaker_block *blk = make(base, &c);
-    uint64_t now = 1000 * MS;
-    trip(blk, now);
-    now += 10 * MS;
+    void *base;
+    uint64_t now;
+    rs_breaker_block *blk = cooled_down(&base, &now);
     rs_permit a, b, x;
     CHECK_EQ_INT(acquire(blk, now, &a, &ME), RS_OK);
     CHECK_EQ_INT(acquire(blk, now, &b, &OTHER), RS_OK);
@@ -230,13 +235,9 @@ static void test_drop_holder(void) {
 
 /* A process killed in the middle of an update: the journal undoes it. */
 static void test_journal_undoes_a_cut_update(void) {
-    void *base = region();
-    rs_breaker_config c;
-    config(&c);
-    rs_breaker_block *blk = make(base, &c);
-    uint64_t now = 1000 * MS;
-    trip(blk, now);
-    now += 10 * MS;
+    void *base;
+    uint64_t now;
+    rs_breaker_block *blk = cooled_down(&base, &now);
     rs_permit a;
     CHECK_EQ_INT(acquire(blk, now, &a, &ME), RS_OK);
     rs_breaker before = blk->core;
