@@ -19,7 +19,8 @@ from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, Ev
 from resil.messaging.dedup import idempotent
 from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
-from resil.errors import BulkheadFull, LimitExceeded, OperationTimeout, RateLimited, RetryError
+from resil.errors import (BulkheadFull, LimitExceeded, OperationTimeout, RateLimited,
+                          RedisUnavailable, RetryError)
 from resil.policies.interval import AdaptiveInterval, TimeScale
 from resil.policies.ratelimit import RateLimiter
 from resil.observe.memory import MemoryTracker
@@ -115,6 +116,7 @@ __all__ = [
     "QueueFull",
     "RateCounter",
     "RateLimited",
+    "RedisUnavailable",
     "RateLimiter",
     "RegionError",
     "ResilError",

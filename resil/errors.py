@@ -12,7 +12,8 @@ from resil._resil import ResilError
 CANCELLATION: tuple[type[BaseException], ...] = (
     asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
-__all__ = ["BulkheadFull", "LimitExceeded", "OperationTimeout", "RateLimited", "RetryError"]
+__all__ = ["BulkheadFull", "LimitExceeded", "OperationTimeout", "RateLimited", "RedisUnavailable",
+           "RetryError"]
 
 
 class _Message:
@@ -57,6 +58,14 @@ class BulkheadFull(_Message, ResilError):
 class LimitExceeded(_Message, ResilError):
     """An adaptive limiter refused a call: as many calls as its limit allows
     were in flight. The call did not run; the load is shed, not queued."""
+
+
+class RedisUnavailable(_Message, ResilError):
+    """Redis did not answer within a :class:`resil.redis.RedisBackend`'s
+    ``timeout`` (or refused the connection, is loading its data, or is a
+    read-only replica), or the backend is cooling down after such a
+    failure. Raised only where a component has no local answer to give; its
+    documentation says where."""
 
 
 class RateLimited(ResilError):

@@ -1,0 +1,470 @@
+"""RedisBackend: scripts by SHA, one prefix, one round trip per operation, and
+a breaker of its own so a dead or slow Redis costs one ``timeout`` per
+cooldown per host."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import itertools
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from resil import _check
+from resil._resil import CircuitOpenError
+from resil.errors import RedisUnavailable
+from resil.policies.breaker import CircuitBreaker
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.exceptions
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - the test extra installs redis
+    raise ImportError("resil.redis needs redis-py: pip install 'resil[redis]'") from exc
+
+__all__ = ["RedisBackend", "RedisUnavailable", "Script"]
+
+_log = logging.getLogger("resil.redis")
+
+#: What says Redis is away rather than that an operation is wrong: no
+#: connection, no answer within the timeout, loading its data after a
+#: restart, a replica during a failover.
+_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError, OSError, TimeoutError, asyncio.TimeoutError)
+for _name in ("MasterDownError", "TryAgainError", "ClusterDownError"):
+    _extra = getattr(redis.exceptions, _name, None)
+    if isinstance(_extra, type) and issubclass(_extra, BaseException):
+        _DOWN += (_extra,)
+
+_MODES = ("local", "open", "closed")
+_FALLBACK = {"local": "local-fallback", "open": "open-fallback", "closed": "closed-fallback"}
+
+
+class Script:
+    """A Lua script run on Redis by its SHA1: loaded once, loaded again on
+    ``NOSCRIPT`` (a restarted or failed-over Redis has an empty script cache).
+    ``source`` is the script's text."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: str) -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise TypeError("Script needs the Lua source as a non-empty str")
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<Script {self.sha[:12]}>"
+
+
+def _is_async(client: Any) -> bool:
+    return isinstance(getattr(client, "connection_pool", None), redis.asyncio.ConnectionPool)
+
+
+def _derive(client: Any, timeout: float, asynchronous: bool) -> Any:
+    """A client of the same server with the backend's timeouts on connect and
+    on every reply, no retries (a retry would multiply ``timeout``) and bytes
+    replies; ``asynchronous`` picks redis.asyncio or the blocking client."""
+    pool: Any = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        raise TypeError("RedisBackend needs a redis-py client (redis.Redis or redis.asyncio.Redis), "
+                        f"not {type(client).__name__}")
+    kwargs = dict(kwargs)
+    for stale in ("orig_socket_timeout", "orig_socket_connect_timeout", "orig_host_address",
+                  "maint_notifications_pool_handler", "maint_notifications_config",
+                  "himport_registry"):
+        kwargs.pop(stale, None)
+    kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout,
+                  decode_responses=False, retry_on_error=[], retry_on_timeout=False,
+                  health_check_interval=0)
+    name = pool.connection_class.__name__
+    if asynchronous:
+        import redis.asyncio.connection as conns
+        from redis.asyncio.retry import Retry as AsyncRetry
+        kwargs["retry"] = AsyncRetry(NoBackoff(), 0)
+        cls = getattr(conns, name, conns.Connection)
+        return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(
+            connection_class=cls, **kwargs))
+    import redis.connection as sconns
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    cls = getattr(sconns, name, sconns.Connection)
+    kwargs.pop("retry_on_timeout", None)
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=cls, **kwargs))
+
+
+class _Task:
+    __slots__ = ("interval", "fn", "cancelled")
+
+    def __init__(self, interval: float, fn: Callable[[], object]) -> None:
+        self.interval = interval
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stops running it (a run under way finishes)."""
+        self.cancelled = True
+
+
+_now = time.monotonic
+
+_BACKENDS: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for backend in list(_BACKENDS):
+        backend._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class RedisBackend:
+    """The link between resil's cluster-wide components and one Redis (or
+    Valkey) server.
+
+    ``client``: a redis-py client, ``redis.Redis`` or
+    ``redis.asyncio.Redis``; the backend talks to the same server (address,
+    database, credentials, TLS) over connections of its own with its
+    ``timeout`` on connect and on every reply, no retries, and bytes replies,
+    and never changes the client given. With an asyncio client, coroutine
+    operations (``acquire_async``, ``idempotent``) await it; blocking
+    operations and the background synchronisation use a blocking twin.
+
+    ``prefix="resil:"``: every key the backend writes starts with it, so one
+    Redis serves several applications; a component's keys share one hash tag
+    (``{...}``), so they stay on one shard of a Redis Cluster proxy.
+    ``on_unavailable="local"``: what components do while Redis is away
+    (down, slower than ``timeout``, loading, failing over): ``"local"``
+    decides on each process's own state with the same rules and
+    resynchronises when Redis returns; ``"open"`` admits; ``"closed"``
+    rejects. ``timeout=0.05``: seconds an operation may wait for Redis.
+    ``cooldown=1.0``: after a failed operation, seconds during which no
+    operation is tried (each returns the fallback at once); then one
+    operation tries Redis again. A dead Redis thus costs at most one
+    ``timeout`` per ``cooldown`` per process, not one per call.
+    ``host``: the name this host is counted under in cluster decisions
+    (default: ``socket.gethostname()``); processes of one host share it.
+
+    Every operation is one Lua script (atomic, one round trip) called by SHA;
+    a Redis that lost its scripts (restarted) gets it again in the same call.
+    ``stats()["backend"]`` says what is in force: ``"redis"``, or while
+    Redis is away ``"local-fallback"``, ``"open-fallback"`` or
+    ``"closed-fallback"``. ``close()`` stops the background thread; the
+    client given is not closed.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "resil:", on_unavailable: str = "local",
+                 timeout: float = 0.05, cooldown: float = 1.0, host: str | None = None) -> None:
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if not isinstance(on_unavailable, str):
+            raise TypeError(f"on_unavailable must be a str, not {type(on_unavailable).__name__}")
+        if on_unavailable not in _MODES:
+            raise ValueError(f"on_unavailable must be 'local', 'open' or 'closed', not {on_unavailable!r}")
+        timeout = _check.seconds(timeout, "timeout")
+        cooldown = _check.seconds(cooldown, "cooldown")
+        if not 0 < timeout <= 60 or math.isinf(timeout):
+            raise ValueError(f"timeout must be in (0, 60] seconds, not {timeout!r}")
+        if not 0 < cooldown <= 3600:
+            raise ValueError(f"cooldown must be in (0, 3600] seconds, not {cooldown!r}")
+        if host is None:
+            host = socket.gethostname()
+        elif not isinstance(host, str) or not host:
+            raise TypeError("host must be a non-empty str or None")
+        self.prefix = prefix
+        self.on_unavailable = on_unavailable
+        self.timeout = timeout
+        self.cooldown = cooldown
+        self.host = host
+        self.is_async = _is_async(client)
+        self._client = client
+        self._sync = _derive(client, timeout, asynchronous=False)
+        self._async = _derive(client, timeout, asynchronous=True) if self.is_async else None
+        self._breaker = CircuitBreaker(
+            f"redis:{prefix}", failure_threshold=1, cooldown=cooldown, cooldown_multiplier=1.0,
+            cooldown_max=cooldown, half_open_probes=1, adaptive=False, minimum_calls=1,
+            failure_on=BaseException)
+        self._lock = threading.Lock()
+        self._down = False
+        self._restore_listeners: list[Callable[[], object]] = []
+        self._counts = {"operations": 0, "unavailable": 0, "outages": 0, "restorations": 0,
+                        "script_loads": 0}
+        self._tasks: list[tuple[float, int, _Task]] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.instance = f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
+        _BACKENDS.add(self)
+
+    def __repr__(self) -> str:
+        return (f"<RedisBackend prefix={self.prefix!r} {self.mode} "
+                f"on_unavailable={self.on_unavailable!r}>")
+
+    # ------------------------------------------------------------- state
+    @property
+    def mode(self) -> str:
+        """``"redis"``, or the fallback in force while Redis is away."""
+        return _FALLBACK[self.on_unavailable] if self._down else "redis"
+
+    @property
+    def available(self) -> bool:
+        """False from a failed operation until one succeeds again."""
+        return not self._down
+
+    def key(self, kind: str, name: str, *parts: str) -> str:
+        """The Redis key of a component: ``prefix{kind:name}`` and parts joined
+        by ``:``; the braces make every key of one component one hash slot."""
+        tail = "".join(":" + p for p in parts)
+        return f"{self.prefix}{{{kind}:{name}}}{tail}"
+
+    def on_restore(self, listener: Callable[[], object]) -> Callable[[], None]:
+        """Calls ``listener()`` (in the thread of the operation that saw
+        Redis answer again) each time Redis returns after an outage; returns
+        a function that removes it."""
+        with self._lock:
+            self._restore_listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                try:
+                    self._restore_listeners.remove(listener)
+                except ValueError:
+                    pass
+        return remove
+
+    def stats(self) -> dict[str, Any]:
+        """``backend`` (see :attr:`mode`), ``on_unavailable``, ``prefix``,
+        ``host``, ``instance`` and counts: ``operations`` (answered by Redis),
+        ``unavailable`` (operations answered by the fallback), ``outages``
+        and ``restorations`` (Redis lost and found again), ``script_loads``."""
+        out: dict[str, Any] = {"backend": self.mode, "on_unavailable": self.on_unavailable,
+                               "prefix": self.prefix, "host": self.host, "instance": self.instance}
+        out.update(self._counts)
+        return out
+
+    # ------------------------------------------------------- operations
+    def _admit(self) -> Any:
+        if self._closed:
+            raise RedisUnavailable("RedisBackend is closed")
+        try:
+            return self._breaker.acquire()
+        except CircuitOpenError:
+            self._counts["unavailable"] += 1
+            raise RedisUnavailable(
+                f"Redis unavailable (no attempt for {self.cooldown:g} s after a failure)") from None
+
+    def _failed(self, permit: Any, exc: BaseException) -> RedisUnavailable:
+        self._breaker.record_failure(permit)
+        self._counts["unavailable"] += 1
+        if not self._down:
+            self._down = True
+            self._counts["outages"] += 1
+            _log.warning("Redis unavailable (%s: %s); %s until it answers again",
+                         type(exc).__name__, exc, self.mode)
+        return RedisUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}")
+
+    def _answered(self, permit: Any) -> None:
+        self._breaker.record_success(permit)
+        self._counts["operations"] += 1
+        if self._down:
+            self._down = False
+            self._counts["restorations"] += 1
+            _log.warning("Redis answers again; back to cluster-wide state")
+            with self._lock:
+                listeners = list(self._restore_listeners)
+            for listener in listeners:
+                try:
+                    listener()
+                except Exception:
+                    _log.exception("a RedisBackend restore listener failed")
+
+    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Runs ``script`` with ``keys`` and ``args`` on the blocking client:
+        one round trip (two after Redis lost its scripts). Raises
+        :class:`RedisUnavailable` when Redis does not answer within
+        ``timeout`` or the backend is cooling down after such a failure;
+        Redis's own errors (a script error) are raised as redis-py raises
+        them."""
+        permit = self._admit()
+        client = self._sync
+        try:
+            try:
+                result = client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._counts["script_loads"] += 1
+                result = client.eval(script.source, len(keys), *keys, *args)
+        except _DOWN as exc:
+            raise self._failed(permit, exc) from exc
+        except BaseException:
+            self._breaker.release(permit)
+            raise
+        self._answered(permit)
+        return result
+
+    async def run_async(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """:meth:`run` for coroutines: awaits the asyncio client when the
+        backend was given one; with a blocking client, runs it in place (it
+        blocks the event loop for at most ``timeout``)."""
+        client = self._async
+        if client is None:
+            return self.run(script, keys, args)
+        permit = self._admit()
+        try:
+            try:
+                result = await client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self._counts["script_loads"] += 1
+                result = await client.eval(script.source, len(keys), *keys, *args)
+        except _DOWN as exc:
+            raise self._failed(permit, exc) from exc
+        except BaseException:
+            self._breaker.release(permit)
+            raise
+        self._answered(permit)
+        return result
+
+    def command(self, *args: Any) -> Any:
+        """Runs one Redis command (``command("XRANGE", key, "-", "+")``) on the
+        blocking client, guarded as :meth:`run` is."""
+        permit = self._admit()
+        try:
+            result = self._sync.execute_command(*args)
+        except _DOWN as exc:
+            raise self._failed(permit, exc) from exc
+        except BaseException:
+            self._breaker.release(permit)
+            raise
+        self._answered(permit)
+        return result
+
+    async def command_async(self, *args: Any) -> Any:
+        """:meth:`command` for coroutines, as :meth:`run_async` is to :meth:`run`."""
+        client = self._async
+        if client is None:
+            return self.command(*args)
+        permit = self._admit()
+        try:
+            result = await client.execute_command(*args)
+        except _DOWN as exc:
+            raise self._failed(permit, exc) from exc
+        except BaseException:
+            self._breaker.release(permit)
+            raise
+        self._answered(permit)
+        return result
+
+    def blocking_client(self, timeout: float) -> Any:
+        """A new blocking client of the same server whose replies may take up
+        to ``timeout`` seconds (for a blocking read such as ``XREAD BLOCK``);
+        the caller closes it."""
+        return _derive(self._client, timeout, asynchronous=False)
+
+    # ------------------------------------------------------- background
+    def every(self, interval: float, fn: Callable[[], object]) -> _Task:
+        """Runs ``fn()`` every ``interval`` seconds in the backend's
+        background thread (started on first use, one per backend and
+        process), first after ``interval``. ``fn`` should do at most a few
+        operations; an exception it raises is logged. Returns a handle whose
+        ``cancel()`` stops it."""
+        interval = _check.seconds(interval, "interval")
+        if not 0 < interval < math.inf:
+            raise ValueError(f"interval must be a positive finite number of seconds, not {interval!r}")
+        task = _Task(interval, fn)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("RedisBackend is closed")
+            heapq.heappush(self._tasks, (_now() + interval, next(self._seq), task))
+            self._start_locked()
+            self._wake.notify()
+        return task
+
+    def wake(self) -> None:
+        """Runs every background task now rather than at its next time (for
+        a change that should reach the cluster at once)."""
+        with self._lock:
+            self._tasks = [(0.0, seq, task) for _, seq, task in self._tasks]
+            heapq.heapify(self._tasks)
+            self._wake.notify()
+
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name=f"resil-redis {self.prefix}",
+                                            daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed or self._thread is not me:
+                        return
+                    while self._tasks and self._tasks[0][2].cancelled:
+                        heapq.heappop(self._tasks)
+                    if self._tasks and self._tasks[0][0] <= _now():
+                        _, seq, task = heapq.heappop(self._tasks)
+                        break
+                    self._wake.wait(None if not self._tasks else self._tasks[0][0] - _now())
+            try:
+                task.fn()
+            except Exception:
+                _log.exception("a RedisBackend background task failed")
+            with self._lock:
+                if not task.cancelled:
+                    heapq.heappush(self._tasks, (_now() + task.interval, seq, task))
+
+    def _forked(self) -> None:
+        # In a forked child the parent's thread is gone and the lock may be held.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread = None
+        self.instance = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        if self._tasks and not self._closed:
+            with self._lock:
+                self._start_locked()
+
+    def close(self) -> None:
+        """Stops the background thread and closes the backend's connections
+        (the client given stays open); operations then raise
+        :class:`RedisUnavailable`. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._tasks.clear()
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(1.0, 4 * self.timeout))
+        self._sync.connection_pool.disconnect()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, then closes the asyncio connections."""
+        self.close()
+        if self._async is not None:
+            await self._async.connection_pool.disconnect()
+
+    def __enter__(self) -> RedisBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RedisBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
