@@ -210,3 +210,37 @@ def test_bad_arguments_are_refused_with_the_parameter_named(redis_server: RedisS
     with pytest.raises(ValueError, match="interval"):
         b.every(0, lambda: None)
     b.close()
+
+
+def test_counts_from_many_threads_add_up_exactly(redis_clean: RedisServer) -> None:
+    import sys
+    backend = RedisBackend(redis_clean.client(), cooldown=60)
+    key = backend.key("echo", "threads")
+
+    def hammer(n: int) -> None:
+        for _ in range(n):
+            try:
+                backend.run(ECHO, [key], ["t"])
+            except RedisUnavailable:
+                pass
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for phase in ("up", "down"):
+            n = 200 if phase == "up" else 5000
+            threads = [threading.Thread(target=hammer, args=(n,)) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if phase == "up":
+                assert backend.stats()["operations"] == 1200
+                assert backend.command("GET", key) == b"1200"
+                redis_clean.kill()
+    finally:
+        sys.setswitchinterval(old)
+        redis_clean.start()
+    stats = backend.stats()
+    assert stats["operations"] == 1201 and stats["outages"] == 1
+    assert stats["unavailable"] == 30000  # each refused call counted once
+    backend.close()

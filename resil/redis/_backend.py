@@ -198,6 +198,7 @@ class RedisBackend:
             cooldown_max=cooldown, half_open_probes=1, adaptive=False, minimum_calls=1,
             failure_on=BaseException)
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._down = False
         self._restore_listeners: list[Callable[[], object]] = []
         self._counts = {"operations": 0, "unavailable": 0, "outages": 0, "restorations": 0,
@@ -253,7 +254,8 @@ class RedisBackend:
         and ``restorations`` (Redis lost and found again), ``script_loads``."""
         out: dict[str, Any] = {"backend": self.mode, "on_unavailable": self.on_unavailable,
                                "prefix": self.prefix, "host": self.host, "instance": self.instance}
-        out.update(self._counts)
+        with self._count_lock:
+            out.update(self._counts)
         return out
 
     # ------------------------------------------------------- operations
@@ -263,26 +265,36 @@ class RedisBackend:
         try:
             return self._breaker.acquire()
         except CircuitOpenError:
-            self._counts["unavailable"] += 1
+            self._count("unavailable")
             raise RedisUnavailable(
                 f"Redis unavailable (no attempt for {self.cooldown:g} s after a failure)") from None
 
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            self._counts[name] += 1
+
     def _failed(self, permit: Any, exc: BaseException) -> RedisUnavailable:
         self._breaker.record_failure(permit)
-        self._counts["unavailable"] += 1
-        if not self._down:
-            self._down = True
-            self._counts["outages"] += 1
+        with self._count_lock:
+            self._counts["unavailable"] += 1
+            went_down = not self._down
+            if went_down:
+                self._down = True
+                self._counts["outages"] += 1
+        if went_down:
             _log.warning("Redis unavailable (%s: %s); %s until it answers again",
                          type(exc).__name__, exc, self.mode)
         return RedisUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}")
 
     def _answered(self, permit: Any) -> None:
         self._breaker.record_success(permit)
-        self._counts["operations"] += 1
-        if self._down:
-            self._down = False
-            self._counts["restorations"] += 1
+        with self._count_lock:
+            self._counts["operations"] += 1
+            came_back = self._down
+            if came_back:
+                self._down = False
+                self._counts["restorations"] += 1
+        if came_back:
             _log.warning("Redis answers again; back to cluster-wide state")
             with self._lock:
                 listeners = list(self._restore_listeners)
@@ -305,7 +317,7 @@ class RedisBackend:
             try:
                 result = client.evalsha(script.sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
-                self._counts["script_loads"] += 1
+                self._count("script_loads")
                 result = client.eval(script.source, len(keys), *keys, *args)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
@@ -327,7 +339,7 @@ class RedisBackend:
             try:
                 result = await client.evalsha(script.sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
-                self._counts["script_loads"] += 1
+                self._count("script_loads")
                 result = await client.eval(script.source, len(keys), *keys, *args)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
@@ -430,6 +442,7 @@ class RedisBackend:
     def _forked(self) -> None:
         # In a forked child the parent's thread is gone and the lock may be held.
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread = None
         self.instance = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
