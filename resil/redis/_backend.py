@@ -307,7 +307,7 @@ class RedisBackend:
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Runs ``script`` with ``keys`` and ``args`` on the blocking client:
         one round trip (two after Redis lost its scripts). Raises
-        :class:`RedisUnavailable` when Redis does not answer within
+        :exc:`resil.RedisUnavailable` when Redis does not answer within
         ``timeout`` or the backend is cooling down after such a failure;
         Redis's own errors (a script error) are raised as redis-py raises
         them."""
@@ -453,7 +453,7 @@ class RedisBackend:
     def close(self) -> None:
         """Stops the background thread and closes the backend's connections
         (the client given stays open); operations then raise
-        :class:`RedisUnavailable`. Idempotent."""
+        :exc:`resil.RedisUnavailable`. Idempotent."""
         with self._lock:
             self._closed = True
             self._tasks.clear()
