@@ -633,7 +633,7 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
     line (``--quick``, ``--write-results``, ``--repeats``, ``--loop-ms``,
     ``--seed``), prints the machine facts (with the resil extension's build
     and ``more_facts`` after it), runs and prints each scenario of
-    ``makers`` on one event loop set as current, then ``finish``\ es with
+    ``makers`` on one event loop set as current, then calls ``finish`` with
     ``notes`` under ``section`` of RESULTS.md.
 
     ``doc``: the benchmark's docstring (its first paragraph describes the
