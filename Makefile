@@ -74,10 +74,11 @@ test-versions:
 	done
 
 # Every benchmark, resil beside its peers (bench_instructions.py counts
-# instructions under valgrind, installed when missing); add --write-results
-# by hand to update benchmarks/RESULTS.md.
+# instructions under valgrind, installed when missing; bench_redis.py starts
+# a redis-server of its own); add --write-results by hand to update
+# benchmarks/RESULTS.md.
 BENCHMARKS := $(sort $(wildcard benchmarks/bench_*.py))
-bench: build
+bench: build services
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  echo "installing valgrind for bench_instructions.py"; \
 	  $(SUDO) apt-get update -qq && \

@@ -53,6 +53,7 @@ __all__ = [
     "run_scenario",
     "run_and_print",
     "run_gc_off",
+    "Tally",
     "quartiles",
     "format_text",
     "format_markdown",
@@ -193,6 +194,22 @@ def run_gc_off(run: RunFn, n: int) -> int:
         return run(n)
     finally:
         gc.enable()
+
+
+@dataclass
+class Tally:
+    """Counts the iterations a loop ran (calibration and warm-up included),
+    so a benchmark can check afterwards that what the loop wrote or counted
+    matches: ``Contender(name, tally.wrap(run))``."""
+
+    n: int = 0
+
+    def wrap(self, run: RunFn) -> RunFn:
+        """``run``, counting the iterations of each call into ``n``."""
+        def counted(n: int) -> int:
+            self.n += n
+            return run(n)
+        return counted
 
 
 def _timed(c: Contender, n: int) -> int:

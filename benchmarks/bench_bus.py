@@ -69,7 +69,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario, expect  # noqa: E402
+from _harness import Contender, Scenario, Tally, expect  # noqa: E402
 
 import resil  # noqa: E402
 
@@ -259,20 +259,6 @@ async def check_delivery(loop: asyncio.AbstractEventLoop) -> None:
         if got != want or [e.seq for _, e in seen[RESIL]] != [i + 1 for i in range(50)
                                                               for _ in range(k)]:
             raise AssertionError(f"resil, {k} handlers: wrong deliveries")
-
-
-@dataclass
-class Tally:
-    """Counts the iterations a contender ran (calibration and warm-up
-    included), to check its handlers' counter and store afterwards."""
-
-    n: int = 0
-
-    def wrap(self, run: h.RunFn) -> h.RunFn:
-        def counted(n: int) -> int:
-            self.n += n
-            return run(n)
-        return counted
 
 
 @dataclass

@@ -26,9 +26,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness  # noqa: E402
+import _redis_server  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Case:
     stmt: str = ""
     run: str = ""  # for async cases: a statement that does n operations
     needs: str = ""  # a peer's import name; the row is left out without it
+    redis: bool = False  # talks to the redis-server main() starts; see _REDIS_PORT
 
 
 # A limiter in a SharedRegion whose file is removed once mapped.
@@ -131,6 +134,21 @@ _SHARED_BREAKER = (
     "region = resil.SharedRegion(p)\nos.unlink(p)\n"
     "b = resil.CircuitBreaker('x', shared=region)\n")
 
+# The redis-server that main() starts for the cases marked redis=True: its
+# port reaches the program in this environment variable. The server runs
+# outside valgrind, started once, so its start-up is in no count.
+_REDIS_PORT = "RESIL_BENCH_REDIS_PORT"
+
+# A cluster breaker on that server: a guarded call stays on the local
+# breaker; sync_interval is an hour, so no background sync runs while a
+# program is counted (under callgrind it runs some 50 times slower). Each
+# program has its own key prefix, since the runs go in parallel.
+_CLUSTER_BREAKER = (
+    "import os, resil, redis\nfrom resil.redis import RedisBackend\n"
+    f"client = redis.Redis(host='127.0.0.1', port=int(os.environ[{_REDIS_PORT!r}]))\n"
+    "backend = RedisBackend(client, prefix=f'bench{os.getpid()}:', timeout=5.0)\n"
+    "b = resil.CircuitBreaker('x', cluster=backend, sync_interval=3600.0, min_hosts=2)\n")
+
 CASES = [
     Case("bare", "loop: `pass`", "", "pass"),
     Case("bare", "call of an empty function `f(1)`", "def f(x): return x", "f(1)"),
@@ -168,6 +186,8 @@ CASES = [
     Case("breaker", "resil shared `@breaker` coroutine function, `await h(1)` (`shared=region`)",
          _awaits(_SHARED_BREAKER + "async def g(x): return x\nh = b(g)", "await h(1)"),
          run="asyncio.run(main(n))"),
+    Case("breaker", "resil cluster `@breaker` sync call (`cluster=backend`, no sync during the "
+         "run)", _CLUSTER_BREAKER + "@b\ndef f(x): return x", "f(1)", needs="redis", redis=True),
     Case("breaker", "pybreaker `@breaker` sync call",
          "import pybreaker\nb = pybreaker.CircuitBreaker()\n@b\ndef f(x): return x", "f(1)",
          needs="pybreaker"),
@@ -335,6 +355,24 @@ def _available(module: str) -> bool:
     return True
 
 
+def _redis_case_absent(case: Case) -> str | None:
+    """Runs a redis case's set-up here once (with the server main() started):
+    None when it works, else what this build lacks (its constructor's
+    TypeError for a cluster part it does not have)."""
+    ns: dict[str, Any] = {}
+    try:
+        exec(compile(case.setup, f"<probe {case.name}>", "exec"), ns)
+    except TypeError as exc:
+        if any(words in str(exc) for words in ("keyword argument", "not available")):
+            return str(exc)
+        raise
+    finally:
+        for value in ns.values():
+            if type(value).__name__ == "RedisBackend":
+                value.close()
+    return None
+
+
 def _compared_per_op(case: Case, n1: int, n2: int, path: str) -> float | None:
     """The compared build's figure, or None when that build predates the
     case's component (its program fails on a name or an argument resil did
@@ -366,6 +404,21 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in CASES if (not c.needs or _available(c.needs))
              and (args.only is None or c.group in args.only or c.group == "bare")]
     skipped = [c.name for c in CASES if c.needs and not _available(c.needs)]
+    server = None
+    absent: list[str] = []
+    if any(c.redis for c in cases):
+        if _redis_server.redis_server_path() is None:
+            skipped += [c.name + " (redis-server)" for c in cases if c.redis]
+            cases = [c for c in cases if not c.redis]
+        else:
+            server = _redis_server.LoopbackRedis()
+            os.environ[_REDIS_PORT] = str(server.port)
+            for c in [c for c in cases if c.redis]:
+                why = _redis_case_absent(c)
+                if why is not None:
+                    _harness.eprint(f"left out {c.name}: {why}")
+                    absent.append(c.name)
+                    cases.remove(c)
     started = time.monotonic()
     ext = next(REPO.joinpath("resil").glob("_resil*.so"), None)
     facts = _harness.machine_facts(["resil", "pybreaker", "circuitbreaker", "tenacity",
@@ -382,10 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         jobs += [(c, str(Path(args.compare).resolve())) for c in cases if not c.needs]
     # valgrind is single-threaded: one run per core.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        futures = {job: pool.submit(per_op if job[1] is None else _compared_per_op,
-                                    job[0], n1, n2, job[1]) for job in jobs}
-        results = {job: f.result() for job, f in futures.items()}
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            futures = {job: pool.submit(per_op if job[1] is None else _compared_per_op,
+                                        job[0], n1, n2, job[1]) for job in jobs}
+            results = {job: f.result() for job, f in futures.items()}
+    finally:
+        if server is not None:
+            server.close()
 
     head = ["group", "operation", "instructions/op"]
     if args.compare:
@@ -409,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
              "dedup row clearing them.")
     if skipped:
         notes += f" Left out (peer not installed): {', '.join(skipped)}."
+    if absent:
+        notes += f" Left out (not available in this build): {', '.join(absent)}."
     if args.compare:
         rev = subprocess.run(["git", "-C", args.compare, "log", "-1", "--format=%h (%cs)"],
                              capture_output=True, text=True).stdout.strip()

@@ -73,7 +73,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
-from _harness import Contender, Scenario, expect  # noqa: E402
+from _harness import Contender, Scenario, Tally, expect  # noqa: E402
 
 import resil  # noqa: E402
 import resil.prometheus  # noqa: E402
@@ -345,20 +345,6 @@ def exposition_scenario(breakers: list[resil.CircuitBreaker], outputs: dict[str,
 
 
 # ---- histogram contenders -----------------------------------------------------------------
-
-@dataclass
-class Tally:
-    """Counts the iterations a contender ran (calibration and warm-up
-    included), to check its histogram's count afterwards."""
-
-    n: int = 0
-
-    def wrap(self, run: h.RunFn) -> h.RunFn:
-        def counted(n: int) -> int:
-            self.n += n
-            return run(n)
-        return counted
-
 
 @dataclass
 class Check:
