@@ -38,9 +38,9 @@ requests sent to Redis per decision over a checked run of the same loop.
 5. Bus publish, blocking client: the same with a blocking redis-py client
    behind the backend, beside a blocking ``XADD``.
 
-Rows of resil components that this build lacks (the cluster breaker,
-limiter and stream store are optional parts) are shown as "not available
-in this build"; peers that are not installed (``pip install -e
+Rows of resil components that the build being measured lacks (one from
+before its cluster breaker, limiter or stream store) are shown as "not
+available in this build"; peers that are not installed (``pip install -e
 '.[bench]'``) as "not installed". Before timing, every contender is
 checked to admit or refuse as its table says; after it, every resil
 backend is checked to have answered every operation from Redis (none from
@@ -632,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                  "make services)")
         return 2
     from resil import _resil
+    from resil.redis import _backend
 
     server = LoopbackRedis()
     loop = asyncio.new_event_loop()
@@ -640,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = h.machine_facts(["resil", *PEERS])
     facts[4:4] = [
         ("resil extension", h.file_fact(Path(_resil.__file__), "built")),
+        ("resil redis backend", h.file_fact(Path(_backend.__file__), "saved")),
         ("redis-server", f"{server.version()} on 127.0.0.1 (loopback TCP), started by the "
                          "benchmark, no persistence"),
         ("redis-py parser", "hiredis" if redis.utils.HIREDIS_AVAILABLE
