@@ -595,8 +595,8 @@ Notes:
   its commands). The floor sends `INCR` and `EXPIRE` of one key in one
   request (`pipeline(transaction=False)`, no MULTI/EXEC), the least any
   counter-based limiter on Redis sends; `limits` sends one `EVALSHA`
-  (fixed window: INCRBY, EXPIRE when new; moving window: LINDEX, LPUSH,
-  LTRIM, EXPIRE); pybreaker with `CircuitRedisStorage` sends two requests
+  (fixed window: INCRBY, EXPIRE when new; moving window: LINDEX, then
+  LPUSH, LTRIM, EXPIRE when admitted); pybreaker with `CircuitRedisStorage` sends two requests
   per successful call (the state, read before the call; the failure
   counter, reset after it).
 - resil's cluster limiter decides with one Lua script (GCRA on Redis
