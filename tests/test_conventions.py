@@ -589,7 +589,7 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "clock": (NOTHING, None)}),
     "Deduplicator": (resil.Deduplicator, {}, {
         "ttl": ("1", -1.0), "capacity": ("1", 0), "clock": (NOTHING, None),
-        "shared": (NOTHING, None), "name": (1, "")}),
+        "shared": (NOTHING, None), "name": (1, ""), "cluster": (NOTHING, None)}),
     "EventBus": (resil.EventBus, {}, {
         "storm_threshold": ("1", 0), "storm_window": ("1", -1.0), "on_storm": (1, "shout"),
         "handler_failure_limit": ("1", 0), "store": (NOTHING, None), "dlq": (NOTHING, None),

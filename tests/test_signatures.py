@@ -241,7 +241,7 @@ CONSTRUCTOR_SAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
                              "max_limit": 9, "clock": _vclock(), "name": "n"},
     "CircuitOpenError": lambda: {"name": "x", "state": resil.State.OPEN, "remaining": 1.0},
     "Deduplicator": lambda: {"ttl": 5.0, "capacity": 10, "clock": _vclock(), "shared": None,
-                             "name": "n"},
+                             "name": "n", "cluster": None},
     "EjectionPool": lambda: {"max_ejection_percent": 50},
     "Guarded": lambda: {"breaker": resil.CircuitBreaker("g", clock=_vclock()), "fn": len,
                         "is_async": False},

@@ -11,7 +11,13 @@
  * kept as keyed digests, so no Python object is held and no Python code
  * runs under the block's lock (the key's digest and the clock are read
  * first). Every method branches to the block first; core holds only the
- * settings then (initialised stays 0). */
+ * settings then (initialised stays 0).
+ *
+ * With cluster=backend the set is in Redis: the constructor calls the
+ * factory handed to Deduplicator._set_cluster (by resil.messaging.dedup)
+ * and keeps the callables it returns, one per operation; every method
+ * calls its own, and core again holds only the settings. kind says which of
+ * the three a set is, so the local hot path tests one field as before. */
 #include "resil_py.h"
 
 #include <structmember.h>
@@ -28,10 +34,18 @@ typedef struct {
     int initialised;
     PyObject *weakreflist;
     PyObject *name;   /* NULL unless given */
-    PyObject *region; /* NULL: local */
+    PyObject *region; /* the shared= region given, or NULL */
+    PyObject *cluster; /* the cluster= backend given, or NULL */
+    PyObject *ops;     /* with cluster=: a tuple of the CL_* callables */
+    int kind;          /* KIND_LOCAL, KIND_SHARED (the block in C) or KIND_CLUSTER */
     uint64_t offset;
     uint64_t params[RS_REGION_PARAMS];
 } DedupObject;
+
+enum { KIND_LOCAL, KIND_SHARED, KIND_CLUSTER };
+
+/* The callables the cluster factory returns, in this order. */
+enum { CL_SEEN, CL_CONTAINS, CL_DISCARD, CL_CLEAR, CL_LEN, CL_STATS, CL_DUPLICATES, CL_COUNT };
 
 static void key_release(void *key, void *ctx) {
     resil_keyguard_bury(&((DedupObject *)ctx)->guard, (PyObject *)key);
@@ -64,11 +78,80 @@ static int check_name(PyObject *name) {
     return 0;
 }
 
+/* A set in Redis: the factory given to _set_cluster, called as
+ * factory(backend, ttl, capacity, clock, shared, name), returns the tuple
+ * of CL_COUNT callables every method then calls; it checks the backend and
+ * raises for a bad one. */
+static PyObject *cluster_new(PyTypeObject *type, resil_state *st, uint64_t ttl_ns, long long cap,
+                             PyObject *clock, int clock_kind, PyObject *shared, PyObject *name,
+                             PyObject *cluster) {
+    if (!st->dedup_cluster) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Deduplicator(cluster=...): nothing makes cluster sets "
+                        "(Deduplicator._set_cluster)");
+        return NULL;
+    }
+    PyObject *ops = PyObject_CallFunction(st->dedup_cluster, "OdLOOO", cluster,
+                                          (double)ttl_ns / 1e9, cap, clock, shared, name);
+    if (!ops) {
+        return NULL;
+    }
+    if (!PyTuple_Check(ops) || PyTuple_GET_SIZE(ops) != CL_COUNT) {
+        PyErr_Format(PyExc_TypeError, "the cluster factory must return a tuple of %d callables",
+                     CL_COUNT);
+        Py_DECREF(ops);
+        return NULL;
+    }
+    DedupObject *self = (DedupObject *)type->tp_alloc(type, 0);
+    if (!self) {
+        Py_DECREF(ops);
+        return NULL;
+    }
+    self->clock = Py_NewRef(clock);
+    self->clock_kind = clock_kind;
+    self->name = Py_NewRef(name);
+    self->ops = ops;
+    self->cluster = Py_NewRef(cluster);
+    self->region = shared == Py_None ? NULL : Py_NewRef(shared);
+    self->kind = KIND_CLUSTER;
+    /* the settings only; the set is in Redis */
+    self->core.ttl_ns = ttl_ns;
+    self->core.capacity = (uint32_t)cap;
+    if (resil_keyguard_init(&self->guard) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* Calls the cluster set's operation op with key (or with nothing when key
+ * is NULL). */
+static PyObject *cluster_call(DedupObject *self, int op, PyObject *key) {
+    if (!self->ops) {
+        PyErr_SetString(PyExc_RuntimeError, "this cluster Deduplicator was cleared");
+        return NULL;
+    }
+    PyObject *fn = PyTuple_GET_ITEM(self->ops, op);
+    return key ? PyObject_CallOneArg(fn, key) : PyObject_CallNoArgs(fn);
+}
+
+/* The cluster operation's answer as a truth value: 1, 0 or -1. */
+static int cluster_truth(DedupObject *self, int op, PyObject *key) {
+    PyObject *r = cluster_call(self, op, key);
+    if (!r) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
 static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"ttl", "capacity", "clock", "shared", "name", NULL};
+    static char *kwlist[] = {"ttl", "capacity", "clock", "shared", "name", "cluster", NULL};
     PyObject *ttl_o = NULL, *cap_o = NULL, *clock = Py_None, *shared = Py_None, *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOO:Deduplicator", kwlist, &ttl_o, &cap_o,
-                                     &clock, &shared, &name)) {
+    PyObject *cluster = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO$OOOO:Deduplicator", kwlist, &ttl_o, &cap_o,
+                                     &clock, &shared, &name, &cluster)) {
         return NULL;
     }
     resil_state *st = get_state_by_type(type);
@@ -88,9 +171,18 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (resil_region_check_shared(st, shared, name != NULL, "Deduplicator", "name=") < 0) {
         return NULL;
     }
+    if (cluster != Py_None && !name) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Deduplicator() with cluster= needs name=: the name every host sharing "
+                        "it opens it by (two unnamed ones would otherwise be one)");
+        return NULL;
+    }
     int kind = resil_clock_resolve(st, &clock);
     if (kind < 0) {
         return NULL;
+    }
+    if (cluster != Py_None) {
+        return cluster_new(type, st, ttl_ns, cap, clock, kind, shared, name, cluster);
     }
     DedupObject *self = (DedupObject *)type->tp_alloc(type, 0);
     if (!self) {
@@ -119,6 +211,7 @@ static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             return NULL;
         }
         self->region = Py_NewRef(shared);
+        self->kind = KIND_SHARED;
         return (PyObject *)self;
     }
     rs_status rc = rs_dedup_init(&self->core, ttl_ns, (uint32_t)cap, resil_key_eq, key_release, self);
@@ -233,8 +326,8 @@ static int shared_counts(DedupObject *self, rs_dedup_block *out) {
 
 static PyObject *shared_refused(const char *method) {
     PyErr_Format(PyExc_TypeError,
-                 "%s() needs a local Deduplicator: a shared one keeps keys only, with the "
-                 "ttl and capacity it was made with in the region", method);
+                 "%s() needs a local Deduplicator: a shared or cluster one keeps keys only, "
+                 "with the ttl and capacity it was made with", method);
     return NULL;
 }
 
@@ -248,6 +341,8 @@ static int dedup_traverse(DedupObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->clock);
     Py_VISIT(self->region);
+    Py_VISIT(self->cluster);
+    Py_VISIT(self->ops);
     if (self->initialised) {
         void *a[2] = {(void *)visit, arg};
         int r = rs_dedup_visit(&self->core, visit_key, a);
@@ -263,6 +358,8 @@ static int dedup_clear(DedupObject *self) {
         rs_dedup_clear(&self->core);
         flush_grave(self);
     }
+    Py_CLEAR(self->ops);
+    Py_CLEAR(self->cluster);
     return 0;
 }
 
@@ -280,14 +377,17 @@ static void dedup_dealloc(DedupObject *self) {
     Py_CLEAR(self->clock);
     Py_CLEAR(self->name);
     Py_CLEAR(self->region);
+    Py_CLEAR(self->cluster);
+    Py_CLEAR(self->ops);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
 
 static PyObject *dedup_seen(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (RS_UNLIKELY(self->region != NULL)) {
-        return shared_seen(self, key);
+    if (RS_UNLIKELY(self->kind != KIND_LOCAL)) {
+        return self->kind == KIND_CLUSTER ? cluster_call(self, CL_SEEN, key)
+                                          : shared_seen(self, key);
     }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
@@ -317,7 +417,7 @@ static PyObject *dedup_put(DedupObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *key = args[0], *value = args[1];
     uint64_t hash, now;
-    if (self->region) {
+    if (self->kind) {
         return shared_refused("put");
     }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
@@ -353,7 +453,7 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
     }
     PyObject *key = args[0], *dflt = nargs > 1 ? args[1] : Py_None;
     uint64_t hash, now;
-    if (self->region) {
+    if (self->kind) {
         return shared_refused("get");
     }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
@@ -373,8 +473,9 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
 
 static int dedup_contains(DedupObject *self, PyObject *key) {
     uint64_t hash, now;
-    if (self->region) {
-        return shared_contains(self, key);
+    if (self->kind) {
+        return self->kind == KIND_CLUSTER ? cluster_truth(self, CL_CONTAINS, key)
+                                          : shared_contains(self, key);
     }
     if (resil_key_hash(key, &hash) < 0 || resil_clock_read(self->clock_kind, self->clock, &now) < 0 ||
         enter(self) < 0) {
@@ -387,8 +488,9 @@ static int dedup_contains(DedupObject *self, PyObject *key) {
 
 static PyObject *dedup_discard(DedupObject *self, PyObject *key) {
     uint64_t hash;
-    if (self->region) {
-        return shared_discard(self, key);
+    if (self->kind) {
+        return self->kind == KIND_CLUSTER ? cluster_call(self, CL_DISCARD, key)
+                                          : shared_discard(self, key);
     }
     if (resil_key_hash(key, &hash) < 0 || enter(self) < 0) {
         return NULL;
@@ -415,7 +517,16 @@ static int expire_all(DedupObject *self) {
 }
 
 static Py_ssize_t dedup_len(DedupObject *self) {
-    if (self->region) {
+    if (self->kind == KIND_CLUSTER) {
+        PyObject *r = cluster_call(self, CL_LEN, NULL);
+        if (!r) {
+            return -1;
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        return n;
+    }
+    if (self->kind) {
         rs_dedup_block counts;
         return shared_counts(self, &counts) < 0 ? -1 : (Py_ssize_t)counts.size;
     }
@@ -426,7 +537,10 @@ static Py_ssize_t dedup_len(DedupObject *self) {
 }
 
 static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->region) {
+    if (self->kind == KIND_CLUSTER) {
+        return cluster_call(self, CL_CLEAR, NULL);
+    }
+    if (self->kind) {
         rs_dedup_block *b = lock_block(self);
         if (!b) {
             return NULL;
@@ -449,7 +563,7 @@ static PyObject *dedup_clear_method(DedupObject *self, PyObject *Py_UNUSED(ignor
 static PyObject *dedup_configure(DedupObject *self, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
     static const char *const names[3] = {"ttl", "maxsize", "capacity"};
-    if (self->region) {
+    if (self->kind) {
         return shared_refused("configure");
     }
     if (nargs) {
@@ -508,7 +622,10 @@ static PyObject *dedup_configure(DedupObject *self, PyObject *const *args, Py_ss
 }
 
 static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->region) {
+    if (self->kind == KIND_CLUSTER) {
+        return cluster_call(self, CL_STATS, NULL);
+    }
+    if (self->kind) {
         rs_dedup_block c;
         if (shared_counts(self, &c) < 0) {
             return NULL;
@@ -534,7 +651,10 @@ static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
 static PyObject *dedup_get(DedupObject *self, void *closure) {
     switch ((int)(intptr_t)closure) {
     case 0:
-        if (self->region) {
+        if (self->kind == KIND_CLUSTER) {
+            return cluster_call(self, CL_DUPLICATES, NULL);
+        }
+        if (self->kind) {
             rs_dedup_block *b = lock_block(self);
             if (!b) {
                 return NULL;
@@ -548,6 +668,7 @@ static PyObject *dedup_get(DedupObject *self, void *closure) {
     case 2: return PyLong_FromUnsignedLong(self->core.capacity);
     case 4: return Py_NewRef(self->name ? self->name : Py_None);
     case 5: return Py_NewRef(self->region ? self->region : Py_None);
+    case 6: return Py_NewRef(self->cluster ? self->cluster : Py_None);
     default: return Py_NewRef(self->clock);
     }
 }
@@ -557,7 +678,10 @@ static PyObject *dedup_repr(DedupObject *self) {
     if (!ttl) {
         return NULL;
     }
-    PyObject *r = self->region
+    PyObject *r = self->kind == KIND_CLUSTER
+                      ? PyUnicode_FromFormat("<Deduplicator name=%R ttl=%R capacity=%u cluster=%R>",
+                                             self->name, ttl, self->core.capacity, self->cluster)
+                  : self->kind
                       ? PyUnicode_FromFormat("<Deduplicator name=%R ttl=%R capacity=%u shared=%R>",
                                              self->name, ttl, self->core.capacity,
                                              ((RegionObject *)self->region)->path)
@@ -567,7 +691,27 @@ static PyObject *dedup_repr(DedupObject *self) {
     return r;
 }
 
+static PyObject *dedup_set_cluster(PyObject *cls, PyObject *factory) {
+    if (!PyCallable_Check(factory)) {
+        PyErr_Format(PyExc_TypeError, "factory must be callable, not %.100s",
+                     Py_TYPE(factory)->tp_name);
+        return NULL;
+    }
+    resil_state *st = get_state_by_type((PyTypeObject *)cls);
+    if (!st) {
+        return NULL;
+    }
+    Py_XSETREF(st->dedup_cluster, Py_NewRef(factory));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef dedup_methods[] = {
+    {"_set_cluster", (PyCFunction)dedup_set_cluster, METH_O | METH_CLASS,
+     "_set_cluster($type, factory, /)\n--\n\n"
+     "What Deduplicator(cluster=backend) calls, as factory(backend, ttl,\n"
+     "capacity, clock, shared, name): it returns the tuple of callables\n"
+     "(seen, contains, discard, clear, len, stats, duplicate_count) the\n"
+     "set's methods then call."},
     {"seen", (PyCFunction)dedup_seen, METH_O,
      "seen($self, key, /)\n--\n\n"
      "True when key was recorded less than ttl ago (a duplicate, counted);\n"
@@ -614,6 +758,8 @@ static PyGetSetDef dedup_getset[] = {
     {"name", (getter)dedup_get, NULL, "The name given (None when none was).", (void *)4},
     {"shared", (getter)dedup_get, NULL,
      "The SharedRegion holding the set, or None for a local one.", (void *)5},
+    {"cluster", (getter)dedup_get, NULL,
+     "The resil.redis.RedisBackend holding the set, or None.", (void *)6},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -625,7 +771,8 @@ static PyMemberDef dedup_members[] = {
 static PyType_Slot dedup_slots[] = {
     {Py_tp_members, dedup_members},
     {Py_tp_doc,
-     "Deduplicator(ttl=300.0, capacity=100000, *, clock=None, shared=None, name=None)\n--\n\n"
+     "Deduplicator(ttl=300.0, capacity=100000, *, clock=None, shared=None, name=None,\n"
+     "             cluster=None)\n--\n\n"
      "A TTL set for deduplication, in C. seen(key) is one check-and-insert.\n"
      "Keys are hashable objects compared exactly, like dict keys: no false\n"
      "positives. Expired keys are dropped incrementally (never by a full scan);\n"
@@ -650,7 +797,21 @@ static PyType_Slot dedup_slots[] = {
      "and none of their keys can move to its other set, the oldest key of the\n"
      "two is evicted (counted) before capacity is reached. put, get and\n"
      "configure raise TypeError. A region that is full raises RegionError\n"
-     "naming size; a closed one, RegionError."},
+     "naming size; a closed one, RegionError.\n\n"
+     "cluster: None (the default) or a resil.redis.RedisBackend. With a backend,\n"
+     "the set is in Redis: every Deduplicator of that name (required) on every\n"
+     "host is one set. seen(key) records a new key with one SET NX PX (ttl, at\n"
+     "least 0.001 s, timed by Redis), so a key is a duplicate cluster-wide for\n"
+     "ttl seconds. Keys: str, bytes or int (not bool); str, b'...' and 1 are\n"
+     "three keys. in is EXISTS, discard DEL; len and clear scan the set's keys\n"
+     "(a round trip per 1000 keys). While Redis is away, the backend's\n"
+     "on_unavailable decides: 'local' records keys in a local set of this\n"
+     "ttl and capacity (in the region given as shared=, else in this\n"
+     "process; keys recorded there are not copied to Redis when it returns),\n"
+     "'open' answers not seen (every key is new), 'closed' raises\n"
+     "resil.RedisUnavailable; no call waits for Redis longer than the\n"
+     "backend's timeout. stats() gives this process's counts and\n"
+     "backend (the backend's mode); put, get and configure raise TypeError."},
     {Py_tp_new, dedup_new},
     {Py_tp_traverse, dedup_traverse},
     {Py_tp_clear, dedup_clear},

@@ -63,6 +63,9 @@ typedef struct {
     /* What RateLimiter.acquire / acquire_async call on a refusal to wait
      * (blocking, awaiting), handed over by Gcra._set_waiters. */
     PyObject *ratelimit_waiters[2];
+    /* What Deduplicator(cluster=...) calls to make the set's operations,
+     * handed over by Deduplicator._set_cluster. */
+    PyObject *dedup_cluster;
     PyObject *str_now;
     PyObject *default_clock;              /* a shared MonotonicClock */
     /* Freed guarded awaitables kept for reuse: one is made and freed on

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -31,7 +32,24 @@ def _clock_of(loop_type: type[asyncio.AbstractEventLoop]) -> Any:
     return _time.LOOP_CLOCK
 
 
-def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F], F]:
+def _cluster_set(backend: Any, ttl: float, capacity: int, clock: Any, shared: Any,
+                 name: str) -> Any:
+    """Makes the operations of ``Deduplicator(cluster=backend)`` (handed to
+    the C type below); redis-py is imported only once a backend exists."""
+    if "resil.redis._backend" not in sys.modules:
+        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
+                        f"not {type(backend).__name__}")
+    from resil.redis.dedup import cluster_deduplicator
+    return cluster_deduplicator(backend, ttl, capacity, clock, shared, name)
+
+
+Deduplicator._set_cluster(_cluster_set)
+
+
+def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any = None,
+               name: str | None = None, lease: float = 10.0,
+               encode: Callable[[Any], Any] | None = None,
+               decode: Callable[[bytes], Any] | None = None) -> Callable[[F], F]:
     """Runs a coroutine function once per key: concurrent calls with the same
     ``key(*args, **kwargs)`` share one run and all await its result; a
     finished result is returned again for ``ttl`` seconds (default 300, on
@@ -39,11 +57,46 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
     runs again. The shared run is shielded: cancelling one caller does not
     cancel it for the others. The results are kept in a C
     :class:`Deduplicator` (``wrapper.cache_clear()`` forgets them).
+
+    ``cluster``: None (the default: one process) or a
+    :class:`resil.redis.RedisBackend`: a key's call then runs once across
+    every process on every host. The key must be a str, bytes or int (not
+    bool; ``TypeError`` otherwise). The first caller takes the key's lease
+    in Redis and runs the call; callers on other hosts poll Redis (after
+    10 ms, doubling up to 100 ms) until its result is stored, and the
+    callers of one process share one poll. The result is kept in Redis for
+    ``ttl`` seconds (at least 0.001), encoded by ``encode`` (default: JSON,
+    so tuples come back as lists and dict keys as str; never pickle) and
+    read back by ``decode`` (``bytes -> value``); a result ``encode``
+    cannot encode raises ``TypeError`` for the callers of that run and is
+    not cached. An exception is not cached: it reaches the callers of that
+    run, and the next poll of one waiting process runs the call again.
+    ``name``: the function's name in Redis (default
+    ``module.qualname``: the same code on every host agrees). ``lease``
+    (seconds, default 10, at least 4 times the backend's timeout): the
+    runner's process renews the lease every ``lease / 3`` seconds while the
+    call runs; a runner that dies stops renewing, and another host runs the
+    key at most ``lease`` seconds (plus one poll) after its last renewal.
+    While Redis is away (or a lease could not be renewed) a key may run
+    more than once. The backend's ``on_unavailable`` says what a call does
+    when Redis does not answer: ``"local"`` runs it once per key in this
+    process and keeps the result here for ``ttl`` (Redis decides again once
+    it answers), ``"open"`` runs every caller's call, ``"closed"`` raises
+    :class:`resil.RedisUnavailable`; no Redis operation waits longer than the
+    backend's ``timeout``. The wrapper's ``stats()`` gives this process's
+    counts (``runs``, ``hits``, ``waits``, ``failures``, ``unavailable``)
+    and ``backend`` (the backend's mode).
     """
     if not callable(key):
         raise TypeError(f"key must be a callable returning a hashable key, not {type(key).__name__}")
     ttl = _check.seconds(ttl, "ttl")
     Deduplicator(ttl=ttl)  # a ttl below 1 ns is refused now, naming ttl
+    if cluster is not None:
+        return _cluster_idempotent(key, ttl, cluster, name, lease, encode, decode)
+    for what, given in (("name", name), ("encode", encode), ("decode", decode)):
+        if given is not None:
+            raise TypeError(f"{what}= needs cluster=: a local idempotent keeps its results "
+                            "in this process")
 
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
@@ -94,5 +147,23 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0) -> Callable[[F]
 
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _cluster_idempotent(key: Callable[..., Hashable], ttl: float, cluster: Any, name: str | None,
+                        lease: float, encode: Callable[[Any], Any] | None,
+                        decode: Callable[[bytes], Any] | None) -> Callable[[F], F]:
+    if "resil.redis._backend" not in sys.modules:
+        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
+                        f"not {type(cluster).__name__}")
+    from resil.redis.dedup import check_options, cluster_idempotent
+    check_options(cluster, name, lease, encode, decode)
+
+    def decorate(fn: F) -> F:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"idempotent needs a coroutine function, not {fn!r}")
+        return cluster_idempotent(fn, key, ttl, cluster, name, lease, encode,  # type: ignore[return-value]
+                                  decode)
 
     return decorate
