@@ -80,8 +80,10 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     While Redis is away (or a lease could not be renewed) a key may run
     more than once. The backend's ``on_unavailable`` says what a call does
     when Redis does not answer: ``"local"`` runs it once per key in this
-    process and keeps the result here for ``ttl`` (Redis decides again once
-    it answers), ``"open"`` runs every caller's call, ``"closed"`` raises
+    process and keeps the result here for ``ttl``, for this process's calls
+    while Redis stays away (once it answers, Redis decides again: a key run
+    during the outage may run once more), ``"open"`` runs every caller's
+    call, ``"closed"`` raises
     :class:`resil.RedisUnavailable`; no Redis operation waits longer than the
     backend's ``timeout``. The wrapper's ``stats()`` gives this process's
     counts (``runs``, ``hits``, ``waits``, ``failures``, ``unavailable``)

@@ -272,7 +272,8 @@ class _Runs:
         self.encode = encode
         self.decode = decode
         self.base = backend.key("idem", name).encode() + b":"
-        self.local = Deduplicator(ttl=ttl, capacity=_MAX_RESULTS)  # results run while Redis is away
+        # results of runs made while Redis was away, read only while it is
+        self.local = Deduplicator(ttl=ttl, capacity=_MAX_RESULTS)
         self.running: dict[bytes, asyncio.Task[Any]] = {}
         self.held: dict[bytes, bytes] = {}  # lease key -> token, renewed while running
         self.lock = threading.Lock()
@@ -333,6 +334,9 @@ class _Runs:
             raise exc
         if mode == "open":
             return _OPEN
+        cached = self.local.get(enc, _MISSING)  # run here during this or an earlier outage
+        if cached is not _MISSING:
+            return cached
         self.counts["runs"] += 1
         result = await self.fn(*args, **kwargs)
         self.local.put(enc, result)
@@ -445,9 +449,6 @@ def cluster_idempotent(fn: Callable[..., Any], key: Callable[..., Hashable], ttl
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         enc = encode_key(key(*args, **kwargs), "the key function's result")
-        cached = runs.local.get(enc, _MISSING)
-        if cached is not _MISSING:
-            return cached
         task = running.get(enc)
         if task is None:
             task = asyncio.get_running_loop().create_task(runs.resolve(enc, args, kwargs))
