@@ -24,14 +24,24 @@ import resil
 from resil.redis import RedisBackend
 
 
-def _wait_until(start: float) -> None:
+def _wait_until(start: float, port: int = 0, hosts: int = 4) -> None:
+    """Sleeps until ``start``, then (given a port) until ``hosts`` hosts
+    arrived, counted in Redis, so that a host slow to start on a loaded
+    machine does not find the work done."""
     delay = start - time.time()
     if delay > 0:
         time.sleep(delay)
+    if port:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        client.incr("test:ready")
+        while int(client.get("test:ready") or 0) < hosts:
+            time.sleep(0.002)
+        client.close()
 
 
 def _backend(port: int, host: str, timeout: float = 0.5) -> RedisBackend:
-    return RedisBackend(redis.Redis(host="127.0.0.1", port=port), host=host, timeout=timeout)
+    return RedisBackend(redis.Redis(host="127.0.0.1", port=port), host=host, timeout=timeout,
+                        cooldown=0.1)
 
 
 async def _calls(port: int, host: str, start: float, calls: int, keys: int, seed: int) -> Any:
@@ -49,7 +59,7 @@ async def _calls(port: int, host: str, start: float, calls: int, keys: int, seed
     rng = random.Random(seed)
     order = [f"key-{i % keys}" for i in range(calls)]
     rng.shuffle(order)
-    _wait_until(start)
+    _wait_until(start, port)
     results = await asyncio.gather(*(job(k) for k in order))
     await counter.aclose()
     return {"results": results, "stats": job.stats()}  # type: ignore[attr-defined]
@@ -69,7 +79,7 @@ async def _flaky(port: int, host: str, start: float, calls: int) -> Any:
             raise RuntimeError(f"run 1 failed on {host}")
         return {"host": host, "run": run}
 
-    _wait_until(start)
+    _wait_until(start, port)
     outcomes = await asyncio.gather(*(job() for _ in range(calls)), return_exceptions=True)
     await counter.aclose()
     return [o if isinstance(o, dict) else f"{type(o).__name__}: {o}" for o in outcomes]
@@ -97,7 +107,7 @@ def _seen(port: int, host: str, start: float, keys: int, seed: int) -> Any:
     offered: list[Any] = [f"e{i}" if i % 3 == 0 else (b"e%d" % i if i % 3 == 1 else i)
                           for i in range(keys)]
     random.Random(seed).shuffle(offered)
-    _wait_until(start)
+    _wait_until(start, port)
     new = [k for k in offered if not dedup.seen(k)]
     return {"new": [k.decode() if isinstance(k, bytes) else k for k in new],
             "kinds": [type(k).__name__ for k in new], "stats": dedup.stats()}

@@ -84,7 +84,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     while Redis stays away (once it answers, Redis decides again: a key run
     during the outage may run once more), ``"open"`` runs every caller's
     call, ``"closed"`` raises
-    :class:`resil.RedisUnavailable`; no Redis operation waits longer than the
+    :class:`resil.redis.RedisUnavailable`; no Redis operation waits longer than the
     backend's ``timeout``. The wrapper's ``stats()`` gives this process's
     counts (``runs``, ``hits``, ``waits``, ``failures``, ``unavailable``)
     and ``backend`` (the backend's mode).
