@@ -387,6 +387,15 @@ def test_redis_killed_the_deduplicator_follows_on_unavailable_within_the_timeout
         assert worst < 0.05 + 0.1
         assert sets["local"].stats()["unavailable"] == 3
         assert "x" in sets["local"] and len(sets["local"]) == 2
+        assert "x" not in sets["open"] and len(sets["open"]) == 0
+        with pytest.raises(RedisUnavailable):
+            len(sets["closed"])
+        with pytest.raises(RedisUnavailable):
+            "x" in sets["closed"]  # noqa: B015
+        assert sets["local"].discard("x") and "x" not in sets["local"]
+        with pytest.raises(RedisUnavailable):
+            sets["local"].clear()  # the keys in Redis stay: it says so
+        assert len(sets["local"]) == 0  # the local set was cleared
     finally:
         redis_clean.start()
     time.sleep(0.35)  # the backend's cooldown: then Redis is tried again

@@ -32,15 +32,22 @@ def _clock_of(loop_type: type[asyncio.AbstractEventLoop]) -> Any:
     return _time.LOOP_CLOCK
 
 
+def _cluster_module(cluster: Any) -> Any:
+    """resil.redis.dedup, imported (with redis-py) only once a RedisBackend
+    exists: before that, ``cluster`` cannot be one."""
+    if "resil.redis._backend" not in sys.modules:
+        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
+                        f"not {type(cluster).__name__}")
+    from resil.redis import dedup
+    return dedup
+
+
 def _cluster_set(backend: Any, ttl: float, capacity: int, clock: Any, shared: Any,
                  name: str) -> Any:
     """Makes the operations of ``Deduplicator(cluster=backend)`` (handed to
-    the C type below); redis-py is imported only once a backend exists."""
-    if "resil.redis._backend" not in sys.modules:
-        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
-                        f"not {type(backend).__name__}")
-    from resil.redis.dedup import cluster_deduplicator
-    return cluster_deduplicator(backend, ttl, capacity, clock, shared, name)
+    the C type below)."""
+    return _cluster_module(backend).cluster_deduplicator(backend, ttl, capacity, clock, shared,
+                                                         name)
 
 
 Deduplicator._set_cluster(_cluster_set)
@@ -83,9 +90,8 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     process and keeps the result here for ``ttl``, for this process's calls
     while Redis stays away (once it answers, Redis decides again: a key run
     during the outage may run once more), ``"open"`` runs every caller's
-    call, ``"closed"`` raises
-    :class:`resil.redis.RedisUnavailable`; no Redis operation waits longer than the
-    backend's ``timeout``. The wrapper's ``stats()`` gives this process's
+    call, ``"closed"`` raises :class:`resil.redis.RedisUnavailable`; no
+    Redis operation waits longer than the backend's ``timeout``. The wrapper's ``stats()`` gives this process's
     counts (``runs``, ``hits``, ``waits``, ``failures``, ``unavailable``)
     and ``backend`` (the backend's mode).
     """
@@ -156,16 +162,13 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
 def _cluster_idempotent(key: Callable[..., Hashable], ttl: float, cluster: Any, name: str | None,
                         lease: float, encode: Callable[[Any], Any] | None,
                         decode: Callable[[bytes], Any] | None) -> Callable[[F], F]:
-    if "resil.redis._backend" not in sys.modules:
-        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
-                        f"not {type(cluster).__name__}")
-    from resil.redis.dedup import check_options, cluster_idempotent
-    check_options(cluster, name, lease, encode, decode)
+    part = _cluster_module(cluster)
+    part.check_options(cluster, name, lease, encode, decode)
 
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"idempotent needs a coroutine function, not {fn!r}")
-        return cluster_idempotent(fn, key, ttl, cluster, name, lease, encode,  # type: ignore[return-value]
-                                  decode)
+        wrapper: F = part.cluster_idempotent(fn, key, ttl, cluster, name, lease, encode, decode)
+        return wrapper
 
     return decorate

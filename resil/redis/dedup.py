@@ -108,7 +108,7 @@ def encode_key(key: Any, name: str = "key") -> bytes:
     elif isinstance(key, bytes):
         out = b"b" + bytes(key)
     elif isinstance(key, int) and not isinstance(key, bool):
-        value = int(key)
+        value = int.__int__(key)  # an int subclass's own __int__ is not asked
         if value.bit_length() <= 64:
             out = b"i" + int.__repr__(value).encode()
         else:
@@ -220,7 +220,7 @@ class _ClusterSet:
 
     def clear(self) -> None:
         self.local.clear()
-        self._scan(remove=True)
+        self._scan(remove=True)  # RedisUnavailable whatever on_unavailable says: not cleared
 
     def length(self) -> int:
         try:
