@@ -406,6 +406,32 @@ def test_redis_killed_the_deduplicator_follows_on_unavailable_within_the_timeout
         d.cluster.close()
 
 
+def test_keys_recorded_locally_during_an_outage_reach_redis_when_it_returns(
+        redis_clean: RedisServer) -> None:
+    b = RedisBackend(redis_clean.client(), timeout=0.05, cooldown=0.2, host="a")
+    d = resil.Deduplicator(60.0, 2, cluster=b, name="resync")
+    redis_clean.kill()
+    try:
+        assert not d.seen("x") and not d.seen("y") and not d.seen("z")  # "x" evicted locally
+        assert d.seen("z") and d.discard("y")
+    finally:
+        redis_clean.start()
+    time.sleep(0.25)
+    assert not d.seen("w")  # Redis answers: the keys new during the outage follow
+    other = resil.Deduplicator(60.0, cluster=backend(redis_clean, host="b"), name="resync")
+    deadline = time.monotonic() + 5
+    while "z" not in other:
+        assert time.monotonic() < deadline, "the outage's key never reached Redis"
+        time.sleep(0.01)
+    assert other.seen("z") and not other.seen("y") and not other.seen("x")
+    ttl = redis_clean.client().pttl(b.key("dedup", "resync").encode() + b":sz")
+    assert 55_000 < ttl <= 60_000  # the rest of its ttl
+    s = d.stats()
+    assert (s["resynced"], s["unsynced"], s["backend"]) == (1, 1, "redis")
+    b.close()
+    other.cluster.close()
+
+
 def test_redis_killed_idempotent_follows_on_unavailable_within_the_timeout(
         redis_clean: RedisServer) -> None:
     runs: Counter[str] = Counter()

@@ -809,11 +809,14 @@ static PyType_Slot dedup_slots[] = {
      "the backend's\n"
      "on_unavailable decides: 'local' records keys in a local set of this\n"
      "ttl and capacity (in the region given as shared=, else in this\n"
-     "process; keys recorded there are not copied to Redis when it returns),\n"
+     "process; the keys new there are written to Redis, with the rest of their\n"
+     "ttl, unless Redis has them, once it answers again),\n"
      "'open' answers not seen (every key is new), 'closed' raises\n"
      "resil.RedisUnavailable; no call waits for Redis longer than the\n"
-     "backend's timeout. stats() gives this process's counts and\n"
-     "backend (the backend's mode); put, get and configure raise TypeError."},
+     "backend's timeout. stats() gives this process's counts (duplicates,\n"
+     "recorded, unavailable, resynced, unsynced: keys written back to Redis\n"
+     "after an outage, and keys the fallback evicted before that) and backend\n"
+     "(the backend's mode); put, get and configure raise TypeError."},
     {Py_tp_new, dedup_new},
     {Py_tp_traverse, dedup_traverse},
     {Py_tp_clear, dedup_clear},

@@ -34,6 +34,7 @@ import inspect
 import itertools
 import json
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -92,6 +93,17 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """)
+
+
+# Records keys a process saw while Redis was away (KEYS[i] for ARGV[i] ms,
+# the rest of its ttl), unless Redis has them already.
+_RESYNC = Script("""
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'NX', 'PX', ARGV[i])
+end
+return #KEYS
+""")
+_RESYNC_BATCH = 500
 
 
 def encode_key(key: Any, name: str = "key") -> bytes:
@@ -168,7 +180,59 @@ class _ClusterSet:
             self.local = Deduplicator(ttl, capacity, clock=clock)
         else:
             self.local = Deduplicator(ttl, capacity, clock=clock, shared=shared, name=name)
-        self.counts = {"duplicates": 0, "recorded": 0, "unavailable": 0}
+        self.counts = {"duplicates": 0, "recorded": 0, "unavailable": 0, "resynced": 0,
+                       "unsynced": 0}
+        # keys new to the fallback, with when: written to Redis once it answers
+        self.pending: dict[bytes, float] = {}
+        self.capacity = capacity
+        self.lock = threading.Lock()
+        ref = weakref.ref(self)
+
+        def restored() -> None:
+            cluster_set = ref()
+            if cluster_set is not None and cluster_set.pending:
+                cluster_set._schedule_resync()
+        weakref.finalize(self, backend.on_restore(restored))
+
+    def _schedule_resync(self) -> None:
+        # On the backend's thread: the listener runs inside whichever
+        # operation saw Redis return, perhaps on an event loop.
+        ref = weakref.ref(self)
+        handle: list[Any] = []
+        done = threading.Event()
+
+        def once() -> None:
+            if done.is_set():
+                return
+            done.set()
+            if handle:
+                handle[0].cancel()
+            cluster_set = ref()
+            if cluster_set is not None:
+                cluster_set._resync()
+        try:
+            handle.append(self.backend.every(0.001, once))
+        except RuntimeError:
+            pass  # the backend is closed
+
+    def _resync(self) -> None:
+        with self.lock:
+            items = list(self.pending.items())
+            self.pending.clear()
+        now = time.monotonic()
+        live = [(k, self.ttl_ms - int((now - t) * 1000)) for k, t in items]
+        live = [(k, left) for k, left in live if left > 0]
+        for i in range(0, len(live), _RESYNC_BATCH):
+            batch = live[i:i + _RESYNC_BATCH]
+            try:
+                self.backend.run(_RESYNC, [self.base + k for k, _ in batch],
+                                 [left for _, left in batch])
+            except RedisUnavailable:
+                with self.lock:  # away again: kept for its next return
+                    for k, left in live[i:]:
+                        self.pending.setdefault(k, now - (self.ttl_ms - left) / 1000)
+                return
+            self.counts["resynced"] += len(batch)
 
     def _fallback(self, exc: RedisUnavailable) -> str:
         self.counts["unavailable"] += 1
@@ -185,6 +249,12 @@ class _ClusterSet:
             if self._fallback(exc) == "open":
                 return False
             dup = self.local.seen(k)
+            if not dup:
+                with self.lock:
+                    self.pending[k] = time.monotonic()
+                    if len(self.pending) > self.capacity:  # the fallback evicted it too
+                        del self.pending[next(iter(self.pending))]
+                        self.counts["unsynced"] += 1
         else:
             dup = new is None
         self.counts["duplicates" if dup else "recorded"] += 1
@@ -200,6 +270,8 @@ class _ClusterSet:
     def discard(self, key: Any) -> bool:
         k = encode_key(key)
         local = self.local.discard(k)
+        with self.lock:
+            self.pending.pop(k, None)
         try:
             return bool(self.backend.command("DEL", self.base + k))
         except RedisUnavailable as exc:
@@ -220,6 +292,8 @@ class _ClusterSet:
 
     def clear(self) -> None:
         self.local.clear()
+        with self.lock:
+            self.pending.clear()
         self._scan(remove=True)  # RedisUnavailable whatever on_unavailable says: not cleared
 
     def length(self) -> int:
