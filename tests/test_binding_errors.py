@@ -120,7 +120,7 @@ def test_constructor_parameters_are_all_checked_by_a_table() -> None:
     """Every numeric parameter of the C constructors is in its type's table."""
     import inspect
     non_numeric = {"name", "clock", "adaptive", "failure_on", "ignore", "failure_if",
-                   "result_failure", "jitter", "seed", "shared"}
+                   "result_failure", "jitter", "seed", "shared", "cluster"}
     for t in TARGETS:
         if "configure" in t.label:
             continue
