@@ -13,20 +13,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 import resil
 from redis_support import RedisServer, redis_clean, redis_server  # noqa: F401
+from tests_support import run_threads
 from resil.redis import RedisBackend, RedisUnavailable
 
 WORKERS = os.path.join(os.path.dirname(__file__), "redis_dedup_workers.py")
@@ -635,18 +634,7 @@ def test_threads_racing_on_keys_get_exactly_one_new_each(redis_clean: RedisServe
     b = backend(redis_clean)
     d = resil.Deduplicator(60.0, cluster=b, name="race")
     new: list[Any] = []
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        def work() -> None:
-            new.extend(k for k in range(300) if not d.seen(k))
-        threads = [threading.Thread(target=work) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(lambda i: new.extend(k for k in range(300) if not d.seen(k)), 6)
     assert sorted(new) == list(range(300))
     assert d.duplicate_count == 5 * 300
     b.close()

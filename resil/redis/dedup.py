@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import inspect
 import itertools
 import json
 import threading
@@ -540,5 +539,4 @@ def cluster_idempotent(fn: Callable[..., Any], key: Callable[..., Hashable], ttl
 
     wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
     wrapper.stats = runs.stats  # type: ignore[attr-defined]
-    assert inspect.iscoroutinefunction(wrapper)
     return wrapper
