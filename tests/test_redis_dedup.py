@@ -339,7 +339,7 @@ def test_bad_arguments_are_refused_naming_the_parameter(redis_clean: RedisServer
             ({"ttl": 0.0001}, ValueError, "ttl must be at least 0.001")):
         with pytest.raises(exc, match=match):
             resil.idempotent(lambda: 1, cluster=b, **kwargs)(_noop)
-    for kwargs in ({"name": "n"}, {"encode": str}, {"decode": str}):
+    for kwargs in ({"name": "n"}, {"encode": str}, {"decode": str}, {"lease": 5.0}):
         with pytest.raises(TypeError, match="needs cluster="):
             resil.idempotent(lambda: 1, **kwargs)
     with pytest.raises(TypeError, match="coroutine function"):

@@ -54,7 +54,7 @@ Deduplicator._set_cluster(_cluster_set)
 
 
 def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any = None,
-               name: str | None = None, lease: float = 10.0,
+               name: str | None = None, lease: float | None = None,
                encode: Callable[[Any], Any] | None = None,
                decode: Callable[[bytes], Any] | None = None) -> Callable[[F], F]:
     """Runs a coroutine function once per key: concurrent calls with the same
@@ -80,7 +80,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     run, and the next poll of one waiting process runs the call again.
     ``name``: the function's name in Redis (default
     ``module.qualname``: the same code on every host agrees). ``lease``
-    (seconds, default 10, at least 4 times the backend's timeout): the
+    (seconds, None for the default 10, at least 4 times the backend's timeout): the
     runner's process renews the lease every ``lease / 3`` seconds while the
     call runs; a runner that dies stops renewing, and another host runs the
     key at most ``lease`` seconds (plus one poll) after its last renewal.
@@ -101,7 +101,8 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     Deduplicator(ttl=ttl)  # a ttl below 1 ns is refused now, naming ttl
     if cluster is not None:
         return _cluster_idempotent(key, ttl, cluster, name, lease, encode, decode)
-    for what, given in (("name", name), ("encode", encode), ("decode", decode)):
+    for what, given in (("name", name), ("lease", lease), ("encode", encode),
+                        ("decode", decode)):
         if given is not None:
             raise TypeError(f"{what}= needs cluster=: a local idempotent keeps its results "
                             "in this process")
@@ -160,10 +161,11 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
 
 
 def _cluster_idempotent(key: Callable[..., Hashable], ttl: float, cluster: Any, name: str | None,
-                        lease: float, encode: Callable[[Any], Any] | None,
+                        lease: float | None, encode: Callable[[Any], Any] | None,
                         decode: Callable[[bytes], Any] | None) -> Callable[[F], F]:
     part = _cluster_module(cluster)
-    part.check_options(cluster, name, lease, encode, decode)
+    lease = part.check_options(cluster, name, 10.0 if lease is None else lease, encode,
+                               decode)[1]
 
     def decorate(fn: F) -> F:
         if not inspect.iscoroutinefunction(fn):
