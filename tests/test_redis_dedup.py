@@ -435,6 +435,7 @@ def test_redis_killed_idempotent_follows_on_unavailable_within_the_timeout(
         redis_clean: RedisServer) -> None:
     runs: Counter[str] = Counter()
     jobs = {}
+    backends = {}
     for mode in ("local", "open", "closed"):
         b = RedisBackend(redis_clean.client(), timeout=0.05, cooldown=0.3, on_unavailable=mode)
 
@@ -446,6 +447,7 @@ def test_redis_killed_idempotent_follows_on_unavailable_within_the_timeout(
                 return f"{mode}:{k}"
             return job
         jobs[mode] = make(mode, b)
+        backends[mode] = b
 
     async def calls(job: Any, n: int) -> tuple[list[Any], float]:
         async def one(k: str) -> tuple[Any, float]:
@@ -478,11 +480,20 @@ def test_redis_killed_idempotent_follows_on_unavailable_within_the_timeout(
         redis_clean.start()
     time.sleep(0.35)
     runs.clear()
+    local = backends["local"]
+    local.command("PING")  # Redis answers again: the results run locally are stored
+    deadline = time.monotonic() + 5
+    while jobs["local"].stats()["resynced"] < 2:
+        assert time.monotonic() < deadline, "the outage's results never reached Redis"
+        time.sleep(0.01)
     for mode, job in jobs.items():
         results, _ = asyncio.run(calls(job, 4))
+        assert results == [f"{mode}:k{i % 2}" for i in range(4)]
         assert job.stats()["backend"] == "redis"
-    # back on Redis, which decides again (restarted empty: each key runs once more)
-    assert runs == {"local": 2, "open": 2, "closed": 2}
+    # back on Redis (restarted empty): the results run here while it was
+    # away were stored in it; the other keys run once more
+    assert runs == {"open": 2, "closed": 2}
+    assert redis_clean.client().pttl(local.key("idem", "down-local") + ":r:sk0") > 50_000
 
 
 def test_a_waiter_whose_redis_dies_runs_the_key_locally_within_the_timeout(

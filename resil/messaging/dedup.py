@@ -88,12 +88,15 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     more than once. The backend's ``on_unavailable`` says what a call does
     when Redis does not answer: ``"local"`` runs it once per key in this
     process and keeps the result here for ``ttl``, for this process's calls
-    while Redis stays away (once it answers, Redis decides again: a key run
-    during the outage may run once more), ``"open"`` runs every caller's
-    call, ``"closed"`` raises :class:`resil.redis.RedisUnavailable`; no
-    Redis operation waits longer than the backend's ``timeout``. The wrapper's ``stats()`` gives this process's
-    counts (``runs``, ``hits``, ``waits``, ``failures``, ``unavailable``)
-    and ``backend`` (the backend's mode).
+    while Redis stays away; once Redis answers again it decides, and the
+    results run here are stored in it (the rest of their ``ttl``, from the
+    backend's thread) unless a result is there already. ``"open"`` runs
+    every caller's call, ``"closed"`` raises
+    :class:`resil.redis.RedisUnavailable`. No Redis operation waits longer
+    than the backend's ``timeout``. The wrapper's ``stats()`` gives this
+    process's counts (``runs``, ``hits``, ``waits``, ``failures``,
+    ``unavailable``, ``resynced``: results stored after an outage) and
+    ``backend`` (the backend's mode).
     """
     if not callable(key):
         raise TypeError(f"key must be a callable returning a hashable key, not {type(key).__name__}")

@@ -94,6 +94,15 @@ return n
 """)
 
 
+# Stores results a process made while Redis was away (KEYS[i]: ARGV[2i - 1]
+# for ARGV[2i] ms, the rest of its ttl), unless a result is stored already.
+_RESYNC_RESULTS = Script("""
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[2 * i - 1], 'NX', 'PX', ARGV[2 * i])
+end
+return #KEYS
+""")
+
 # Records keys a process saw while Redis was away (KEYS[i] for ARGV[i] ms,
 # the rest of its ttl), unless Redis has them already.
 _RESYNC = Script("""
@@ -163,6 +172,36 @@ def _glob_escape(raw: bytes) -> bytes:
     return bytes(out)
 
 
+def _resync_on_return(owner: Any, backend: RedisBackend) -> None:
+    """Calls ``owner._resync()`` on the backend's thread each time Redis
+    answers again after an outage while ``owner.pending`` holds something
+    (the restore listener itself runs inside whichever operation saw Redis
+    return, perhaps on an event loop); holds ``owner`` weakly."""
+    ref = weakref.ref(owner)
+
+    def restored() -> None:
+        target = ref()
+        if target is None or not target.pending:
+            return
+        handle: list[Any] = []
+        done = threading.Event()
+
+        def once() -> None:
+            if done.is_set():
+                return
+            done.set()
+            if handle:
+                handle[0].cancel()
+            target = ref()
+            if target is not None:
+                target._resync()
+        try:
+            handle.append(backend.every(0.001, once))
+        except RuntimeError:
+            pass  # the backend is closed
+    weakref.finalize(owner, backend.on_restore(restored))
+
+
 class _ClusterSet:
     """The state of one ``Deduplicator(cluster=...)``: its keys in Redis,
     the local set it falls back on, this process's counts."""
@@ -185,34 +224,7 @@ class _ClusterSet:
         self.pending: dict[bytes, float] = {}
         self.capacity = capacity
         self.lock = threading.Lock()
-        ref = weakref.ref(self)
-
-        def restored() -> None:
-            cluster_set = ref()
-            if cluster_set is not None and cluster_set.pending:
-                cluster_set._schedule_resync()
-        weakref.finalize(self, backend.on_restore(restored))
-
-    def _schedule_resync(self) -> None:
-        # On the backend's thread: the listener runs inside whichever
-        # operation saw Redis return, perhaps on an event loop.
-        ref = weakref.ref(self)
-        handle: list[Any] = []
-        done = threading.Event()
-
-        def once() -> None:
-            if done.is_set():
-                return
-            done.set()
-            if handle:
-                handle[0].cancel()
-            cluster_set = ref()
-            if cluster_set is not None:
-                cluster_set._resync()
-        try:
-            handle.append(self.backend.every(0.001, once))
-        except RuntimeError:
-            pass  # the backend is closed
+        _resync_on_return(self, backend)
 
     def _resync(self) -> None:
         with self.lock:
@@ -352,7 +364,53 @@ class _Runs:
         self.lock = threading.Lock()
         self.renewal: Any = None
         self.tokens = itertools.count()
-        self.counts = {"runs": 0, "hits": 0, "waits": 0, "failures": 0, "unavailable": 0}
+        self.counts = {"runs": 0, "hits": 0, "waits": 0, "failures": 0, "unavailable": 0,
+                       "resynced": 0}
+        # results run here while Redis was away, encoded, with when: stored
+        # in Redis once it answers (unless a result is there already)
+        self.pending: dict[bytes, tuple[bytes, float]] = {}
+        _resync_on_return(self, backend)
+
+    def _keep(self, enc: bytes, result: Any) -> None:
+        """Keeps a result run while Redis is away, for this process now
+        and for Redis once it answers."""
+        self.local.put(enc, result)
+        try:
+            data = self._encoded(result)
+        except Exception:
+            return  # this process's callers have it; other hosts cannot
+        with self.lock:
+            self.pending[enc] = (data, time.monotonic())
+
+    def _resync(self) -> None:
+        with self.lock:
+            items = list(self.pending.items())
+            self.pending.clear()
+        now = time.monotonic()
+        live = [(enc, data, self.ttl_ms - int((now - t) * 1000)) for enc, (data, t) in items]
+        live = [item for item in live if item[2] > 0]
+        for i in range(0, len(live), _RESYNC_BATCH):
+            batch = live[i:i + _RESYNC_BATCH]
+            args: list[Any] = []
+            for _, data, left in batch:
+                args += [data, left]
+            try:
+                self.backend.run(_RESYNC_RESULTS, [self.base + b"r:" + enc for enc, _, _ in batch],
+                                 args)
+            except RedisUnavailable:
+                with self.lock:  # away again: kept for its next return
+                    for enc, data, left in live[i:]:
+                        self.pending.setdefault(enc, (data, now - (self.ttl_ms - left) / 1000))
+                return
+            self.counts["resynced"] += len(batch)
+
+    def _encoded(self, result: Any) -> bytes:
+        data = self.encode(result)
+        if isinstance(data, str):
+            return data.encode()
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+        raise TypeError(f"encode returned {type(data).__name__}, not bytes or str")
 
     # ------------------------------------------------------------ leases
     def _hold(self, lease_key: bytes, token: bytes) -> None:
@@ -412,7 +470,7 @@ class _Runs:
             return cached
         self.counts["runs"] += 1
         result = await self.fn(*args, **kwargs)
-        self.local.put(enc, result)
+        self._keep(enc, result)
         return result
 
     async def resolve(self, enc: bytes, args: Any, kwargs: Any) -> Any:
@@ -452,11 +510,7 @@ class _Runs:
             raise
         self._drop(lease_key)
         try:
-            data = self.encode(result)
-            if isinstance(data, str):
-                data = data.encode()
-            elif not isinstance(data, (bytes, bytearray)):
-                raise TypeError(f"encode returned {type(data).__name__}, not bytes or str")
+            data = self._encoded(result)
         except Exception as exc:
             self.counts["failures"] += 1
             await self._release(lease_key, token)
@@ -465,11 +519,11 @@ class _Runs:
                             f"{type(exc).__name__}: {exc}; the result is not cached") from exc
         try:
             reply = await self.backend.run_async(_FINISH, [result_key, lease_key],
-                                                 [token, bytes(data), self.ttl_ms])
+                                                 [token, data, self.ttl_ms])
         except RedisUnavailable:
             self.counts["unavailable"] += 1
             if self.backend.on_unavailable == "local":
-                self.local.put(enc, result)
+                self._keep(enc, result)
             return result
         if int(reply[0]) == 1:
             return result
