@@ -92,7 +92,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     results run here are stored in it (the rest of their ``ttl``, from the
     backend's thread) unless a result is there already. ``"open"`` runs
     every caller's call, ``"closed"`` raises
-    :class:`resil.redis.RedisUnavailable`. No Redis operation waits longer
+    :exc:`resil.RedisUnavailable`. No Redis operation waits longer
     than the backend's ``timeout``. The wrapper's ``stats()`` gives this
     process's counts (``runs``, ``hits``, ``waits``, ``failures``,
     ``unavailable``, ``resynced``: results stored after an outage) and
