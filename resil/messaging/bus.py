@@ -14,8 +14,8 @@ import time
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from resil import _check
 from resil.tasks import _RUNNING
@@ -27,7 +27,8 @@ from resil._resil import CircuitOpenError, Deduplicator, RateCounter, ResilError
 if TYPE_CHECKING:
     from resil.storage.sqlite import SQLiteStore
 
-__all__ = ["ContractViolation", "Event", "EventBus", "EventStormError", "HandlerDisabled"]
+__all__ = ["ContractViolation", "Event", "EventBus", "EventStore", "EventStormError",
+           "HandlerDisabled"]
 
 _running_loop = asyncio.get_running_loop
 _log = logging.getLogger("resil.bus")
@@ -74,6 +75,36 @@ class Event(NamedTuple):
         return cls(data["event_type"], data["payload"], data["seq"], data["event_id"],
                    data["timestamp"], data["correlation_id"], data.get("schema_version", "1.0"),
                    data.get("idempotency_key"), data.get("publisher"))
+
+
+class EventStore(Protocol):
+    """What an :class:`EventBus` needs of its ``store`` (a
+    :class:`resil.SQLiteStore` or a :class:`resil.redis.StreamStore`).
+
+    A store that also has ``follow(deliver, position=True)`` is shared
+    live: the bus delivers the events it reads from the store (every
+    publisher's) rather than its own as it publishes them."""
+
+    @property
+    def path(self) -> str:
+        """Where the events are, for messages."""
+        ...
+
+    def append_event(self, event_id: str, event_type: str, payload_json: str, timestamp: float,
+                     correlation_id: str, schema_version: str, idempotency_key: str | None,
+                     publisher: str | None) -> int:
+        """Stores one event; returns its number (gapless among the store's users)."""
+        ...
+
+    def events(self, from_seq: int | None = None, *, to_seq: int | None = None,
+               since: float | None = None, event_type: str | None = None
+               ) -> Iterator[dict[str, Any]]:
+        """Stored events in number order, ``payload`` as JSON text."""
+        ...
+
+    def event_types(self) -> set[str]:
+        """The event types stored."""
+        ...
 
 
 class EventStormError(ResilError, RuntimeError):
@@ -373,16 +404,18 @@ class EventBus:
 
     def __init__(self, storm_threshold: int = 100, storm_window: float = 1.0, *,
                  on_storm: str = "raise", handler_failure_limit: int = 3,
-                 store: SQLiteStore | None = None, dlq: DeadLetterSink | None = None,
+                 store: SQLiteStore | EventStore | None = None,
+                 dlq: DeadLetterSink | None = None,
                  idempotency_ttl: float = 300.0, clock: Any = None) -> None:
-        from resil.storage.sqlite import SQLiteStore
-
         _check.integer(storm_threshold, "storm_threshold", 1, _MAX_STORM_THRESHOLD)
         window = _check.seconds(storm_window, "storm_window", low=1e-9, low_open=False)
         _check.choice(on_storm, "on_storm", _ON_STORM)
         _check.integer(handler_failure_limit, "handler_failure_limit", 1, 1 << 31)
-        if store is not None and not isinstance(store, SQLiteStore):
-            raise TypeError("store must be a resil.SQLiteStore or None")
+        if store is not None and not all(
+                callable(getattr(store, method, None))
+                for method in ("append_event", "events", "event_types")):
+            raise TypeError("store must be a resil.SQLiteStore, a resil.redis.StreamStore or None, "
+                            f"not {type(store).__name__}")
         sink_for_dead_letters = check_sink(dlq)
         ttl = _check.seconds(idempotency_ttl, "idempotency_ttl", low=1e-9, low_open=False)
         # The clock is checked here (the error names "clock", as the user did).
@@ -393,7 +426,15 @@ class EventBus:
         self._storm_window = window
         self._raise_on_storm = on_storm == "raise"
         self._failure_limit = handler_failure_limit
-        self._store = store
+        self._store: SQLiteStore | EventStore | None = store
+        # A store shared live (it has follow()): the bus delivers what it
+        # reads from the store, from a reader thread started on first use.
+        self._live = callable(getattr(store, "follow", None))
+        self._follower: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: collections.deque[dict[str, Any]] = collections.deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
         self._dead_letters = None if sink_for_dead_letters is None else \
             DeadLetterHandoff(sink_for_dead_letters, _log)
         self._clock = clock
@@ -420,6 +461,8 @@ class EventBus:
         self._counts = dict.fromkeys(
             ("published", "delivered", "failures", "violations", "skipped", "storms", "dropped",
              "duplicates", "dead_lettered", "dead_letter_failures", "replayed"), 0)
+        if self._live:
+            self._counts["received"] = 0
 
     # ---- subscriptions ------------------------------------------------------------
     def _topic(self, event_type: str) -> _Topic:
@@ -533,6 +576,13 @@ class EventBus:
             while f"{base}#{n}" in taken:
                 n += 1
             label = f"{base}#{n}"
+        if self._live and self._follower is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop yet: the first publish, or a subscribe in a loop, starts it
+            else:
+                self._follow(position=True)
         sub = _Subscription(handler, label, req, typed, vers,
                             None if prefix is None else event_type, next(self._order))
         if topic is not None:
@@ -672,6 +722,8 @@ class EventBus:
         if publisher is not None:
             _check.text(publisher, "publisher")
         payload_json = None
+        if self._live and self._follower is None:
+            self._follow(position=False)
         if self._store is not None:
             try:
                 payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
@@ -724,34 +776,115 @@ class EventBus:
                                                     publisher)
             else:
                 seq = self._seq + 1
-            self._seq = seq
+            if not self._live:
+                self._seq = seq
             # Counted once numbered, so a failed write uses no storm budget;
             # the count above and reserve() make it accepted, without allocating.
             topic.rate.hit()
             event = Event(event_type, payload, seq, event_id, now, corr, schema_version,
                           idempotency_key, publisher)
-            self._published[event_type] = self._published.get(event_type, 0) + 1
             if not topic.subs:  # the most recently published idle type
                 self._idle[event_type] = None
                 self._idle.move_to_end(event_type)
-            if publisher is not None:
-                named = self._publishers.get(event_type)
-                if named is None:
-                    named = self._publishers[event_type] = set()
-                named.add(publisher)
             self._counts["published"] += 1
             if idempotency_key is not None:
                 self._dedup.put(idempotency_key, event)
-            if nested:
-                self._pending.append((topic, event))
-            else:
-                await self._deliver_all(topic, event)
+            # A store shared live delivers the event from its stream, in its
+            # order, as every bus on it gets it.
+            if not self._live:
+                self._count_published(event)
+                if nested:
+                    self._pending.append((topic, event))
+                else:
+                    await self._deliver_all(topic, event)
             if cancelled is not None:
                 raise cancelled
             return event
         finally:
             if not nested:
                 self._release()
+
+    def _count_published(self, event: Event) -> None:
+        event_type = event.event_type
+        self._published[event_type] = self._published.get(event_type, 0) + 1
+        if event.publisher is not None:
+            named = self._publishers.get(event_type)
+            if named is None:
+                named = self._publishers[event_type] = set()
+            named.add(event.publisher)
+
+    # ---- a store shared live ----------------------------------------------------
+    def _follow(self, position: bool) -> None:
+        """Starts reading the store's stream; its events are delivered on
+        the running loop."""
+        if self._closed:
+            raise ResilError("the EventBus is closed")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+
+        def deliver(rows: list[dict[str, Any]]) -> bool:
+            try:
+                loop.call_soon_threadsafe(self._receive, rows)
+            except RuntimeError:  # the loop is closed: nobody to deliver to
+                return False
+            return True
+        self._follower = self._store.follow(deliver, position=position)  # type: ignore[union-attr]
+
+    def _receive(self, rows: list[dict[str, Any]]) -> None:
+        self._inbox.extend(rows)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Delivers the events read from the store, in its order, holding
+        the bus's turn (as publish and replay do)."""
+        inbox = self._inbox
+        while inbox:
+            if self._busy:
+                await self._wait_turn()
+            else:
+                self._busy, self._holder = True, asyncio.current_task()
+            try:
+                while inbox:
+                    row = inbox.popleft()
+                    try:
+                        row["payload"] = json.loads(row["payload"])
+                        event = Event.from_dict(row)
+                    except (ValueError, TypeError, KeyError, AttributeError,
+                            RecursionError) as exc:
+                        _log.error("event %s of the store is corrupt and was not delivered: %r",
+                                   row.get("seq"), exc)
+                        continue
+                    self._counts["received"] += 1
+                    self._seq = event.seq
+                    self._count_published(event)
+                    topic = self._topics.get(event.event_type)
+                    if topic is None and self._patterns:
+                        topic = self._topic(event.event_type)
+                    if topic is not None:
+                        await self._deliver_all(topic, event)
+            finally:
+                self._release()
+
+    async def aclose(self, *, timeout: float = 5.0) -> None:
+        """Stops reading a store shared live (a :class:`resil.redis.StreamStore`):
+        first every event this bus published is read and delivered (for up
+        to ``timeout`` seconds; those not read by then are logged), then
+        the reader thread ends and the events it read are delivered. Later
+        publishes raise ResilError. Idempotent; without such a store it
+        only marks the bus closed."""
+        timeout = _check.seconds(timeout, "timeout", low=0.0, low_open=False, high=3600.0)
+        self._closed = True
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            await asyncio.get_running_loop().run_in_executor(None, follower.close, timeout)
+            await asyncio.sleep(0)  # the last batch's call_soon_threadsafe runs
+            if follower.behind:
+                _log.error("EventBus closed before reading back every event it published "
+                           "(Redis did not answer within %g s)", timeout)
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+            await asyncio.sleep(0)
 
     def _circuit_error(self, topic: _Topic) -> TypeCircuitOpenError:
         error = TypeCircuitOpenError(topic.circuit.name, State.FORCED_OPEN, None)
@@ -1048,7 +1181,11 @@ class EventBus:
         if self._dead_letters is not None:
             counts["dead_lettered"] = self._dead_letters.handed
             counts["dead_letter_failures"] = self._dead_letters.refused
-        return {**counts, "last_seq": self._seq, "handlers": handlers, "circuits": circuits}
+        out = {**counts, "last_seq": self._seq, "handlers": handlers, "circuits": circuits}
+        mode = getattr(self._store, "mode", None)
+        if mode is not None:  # a store on a RedisBackend: what is in force
+            out["backend"] = mode
+        return out
 
     def circuit(self, event_type: str) -> CircuitBreaker:
         """The breaker guarding ``event_type`` (KeyError if the bus has not
@@ -1062,7 +1199,7 @@ class EventBus:
         return topic.circuit
 
     @property
-    def store(self) -> SQLiteStore | None:
+    def store(self) -> SQLiteStore | EventStore | None:
         """The store events are written to, or None."""
         return self._store
 

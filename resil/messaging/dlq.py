@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import inspect
 import logging
@@ -14,7 +15,7 @@ from resil import _check, _time
 from resil._hooks import Listeners
 from resil._resil import ResilError
 from resil.messaging.deadletters import DeadLetter, DeadLetterSink
-from resil.storage.deadletters import DeadLetterBackend, open_backend
+from resil.storage.deadletters import DeadLetterBackend, DeadLetterStore, EntryHeld, open_backend
 from resil.storage.sqlite import SQLiteStore
 
 __all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterSink"]
@@ -24,8 +25,9 @@ _log = logging.getLogger("resil.dlq")
 _T = TypeVar("_T")
 
 
-class _BeingReprocessed(ResilError):
-    """reprocess() of an entry another reprocess() is working on."""
+#: reprocess() of an entry another reprocess() (here, or another consumer
+#: of a shared store) is working on.
+_BeingReprocessed = EntryHeld
 
 
 def _utf8(text: str) -> str:
@@ -102,8 +104,11 @@ class DeadLetterQueue:
       evicts the oldest, counted in ``stats()["evicted"]``.
     - ``store`` (a :class:`SQLiteStore`): the entries live in the store's
       file under ``name`` - they survive restarts and are shared with every
-      queue of that name on the file. Without a store they live in this
-      object and any object can be an item, kept as it is.
+      queue of that name on the file. A :class:`resil.redis.StreamStore`
+      keeps them on Redis, shared by every host, and ``reprocess_all``
+      takes them through a consumer group (see its documentation). Without
+      a store they live in this object and any object can be an item, kept
+      as it is.
     - ``name`` (a non-empty str): the queue's name in the store, in logs and
       in metrics (``resil.prometheus`` labels the queue with it).
     - ``ttl`` (seconds in (0, 9.2e9], or None: forever): an entry at least
@@ -147,7 +152,7 @@ class DeadLetterQueue:
     :class:`EventBus` given it as ``dlq`` calls ``put`` from a worker thread.
     """
 
-    def __init__(self, maxsize: int = 100, store: SQLiteStore | None = None, *,
+    def __init__(self, maxsize: int = 100, store: SQLiteStore | DeadLetterStore | None = None, *,
                  name: str = "default", ttl: float | None = None, clock: Any = None) -> None:
         _check.integer(maxsize, "maxsize", 1, 1 << 31)
         if not isinstance(name, str):
@@ -192,9 +197,9 @@ class DeadLetterQueue:
         return self._clock
 
     @property
-    def store(self) -> SQLiteStore | None:
+    def store(self) -> SQLiteStore | DeadLetterStore | None:
         """The store holding the entries, or None (in memory)."""
-        store: SQLiteStore | None = self._backend.store
+        store: SQLiteStore | DeadLetterStore | None = self._backend.store
         return store
 
     @property
@@ -293,7 +298,7 @@ class DeadLetterQueue:
         _check_entry_id(entry_id)
         if not callable(handler):
             raise TypeError("handler must be callable")
-        entry = await self._off_loop(self.get, entry_id)
+        entry = await self._off_loop(self._begin, entry_id)
         with self._lock:
             if entry_id in self._busy:
                 raise _BeingReprocessed(f"dead letter {entry_id} is being reprocessed already")
@@ -313,6 +318,13 @@ class DeadLetterQueue:
         finally:
             with self._lock:
                 self._busy.discard(entry_id)
+
+    def _begin(self, entry_id: int) -> DeadLetter:
+        """:meth:`get`, the entry held for this queue while it is reprocessed."""
+        entry = self._backend.begin(entry_id)
+        if entry is None or not self._live([entry], self._cutoff()):
+            raise KeyError(entry_id)
+        return entry
 
     def _failed_again(self, entry: DeadLetter, text: str, error_type: str, source: str) -> None:
         self._backend.record_failure(entry.id, text, error_type, entry.attempts + 1, self._now(),
@@ -337,11 +349,15 @@ class DeadLetterQueue:
         """Reprocesses every entry present at the call, oldest first;
         returns ``{"successful": n, "failed": m}``. Entries removed or being
         reprocessed meanwhile are skipped; a StoreError stops the run and
-        propagates (the entries not yet reprocessed stay)."""
+        propagates (the entries not yet reprocessed stay). On a
+        :class:`resil.redis.StreamStore` "every entry" is those this queue
+        takes through the consumer group: its own held ones, those held by
+        a consumer silent for ``claim_after`` seconds, and those nobody
+        took yet."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         successful = failed = 0
-        for entry in await self._off_loop(self.list):
+        for entry in await self._off_loop(self._claim):
             try:
                 ok = await self.reprocess(entry.id, handler)
             except (KeyError, _BeingReprocessed):
@@ -351,6 +367,9 @@ class DeadLetterQueue:
             else:
                 failed += 1
         return {"successful": successful, "failed": failed}
+
+    def _claim(self) -> builtins.list[DeadLetter]:
+        return self._live(self._backend.claim(), self._cutoff())
 
     # ---- housekeeping -------------------------------------------------------------
     def configure(self, *, maxsize: int | _Unchanged = _UNCHANGED,
@@ -397,9 +416,10 @@ class DeadLetterQueue:
         resil component's ``stats()`` uses: name, depth (entries held now),
         maxsize, ttl, added, evicted, expired, reprocessed,
         reprocess_failures, purged, oldest (Unix time of the oldest entry
-        or None) and by_source ({source: entries}). The counters are this
-        object's; depth and the rest read the entries (the store's, when
-        there is one)."""
+        or None) and by_source ({source: entries}); on a store that talks to
+        Redis, backend (``"redis"``, or the fallback in force while Redis
+        is away). The counters are this object's; depth and the rest read
+        the entries (the store's, when there is one)."""
         entries = self.list()
         by_source: dict[str, int] = {}
         for entry in entries:
@@ -407,9 +427,13 @@ class DeadLetterQueue:
             by_source[key] = by_source.get(key, 0) + 1
         with self._lock:
             counts = dict(self._counts)
-        return {"name": self._name, "depth": len(entries), "maxsize": self._maxsize,
-                "ttl": self._ttl, **counts,
-                "oldest": entries[0].timestamp if entries else None, "by_source": by_source}
+        out = {"name": self._name, "depth": len(entries), "maxsize": self._maxsize,
+               "ttl": self._ttl, **counts,
+               "oldest": entries[0].timestamp if entries else None, "by_source": by_source}
+        mode = getattr(self._backend, "mode", None)
+        if mode is not None:  # a store on a RedisBackend: what is in force
+            out["backend"] = mode
+        return out
 
     def __repr__(self) -> str:
         label = self._backend.label

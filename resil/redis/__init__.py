@@ -12,5 +12,6 @@ state. resil runs no server of its own. Needs redis-py
 from __future__ import annotations
 
 from resil.redis._backend import RedisBackend, RedisUnavailable, Script
+from resil.redis.stream import StreamStore
 
-__all__ = ["RedisBackend", "RedisUnavailable", "Script"]
+__all__ = ["RedisBackend", "RedisUnavailable", "Script", "StreamStore"]

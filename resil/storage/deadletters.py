@@ -2,8 +2,9 @@
 an in-memory backend and one over a :class:`SQLiteStore`.
 
 :class:`DeadLetterQueue` talks only to :class:`DeadLetterBackend`; a new
-kind of store (Redis, say) adds a backend class and a line in
-``_BACKENDS``, and the queue itself does not change. Every time a backend
+kind of store adds a backend class and a line in ``_BACKENDS``, or has a
+``dead_letter_backend(name)`` method (:class:`DeadLetterStore`, as
+:class:`resil.redis.StreamStore` has), and the queue itself does not change. Every time a backend
 is given is Unix time as the queue's clock tells it.
 """
 
@@ -18,11 +19,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from resil._resil import ResilError
 from resil.messaging.bus import Event
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.storage.sqlite import SQLiteStore, StoreError
 
-__all__ = ["DeadLetterBackend", "MemoryDeadLetters", "SQLiteDeadLetters", "open_backend"]
+__all__ = ["DeadLetterBackend", "DeadLetterStore", "EntryHeld", "MemoryDeadLetters",
+           "SQLiteDeadLetters", "open_backend"]
+
+
+class EntryHeld(ResilError):
+    """A dead letter is being reprocessed already (by this queue, or by
+    another consumer of a shared store)."""
 
 _INT64 = 1 << 63
 
@@ -94,6 +102,31 @@ class DeadLetterBackend(Protocol):
 
     def purge(self) -> int:
         """Removes every entry; returns how many."""
+        ...
+
+    def claim(self) -> list[DeadLetter]:
+        """The entries this queue should reprocess now, oldest first: every
+        entry, or for a store shared through a consumer group the entries
+        nobody else holds (now held by this queue)."""
+        ...
+
+    def begin(self, entry_id: int) -> DeadLetter | None:
+        """The entry, held by this queue while it is reprocessed, or None if
+        it is gone; raises :class:`EntryHeld` when another consumer holds it."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """A store that brings its own dead-letter backend (such as
+    :class:`resil.redis.StreamStore`)."""
+
+    @property
+    def path(self) -> str:
+        """Where the entries are, for messages and metrics."""
+        ...
+
+    def dead_letter_backend(self, name: str) -> DeadLetterBackend:
+        """Where the queue named ``name`` keeps its entries in this store."""
         ...
 
 
@@ -194,6 +227,12 @@ class MemoryDeadLetters:
             removed = len(self._entries)
             self._entries.clear()
             return removed
+
+    def claim(self) -> list[DeadLetter]:
+        return self.entries(None)
+
+    def begin(self, entry_id: int) -> DeadLetter | None:
+        return self.entry(entry_id)
 
 
 # ---- what a store keeps: JSON that gives the item back unchanged ----------------------------
@@ -336,6 +375,12 @@ class SQLiteDeadLetters:
     def purge(self) -> int:
         return self._store.dlq_purge(self._name)
 
+    def claim(self) -> list[DeadLetter]:
+        return self.entries(None)
+
+    def begin(self, entry_id: int) -> DeadLetter | None:
+        return self.entry(entry_id)
+
     def _from_row(self, row: dict[str, Any]) -> DeadLetter:
         try:
             item = decode(row["item"])
@@ -361,8 +406,13 @@ def open_backend(store: Any, name: str) -> DeadLetterBackend:
     TypeError naming ``store`` for an object that is no store resil knows."""
     if store is None:
         return MemoryDeadLetters()
+    own = getattr(store, "dead_letter_backend", None)
+    if callable(own):
+        found: DeadLetterBackend = own(name)
+        return found
     for kind, _, backend in _BACKENDS:
         if isinstance(store, kind):
             return backend(store, name)
-    kinds = " or ".join(what for _, what, _ in _BACKENDS)
-    raise TypeError(f"store must be a {kinds} or None, not {type(store).__name__}")
+    kinds = ", ".join(what for _, what, _ in _BACKENDS)
+    raise TypeError(f"store must be a {kinds}, a resil.redis.StreamStore or None, not "
+                    f"{type(store).__name__}")
