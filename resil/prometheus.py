@@ -355,8 +355,9 @@ def _from_dead_letter_queue(fams: _Families, name: str | None, obj: DeadLetterQu
         if shared in fams.dead_letter_stores:
             size = 0
         fams.dead_letter_stores.add(shared)
-    fams.get("dead_letters", "gauge", "Entries in the dead-letter queue.").add_up(
-        size, queue=q)
+    if size is not None:  # None: a queue on Redis while Redis is away
+        fams.get("dead_letters", "gauge", "Entries in the dead-letter queue.").add_up(
+            size, queue=q)
     for key, text in (("added", "Entries added."),
                       ("evicted", "Entries evicted at maxsize."),
                       ("expired", "Entries dropped after their ttl."),

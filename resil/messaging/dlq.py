@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from resil import _check, _time
 from resil._hooks import Listeners
 from resil._resil import ResilError
+from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, DeadLetterSink
 from resil.storage.deadletters import DeadLetterBackend, DeadLetterStore, EntryHeld, open_backend
 from resil.storage.sqlite import SQLiteStore
@@ -418,16 +419,22 @@ class DeadLetterQueue:
         reprocess_failures, purged, oldest (Unix time of the oldest entry
         or None) and by_source ({source: entries}); on a store that talks to
         Redis, backend (``"redis"``, or the fallback in force while Redis
-        is away). The counters are this object's; depth and the rest read
+        is away; depth and oldest are None and by_source empty while it
+        cannot be read). The counters are this object's; depth and the rest read
         the entries (the store's, when there is one)."""
-        entries = self.list()
+        entries: builtins.list[DeadLetter] | None
+        try:
+            entries = self.list()
+        except RedisUnavailable:
+            entries = None  # on Redis, while it is away: the counters alone
         by_source: dict[str, int] = {}
-        for entry in entries:
+        for entry in entries or ():
             key = entry.source if entry.source is not None else ""
             by_source[key] = by_source.get(key, 0) + 1
         with self._lock:
             counts = dict(self._counts)
-        out = {"name": self._name, "depth": len(entries), "maxsize": self._maxsize,
+        out = {"name": self._name, "depth": None if entries is None else len(entries),
+               "maxsize": self._maxsize,
                "ttl": self._ttl, **counts,
                "oldest": entries[0].timestamp if entries else None, "by_source": by_source}
         mode = getattr(self._backend, "mode", None)

@@ -475,6 +475,7 @@ class _Follower:
         self._until: tuple[int, int] | None = None
         self._deadline = 0.0
         self._stopping = False
+        self._client_id: int | None = None  # the reader's connection, to unblock its XREAD
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"resil-stream {store.stream}",
                                         daemon=True)
@@ -520,6 +521,9 @@ class _Follower:
                 try:
                     if client is None:
                         client = backend.blocking_client(store._block + backend.timeout)
+                        client_id = int(client.execute_command("CLIENT", "ID"))
+                        with self._lock:
+                            self._client_id = client_id
                     if pos is None:
                         last = _id(store._last_entry(client))
                         with self._lock:
@@ -533,6 +537,8 @@ class _Follower:
                     if client is not None:
                         client.connection_pool.disconnect()
                         client = None
+                        with self._lock:
+                            self._client_id = None
                     self._wake.wait(pause)
                     continue
                 if not reply:
@@ -565,15 +571,26 @@ class _Follower:
     def close(self, drain: float) -> None:
         """Stops the thread: first, for up to ``drain`` seconds, it reads on
         until it has read every event this store appended. Waits for the
-        thread to end."""
+        thread to end, ending its ``XREAD BLOCK`` at once rather than after
+        ``block`` seconds."""
         with self._lock:
             self._stopping = True
             self._until = self._own if self._own > (0, 0) else None
             self._deadline = time.monotonic() + drain
         self._wake.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            backend = self._store._backend
-            self._thread.join(drain + self._store._block + backend.timeout + 1.0)
+        if self._thread is threading.current_thread():
+            return
+        backend = self._store._backend
+        limit = time.monotonic() + drain + self._store._block + backend.timeout + 1.0
+        while self._thread.is_alive() and time.monotonic() < limit:
+            with self._lock:
+                blocked = self._client_id
+            if blocked is not None:
+                try:  # again until it ends: its XREAD may not have reached Redis yet
+                    backend.command("CLIENT", "UNBLOCK", blocked)
+                except RedisUnavailable:
+                    pass
+            self._thread.join(0.05)
 
     @property
     def behind(self) -> bool:
