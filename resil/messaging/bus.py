@@ -338,6 +338,16 @@ class EventBus:
       publish on the same bus: its event is numbered at once and delivered
       right after the current one, before the outer publish returns. Use a
       bus from one event loop.
+    - ``store``: a :class:`resil.SQLiteStore`, or any :class:`EventStore`.
+      A store shared live - a :class:`resil.redis.StreamStore`, on which
+      buses of every host publish - changes delivery: ``publish`` returns
+      once its event is stored (numbered on Redis, gapless across hosts),
+      and the bus delivers to its handlers every event it reads from the
+      store, any bus's, its own included, in number order, each once,
+      from a reader it starts on its first ``subscribe`` inside the event
+      loop (or first ``publish``). ``stats()`` then counts ``received``
+      and gives ``backend`` (the store's Redis mode); ``await aclose()``
+      delivers what the bus published and stops the reader.
     - Storms: an event counts toward its type's window while less than
       ``storm_window`` seconds old (``clock`` time); an event that would make
       more than ``storm_threshold`` of one type raises
@@ -707,8 +717,10 @@ class EventBus:
         class docstring. Raises EventStormError, CircuitOpenError (naming
         the disabled handlers and reset_handler), TypeError
         for a payload that is not a mapping (or, with a store, not
-        JSON-serialisable) and StoreError when the store cannot write - in
-        each case nothing is numbered, stored or delivered."""
+        JSON-serialisable), StoreError when the store cannot write and
+        RedisUnavailable when a store on Redis does not answer within its
+        backend's timeout - in each case nothing is numbered, stored or
+        delivered."""
         if type(event_type) is not str or not event_type:
             _check.text(event_type, "event_type")
         if type(payload) is not dict and not isinstance(payload, Mapping):

@@ -16,7 +16,7 @@ from resil._hooks import Listeners
 from resil._resil import ResilError
 from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, DeadLetterSink
-from resil.storage.deadletters import DeadLetterBackend, DeadLetterStore, EntryHeld, open_backend
+from resil.storage.deadletters import DeadLetterBackend, _DeadLetterStore, EntryHeld, open_backend
 from resil.storage.sqlite import SQLiteStore
 
 __all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterSink"]
@@ -153,7 +153,7 @@ class DeadLetterQueue:
     :class:`EventBus` given it as ``dlq`` calls ``put`` from a worker thread.
     """
 
-    def __init__(self, maxsize: int = 100, store: SQLiteStore | DeadLetterStore | None = None, *,
+    def __init__(self, maxsize: int = 100, store: SQLiteStore | _DeadLetterStore | None = None, *,
                  name: str = "default", ttl: float | None = None, clock: Any = None) -> None:
         _check.integer(maxsize, "maxsize", 1, 1 << 31)
         if not isinstance(name, str):
@@ -198,9 +198,9 @@ class DeadLetterQueue:
         return self._clock
 
     @property
-    def store(self) -> SQLiteStore | DeadLetterStore | None:
+    def store(self) -> SQLiteStore | _DeadLetterStore | None:
         """The store holding the entries, or None (in memory)."""
-        store: SQLiteStore | DeadLetterStore | None = self._backend.store
+        store: SQLiteStore | _DeadLetterStore | None = self._backend.store
         return store
 
     @property

@@ -437,9 +437,9 @@ class StreamStore:
             self._followers.discard(follower)
 
     # ---- dead letters ----------------------------------------------------------
-    def dead_letter_backend(self, name: str) -> StreamDeadLetters:
+    def dead_letter_backend(self, name: str) -> _StreamDeadLetters:
         """Where a :class:`resil.DeadLetterQueue` named ``name`` keeps its entries."""
-        return StreamDeadLetters(self, name)
+        return _StreamDeadLetters(self, name)
 
     def stats(self) -> dict[str, Any]:
         """``backend`` (``backend.mode``), ``stream``, ``followers`` (buses
@@ -599,7 +599,7 @@ class _Follower:
             return self._own > (0, 0) and (self._pos is None or self._pos < self._own)
 
 
-class StreamDeadLetters:
+class _StreamDeadLetters:
     """The entries of dead-letter queue ``name`` on a :class:`StreamStore`:
     a hash of entries (JSON), a sorted set of their timestamps and a stream
     of their ids read by the consumer group ``"resil"``; this object is one

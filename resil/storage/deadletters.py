@@ -3,7 +3,7 @@ an in-memory backend and one over a :class:`SQLiteStore`.
 
 :class:`DeadLetterQueue` talks only to :class:`DeadLetterBackend`; a new
 kind of store adds a backend class and a line in ``_BACKENDS``, or has a
-``dead_letter_backend(name)`` method (:class:`DeadLetterStore`, as
+``dead_letter_backend(name)`` method (as
 :class:`resil.redis.StreamStore` has), and the queue itself does not change. Every time a backend
 is given is Unix time as the queue's clock tells it.
 """
@@ -24,7 +24,7 @@ from resil.messaging.bus import Event
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.storage.sqlite import SQLiteStore, StoreError
 
-__all__ = ["DeadLetterBackend", "DeadLetterStore", "EntryHeld", "MemoryDeadLetters",
+__all__ = ["DeadLetterBackend", "EntryHeld", "MemoryDeadLetters",
            "SQLiteDeadLetters", "open_backend"]
 
 
@@ -116,7 +116,7 @@ class DeadLetterBackend(Protocol):
         ...
 
 
-class DeadLetterStore(Protocol):
+class _DeadLetterStore(Protocol):
     """A store that brings its own dead-letter backend (such as
     :class:`resil.redis.StreamStore`)."""
 
