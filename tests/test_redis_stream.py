@@ -162,6 +162,50 @@ def test_a_bus_started_outside_a_loop_follows_from_its_first_publish(
     asyncio.run(main())
 
 
+def test_slow_handlers_hold_the_reader_back_and_then_get_every_event_in_order(
+        redis_clean: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resil.messaging.bus as bus_module
+    monkeypatch.setattr(bus_module, "_INBOX_LIMIT", 20)
+    writer = _store(redis_clean)
+
+    async def main() -> None:
+        store = _store(redis_clean, block=0.1)
+        bus = resil.EventBus(store=store)
+        gate = asyncio.Event()
+        got: list[int] = []
+
+        async def slow(event: resil.Event) -> None:
+            await gate.wait()
+            got.append(event.seq)
+        bus.subscribe("x", slow)
+        for i in range(300):
+            writer.append_event(f"e{i}", "x", "{}", 1.0, "c", "1.0", None, None)
+        await asyncio.sleep(0.5)
+        # One batch (read before the inbox was full) and no more.
+        assert store.stats()["received"] < 300
+        gate.set()
+        t0 = time.monotonic()
+        while len(got) < 300:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.01)
+        assert got == list(range(1, 301))
+        await bus.aclose()
+    asyncio.run(main())
+
+
+def test_a_reader_ends_when_its_event_loop_is_gone_without_aclose(
+        redis_clean: RedisServer) -> None:
+    store = _store(redis_clean, "gone", block=0.05)
+
+    async def main() -> None:
+        bus = resil.EventBus(store=store)
+        bus.subscribe("x", lambda e: None)
+    asyncio.run(main())
+    _wait(lambda: not [t for t in threading.enumerate() if t.name == "resil-stream gone"],
+          limit=5, what="the reader to end")
+    assert store.stats()["followers"] == 0
+
+
 # ---- Redis away -----------------------------------------------------------------------------
 def test_publish_while_redis_is_paused_raises_within_timeout_and_a_retry_with_its_key_is_kept_once(
         redis_clean: RedisServer) -> None:
@@ -251,7 +295,8 @@ def test_a_bus_reader_waits_through_an_outage_and_reads_on(redis_clean: RedisSer
         store = _store(redis_clean, timeout=0.1, cooldown=0.1)
         bus = resil.EventBus(store=store)
         got: list[int] = []
-        bus.subscribe("x", lambda e: got.append(e.payload["i"]))
+        seqs: list[int] = []
+        bus.subscribe("x", lambda e: (got.append(e.payload["i"]), seqs.append(e.seq)))
         await bus.publish("x", {"i": 0})
         t0 = time.monotonic()
         while got != [0]:  # read before the kill (a restarted Redis has lost it)
@@ -273,6 +318,8 @@ def test_a_bus_reader_waits_through_an_outage_and_reads_on(redis_clean: RedisSer
         while got != [0, 2]:
             assert time.monotonic() - t0 < 10
             await asyncio.sleep(0.01)
+        # The restarted Redis lost its counter: numbering goes on after what this host saw.
+        assert seqs == [1, 2]
         await bus.aclose()
     asyncio.run(main())
 

@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import math
+import threading
 import time
 import types
 import typing
@@ -254,6 +255,7 @@ def _strings(value: Any, name: str, what: str) -> tuple[Any, ...]:
 
 _MAX_STORM_THRESHOLD = 1 << 24  # RateCounter's largest threshold
 _FORGET_PER_PUBLISH = 8  # idle event types forgotten per publish, at most
+_INBOX_LIMIT = 10_000  # events read from a live store and not yet delivered, at most
 
 
 def _parse_type(event_type: Any) -> str | None:
@@ -443,6 +445,8 @@ class EventBus:
         self._follower: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: collections.deque[dict[str, Any]] = collections.deque()
+        # The reader waits while this many events wait for delivery.
+        self._room = threading.Condition()
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
         self._dead_letters = None if sink_for_dead_letters is None else \
@@ -834,7 +838,17 @@ class EventBus:
         loop = asyncio.get_running_loop()
         self._loop = loop
 
+        room = self._room
+
         def deliver(rows: list[dict[str, Any]]) -> bool:
+            # From the reader thread: False stops it (the loop is gone).
+            with room:
+                while len(self._inbox) >= _INBOX_LIMIT:  # slow handlers: read no further
+                    if loop.is_closed():
+                        return False
+                    room.wait(0.5)
+            if not rows:
+                return not loop.is_closed()
             try:
                 loop.call_soon_threadsafe(self._receive, rows)
             except RuntimeError:  # the loop is closed: nobody to deliver to
@@ -843,7 +857,8 @@ class EventBus:
         self._follower = self._store.follow(deliver, position=position)  # type: ignore[union-attr]
 
     def _receive(self, rows: list[dict[str, Any]]) -> None:
-        self._inbox.extend(rows)
+        with self._room:
+            self._inbox.extend(rows)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
@@ -858,7 +873,10 @@ class EventBus:
                 self._busy, self._holder = True, asyncio.current_task()
             try:
                 while inbox:
-                    row = inbox.popleft()
+                    with self._room:
+                        row = inbox.popleft()
+                        if len(inbox) == _INBOX_LIMIT - 1:
+                            self._room.notify()
                     try:
                         row["payload"] = json.loads(row["payload"])
                         event = Event.from_dict(row)

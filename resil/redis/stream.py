@@ -413,8 +413,9 @@ class StreamStore:
                position: bool = True) -> _Follower:
         """Starts a thread that reads the stream live and calls
         ``deliver(rows)`` with each batch of new events (dicts as
-        :meth:`events` gives them), in order, from that thread; ``deliver``
-        returns False to stop it. It reads from the stream's end when it
+        :meth:`events` gives them), in order, from that thread, and with
+        ``[]`` after each ``block`` seconds without one; ``deliver`` may
+        block (to hold the reader back) and returns False to stop it. It reads from the stream's end when it
         starts (``position=True``: looked up now, within
         ``backend.timeout``; otherwise in the thread), and from before any
         event this store appends first. Returns the reader, whose
@@ -542,6 +543,8 @@ class _Follower:
                     self._wake.wait(pause)
                     continue
                 if not reply:
+                    if not self._deliver([]):  # nothing new: is anyone still there?
+                        return
                     continue
                 entries = reply[0][1]
                 rows = [_row(fields) for _, fields in entries]
