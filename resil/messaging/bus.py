@@ -867,10 +867,7 @@ class EventBus:
         the bus's turn (as publish and replay do)."""
         inbox = self._inbox
         while inbox:
-            if self._busy:
-                await self._wait_turn()
-            else:
-                self._busy, self._holder = True, asyncio.current_task()
+            await self._take_turn()
             try:
                 while inbox:
                     with self._room:
@@ -878,19 +875,15 @@ class EventBus:
                         if len(inbox) == _INBOX_LIMIT - 1:
                             self._room.notify()
                     try:
-                        row["payload"] = json.loads(row["payload"])
-                        event = Event.from_dict(row)
-                    except (ValueError, TypeError, KeyError, AttributeError,
-                            RecursionError) as exc:
+                        event = _stored_event(row)
+                    except _CORRUPT as exc:
                         _log.error("event %s of the store is corrupt and was not delivered: %r",
                                    row.get("seq"), exc)
                         continue
                     self._counts["received"] += 1
                     self._seq = event.seq
                     self._count_published(event)
-                    topic = self._topics.get(event.event_type)
-                    if topic is None and self._patterns:
-                        topic = self._topic(event.event_type)
+                    topic = self._receiving(event.event_type)
                     if topic is not None:
                         await self._deliver_all(topic, event)
             finally:
@@ -921,6 +914,23 @@ class EventBus:
         error.event_type = topic.name
         error.disabled = tuple(sub.name for sub in topic.subs if sub.disabled)
         return error
+
+    def _receiving(self, event_type: str) -> _Topic | None:
+        """The topic whose receivers get a stored event of ``event_type``,
+        or None when nobody does (a wildcard handler may want a type the
+        bus does not track yet)."""
+        topic = self._topics.get(event_type)
+        if topic is None and self._patterns:
+            topic = self._topic(event_type)
+        return topic
+
+    async def _take_turn(self) -> None:
+        """Holds the bus's turn for the current task: at once when it is
+        free, else after the tasks waiting before it."""
+        if self._busy:
+            await self._wait_turn()
+        else:
+            self._busy, self._holder = True, asyncio.current_task()
 
     async def _wait_turn(self) -> None:
         """Waits while another task holds the bus's turn (FIFO), then holds
@@ -1112,10 +1122,7 @@ class EventBus:
                                      f"this store and no handler subscribed")
         rows = store.events(from_seq, to_seq=to_seq, since=since, event_type=event_type)
         count = 0
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy, self._holder = True, asyncio.current_task()
+        await self._take_turn()
         try:
             while True:
                 page = await loop.run_in_executor(None, _next_page, rows)
@@ -1123,19 +1130,15 @@ class EventBus:
                     break
                 for row in page:
                     try:
-                        row["payload"] = json.loads(row["payload"])
-                        event = Event.from_dict(row)
-                    except (ValueError, TypeError, KeyError, AttributeError,
-                            RecursionError) as exc:
+                        event = _stored_event(row)
+                    except _CORRUPT as exc:
                         # Pages that read back (quick_check passed) with damaged text.
                         from resil.storage.sqlite import StoreError
                         raise StoreError(f"{store.path}: event {row.get('seq')} is corrupt and "
                                          f"cannot be replayed ({exc!r}); {count} events were "
                                          f"replayed before it", path=store.path,
                                          operation="replay") from exc
-                    topic = self._topics.get(event.event_type)
-                    if topic is None and self._patterns:
-                        topic = self._topic(event.event_type)  # a wildcard handler may want it
+                    topic = self._receiving(event.event_type)
                     count += 1
                     self._counts["replayed"] += 1
                     if topic is not None:
@@ -1258,6 +1261,17 @@ def _handler_stats(sub: _Subscription) -> dict[str, Any]:
     return {"delivered": sub.delivered, "failures": sub.failures,
             "consecutive_failures": sub.consecutive, "violations": sub.violations,
             "skipped": sub.skipped, "disabled": sub.disabled}
+
+
+#: What damaged text in a store's event row raises when it is read back.
+_CORRUPT = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
+def _stored_event(row: dict[str, Any]) -> Event:
+    """The Event of a stored row (its payload JSON text); one of
+    ``_CORRUPT`` for damaged text."""
+    row["payload"] = json.loads(row["payload"])
+    return Event.from_dict(row)
 
 
 def _next_page(rows: Any) -> list[dict[str, Any]]:
