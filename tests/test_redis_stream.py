@@ -326,6 +326,34 @@ def test_a_bus_reader_waits_through_an_outage_and_reads_on(redis_clean: RedisSer
     asyncio.run(main())
 
 
+def test_a_reading_host_raises_the_counter_of_a_restarted_redis_to_what_it_has_seen(
+        redis_clean: RedisServer) -> None:
+    async def main() -> None:
+        store = _store(redis_clean, "f", timeout=0.1, cooldown=0.05, block=0.1)
+        bus = resil.EventBus(store=store)
+        got: list[int] = []
+        bus.subscribe("x", lambda e: got.append(e.seq))
+        for i in range(5):
+            await bus.publish("x", {})
+        t0 = time.monotonic()
+        while len(got) < 5:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.01)
+        redis_clean.kill()
+        redis_clean.start()
+        admin = redis_clean.client()
+        while admin.get("resil:{stream:f}:seq") != b"5":  # its reader, not a publish
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.01)
+        fresh = _store(redis_clean, "f")  # has seen nothing: would number from 1
+        assert fresh.append_event("n", "x", "{}", 1.0, "c", "1.0", None, None) == 6
+        while got != [1, 2, 3, 4, 5, 6]:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.01)
+        await bus.aclose()
+    asyncio.run(main())
+
+
 # ---- dead letters ----------------------------------------------------------------------------
 def test_dead_letters_held_by_a_killed_consumer_are_reprocessed_by_another_after_claim_after(
         redis_clean: RedisServer, tmp_path: Path) -> None:

@@ -271,10 +271,13 @@ class StreamStore:
     persistence comes back empty: events and dead letters it held are gone
     (a reader that had not read the last of them never gets them; replay
     starts after the restart), and numbering goes on after the highest
-    number the host that publishes first had seen (each store raises the
-    counter to what it has seen when Redis answers again), so it stays
-    gapless when that host's reader was up to date; new events are
-    delivered to every reader once, in stream order.
+    number seen by the hosts: each publish raises the counter to what its
+    store has seen, and so does each bus's reader when it reconnects. So
+    numbering stays gapless when the readers were up to date; a host that
+    publishes before the up-to-date readers reconnected, while its own
+    reader was behind, may reuse a number the lost stream had. New events
+    are delivered to every reader once, in stream order. Dead-letter ids
+    start again from 1 on such a Redis.
 
     ``stats()["backend"]`` is ``backend.mode``. ``close()`` stops the
     readers of every bus still following the stream (a bus's ``aclose``
@@ -342,12 +345,22 @@ class StreamStore:
                 self._seen = seq
 
     def _restored(self) -> None:
-        # A Redis that restarted empty numbers from what this host has seen.
+        # A Redis that restarted empty numbers from what this host has seen;
+        # from a thread of its own, so the operation that saw Redis return
+        # (a publish, say) waits for no second round trip.
         if self._seen:
-            try:
-                self._backend.run(_FLOOR, [self._counter], [str(self._seen)])
-            except RedisUnavailable:
-                pass
+            threading.Thread(target=self._raise_floor, name="resil-stream floor",
+                             daemon=True).start()
+
+    def _raise_floor(self) -> None:
+        with self._lock:
+            seen = self._seen
+        if not seen:
+            return
+        try:
+            self._backend.run(_FLOOR, [self._counter], [str(seen)])
+        except RedisUnavailable:
+            pass
 
     def append_event(self, event_id: str, event_type: str, payload_json: str, timestamp: float,
                      correlation_id: str, schema_version: str, idempotency_key: str | None,
@@ -509,6 +522,7 @@ class _Follower:
         store = self._store
         backend = store._backend
         client: Any = None
+        lost = False  # the connection failed: Redis may have restarted empty
         pause = min(backend.cooldown, 0.5)
         try:
             while True:
@@ -525,6 +539,11 @@ class _Follower:
                         client_id = int(client.execute_command("CLIENT", "ID"))
                         with self._lock:
                             self._client_id = client_id
+                        if lost:
+                            # Readers notice a restart (their XREAD fails) even when
+                            # nobody publishes: numbering goes on after what they saw.
+                            store._raise_floor()
+                            lost = False
                     if pos is None:
                         last = _id(store._last_entry(client))
                         with self._lock:
@@ -535,6 +554,7 @@ class _Follower:
                         "XREAD", "COUNT", _PAGE, "BLOCK", block, "STREAMS", store._events,
                         f"{pos[0]}-{pos[1]}")
                 except _DOWN:
+                    lost = True
                     if client is not None:
                         client.connection_pool.disconnect()
                         client = None
