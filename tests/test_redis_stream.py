@@ -511,8 +511,8 @@ def _dlq_schedule(rng: random.Random, store: Any) -> list[Any]:
     dlq = resil.DeadLetterQueue(maxsize=rng.randrange(2, 8), store=store, name="m",
                                 ttl=rng.choice([None, 5.0]), clock=clock)
     out: list[Any] = []
-    # Each queue's Unix time starts at the wall clock when it was made.
-    t0 = resil.DeadLetterQueue(clock=clock)._now()
+    # The queue's Unix time started at the wall clock when it was made.
+    t0 = dlq._now() - clock.now()
     for _ in range(rng.randrange(10, 60)):
         op = rng.random()
         if op < 0.4:
@@ -541,7 +541,7 @@ def _dlq_schedule(rng: random.Random, store: Any) -> list[Any]:
                 dlq.get(10 ** 6)
         listed = dlq.list()
         out.append(("list", [(e.id, e.item, e.error, e.error_type, e.source, e.attempts,
-                              round(e.timestamp - t0, 3), [(h[1], h[2]) for h in e.history])
+                              round(e.timestamp - t0, 6), [(h[1], h[2]) for h in e.history])
                              for e in listed], len(dlq)))
     stats = dlq.stats()
     stats.pop("backend", None)
