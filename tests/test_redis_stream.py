@@ -208,6 +208,27 @@ def test_a_reader_ends_when_its_event_loop_is_gone_without_aclose(
     assert store.stats()["followers"] == 0
 
 
+def test_an_entry_resil_did_not_write_is_reported_not_delivered_and_replay_raises(
+        redis_clean: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        store = _store(redis_clean, "c")
+        bus = resil.EventBus(store=store)
+        got: list[int] = []
+        bus.subscribe("x", lambda e: got.append(e.seq))
+        await bus.publish("x", {})
+        redis_clean.client().xadd("resil:{stream:c}:events", {"seq": "oops"})
+        await bus.publish("x", {})
+        t0 = time.monotonic()
+        while got != [1, 2]:
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.01)
+        assert "corrupt" in caplog.text
+        with pytest.raises(resil.StoreError, match="corrupt"):
+            await bus.replay()
+        await bus.aclose()
+    asyncio.run(main())
+
+
 # ---- Redis away -----------------------------------------------------------------------------
 def test_publish_while_redis_is_paused_raises_within_timeout_and_a_retry_with_its_key_is_kept_once(
         redis_clean: RedisServer) -> None:

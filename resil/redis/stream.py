@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis.exceptions
+
 from resil import _check
 from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, add_attempt
@@ -214,11 +216,17 @@ def _row(fields: Any) -> dict[str, Any]:
     a flat list) as the bus reads stored events: the column names of the
     SQLite log, ``payload`` still JSON text."""
     pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2])
-    raw = {k.decode(): v.decode("utf-8", "surrogatepass") for k, v in pairs}
-    return {"seq": int(raw["seq"]), "event_id": raw["id"], "event_type": raw["type"],
-            "payload": raw["payload"], "timestamp": float(raw["ts"]),
-            "correlation_id": raw["corr"], "schema_version": raw["ver"],
-            "idempotency_key": raw["key"] or None, "publisher": raw["pub"] or None}
+    raw: dict[str, str] = {}
+    try:
+        raw = {k.decode(): v.decode("utf-8", "surrogatepass") for k, v in pairs}
+        return {"seq": int(raw["seq"]), "event_id": raw["id"], "event_type": raw["type"],
+                "payload": raw["payload"], "timestamp": float(raw["ts"]),
+                "correlation_id": raw["corr"], "schema_version": raw["ver"],
+                "idempotency_key": raw["key"] or None, "publisher": raw["pub"] or None}
+    except (KeyError, ValueError, TypeError, AttributeError):
+        # Not an entry resil wrote: a payload of None makes the bus report
+        # it as corrupt (and replay raise StoreError) rather than guess.
+        return {"seq": raw.get("seq"), "payload": None}
 
 
 class StreamStore:
@@ -275,7 +283,8 @@ class StreamStore:
     store has seen, and so does each bus's reader when it reconnects. So
     numbering stays gapless when the readers were up to date; a host that
     publishes before the up-to-date readers reconnected, while its own
-    reader was behind, may reuse a number the lost stream had. New events
+    reader was behind, may reuse a number the lost stream had (or, when a
+    reader then raises the counter past it, leave a gap). New events
     are delivered to every reader once, in stream order. Dead-letter ids
     start again from 1 on such a Redis.
 
@@ -562,6 +571,11 @@ class _Follower:
                             self._client_id = None
                     self._wake.wait(pause)
                     continue
+                except redis.exceptions.ResponseError as exc:
+                    # The key is not a stream (written by something else?): say so, retry.
+                    _log.error("reading stream %r failed: %s", store.stream, exc)
+                    self._wake.wait(pause)
+                    continue
                 if not reply:
                     if not self._deliver([]):  # nothing new: is anyone still there?
                         return
@@ -573,7 +587,8 @@ class _Follower:
                         continue  # moved back before an own event: read again from there
                     self._pos = _id(entries[-1][0])
                     self._read = True
-                store._saw(max(row["seq"] for row in rows))
+                store._saw(max((row["seq"] for row in rows if isinstance(row["seq"], int)),
+                               default=0))
                 with store._lock:
                     store._counts["received"] += len(rows)
                 if not self._deliver(rows):
