@@ -893,9 +893,9 @@ class EventBus:
         """Stops reading a store shared live (a :class:`resil.redis.StreamStore`):
         first every event this bus published is read and delivered (for up
         to ``timeout`` seconds; those not read by then are logged), then
-        the reader thread ends and the events it read are delivered. Later
-        publishes raise ResilError. Idempotent; without such a store it
-        only marks the bus closed."""
+        the reader thread ends and the events it read are delivered; later
+        publishes raise ResilError. Idempotent; a bus on any other store
+        (or none) has nothing to stop and goes on working."""
         timeout = _check.seconds(timeout, "timeout", low=0.0, low_open=False, high=3600.0)
         self._closed = True
         follower, self._follower = self._follower, None
