@@ -14,8 +14,8 @@ from typing import Any
 from resil.policies.breaker import BreakerGroup, CircuitBreaker, StateListener
 from resil.policies.adaptive import AdaptiveLimiter, LimiterPermit
 from resil.policies.bulkhead import Bulkhead, BulkheadPermit
-from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStore,
-                        EventStormError, HandlerDisabled, TypeCircuitOpenError)
+from resil.messaging.bus import (ContractViolation, DeliveryCancelled, Event, EventBus, EventStormError,
+                        HandlerDisabled, TypeCircuitOpenError)
 from resil.messaging.dedup import idempotent
 from resil.messaging.dlq import DeadLetter, DeadLetterQueue, DeadLetterSink
 from resil.messaging.emitter import EmitterClosed, EventEmitter
@@ -99,7 +99,6 @@ __all__ = [
     "Event",
     "EventBus",
     "EventEmitter",
-    "EventStore",
     "EventStormError",
     "HandlerDisabled",
     "LimitExceeded",

@@ -340,7 +340,7 @@ class EventBus:
       publish on the same bus: its event is numbered at once and delivered
       right after the current one, before the outer publish returns. Use a
       bus from one event loop.
-    - ``store``: a :class:`resil.SQLiteStore`, or any :class:`EventStore`.
+    - ``store``: a :class:`resil.SQLiteStore`, or any :class:`~resil.messaging.bus.EventStore`.
       A store shared live - a :class:`resil.redis.StreamStore`, on which
       buses of every host publish - changes delivery: ``publish`` returns
       once its event is stored (numbered on Redis, gapless across hosts),

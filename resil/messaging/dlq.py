@@ -16,7 +16,8 @@ from resil._hooks import Listeners
 from resil._resil import ResilError
 from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, DeadLetterSink
-from resil.storage.deadletters import DeadLetterBackend, _DeadLetterStore, EntryHeld, open_backend
+from resil.storage.deadletters import (DeadLetterBackend, _BeingReprocessed, _DeadLetterStore,
+                                      open_backend)
 from resil.storage.sqlite import SQLiteStore
 
 __all__ = ["DeadLetter", "DeadLetterQueue", "DeadLetterSink"]
@@ -26,9 +27,6 @@ _log = logging.getLogger("resil.dlq")
 _T = TypeVar("_T")
 
 
-#: reprocess() of an entry another reprocess() (here, or another consumer
-#: of a shared store) is working on.
-_BeingReprocessed = EntryHeld
 
 
 def _utf8(text: str) -> str:

@@ -17,7 +17,7 @@ from resil import _check
 from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.redis._backend import _DOWN, RedisBackend, Script
-from resil.storage.deadletters import EntryHeld, decode, encode
+from resil.storage.deadletters import _BeingReprocessed, decode, encode
 
 __all__ = ["StreamStore"]
 
@@ -749,7 +749,7 @@ class _StreamDeadLetters:
         if int(reply[0]) == 0:
             return None
         if int(reply[0]) == 2:
-            raise EntryHeld(f"dead letter {entry_id} is being reprocessed by "
+            raise _BeingReprocessed(f"dead letter {entry_id} is being reprocessed by "
                             f"{reply[1].decode()} (claimed again after "
                             f"{self._store.claim_after:g} s of silence)")
         return self._entry(entry_id, reply[1])

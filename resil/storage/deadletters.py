@@ -24,11 +24,10 @@ from resil.messaging.bus import Event
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.storage.sqlite import SQLiteStore, StoreError
 
-__all__ = ["DeadLetterBackend", "EntryHeld", "MemoryDeadLetters",
-           "SQLiteDeadLetters", "open_backend"]
+__all__ = ["DeadLetterBackend", "MemoryDeadLetters", "SQLiteDeadLetters", "open_backend"]
 
 
-class EntryHeld(ResilError):
+class _BeingReprocessed(ResilError):
     """A dead letter is being reprocessed already (by this queue, or by
     another consumer of a shared store)."""
 
@@ -112,7 +111,8 @@ class DeadLetterBackend(Protocol):
 
     def begin(self, entry_id: int) -> DeadLetter | None:
         """The entry, held by this queue while it is reprocessed, or None if
-        it is gone; raises :class:`EntryHeld` when another consumer holds it."""
+        it is gone; raises ``_BeingReprocessed`` (a ResilError) when another
+        consumer holds it."""
         ...
 
 
