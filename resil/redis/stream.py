@@ -268,13 +268,13 @@ class StreamStore:
       ``claim_after`` must exceed the longest reprocessing of one entry.
 
     While Redis is away (down, slower than ``backend.timeout``): a
-    ``publish`` raises :class:`RedisUnavailable` within ``backend.timeout``
+    ``publish`` raises :exc:`resil.RedisUnavailable` within ``backend.timeout``
     and its event is not numbered, stored or delivered - resil keeps no
     event of its own that the cluster does not have. (When Redis received
     the event just before the timeout, it may be on the stream all the
     same; a publish retried with the same ``idempotency_key`` is appended
     at most once.) A dead-letter ``put`` and the queue's reads raise
-    :class:`RedisUnavailable` too. Readers wait and read on from where they
+    :exc:`resil.RedisUnavailable` too. Readers wait and read on from where they
     were when Redis answers again. A Redis that restarts without
     persistence comes back empty: events and dead letters it held are gone
     (a reader that had not read the last of them never gets them; replay
@@ -376,7 +376,7 @@ class StreamStore:
                      publisher: str | None) -> int:
         """Numbers and appends one event in one script and returns its
         number (with an ``idempotency_key`` already recorded: the first
-        event's, and nothing is appended). Raises :class:`RedisUnavailable`
+        event's, and nothing is appended). Raises :exc:`resil.RedisUnavailable`
         within ``backend.timeout`` when Redis does not answer."""
         keys = [self._events, self._counter, self._types]
         if idempotency_key is not None:
@@ -402,7 +402,7 @@ class StreamStore:
         """The events on the stream in its order (the numbers' order), bounds
         inclusive, as dicts with the column names of a SQLiteStore's log
         (``payload`` still JSON text); read in pages of 1,000. Raises
-        :class:`RedisUnavailable` when Redis does not answer."""
+        :exc:`resil.RedisUnavailable` when Redis does not answer."""
         start = "-"
         while True:
             page = self._backend.command("XRANGE", self._events, start, "+", "COUNT", _PAGE)
