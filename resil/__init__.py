@@ -59,7 +59,7 @@ __version__ = "0.1.0"
 
 # Submodules reachable as attributes without importing them up front: each
 # may need an optional dependency, imported only when the module is used.
-_LAZY_SUBMODULES = frozenset({"chaos", "otel", "prometheus"})
+_LAZY_SUBMODULES = frozenset({"chaos", "otel", "prometheus", "redis"})
 
 
 def __getattr__(name: str) -> Any:

@@ -244,3 +244,15 @@ def test_counts_from_many_threads_add_up_exactly(redis_clean: RedisServer) -> No
     assert stats["operations"] == 1201 and stats["outages"] == 1
     assert stats["unavailable"] == 30000  # each refused call counted once
     backend.close()
+
+
+def test_resil_redis_is_a_lazy_attribute_that_imports_redis_py_only_when_used() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, resil\n"
+            "assert 'resil.redis' not in sys.modules and 'redis' not in sys.modules\n"
+            "backend_type = resil.redis.RedisBackend\n"
+            "from resil.redis import RedisBackend, StreamStore\n"
+            "assert backend_type is RedisBackend and 'redis' in dir(resil)\n"
+            "assert resil.redis.RedisUnavailable is resil.RedisUnavailable\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
