@@ -13,7 +13,7 @@ static const char *const REASON_NAMES[RS_REASON_COUNT] = {
     "ejection_capped",      "cooldown_elapsed",  "probe_failed",
     "probes_succeeded",     "half_open_timeout", "force_open",
     "disable",              "reset",             "manual_open",
-    "manual_close"};
+    "manual_close",         "cluster"};
 
 const char *rs_state_name(int state) {
     return state >= 0 && state < RS_STATE_COUNT ? STATE_NAMES[state] : "UNKNOWN";
@@ -560,6 +560,32 @@ void rs_breaker_close(rs_breaker *b, uint64_t now_ns) {
     tick(b, now_ns);
     if (b->state != RS_STATE_CLOSED) {
         go_closed(b, RS_REASON_MANUAL_CLOSE);
+    }
+}
+
+void rs_breaker_follow(rs_breaker *b, uint64_t now_ns, int state, uint64_t cooldown_ns) {
+    tick(b, now_ns);
+    if (state == RS_STATE_OPEN) {
+        b->cooldown_cur_ns = cooldown_ns;
+        if (b->state == RS_STATE_OPEN) {
+            b->opened_at_ns = b->now_ns;
+        } else {
+            go_open(b, RS_REASON_CLUSTER);
+        }
+    } else if (state == RS_STATE_HALF_OPEN) {
+        if (b->state != RS_STATE_HALF_OPEN) {
+            b->half_open_since_ns = b->now_ns;
+            b->probes_granted = 0;
+            b->probe_successes = 0;
+            transition(b, RS_STATE_HALF_OPEN, RS_REASON_CLUSTER);
+        }
+    } else if (state == RS_STATE_CLOSED) {
+        if (b->state == RS_STATE_CLOSED || b->state == RS_STATE_DEGRADED) {
+            clear_window_stats(b);
+            b->cooldown_cur_ns = b->cfg.cooldown_ns;
+        } else {
+            go_closed(b, RS_REASON_CLUSTER);
+        }
     }
 }
 

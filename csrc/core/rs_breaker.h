@@ -47,6 +47,7 @@ typedef enum rs_reason {
     RS_REASON_RESET,
     RS_REASON_MANUAL_OPEN,
     RS_REASON_MANUAL_CLOSE,
+    RS_REASON_CLUSTER,
     RS_REASON_COUNT
 } rs_reason;
 
@@ -243,6 +244,16 @@ void rs_breaker_disable(rs_breaker *b, uint64_t now_ns);
 void rs_breaker_reset(rs_breaker *b, uint64_t now_ns);
 void rs_breaker_open(rs_breaker *b, uint64_t now_ns);
 void rs_breaker_close(rs_breaker *b, uint64_t now_ns);
+
+/* Makes b follow a decision taken elsewhere (a cluster of processes), with
+ * reason RS_REASON_CLUSTER. state RS_STATE_OPEN: OPEN for cooldown_ns from
+ * now (already OPEN: the remaining time becomes cooldown_ns, no transition);
+ * the current cooldown becomes cooldown_ns, so a later reopen grows from it.
+ * RS_STATE_HALF_OPEN: HALF_OPEN now with no probe granted (already
+ * HALF_OPEN: nothing). RS_STATE_CLOSED: the window, latencies and
+ * consecutive failures are cleared and the cooldown reset; CLOSED unless it
+ * already is CLOSED or DEGRADED. Any other state: nothing. */
+void rs_breaker_follow(rs_breaker *b, uint64_t now_ns, int state, uint64_t cooldown_ns);
 
 /* Derived values at the last tick. */
 double rs_breaker_signal(const rs_breaker *b);

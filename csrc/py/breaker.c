@@ -1229,6 +1229,35 @@ MANUAL(breaker_open, rs_breaker_open)
 MANUAL(breaker_close, rs_breaker_close)
 #undef MANUAL
 
+/* _follow(state, cooldown, /): the cluster's decision applied to a breaker of
+ * this process (never on a call's path). */
+static PyObject *breaker_follow(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_follow() takes a state and a cooldown");
+        return NULL;
+    }
+    if (self->region) {
+        PyErr_SetString(PyExc_ValueError, "a shared breaker cannot follow a cluster");
+        return NULL;
+    }
+    long state = PyLong_Check(args[0]) ? PyLong_AsLong(args[0]) : -1;
+    if (state == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (state != RS_STATE_OPEN && state != RS_STATE_HALF_OPEN && state != RS_STATE_CLOSED) {
+        PyErr_SetString(PyExc_ValueError, "_follow() state must be CLOSED, OPEN or HALF_OPEN");
+        return NULL;
+    }
+    uint64_t cooldown_ns, now;
+    if (resil_seconds_to_ns(args[1], "cooldown", &cooldown_ns) < 0 ||
+        breaker_now(self, &now) < 0) {
+        return NULL;
+    }
+    rs_breaker_follow(&self->core, now, (int)state, cooldown_ns);
+    drain(self);
+    Py_RETURN_NONE;
+}
+
 static int tick(BreakerObject *self) {
     uint64_t now;
     if (breaker_now(self, &now) < 0) {
@@ -1544,6 +1573,10 @@ static PyMethodDef breaker_methods[] = {
     {"_attach", (PyCFunction)breaker_attach, METH_O,
      "_attach($self, pool, /)\n--\n\n"
      "Makes the breaker's trips count against pool, an EjectionPool."},
+    {"_follow", (PyCFunction)(void (*)(void))breaker_follow, METH_FASTCALL,
+     "_follow($self, state, cooldown, /)\n--\n\n"
+     "Applies a cluster's decision: OPEN for cooldown seconds, HALF_OPEN now, or CLOSED\n"
+     "with the window cleared (the transition's reason is 'cluster')."},
     {"_set_listener", (PyCFunction)breaker_set_listener, METH_O,
      "_set_listener($self, fn, /)\n--\n\n"
      "fn(breaker, old, new, reason, fail_count, success_rate, latency_ms) is called\n"

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from resil import _resil
+from resil import _check, _resil
 from resil._resil import RegionError, State
 
 __all__ = ["CircuitBreaker", "BreakerGroup", "StateListener"]
@@ -101,6 +101,61 @@ class CircuitBreaker(_resil.Breaker):
       the same clock (the default monotonic clock is host-wide). A shared
       breaker cannot join a ``BreakerGroup`` (its ejection budget lives in
       one process).
+    - ``cluster=None``: a :class:`resil.redis.RedisBackend` makes this a
+      cluster-wide breaker (one per ``name`` and backend prefix, for every
+      process on every host). Calls still go through this process's own
+      breaker, with no round trip; every ``sync_interval`` seconds a
+      background task publishes the window's counts (calls, failures, slow
+      calls, and whether this breaker tripped on its own) to this process's
+      own entry in Redis, so a process starting never resets the others',
+      and reads back the cluster's state, judged in one Lua script on Redis
+      time over the entries updated within the last 3 ``sync_interval``.
+      The cluster opens when at least ``min_hosts`` distinct hosts
+      (``RedisBackend.host``) are failing and, if a rate rule is set
+      (``failure_rate_threshold``, or ``slow_call_duration``), the entries
+      together hold at least ``minimum_calls`` outcomes meeting it (the
+      window of a process whose breaker tripped counts as all failed and
+      slow: that process rejects every call). A host is
+      failing when one of its processes' breakers tripped on its own or its
+      counts meet a rate rule; with no rate rule (only
+      ``failure_threshold`` or the health score), the cluster opens when the
+      breakers of at least ``min_hosts`` hosts tripped. One sick host alone
+      thus never opens it for all. An open cluster reaches every process
+      within ``sync_interval``: each one's breaker is then OPEN (every call
+      raises :class:`resil.CircuitOpenError`) until the cluster's cooldown
+      (``cooldown``, times ``cooldown_multiplier`` on each reopen up to
+      ``cooldown_max``, on Redis time) ends, and up to ``3 * sync_interval
+      + backend.timeout`` longer, until a synchronisation says what comes
+      next. Then one process at a time holds a probe lease in Redis (lost if
+      it dies, after that same time); only its breaker goes HALF_OPEN, so at
+      most ``half_open_probes`` probe calls run across the cluster. Their
+      success closes the cluster and every process's breaker clears its
+      window (counts from before cannot reopen it); their failure reopens
+      it. A transition of this breaker (a trip, a probe's result) is
+      published at once, not at the next tick. While the local breaker
+      trips on its own rules it rejects this process's calls, as any
+      breaker. Transitions made for the cluster reach listeners with the
+      reason ``"cluster"``. ``force_open()`` and ``disable()`` by the
+      application win over the cluster until ``close()`` or ``reset()``.
+      Redis away (see ``RedisBackend``'s ``on_unavailable``): ``"local"``:
+      the local breaker decides alone, with the same rules (a cluster
+      opening in force runs out by itself); when Redis answers again the
+      process republishes at once and follows the cluster again.
+      ``"open"``: from the first failed synchronisation the breaker is
+      DISABLED (admits every call, counts nothing); ``"closed"``: it is
+      FORCED_OPEN (rejects every call); either returns to CLOSED, then the
+      cluster's state, at the first synchronisation that reaches Redis.
+      ``stats()`` adds ``backend`` (``RedisBackend.mode``) and ``cluster``
+      (the last view of the cluster: ``state``, ``epoch``, ``remaining``,
+      ``hosts``, ``failing_hosts``, ``calls``, ``failures``,
+      ``slow_calls``, ``opens``, ``cooldown``, ``probe_lease``, ``age`` of
+      the view in seconds...). ``leave_cluster()`` stops the
+      synchronisation (so does the breaker's garbage collection). Cannot
+      be combined with ``shared=`` (a host-wide breaker has one state for
+      the host already: ValueError).
+    - ``sync_interval=1.0``: seconds between two synchronisations, > 0.
+    - ``min_hosts=2``: distinct failing hosts needed to open the cluster,
+      an int >= 1.
 
     Use it as ``@breaker``, ``with breaker:``, ``async with breaker:``,
     ``breaker.call(fn, ...)``, ``await breaker.call_async(fn, ...)``, or with
@@ -127,13 +182,50 @@ class CircuitBreaker(_resil.Breaker):
     """
 
     _listeners: tuple[StateListener, ...] = ()
+    _cluster: Any = None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> CircuitBreaker:
+    def __new__(cls, *args: Any, cluster: Any = None, sync_interval: Any = 1.0,
+                min_hosts: Any = 2, **kwargs: Any) -> CircuitBreaker:
+        sync_interval = _check.seconds(sync_interval, "sync_interval")
+        min_hosts = _check.integer(min_hosts, "min_hosts", 1, 2**31 - 1)
+        if cluster is not None and kwargs.get("shared") is not None:
+            raise ValueError("cluster= and shared= cannot be combined: a shared breaker is "
+                             "one breaker for the host already; give cluster= alone")
         self = super().__new__(cls, *args, **kwargs)
         # The engine reports every transition to this function, explicitly
         # given (it never looks a method up on the subclass).
         self._set_listener(cls._on_transition)
+        if cluster is not None:
+            from resil.redis.breaker import attach
+            self._cluster = attach(self, cluster, sync_interval, min_hosts)
         return self
+
+    @property
+    def cluster(self) -> Any:
+        """The :class:`resil.redis.RedisBackend` this breaker synchronises
+        through, or None for a breaker of this process (or host) alone."""
+        sync = self._cluster
+        return None if sync is None else sync.backend
+
+    def leave_cluster(self) -> None:
+        """Stops the cluster synchronisation (nothing for a breaker without
+        ``cluster=``): the breaker goes on alone, in its current state; its
+        entry in Redis stops counting once stale. Idempotent."""
+        sync = self._cluster
+        if sync is not None:
+            sync.close()
+
+    def stats(self) -> dict[str, Any]:
+        """The breaker's counts and state, JSON-serialisable; with
+        ``cluster=`` also ``backend`` (the backend's mode: ``"redis"`` or
+        its fallback) and ``cluster`` (the last view of the cluster)."""
+        out = super().stats()
+        sync = self._cluster
+        if sync is not None:
+            view = sync.view()
+            out["backend"] = view.pop("backend")
+            out["cluster"] = view
+        return out
 
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function so that each call goes
@@ -217,6 +309,9 @@ def _constructor_signature() -> inspect.Signature:
     params += [param(key, param.KEYWORD_ONLY, default=value) for key, value in defaults.items()]
     params.append(param("clock", param.KEYWORD_ONLY, default=None))
     params.append(param("shared", param.KEYWORD_ONLY, default=None))
+    params.append(param("cluster", param.KEYWORD_ONLY, default=None))
+    params.append(param("sync_interval", param.KEYWORD_ONLY, default=1.0))
+    params.append(param("min_hosts", param.KEYWORD_ONLY, default=2))
     return inspect.Signature(params)
 
 
@@ -257,7 +352,7 @@ class BreakerGroup(Mapping[str, CircuitBreaker]):
         # Fail now, not at the first endpoint, on a bad default (without
         # making an object in a region).
         CircuitBreaker("validation", **{k: v for k, v in breaker_defaults.items()
-                                        if k != "shared"})
+                                        if k not in ("shared", "cluster")})
         self._defaults = dict(breaker_defaults)
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()

@@ -88,6 +88,7 @@ static void test_names(void) {
     CHECK_STREQ(rs_reason_name(RS_REASON_EJECTION_CAPPED), "ejection_capped");
     CHECK_STREQ(rs_reason_name(RS_REASON_HALF_OPEN_TIMEOUT), "half_open_timeout");
     CHECK_STREQ(rs_reason_name(RS_REASON_MANUAL_CLOSE), "manual_close");
+    CHECK_STREQ(rs_reason_name(RS_REASON_CLUSTER), "cluster");
     int distinct = 1;
     for (int r = 0; r < RS_REASON_COUNT; r++) {
         for (int q = 0; q < r; q++) {
@@ -1046,6 +1047,42 @@ static void test_manual_open_close(void) {
     rs_breaker_free(&b);
 }
 
+/* follow: OPEN for a given time (refreshed without a transition), HALF_OPEN
+ * with a fresh probe pool, CLOSED with the window cleared, all "cluster". */
+static void test_follow(void) {
+    rs_breaker_config c;
+    plain_config(&c);
+    rs_breaker b;
+    CHECK_EQ_INT(rs_breaker_init(&b, &c, T0), RS_OK);
+    calls(&b, T0, 3, 1, 1.0);
+    rs_breaker_follow(&b, T0, RS_STATE_OPEN, 7 * SEC);
+    CHECK_STATE(&b, RS_STATE_OPEN);
+    CHECK_EQ_U64(rs_breaker_remaining(&b), 7 * SEC);
+    CHECK_TRANSITION(&b, RS_STATE_CLOSED, RS_STATE_OPEN, RS_REASON_CLUSTER);
+    rs_breaker_follow(&b, T0 + 2 * SEC, RS_STATE_OPEN, 9 * SEC);
+    CHECK_EQ_U64(rs_breaker_remaining(&b), 9 * SEC);
+    CHECK_EQ_INT(drain(&b), 0);
+    CHECK_EQ_INT(calls(&b, T0 + 3 * SEC, 1, 0, 1.0), 0);
+    rs_breaker_follow(&b, T0 + 3 * SEC, RS_STATE_HALF_OPEN, 0);
+    CHECK_STATE(&b, RS_STATE_HALF_OPEN);
+    CHECK_TRANSITION(&b, RS_STATE_OPEN, RS_STATE_HALF_OPEN, RS_REASON_CLUSTER);
+    CHECK_EQ_INT(calls(&b, T0 + 3 * SEC, 1, 1, 1.0), 1); /* a probe fails: reopen, grown */
+    CHECK_STATE(&b, RS_STATE_OPEN);
+    CHECK_EQ_U64(rs_breaker_remaining(&b), 18 * SEC);
+    drain(&b);
+    rs_breaker_follow(&b, T0 + 4 * SEC, RS_STATE_CLOSED, 0);
+    CHECK_STATE(&b, RS_STATE_CLOSED);
+    CHECK_TRANSITION(&b, RS_STATE_OPEN, RS_STATE_CLOSED, RS_REASON_CLUSTER);
+    calls(&b, T0 + 4 * SEC, 2, 1, 1.0);
+    rs_breaker_follow(&b, T0 + 4 * SEC, RS_STATE_CLOSED, 0); /* already closed: window cleared */
+    CHECK_EQ_INT(drain(&b), 0);
+    CHECK_EQ_U64(b.window.total, 0);
+    CHECK_EQ_U64(b.consecutive_failures, 0);
+    rs_breaker_follow(&b, T0 + 4 * SEC, RS_STATE_FORCED_OPEN, 0); /* not followed */
+    CHECK_STATE(&b, RS_STATE_CLOSED);
+    rs_breaker_free(&b);
+}
+
 /* reset returns to CLOSED and clears counts, window, EWMA and cooldown growth. */
 static void test_reset_clears_everything(void) {
     rs_breaker_config c;
@@ -1529,6 +1566,7 @@ static void test_configure_windows(void) {
 
 int main(void) {
     RUN_TEST(test_names);
+    RUN_TEST(test_follow);
     RUN_TEST(test_config_defaults);
     RUN_TEST(test_field_table);
     RUN_TEST(test_config_each_bad_field);
