@@ -349,3 +349,136 @@ def test_bad_arguments(redis_clean: RedisServer, tmp_path: Path) -> None:
     assert params["cluster"].default is None and params["sync_interval"].default == 1.0
     assert params["min_hosts"].default == 2
     backend.close()
+
+
+# ------------------------------------------------ the script vs the model
+sys.path.insert(0, str(Path(__file__).parent))
+from model.redis_breaker import Cluster, Entry, Rules, Sync  # noqa: E402
+
+INSTANCES = ["i0", "i1", "i2", "i3", "i4"]
+LEASE_MS = 60_000
+
+
+def _args(s: Sync, rules: Rules) -> list[Any]:
+    return [s.instance, s.host, s.epoch, s.calls, s.failures, s.slow, int(s.tripped), s.probe,
+            int(s.want_lease), rules.fresh, repr(rules.failure_rate), repr(rules.slow_rate),
+            rules.minimum_calls, rules.min_hosts, rules.cooldown, repr(rules.multiplier),
+            rules.cooldown_max, LEASE_MS, 600_000]
+
+
+def _redis_now(c: Any) -> int:
+    sec, usec = c.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def _load(c: Any, name: str) -> Cluster:
+    k = keys(name)
+    raw = {a.decode(): int(b) for a, b in c.hgetall(k[1]).items()}
+    entries = {}
+    for inst, v in c.hgetall(k[0]).items():
+        h, ep, calls, f, s, t, u = json.loads(v)
+        entries[inst.decode()] = Entry(h, ep, calls, f, s, t == 1, u)
+    lease = c.get(k[2])
+    return Cluster(raw.get("st", 0), raw.get("ep", 0), raw.get("cd"), raw.get("until", 0),
+                   raw.get("opens", 0), entries, None if lease is None else lease.decode())
+
+
+def _store(c: Any, name: str, m: Cluster) -> None:
+    k = keys(name)
+    c.delete(*k)
+    if m.cooldown is not None:
+        c.hset(k[1], mapping={"st": m.state, "ep": m.epoch, "cd": m.cooldown,
+                              "until": m.until, "opens": m.opens})
+    for inst, e in m.entries.items():
+        c.hset(k[0], inst, json.dumps([e.host, e.epoch, e.calls, e.failures, e.slow,
+                                       int(e.tripped), e.updated]))
+    if m.lease is not None:
+        c.set(k[2], m.lease, px=LEASE_MS)
+
+
+def _counts(draw: Any) -> tuple[int, int, int]:
+    calls = draw(st.integers(0, 30))
+    return calls, draw(st.integers(0, calls)), draw(st.integers(0, calls))
+
+
+@st.composite
+def rules_(draw: Any) -> Rules:
+    cooldown = draw(st.integers(1, 500))
+    return Rules(fresh=draw(st.sampled_from([40, 100])),
+                 failure_rate=draw(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+                 slow_rate=draw(st.sampled_from([0.0, 0.5, 0.75])),
+                 minimum_calls=draw(st.integers(1, 40)), min_hosts=draw(st.integers(1, 3)),
+                 cooldown=cooldown, multiplier=draw(st.sampled_from([1.0, 1.5, 2.0, 3.3])),
+                 cooldown_max=cooldown + draw(st.integers(0, 2000)))
+
+
+@st.composite
+def syncs(draw: Any, epoch: int) -> Sync:
+    calls, failures, slow = _counts(draw)
+    return Sync(instance=draw(st.sampled_from(["i0", "i0", "i1"] + INSTANCES)),
+                host=draw(st.sampled_from(["h0", "h1", "h2"])),
+                epoch=draw(st.sampled_from([-1, epoch, max(0, epoch - 1)])), calls=calls,
+                failures=failures, slow=slow, tripped=draw(st.booleans()),
+                probe=draw(st.sampled_from([0, 1, 2])), want_lease=draw(st.booleans()))
+
+
+@st.composite
+def clusters(draw: Any, now: int, fresh: int) -> Cluster:
+    if draw(st.booleans()):
+        return Cluster()
+    epoch = draw(st.integers(0, 3))
+    entries = {}
+    for inst in draw(st.lists(st.sampled_from(INSTANCES), max_size=5, unique=True)):
+        calls, failures, slow = _counts(draw)
+        entries[inst] = Entry(draw(st.sampled_from(["h0", "h1", "h2"])),
+                              draw(st.sampled_from([epoch, max(0, epoch - 1)])), calls,
+                              failures, slow, draw(st.booleans()),
+                              now - draw(st.integers(0, 2 * fresh)
+                                         | st.integers(fresh - 4, fresh + 2)))
+    return Cluster(state=draw(st.sampled_from([0, 2, 3, 3])), epoch=epoch,
+                   cooldown=draw(st.integers(1, 1000)),
+                   until=now + draw(st.integers(-100, 100) | st.integers(0, 3)), opens=draw(st.integers(0, 5)),
+                   entries=entries, lease=draw(st.sampled_from([None, "i0", "i1"])))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_one_synchronisation_agrees_with_the_model(redis_server: RedisServer,
+                                                   data: st.DataObject) -> None:
+    """Any state of the cluster, any process's synchronisation: the script's
+    reply and every key afterwards are the model's."""
+    c = redis_server.client()
+    rules = data.draw(rules_())
+    model = data.draw(clusters(_redis_now(c), rules.fresh))
+    _store(c, "lock1", model)
+    s = data.draw(syncs(model.epoch))
+    reply = [int(x) for x in c.eval(SYNC.source, 3, *keys("lock1"), *_args(s, rules))]
+    assert reply == model.sync(reply[-1], s, rules)
+    assert _load(c, "lock1") == model
+    c.close()
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_random_schedule_of_synchronisations_agrees_with_the_model(
+        redis_server: RedisServer, data: st.DataObject) -> None:
+    """Several processes synchronising in a random order with random
+    pauses (entries going stale, cooldowns ending on Redis time): the
+    script and the model in lockstep."""
+    c = redis_server.client()
+    c.delete(*keys("lock2"))
+    rules = data.draw(rules_())
+    rules.cooldown = min(rules.cooldown, 60)
+    rules.cooldown_max = min(rules.cooldown_max, 200)
+    model = Cluster()
+    for _ in range(data.draw(st.integers(1, 25))):
+        pause = data.draw(st.sampled_from([0, 0, 0, 5, 20, 60]))
+        if pause:
+            time.sleep(pause / 1000)
+        s = data.draw(syncs(model.epoch))
+        reply = [int(x) for x in c.eval(SYNC.source, 3, *keys("lock2"), *_args(s, rules))]
+        assert reply == model.sync(reply[-1], s, rules)
+        assert _load(c, "lock2") == model
+    c.close()

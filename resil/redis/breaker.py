@@ -91,7 +91,7 @@ if probe ~= 0 and st == 3 and redis.call('GET', KEYS[3]) == me then
     ep = ep + 1
     cd = base
   else
-    cd = math.min(cd * mult, cmax)
+    cd = math.floor(math.min(cd * mult, cmax))
     till = now + cd
     st = 2
     opens = opens + 1
