@@ -18,6 +18,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from resil._resil import Breaker as _Breaker
 from resil._resil import State
 from resil.errors import RedisUnavailable
 from resil.redis._backend import RedisBackend, Script
@@ -175,9 +176,9 @@ def _ms(seconds: float) -> int:
 
 class ClusterSync:
     """The synchronisation of one local :class:`resil.CircuitBreaker` with
-    its cluster (what ``cluster=`` sets up; read it as
-    ``breaker.cluster_sync``). It holds the breaker weakly: the breaker's
-    collection or :meth:`close` stops it."""
+    its cluster, which ``cluster=`` sets up. It holds the breaker weakly:
+    the breaker's collection or :meth:`close` (``breaker.leave_cluster()``)
+    stops it."""
 
     def __init__(self, breaker: CircuitBreaker, backend: RedisBackend, sync_interval: float,
                  min_hosts: int) -> None:
@@ -256,7 +257,7 @@ class ClusterSync:
         if breaker is None or self._closed:
             self._task.cancel()
             return
-        s = breaker.stats()
+        s = _Breaker.stats(breaker)  # the engine's counts, without the cluster view
         state = s["state"]
         attempts = s["permitted"] + s["rejected"]
         demand = attempts != self._attempts
