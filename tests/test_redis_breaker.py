@@ -273,6 +273,21 @@ def test_stats_name_the_backend_and_the_cluster_view(redis_clean: RedisServer) -
     backend.close()
 
 
+def test_without_probes_the_cooldown_end_closes_the_cluster(redis_clean: RedisServer) -> None:
+    backend = RedisBackend(redis_clean.client(), host="h1")
+    breaker = resil.CircuitBreaker("noprobe", cluster=backend, sync_interval=0.05, min_hosts=1,
+                                   half_open_probes=0, cooldown=0.2, failure_threshold=2)
+    for _ in range(2):
+        breaker.record_failure(None, 1.0)
+    wait_for(lambda: breaker.stats()["cluster"]["state"] == "OPEN", limit=3.0)
+    wait_for(lambda: breaker.stats()["cluster"]["epoch"] == 1, limit=3.0)
+    assert breaker.stats()["cluster"]["state"] == "CLOSED"
+    wait_for(lambda: breaker.state == resil.State.CLOSED, limit=3.0)
+    assert breaker.call(int, "3") == 3
+    breaker.leave_cluster()
+    backend.close()
+
+
 def test_garbage_collection_and_leave_cluster_stop_the_synchronisation(
         redis_clean: RedisServer) -> None:
     backend = RedisBackend(redis_clean.client())
@@ -367,7 +382,7 @@ def _args(s: Sync, rules: Rules) -> list[Any]:
     return [s.instance, s.host, s.epoch, s.calls, s.failures, s.slow, int(s.tripped), s.probe,
             int(s.want_lease), rules.fresh, repr(rules.failure_rate), repr(rules.slow_rate),
             rules.minimum_calls, rules.min_hosts, rules.cooldown, repr(rules.multiplier),
-            rules.cooldown_max, LEASE_MS, 600_000]
+            rules.cooldown_max, LEASE_MS, 600_000, rules.probes]
 
 
 def _redis_now(c: Any) -> int:
@@ -413,7 +428,8 @@ def rules_(draw: Any) -> Rules:
                  slow_rate=draw(st.sampled_from([0.0, 0.5, 0.75])),
                  minimum_calls=draw(st.integers(1, 40)), min_hosts=draw(st.integers(1, 3)),
                  cooldown=cooldown, multiplier=draw(st.sampled_from([1.0, 1.5, 2.0, 3.3])),
-                 cooldown_max=cooldown + draw(st.integers(0, 2000)))
+                 cooldown_max=cooldown + draw(st.integers(0, 2000)),
+                 probes=draw(st.sampled_from([0, 1, 3])))
 
 
 @st.composite

@@ -131,7 +131,8 @@ class CircuitBreaker(_resil.Breaker):
       most ``half_open_probes`` probe calls run across the cluster. Their
       success closes the cluster and every process's breaker clears its
       window (counts from before cannot reopen it); their failure reopens
-      it. A transition of this breaker (a trip, a probe's result) is
+      it (with ``half_open_probes=0`` the end of the cooldown closes the
+      cluster). A transition of this breaker (a trip, a probe's result) is
       published at once, not at the next tick. While the local breaker
       trips on its own rules it rejects this process's calls, as any
       breaker. Transitions made for the cluster reach listeners with the

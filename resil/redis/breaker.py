@@ -45,7 +45,7 @@ _MANUAL = (int(State.FORCED_OPEN), int(State.DISABLED))
 #: give it back, 10 freshness (ms), 11 failure rate threshold (<= 0: off),
 #: 12 slow-call rate threshold (<= 0: off), 13 minimum_calls, 14 min_hosts,
 #: 15 cooldown (ms), 16 cooldown multiplier, 17 cooldown_max (ms), 18 lease
-#: (ms), 19 time to live of the keys (ms).
+#: (ms), 19 time to live of the keys (ms), 20 half_open_probes.
 #:
 #: The cluster's state: 0 CLOSED, 2 OPEN until ``until``, 3 HALF_OPEN. From
 #: CLOSED it opens (cooldown ``cooldown``) when at least ``min_hosts``
@@ -58,7 +58,8 @@ _MANUAL = (int(State.FORCED_OPEN), int(State.DISABLED))
 #: (a rate rule set) its entries' rates meet a threshold. OPEN turns HALF_OPEN
 #: once ``until`` has passed; one process at a time holds the probe lease;
 #: its probes' success closes the cluster and bumps the epoch (every entry
-#: counted so far is then ignored), their failure reopens it with the
+#: counted so far is then ignored; with no probes, the end of the cooldown
+#: does so), their failure reopens it with the
 #: cooldown multiplied, up to cooldown_max. Entries older than the freshness
 #: are deleted.
 #:
@@ -83,7 +84,15 @@ local ep = tonumber(s[2]) or 0
 local cd = tonumber(s[3]) or base
 local till = tonumber(s[4]) or 0
 local opens = tonumber(s[5]) or 0
-if st == 2 and now >= till then st = 3 end
+if st == 2 and now >= till then
+  if ARGV[20] == '0' then
+    st = 0
+    ep = ep + 1
+    cd = base
+  else
+    st = 3
+  end
+end
 local probe = tonumber(ARGV[8])
 if probe ~= 0 and st == 3 and redis.call('GET', KEYS[3]) == me then
   redis.call('DEL', KEYS[3])
@@ -279,7 +288,8 @@ class ClusterSync:
                 repr(float(srt)) if srt is not None else "0", breaker.minimum_calls,
                 self.min_hosts, _ms(breaker.cooldown), repr(float(breaker.cooldown_multiplier)),
                 _ms(breaker.cooldown_max), self._lease_ms,
-                _ms(2 * breaker.cooldown_max + 20 * self.sync_interval)]
+                _ms(2 * breaker.cooldown_max + 20 * self.sync_interval),
+                breaker.half_open_probes]
         try:
             reply = self.backend.run(SYNC, self._keys, args)
         except RedisUnavailable:

@@ -33,6 +33,7 @@ class Rules:
     cooldown: int               # ms
     multiplier: float
     cooldown_max: int           # ms
+    probes: int = 3             # half_open_probes; 0: the cooldown's end closes
 
 
 @dataclass
@@ -90,7 +91,10 @@ class Cluster:
         """Applies one synchronisation at time ``now``; returns the reply."""
         cd = rules.cooldown if self.cooldown is None else self.cooldown
         if self.state == OPEN and now >= self.until:
-            self.state = HALF_OPEN
+            if rules.probes == 0:
+                self.state, self.epoch, cd = CLOSED, self.epoch + 1, rules.cooldown
+            else:
+                self.state = HALF_OPEN
         if s.probe and self.state == HALF_OPEN and self.lease == s.instance:
             self.lease = None
             if s.probe == 1:
