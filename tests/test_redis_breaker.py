@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import resil
 from redis_support import RedisServer, free_port, redis_clean, redis_server  # noqa: F401
+from tests_support import run_threads
 from resil.redis import RedisBackend
 from resil.redis.breaker import SYNC
 
@@ -552,7 +553,6 @@ def test_threads_calling_while_the_cluster_flips(redis_clean: RedisServer) -> No
                                    **RATE)
     per_thread = [Counter[str]() for _ in range(4)]
     errors: list[BaseException] = []
-    import threading
     end = time.monotonic() + 0.8
 
     def work(i: int) -> None:
@@ -571,16 +571,7 @@ def test_threads_calling_while_the_cluster_flips(redis_clean: RedisServer) -> No
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_threads(work, 4)
     assert not errors
     counts = sum(per_thread, Counter[str]())
     s = breaker.stats()
