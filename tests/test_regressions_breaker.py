@@ -283,9 +283,11 @@ def test_signatures_show_the_parameters() -> None:
     assert sig.parameters["name"].default == "default"
     assert sig.parameters["cooldown"].default == 60.0
     assert sig.parameters["cooldown"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert list(sig.parameters)[-2:] == ["clock", "shared"]
+    assert list(sig.parameters)[-5:] == ["clock", "shared", "cluster", "sync_interval",
+                                         "min_hosts"]
     assert sig.parameters["shared"].default is None
-    assert set(sig.parameters) == set(CHANGES) | {"name", "clock", "shared"}
+    assert set(sig.parameters) == set(CHANGES) | {"name", "clock", "shared", "cluster",
+                                                  "sync_interval", "min_hosts"}
     assert str(inspect.signature(CircuitBreaker("x").configure)) == "(**changes)"
     assert str(inspect.signature(CircuitBreaker("x").call)) == "(fn, /, *args, **kwargs)"
 
