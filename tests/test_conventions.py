@@ -583,7 +583,8 @@ ARGUMENTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, tuple[A
         "min_health_score": ("1", 2.0), "latency_window": ("1", 0),
         "failure_on": (NOTHING, None), "ignore": (NOTHING, None),
         "failure_if": (NOTHING, None), "result_failure": (NOTHING, None),
-        "clock": (NOTHING, None), "shared": (NOTHING, None)}),
+        "clock": (NOTHING, None), "shared": (NOTHING, None), "cluster": ("x", None),
+        "sync_interval": ("1", -1.0), "min_hosts": ("1", 0)}),
     "DeadLetterQueue": (resil.DeadLetterQueue, {}, {
         "maxsize": ("1", 0), "store": (NOTHING, None), "name": (1, ""), "ttl": ("1", -1.0),
         "clock": (NOTHING, None)}),

@@ -216,18 +216,6 @@ class CircuitBreaker(_resil.Breaker):
         if sync is not None:
             sync.close()
 
-    def stats(self) -> dict[str, Any]:
-        """The breaker's counts and state, JSON-serialisable; with
-        ``cluster=`` also ``backend`` (the backend's mode: ``"redis"`` or
-        its fallback) and ``cluster`` (the last view of the cluster)."""
-        out = super().stats()
-        sync = self._cluster
-        if sync is not None:
-            view = sync.view()
-            out["backend"] = view.pop("backend")
-            out["cluster"] = view
-        return out
-
     def __call__(self, fn: F) -> F:
         """Decorates a function or coroutine function so that each call goes
         through this breaker. Generator and async generator functions are

@@ -218,6 +218,9 @@ class ClusterSync:
                                       "cooldown": None, "probe_lease": False}
         self._closed = False
         breaker.on_state_change(self._changed)
+        # The engine's stats() stays the class's (a breaker without cluster=
+        # pays nothing); this breaker's adds the backend and the cluster.
+        setattr(breaker, "stats", self.stats)
         self._remove_restore = backend.on_restore(backend.wake)
         self._task = backend.every(sync_interval, self.sync)
         weakref.finalize(breaker, self._stop, self._task, self._remove_restore)
@@ -238,6 +241,16 @@ class ClusterSync:
                 breaker.remove_listener(self._changed)
             except ValueError:
                 pass
+
+    def stats(self) -> dict[str, Any]:
+        """The breaker's stats() with ``backend`` (the backend's mode) and
+        ``cluster`` (:meth:`view` without ``backend``)."""
+        breaker = self._ref()
+        out: dict[str, Any] = {} if breaker is None else _Breaker.stats(breaker)
+        view = self.view()
+        out["backend"] = view.pop("backend")
+        out["cluster"] = view
+        return out
 
     def view(self) -> dict[str, Any]:
         """The cluster as the last synchronisation saw it."""
