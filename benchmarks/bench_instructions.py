@@ -188,11 +188,6 @@ CASES = [
          run="asyncio.run(main(n))"),
     Case("breaker", "resil cluster `@breaker` sync call (`cluster=backend`, no sync during the "
          "run)", _CLUSTER_BREAKER + "@b\ndef f(x): return x", "f(1)", needs="redis", redis=True),
-    Case("breaker", "resil cluster rejected call while the cluster is OPEN (`cluster=backend`)",
-         _CLUSTER_BREAKER + "@b\ndef f(x): return x\nb._follow(2, 3600.0)\n"
-         "E = resil.CircuitOpenError\n"
-         "def g():\n    try:\n        f(1)\n    except E:\n        pass", "g()",
-         needs="redis", redis=True),
     Case("breaker", "pybreaker `@breaker` sync call",
          "import pybreaker\nb = pybreaker.CircuitBreaker()\n@b\ndef f(x): return x", "f(1)",
          needs="pybreaker"),

@@ -145,8 +145,11 @@ def test_resil_rows_are_measured_or_marked_absent(bench_run: tuple[str, str],
         "probe", cluster=b, sync_interval=1.0, min_hosts=2))
     cells = got[TITLES[2]]["resil cluster @breaker"]
     if breaker:
-        measured(cells, "0.00")  # the local breaker on the hot path
-        assert cells[5].startswith("≤ 1.2 × ref: ")
+        # The local breaker on the hot path: no round trip, so its added
+        # time is noise around zero (either sign), with no rate derived.
+        us, iqr, rate, ratio, trips, target = cells
+        assert abs(float(us.replace(",", ""))) < 5 and " – " in iqr and trips == "0.00", cells
+        assert target.startswith("≤ 1.2 × ref: ")
     else:
         left_out(cells, ABSENT)
     stream = getattr(__import__("resil.redis").redis, "StreamStore", None)
