@@ -233,6 +233,22 @@ def test_redis_killed_during_load_leaves_the_local_breakers_deciding(
 
 
 # ----------------------------------------------------------- in process
+def alone(server: RedisServer, name: str, **config: Any) -> tuple[RedisBackend, Any]:
+    """A backend of host "h1" and a cluster breaker on it that opens the
+    cluster alone (min_hosts=1), synchronising every 50 ms."""
+    backend = RedisBackend(server.client(), host="h1")
+    return backend, resil.CircuitBreaker(name, cluster=backend, sync_interval=0.05, min_hosts=1,
+                                         **config)
+
+
+def open_alone(breaker: Any, failures: int) -> None:
+    """Fails ``failures`` calls of a breaker with min_hosts=1 and waits for
+    the cluster to open."""
+    for _ in range(failures):
+        breaker.record_failure(None, 1.0)
+    wait_for(lambda: breaker.stats()["cluster"]["state"] == "OPEN", limit=3.0)
+
+
 def test_a_local_trip_is_published_at_once(redis_clean: RedisServer) -> None:
     backend = RedisBackend(redis_clean.client(), host="h1")
     breaker = resil.CircuitBreaker("wake", cluster=backend, sync_interval=30.0,
@@ -251,9 +267,7 @@ def test_a_local_trip_is_published_at_once(redis_clean: RedisServer) -> None:
 
 
 def test_stats_name_the_backend_and_the_cluster_view(redis_clean: RedisServer) -> None:
-    backend = RedisBackend(redis_clean.client(), host="h1")
-    breaker = resil.CircuitBreaker("s", cluster=backend, sync_interval=0.05, min_hosts=1,
-                                   **RATE)
+    backend, breaker = alone(redis_clean, "s", **RATE)
     assert breaker.cluster is backend
     assert resil.CircuitBreaker("plain").cluster is None
     assert "backend" not in resil.CircuitBreaker("plain").stats()
@@ -262,10 +276,7 @@ def test_stats_name_the_backend_and_the_cluster_view(redis_clean: RedisServer) -
     json.dumps(s)
     assert s["backend"] == backend.mode == "redis"
     assert s["cluster"]["state"] == "CLOSED" and s["cluster"]["min_hosts"] == 1
-    for _ in range(10):
-        breaker.record_failure(None, 1.0)
-    # one host is enough with min_hosts=1
-    wait_for(lambda: breaker.stats()["cluster"]["state"] == "OPEN", limit=3.0)
+    open_alone(breaker, 10)  # one host is enough with min_hosts=1
     assert breaker.stats()["cluster"]["opens"] == 1
     with pytest.raises(resil.CircuitOpenError):
         breaker.call(int, "1")
@@ -275,12 +286,9 @@ def test_stats_name_the_backend_and_the_cluster_view(redis_clean: RedisServer) -
 
 
 def test_without_probes_the_cooldown_end_closes_the_cluster(redis_clean: RedisServer) -> None:
-    backend = RedisBackend(redis_clean.client(), host="h1")
-    breaker = resil.CircuitBreaker("noprobe", cluster=backend, sync_interval=0.05, min_hosts=1,
-                                   half_open_probes=0, cooldown=0.2, failure_threshold=2)
-    for _ in range(2):
-        breaker.record_failure(None, 1.0)
-    wait_for(lambda: breaker.stats()["cluster"]["state"] == "OPEN", limit=3.0)
+    backend, breaker = alone(redis_clean, "noprobe", half_open_probes=0, cooldown=0.2,
+                             failure_threshold=2)
+    open_alone(breaker, 2)
     wait_for(lambda: breaker.stats()["cluster"]["epoch"] == 1, limit=3.0)
     assert breaker.stats()["cluster"]["state"] == "CLOSED"
     wait_for(lambda: breaker.state == resil.State.CLOSED, limit=3.0)
