@@ -1,6 +1,7 @@
 # Two entry points for a fresh clone: `make demo` and `make test`.
 # Each creates .venv, installs resil (editable, building the C engine) and
-# what it needs, then runs.
+# what it needs, then runs: the test, docs and bench extras (the benchmarks'
+# peers, for tests/test_bench_smoke.py, which runs every benchmark briefly).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,10 +16,10 @@ export RESIL_WERROR := 1
 # Root installs directly; anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs,bench]'
 	touch $(STAMP)
 
 # Rebuilds the extension in place when a C file changed (a no-op otherwise).
@@ -54,11 +55,13 @@ test: build services
 # for it. Left out there: what does not depend on the Python version (the C
 # core's tests, the sanitizer build, the wheel, the reference's build, the leak,
 # sink and multi-worker server end-to-end runs), which `pytest` above covers on
-# the main interpreter.
+# the main interpreter; and the benchmarks' smoke runs, since `make bench` runs
+# them on the main interpreter only (and the peers are installed there only).
 PY_VERSIONS ?= 3.10 3.12 3.13
 VERSION_SKIP := --ignore=tests/test_c_core.py --ignore=tests/test_sanitized.py \
 	--ignore=tests/test_packaging.py --ignore=tests/test_leaks.py --ignore=tests/test_sinks.py \
-	--ignore=tests/test_docs_build.py --ignore=tests/test_region_e2e.py
+	--ignore=tests/test_docs_build.py --ignore=tests/test_region_e2e.py \
+	--ignore=tests/test_bench_smoke.py
 test-versions:
 	@for v in $(PY_VERSIONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \

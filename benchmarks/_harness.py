@@ -64,6 +64,8 @@ __all__ = [
     "text_table",
     "markdown_table",
     "expect",
+    "by_mode",
+    "mode_label",
     "missing_peers",
     "arg_parser",
     "parse_args",
@@ -185,10 +187,23 @@ class ScenarioResult:
     scale: float | None
 
 
+SMOKE = False
+"""True in a ``--smoke`` run (parse_args sets it): every loop then runs
+SMOKE_N iterations instead of calibrating, and no full collection precedes
+it (one takes tens of milliseconds once a peer's modules are imported, more
+than the loops themselves), so a run only checks that every contender and
+every check still works."""
+
+SMOKE_N = 16
+"""The iterations of each loop in a ``--smoke`` run."""
+
+
 def run_gc_off(run: RunFn, n: int) -> int:
-    """``run(n)`` after a full collection, with the garbage collector off
-    while it runs; returns what it returns (the elapsed ns)."""
-    gc.collect()
+    """``run(n)`` after a full collection (none in a ``--smoke`` run), with
+    the garbage collector off while it runs; returns what it returns (the
+    elapsed ns)."""
+    if not SMOKE:
+        gc.collect()
     gc.disable()
     try:
         return run(n)
@@ -220,7 +235,11 @@ def _timed(c: Contender, n: int) -> int:
 
 
 def calibrate(c: Contender, loop_ns: float) -> int:
-    """Finds N so that one loop of c takes about loop_ns (also warms it up)."""
+    """Finds N so that one loop of c takes about loop_ns (also warms it up);
+    SMOKE_N, after one run of it, in a ``--smoke`` run."""
+    if SMOKE:
+        _timed(c, SMOKE_N)
+        return SMOKE_N
     n = 64
     floor = max(loop_ns / 20, 200_000.0)
     while True:
@@ -451,9 +470,13 @@ def missing_peers(script: str, exc: ImportError) -> NoReturn:
 def arg_parser(doc: str | None) -> argparse.ArgumentParser:
     """A benchmark's command line, described by the first paragraph of its
     docstring, with the options every benchmark has first (``--quick``,
-    ``--write-results``); add its own, then parse with parse_args."""
+    ``--smoke``, ``--write-results``); add its own, then parse with
+    parse_args."""
     ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes, only to check that every contender and every check "
+                         "still runs (implies --quick; its figures mean nothing)")
     ap.add_argument("--write-results", action="store_true",
                     help=f"replace this benchmark's section of {RESULTS.name}")
     return ap
@@ -462,18 +485,43 @@ def arg_parser(doc: str | None) -> argparse.ArgumentParser:
 def parse_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Adds ``--seed`` (every benchmark's last option) to ap and parses
     argv; without --seed, ``args.seed`` is drawn at random (and shown in the
-    run's facts, so the shuffles can be repeated)."""
+    run's facts, so the shuffles can be repeated). ``--smoke`` sets
+    ``args.quick`` too, and SMOKE; it refuses ``--write-results``."""
+    global SMOKE
     ap.add_argument("--seed", type=int, default=None, help="seed of the shuffles")
     args = ap.parse_args(argv)
+    if args.smoke and args.write_results:
+        ap.error("a --smoke run's figures mean nothing: it does not take --write-results")
+    if args.smoke:
+        args.quick = True
+        SMOKE = True
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 32)
     return args
 
 
+def by_mode(args: argparse.Namespace, full: Any, quick: Any, smoke: Any) -> Any:
+    """``full``, ``quick`` or ``smoke``: the size of the run args asks for."""
+    return smoke if args.smoke else quick if args.quick else full
+
+
+def mode_label(args: argparse.Namespace) -> str:
+    """What the run's facts say after its sizes: which short run it is."""
+    if args.smoke:
+        return " (--smoke run: its figures mean nothing)"
+    return " (--quick smoke run)" if args.quick else ""
+
+
+_checks = 0
+
+
 def expect(want: Any, got: Any, what: str) -> None:
-    """A benchmark's check before timing: raises unless got equals want."""
+    """A benchmark's check (before timing, or of what the timed loops did):
+    raises unless got equals want. finish prints how many passed."""
+    global _checks
     if want != got:
         raise AssertionError(f"{what}: expected {want!r}, got {got!r}")
+    _checks += 1
 
 
 # ---- header facts -----------------------------------------------------------
@@ -596,7 +644,8 @@ def finish(facts: list[tuple[str, str]], *, script: str, heading: str, tables: S
     Adds the "load average at end" to ``facts`` and, when ``started`` (a
     ``time.monotonic()`` reading from the start) is given, the "wall time"
     since, and prints them on one line (neither with ``end_facts`` false;
-    added but not printed with ``show_end_facts`` false). Then prints the
+    added but not printed with ``show_end_facts`` false). Then prints how
+    many expect checks passed (nothing when none ran), the
     ``summary`` lines, when given, and ``notes``. With ``write``, replaces
     section ``heading`` of ``path`` (update_results) with: the facts table,
     the command that wrote it (``script``, the benchmark's ``__file__``,
@@ -611,6 +660,8 @@ def finish(facts: list[tuple[str, str]], *, script: str, heading: str, tables: S
             end += f"; wall time {facts[-1][1]}"
         if show_end_facts:
             print(end)
+    if _checks:
+        print(f"  correctness checks passed: {_checks}")
     if summary is not None:
         print("\n".join(summary))
         print()
@@ -657,7 +708,8 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
     command). ``script``: its ``__file__``. ``title``: the output's first
     line. ``peers``: the packages whose versions are shown beside resil's.
     ``repeats`` and ``loop_ms``: the defaults of a full run (a ``--quick``
-    one makes 3 rounds of 2 ms loops). ``quiet``: loggers kept off the
+    one makes 3 rounds of 2 ms loops, a ``--smoke`` one 2 rounds of
+    SMOKE_N iterations). ``quiet``: loggers kept off the
     output (a peer that logs each retry, a breaker's transitions during
     set-up). ``summary``: given the results, the lines printed after the
     tables and listed under them in RESULTS.md (verdicts, say).
@@ -666,7 +718,7 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
     ap.add_argument("--repeats", type=int, default=None, help="rounds per scenario")
     ap.add_argument("--loop-ms", type=float, default=None, help="target ms per loop")
     args = parse_args(ap, argv)
-    repeats = args.repeats or (3 if args.quick else repeats)
+    repeats = args.repeats or by_mode(args, repeats, 3, 2)
     loop_ms = args.loop_ms or (2.0 if args.quick else loop_ms)
     rng = random.Random(args.seed)
 
@@ -679,9 +731,9 @@ def scenario_main(argv: list[str] | None, *, doc: str | None, script: str, title
 
     facts = machine_facts(["resil", *peers])
     facts[4:4] = [("resil extension", file_fact(Path(_resil.__file__), "built")), *more_facts]
-    facts.append(("run", f"{repeats} rounds per scenario, loops of ~{loop_ms:g} ms, "
-                         f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+    loops = f"{SMOKE_N} iterations" if args.smoke else f"~{loop_ms:g} ms"
+    facts.append(("run", f"{repeats} rounds per scenario, loops of {loops}, "
+                         f"shuffle seed {args.seed}" + mode_label(args)))
     print_facts(title, facts)
 
     loop = asyncio.new_event_loop()

@@ -51,6 +51,12 @@ def run_case(algorithm: str, capacity: int, initial: int) -> list[str]:
     clock = resil.VirtualClock()
     lim = resil.AdaptiveLimiter(algorithm, initial_limit=initial, max_limit=1000, clock=clock)
     limits = list(simulate(lim, clock, [capacity, capacity // 2], PHASE))
+    # Every call admitted was released by the simulation or is still in flight.
+    st = lim.stats()
+    what = f"{algorithm}, C = {capacity}, initial limit {initial}"
+    h.expect(2 * PHASE, len(limits), f"{what}: calls completed")
+    h.expect(2 * PHASE + lim.in_flight, st["admitted"], f"{what}: calls admitted")
+    h.expect(0, st["dropped"], f"{what}: permits dropped")
     cells = [algorithm, str(capacity), str(initial)]
     for phase, c in ((limits[:PHASE], capacity), (limits[PHASE:], capacity / 2)):
         ratio = statistics.median(phase[-TAIL:]) / c
@@ -66,8 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     facts = h.machine_facts(["resil"])
     facts.append(("resil extension", h.file_fact(Path(resil._resil.__file__), "built")))
-    h.print_facts("Adaptive concurrency: settled limit and calls to settle", facts)
     capacities = (10, 50) if args.quick else (10, 50, 200)
+    facts.append(("run", f"C = {', '.join(map(str, capacities))}, {PHASE:,} calls per phase"
+                         + h.mode_label(args)))
+    h.print_facts("Adaptive concurrency: settled limit and calls to settle", facts)
     rows = [run_case(a, c, i) for a in ALGORITHMS for c in capacities
             for i in (max(1, c // 5), 3 * c)]
     head = ("algorithm", "C", "initial limit", "settled / C", "calls to settle",

@@ -485,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     args = h.parse_args(ap, argv)
 
     started = time.monotonic()
-    repeats = args.repeats or (3 if args.quick else 21)
-    store_repeats = args.repeats or (3 if args.quick else 11)
+    repeats = args.repeats or h.by_mode(args, 21, 3, 2)
+    store_repeats = args.repeats or h.by_mode(args, 11, 3, 2)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
     store_loop_ms = args.store_loop_ms or (20.0 if args.quick else 250.0)
     rng = random.Random(args.seed)
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(8, ("SQLite", f"{sqlite3.sqlite_version}; files in {_filesystem(folder)}"))
     facts.append(("run", f"in memory {repeats} rounds, loops of ~{loop_ms:g} ms; store "
                          f"{store_repeats} rounds, loops of ~{store_loop_ms:g} ms; shuffle seed "
-                         f"{args.seed}" + (" (--quick smoke run)" if args.quick else "")))
+                         f"{args.seed}" + h.mode_label(args)))
     h.print_facts("Event bus: resil.EventBus.publish vs blinker, pyee and plain dispatch "
                   "(publishes sequentially awaited in one asyncio loop)", facts)
 

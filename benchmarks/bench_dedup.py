@@ -252,10 +252,9 @@ def timed(loop: Callable[[Sequence[str], Any], tuple[int, int]], keys: Sequence[
 def expect_state(store: Any, size: int, dups: int, what: str) -> None:
     """After a timed pass (untimed): the store holds `size` keys, and resil
     counted `dups` duplicates in all (the others keep no such count)."""
-    if len(store) != size:
-        raise AssertionError(f"{what}: {len(store)} keys stored, expected {size}")
-    if isinstance(store, resil.Deduplicator) and store.duplicate_count != dups:
-        raise AssertionError(f"{what}: {store.duplicate_count} duplicates, expected {dups}")
+    h.expect(size, len(store), f"{what}: keys stored")
+    if isinstance(store, resil.Deduplicator):
+        h.expect(dups, store.duplicate_count, f"{what}: duplicates counted")
 
 
 def check_counts(c: Contender, keys: Sequence[str], stream: Sequence[str]) -> None:
@@ -266,8 +265,7 @@ def check_counts(c: Contender, keys: Sequence[str], stream: Sequence[str]) -> No
     got = [c.checked(keys, store)[1], c.checked(keys, store)[1]]
     got.append(c.checked(stream, c.make(len(stream)))[1])
     want = [0, len(keys), len(stream) - len(set(stream))]
-    if got != want:
-        raise AssertionError(f"{c.name}: duplicates (first, second, mixed) {got}, expected {want}")
+    h.expect(want, got, f"{c.name}: duplicates (first, second, mixed)")
 
 
 def one_round(cs: Sequence[Contender], keys: Sequence[str], stream: Sequence[str],
@@ -312,8 +310,7 @@ def measure_memory(c: Contender, keys: Sequence[str]) -> tuple[float, float, flo
         tracemalloc.stop()
     finally:
         gc.enable()
-    if dups:
-        raise AssertionError(f"{c.name}: {dups} duplicates while building")
+    h.expect(0, dups, f"{c.name}: duplicates while building")
     own = store.stats()["memory_bytes"] / len(keys) if isinstance(store, resil.Deduplicator) else None
     del store
     return (held - base) / len(keys), (peak - base) / len(keys), own
@@ -425,15 +422,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=int, default=None, help="distinct keys (N)")
     args = h.parse_args(ap, argv)
 
-    n = args.keys or (100_000 if args.quick else 1_000_000)
-    repeats = args.repeats or (3 if args.quick else 7)
+    n = args.keys or h.by_mode(args, 1_000_000, 100_000, 2_000)
+    repeats = args.repeats or h.by_mode(args, 7, 3, 1)
     rng = random.Random(args.seed)
     started = time.monotonic()
 
     facts = h.machine_facts(["resil", *PEERS])
     facts.insert(4, ("resil extension", h.file_fact(Path(_resil.__file__), "built")))
     facts.append(("run", f"N = {n:,} keys, {repeats} rounds, shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+                         + h.mode_label(args)))
     h.print_facts("Dedup: resil.Deduplicator vs cachetools.TTLCache and dict + deque", facts)
 
     check_semantics()

@@ -559,10 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     args = h.parse_args(ap, argv)
 
     started = time.monotonic()
-    repeats = args.repeats or (3 if args.quick else 11)
-    lat_repeats = args.latency_repeats or (2 if args.quick else 7)
-    events = args.events or (20_000 if args.quick else EVENTS)
-    lat_events = args.latency_events or (10_000 if args.quick else LATENCY_EVENTS)
+    repeats = args.repeats or h.by_mode(args, 11, 3, 1)
+    lat_repeats = args.latency_repeats or h.by_mode(args, 7, 2, 1)
+    events = args.events or h.by_mode(args, EVENTS, 20_000, 2_000)
+    lat_events = args.latency_events or h.by_mode(args, LATENCY_EVENTS, 10_000, 500)
     rng = random.Random(args.seed)
 
     from resil import _resil
@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     facts.append(("run", f"throughput {repeats} rounds of {events:,} events per contender; "
                          f"latency {lat_repeats} rounds of {lat_events:,} events; "
                          f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+                         + h.mode_label(args)))
     h.print_facts("Event emitter: resil.EventEmitter vs asyncio.Queue + consumer task", facts)
 
     tables: list[Table] = []

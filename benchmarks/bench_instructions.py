@@ -12,6 +12,9 @@ itself and a call of an empty Python function.
 ``sys.path`` (a checkout of another commit with its extension built in
 place, ``python setup.py build_ext --inplace``), and adds its column and the
 ratio, so a change to a hot path is judged in instructions.
+
+``--smoke`` counts nothing: it runs each program once, without valgrind, to
+check that every case still runs (and that its own asserts hold).
 """
 
 from __future__ import annotations
@@ -320,7 +323,13 @@ def _program(case: Case) -> str:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _instructions(python: str, program: str, n: int, path: str | None) -> int:
+_CALLGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+
+
+def _run(python: str, program: str, n: int, path: str | None,
+         tool: list[str]) -> subprocess.CompletedProcess[str]:
+    """Runs program with n iterations under tool (a command prefix: callgrind,
+    or none); raises RuntimeError with its error output unless it exits 0."""
     # The tree to import resil from goes first on sys.path; the run starts
     # in an empty directory, since `python -c` puts the working directory
     # ahead of PYTHONPATH.
@@ -328,20 +337,31 @@ def _instructions(python: str, program: str, n: int, path: str | None) -> int:
     env["PYTHONPATH"] = (path or str(REPO)) + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as empty:
         out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python,
+            [*tool, python,
              "-c", program + f"\nassert resil.__file__.startswith({str(Path(path or REPO)) !r})"
              if "import resil" in program else program, str(n)],
             capture_output=True, text=True, env=env, timeout=900, cwd=empty)
     if out.returncode != 0:
-        raise RuntimeError(f"callgrind run failed ({out.returncode}):\n{out.stderr[-2000:]}")
+        what = "callgrind run" if tool else "run"
+        raise RuntimeError(f"{what} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return out
+
+
+def _instructions(python: str, program: str, n: int, path: str | None) -> int:
+    out = _run(python, program, n, path, _CALLGRIND)
     found = _COLLECTED.findall(out.stderr)
     if not found:
         raise RuntimeError(f"no 'Collected' line in valgrind's output:\n{out.stderr[-2000:]}")
     return int(found[-1])
 
 
-def per_op(case: Case, n1: int, n2: int, path: str | None = None) -> float:
+def per_op(case: Case, n1: int, n2: int, path: str | None = None) -> float | None:
+    """Instructions per operation of case; None in a ``--smoke`` run, which
+    runs its program once with n2 iterations, without valgrind."""
     program = _program(case)
+    if _harness.SMOKE:
+        _run(sys.executable, program, n2, path, [])
+        return None
     i1 = _instructions(sys.executable, program, n1, path)
     i2 = _instructions(sys.executable, program, n2, path)
     return (i2 - i1) / (n2 - n1)
@@ -376,7 +396,7 @@ def _redis_case_absent(case: Case) -> str | None:
 def _compared_per_op(case: Case, n1: int, n2: int, path: str) -> float | None:
     """The compared build's figure, or None when that build predates the
     case's component (its program fails on a name or an argument resil did
-    not have)."""
+    not have) or in a ``--smoke`` run."""
     try:
         return per_op(case, n1, n2, path)
     except RuntimeError as exc:
@@ -396,11 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", metavar="GROUP", action="append", default=None,
                     help="run only this group of cases (repeatable)")
     args = _harness.parse_args(ap, argv)
-    if shutil.which("valgrind") is None:
+    if shutil.which("valgrind") is None and not args.smoke:
         _harness.eprint("valgrind is not installed (Debian: apt-get install valgrind)")
         return 2
-    n1 = args.n1 or (200 if args.quick else 2_000)
-    n2 = args.n2 or (1_200 if args.quick else 22_000)
+    # A smoke run's one run per program: 200 iterations, so that the cases of
+    # 100 tasks at a time run twice.
+    n1 = args.n1 or _harness.by_mode(args, 2_000, 200, 100)
+    n2 = args.n2 or _harness.by_mode(args, 22_000, 1_200, 200)
     cases = [c for c in CASES if (not c.needs or _available(c.needs))
              and (args.only is None or c.group in args.only or c.group == "bare")]
     skipped = [c.name for c in CASES if c.needs and not _available(c.needs)]
@@ -423,12 +445,19 @@ def main(argv: list[str] | None = None) -> int:
     ext = next(REPO.joinpath("resil").glob("_resil*.so"), None)
     facts = _harness.machine_facts(["resil", "pybreaker", "circuitbreaker", "tenacity",
                                     "cachetools"])
-    facts.append(("tool", subprocess.run(["valgrind", "--version"], capture_output=True,
-                                         text=True).stdout.strip() + " --tool=callgrind"))
+    if args.smoke:
+        facts.append(("tool", "none (--smoke: each program runs once, uncounted)"))
+    else:
+        facts.append(("tool", subprocess.run(["valgrind", "--version"], capture_output=True,
+                                             text=True).stdout.strip() + " --tool=callgrind"))
     if ext is not None:
         facts.append(("resil extension", _harness.file_fact(ext, "built")))
-    facts.append(("run", f"N1 = {n1:,}, N2 = {n2:,} iterations; instructions per operation = "
-                         f"(I(N2) - I(N1)) / (N2 - N1)"))
+    if args.smoke:
+        facts.append(("run", f"N = {n2:,} iterations" + _harness.mode_label(args)))
+    else:
+        facts.append(("run", f"N1 = {n1:,}, N2 = {n2:,} iterations; instructions per "
+                             f"operation = (I(N2) - I(N1)) / (N2 - N1)"
+                             + _harness.mode_label(args)))
     _harness.print_facts("Instructions per operation (callgrind)", facts)
 
     jobs = [(c, None) for c in cases]
@@ -449,14 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         head += ["compared build", "this / compared"]
     rows = []
     for c in cases:
-        row = [c.group, c.name, f"{results[(c, None)]:,.0f}"]
+        this = results[(c, None)]
+        row = [c.group, c.name, "ran, not counted" if this is None else f"{this:,.0f}"]
         if args.compare:
             other = results.get((c, str(Path(args.compare).resolve())))
-            row += ([f"{other:,.0f}", f"{results[(c, None)] / other:.3f}"] if other
+            row += ([f"{other:,.0f}", f"{this / other:.3f}"] if other and this is not None
                     else ["", ""])
         rows.append(tuple(row))
     right = range(2, len(head))
     print(_harness.text_table("instructions per operation", [], head, rows, right))
+    print()
     notes = ("Instruction counts are repeatable for one binary and input, whatever else the "
              "machine runs; they are not time (a cache miss or a branch mispredict costs "
              "more than an instruction). The bare rows are the floor every Python-level "

@@ -596,13 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     args = h.parse_args(ap, argv)
 
     started = time.monotonic()
-    repeats = args.repeats or (3 if args.quick else 21)
-    expo_repeats = args.repeats or (3 if args.quick else 15)
+    repeats = args.repeats or h.by_mode(args, 21, 3, 2)
+    expo_repeats = args.repeats or h.by_mode(args, 15, 3, 2)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
     expo_loop_ms = args.expo_loop_ms or (20.0 if args.quick else 1000.0)
     # A smoke run renders fewer endpoints (the harness calibrates from 64
     # iterations, ~4 s for one generate_latest loop of 1,000 endpoints here).
-    endpoints = args.endpoints or (100 if args.quick else ENDPOINTS)
+    endpoints = args.endpoints or h.by_mode(args, ENDPOINTS, 100, 10)
     rng = random.Random(args.seed)
 
     from resil.observe import monitor as _monitor
@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"loops of ~{expo_loop_ms:g} ms; "
                          f"record and quantile {repeats} rounds, loops of ~{loop_ms:g} ms; "
                          f"shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+                         + h.mode_label(args)))
     h.print_facts("Metrics: resil's Prometheus exposition and histograms vs prometheus_client "
                   "and hdrhistogram", facts)
 

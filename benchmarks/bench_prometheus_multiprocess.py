@@ -143,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="scrapes per median")
     args = h.parse_args(ap, argv)
     started = time.monotonic()
-    checkpoints = (5, 20) if args.quick else CHECKPOINTS
-    repeats = args.repeats or (3 if args.quick else 7)
+    checkpoints = h.by_mode(args, CHECKPOINTS, (5, 20), (2, 4))
+    repeats = args.repeats or h.by_mode(args, 7, 3, 1)
 
     facts = h.machine_facts(["resil", *PEERS])
     facts.append(("run", f"workers forked {PARALLEL} at a time, each recording 5 counters "
                          f"and 5 histograms then exiting; scrape time the median of "
-                         f"{repeats} scrapes" + (" (--quick smoke run)" if args.quick else "")))
+                         f"{repeats} scrapes" + h.mode_label(args)))
     h.print_facts("Worker restarts: prometheus_client multiprocess files vs one resil region",
                   facts)
 

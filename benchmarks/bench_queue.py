@@ -308,9 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"items per run in tables 2 and 3 (default {ITEMS:,})")
     args = h.parse_args(ap, argv)
 
-    repeats = args.repeats or (3 if args.quick else 31)
+    repeats = args.repeats or h.by_mode(args, 31, 3, 2)
     loop_ms = args.loop_ms or (2.0 if args.quick else 30.0)
-    items = args.items or (20_000 if args.quick else ITEMS)
+    items = args.items or h.by_mode(args, ITEMS, 20_000, 2_000)
     if items % 4:
         ap.error("--items must be a multiple of 4")
     rng = random.Random(args.seed)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     facts.insert(6, ("event loop", f"{type(loop).__name__} (asyncio's default; no uvloop)"))
     facts.append(("run", f"{repeats} rounds per scenario; table 1 loops of ~{loop_ms:g} ms; "
                          f"tables 2 and 3 {items:,} items per run; shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+                         + h.mode_label(args)))
     h.print_facts("Queues: resil.BoundedQueue vs asyncio.Queue", facts)
 
     tables: list[Table] = []

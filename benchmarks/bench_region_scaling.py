@@ -55,12 +55,18 @@ HIGH = 10**12
 CHUNK = 2000  # operations between two clock reads
 
 
-def make_limiter(region: resil.SharedRegion | None) -> Callable[[], Any]:
+# A kind makes its object, in region or (None) on its own, and returns the
+# operation a run repeats and a count of the operations the object recorded
+# (for a shared object, those of every process).
+Made = tuple[Callable[[], Any], Callable[[], int]]
+
+
+def make_limiter(region: resil.SharedRegion | None) -> Made:
     limiter = resil.RateLimiter(HIGH, burst=HIGH, name="bench", shared=region)
-    return limiter.try_acquire
+    return limiter.try_acquire, lambda: int(limiter.stats()["admitted"])
 
 
-def make_breaker(region: resil.SharedRegion | None) -> Callable[[], Any]:
+def make_breaker(region: resil.SharedRegion | None) -> Made:
     kwargs: dict[str, Any] = {} if region is None else {"shared": region}
     breaker = resil.CircuitBreaker("bench", **kwargs)
 
@@ -68,10 +74,10 @@ def make_breaker(region: resil.SharedRegion | None) -> Callable[[], Any]:
         with breaker:
             pass
 
-    return guarded
+    return guarded, lambda: int(breaker.stats()["successes"])
 
 
-KINDS: dict[str, Callable[[resil.SharedRegion | None], Callable[[], Any]]] = {
+KINDS: dict[str, Callable[[resil.SharedRegion | None], Made]] = {
     "limiter": make_limiter,
     "breaker": make_breaker,
 }
@@ -84,7 +90,7 @@ def worker(path: str, kinds: list[str], conn: Connection) -> None:
     then runs each ("run", kind, placement, start, seconds) it is sent and
     answers with the operations it made; ends on None."""
     region = resil.SharedRegion(path)
-    ops = {(kind, placement): KINDS[kind](region if placement == "shared" else None)
+    ops = {(kind, placement): KINDS[kind](region if placement == "shared" else None)[0]
            for kind in kinds for placement in ("shared", "local")}
     conn.send("ready")
     while True:
@@ -117,22 +123,23 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"the objects to measure, comma-separated, of {', '.join(KINDS)} "
                          f"(default {','.join(DEFAULT_KINDS)})")
     ap.add_argument("--seconds", type=float, default=None,
-                    help="seconds each run lasts (default 1.0; 0.2 with --quick)")
+                    help="seconds each run lasts (default 1.0; 0.2 with --quick, "
+                         "0.02 with --smoke)")
     ap.add_argument("--repeats", type=int, default=None,
-                    help="rounds (default 5; 2 with --quick)")
+                    help="rounds (default 5; 2 with --quick, 1 with --smoke)")
     args = h.parse_args(ap, argv)
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         ap.error(f"--kinds takes names among {', '.join(KINDS)}")
-    seconds = args.seconds or (0.2 if args.quick else 1.0)
-    repeats = args.repeats or (2 if args.quick else 5)
+    seconds = args.seconds or h.by_mode(args, 1.0, 0.2, 0.02)
+    repeats = args.repeats or h.by_mode(args, 5, 2, 1)
     rng = random.Random(args.seed)
     started = time.monotonic()
 
     facts = h.machine_facts(["resil"])
     facts.append(("run", f"{repeats} rounds, runs of {seconds:g} s, shuffle seed {args.seed}"
-                         + (" (--quick smoke run)" if args.quick else "")))
+                         + h.mode_label(args)))
     h.print_facts("resil shared region: throughput by number of processes", facts)
 
     ctx = multiprocessing.get_context("spawn")
@@ -140,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     os.close(fd)
     os.unlink(path)  # the region makes the file itself
     region = resil.SharedRegion(path, size=1 << 20)
-    for kind in kinds:  # the first process to make an object sets its parameters
-        KINDS[kind](region)
+    # The first process to make an object sets its parameters; its count,
+    # read after the runs, must be every operation of every process.
+    counted = {kind: KINDS[kind](region)[1] for kind in kinds}
+    ops_done = dict.fromkeys(kinds, 0)
     pipes: list[Connection] = []
     procs = []
     try:
@@ -164,13 +173,21 @@ def main(argv: list[str] | None = None) -> int:
                 for conn in pipes[:n]:
                     conn.send((kind, placement, start, seconds))
                 answers = [conn.recv() for conn in pipes[:n]]
+                if placement == "shared":
+                    ops_done[kind] += sum(done for done, _, _ in answers)
                 totals[kind, placement, n].append(sum(done / took for done, took, _ in answers))
-                per_cpu[kind, placement, n].append(sum(done for done, _, _ in answers)
-                                                   / sum(cpu for _, _, cpu in answers))
+                # A process that the machine ran only after the run's end
+                # did nothing and used (next to) no CPU time.
+                cpu = sum(cpu for _, _, cpu in answers)
+                per_cpu[kind, placement, n].append(
+                    sum(done for done, _, _ in answers) / cpu if cpu > 0 else 0.0)
         for conn in pipes:
             conn.send(None)
         for p in procs:
             p.join(10)
+        for kind in kinds:
+            h.expect(ops_done[kind], counted[kind](),
+                     f"operations the shared {kind} counted from every process")
     finally:
         for p in procs:
             if p.is_alive():
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 med = statistics.median(xs)
                 lo, hi = h.quartiles(xs)
                 rows.append((kind, placement, str(n), f"{med:,.0f}", f"{lo:,.0f}-{hi:,.0f}",
-                             f"{med / n:,.0f}", f"{med / one:.2f}x",
+                             f"{med / n:,.0f}", f"{med / one:.2f}x" if one else "—",
                              f"{statistics.median(per_cpu[kind, placement, n]):,.0f}"))
     cores = os.cpu_count() or 1
     title = f"operations per second, medians of {repeats} runs of {seconds:g} s"
