@@ -88,8 +88,8 @@ static PyObject *limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if (cluster != Py_None) {
         PyErr_Format(PyExc_TypeError,
-                     "cluster must be None (cluster-wide rate limits are not available yet), "
-                     "not %.100s",
+                     "cluster must be None: Gcra decides in this process (resil.RateLimiter "
+                     "takes cluster=), not %.100s",
                      Py_TYPE(cluster)->tp_name);
         return NULL;
     }
@@ -591,6 +591,11 @@ static PyObject *limiter_repr(LimiterObject *self) {
     return r;
 }
 
+static PyObject *limiter_interval(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
+    return Py_BuildValue("(KK)", (unsigned long long)self->core.a,
+                         (unsigned long long)self->core.b);
+}
+
 static PyObject *limiter_sizeof(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
     return PyLong_FromSize_t((size_t)Py_TYPE(self)->tp_basicsize + rs_dedup_memory(&self->keys));
 }
@@ -650,6 +655,11 @@ static PyMethodDef limiter_methods[] = {
      "The limiter's settings and counts, JSON-serialisable: name, rate, per\n"
      "(seconds), burst, admitted and rejected (calls since creation), keys\n"
      "(keys whose bucket is not yet known to be full again)."},
+    {"_interval", (PyCFunction)limiter_interval, METH_NOARGS,
+     "_interval($self, /)\n--\n\n"
+     "One token's interval as the engine counts it: (a, b), a / b nanoseconds\n"
+     "exactly (rate taken as the nearest fraction with a denominator of at most\n"
+     "1,000,000)."},
     {"__sizeof__", (PyCFunction)limiter_sizeof, METH_NOARGS,
      "__sizeof__($self, /)\n--\n\nBytes of the object and its table of keys."},
     {NULL, NULL, 0, NULL},

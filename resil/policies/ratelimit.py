@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Hashable, TypeVar, cast
@@ -55,8 +56,17 @@ class RateLimiter(Gcra):
     ``name``: the name in ``stats()`` and in a watching monitor's events.
     ``max_keys``: the most keys tracked at once, an int in [1, 2**30];
     default 100,000. ``clock``: a MonotonicClock (None: the default), a
-    VirtualClock, or any object with ``now()`` in seconds. ``cluster``:
-    None; reserved for limits kept in Redis for a cluster.
+    VirtualClock, or any object with ``now()`` in seconds.
+
+    ``cluster``: None, or a :class:`resil.redis.RedisBackend`: the limit is
+    then one for every process on every host using the same backend prefix
+    and ``name``, decided in Redis by one script per call on Redis's clock,
+    with the same exactness (a key already refused is refused again in the
+    process, without asking Redis, until its ``retry_after``); while Redis
+    is away, the backend's ``on_unavailable`` decides: ``"local"`` applies
+    the limit to this process alone (per host with ``shared=``),
+    ``"open"`` admits, ``"closed"`` refuses. Keys must then be str, bytes
+    or int. See :mod:`resil.redis` for the details.
 
     ``shared``: None, or a :class:`resil.SharedRegion`: the limiter's state
     then lives in that region, and every limiter of the same ``name`` in it,
@@ -89,6 +99,29 @@ class RateLimiter(Gcra):
 
     # Made by the first Monitor.watch; told of each RateLimited raised.
     _listeners: Listeners | None = None
+
+    #: The RedisBackend the limit is kept in, or None (this process or host).
+    cluster: Any = None
+
+    def __new__(cls, *args: Any, cluster: Any = None, **kwargs: Any) -> RateLimiter:
+        make = cast(Any, Gcra).__new__
+        if cluster is None:
+            return cast(RateLimiter, make(cls, *args, **kwargs))
+        # A RedisBackend exists only once resil.redis was imported: no import
+        # of redis-py here for a limiter that does not use it.
+        backend = sys.modules.get("resil.redis._backend")
+        if backend is None or not isinstance(cluster, backend.RedisBackend):
+            raise TypeError("cluster must be None or a resil.redis.RedisBackend, "
+                            f"not {type(cluster).__name__}")
+        from resil.redis.ratelimit import ClusterRateLimiter
+        if cls is RateLimiter:
+            cls = ClusterRateLimiter
+        elif not issubclass(cls, ClusterRateLimiter):
+            raise TypeError(f"cluster= is taken by RateLimiter itself, not by its subclass "
+                            f"{cls.__name__}")
+        limiter = cast(ClusterRateLimiter, make(cls, *args, **kwargs))
+        limiter._attach(cluster)
+        return limiter
 
     def _event_listeners(self) -> Listeners:
         if self._listeners is None:
@@ -160,3 +193,20 @@ async def _wait_async(limiter: RateLimiter, cost: int, key: Any, limit: float,
 
 
 Gcra._set_waiters(_wait_blocking, _wait_async)
+
+
+class _ClassSignature:
+    """The constructor's signature for ``inspect.signature(RateLimiter)``
+    (the one the C engine parses), not seen on instances, whose own
+    signature is the decorator's."""
+
+    def __init__(self, sig: inspect.Signature) -> None:
+        self.sig = sig
+
+    def __get__(self, obj: object, owner: type) -> inspect.Signature:
+        if obj is not None:
+            raise AttributeError("__signature__")
+        return self.sig
+
+
+RateLimiter.__signature__ = _ClassSignature(inspect.signature(Gcra))  # type: ignore[attr-defined]
