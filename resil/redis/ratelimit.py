@@ -36,8 +36,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: pays b ticks of it. Admitted when debt + cost * a <= tau. Every number
 #: stays below 2**53, so Lua's doubles hold it exactly. Returns {admitted
 #: (1 or 0), the Redis time of the decision in microseconds, the debt
-#: after it}. An admission stores the bucket with a PX expiry past the time
-#: its debt is paid, so an idle key vanishes with a full bucket.
+#: after it}. An admission stores the bucket with a PX expiry 1 to 2 ms
+#: past the time its debt is paid, so an idle key vanishes with a full
+#: bucket. ``--NOW--`` and ``--SLACK--`` are filled in before it is run:
+#: Redis's TIME in microseconds, and 2 (ms).
 GCRA_LUA = """
 local a = tonumber(ARGV[1])
 local b = tonumber(ARGV[2])
@@ -67,15 +69,16 @@ if ARGV[5] ~= '1' then
   return {1, now, debt}
 end
 redis.call('SET', KEYS[1], string.format('%.0f %.0f', t, need),
-           'PX', string.format('%.0f', math.floor(need / b / 1000) + 2))
+           'PX', string.format('%.0f', math.floor(need / b / 1000) + --SLACK--))
 return {1, now, need}
 """
 
 _TIME = "(function() local c = redis.call('TIME') return tonumber(c[1]) * 1000000 + tonumber(c[2]) end)()"
-_GCRA = Script(GCRA_LUA.replace("--NOW--", _TIME))
+_GCRA = Script(GCRA_LUA.replace("--NOW--", _TIME).replace("--SLACK--", "2"))
 # The same script deciding at the microsecond ARGV[6] instead of Redis's
 # TIME: for tests that compare it, decision for decision, with a model.
-_GCRA_AT = Script(GCRA_LUA.replace("--NOW--", "tonumber(ARGV[6])"))
+# Its buckets outlive the times given by a minute of Redis's own clock.
+_GCRA_AT = Script(GCRA_LUA.replace("--NOW--", "tonumber(ARGV[6])").replace("--SLACK--", "60000"))
 
 #: Numbers in the script stay below this (a double is exact up to 2**53; a
 #: refused call's debt may reach twice tau).
