@@ -66,7 +66,7 @@ class RateLimiter(Gcra):
     is away, the backend's ``on_unavailable`` decides: ``"local"`` applies
     the limit to this process alone (per host with ``shared=``),
     ``"open"`` admits, ``"closed"`` refuses. Keys must then be str, bytes
-    or int. See :mod:`resil.redis` for the details.
+    or int.
 
     ``shared``: None, or a :class:`resil.SharedRegion`: the limiter's state
     then lives in that region, and every limiter of the same ``name`` in it,
