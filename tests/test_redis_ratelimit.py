@@ -487,3 +487,61 @@ def test_the_script_keeps_a_bucket_per_key_with_an_expiry(redis_clean: RedisServ
     assert redis_clean.client().exists(key) == 0  # idle: gone, with a full bucket
     assert limiter.try_acquire(2, key="k")
     assert _GCRA.sha != _GCRA_AT.sha
+
+
+# ---- threads and cancellation -------------------------------------------------
+
+def test_threads_switching_often_count_every_decision_and_keep_the_bound(
+        redis_clean: RedisServer) -> None:
+    limiter = limiter_of(redis_clean, rate=50, burst=10, name="threads")
+    results: list[tuple[bool, int | None]] = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            key = rng.choice(["a", "b"])
+            admitted, _, at = limiter._take(1, key_tail(key))
+            results.append((admitted, at))
+
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    s = limiter.stats()
+    assert s["admitted"] + s["rejected"] == 600 == s["redis_decisions"] + s["cached_refusals"]
+    assert s["admitted"] == sum(1 for ok, _ in results if ok)
+    assert s["cached_refusals"] > 0 and s["keys"] <= 2
+    times = [at for ok, at in results if ok and at is not None]
+    span = (max(times) - min(times)) / 1e6
+    assert s["admitted"] <= 2 * (10 + 50 * span) + 2
+
+
+def test_coroutines_cancelled_at_random_points_leave_the_limiter_working(
+        redis_clean: RedisServer) -> None:
+    async def main() -> None:
+        backend = RedisBackend(redis_clean.async_client(), prefix="t:", timeout=1.0)
+        limiter = resil.RateLimiter(200, burst=5, name="cancel", cluster=backend)
+        rng = random.Random(3)
+        for _ in range(30):
+            task = asyncio.ensure_future(limiter.acquire_async(rng.randint(1, 5), key="k"))
+            await asyncio.sleep(rng.choice([0, 0, 0.0005, 0.002, 0.01]))
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        assert backend.stats()["backend"] == "redis"
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(limiter.acquire_async(5, key="k"), 1.0)
+        s = limiter.stats()
+        assert s["fallback_decisions"] == 0
+        assert s["admitted"] + s["rejected"] == s["redis_decisions"] + s["cached_refusals"]
+        await backend.aclose()
+
+    asyncio.run(main())

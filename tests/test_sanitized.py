@@ -40,7 +40,8 @@ SANITIZED_TESTS = ["tests/test_breaker.py", "tests/test_breaker_model.py", "test
                    "tests/test_region_metrics.py",
                    "tests/test_region_bulkhead.py",
                    "tests/test_redis_dedup.py",
-                   "tests/test_redis_breaker.py"]
+                   "tests/test_redis_breaker.py",
+                   "tests/test_redis_ratelimit.py"]
 # Subprocess-heavy tests that add minutes under ASan and no new C paths.
 SKIPPED_UNDER_ASAN = "not million"
 

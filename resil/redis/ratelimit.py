@@ -250,13 +250,11 @@ class ClusterRateLimiter(RateLimiter):
 
     def _decided(self, reply: Any, cost: int, local: bytes | None) -> tuple[bool, float, int]:
         admitted, at_us, debt = (int(x) for x in reply)
-        self._counts["redis_decisions"] += 1
+        self._tally("redis_decisions", bool(admitted))
         if admitted:
-            self._counts["admitted"] += 1
             if local in self._refused:
                 self._remember(local, debt, refresh_only=True)
             return True, 0.0, at_us
-        self._counts["rejected"] += 1
         self._remember(local, debt)
         return False, max(self._wait_us(debt, cost), 1) / 1e6, at_us
 
@@ -272,8 +270,13 @@ class ClusterRateLimiter(RateLimiter):
             while len(self._refused) > self.max_keys:
                 self._refused.popitem(last=False)
 
+    def _tally(self, source: str, admitted: bool) -> None:
+        # Under the lock: threads count every decision (no lost increment).
+        with self._lock:
+            self._counts[source] += 1
+            self._counts["admitted" if admitted else "rejected"] += 1
+
     def _fallback(self, cost: int, local: bytes | None) -> tuple[bool, float, None]:
-        self._counts["fallback_decisions"] += 1
         mode = self._backend.on_unavailable
         if mode == "open":
             wait = 0.0
@@ -281,14 +284,13 @@ class ClusterRateLimiter(RateLimiter):
             wait = self._backend.cooldown
         else:
             wait = Gcra._take_or_wait(self, cost, local)
-        self._counts["rejected" if wait else "admitted"] += 1
+        self._tally("fallback_decisions", not wait)
         return not wait, wait, None
 
     def _refused_here(self, local: bytes | None, cost: int) -> float:
         wait = self._known_wait(local, cost)
         if wait:
-            self._counts["cached_refusals"] += 1
-            self._counts["rejected"] += 1
+            self._tally("cached_refusals", False)
         return wait
 
     def _take(self, cost: int, tail: bytes) -> tuple[bool, float, int | None]:
@@ -416,7 +418,8 @@ class ClusterRateLimiter(RateLimiter):
         ``admitted`` and ``rejected`` over them all, and ``keys`` (refusals
         remembered)."""
         out = Gcra.stats(self)
-        out.update(self._counts)
+        with self._lock:
+            out.update(self._counts)
         out["keys"] = len(self._refused)
         out["backend"] = self._backend.mode
         return out
