@@ -163,10 +163,12 @@ class ClusterRateLimiter(RateLimiter):
     SHA-256. Each key's bucket is its own Redis key with a PX expiry, so
     the bucket of an idle key vanishes when it is full again.
 
-    A refusal from Redis is remembered with the bucket's debt: the same key
-    asking again for at least as much before its ``retry_after`` is
-    refused in the process, without a round trip (at most ``max_keys``
-    keys are remembered, the oldest forgotten first).
+    A refusal from Redis is remembered with the bucket's debt: until that
+    debt, paid off at the rate from the moment the reply came, leaves room
+    for a call's cost (its ``retry_after``), a call on the same key is
+    refused in the process, without a round trip; other hosts only add
+    debt, so Redis would refuse it too. At most ``max_keys`` keys are
+    remembered, the oldest forgotten first.
 
     While Redis is away (the backend's ``on_unavailable``): ``"local"``
     decides on this process's own buckets with the same rate, per and
