@@ -101,7 +101,7 @@ def test_four_processes_stay_within_the_bound_in_every_window_on_redis_time(
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
         outs.append(json.loads(out))
-    a, b, tau, exact = interval_us(*resil.RateLimiter(rate, burst=burst)._interval(), burst)
+    a, b, tau, exact = interval_us(*resil.RateLimiter(rate, burst=burst)._interval, burst)
     assert exact
     per_key: dict[str, list[tuple[int, int]]] = {k: [] for k in keys}
     for out in outs:
@@ -120,9 +120,10 @@ def test_four_processes_stay_within_the_bound_in_every_window_on_redis_time(
 
 
 def test_a_caller_at_the_rate_is_never_refused(redis_clean: RedisServer) -> None:
-    # Spaced at 1.2 intervals on its own clock, with a burst of 3 to absorb
-    # the scheduling jitter of a loaded machine.
-    limiter = limiter_of(redis_clean, rate=20, burst=3)
+    # Spaced at 1.2 intervals on its own clock, with a burst of 5 to absorb
+    # up to 0.2 s of scheduling jitter on a loaded machine. (The exact case,
+    # calls exactly one interval apart, is in the lockstep test below.)
+    limiter = limiter_of(redis_clean, rate=20, burst=5)
     t0 = time.monotonic()
     results = []
     for i in range(20):
@@ -148,7 +149,7 @@ def test_the_lua_gcra_agrees_with_the_c_limiter_decision_for_decision(
         steps: list[tuple[float, int, Any]]) -> None:
     clock = resil.VirtualClock()
     local = resil.RateLimiter(rate, per=per, burst=burst, clock=clock)
-    a, b, tau, exact = interval_us(*local._interval(), burst)
+    a, b, tau, exact = interval_us(*local._interval, burst)
     if not exact:
         return  # compared with the exact model below
     backend = RedisBackend(redis_clean.client(), prefix=f"h{os.getpid()}:")
@@ -198,7 +199,7 @@ def test_a_rounded_interval_admits_as_the_exact_model_of_the_rounded_fraction(
     # rounded one.
     burst = 10**7
     local = resil.RateLimiter(1 / 3, per=1.000000001, burst=burst)
-    a, b, tau, exact = interval_us(*local._interval(), burst)
+    a, b, tau, exact = interval_us(*local._interval, burst)
     assert not exact and tau > 2**51
     backend = RedisBackend(redis_clean.client(), prefix="r:")
     key = [backend.key("ratelimit", "rounded").encode() + b":n"]
@@ -276,11 +277,10 @@ def test_redis_killed_under_load_no_call_waits_past_timeout_local_fallback_then_
     def load() -> None:
         while not stop.is_set():
             t0 = time.monotonic()
-            admitted = limiter.try_acquire(key="k")
+            admitted, _, redis_time = limiter._take(1, key_tail("k"))  # as try_acquire
             took.append(time.monotonic() - t0)
-            mode = limiter.stats()["backend"]
-            modes.append(mode)
-            if admitted and mode == "local-fallback":
+            modes.append(limiter.stats()["backend"])
+            if admitted and redis_time is None:  # admitted without Redis
                 local_admitted.append(t0)
             time.sleep(0.002)
 
@@ -310,7 +310,7 @@ def test_redis_killed_under_load_no_call_waits_past_timeout_local_fallback_then_
     assert s["redis_decisions"] > 0 and s["fallback_decisions"] >= fallback
     assert limiter.cluster.stats()["restorations"] >= 1
     # the fallback kept the same limit, on this process's own bucket
-    span = local_admitted[-1] - local_admitted[0]
+    span = max(local_admitted) - min(local_admitted)
     assert 5 <= len(local_admitted) <= 5 + 50 * span + 2
 
 

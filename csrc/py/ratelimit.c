@@ -574,6 +574,9 @@ static PyObject *limiter_get(LimiterObject *self, void *closure) {
     case 3: return PyLong_FromUnsignedLongLong(self->core.burst);
     case 4: return PyLong_FromUnsignedLong(self->keys.capacity);
     case 6: return Py_NewRef(self->region ? self->region : Py_None);
+    case 7: /* read once, when a limiter with cluster= is made */
+        return Py_BuildValue("(KK)", (unsigned long long)self->core.a,
+                             (unsigned long long)self->core.b);
     default: return Py_NewRef(self->clock ? self->clock : Py_None);
     }
 }
@@ -589,11 +592,6 @@ static PyObject *limiter_repr(LimiterObject *self) {
     Py_XDECREF(rate);
     Py_XDECREF(per);
     return r;
-}
-
-static PyObject *limiter_interval(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("(KK)", (unsigned long long)self->core.a,
-                         (unsigned long long)self->core.b);
 }
 
 static PyObject *limiter_sizeof(LimiterObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -655,11 +653,6 @@ static PyMethodDef limiter_methods[] = {
      "The limiter's settings and counts, JSON-serialisable: name, rate, per\n"
      "(seconds), burst, admitted and rejected (calls since creation), keys\n"
      "(keys whose bucket is not yet known to be full again)."},
-    {"_interval", (PyCFunction)limiter_interval, METH_NOARGS,
-     "_interval($self, /)\n--\n\n"
-     "One token's interval as the engine counts it: (a, b), a / b nanoseconds\n"
-     "exactly (rate taken as the nearest fraction with a denominator of at most\n"
-     "1,000,000)."},
     {"__sizeof__", (PyCFunction)limiter_sizeof, METH_NOARGS,
      "__sizeof__($self, /)\n--\n\nBytes of the object and its table of keys."},
     {NULL, NULL, 0, NULL},
@@ -679,6 +672,9 @@ static PyGetSetDef limiter_getset[] = {
     {"clock", (getter)limiter_get, NULL, "The clock read for the time.", (void *)5},
     {"shared", (getter)limiter_get, NULL,
      "The SharedRegion holding the limiter's state, or None (this process's).", (void *)6},
+    {"_interval", (getter)limiter_get, NULL,
+     "One token's interval as the engine counts it: (a, b), a / b nanoseconds exactly.",
+     (void *)7},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -203,7 +203,7 @@ class ClusterRateLimiter(RateLimiter):
     _refused: OrderedDict[bytes | None, tuple[float, int]]
 
     def _attach(self, backend: RedisBackend) -> None:
-        a_ns, b_ns = self._interval()
+        a_ns, b_ns = self._interval
         self._args = interval_us(a_ns, b_ns, self.burst)[:3]
         self._backend = backend
         name = self.name.replace("%", "%25").replace("}", "%7D")
