@@ -8,6 +8,7 @@ against the same bus and queue on a SQLiteStore."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
@@ -577,3 +578,30 @@ def test_the_dead_letter_queue_on_a_stream_behaves_as_on_a_sqlite_store_over_ran
         with resil.SQLiteStore(tmp_path / f"q{seed}.db") as sqlite:
             on_disk = _dlq_schedule(random.Random(seed), sqlite)
         assert on_redis == on_disk, seed
+
+
+def test_with_an_asyncio_client_publish_awaits_the_script_on_the_loop_without_a_thread(
+        redis_clean: RedisServer) -> None:
+    publishing = False
+
+    class NoThreads(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            assert not publishing, "publish handed its write to a worker thread"
+            return super().submit(*args, **kwargs)
+
+    async def main() -> list[int]:
+        nonlocal publishing
+        asyncio.get_running_loop().set_default_executor(NoThreads())
+        backend = RedisBackend(redis_clean.async_client(), timeout=0.5)
+        bus = resil.EventBus(store=StreamStore(backend, "awaited"))
+        got: list[int] = []
+        bus.subscribe("t", lambda e: got.append(e.payload["i"]))
+        publishing = True
+        for i in range(20):
+            assert (await bus.publish("t", {"i": i})).seq == i + 1
+        publishing = False
+        await bus.aclose()
+        await backend.aclose()
+        return got
+
+    assert asyncio.run(main()) == list(range(20))

@@ -84,7 +84,9 @@ class EventStore(Protocol):
 
     A store that also has ``follow(deliver, position=True)`` is shared
     live: the bus delivers the events it reads from the store (every
-    publisher's) rather than its own as it publishes them."""
+    publisher's) rather than its own as it publishes them. A store that has
+    a coroutine ``append_event_async`` (same arguments) is awaited for the
+    write; otherwise ``append_event`` runs in a worker thread."""
 
     @property
     def path(self) -> str:
@@ -963,14 +965,21 @@ class EventBus:
     async def _append(self, event_id: str, event_type: str, payload_json: str, now: float,
                       corr: str, schema_version: str, key: str | None,
                       publisher: str | None) -> tuple[int, BaseException | None]:
-        """Writes the event from a worker thread (the file may be locked by
-        another process for up to the store's timeout). A publish cancelled
-        meanwhile still waits for the write - a stored event is delivered -
-        and the cancellation is returned, to be raised after delivery."""
+        """Writes the event: awaited when the store has ``append_event_async``,
+        else from a worker thread (a file may be locked by another process
+        for up to the store's timeout). A publish cancelled meanwhile still
+        waits for the write - a stored event is delivered - and the
+        cancellation is returned, to be raised after delivery."""
         assert self._store is not None
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._store.append_event, event_id, event_type,
-                                      payload_json, now, corr, schema_version, key, publisher)
+        append_async = getattr(self._store, "append_event_async", None)
+        future: asyncio.Future[int]
+        if append_async is not None:
+            future = asyncio.ensure_future(append_async(
+                event_id, event_type, payload_json, now, corr, schema_version, key, publisher))
+        else:
+            future = loop.run_in_executor(None, self._store.append_event, event_id, event_type,
+                                          payload_json, now, corr, schema_version, key, publisher)
         cancelled: BaseException | None = None
         while True:
             try:

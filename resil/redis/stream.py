@@ -4,6 +4,7 @@ process on every host."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -378,15 +379,42 @@ class StreamStore:
         number (with an ``idempotency_key`` already recorded: the first
         event's, and nothing is appended). Raises :exc:`resil.RedisUnavailable`
         within ``backend.timeout`` when Redis does not answer."""
+        keys, args = self._publish_call(event_id, event_type, payload_json, timestamp,
+                                        correlation_id, schema_version, idempotency_key,
+                                        publisher)
+        return self._published(self._backend.run(_PUBLISH, keys, args))
+
+    async def append_event_async(self, event_id: str, event_type: str, payload_json: str,
+                                 timestamp: float, correlation_id: str, schema_version: str,
+                                 idempotency_key: str | None, publisher: str | None) -> int:
+        """:meth:`append_event` for a coroutine: with an asyncio client in
+        the backend the script is awaited on the event loop (one round trip,
+        no thread); with a blocking client it runs in the loop's default
+        executor, so the loop never waits for Redis."""
+        keys, args = self._publish_call(event_id, event_type, payload_json, timestamp,
+                                        correlation_id, schema_version, idempotency_key,
+                                        publisher)
+        if self._backend.is_async:
+            reply = await self._backend.run_async(_PUBLISH, keys, args)
+        else:
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(None, self._backend.run, _PUBLISH, keys, args)
+        return self._published(reply)
+
+    def _publish_call(self, event_id: str, event_type: str, payload_json: str, timestamp: float,
+                      correlation_id: str, schema_version: str, idempotency_key: str | None,
+                      publisher: str | None) -> tuple[list[str], list[Any]]:
         keys = [self._events, self._counter, self._types]
         if idempotency_key is not None:
             keys.append(self._backend.key("stream", self._stream, "key", idempotency_key))
         with self._lock:
             seen = self._seen
-        reply = self._backend.run(_PUBLISH, keys, [
+        return keys, [
             str(seen), str(self._max_events or 0), self._ttl_ms, event_id, event_type,
             payload_json, repr(timestamp), correlation_id, schema_version, idempotency_key or "",
-            publisher or ""])
+            publisher or ""]
+
+    def _published(self, reply: Any) -> int:
         seq, entry, duplicate = int(reply[0]), _id(reply[1]), bool(reply[2])
         self._saw(seq)
         with self._lock:
