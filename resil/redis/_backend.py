@@ -192,7 +192,10 @@ class RedisBackend:
         self.is_async = _is_async(client)
         self._client = client
         self._sync = _derive(client, timeout, asynchronous=False)
-        self._async = _derive(client, timeout, asynchronous=True) if self.is_async else None
+        # asyncio clients by event loop: a connection belongs to the loop it
+        # was opened on, so each loop that awaits the backend gets its own
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = \
+            weakref.WeakKeyDictionary()
         self._breaker = CircuitBreaker(
             f"redis:{prefix}", failure_threshold=1, cooldown=cooldown, cooldown_multiplier=1.0,
             cooldown_max=cooldown, half_open_probes=1, adaptive=False, minimum_calls=1,
@@ -304,6 +307,20 @@ class RedisBackend:
                 except Exception:
                     _log.exception("a RedisBackend restore listener failed")
 
+    def _async_client(self) -> Any:
+        """The asyncio client of the running event loop (None without one)."""
+        if not self.is_async:
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            with self._count_lock:
+                client = self._async.get(loop)
+                if client is None:
+                    client = self._async[loop] = _derive(self._client, self.timeout,
+                                                         asynchronous=True)
+        return client
+
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Runs ``script`` with ``keys`` and ``args`` on the blocking client:
         one round trip (two after Redis lost its scripts). Raises
@@ -331,7 +348,7 @@ class RedisBackend:
         """:meth:`run` for coroutines: awaits the asyncio client when the
         backend was given one; with a blocking client, runs it in place (it
         blocks the event loop for at most ``timeout``)."""
-        client = self._async
+        client = self._async_client()
         if client is None:
             return self.run(script, keys, args)
         permit = self._admit()
@@ -365,7 +382,7 @@ class RedisBackend:
 
     async def command_async(self, *args: Any) -> Any:
         """:meth:`command` for coroutines, as :meth:`run_async` is to :meth:`run`."""
-        client = self._async
+        client = self._async_client()
         if client is None:
             return self.command(*args)
         permit = self._admit()
@@ -466,8 +483,9 @@ class RedisBackend:
     async def aclose(self) -> None:
         """:meth:`close`, then closes the asyncio connections."""
         self.close()
-        if self._async is not None:
-            await self._async.connection_pool.disconnect()
+        client = self._async.get(asyncio.get_running_loop())
+        if client is not None:
+            await client.connection_pool.disconnect()
 
     def __enter__(self) -> RedisBackend:
         return self

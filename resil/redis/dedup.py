@@ -576,9 +576,10 @@ def cluster_idempotent(fn: Callable[..., Any], key: Callable[..., Hashable], ttl
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         enc = encode_key(key(*args, **kwargs), "the key function's result")
+        loop = asyncio.get_running_loop()
         task = running.get(enc)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(runs.resolve(enc, args, kwargs))
+        if task is None or task.get_loop() is not loop:  # another loop's run: not awaitable here
+            task = loop.create_task(runs.resolve(enc, args, kwargs))
             running[enc] = task
             task.add_done_callback(functools.partial(finished, enc))
         result = await asyncio.shield(task)
