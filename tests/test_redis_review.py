@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import resil
-from redis_support import RedisServer, redis_clean, redis_server  # noqa: F401
-from resil.redis import RedisBackend
+from redis_support import FaultProxy, RedisServer, redis_clean, redis_server  # noqa: F401
+from resil.redis import RedisBackend, RedisUnavailable, Script
 
 
 async def _release_loop(backend: RedisBackend) -> None:
@@ -89,3 +90,42 @@ def test_idempotent_same_key_from_two_event_loops(redis_clean: RedisServer) -> N
     backend.close()
     assert out == [10, 10]
     assert calls == [5]
+
+
+ROUND_TRIP_SCRIPT = Script("return redis.call('INCR', KEYS[1])")
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    t0 = time.monotonic()
+    try:
+        return fn(*args), time.monotonic() - t0
+    except RedisUnavailable as exc:
+        return exc, time.monotonic() - t0
+
+
+def test_first_operations_on_new_connections_take_one_round_trip(
+        redis_clean: RedisServer) -> None:
+    # Round trips of 0.28 s against a timeout of 0.5: the first script, a new
+    # connection after a drop and a script after an outage each answer (no
+    # handshake or NOSCRIPT round trip on top), within the timeout.
+    proxy = FaultProxy(redis_clean.port)
+    proxy.delay = 0.14  # each way
+    backend = RedisBackend(proxy.client(), timeout=0.5, cooldown=0.2)
+    key = backend.key("review", "rt")
+    try:
+        result, took = _timed(backend.run, ROUND_TRIP_SCRIPT, [key], [])
+        assert result == 1 and took < 0.5, took
+        proxy.drop()
+        proxy.heal()
+        result, took = _timed(backend.command, "PING")
+        assert result is True and took < 0.5, took
+        redis_clean.kill()
+        assert isinstance(_timed(backend.run, ROUND_TRIP_SCRIPT, [key], [])[0], RedisUnavailable)
+        redis_clean.start()  # restarted empty: no scripts
+        time.sleep(0.3)
+        result, took = _timed(backend.run, ROUND_TRIP_SCRIPT, [key], [])
+        assert result == 1 and took < 0.5, took
+        assert backend.stats()["backend"] == "redis"
+    finally:
+        backend.close()
+        proxy.close()

@@ -87,6 +87,16 @@ def _derive(client: Any, timeout: float, asynchronous: bool) -> Any:
                   "maint_notifications_pool_handler", "maint_notifications_config",
                   "himport_registry"):
         kwargs.pop(stale, None)
+    # A new connection sends no handshake of its own (CLIENT SETINFO, HELLO,
+    # CLIENT MAINT_NOTIFICATIONS: each a round trip, which would add to the
+    # first operation's wait) and no maintenance relaxes the timeout.
+    for info in ("driver_info", "lib_name", "lib_version"):
+        if info in kwargs:
+            kwargs[info] = None
+    kwargs["protocol"] = 2  # the backend's own connections: resil reads their replies
+    if "maint_notifications_config" in pool.connection_kwargs:
+        from redis.maint_notifications import MaintNotificationsConfig
+        kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout,
                   decode_responses=False, retry_on_error=[], retry_on_timeout=False,
                   health_check_interval=0)
@@ -204,6 +214,7 @@ class RedisBackend:
         self._count_lock = threading.Lock()
         self._down = False
         self._restore_listeners: list[Callable[[], object]] = []
+        self._loaded: set[str] = set()  # SHAs of scripts Redis has (as far as is known)
         self._counts = {"operations": 0, "unavailable": 0, "outages": 0, "restorations": 0,
                         "script_loads": 0}
         self._tasks: list[tuple[float, int, _Task]] = []
@@ -284,6 +295,7 @@ class RedisBackend:
             if went_down:
                 self._down = True
                 self._counts["outages"] += 1
+            self._loaded.clear()  # a Redis that restarted has none of them
         if went_down:
             _log.warning("Redis unavailable (%s: %s); %s until it answers again",
                          type(exc).__name__, exc, self.mode)
@@ -323,7 +335,8 @@ class RedisBackend:
 
     def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Runs ``script`` with ``keys`` and ``args`` on the blocking client:
-        one round trip (two after Redis lost its scripts). Raises
+        one round trip (its first run, and the first after an outage, send the
+        source; two when Redis lost its scripts unseen, say by SCRIPT FLUSH). Raises
         :exc:`resil.RedisUnavailable` when Redis does not answer within
         ``timeout`` or the backend is cooling down after such a failure;
         Redis's own errors (a script error) are raised as redis-py raises
@@ -331,11 +344,16 @@ class RedisBackend:
         permit = self._admit()
         client = self._sync
         try:
-            try:
-                result = client.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
+            if script.sha in self._loaded:
+                try:
+                    result = client.evalsha(script.sha, len(keys), *keys, *args)
+                except redis.exceptions.NoScriptError:
+                    self._count("script_loads")
+                    result = client.eval(script.source, len(keys), *keys, *args)
+            else:  # first use, or after an outage: one round trip that loads it too
                 self._count("script_loads")
                 result = client.eval(script.source, len(keys), *keys, *args)
+                self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
         except BaseException:
@@ -353,11 +371,16 @@ class RedisBackend:
             return self.run(script, keys, args)
         permit = self._admit()
         try:
-            try:
-                result = await client.evalsha(script.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
+            if script.sha in self._loaded:
+                try:
+                    result = await client.evalsha(script.sha, len(keys), *keys, *args)
+                except redis.exceptions.NoScriptError:
+                    self._count("script_loads")
+                    result = await client.eval(script.source, len(keys), *keys, *args)
+            else:  # first use, or after an outage: one round trip that loads it too
                 self._count("script_loads")
                 result = await client.eval(script.source, len(keys), *keys, *args)
+                self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
         except BaseException:
