@@ -4,9 +4,13 @@ loops that come and go, threads, hostile inputs, faults at random points."""
 from __future__ import annotations
 
 import asyncio
+import random
+import sys
 import threading
 import time
 from typing import Any
+
+import pytest
 
 import resil
 from redis_support import FaultProxy, RedisServer, redis_clean, redis_server  # noqa: F401
@@ -129,3 +133,46 @@ def test_first_operations_on_new_connections_take_one_round_trip(
     finally:
         backend.close()
         proxy.close()
+
+
+def test_close_from_two_threads_while_others_run_operations(redis_clean: RedisServer) -> None:
+    # operations cut by close() raise RedisUnavailable (never redis-py's
+    # internals) and are no outage of Redis
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        rng = random.Random(16)
+        for _ in range(10):
+            backend = RedisBackend(redis_clean.client(), timeout=0.5, cooldown=0.3)
+            errors: list[BaseException] = []
+            stop = threading.Event()
+
+            def work() -> None:
+                while not stop.is_set():
+                    try:
+                        backend.run(ROUND_TRIP_SCRIPT, [backend.key("review", "c")], [])
+                        backend.command("PING")
+                    except RedisUnavailable:
+                        pass
+                    except BaseException as exc:  # noqa: BLE001 - collected for the assert
+                        errors.append(exc)
+                        return
+            workers = [threading.Thread(target=work) for _ in range(4)]
+            for t in workers:
+                t.start()
+            time.sleep(rng.random() * 0.03)
+            closers = [threading.Thread(target=backend.close) for _ in range(2)]
+            for t in closers:
+                t.start()
+            for t in closers:
+                t.join(5)
+            stop.set()
+            for t in workers:
+                t.join(5)
+            assert errors == []
+            assert backend.stats()["outages"] == 0
+            assert backend.stats()["backend"] == "redis"
+            with pytest.raises(RedisUnavailable, match="closed"):
+                backend.command("PING")
+    finally:
+        sys.setswitchinterval(old)

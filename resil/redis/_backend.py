@@ -288,6 +288,9 @@ class RedisBackend:
             self._counts[name] += 1
 
     def _failed(self, permit: Any, exc: BaseException) -> RedisUnavailable:
+        if self._closed:  # close() cut its connection: no outage
+            self._breaker.release(permit)
+            return RedisUnavailable("RedisBackend is closed")
         self._breaker.record_failure(permit)
         with self._count_lock:
             self._counts["unavailable"] += 1
@@ -356,7 +359,9 @@ class RedisBackend:
                 self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            if self._closed and isinstance(exc, Exception):  # the connection closed under it
+                raise self._failed(permit, exc) from exc
             self._breaker.release(permit)
             raise
         self._answered(permit)
@@ -383,7 +388,9 @@ class RedisBackend:
                 self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            if self._closed and isinstance(exc, Exception):  # the connection closed under it
+                raise self._failed(permit, exc) from exc
             self._breaker.release(permit)
             raise
         self._answered(permit)
@@ -397,7 +404,9 @@ class RedisBackend:
             result = self._sync.execute_command(*args)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            if self._closed and isinstance(exc, Exception):  # the connection closed under it
+                raise self._failed(permit, exc) from exc
             self._breaker.release(permit)
             raise
         self._answered(permit)
@@ -413,7 +422,9 @@ class RedisBackend:
             result = await client.execute_command(*args)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
-        except BaseException:
+        except BaseException as exc:
+            if self._closed and isinstance(exc, Exception):  # the connection closed under it
+                raise self._failed(permit, exc) from exc
             self._breaker.release(permit)
             raise
         self._answered(permit)
