@@ -14,7 +14,7 @@ import pytest
 
 import resil
 from redis_support import FaultProxy, RedisServer, redis_clean, redis_server  # noqa: F401
-from resil.redis import RedisBackend, RedisUnavailable, Script
+from resil.redis import RedisBackend, RedisUnavailable, Script, StreamStore
 
 
 async def _release_loop(backend: RedisBackend) -> None:
@@ -176,3 +176,42 @@ def test_close_from_two_threads_while_others_run_operations(redis_clean: RedisSe
                 backend.command("PING")
     finally:
         sys.setswitchinterval(old)
+
+
+def test_a_dead_letter_reprocessed_by_id_is_not_taken_by_another_hosts_reprocess_all(
+        redis_clean: RedisServer) -> None:
+    # host A reprocesses entry 1 by id before the consumer group read it; host
+    # B's reprocess_all meanwhile must not run it a second time
+    a = StreamStore(RedisBackend(redis_clean.client(), timeout=0.5, host="A"), "dl")
+    b = StreamStore(RedisBackend(redis_clean.client(), timeout=0.5, host="B"), "dl")
+    qa = resil.DeadLetterQueue(store=a, name="q")
+    qb = resil.DeadLetterQueue(store=b, name="q")
+    runs: list[Any] = []
+
+    async def main() -> None:
+        qa.put({"x": 1}, "boom")
+        (entry,) = qa.list()
+
+        async def slow(item: Any) -> None:
+            runs.append(("A", item))
+            await asyncio.sleep(0.3)
+            raise RuntimeError("again")
+
+        async def fast(item: Any) -> None:
+            runs.append(("B", item))
+        first = asyncio.create_task(qa.reprocess(entry.id, slow))
+        await asyncio.sleep(0.1)
+        assert await qb.reprocess_all(fast) == {"successful": 0, "failed": 0}
+        assert await first is False
+        assert runs == [("A", {"x": 1})]
+        # the failed entry stays with A: B's next run leaves it, A's takes it
+        assert await qb.reprocess_all(fast) == {"successful": 0, "failed": 0}
+        assert await qa.reprocess_all(fast) == {"successful": 1, "failed": 0}
+        assert runs == [("A", {"x": 1}), ("B", {"x": 1})]
+        assert qa.list() == []
+    try:
+        asyncio.run(main())
+    finally:
+        for store in (a, b):
+            store.close()
+            store.backend.close()

@@ -71,7 +71,8 @@ return 0
 """)
 
 # ---- dead letters: KEYS = ids (counter), data (hash id -> JSON), ts (zset
-# id by timestamp), q (stream of ids, read by the consumer group) -----------
+# id by timestamp), q (stream of ids, read by the consumer group), held (hash
+# id -> "consumer|ms": an entry taken by id before the group read it) -------
 
 #: The body shared by the scripts that remove entries: drop(id) removes one
 #: entry everywhere (acknowledged in the group, if there is one).
@@ -81,6 +82,7 @@ local function drop(id)
   redis.call('ZREM', KEYS[3], id)
   redis.call('XDEL', KEYS[4], id .. '-0')
   redis.pcall('XACK', KEYS[4], ARGV[1], id .. '-0')
+  redis.call('HDEL', KEYS[5], id)
   return gone
 end
 local function expire(before)
@@ -100,6 +102,25 @@ local function evict(maxsize)
 end
 """
 
+#: Helpers of the scripts that take entries (ARGV[2]: the consumer):
+#: held_by_other(id, idle) is the consumer that took entry id by id less
+#: than idle ms (claim_after) ago, when it is another one.
+_HELD = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function held_by_other(id, idle)
+  local h = redis.call('HGET', KEYS[5], id)
+  if not h then return nil end
+  local at = string.find(h, '|', 1, true)
+  local owner = string.sub(h, 1, at - 1)
+  if owner == ARGV[2] or now_ms() - tonumber(string.sub(h, at + 1)) >= tonumber(idle) then
+    return nil
+  end
+  return owner
+end
+"""
 #: ARGV: group, expire_before ('' none), maxsize, timestamp, JSON of the entry.
 _DLQ_ADD = Script(_DROP + """
 local expired = expire(ARGV[2])
@@ -126,7 +147,7 @@ _DLQ_DELETE = Script(_DROP + "return drop(ARGV[2])")
 #: ARGV: group. Removes every entry (the id counter stays: no id comes back).
 _DLQ_PURGE = Script("""
 local n = redis.call('HLEN', KEYS[2])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return n
 """)
 
@@ -141,7 +162,7 @@ return 1
 #: consumers idle for ARGV[3] ms or more (claimed for it), then the entries
 #: no consumer has read. ARGV: group, consumer, min idle ms, count. Returns
 #: {id, JSON, id, JSON, ...}; entries deleted meanwhile are acknowledged.
-_DLQ_CLAIM = Script("""
+_DLQ_CLAIM = Script(_HELD + """
 redis.pcall('XGROUP', 'CREATE', KEYS[4], ARGV[1], '0', 'MKSTREAM')
 local out, seen = {}, {}
 local function take(entries)
@@ -151,7 +172,11 @@ local function take(entries)
       seen[e[1]] = true
       local id = string.sub(e[1], 1, -3)
       local doc = redis.call('HGET', KEYS[2], id)
-      if doc then
+      local owner = held_by_other(id, ARGV[3])
+      if doc and owner then
+        -- taken by id by a live consumer before the group read it: it is theirs
+        redis.call('XCLAIM', KEYS[4], ARGV[1], owner, 0, e[1], 'JUSTID')
+      elseif doc then
         out[#out + 1] = id
         out[#out + 1] = doc
       else
@@ -181,7 +206,7 @@ return out
 #: Holds one entry for consumer ARGV[2] while it is reprocessed. ARGV:
 #: group, consumer, id, min idle ms. Returns {0} (gone), {2, owner} (held
 #: by another consumer, idle for less than min idle) or {1, JSON}.
-_DLQ_HOLD = Script("""
+_DLQ_HOLD = Script(_HELD + """
 local doc = redis.call('HGET', KEYS[2], ARGV[3])
 if not doc then return {0} end
 local sid = ARGV[3] .. '-0'
@@ -190,6 +215,11 @@ if type(p) == 'table' and p[1] then
   local owner, idle = p[1][2], tonumber(p[1][3])
   if owner ~= ARGV[2] and idle < tonumber(ARGV[4]) then return {2, owner} end
   redis.call('XCLAIM', KEYS[4], ARGV[1], ARGV[2], 0, sid, 'JUSTID')
+else
+  -- not read by the group yet: marked held, so no consumer's read takes it
+  local owner = held_by_other(ARGV[3], ARGV[4])
+  if owner then return {2, owner} end
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[2] .. '|' .. now_ms())
 end
 return {1, doc}
 """)
@@ -667,9 +697,10 @@ class _Follower:
 
 class _StreamDeadLetters:
     """The entries of dead-letter queue ``name`` on a :class:`StreamStore`:
-    a hash of entries (JSON), a sorted set of their timestamps and a stream
-    of their ids read by the consumer group ``"resil"``; this object is one
-    consumer of it."""
+    a hash of entries (JSON), a sorted set of their timestamps, a stream
+    of their ids read by the consumer group ``"resil"`` and a hash of the
+    entries a consumer took by id before the group read them; this object
+    is one consumer of it."""
 
     blocking = True
 
@@ -678,7 +709,7 @@ class _StreamDeadLetters:
         self._store = store
         self._backend = backend
         self._keys = [backend.key("stream", store.stream, "dlq", name, part)
-                      for part in ("ids", "data", "ts", "q")]
+                      for part in ("ids", "data", "ts", "q", "held")]
         self._consumer = f"{backend.instance}:{id(self):x}"
         self._idle_ms = str(max(1, int(store.claim_after * 1000)))
 
