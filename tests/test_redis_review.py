@@ -4,10 +4,12 @@ loops that come and go, threads, hostile inputs, faults at random points."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -215,3 +217,20 @@ def test_a_dead_letter_reprocessed_by_id_is_not_taken_by_another_hosts_reprocess
         for store in (a, b):
             store.close()
             store.backend.close()
+
+
+def test_event_loops_that_ended_without_aclose_are_not_kept_alive(
+        redis_clean: RedisServer) -> None:
+    # asyncio.run per request: each loop's connections are dropped once a
+    # later loop uses the backend, so ended loops do not pile up
+    backend = RedisBackend(redis_clean.async_client(), timeout=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the dropped, unclosed connections
+        for _ in range(20):
+            assert asyncio.run(backend.command_async("PING")) is True
+        gc.collect()
+        loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+        assert len(loops) <= 2
+        backend.close()
+        del loops, backend
+        gc.collect()

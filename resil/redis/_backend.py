@@ -332,6 +332,8 @@ class RedisBackend:
             with self._count_lock:
                 client = self._async.get(loop)
                 if client is None:
+                    for old in [old for old in self._async if old.is_closed()]:
+                        del self._async[old]  # its connections would keep that loop alive
                     client = self._async[loop] = _derive(self._client, self.timeout,
                                                          asynchronous=True)
         return client
