@@ -234,3 +234,29 @@ def test_event_loops_that_ended_without_aclose_are_not_kept_alive(
         backend.close()
         del loops, backend
         gc.collect()
+
+
+def test_a_bus_reader_ends_with_its_backend(redis_clean: RedisServer) -> None:
+    # backend.close() while a bus still follows the stream: the reader thread
+    # and its connection do not outlive the backend
+    backend = RedisBackend(redis_clean.client(), timeout=0.5)
+    store = StreamStore(backend, "ends", block=0.1)
+    watcher = redis_clean.client()
+
+    def readers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "resil-stream ends"]
+
+    async def main() -> None:
+        bus = resil.EventBus(store=store)
+        bus.subscribe("x", lambda e: None)
+        await bus.publish("x", {})
+        assert readers() == ["resil-stream ends"]
+        backend.close()
+        t0 = time.monotonic()
+        while readers() and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.02)
+        assert readers() == []
+        assert len(watcher.client_list()) == 1  # only the watcher's connection
+        await bus.aclose()
+    asyncio.run(main())
+    watcher.close()

@@ -321,7 +321,7 @@ class StreamStore:
 
     ``stats()["backend"]`` is ``backend.mode``. ``close()`` stops the
     readers of every bus still following the stream (a bus's ``aclose``
-    stops its own); the backend stays open.
+    stops its own; so does closing the backend); the backend stays open.
     """
 
     def __init__(self, backend: RedisBackend, stream: str, *, max_events: int | None = None,
@@ -593,6 +593,8 @@ class _Follower:
         pause = min(backend.cooldown, 0.5)
         try:
             while True:
+                if backend._closed:  # its connection goes with the backend's
+                    return
                 with self._lock:
                     if self._stopping and (self._until is None or (
                             self._pos is not None and self._pos >= self._until)
