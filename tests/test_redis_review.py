@@ -260,3 +260,23 @@ def test_a_bus_reader_ends_with_its_backend(redis_clean: RedisServer) -> None:
         await bus.aclose()
     asyncio.run(main())
     watcher.close()
+
+
+def test_script_loads_counts_only_loads_redis_answered(redis_clean: RedisServer) -> None:
+    backend = RedisBackend(redis_clean.client(), timeout=0.2, cooldown=0.05)
+    key = backend.key("review", "loads")
+    try:
+        assert backend.run(ROUND_TRIP_SCRIPT, [key], []) == 1
+        redis_clean.kill()
+        for _ in range(5):  # each after the cooldown: a load tried and failed
+            time.sleep(0.06)
+            with pytest.raises(RedisUnavailable):
+                backend.run(ROUND_TRIP_SCRIPT, [key], [])
+        redis_clean.start()
+        time.sleep(0.06)
+        assert backend.run(ROUND_TRIP_SCRIPT, [key], []) == 1
+        stats = backend.stats()
+        assert stats["script_loads"] == 2 and stats["backend"] == "redis"
+        assert stats["outages"] == 1 and stats["restorations"] == 1
+    finally:
+        backend.close()

@@ -265,7 +265,8 @@ class RedisBackend:
         """``backend`` (see :attr:`mode`), ``on_unavailable``, ``prefix``,
         ``host``, ``instance`` and counts: ``operations`` (answered by Redis),
         ``unavailable`` (operations answered by the fallback), ``outages``
-        and ``restorations`` (Redis lost and found again), ``script_loads``."""
+        and ``restorations`` (Redis lost and found again), ``script_loads``
+        (scripts Redis received the source of and answered)."""
         out: dict[str, Any] = {"backend": self.mode, "on_unavailable": self.on_unavailable,
                                "prefix": self.prefix, "host": self.host, "instance": self.instance}
         with self._count_lock:
@@ -353,11 +354,11 @@ class RedisBackend:
                 try:
                     result = client.evalsha(script.sha, len(keys), *keys, *args)
                 except redis.exceptions.NoScriptError:
-                    self._count("script_loads")
                     result = client.eval(script.source, len(keys), *keys, *args)
+                    self._count("script_loads")
             else:  # first use, or after an outage: one round trip that loads it too
-                self._count("script_loads")
                 result = client.eval(script.source, len(keys), *keys, *args)
+                self._count("script_loads")
                 self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
@@ -382,11 +383,11 @@ class RedisBackend:
                 try:
                     result = await client.evalsha(script.sha, len(keys), *keys, *args)
                 except redis.exceptions.NoScriptError:
-                    self._count("script_loads")
                     result = await client.eval(script.source, len(keys), *keys, *args)
+                    self._count("script_loads")
             else:  # first use, or after an outage: one round trip that loads it too
-                self._count("script_loads")
                 result = await client.eval(script.source, len(keys), *keys, *args)
+                self._count("script_loads")
                 self._loaded.add(script.sha)
         except _DOWN as exc:
             raise self._failed(permit, exc) from exc
