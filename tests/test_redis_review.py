@@ -173,7 +173,7 @@ def test_close_from_two_threads_while_others_run_operations(redis_clean: RedisSe
                 t.join(5)
             assert errors == []
             assert backend.stats()["outages"] == 0
-            assert backend.stats()["backend"] == "redis"
+            assert backend.stats()["backend"] == "local-fallback"  # closed: what is in force
             with pytest.raises(RedisUnavailable, match="closed"):
                 backend.command("PING")
     finally:
@@ -280,3 +280,13 @@ def test_script_loads_counts_only_loads_redis_answered(redis_clean: RedisServer)
         assert stats["outages"] == 1 and stats["restorations"] == 1
     finally:
         backend.close()
+
+
+def test_components_on_a_closed_backend_say_the_fallback_is_in_force(
+        redis_clean: RedisServer) -> None:
+    backend = RedisBackend(redis_clean.client(), timeout=0.5)
+    dedup = resil.Deduplicator(ttl=30, cluster=backend, name="review-closed")
+    assert dedup.seen("a") is False and dedup.stats()["backend"] == "redis"
+    backend.close()
+    assert dedup.seen("b") is False  # decided on the local set now
+    assert dedup.stats()["backend"] == backend.mode == "local-fallback"

@@ -232,8 +232,9 @@ class RedisBackend:
     # ------------------------------------------------------------- state
     @property
     def mode(self) -> str:
-        """``"redis"``, or the fallback in force while Redis is away."""
-        return _FALLBACK[self.on_unavailable] if self._down else "redis"
+        """``"redis"``, or the fallback in force while Redis is away (and
+        once the backend is closed: its operations raise then)."""
+        return _FALLBACK[self.on_unavailable] if self._down or self._closed else "redis"
 
     @property
     def available(self) -> bool:
