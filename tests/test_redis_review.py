@@ -16,6 +16,7 @@ import pytest
 
 import resil
 from redis_support import FaultProxy, RedisServer, redis_clean, redis_server  # noqa: F401
+from tests_support import run_threads
 from resil.redis import RedisBackend, RedisUnavailable, Script, StreamStore
 
 
@@ -29,6 +30,19 @@ async def _ping(backend: RedisBackend) -> Any:
         return await backend.command_async("PING")
     finally:
         await _release_loop(backend)
+
+
+def _loops_in_threads(main: Any, n: int) -> list[Any]:
+    """asyncio.run(main()) in each of n threads at once: each one's result or exception."""
+    out: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            out[i] = asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            out[i] = exc
+    run_threads(run, n)
+    return out
 
 
 def test_async_backend_serves_a_second_event_loop(redis_clean: RedisServer) -> None:
@@ -45,8 +59,6 @@ def test_async_backend_serves_a_second_event_loop(redis_clean: RedisServer) -> N
 
 def test_async_backend_two_loops_in_two_threads(redis_clean: RedisServer) -> None:
     backend = RedisBackend(redis_clean.async_client(), timeout=0.5)
-    errors: list[BaseException] = []
-
     async def many() -> None:
         try:
             for i in range(50):
@@ -54,18 +66,9 @@ def test_async_backend_two_loops_in_two_threads(redis_clean: RedisServer) -> Non
         finally:
             await _release_loop(backend)
 
-    def run() -> None:
-        try:
-            asyncio.run(many())
-        except BaseException as exc:  # noqa: BLE001 - collected for the assert
-            errors.append(exc)
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = _loops_in_threads(many, 3)
     backend.close()
-    assert errors == []
+    assert outcomes == [None] * 3
     assert int(redis_clean.client().get("review:n")) == 150
 
 
@@ -81,18 +84,7 @@ def test_idempotent_same_key_from_two_event_loops(redis_clean: RedisServer) -> N
         await asyncio.sleep(0.2)
         return x * 2
 
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(double(5)))
-        except BaseException as exc:  # noqa: BLE001 - collected for the assert
-            out.append(exc)
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = _loops_in_threads(lambda: double(5), 2)
     backend.close()
     assert out == [10, 10]
     assert calls == [5]
