@@ -172,11 +172,12 @@ def test_close_from_two_threads_while_others_run_operations(redis_clean: RedisSe
         sys.setswitchinterval(old)
 
 
+@pytest.mark.parametrize("host", ["A", "A|1|2"])
 def test_a_dead_letter_reprocessed_by_id_is_not_taken_by_another_hosts_reprocess_all(
-        redis_clean: RedisServer) -> None:
+        redis_clean: RedisServer, host: str) -> None:
     # host A reprocesses entry 1 by id before the consumer group read it; host
     # B's reprocess_all meanwhile must not run it a second time
-    a = StreamStore(RedisBackend(redis_clean.client(), timeout=0.5, host="A"), "dl")
+    a = StreamStore(RedisBackend(redis_clean.client(), timeout=0.5, host=host), "dl")
     b = StreamStore(RedisBackend(redis_clean.client(), timeout=0.5, host="B"), "dl")
     qa = resil.DeadLetterQueue(store=a, name="q")
     qb = resil.DeadLetterQueue(store=b, name="q")

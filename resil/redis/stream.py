@@ -113,9 +113,8 @@ end
 local function held_by_other(id, idle)
   local h = redis.call('HGET', KEYS[5], id)
   if not h then return nil end
-  local at = string.find(h, '|', 1, true)
-  local owner = string.sub(h, 1, at - 1)
-  if owner == ARGV[2] or now_ms() - tonumber(string.sub(h, at + 1)) >= tonumber(idle) then
+  local owner, at = string.match(h, '^(.*)|(%d+)$')  -- a host name may hold a '|'
+  if owner == ARGV[2] or now_ms() - tonumber(at) >= tonumber(idle) then
     return nil
   end
   return owner
