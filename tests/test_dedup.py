@@ -319,3 +319,36 @@ def test_idempotent_validation() -> None:
         resil.idempotent(key=lambda: 1, ttl=0)
     with pytest.raises(TypeError, match="coroutine"):
         resil.idempotent(key=lambda: 1)(lambda: 1)
+
+
+def test_idempotent_callers_on_two_event_loops_in_two_threads_each_get_a_result() -> None:
+    import threading
+    runs: list[str] = []
+    both_running = threading.Barrier(2, timeout=10)
+
+    @resil.idempotent(lambda k: k, ttl=0.001)
+    async def work(k: str) -> str:
+        runs.append(threading.current_thread().name)
+        await asyncio.sleep(0.05)
+        return k.upper()
+
+    results: dict[str, object] = {}
+
+    def in_thread(name: str) -> None:
+        async def main() -> str:
+            task = asyncio.ensure_future(work("a"))
+            await asyncio.sleep(0.01)
+            both_running.wait()   # both loops' runs started before either ends
+            return await task
+        try:
+            results[name] = asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[name] = exc
+
+    threads = [threading.Thread(target=in_thread, args=(n,), name=n) for n in ("t1", "t2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {"t1": "A", "t2": "A"}
+    assert sorted(runs) == ["t1", "t2"]   # one run per loop: a task cannot cross loops

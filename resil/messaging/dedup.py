@@ -118,7 +118,9 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
         tables: dict[Any, Deduplicator] = {}
         seen_type: Any = None
         results: Deduplicator | None = None
-        running: dict[Hashable, asyncio.Task[Any]] = {}
+        # A run belongs to its event loop: callers on another loop (another
+        # thread's) start their own rather than await a task they cannot.
+        running: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -135,15 +137,16 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
             cached = results.get(k, _MISSING)
             if cached is not _MISSING:
                 return cached
-            task = running.get(k)
+            task = running.get((loop, k))
             if task is None:
                 task = loop.create_task(fn(*args, **kwargs))
-                running[k] = task
+                running[loop, k] = task
 
                 def finished(t: asyncio.Task[Any], k: Hashable = k,
-                             table: Deduplicator = results) -> None:
-                    if running.get(k) is t:
-                        del running[k]
+                             table: Deduplicator = results,
+                             loop: asyncio.AbstractEventLoop = loop) -> None:
+                    if running.get((loop, k)) is t:
+                        del running[loop, k]
                     if t.cancelled():
                         return
                     if t.exception() is None:  # also marks a failure as retrieved
