@@ -371,6 +371,9 @@ def test_bad_arguments(redis_clean: RedisServer, tmp_path: Path) -> None:
     region = resil.SharedRegion(str(tmp_path / "r"), size=1 << 16)
     with pytest.raises(ValueError, match="shared"):
         resil.CircuitBreaker("x", cluster=backend, shared=region)
+    with pytest.raises(TypeError, match="needs a name"):  # two unnamed ones would be one
+        resil.CircuitBreaker(cluster=backend)
+    assert resil.CircuitBreaker(name="named", cluster=backend).cluster is backend
     region.close()
     import inspect
     params = inspect.signature(resil.CircuitBreaker).parameters

@@ -456,6 +456,8 @@ def test_bad_arguments_raise_type_or_value_errors_naming_them(redis_clean: Redis
         limiter(3)
     with pytest.raises(TypeError, match="cluster"):
         resil.RateLimiter(1, cluster=redis_clean.client())
+    with pytest.raises(TypeError, match="needs name="):  # two unnamed ones would be one limit
+        resil.RateLimiter(1, cluster=limiter.cluster)
     with pytest.raises(ValueError, match="2\\*\\*52"):
         limiter_of(redis_clean, rate=1, per=4.55e9, burst=1)  # over 2**52 us
 

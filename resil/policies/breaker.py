@@ -103,7 +103,7 @@ class CircuitBreaker(_resil.Breaker):
       one process).
     - ``cluster=None``: a :class:`resil.redis.RedisBackend` makes this a
       cluster-wide breaker (one per ``name`` and backend prefix, for every
-      process on every host). Calls still go through this process's own
+      process on every host; the name must then be given). Calls still go through this process's own
       breaker, with no round trip; every ``sync_interval`` seconds a
       background task publishes the window's counts (calls, failures, slow
       calls, and whether this breaker tripped on its own) to this process's
@@ -192,6 +192,9 @@ class CircuitBreaker(_resil.Breaker):
         if cluster is not None and kwargs.get("shared") is not None:
             raise ValueError("cluster= and shared= cannot be combined: a shared breaker is "
                              "one breaker for the host already; give cluster= alone")
+        if cluster is not None and not args and "name" not in kwargs:
+            raise TypeError("CircuitBreaker() with cluster= needs a name: the name every host "
+                            "sharing it uses in Redis (two unnamed ones would otherwise be one)")
         self = super().__new__(cls, *args, **kwargs)
         # The engine reports every transition to this function, explicitly
         # given (it never looks a method up on the subclass).

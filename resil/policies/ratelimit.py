@@ -60,7 +60,7 @@ class RateLimiter(Gcra):
 
     ``cluster``: None, or a :class:`resil.redis.RedisBackend`: the limit is
     then one for every process on every host using the same backend prefix
-    and ``name``, decided in Redis by one script per call on Redis's clock,
+    and ``name`` (which must then be given), decided in Redis by one script per call on Redis's clock,
     with the same exactness (a key already refused is refused again in the
     process, without asking Redis, until its ``retry_after``); while Redis
     is away, the backend's ``on_unavailable`` decides: ``"local"`` applies
@@ -113,6 +113,10 @@ class RateLimiter(Gcra):
         if backend is None or not isinstance(cluster, backend.RedisBackend):
             raise TypeError("cluster must be None or a resil.redis.RedisBackend, "
                             f"not {type(cluster).__name__}")
+        if "name" not in kwargs:
+            raise TypeError("RateLimiter() with cluster= needs name=: the name every host "
+                            "sharing the limit uses in Redis (two unnamed ones would otherwise "
+                            "be one)")
         from resil.redis.ratelimit import ClusterRateLimiter
         if cls is RateLimiter:
             cls = ClusterRateLimiter
