@@ -54,14 +54,18 @@ test: build services
 # on PATH or under pyenv), each in its own .venv-3.X with the extension built
 # for it. Left out there: what does not depend on the Python version (the C
 # core's tests, the sanitizer build, the wheel, the reference's build, the leak,
-# sink and multi-worker server end-to-end runs), which `pytest` above covers on
-# the main interpreter; and the benchmarks' smoke runs, since `make bench` runs
-# them on the main interpreter only (and the peers are installed there only).
+# sink and multi-worker server end-to-end runs, and the cluster tests whose
+# "hosts" are worker processes against a real Redis: breaker, limiter, dedup),
+# which `pytest` above covers on the main interpreter; and the benchmarks'
+# tests, since `make bench` runs them on the main interpreter only (and the
+# peers are installed there only).
 PY_VERSIONS ?= 3.10 3.12 3.13
 VERSION_SKIP := --ignore=tests/test_c_core.py --ignore=tests/test_sanitized.py \
 	--ignore=tests/test_packaging.py --ignore=tests/test_leaks.py --ignore=tests/test_sinks.py \
 	--ignore=tests/test_docs_build.py --ignore=tests/test_region_e2e.py \
-	--ignore=tests/test_bench_smoke.py
+	--ignore=tests/test_bench_smoke.py --ignore=tests/test_bench_redis.py \
+	--ignore=tests/test_redis_breaker.py --ignore=tests/test_redis_ratelimit.py \
+	--ignore=tests/test_redis_dedup.py
 test-versions:
 	@for v in $(PY_VERSIONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \

@@ -480,8 +480,12 @@ def test_a_failing_dependency_is_called_threshold_plus_probes_times_by_the_host(
                    f"worker: {own.calls} calls ({sum(own.tripping.values())} to trip, "
                    f"{sum(own.probing.values())} probes), by worker "
                    f"{sorted((own.tripping + own.probing).values())}")
-    # Several workers served the failing requests...
-    assert len(shared.served_one) >= 2
+    # Several workers served the failing requests (on an idle host the kernel
+    # may hand every sequential connection to one worker; the 4 clients at
+    # once reach the others), and none of them called the dependency past
+    # the host's bound below: a breaker per worker would have let each of
+    # them call it THRESHOLD times...
+    assert len(shared.served) >= 2
     # ...and all of them together tripped one breaker after THRESHOLD failures,
     assert sum(shared.tripping.values()) == THRESHOLD
     assert s["transitions"]["OPEN"] == 1 + episodes and s["failures"] == shared.calls
