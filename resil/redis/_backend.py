@@ -306,6 +306,16 @@ class RedisBackend:
                          type(exc).__name__, exc, self.mode)
         return RedisUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}")
 
+    def _abandoned(self, permit: Any, exc: BaseException) -> RedisUnavailable | None:
+        """After an operation raised ``exc``: the RedisUnavailable to raise
+        when Redis is away (or ``close()`` cut the connection under it), else
+        None, the permit given back: ``exc`` is Redis's own error (or a
+        cancellation), to be raised as it is."""
+        if isinstance(exc, _DOWN) or (self._closed and isinstance(exc, Exception)):
+            return self._failed(permit, exc)
+        self._breaker.release(permit)
+        return None
+
     def _answered(self, permit: Any) -> None:
         self._breaker.record_success(permit)
         with self._count_lock:
@@ -361,13 +371,11 @@ class RedisBackend:
                 result = client.eval(script.source, len(keys), *keys, *args)
                 self._count("script_loads")
                 self._loaded.add(script.sha)
-        except _DOWN as exc:
-            raise self._failed(permit, exc) from exc
         except BaseException as exc:
-            if self._closed and isinstance(exc, Exception):  # the connection closed under it
-                raise self._failed(permit, exc) from exc
-            self._breaker.release(permit)
-            raise
+            down = self._abandoned(permit, exc)
+            if down is None:
+                raise
+            raise down from exc
         self._answered(permit)
         return result
 
@@ -390,13 +398,11 @@ class RedisBackend:
                 result = await client.eval(script.source, len(keys), *keys, *args)
                 self._count("script_loads")
                 self._loaded.add(script.sha)
-        except _DOWN as exc:
-            raise self._failed(permit, exc) from exc
         except BaseException as exc:
-            if self._closed and isinstance(exc, Exception):  # the connection closed under it
-                raise self._failed(permit, exc) from exc
-            self._breaker.release(permit)
-            raise
+            down = self._abandoned(permit, exc)
+            if down is None:
+                raise
+            raise down from exc
         self._answered(permit)
         return result
 
@@ -406,13 +412,11 @@ class RedisBackend:
         permit = self._admit()
         try:
             result = self._sync.execute_command(*args)
-        except _DOWN as exc:
-            raise self._failed(permit, exc) from exc
         except BaseException as exc:
-            if self._closed and isinstance(exc, Exception):  # the connection closed under it
-                raise self._failed(permit, exc) from exc
-            self._breaker.release(permit)
-            raise
+            down = self._abandoned(permit, exc)
+            if down is None:
+                raise
+            raise down from exc
         self._answered(permit)
         return result
 
@@ -424,13 +428,11 @@ class RedisBackend:
         permit = self._admit()
         try:
             result = await client.execute_command(*args)
-        except _DOWN as exc:
-            raise self._failed(permit, exc) from exc
         except BaseException as exc:
-            if self._closed and isinstance(exc, Exception):  # the connection closed under it
-                raise self._failed(permit, exc) from exc
-            self._breaker.release(permit)
-            raise
+            down = self._abandoned(permit, exc)
+            if down is None:
+                raise
+            raise down from exc
         self._answered(permit)
         return result
 
