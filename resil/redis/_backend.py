@@ -115,6 +115,39 @@ def _derive(client: Any, timeout: float, asynchronous: bool) -> Any:
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=cls, **kwargs))
 
 
+#: An encoded key longer than this is kept as ``h`` and its SHA-256 digest.
+_LONG_KEY = 256
+
+
+def key_bytes(key: Any, *, what: str, name: str = "key", surrogates: bool = False) -> bytes:
+    """``key`` as the bytes a component puts after its own prefix in Redis:
+    a type letter and the key's bytes (``s`` and a str's UTF-8, ``b`` and
+    the bytes, ``i`` and an int's hexadecimal digits), so ``"1"``, ``b"1"``
+    and ``1`` are three keys; one longer than 256 bytes is kept as ``h``
+    and its SHA-256 digest. Distinct keys give distinct bytes (but for
+    SHA-256 collisions), and whatever a key holds stays after the
+    component's prefix. A str with a lone surrogate keeps it when
+    ``surrogates`` is true, else raises ValueError naming ``name``; a key
+    that is not a str, bytes or int (or is a bool) raises TypeError naming
+    ``name`` and ``what`` it is for."""
+    if isinstance(key, str):
+        try:
+            out = b"s" + str.encode(key, "utf-8", "surrogatepass" if surrogates else "strict")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be a str encodable as UTF-8 (no lone surrogates), "
+                             "bytes or an int") from None
+    elif isinstance(key, bytes):
+        out = b"b" + bytes(key)
+    elif isinstance(key, int) and not isinstance(key, bool):
+        out = b"i" + format(int.__int__(key), "x").encode()  # not a subclass's __int__
+    else:
+        raise TypeError(f"{name} must be a str, bytes or int (not bool) for {what}, "
+                        f"not {type(key).__name__}")
+    if len(out) > _LONG_KEY:
+        return b"h" + hashlib.sha256(out).digest()
+    return out
+
+
 class _Task:
     __slots__ = ("interval", "fn", "cancelled")
 

@@ -5,8 +5,7 @@ Keys
 ----
 A dedup key is a ``str``, ``bytes`` or ``int`` (not ``bool``); it is stored
 as one type letter and its bytes (``s`` and UTF-8, ``b`` and the bytes,
-``i`` and the decimal digits, ``x`` and hex digits for an int beyond 64
-bits), so ``"1"``, ``b"1"`` and ``1`` are three keys. An encoded key longer
+``i`` and the hexadecimal digits), so ``"1"``, ``b"1"`` and ``1`` are three keys. An encoded key longer
 than 256 bytes is replaced by ``h`` and its SHA-256 digest (two keys are then
 taken for one with probability about 2**-256), so a hostile key costs at
 most 257 bytes of Redis. The encoded key only ever follows a fixed
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import itertools
 import json
 import threading
@@ -41,12 +39,10 @@ from typing import Any
 from resil import _check
 from resil._resil import Deduplicator
 from resil.errors import CANCELLATION, RedisUnavailable
-from resil.redis._backend import RedisBackend, Script
+from resil.redis._backend import RedisBackend, Script, key_bytes
 
 __all__ = ["cluster_deduplicator", "cluster_idempotent", "encode_key"]
 
-#: Encoded keys longer than this are kept as their SHA-256 digest.
-_KEY_MAX = 256
 #: A waiter's first and longest pause between two looks at a running key.
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.1
@@ -119,26 +115,7 @@ def encode_key(key: Any, name: str = "key") -> bytes:
     the module's documentation); ``TypeError`` naming ``name`` unless it is
     a str, bytes or int (not bool), ``ValueError`` for a str with a lone
     surrogate."""
-    if isinstance(key, str):
-        try:
-            out = b"s" + str.encode(key, "utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{name} must be a str encodable as UTF-8 (no lone surrogates), "
-                             "bytes or an int") from None
-    elif isinstance(key, bytes):
-        out = b"b" + bytes(key)
-    elif isinstance(key, int) and not isinstance(key, bool):
-        value = int.__int__(key)  # an int subclass's own __int__ is not asked
-        if value.bit_length() <= 64:
-            out = b"i" + int.__repr__(value).encode()
-        else:
-            out = b"x" + format(value, "x").encode()
-    else:
-        raise TypeError(f"{name} must be a str, bytes or int (not bool) for a cluster-wide set, "
-                        f"not {type(key).__name__}")
-    if len(out) > _KEY_MAX:
-        return b"h" + hashlib.sha256(out).digest()
-    return out
+    return key_bytes(key, what="a cluster-wide set", name=name)
 
 
 def _check_backend(backend: Any) -> RedisBackend:

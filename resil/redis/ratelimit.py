@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import math
 import threading
@@ -22,7 +21,7 @@ from resil import _check
 from resil._resil import Gcra
 from resil.errors import RedisUnavailable
 from resil.policies.ratelimit import RateLimiter, _wait_blocking
-from resil.redis._backend import RedisBackend, Script
+from resil.redis._backend import RedisBackend, Script, key_bytes
 
 __all__ = ["GCRA_LUA", "ClusterRateLimiter"]
 
@@ -83,8 +82,6 @@ _GCRA_AT = Script(GCRA_LUA.replace("--NOW--", "tonumber(ARGV[6])").replace("--SL
 #: Numbers in the script stay below this (a double is exact up to 2**53; a
 #: refused call's debt may reach twice tau).
 _EXACT = 1 << 52
-#: A key whose encoding is longer is kept under the SHA-256 of it.
-_LONG_KEY = 256
 
 
 def interval_us(a_ns: int, b_ns: int, burst: int) -> tuple[int, int, int, bool]:
@@ -109,27 +106,15 @@ def interval_us(a_ns: int, b_ns: int, burst: int) -> tuple[int, int, int, bool]:
 
 
 def key_tail(key: Any) -> bytes:
-    """What follows the limiter's own part of a bucket's Redis key: a tag
-    of the key's type and its bytes (``n`` for no key; ``s`` and the UTF-8
-    of a str, lone surrogates kept; ``b`` and a bytes; ``i`` and an int in
-    hexadecimal), or ``h`` and the SHA-256 of that when it is longer than
-    256 bytes. Distinct keys give distinct tails (but for SHA-256
+    """What follows the limiter's own part of a bucket's Redis key: ``n``
+    for no key, else the key's type and bytes as every cluster component
+    stores a key (``key_bytes`` of the backend module; a str's lone
+    surrogates kept). Distinct keys give distinct tails (but for SHA-256
     collisions), and whatever a key holds stays inside the limiter's part
     of the key space."""
     if key is None:
         return b"n"
-    if isinstance(key, str):
-        tail = b"s" + key.encode("utf-8", "surrogatepass")
-    elif isinstance(key, bytes):
-        tail = b"b" + key
-    elif isinstance(key, int) and not isinstance(key, bool):
-        tail = b"i" + format(int(key), "x").encode()
-    else:
-        raise TypeError("key must be None, a str, bytes or an int for a limiter with "
-                        f"cluster=, not {type(key).__name__}")
-    if len(tail) > _LONG_KEY:
-        tail = b"h" + hashlib.sha256(tail).digest()
-    return tail
+    return key_bytes(key, what="a limiter with cluster=, or None", surrogates=True)
 
 
 def _local(tail: bytes) -> bytes | None:
