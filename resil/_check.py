@@ -10,6 +10,7 @@ value as given, so an int too large for a float is out of range (never an
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 #: The largest duration the C clocks represent, in seconds (2**63 ns).
@@ -140,4 +141,16 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
         raise TypeError(f"{name} must be a str, one of {accepted}, not {type(value).__name__}")
     if value not in options:
         raise ValueError(f"{name} must be one of {accepted}, got {value!r}")
+    return value
+
+
+def cluster(value: Any) -> Any:
+    """``value`` when it is a :class:`resil.redis.RedisBackend`, else
+    TypeError naming ``cluster``. Imports nothing: a RedisBackend exists
+    only once resil.redis (and redis-py) was imported, so a wrong value
+    costs no import."""
+    backend = sys.modules.get("resil.redis._backend")
+    if backend is None or not isinstance(value, backend.RedisBackend):
+        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
+                        f"not {type(value).__name__}")
     return value

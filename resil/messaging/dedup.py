@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import sys
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -35,9 +34,7 @@ def _clock_of(loop_type: type[asyncio.AbstractEventLoop]) -> Any:
 def _cluster_module(cluster: Any) -> Any:
     """resil.redis.dedup, imported (with redis-py) only once a RedisBackend
     exists: before that, ``cluster`` cannot be one."""
-    if "resil.redis._backend" not in sys.modules:
-        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
-                        f"not {type(cluster).__name__}")
+    _check.cluster(cluster)
     from resil.redis import dedup
     return dedup
 

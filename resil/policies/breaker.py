@@ -192,6 +192,8 @@ class CircuitBreaker(_resil.Breaker):
         if cluster is not None and kwargs.get("shared") is not None:
             raise ValueError("cluster= and shared= cannot be combined: a shared breaker is "
                              "one breaker for the host already; give cluster= alone")
+        if cluster is not None:
+            _check.cluster(cluster)
         if cluster is not None and not args and "name" not in kwargs:
             raise TypeError("CircuitBreaker() with cluster= needs a name: the name every host "
                             "sharing it uses in Redis (two unnamed ones would otherwise be one)")

@@ -7,7 +7,6 @@ import functools
 import inspect
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Hashable, TypeVar, cast
@@ -107,12 +106,7 @@ class RateLimiter(Gcra):
         make = cast(Any, Gcra).__new__
         if cluster is None:
             return cast(RateLimiter, make(cls, *args, **kwargs))
-        # A RedisBackend exists only once resil.redis was imported: no import
-        # of redis-py here for a limiter that does not use it.
-        backend = sys.modules.get("resil.redis._backend")
-        if backend is None or not isinstance(cluster, backend.RedisBackend):
-            raise TypeError("cluster must be None or a resil.redis.RedisBackend, "
-                            f"not {type(cluster).__name__}")
+        _check.cluster(cluster)
         if "name" not in kwargs:
             raise TypeError("RateLimiter() with cluster= needs name=: the name every host "
                             "sharing the limit uses in Redis (two unnamed ones would otherwise "

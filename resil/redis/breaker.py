@@ -18,6 +18,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from resil import _check
 from resil._resil import Breaker as _Breaker
 from resil._resil import State
 from resil.errors import RedisUnavailable
@@ -366,7 +367,4 @@ class ClusterSync:
 def attach(breaker: CircuitBreaker, cluster: Any, sync_interval: float,
            min_hosts: int) -> ClusterSync:
     """Checks ``cluster`` and starts the breaker's synchronisation."""
-    if not isinstance(cluster, RedisBackend):
-        raise TypeError("cluster must be None or a resil.redis.RedisBackend, not "
-                        f"{type(cluster).__name__}")
-    return ClusterSync(breaker, cluster, sync_interval, min_hosts)
+    return ClusterSync(breaker, _check.cluster(cluster), sync_interval, min_hosts)

@@ -118,13 +118,6 @@ def encode_key(key: Any, name: str = "key") -> bytes:
     return key_bytes(key, what="a cluster-wide set", name=name)
 
 
-def _check_backend(backend: Any) -> RedisBackend:
-    if not isinstance(backend, RedisBackend):
-        raise TypeError(f"cluster must be None or a resil.redis.RedisBackend, "
-                        f"not {type(backend).__name__}")
-    return backend
-
-
 def _check_name(name: Any) -> str:
     text: str = _check.text(name, "name")
     if "{" in text or "}" in text:
@@ -305,7 +298,7 @@ def cluster_deduplicator(backend: Any, ttl: float, capacity: int, clock: Any, sh
     """The operations of ``Deduplicator(cluster=backend)`` (the C type calls
     this when made): seen, contains, discard, clear, len, stats and
     duplicate_count of a set in Redis."""
-    s = _ClusterSet(_check_backend(backend), ttl, capacity, clock, shared, _check_name(name))
+    s = _ClusterSet(_check.cluster(backend), ttl, capacity, clock, shared, _check_name(name))
     return (s.seen, s.contains, s.discard, s.clear, s.length, s.stats, s.duplicate_count)
 
 
@@ -519,7 +512,7 @@ def check_options(backend: Any, name: Any, lease: Any, encode: Any,
     """Checks the cluster options of ``idempotent``: the backend and the
     lease (as a float) once they are good, else ``TypeError``/``ValueError``
     naming the parameter."""
-    backend = _check_backend(backend)
+    backend = _check.cluster(backend)
     if name is not None:
         _check_name(name)
     lease = _check.seconds(lease, "lease")
