@@ -144,6 +144,21 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
+def event_bounds(from_seq: Any, to_seq: Any, since: Any, event_type: Any) -> float | None:
+    """The bounds of a read of an event log, each None or: ``from_seq`` and
+    ``to_seq`` ints (a signed 64-bit range, as a store's numbers are),
+    ``since`` a finite Unix time, ``event_type`` a non-empty str. Returns
+    ``since`` as a float (or None)."""
+    for value, name in ((from_seq, "from_seq"), (to_seq, "to_seq")):
+        if value is not None:
+            integer(value, name, -(1 << 63), (1 << 63) - 1, optional=True)
+    if event_type is not None:
+        text(event_type, "event_type")
+    if since is None:
+        return None
+    return number(since, "since", what="Unix time", optional=True)
+
+
 def cluster(value: Any) -> Any:
     """``value`` when it is a :class:`resil.redis.RedisBackend`, else
     TypeError naming ``cluster``. Imports nothing: a RedisBackend exists

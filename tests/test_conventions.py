@@ -758,6 +758,12 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
         "cost": ("1", 2), "timeout": ("1", -1.0)}),
     "RateLimiter.acquire_async": (lambda: resil.RateLimiter(1).acquire_async, {}, {
         "cost": ("1", 2), "timeout": ("1", -1.0)}),
+    "SQLiteStore.events": (lambda: resil.SQLiteStore(":memory:").events, {}, {
+        "from_seq": ("1", 2**63), "to_seq": (1.5, -2**64), "since": ("1", NAN),
+        "event_type": (1, "")}),
+    "EventBus.replay": (lambda: resil.EventBus(store=resil.SQLiteStore(":memory:")).replay, {}, {
+        "from_seq": ("1", 2**63), "to_seq": (1.5, -2**64), "since": ("1", NAN),
+        "event_type": (1, "")}),
     "EventEmitter.close": (lambda: resil.EventEmitter(print).close, {}, {
         "graceful": ("1", -1.0), "forced": ("1", -1.0)}),
 }
@@ -800,6 +806,24 @@ SYNONYMS = {"failed": "failures", "errors": "failures", "error_count": "failures
 SYNONYM_SUFFIXES = {"_failed": "_failures", "_errors": "_failures", "_size": "_depth"}
 
 
+class _Wrapped:
+    """A decorated function as a component: its stats(), documented in the
+    decorator's docstring."""
+
+    def __init__(self, decorator: Any, wrapper: Any) -> None:
+        self.wrapper = wrapper
+        self.doc = decorator.__doc__
+
+    def stats(self) -> Any:
+        return self.wrapper.stats()
+
+
+def _idempotent_wrapper() -> _Wrapped:
+    async def f() -> None:
+        pass
+    return _Wrapped(resil.idempotent, resil.idempotent(key=lambda: "k")(f))
+
+
 def _stats_factories() -> dict[str, Callable[[], Any]]:
     return {
         "AdaptiveInterval": lambda: resil.AdaptiveInterval(1.0, 0.5, 2.0, 0.3),
@@ -823,6 +847,7 @@ def _stats_factories() -> dict[str, Callable[[], Any]]:
         "Pipeline": lambda: resil.Pipeline(resil.fallback(), resil.timeout(1.0),
                                            resil.hedge(1.0)),
         "fallback()": resil.fallback,
+        "idempotent()": _idempotent_wrapper,
         "hedge()": lambda: resil.hedge(1.0),
         "timeout()": lambda: resil.timeout(1.0),
         "RateCounter": lambda: resil.RateCounter(1, 1.0),
@@ -867,18 +892,24 @@ def test_stats_is_json_and_speaks_the_one_vocabulary(name: str) -> None:
         <= set(VOCABULARY)
     obj = STATS[name]()
     try:
-        stats = obj.stats()
-        json.dumps(stats, allow_nan=False)
-        for key in stats:
-            assert key not in SYNONYMS, f"{name}.stats()[{key!r}]: say {SYNONYMS[key]!r}"
-            for suffix, instead in SYNONYM_SUFFIXES.items():
-                assert not (key.endswith(suffix) and key != "maxsize"), \
-                    f"{name}.stats()[{key!r}]: end it in {instead!r}"
-            # Every key is documented where a user looks for it.
-            assert key in (type(obj).stats.__doc__ or ""), f"{name}.stats() does not document {key!r}"
+        doc = obj.doc if isinstance(obj, _Wrapped) else type(obj).stats.__doc__
+        check_stats(name, obj.stats(), doc)
     finally:
         if name == "SQLiteStore":
             obj.close()
+
+
+def check_stats(name: str, stats: dict[str, Any], doc: str | None) -> None:
+    """``stats`` is JSON, speaks the one vocabulary, and ``doc`` (the
+    docstring of the stats() that made it) names every key."""
+    json.dumps(stats, allow_nan=False)
+    for key in stats:
+        assert key not in SYNONYMS, f"{name}.stats()[{key!r}]: say {SYNONYMS[key]!r}"
+        for suffix, instead in SYNONYM_SUFFIXES.items():
+            assert not (key.endswith(suffix) and key != "maxsize"), \
+                f"{name}.stats()[{key!r}]: end it in {instead!r}"
+        # Every key is documented where a user looks for it.
+        assert key in (doc or ""), f"{name}.stats() does not document {key!r}"
 
 
 def test_the_exposition_reads_the_renamed_counters() -> None:

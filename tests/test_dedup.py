@@ -290,6 +290,34 @@ def test_idempotent_does_not_cache_exceptions() -> None:
     resil.run_virtual(main())
 
 
+def test_idempotent_stats_count_runs_hits_waits_and_failures() -> None:
+    gate = asyncio.Event()
+
+    @resil.idempotent(key=lambda x: x, ttl=10)
+    async def f(x: int) -> int:
+        await gate.wait()
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    async def main() -> dict[str, object]:
+        first = asyncio.ensure_future(f(1))
+        joined = [asyncio.ensure_future(f(1)) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert f.stats()["running"] == 1  # type: ignore[attr-defined]
+        gate.set()
+        assert await asyncio.gather(first, *joined) == [1] * 4
+        assert await f(1) == 1 and await f(1) == 1       # answered by the stored result
+        with pytest.raises(ValueError):
+            await f(-1)
+        await asyncio.sleep(10)
+        assert await f(1) == 1                           # after the ttl: a new run
+        return f.stats()  # type: ignore[attr-defined,no-any-return]
+
+    assert resil.run_virtual(main()) == {"ttl": 10.0, "running": 0, "runs": 3, "hits": 2,
+                                         "waits": 3, "failures": 1}
+
+
 def test_idempotent_cancelling_one_caller_keeps_the_run_for_others() -> None:
     runs = []
 

@@ -201,10 +201,14 @@ def test_bad_arguments_are_refused_with_the_parameter_named(redis_server: RedisS
         RedisBackend(c, cooldown=math.nan)
     with pytest.raises(TypeError, match="prefix"):
         RedisBackend(c, prefix=b"x")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="host"):
+    with pytest.raises(ValueError, match="host"):
         RedisBackend(c, host="")
-    with pytest.raises(TypeError, match="source"):
+    with pytest.raises(TypeError, match="host"):
+        RedisBackend(c, host=b"h")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source"):
         Script("")
+    with pytest.raises(TypeError, match="source"):
+        Script(b"return 1")  # type: ignore[arg-type]
     b = RedisBackend(c, host="h1")
     assert b.stats()["host"] == "h1" and b.instance.startswith("h1:")
     with pytest.raises(ValueError, match="interval"):

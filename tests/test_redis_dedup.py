@@ -707,3 +707,28 @@ def test_the_key_encoding_is_one_to_one_and_bounded(keys: list[Any]) -> None:
                                                                 for c in k))]
     encoded = [encode_key(k) for k in keys]
     assert len(set(encoded)) == len(keys) and all(len(e) <= 257 for e in encoded)
+
+
+def test_cluster_idempotent_stats_count_the_callers_that_joined_a_run_as_waits(
+        redis_clean: RedisServer) -> None:
+    b = backend(redis_clean)
+    runs = []
+
+    @resil.idempotent(key=lambda x: x, cluster=b, name="stats-waits")
+    async def f(x: int) -> int:
+        runs.append(x)
+        await asyncio.sleep(0.05)
+        return x
+
+    async def main() -> dict[str, Any]:
+        assert await asyncio.gather(*(f(1) for _ in range(5))) == [1] * 5
+        assert await f(1) == 1                            # stored in Redis: a hit
+        return f.stats()  # type: ignore[attr-defined,no-any-return]
+
+    try:
+        stats = asyncio.run(main())
+    finally:
+        b.close()
+    assert runs == [1]
+    assert {k: stats[k] for k in ("runs", "hits", "waits", "failures", "running")} == \
+        {"runs": 1, "hits": 1, "waits": 4, "failures": 0, "running": 0}

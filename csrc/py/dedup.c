@@ -746,7 +746,12 @@ static PyMethodDef dedup_methods[] = {
      "The set's counts, JSON-serialisable: depth (keys remembered now, expired ones\n"
      "dropped first), duplicates (seen() calls that found their key), expired and\n"
      "evicted (keys dropped after their ttl, and at maxsize to make room), maxsize\n"
-     "(the capacity: most keys kept), ttl (seconds) and memory_bytes."},
+     "(the capacity: most keys kept), ttl (seconds) and memory_bytes. With cluster=\n"
+     "the set is in Redis and the counts are this process's: backend (the backend's\n"
+     "mode: redis or the fallback in force), name, ttl, maxsize (of the local set\n"
+     "used while Redis is away), duplicates, recorded (keys seen first here),\n"
+     "unavailable (calls Redis did not answer), resynced and unsynced (keys recorded\n"
+     "locally during an outage, stored in Redis after it, or not)."},
     {NULL, NULL, 0, NULL},
 };
 

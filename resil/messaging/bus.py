@@ -9,7 +9,6 @@ import inspect
 import itertools
 import json
 import logging
-import math
 import threading
 import time
 import types
@@ -1110,20 +1109,14 @@ class EventBus:
         ValueError for an event type the bus and the store have never seen."""
         if self._store is None:
             raise ResilError("replay needs a store: EventBus(store=resil.SQLiteStore(path))")
-        for value, what in ((from_seq, "from_seq"), (to_seq, "to_seq")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{what} must be an int or None")
         if isinstance(since, datetime.datetime):
             if since.tzinfo is None:
                 raise ValueError("since must be an aware datetime (with a time zone)")
             since = since.timestamp()
-        elif since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
-                                    or math.isnan(since)):
-            raise TypeError("since must be a Unix timestamp, an aware datetime or None")
+        since = _check.event_bounds(from_seq, to_seq, since, event_type)
         store = self._store
         loop = asyncio.get_running_loop()
         if event_type is not None:
-            _check.text(event_type, "event_type")
             if event_type not in self._topics and event_type not in self._published:
                 known = await loop.run_in_executor(None, store.event_types)
                 if event_type not in known:
@@ -1208,7 +1201,9 @@ class EventBus:
         consecutive_failures, violations, skipped, disabled}}`` (a wildcard
         handler's counts cover every type it received); circuits
         ``{type: state name}`` for the types the bus currently tracks (a
-        forgotten type's circuit is CLOSED)."""
+        forgotten type's circuit is CLOSED); on a store that talks to
+        Redis, backend (``"redis"``, or the fallback in force while Redis
+        is away)."""
         handlers: dict[str, dict[str, Any]] = {}
         circuits: dict[str, str] = {}
         for name, topic in list(self._topics.items()):

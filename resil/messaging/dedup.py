@@ -90,10 +90,17 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
     backend's thread) unless a result is there already. ``"open"`` runs
     every caller's call, ``"closed"`` raises
     :exc:`resil.RedisUnavailable`. No Redis operation waits longer
-    than the backend's ``timeout``. The wrapper's ``stats()`` gives this
-    process's counts (``runs``, ``hits``, ``waits``, ``failures``,
-    ``unavailable``, ``resynced``: results stored after an outage) and
-    ``backend`` (the backend's mode).
+    than the backend's ``timeout``.
+
+    ``wrapper.stats()`` gives this process's counts, JSON-serialisable:
+    ``runs`` (calls of the function begun), ``hits`` (calls answered by a
+    stored result), ``waits`` (calls that waited for a run they did not
+    begin: one under way in this process or, with ``cluster=``, on another
+    host), ``failures`` (runs that raised, cancellations aside),
+    ``running`` (runs under way) and ``ttl``; with ``cluster=`` also
+    ``name``, ``lease``, ``unavailable`` (operations Redis did not answer),
+    ``resynced`` (results stored after an outage) and ``backend`` (the
+    backend's mode).
     """
     if not callable(key):
         raise TypeError(f"key must be a callable returning a hashable key, not {type(key).__name__}")
@@ -118,10 +125,11 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
         # A run belongs to its event loop: callers on another loop (another
         # thread's) start their own rather than await a task they cannot.
         running: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
+        runs = hits = waits = failures = 0
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            nonlocal seen_type, results
+            nonlocal seen_type, results, runs, hits, waits
             k = key(*args, **kwargs)
             loop = asyncio.get_running_loop()
             if type(loop) is not seen_type or results is None:
@@ -133,21 +141,28 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
                 seen_type = type(loop)
             cached = results.get(k, _MISSING)
             if cached is not _MISSING:
+                hits += 1
                 return cached
             task = running.get((loop, k))
-            if task is None:
+            if task is not None:
+                waits += 1
+            else:
                 task = loop.create_task(fn(*args, **kwargs))
+                runs += 1
                 running[loop, k] = task
 
                 def finished(t: asyncio.Task[Any], k: Hashable = k,
                              table: Deduplicator = results,
                              loop: asyncio.AbstractEventLoop = loop) -> None:
+                    nonlocal failures
                     if running.get((loop, k)) is t:
                         del running[loop, k]
                     if t.cancelled():
                         return
                     if t.exception() is None:  # also marks a failure as retrieved
                         table.put(k, t.result())
+                    else:
+                        failures += 1
 
                 task.add_done_callback(finished)
             return await asyncio.shield(task)
@@ -157,7 +172,13 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
             for table in tables.values():
                 table.clear()
 
+        def stats() -> dict[str, Any]:
+            """This wrapper's counts (see :func:`idempotent`)."""
+            return {"ttl": ttl, "running": len(running), "runs": runs, "hits": hits,
+                    "waits": waits, "failures": failures}
+
         wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+        wrapper.stats = stats  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -60,13 +60,29 @@ class Script:
     __slots__ = ("source", "sha")
 
     def __init__(self, source: str) -> None:
-        if not isinstance(source, str) or not source.strip():
-            raise TypeError("Script needs the Lua source as a non-empty str")
+        if not isinstance(source, str):
+            raise TypeError(f"source must be the Lua source as a str, not {type(source).__name__}")
+        if not source.strip():
+            raise ValueError("source must be the Lua source, got only white space")
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __repr__(self) -> str:
         return f"<Script {self.sha[:12]}>"
+
+
+def _callable(fn: Any, name: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
+
+
+def _script_call(script: Any, keys: Any, args: Any) -> None:
+    """TypeError for a script call whose parts are of the wrong type."""
+    if not isinstance(script, Script):
+        raise TypeError(f"script must be a resil.redis.Script, not {type(script).__name__}")
+    for value, name in ((keys, "keys"), (args, "args")):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list or a tuple, not {type(value).__name__}")
 
 
 def _is_async(client: Any) -> bool:
@@ -225,8 +241,10 @@ class RedisBackend:
             raise ValueError(f"cooldown must be in (0, 3600] seconds, not {cooldown!r}")
         if host is None:
             host = socket.gethostname()
-        elif not isinstance(host, str) or not host:
-            raise TypeError("host must be a non-empty str or None")
+        elif not isinstance(host, str):
+            raise TypeError(f"host must be a non-empty str or None, not {type(host).__name__}")
+        elif not host:
+            raise ValueError("host must be a non-empty str or None, got ''")
         self.prefix = prefix
         self.on_unavailable = on_unavailable
         self.timeout = timeout
@@ -276,7 +294,12 @@ class RedisBackend:
 
     def key(self, kind: str, name: str, *parts: str) -> str:
         """The Redis key of a component: ``prefix{kind:name}`` and parts joined
-        by ``:``; the braces make every key of one component one hash slot."""
+        by ``:``; the braces make every key of one component one hash slot.
+        Each is a non-empty str."""
+        _check.text(kind, "kind")
+        _check.text(name, "name")
+        for part in parts:
+            _check.text(part, "parts")
         tail = "".join(":" + p for p in parts)
         return f"{self.prefix}{{{kind}:{name}}}{tail}"
 
@@ -284,6 +307,7 @@ class RedisBackend:
         """Calls ``listener()`` (in the thread of the operation that saw
         Redis answer again) each time Redis returns after an outage; returns
         a function that removes it."""
+        _callable(listener, "listener")
         with self._lock:
             self._restore_listeners.append(listener)
 
@@ -390,7 +414,8 @@ class RedisBackend:
         :exc:`resil.RedisUnavailable` when Redis does not answer within
         ``timeout`` or the backend is cooling down after such a failure;
         Redis's own errors (a script error) are raised as redis-py raises
-        them."""
+        them. ``keys`` and ``args`` are lists or tuples."""
+        _script_call(script, keys, args)
         permit = self._admit()
         client = self._sync
         try:
@@ -416,6 +441,7 @@ class RedisBackend:
         """:meth:`run` for coroutines: awaits the asyncio client when the
         backend was given one; with a blocking client, runs it in place (it
         blocks the event loop for at most ``timeout``)."""
+        _script_call(script, keys, args)
         client = self._async_client()
         if client is None:
             return self.run(script, keys, args)
@@ -473,6 +499,7 @@ class RedisBackend:
         """A new blocking client of the same server whose replies may take up
         to ``timeout`` seconds (for a blocking read such as ``XREAD BLOCK``);
         the caller closes it."""
+        timeout = _check.seconds(timeout, "timeout")
         return _derive(self._client, timeout, asynchronous=False)
 
     # ------------------------------------------------------- background
@@ -483,6 +510,7 @@ class RedisBackend:
         operations; an exception it raises is logged. Returns a handle whose
         ``cancel()`` stops it."""
         interval = _check.seconds(interval, "interval")
+        _callable(fn, "fn")
         if not 0 < interval < math.inf:
             raise ValueError(f"interval must be a positive finite number of seconds, not {interval!r}")
         task = _Task(interval, fn)

@@ -552,6 +552,8 @@ def cluster_idempotent(fn: Callable[..., Any], key: Callable[..., Hashable], ttl
             task = loop.create_task(runs.resolve(enc, args, kwargs))
             running[enc] = task
             task.add_done_callback(functools.partial(finished, enc))
+        else:
+            runs.counts["waits"] += 1
         result = await asyncio.shield(task)
         if result is _OPEN:
             return await fn(*args, **kwargs)

@@ -459,7 +459,15 @@ class StreamStore:
         """The events on the stream in its order (the numbers' order), bounds
         inclusive, as dicts with the column names of a SQLiteStore's log
         (``payload`` still JSON text); read in pages of 1,000. Raises
-        :exc:`resil.RedisUnavailable` when Redis does not answer."""
+        :exc:`resil.RedisUnavailable` when Redis does not answer, and
+        TypeError or ValueError (at once) for a bound that is not None or
+        an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
+        a non-empty str (``event_type``)."""
+        since = _check.event_bounds(from_seq, to_seq, since, event_type)
+        return self._events_from(from_seq, to_seq, since, event_type)
+
+    def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,
+                     event_type: str | None) -> Iterator[dict[str, Any]]:
         start = "-"
         while True:
             page = self._backend.command("XRANGE", self._events, start, "+", "COUNT", _PAGE)
@@ -499,6 +507,9 @@ class StreamStore:
         ``backend.timeout``; otherwise in the thread), and from before any
         event this store appends first. Returns the reader, whose
         ``close()`` stops it."""
+        if not callable(deliver):
+            raise TypeError(f"deliver must be callable, not {type(deliver).__name__}")
+        _check.flag(position, "position")
         follower = _Follower(self, deliver)
         if position:
             follower.position()
@@ -518,7 +529,9 @@ class StreamStore:
 
     # ---- dead letters ----------------------------------------------------------
     def dead_letter_backend(self, name: str) -> _StreamDeadLetters:
-        """Where a :class:`resil.DeadLetterQueue` named ``name`` keeps its entries."""
+        """Where a :class:`resil.DeadLetterQueue` named ``name`` (a non-empty
+        str) keeps its entries."""
+        _check.text(name, "name")
         return _StreamDeadLetters(self, name)
 
     def stats(self) -> dict[str, Any]:

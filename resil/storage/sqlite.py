@@ -385,7 +385,15 @@ class SQLiteStore:
                since: float | None = None, event_type: str | None = None) -> Iterator[dict[str, Any]]:
         """Stored events in sequence order, bounds inclusive, as dicts with
         the column names (``payload`` still JSON text). Read in pages, so
-        the store is not locked while the caller works on a page."""
+        the store is not locked while the caller works on a page. Raises
+        TypeError or ValueError (at once) for a bound that is not None or
+        an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
+        a non-empty str (``event_type``)."""
+        since = _check.event_bounds(from_seq, to_seq, since, event_type)
+        return self._events_from(from_seq, to_seq, since, event_type)
+
+    def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,
+                     event_type: str | None) -> Iterator[dict[str, Any]]:
         where = ["seq > ?"]
         base: list[Any] = []
         if to_seq is not None:
