@@ -134,6 +134,14 @@ def flag(value: Any, name: str) -> bool:
     return value
 
 
+def function(value: Any, name: str, *, optional: bool = False) -> Any:
+    """``value`` when it is callable (or None, with ``optional``)."""
+    if not callable(value) and not (optional and value is None):
+        raise TypeError(f"{name} must be {'None or ' if optional else ''}callable, "
+                        f"not {type(value).__name__}")
+    return value
+
+
 def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     """One of the strings in ``options``."""
     accepted = ", ".join(map(repr, options))

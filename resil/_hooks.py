@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from resil import _check
+
 __all__ = ["Listeners", "EventListener"]
 
 #: ``listener(kind, name)``: a resilience event of ``kind`` (``"retry"``,
@@ -33,8 +35,7 @@ class Listeners:
         return bool(self._fns)
 
     def add(self, fn: EventListener) -> None:
-        if not callable(fn):
-            raise TypeError(f"listener must be callable, not {type(fn).__name__}")
+        _check.function(fn, "listener")
         with _LOCK:
             self._fns = self._fns + (fn,)
 

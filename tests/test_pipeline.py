@@ -304,7 +304,7 @@ def test_cancellation_never_falls_back() -> None:
 
 
 def test_fallback_arguments_are_checked() -> None:
-    with pytest.raises(TypeError, match="^factory must be callable"):
+    with pytest.raises(TypeError, match="^factory must be None or callable"):
         resil.fallback(factory=42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="value or factory, not both"):
         resil.fallback(1, factory=lambda e: 2)

@@ -563,8 +563,7 @@ class EventBus:
         or a ``name`` already used there, raises ValueError; a ``required``
         mapping whose values are not types raises TypeError."""
         prefix = _parse_type(event_type)
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+        _check.function(handler, "handler")
         req, typed = _contract(required)
         vers = frozenset(_strings(versions, "versions", "version strings"))
         if not vers:

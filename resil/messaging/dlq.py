@@ -295,8 +295,7 @@ class DeadLetterQueue:
         reads and writes from a worker thread, so the event loop never waits
         on the disk."""
         _check_entry_id(entry_id)
-        if not callable(handler):
-            raise TypeError("handler must be callable")
+        _check.function(handler, "handler")
         entry = await self._off_loop(self._begin, entry_id)
         with self._lock:
             if entry_id in self._busy:
@@ -353,8 +352,7 @@ class DeadLetterQueue:
         takes through the consumer group: its own held ones, those held by
         a consumer silent for ``claim_after`` seconds, and those nobody
         took yet."""
-        if not callable(handler):
-            raise TypeError("handler must be callable")
+        _check.function(handler, "handler")
         successful = failed = 0
         for entry in await self._off_loop(self._claim):
             try:

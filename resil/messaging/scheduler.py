@@ -139,8 +139,7 @@ class AdaptiveScheduler:
         else:
             raise TypeError(f"scale must be a resil.TimeScale or a resil.AdaptiveInterval, not "
                             f"{type(scale).__name__}")
-        if activity is not None and not callable(activity):
-            raise TypeError("activity must be callable or None")
+        _check.function(activity, "activity", optional=True)
         if breaker is None:
             breaker = CircuitBreaker(f"job:{name}", failure_threshold=JOB_FAILURE_THRESHOLD,
                                      cooldown=JOB_COOLDOWN, cooldown_multiplier=1.0,

@@ -248,8 +248,7 @@ class CircuitBreaker(_resil.Breaker):
         made by another thread (or by a listener re-entering the breaker) is
         queued and reported by that thread after the earlier ones, so it may
         reach the listeners just after the call that made it returns."""
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
+        _check.function(listener, "listener")
         with _LISTENERS_LOCK:
             self._listeners = self._listeners + (listener,)
         return listener

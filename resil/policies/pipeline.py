@@ -210,8 +210,7 @@ class Fallback:
     def __init__(self, value: Any, factory: Callable[[BaseException], Any] | None,
                  on: Any) -> None:
         if factory is not None:
-            if not callable(factory):
-                raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
+            _check.function(factory, "factory", optional=True)
             if value is not _UNSET:
                 raise ValueError("pass value or factory, not both: factory(exc) gives the value")
         if isinstance(on, type):

@@ -60,8 +60,7 @@ class _Policy:
             raise TypeError("retry_on must be an exception class or a tuple of them")
         for fname, fn in (("retry_if_result", retry_if_result), ("retry_after", retry_after),
                           ("on_retry", on_retry)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{fname} must be callable or None, not {type(fn).__name__}")
+            _check.function(fn, fname, optional=True)
         if deadline is not None:
             deadline = _check.seconds(deadline, "deadline")
         if breaker is not None and not isinstance(breaker, _resil.Breaker):

@@ -71,11 +71,6 @@ class Script:
         return f"<Script {self.sha[:12]}>"
 
 
-def _callable(fn: Any, name: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
-
-
 def _script_call(script: Any, keys: Any, args: Any) -> None:
     """TypeError for a script call whose parts are of the wrong type."""
     if not isinstance(script, Script):
@@ -307,7 +302,7 @@ class RedisBackend:
         """Calls ``listener()`` (in the thread of the operation that saw
         Redis answer again) each time Redis returns after an outage; returns
         a function that removes it."""
-        _callable(listener, "listener")
+        _check.function(listener, "listener")
         with self._lock:
             self._restore_listeners.append(listener)
 
@@ -510,7 +505,7 @@ class RedisBackend:
         operations; an exception it raises is logged. Returns a handle whose
         ``cancel()`` stops it."""
         interval = _check.seconds(interval, "interval")
-        _callable(fn, "fn")
+        _check.function(fn, "fn")
         if not 0 < interval < math.inf:
             raise ValueError(f"interval must be a positive finite number of seconds, not {interval!r}")
         task = _Task(interval, fn)

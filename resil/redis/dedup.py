@@ -519,9 +519,8 @@ def check_options(backend: Any, name: Any, lease: Any, encode: Any,
     if lease < max(0.01, 4 * backend.timeout):
         raise ValueError(f"lease must be at least 0.01 seconds and 4 times the backend's "
                          f"timeout ({4 * backend.timeout:g} s), got {lease!r}")
-    for what, given in (("encode", encode), ("decode", decode)):
-        if given is not None and not callable(given):
-            raise TypeError(f"{what} must be None or callable, not {type(given).__name__}")
+    _check.function(encode, "encode", optional=True)
+    _check.function(decode, "decode", optional=True)
     return backend, lease
 
 

@@ -507,8 +507,7 @@ class StreamStore:
         ``backend.timeout``; otherwise in the thread), and from before any
         event this store appends first. Returns the reader, whose
         ``close()`` stops it."""
-        if not callable(deliver):
-            raise TypeError(f"deliver must be callable, not {type(deliver).__name__}")
+        _check.function(deliver, "deliver")
         _check.flag(position, "position")
         follower = _Follower(self, deliver)
         if position:
