@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -442,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                     absent.append(c.name)
                     cases.remove(c)
     started = time.monotonic()
-    ext = next(REPO.joinpath("resil").glob("_resil*.so"), None)
+    # The extension this interpreter loads (the tree may hold other versions' builds).
+    built = REPO / "resil" / ("_resil" + sysconfig.get_config_var("EXT_SUFFIX"))
+    ext = built if built.exists() else None
     facts = _harness.machine_facts(["resil", "pybreaker", "circuitbreaker", "tenacity",
                                     "cachetools"])
     if args.smoke:
