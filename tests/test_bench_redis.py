@@ -178,3 +178,42 @@ def test_the_instructions_cluster_breaker_case_runs_or_is_left_out(
         assert out.returncode == 0, out.stderr[-2000:]
     else:
         assert why is not None and "cluster" in why
+
+
+def test_round_trips_count_the_row_s_own_threads_and_not_another_row_s_idle_reader(
+        redis_clean: RedisServer) -> None:
+    """A request sent by a thread of another row (an idle stream reader,
+    say) while a row is counted is not that row's; one sent by the row's
+    own thread or a thread it names is."""
+    import threading
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_redis
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def connected() -> Any:
+        c = redis_clean.client()
+        c.ping()  # the connection's set-up requests are sent now
+        return c
+
+    def pinger(name: str, n: int) -> threading.Thread:
+        c = connected()
+        return threading.Thread(target=lambda: [c.ping() for _ in range(n)], name=name)
+
+    client = connected()
+    other = pinger("resil-stream other", 30)
+    with bench_redis.counting_round_trips() as alone:
+        other.start()
+        for _ in range(50):
+            client.ping()
+        other.join()
+    threads = [pinger("resil-stream other", 30), pinger("resil-stream mine", 7)]
+    with bench_redis.counting_round_trips(["resil-stream mine"]) as with_reader:
+        for t in threads:
+            t.start()
+        client.ping()
+        for t in threads:
+            t.join()
+    assert (alone[0], with_reader[0]) == (50, 8)
