@@ -290,6 +290,18 @@ def test_idempotent_does_not_cache_exceptions() -> None:
     resil.run_virtual(main())
 
 
+def test_stats_count_the_get_calls_that_found_a_live_key_as_hits() -> None:
+    clock = resil.VirtualClock()
+    d = resil.Deduplicator(ttl=5.0, clock=clock)
+    d.put("a", 1)
+    d.put("b", None)
+    assert [d.get("a"), d.get("b", "x"), d.get("c"), d.get("a", 0)] == [1, None, None, 1]
+    assert d.stats()["hits"] == 3
+    clock.advance(5.0)
+    assert d.get("a") is None and d.stats()["hits"] == 3   # expired: a miss
+    assert d.seen("z") is False and d.seen("z") is True and d.stats()["hits"] == 3
+
+
 def test_idempotent_stats_count_runs_hits_waits_and_failures() -> None:
     gate = asyncio.Event()
 

@@ -57,7 +57,7 @@ def test_two_handles_are_one_set(tmp_path: Path) -> None:
     assert "job-1" in b and b"job-1" in a and "job-2" not in a
     assert len(a) == len(b) == 2 and len(other) == 1
     assert a.duplicate_count == b.duplicate_count == 2
-    expected = {"depth": 2, "duplicates": 2, "expired": 0, "evicted": 0, "maxsize": 100,
+    expected = {"depth": 2, "duplicates": 2, "hits": 0, "expired": 0, "evicted": 0, "maxsize": 100,
                 "ttl": 10.0, "memory_bytes": _block_bytes(100)}
     assert a.stats() == expected and b.stats() == expected
     # the same keys as a local Deduplicator's stats
@@ -232,8 +232,8 @@ def test_four_processes_see_each_key_new_exactly_once(tmp_path: Path) -> None:
         assert p.exitcode == 0
     new = [k for r in results for k in r]
     assert len(new) == keys and len(set(new)) == keys  # each key new once, host-wide
-    assert d.stats() == {"depth": keys, "duplicates": 3 * keys, "expired": 0, "evicted": 0,
-                         "maxsize": keys, "ttl": 3600.0, "memory_bytes": _block_bytes(keys)}
+    assert d.stats() == {"depth": keys, "duplicates": 3 * keys, "hits": 0, "expired": 0,
+                         "evicted": 0, "maxsize": keys, "ttl": 3600.0, "memory_bytes": _block_bytes(keys)}
     assert region.check() == []
 
 

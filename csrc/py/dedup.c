@@ -40,6 +40,7 @@ typedef struct {
     int kind;          /* KIND_LOCAL, KIND_SHARED (the block in C) or KIND_CLUSTER */
     uint64_t offset;
     uint64_t params[RS_REGION_PARAMS];
+    uint64_t hits; /* get() calls that found a live key (a local set's) */
 } DedupObject;
 
 enum { KIND_LOCAL, KIND_SHARED, KIND_CLUSTER };
@@ -464,6 +465,7 @@ static PyObject *dedup_get_value(DedupObject *self, PyObject *const *args, Py_ss
     int r = rs_dedup_get(&self->core, hash, key, now, &value);
     /* A reference taken before another thread can drop the entry. */
     PyObject *result = r == 1 ? Py_NewRef(value ? (PyObject *)value : Py_None) : NULL;
+    self->hits += r == 1;
     leave(self);
     if (r < 0) {
         return NULL;
@@ -630,8 +632,9 @@ static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
         if (shared_counts(self, &c) < 0) {
             return NULL;
         }
-        return Py_BuildValue("{sKsKsKsKsKsdsK}", "depth", (unsigned long long)c.size,
-                             "duplicates", (unsigned long long)c.duplicates, "expired",
+        return Py_BuildValue("{sKsKsKsKsKsKsdsK}", "depth", (unsigned long long)c.size,
+                             "duplicates", (unsigned long long)c.duplicates, "hits",
+                             (unsigned long long)self->hits, "expired",
                              (unsigned long long)c.expired, "evicted",
                              (unsigned long long)c.evicted, "maxsize",
                              (unsigned long long)c.capacity, "ttl", (double)c.ttl_ns / 1e9,
@@ -642,9 +645,10 @@ static PyObject *dedup_stats(DedupObject *self, PyObject *Py_UNUSED(ignored)) {
         return NULL;
     }
     const rs_dedup *d = &self->core;
-    return Py_BuildValue("{sIsKsKsKsIsdsn}", "depth", d->size, "duplicates",
-                         (unsigned long long)d->duplicates, "expired", (unsigned long long)d->expired,
-                         "evicted", (unsigned long long)d->evicted, "maxsize", d->capacity, "ttl",
+    return Py_BuildValue("{sIsKsKsKsKsIsdsn}", "depth", d->size, "duplicates",
+                         (unsigned long long)d->duplicates, "hits", (unsigned long long)self->hits,
+                         "expired", (unsigned long long)d->expired, "evicted",
+                         (unsigned long long)d->evicted, "maxsize", d->capacity, "ttl",
                          (double)d->ttl_ns / 1e9, "memory_bytes", (Py_ssize_t)rs_dedup_memory(d));
 }
 
@@ -744,7 +748,9 @@ static PyMethodDef dedup_methods[] = {
     {"stats", (PyCFunction)dedup_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
      "The set's counts, JSON-serialisable: depth (keys remembered now, expired ones\n"
-     "dropped first), duplicates (seen() calls that found their key), expired and\n"
+     "dropped first), duplicates (seen() calls that found their key), hits (get()\n"
+     "calls that found their key; only a local set serves get(): a shared one's stay 0),\n"
+     "expired and\n"
      "evicted (keys dropped after their ttl, and at maxsize to make room), maxsize\n"
      "(the capacity: most keys kept), ttl (seconds) and memory_bytes. With cluster=\n"
      "the set is in Redis and the counts are this process's: backend (the backend's\n"

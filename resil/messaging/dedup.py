@@ -125,11 +125,11 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
         # A run belongs to its event loop: callers on another loop (another
         # thread's) start their own rather than await a task they cannot.
         running: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
-        runs = hits = waits = failures = 0
+        runs = waits = failures = 0  # hits: the tables count their get() hits
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            nonlocal seen_type, results, runs, hits, waits
+            nonlocal seen_type, results, runs, waits
             k = key(*args, **kwargs)
             loop = asyncio.get_running_loop()
             if type(loop) is not seen_type or results is None:
@@ -141,7 +141,6 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
                 seen_type = type(loop)
             cached = results.get(k, _MISSING)
             if cached is not _MISSING:
-                hits += 1
                 return cached
             task = running.get((loop, k))
             if task is not None:
@@ -174,6 +173,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
 
         def stats() -> dict[str, Any]:
             """This wrapper's counts (see :func:`idempotent`)."""
+            hits = sum(table.stats()["hits"] for table in list(tables.values()))
             return {"ttl": ttl, "running": len(running), "runs": runs, "hits": hits,
                     "waits": waits, "failures": failures}
 
