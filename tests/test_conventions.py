@@ -156,33 +156,41 @@ MORE_POSITIONALS = {
 RECORDS = (BaseException, enum.Enum, tuple)
 
 
-def keyword_cases() -> list[Any]:
+def keyword_cases(module: Any = resil, skip: tuple[type, ...] = RECORDS) -> list[Any]:
+    """The public classes of ``module`` (but ``skip``), their public methods
+    and its public functions, as dotted paths."""
     cases: list[Any] = []
-    for name, cls in public_classes().items():
-        if issubclass(cls, RECORDS) or name in ("DeadLetter", "Event"):
+    for name in module.__all__:
+        cls = getattr(module, name)
+        if not isinstance(cls, type) or issubclass(cls, skip) or name in ("DeadLetter", "Event"):
             continue
         cases.append(name)
         for attr, member in vars(cls).items():
             if not attr.startswith("_") and inspect.isfunction(member):
                 cases.append(f"{name}.{attr}")
-    cases += [name for name in resil.__all__ if inspect.isfunction(getattr(resil, name))]
+    cases += [name for name in module.__all__ if inspect.isfunction(getattr(module, name))]
     return cases
 
 
-def _resolve(path: str) -> Any:
-    obj: Any = resil
+def resolve(path: str, module: Any = resil) -> Any:
+    obj: Any = module
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-@pytest.mark.parametrize("path", keyword_cases())
-def test_arguments_after_the_first_two_are_keyword_only(path: str) -> None:
-    sig = inspect.signature(_resolve(path))
+def expect_keyword_only(obj: Any, path: str, more: dict[str, int]) -> None:
+    """At most two positionals (``more[path]`` when listed), self aside."""
+    sig = inspect.signature(obj)
     positional = [p.name for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
                   and p.name not in ("self", "cls")]
-    assert len(positional) <= MORE_POSITIONALS.get(path, 2), (path, positional)
+    assert len(positional) <= more.get(path, 2), (path, positional)
+
+
+@pytest.mark.parametrize("path", keyword_cases())
+def test_arguments_after_the_first_two_are_keyword_only(path: str) -> None:
+    expect_keyword_only(resolve(path), path, MORE_POSITIONALS)
 
 
 # ---- time limits ------------------------------------------------------------------

@@ -20,7 +20,8 @@ import resil
 from redis_support import RedisServer, redis_server  # noqa: F401
 from resil.redis import RedisBackend, RedisUnavailable, Script, StreamStore
 from test_conventions import (NAN, NOTHING, argument_cases, check_stats,
-                              expect_argument_error)
+                              expect_argument_error, expect_keyword_only, keyword_cases,
+                              resolve)
 
 ECHO = Script("return ARGV[1]")
 
@@ -65,33 +66,9 @@ MORE_POSITIONALS = {
 }
 
 
-def _public_callables() -> list[str]:
-    paths: list[str] = []
-    for name in resil.redis.__all__:
-        obj = getattr(resil.redis, name)
-        if isinstance(obj, type) and issubclass(obj, BaseException):
-            continue
-        paths.append(name)
-        for attr, member in vars(obj).items():
-            if not attr.startswith("_") and inspect.isfunction(member):
-                paths.append(f"{name}.{attr}")
-    return paths
-
-
-def _resolve(path: str) -> Any:
-    obj: Any = resil.redis
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-@pytest.mark.parametrize("path", _public_callables())
+@pytest.mark.parametrize("path", keyword_cases(resil.redis, skip=(BaseException,)))
 def test_signatures_work_and_arguments_after_the_first_two_are_keyword_only(path: str) -> None:
-    sig = inspect.signature(_resolve(path))
-    positional = [p.name for p in sig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                  and p.name not in ("self", "cls")]
-    assert len(positional) <= MORE_POSITIONALS.get(path, 2), (path, positional)
+    expect_keyword_only(resolve(path, resil.redis), path, MORE_POSITIONALS)
 
 
 def test_the_exception_of_resil_redis_is_a_resil_error_exported_from_resil() -> None:
