@@ -127,9 +127,37 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
         running: dict[tuple[asyncio.AbstractEventLoop, Hashable], asyncio.Task[Any]] = {}
         runs = waits = failures = 0  # hits: the tables count their get() hits
 
+        def begin(loop: asyncio.AbstractEventLoop, k: Hashable, table: Deduplicator,
+                  args: Any, kwargs: Any) -> asyncio.Task[Any]:
+            """The run of key k on this loop: the one under way, or a new one
+            whose result goes into table. Off the cached path, so that path's
+            frame carries none of this."""
+            nonlocal runs, waits
+            task = running.get((loop, k))
+            if task is not None:
+                waits += 1
+                return task
+            task = loop.create_task(fn(*args, **kwargs))
+            runs += 1
+            running[loop, k] = task
+
+            def finished(t: asyncio.Task[Any]) -> None:
+                nonlocal failures
+                if running.get((loop, k)) is t:
+                    del running[loop, k]
+                if t.cancelled():
+                    return
+                if t.exception() is None:  # also marks a failure as retrieved
+                    table.put(k, t.result())
+                else:
+                    failures += 1
+
+            task.add_done_callback(finished)
+            return task
+
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            nonlocal seen_type, results, runs, waits
+            nonlocal seen_type, results
             k = key(*args, **kwargs)
             loop = asyncio.get_running_loop()
             if type(loop) is not seen_type or results is None:
@@ -142,29 +170,7 @@ def idempotent(key: Callable[..., Hashable], ttl: float = 300.0, *, cluster: Any
             cached = results.get(k, _MISSING)
             if cached is not _MISSING:
                 return cached
-            task = running.get((loop, k))
-            if task is not None:
-                waits += 1
-            else:
-                task = loop.create_task(fn(*args, **kwargs))
-                runs += 1
-                running[loop, k] = task
-
-                def finished(t: asyncio.Task[Any], k: Hashable = k,
-                             table: Deduplicator = results,
-                             loop: asyncio.AbstractEventLoop = loop) -> None:
-                    nonlocal failures
-                    if running.get((loop, k)) is t:
-                        del running[loop, k]
-                    if t.cancelled():
-                        return
-                    if t.exception() is None:  # also marks a failure as retrieved
-                        table.put(k, t.result())
-                    else:
-                        failures += 1
-
-                task.add_done_callback(finished)
-            return await asyncio.shield(task)
+            return await asyncio.shield(begin(loop, k, results, args, kwargs))
 
         def cache_clear() -> None:
             """Forgets every cached result (running calls are kept)."""
