@@ -295,3 +295,96 @@ def test_awaitables_reused_across_many_calls_record_each_outcome() -> None:
     assert out == list(range(200)) + list(range(40))
     st = b.stats()
     assert (st["successes"], st["failures"]) == (133 + 40, 67)
+
+
+# ---- an awaited call's result ------------------------------------------------------
+#
+# From CPython 3.12 a result leaves a guarded awaitable as a StopIteration,
+# which the module reuses while nothing else holds it. These hold on every
+# version: the result is right, it is not kept after the await, and an
+# exception someone caught is theirs.
+
+class _Result:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_an_awaited_call_s_result_is_not_kept_once_the_await_is_over() -> None:
+    import weakref
+
+    b = make()
+
+    @b
+    async def h(n: int) -> _Result:
+        return _Result(n)
+
+    async def main() -> None:
+        for n in range(3):
+            r = await h(n)
+            assert r.n == n
+            gone = weakref.ref(r)
+            del r
+            assert gone() is None                      # freed at once: nothing kept it
+        r = await b.call_async(h, 5)
+        gone = weakref.ref(r)
+        del r
+        assert gone() is None
+
+    asyncio.run(main())
+
+
+def test_a_stop_iteration_caught_by_hand_is_never_changed_by_later_awaits() -> None:
+    b = make()
+
+    @b
+    async def h(n: object) -> object:
+        return n
+
+    async def main() -> None:
+        caught = []
+        for step in (lambda it: it.send(None), next):
+            it = b.call_async(h, ("mine", step)).__await__()
+            with pytest.raises(StopIteration) as stop:
+                step(it)
+            caught.append(stop.value)
+        values = [e.value for e in caught]
+        for n in range(50):
+            assert await h(n) == n
+            assert (await asyncio.gather(h(n), h(-n))) == [n, -n]
+        assert [e.value for e in caught] == values and [e.args for e in caught] == \
+            [(v,) for v in values]
+        assert caught[0] is not caught[1]
+        try:
+            raise KeyError("handled")
+        except KeyError as handled:
+            assert await h(7) == 7
+            with pytest.raises(StopIteration) as stop:
+                next(b.call_async(h, 8).__await__())
+            assert stop.value.value == 8 and stop.value.__context__ is handled
+        assert await h(9) == 9
+
+    asyncio.run(main())
+
+
+def test_results_of_nested_and_concurrent_guarded_awaits_reach_their_callers() -> None:
+    b = make()
+
+    @b
+    async def leaf(n: int) -> tuple[str, int]:
+        await asyncio.sleep(0)
+        return ("leaf", n)
+
+    @b
+    async def outer(n: int) -> tuple[str, tuple[str, int], bool]:
+        inner = await leaf(n)
+        async with b as entered:           # its exit's False leaves as a StopIteration too
+            pass
+        return ("outer", inner, entered is None)
+
+    async def main() -> None:
+        async with b:
+            got = await asyncio.gather(*(outer(n) for n in range(300)))
+        assert got == [("outer", ("leaf", n), True) for n in range(300)]
+
+    asyncio.run(main())
+    assert b.stats()["successes"] >= 600

@@ -5,16 +5,90 @@
 
 /* ---- exception helpers ------------------------------------------------- */
 
-static void set_stop_iteration(PyObject *value) {
+#if PY_VERSION_HEX >= 0x030C0000
+/* From 3.12 the interpreter awaits an object that is not a native coroutine
+ * through tp_iternext, so each result that is not None leaves as a
+ * StopIteration, which the interpreter reads the value of and drops at
+ * once. Making and freeing one costs about a thousand instructions per
+ * awaited call, so the module keeps the last one made and raises it again
+ * while nothing else holds it: no reference but the module's, its args its
+ * own 1-tuple, and no traceback, context, cause, notes or attributes (an
+ * exception someone caught and still holds is never reused; a new one is
+ * made and kept instead). It is raised as a new one is, so it gets the
+ * same context. Its value is the result's until the awaitable that
+ * returned it is freed, which is right after the await: then, held by the
+ * module alone, it drops the value, the context and any traceback
+ * (stop_iteration_release). The GIL makes each check and what follows one
+ * step: the module declares it needs the GIL. */
+static int stop_iteration_alone(PyObject *e) {
+    PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
+    return Py_REFCNT(e) == 1 && b->args && PyTuple_CheckExact(b->args) &&
+           PyTuple_GET_SIZE(b->args) == 1 && Py_REFCNT(b->args) == 1 && !b->cause &&
+           !b->notes && !b->dict;
+}
+
+static int stop_iteration_reusable(PyObject *e) {
+    PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
+    return stop_iteration_alone(e) && !b->traceback && !b->context;
+}
+
+/* Puts value in the kept StopIteration (both where it is read: value and
+ * args[0]); the old value is dropped last, once the exception is whole. */
+static void stop_iteration_hold(PyObject *e, PyObject *value) {
+    PyStopIterationObject *si = (PyStopIterationObject *)e;
+    PyObject *args = ((PyBaseExceptionObject *)e)->args;
+    PyObject *old_value = si->value, *old_arg = PyTuple_GET_ITEM(args, 0);
+    si->value = Py_NewRef(value);
+    PyTuple_SET_ITEM(args, 0, Py_NewRef(value));
+    Py_XDECREF(old_value);
+    Py_XDECREF(old_arg);
+}
+
+/* Called as an awaitable is freed: the kept StopIteration, when nothing
+ * holds it, lets go of the result it carried and of where it was raised. */
+static void stop_iteration_release(resil_state *st) {
+    PyObject *e = st->stop_iteration;
+    if (e && stop_iteration_alone(e)) {
+        PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
+        Py_CLEAR(b->traceback);
+        Py_CLEAR(b->context);
+        if (((PyStopIterationObject *)e)->value != Py_None) {
+            stop_iteration_hold(e, Py_None);
+        }
+    }
+}
+#else
+static inline void stop_iteration_release(resil_state *st) { (void)st; }
+#endif
+
+/* Raises StopIteration(value), the end of a send() or of tp_iternext. st:
+ * the module's state (NULL: make a new exception). */
+static void set_stop_iteration(resil_state *st, PyObject *value) {
     if (value == Py_None) {
         PyErr_SetNone(PyExc_StopIteration);
         return;
     }
-    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
-    if (e) {
-        PyErr_SetObject(PyExc_StopIteration, e);
-        Py_DECREF(e);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *kept = st ? st->stop_iteration : NULL;
+    if (kept && stop_iteration_reusable(kept)) {
+        stop_iteration_hold(kept, value);
+        PyErr_SetObject(PyExc_StopIteration, kept);
+        return;
     }
+#endif
+    PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (!e) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (st) {
+        Py_XSETREF(st->stop_iteration, Py_NewRef(e));
+    }
+#else
+    (void)st;
+#endif
+    PyErr_SetObject(PyExc_StopIteration, e);
+    Py_DECREF(e);
 }
 
 /* Takes a pending StopIteration and returns its value (new reference). */
@@ -264,7 +338,7 @@ static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
         return res;
     }
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(res);
+        set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
         Py_DECREF(res);
     }
     return NULL;
@@ -278,7 +352,7 @@ static PyObject *aw_iternext(AwaitObject *a) {
     }
     if (r == PYGEN_RETURN) {
         if (res != Py_None) {
-            set_stop_iteration(res);
+            set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
         }
         Py_DECREF(res);
     }
@@ -345,7 +419,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
     }
     r = aw_finish(a, r, &res);
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(res);
+        set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
         Py_DECREF(res);
     }
     return NULL;
@@ -448,6 +522,7 @@ static void aw_dealloc(AwaitObject *a) {
         a->breaker = NULL;
         resil_state *st = b->st;
         Py_DECREF(b);
+        stop_iteration_release(st);
         aw_keep_or_free(a, st);
         return;
     }
@@ -526,7 +601,7 @@ static PySendResult fin_send(FinishedObject *f, PyObject *Py_UNUSED(arg), PyObje
 }
 
 static PyObject *fin_iternext(FinishedObject *f) {
-    set_stop_iteration(f->value);
+    set_stop_iteration((resil_state *)PyType_GetModuleState(Py_TYPE(f)), f->value);
     return NULL;
 }
 

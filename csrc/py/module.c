@@ -215,6 +215,7 @@ static int resil_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->ratelimit_waiters[1]);
     Py_VISIT(st->dedup_cluster);
     Py_VISIT(st->default_clock);
+    Py_VISIT(st->stop_iteration);
     for (int i = 0; i < st->aw_nfree; i++) {
         Py_VISIT(Py_TYPE((PyObject *)st->aw_free[i])); /* each kept awaitable's reference */
     }
@@ -271,6 +272,7 @@ static int resil_clear(PyObject *module) {
     Py_CLEAR(st->dedup_cluster);
     Py_CLEAR(st->str_now);
     Py_CLEAR(st->default_clock);
+    Py_CLEAR(st->stop_iteration);
     return 0;
 }
 

@@ -73,6 +73,10 @@ typedef struct {
      * allocation and a free (awaitable.c). */
     void *aw_free[RESIL_AW_FREE_MAX];
     int aw_nfree;
+    /* From CPython 3.12 an awaited guarded call's result leaves through a
+     * StopIteration; this one is reused while nothing else holds it
+     * (awaitable.c). NULL before the first, and before 3.12. */
+    PyObject *stop_iteration;
 } resil_state;
 
 extern struct PyModuleDef resil_module;
