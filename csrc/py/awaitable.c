@@ -72,7 +72,13 @@ static void set_stop_iteration(resil_state *st, PyObject *value) {
     PyObject *kept = st ? st->stop_iteration : NULL;
     if (kept && stop_iteration_reusable(kept)) {
         stop_iteration_hold(kept, value);
-        PyErr_SetObject(PyExc_StopIteration, kept);
+        PyObject *handled = PyErr_GetHandledException();
+        if (RS_LIKELY(!handled)) {
+            PyErr_SetRaisedException(Py_NewRef(kept)); /* no context to give it */
+        } else {
+            Py_DECREF(handled);
+            PyErr_SetObject(PyExc_StopIteration, kept);
+        }
         return;
     }
 #endif
