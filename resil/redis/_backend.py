@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import os
+import queue
 import secrets
 import socket
 import threading
@@ -172,6 +173,55 @@ class _Task:
         self.cancelled = True
 
 
+class _Kick:
+    """What a backend's background thread waits on between runs: a queue
+    whose ``put`` may be called from a finalizer (it takes no lock a
+    collection could interrupt), holding nothing of the backend.
+    ``pending`` keeps at most one wake-up queued at a time."""
+
+    __slots__ = ("queue", "pending")
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self.pending = False
+
+    def wait(self, seconds: float) -> None:
+        try:
+            self.queue.get(timeout=None if seconds >= threading.TIMEOUT_MAX else seconds)
+        except queue.Empty:
+            pass
+
+    def kick(self) -> None:
+        """Wakes the thread (called holding the backend's lock)."""
+        if not self.pending:
+            self.pending = True
+            self.queue.put(None)
+
+
+def _collected(kick: _Kick, pool: Any) -> None:
+    """A backend was collected without close(): its thread ends (it finds
+    the backend gone) and its connections close."""
+    kick.queue.put(None)
+    pool.disconnect()
+
+
+def _background(ref: weakref.ReferenceType[RedisBackend], kick: _Kick) -> None:
+    """The backend's background thread. It holds the backend only while it
+    picks and runs a task, never while it waits, so a backend nobody else
+    holds is collected (and ``_collected`` wakes this thread to end)."""
+    me = threading.current_thread()
+    while True:
+        backend = ref()
+        if backend is None:
+            return
+        wait = backend._step(me)
+        del backend
+        if wait is None:
+            return
+        if wait > 0:
+            kick.wait(wait)
+
+
 _now = time.monotonic
 
 _BACKENDS: weakref.WeakSet[RedisBackend] = weakref.WeakSet()
@@ -217,7 +267,9 @@ class RedisBackend:
     ``stats()["backend"]`` says what is in force: ``"redis"``, or while
     Redis is away ``"local-fallback"``, ``"open-fallback"`` or
     ``"closed-fallback"``. ``close()`` stops the background thread; the
-    client given is not closed.
+    client given is not closed. A backend dropped without ``close()`` is
+    collected once nothing holds it (its components hold it while they
+    live): its background thread then ends and its connections close.
     """
 
     def __init__(self, client: Any, *, prefix: str = "resil:", on_unavailable: str = "local",
@@ -265,11 +317,13 @@ class RedisBackend:
                         "script_loads": 0}
         self._tasks: list[tuple[float, int, _Task]] = []
         self._seq = itertools.count()
-        self._wake = threading.Condition(self._lock)
+        self._kick = _Kick()
         self._thread: threading.Thread | None = None
         self._closed = False
         self.instance = f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
         _BACKENDS.add(self)
+        # Dropped without close(): its thread ends and its connections close.
+        weakref.finalize(self, _collected, self._kick, self._sync.connection_pool).atexit = False
 
     def __repr__(self) -> str:
         return (f"<RedisBackend prefix={self.prefix!r} {self.mode} "
@@ -514,7 +568,7 @@ class RedisBackend:
                 raise RuntimeError("RedisBackend is closed")
             heapq.heappush(self._tasks, (_now() + interval, next(self._seq), task))
             self._start_locked()
-            self._wake.notify()
+            self._kick.kick()
         return task
 
     def wake(self) -> None:
@@ -523,40 +577,45 @@ class RedisBackend:
         with self._lock:
             self._tasks = [(0.0, seq, task) for _, seq, task in self._tasks]
             heapq.heapify(self._tasks)
-            self._wake.notify()
+            self._kick.kick()
 
     def _start_locked(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name=f"resil-redis {self.prefix}",
-                                            daemon=True)
+            self._thread = threading.Thread(target=_background, args=(weakref.ref(self), self._kick),
+                                            name=f"resil-redis {self.prefix}", daemon=True)
             self._thread.start()
 
-    def _loop(self) -> None:
-        me = threading.current_thread()
-        while True:
-            with self._lock:
-                while True:
-                    if self._closed or self._thread is not me:
-                        return
-                    while self._tasks and self._tasks[0][2].cancelled:
-                        heapq.heappop(self._tasks)
-                    if self._tasks and self._tasks[0][0] <= _now():
-                        _, seq, task = heapq.heappop(self._tasks)
-                        break
-                    self._wake.wait(None if not self._tasks else self._tasks[0][0] - _now())
-            try:
-                task.fn()
-            except Exception:
-                _log.exception("a RedisBackend background task failed")
-            with self._lock:
-                if not task.cancelled:
-                    heapq.heappush(self._tasks, (_now() + task.interval, seq, task))
+    def _step(self, me: threading.Thread) -> float | None:
+        """One turn of the background thread ``me``: runs the task that is
+        due (0.0: look again at once), or says how long to wait for one
+        (``inf``: none is scheduled); None when the thread is to end."""
+        with self._lock:
+            self._kick.pending = False
+            if self._closed or self._thread is not me:
+                return None
+            while self._tasks and self._tasks[0][2].cancelled:
+                heapq.heappop(self._tasks)
+            if not self._tasks:
+                return math.inf
+            wait = self._tasks[0][0] - _now()
+            if wait > 0:
+                return wait
+            _, seq, task = heapq.heappop(self._tasks)
+        try:
+            task.fn()
+        except Exception:
+            _log.exception("a RedisBackend background task failed")
+        with self._lock:
+            if not task.cancelled and not self._closed:
+                heapq.heappush(self._tasks, (_now() + task.interval, seq, task))
+        return 0.0
 
     def _forked(self) -> None:
         # In a forked child the parent's thread is gone and the lock may be held.
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._kick.queue = queue.SimpleQueue()
+        self._kick.pending = False
         self._thread = None
         self.instance = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         if self._tasks and not self._closed:
@@ -570,7 +629,7 @@ class RedisBackend:
         with self._lock:
             self._closed = True
             self._tasks.clear()
-            self._wake.notify_all()
+            self._kick.kick()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(1.0, 4 * self.timeout))
