@@ -201,3 +201,119 @@ def test_a_backend_dropped_with_every_component_on_it_is_collected(
     ref, thread, refs = build()
     _gone(ref, thread)
     assert [r() for r in refs] == [None] * len(refs)
+
+
+# ----------------------------------------------------------- lone surrogates
+@pytest.fixture(params=["redis", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """A StreamStore on a real redis-server, or a SQLiteStore in a file."""
+    if request.param == "sqlite":
+        sqlite = resil.SQLiteStore(str(tmp_path / "events.db"))
+        yield sqlite
+        sqlite.close()
+        return
+    server = request.getfixturevalue("redis_clean")
+    backend = RedisBackend(server.client(), timeout=1.0)
+    stream = StreamStore(backend, "surrogates")
+    yield stream
+    stream.close()
+    backend.close()
+
+
+BAD = "bad\ud800text"
+FIELDS: list[tuple[str, dict[str, Any]]] = [
+    ("event_type", {"event_type": BAD}),
+    ("correlation_id", {"correlation_id": BAD}),
+    ("idempotency_key", {"idempotency_key": BAD}),
+    ("publisher", {"publisher": BAD}),
+    ("schema_version", {"schema_version": BAD}),
+]
+
+
+@pytest.mark.parametrize("field, given", FIELDS, ids=[f for f, _ in FIELDS])
+def test_text_utf8_cannot_encode_is_refused_by_name_and_nothing_is_numbered(
+        store: Any, field: str, given: dict[str, Any]) -> None:
+    async def main() -> None:
+        bus = resil.EventBus(store=store)
+        first = await bus.publish("ok", {"n": 1})
+        assert first is not None and first.seq == 1
+        kwargs = dict(given)
+        event_type = kwargs.pop("event_type", "ok")
+        for _ in range(2):
+            with pytest.raises(ValueError, match=rf"^{field} must be encodable as UTF-8 "
+                                                 r"\(it holds a lone surrogate"):
+                await bus.publish(event_type, {"n": 2}, **kwargs)
+        assert store.last_seq() == 1
+        assert [row["seq"] for row in store.events()] == [1]
+        second = await bus.publish("ok", {"n": 3})
+        assert second is not None and second.seq == 2  # no gap
+        assert [row["seq"] for row in store.events()] == [1, 2]
+        await bus.aclose()
+    asyncio.run(main())
+
+
+def test_store_append_event_refuses_unencodable_text_before_writing(store: Any) -> None:
+    args = dict(event_id="e1", event_type="t", payload_json="{}", timestamp=1.0,
+                correlation_id="c", schema_version="1", idempotency_key=None, publisher=None)
+    for name in ("event_id", "event_type", "payload_json", "correlation_id", "schema_version",
+                 "idempotency_key", "publisher"):
+        field = "payload" if name == "payload_json" else name
+        with pytest.raises(ValueError, match=f"^{field} must be encodable as UTF-8"):
+            store.append_event(**{**args, name: "{\"\ud83d\":1}" if field == "payload" else BAD})
+    assert store.last_seq() == 0 and list(store.events()) == []
+    with pytest.raises(ValueError, match="^event_type must be encodable as UTF-8"):
+        list(store.events(event_type=BAD))
+    assert store.append_event(**args) == 1
+
+
+def test_payload_strings_with_lone_surrogates_round_trip_on_either_store(store: Any) -> None:
+    # JSON escapes them (\ud800): stored, read back and replayed unchanged
+    payload = {"text": BAD, BAD: [BAD, "\udfff"]}
+    got: list[Any] = []
+
+    async def main() -> None:
+        bus = resil.EventBus(store=store)
+        event = await bus.publish("t", payload)
+        assert event is not None and event.seq == 1
+        bus.subscribe("t", lambda e: got.append(e.payload))
+        assert await bus.replay() == 1
+        await bus.aclose()
+    asyncio.run(main())
+    assert got[-1] == payload
+
+
+def test_dead_letters_with_lone_surrogates_fare_alike_on_either_store(store: Any) -> None:
+    dlq = resil.DeadLetterQueue(store=store, name="q")
+    with pytest.raises(ValueError, match="^source must be encodable as UTF-8"):
+        dlq.put("item", RuntimeError("x"), source=BAD)
+    with pytest.raises(ValueError, match="^name must be encodable as UTF-8"):
+        resil.DeadLetterQueue(store=store, name=BAD)
+    assert dlq.list() == []
+    first = dlq.put(BAD, RuntimeError(BAD), source="ok")
+    second = dlq.put({"k": [BAD]}, BAD)
+    assert (first, second) == (1, 2)
+    entries = dlq.list()
+    assert [(e.item, e.error, e.error_type) for e in entries] == [
+        (BAD, "RuntimeError: bad\\ud800text", "RuntimeError"),
+        ({"k": [BAD]}, "bad\\ud800text", "str")]
+
+
+def test_names_sent_to_redis_are_refused_when_utf8_cannot_encode_them(
+        redis_clean: RedisServer) -> None:
+    client = redis_clean.client()
+    for kwargs, name in (({"prefix": BAD}, "prefix"), ({"host": BAD}, "host")):
+        with pytest.raises(ValueError, match=f"^{name} must be encodable as UTF-8"):
+            RedisBackend(client, **kwargs)
+    backend = RedisBackend(client, timeout=1.0)
+    try:
+        with pytest.raises(ValueError, match="^stream must be encodable as UTF-8"):
+            StreamStore(backend, BAD)
+        with pytest.raises(ValueError, match="^name must be encodable as UTF-8"):
+            resil.CircuitBreaker(BAD, cluster=backend)
+        with pytest.raises(ValueError, match="^name must be encodable as UTF-8"):
+            resil.Deduplicator(60.0, cluster=backend, name=BAD)
+        with pytest.raises(ValueError, match="^name must be encodable as UTF-8"):
+            resil.idempotent(lambda: "k", cluster=backend, name=BAD)
+        assert backend._thread is None  # no synchronisation was started for any of them
+    finally:
+        backend.close()

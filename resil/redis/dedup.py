@@ -40,6 +40,7 @@ from resil import _check
 from resil._resil import Deduplicator
 from resil.errors import CANCELLATION, RedisUnavailable
 from resil.redis._backend import RedisBackend, Script, key_bytes
+from resil.storage.sqlite import check_utf8
 
 __all__ = ["cluster_deduplicator", "cluster_idempotent", "encode_key"]
 
@@ -120,6 +121,7 @@ def encode_key(key: Any, name: str = "key") -> bytes:
 
 def _check_name(name: Any) -> str:
     text: str = _check.text(name, "name")
+    check_utf8(name=text)
     if "{" in text or "}" in text:
         raise ValueError(f"name must not contain '{{' or '}}' with cluster= (they would change "
                          f"the Redis hash tag), got {text!r}")

@@ -19,6 +19,7 @@ from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.redis._backend import _DOWN, RedisBackend, Script
 from resil.storage.deadletters import _BeingReprocessed, decode, encode
+from resil.storage.sqlite import check_utf8
 
 __all__ = ["StreamStore"]
 
@@ -330,6 +331,7 @@ class StreamStore:
             raise TypeError(f"backend must be a resil.redis.RedisBackend, not "
                             f"{type(backend).__name__}")
         _check.text(stream, "stream")
+        check_utf8(stream=stream)
         if max_events is not None:
             _check.integer(max_events, "max_events", 1, 1 << 53, optional=True)
         self._claim_after = _check.seconds(claim_after, "claim_after", high=86400.0 * 365)
@@ -407,7 +409,9 @@ class StreamStore:
         """Numbers and appends one event in one script and returns its
         number (with an ``idempotency_key`` already recorded: the first
         event's, and nothing is appended). Raises :exc:`resil.RedisUnavailable`
-        within ``backend.timeout`` when Redis does not answer."""
+        within ``backend.timeout`` when Redis does not answer, and
+        ValueError naming a str UTF-8 cannot encode (a lone surrogate)
+        before anything is sent."""
         keys, args = self._publish_call(event_id, event_type, payload_json, timestamp,
                                         correlation_id, schema_version, idempotency_key,
                                         publisher)
@@ -433,6 +437,9 @@ class StreamStore:
     def _publish_call(self, event_id: str, event_type: str, payload_json: str, timestamp: float,
                       correlation_id: str, schema_version: str, idempotency_key: str | None,
                       publisher: str | None) -> tuple[list[str], list[Any]]:
+        check_utf8(event_id=event_id, event_type=event_type, payload=payload_json,
+                   correlation_id=correlation_id, schema_version=schema_version,
+                   idempotency_key=idempotency_key, publisher=publisher)
         keys = [self._events, self._counter, self._types]
         if idempotency_key is not None:
             keys.append(self._backend.key("stream", self._stream, "key", idempotency_key))
@@ -462,8 +469,9 @@ class StreamStore:
         :exc:`resil.RedisUnavailable` when Redis does not answer, and
         TypeError or ValueError (at once) for a bound that is not None or
         an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
-        a non-empty str (``event_type``)."""
+        a non-empty str UTF-8 can encode (``event_type``)."""
         since = _check.event_bounds(from_seq, to_seq, since, event_type)
+        check_utf8(event_type=event_type)  # a lone surrogate: no event has it
         return self._events_from(from_seq, to_seq, since, event_type)
 
     def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,

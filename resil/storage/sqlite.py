@@ -79,6 +79,21 @@ _DLQ_COLUMNS = ("id", "item", "error", "error_type", "source", "attempts", "time
 _INT64_MAX = (1 << 63) - 1
 
 
+def check_utf8(**texts: str | None) -> None:
+    """Raises ValueError naming the first of ``texts`` (name=value) that
+    UTF-8 cannot encode - a str holding a lone surrogate, which neither a
+    SQLite file nor Redis can store; None and ASCII pass at once."""
+    for name, value in texts.items():
+        if value is None or value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
+            raise ValueError(f"{name} must be encodable as UTF-8 (it holds a lone surrogate, "
+                             f"{value[exc.start]!r} at index {exc.start}): {shown}") from None
+
+
 class StoreError(ResilError):
     """A store operation failed: the file is not a resil store, is corrupt,
     stayed locked longer than the busy timeout, or the disk refused a write.
@@ -313,7 +328,12 @@ class SQLiteStore:
         highest ever stored in the file (pruned or not), chosen inside the
         write transaction, so writers sharing the file never leave a gap or
         reuse a number. The same transaction records the new high-water
-        mark and prunes what ``max_events`` and ``retention`` leave out."""
+        mark and prunes what ``max_events`` and ``retention`` leave out.
+        A str UTF-8 cannot encode (a lone surrogate) raises ValueError
+        naming it, and nothing is stored or numbered."""
+        check_utf8(event_id=event_id, event_type=event_type, payload=payload_json,
+                   correlation_id=correlation_id, schema_version=schema_version,
+                   idempotency_key=idempotency_key, publisher=publisher)
         max_events, retention = self._max_events, self._retention
 
         def body(db: sqlite3.Connection) -> tuple[int, int, int]:
@@ -388,8 +408,9 @@ class SQLiteStore:
         the store is not locked while the caller works on a page. Raises
         TypeError or ValueError (at once) for a bound that is not None or
         an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
-        a non-empty str (``event_type``)."""
+        a non-empty str UTF-8 can encode (``event_type``)."""
         since = _check.event_bounds(from_seq, to_seq, since, event_type)
+        check_utf8(event_type=event_type)  # a lone surrogate: no event has it
         return self._events_from(from_seq, to_seq, since, event_type)
 
     def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,
