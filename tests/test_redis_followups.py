@@ -317,3 +317,46 @@ def test_names_sent_to_redis_are_refused_when_utf8_cannot_encode_them(
         assert backend._thread is None  # no synchronisation was started for any of them
     finally:
         backend.close()
+
+
+# ------------------------------------------------------ close under publishes
+def test_close_during_concurrent_publishes_tells_each_publisher_the_truth(
+        redis_clean: RedisServer, no_errors: None) -> None:
+    # close() lets the operations under way finish: an event on the stream
+    # was returned to its publisher, one that raised is not on the stream.
+    rng = random.Random(11)
+    with switch_interval(1e-5):
+        for round_ in range(10):
+            backend = RedisBackend(redis_clean.client(), prefix=f"cl{round_}:", timeout=1.0)
+            store = StreamStore(backend, "s")
+            returned: list[int] = []
+            refused: list[BaseException] = []
+            others: list[BaseException] = []
+
+            def publish(i: int) -> None:
+                for n in range(200):
+                    try:
+                        returned.append(store.append_event(
+                            f"{i}-{n}", "t", "{}", 1.0, "c", "1", f"k{i}-{n}" if n % 2 else None,
+                            None))
+                    except RedisUnavailable as exc:
+                        refused.append(exc)
+                        return
+                    except BaseException as exc:  # noqa: BLE001 - asserted empty
+                        others.append(exc)
+                        return
+            threads = [threading.Thread(target=publish, args=(i,)) for i in range(4)]
+            for th in threads:
+                th.start()
+            time.sleep(rng.random() * 0.03)
+            backend.close()
+            for th in threads:
+                th.join(10)
+            assert not any(th.is_alive() for th in threads)
+            assert others == []
+            events = redis_clean.client().xrange(f"cl{round_}:{{stream:s}}:events")
+            stored = sorted(int(fields[b"seq"]) for _, fields in events)
+            assert sorted(returned) == stored
+            assert stored == list(range(1, len(stored) + 1))
+            assert all("closed" in str(exc) for exc in refused)
+            store.close()
