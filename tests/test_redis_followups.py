@@ -73,6 +73,7 @@ def _backend_with_a_job(server: RedisServer, prefix: str, ran: threading.Event
         ran.set()
     backend.every(0.005, job)
     assert ran.wait(5)
+    assert _clients(server, prefix) == 1  # its connection (gc may collect it once we return)
     return weakref.ref(backend), _thread_of(backend)
 
 
@@ -80,7 +81,6 @@ def test_a_backend_dropped_without_close_is_collected_and_its_thread_ends(
         redis_clean: RedisServer, no_errors: None) -> None:
     ran = threading.Event()
     ref, thread = _backend_with_a_job(redis_clean, "dropped", ran)
-    assert _clients(redis_clean, "dropped") == 1
     _gone(ref, thread)
     # its connection is released: Redis sees it go
     deadline = time.monotonic() + 5
@@ -360,3 +360,39 @@ def test_close_during_concurrent_publishes_tells_each_publisher_the_truth(
             assert stored == list(range(1, len(stored) + 1))
             assert all("closed" in str(exc) for exc in refused)
             store.close()
+
+
+class _Sneaky(str):
+    """A str whose encode(), __format__ and __str__ tell another text."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes:
+        return b"other"
+
+    def __format__(self, spec: str) -> str:
+        return "other"
+
+    def __str__(self) -> str:
+        return "other"
+
+
+def test_a_str_subclass_is_stored_as_its_text_on_either_store(store: Any) -> None:
+    async def main() -> None:
+        bus = resil.EventBus(store=store)
+        event = await bus.publish(_Sneaky("t"), {"n": 1}, idempotency_key=_Sneaky("k"),
+                                  correlation_id=_Sneaky("c"), publisher=_Sneaky("p"))
+        assert event is not None
+        await bus.aclose()
+    asyncio.run(main())
+    [row] = store.events()
+    assert (row["event_type"], row["idempotency_key"], row["correlation_id"],
+            row["publisher"]) == ("t", "k", "c", "p")
+    assert store.event_types() == {"t"}
+
+
+def test_store_append_event_refuses_a_field_that_is_not_a_str(store: Any) -> None:
+    args = dict(event_id="e1", event_type="t", payload_json="{}", timestamp=1.0,
+                correlation_id="c", schema_version="1", idempotency_key=None, publisher=None)
+    for name, bad in (("event_type", 5), ("idempotency_key", b"k"), ("publisher", 1.5)):
+        with pytest.raises(TypeError, match=f"^{name} must be a str, not "):
+            store.append_event(**{**args, name: bad})
+    assert store.last_seq() == 0 and list(store.events()) == []

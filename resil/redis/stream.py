@@ -332,6 +332,7 @@ class StreamStore:
                             f"{type(backend).__name__}")
         _check.text(stream, "stream")
         check_utf8(stream=stream)
+        stream = str.__str__(stream)  # the text, whatever a subclass's __format__ says
         if max_events is not None:
             _check.integer(max_events, "max_events", 1, 1 << 53, optional=True)
         self._claim_after = _check.seconds(claim_after, "claim_after", high=86400.0 * 365)
@@ -440,15 +441,19 @@ class StreamStore:
         check_utf8(event_id=event_id, event_type=event_type, payload=payload_json,
                    correlation_id=correlation_id, schema_version=schema_version,
                    idempotency_key=idempotency_key, publisher=publisher)
+        # Exact strs: what a str subclass's encode() or __format__ says must
+        # not replace its text on the stream (SQLite stores the text too).
+        texts = [str.__str__(t) for t in (event_id, event_type, payload_json, correlation_id,
+                                          schema_version, idempotency_key or "", publisher or "")]
         keys = [self._events, self._counter, self._types]
         if idempotency_key is not None:
-            keys.append(self._backend.key("stream", self._stream, "key", idempotency_key))
+            keys.append(self._backend.key("stream", self._stream, "key", texts[5]))
         with self._lock:
             seen = self._seen
+        event_id, event_type, payload_json, correlation_id, schema_version, key, pub = texts
         return keys, [
             str(seen), str(self._max_events or 0), self._ttl_ms, event_id, event_type,
-            payload_json, repr(timestamp), correlation_id, schema_version, idempotency_key or "",
-            publisher or ""]
+            payload_json, repr(timestamp), correlation_id, schema_version, key, pub]
 
     def _published(self, reply: Any) -> int:
         seq, entry, duplicate = int(reply[0]), _id(reply[1]), bool(reply[2])

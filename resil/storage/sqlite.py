@@ -82,9 +82,14 @@ _INT64_MAX = (1 << 63) - 1
 def check_utf8(**texts: str | None) -> None:
     """Raises ValueError naming the first of ``texts`` (name=value) that
     UTF-8 cannot encode - a str holding a lone surrogate, which neither a
-    SQLite file nor Redis can store; None and ASCII pass at once."""
+    SQLite file nor Redis can store - and TypeError naming one that is
+    neither a str nor None; None and ASCII pass at once."""
     for name, value in texts.items():
-        if value is None or value.isascii():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if value.isascii():
             continue
         try:
             value.encode("utf-8")
