@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import random
+import sys
 import threading
 import time
 import weakref
@@ -51,15 +52,17 @@ def _clients(server: RedisServer, name: str) -> int:
 
 @pytest.fixture
 def no_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Fails the test when resil logs an error or a thread dies of an exception."""
+    """Fails the test when resil logs an error, a thread dies of an
+    exception or a finalizer raises."""
     died: list[Any] = []
-    old = threading.excepthook
-    threading.excepthook = died.append
+    old, old_unraisable = threading.excepthook, sys.unraisablehook
+    threading.excepthook = sys.unraisablehook = died.append
     caplog.set_level(logging.WARNING, logger="resil")
     try:
         yield
+        gc.collect()
     finally:
-        threading.excepthook = old
+        threading.excepthook, sys.unraisablehook = old, old_unraisable
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [] and died == []
 
