@@ -399,3 +399,32 @@ def test_store_append_event_refuses_a_field_that_is_not_a_str(store: Any) -> Non
         with pytest.raises(TypeError, match=f"^{name} must be a str, not "):
             store.append_event(**{**args, name: bad})
     assert store.last_seq() == 0 and list(store.events()) == []
+
+
+def test_close_waits_for_an_operation_under_way_at_most_its_timeout(
+        redis_clean: RedisServer) -> None:
+    # Redis paused: the PING under way cannot finish; close() waits for it
+    # no longer than the operation itself may take, and the PING is refused.
+    backend = RedisBackend(redis_clean.client(), timeout=0.3)
+    backend.command("PING")
+    outcome: list[BaseException | object] = []
+    started = threading.Event()
+
+    def ping() -> None:
+        started.set()
+        try:
+            outcome.append(backend.command("PING"))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            outcome.append(exc)
+    redis_clean.client().execute_command("CLIENT", "PAUSE", 1000, "ALL")
+    th = threading.Thread(target=ping)
+    th.start()
+    assert started.wait(5)
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    backend.close()
+    took = time.monotonic() - t0
+    th.join(5)
+    time.sleep(1.0)  # the pause ends
+    assert took < 2 * 0.3 + 0.15, took  # its bound: a connect and a reply
+    assert len(outcome) == 1 and isinstance(outcome[0], RedisUnavailable)
