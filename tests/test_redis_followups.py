@@ -428,3 +428,21 @@ def test_close_waits_for_an_operation_under_way_at_most_its_timeout(
     time.sleep(1.0)  # the pause ends
     assert took < 2 * 0.3 + 0.15, took  # its bound: a connect and a reply
     assert len(outcome) == 1 and isinstance(outcome[0], RedisUnavailable)
+
+
+def test_a_stream_store_dropped_without_close_is_collected_while_its_backend_lives(
+        redis_clean: RedisServer, no_errors: None) -> None:
+    # The backend's restore listener must not keep every store made on it.
+    backend = RedisBackend(redis_clean.client(), timeout=1.0)
+    try:
+        refs = []
+        for i in range(20):
+            store = StreamStore(backend, f"s{i}")
+            store.last_seq()
+            refs.append(weakref.ref(store))
+            del store
+        gc.collect()
+        assert [r() for r in refs] == [None] * 20
+        assert backend._restore_listeners == []
+    finally:
+        backend.close()

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -350,7 +351,14 @@ class StreamStore:
         self._seen = 0  # the highest event number this process has seen
         self._followers: set[_Follower] = set()
         self._counts = {"appended": 0, "duplicates": 0, "received": 0}
-        self._remove_listener = backend.on_restore(self._restored)
+        ref = weakref.ref(self)
+
+        def restored() -> None:  # holds the store weakly: a dropped one is collected
+            store = ref()
+            if store is not None:
+                store._restored()
+        self._remove_listener = backend.on_restore(restored)
+        weakref.finalize(self, self._remove_listener).atexit = False
 
     @property
     def backend(self) -> RedisBackend:
