@@ -446,3 +446,37 @@ def test_a_stream_store_dropped_without_close_is_collected_while_its_backend_liv
         assert backend._restore_listeners == []
     finally:
         backend.close()
+
+
+def test_components_dropped_while_their_backend_lives_leave_nothing_on_it(
+        redis_clean: RedisServer, no_errors: None) -> None:
+    backend = RedisBackend(redis_clean.client(), timeout=0.05)
+    try:
+        def use() -> list[weakref.ref[Any]]:
+            dedup = resil.Deduplicator(60.0, cluster=backend, name="d")
+            dedup.seen("x")
+            limiter = resil.RateLimiter(100.0, burst=5, name="l", cluster=backend)
+            limiter.try_acquire()
+            breaker = resil.CircuitBreaker("b", cluster=backend, sync_interval=0.01)
+            with breaker:
+                pass
+
+            @resil.idempotent(lambda: "k", ttl=60.0, cluster=backend, name="i", lease=0.3)
+            async def job() -> int:
+                await asyncio.sleep(0.15)  # a lease renewal runs meanwhile
+                return 1
+            assert asyncio.run(job()) == 1
+            dlq = resil.DeadLetterQueue(store=StreamStore(backend, "s"), name="q")
+            dlq.put(1, "e")
+            return [weakref.ref(o) for o in (dedup, limiter, breaker, job, dlq)]
+        for _ in range(3):
+            refs = use()
+            gc.collect()
+            assert [r() for r in refs] == [None] * len(refs)
+        backend.wake()  # the thread drops cancelled jobs
+        deadline = time.monotonic() + 5
+        while backend._tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend._tasks == [] and backend._restore_listeners == []
+    finally:
+        backend.close()
