@@ -312,8 +312,6 @@ class RedisBackend:
             failure_on=BaseException)
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self._inflight = 0  # blocking operations under way, which close() lets finish
-        self._idle = threading.Condition(self._count_lock)
         self._down = False
         self._restore_listeners: list[Callable[[], object]] = []
         self._loaded: set[str] = set()  # SHAs of scripts Redis has (as far as is known)
@@ -385,29 +383,21 @@ class RedisBackend:
         return out
 
     # ------------------------------------------------------- operations
-    def _admit(self, blocking: bool = False) -> Any:
-        """A permit of the backend's breaker; a ``blocking`` operation is
-        counted as under way until it calls :meth:`_end`."""
-        with self._count_lock:
-            if self._closed:
-                raise RedisUnavailable("RedisBackend is closed")
-            if blocking:
-                self._inflight += 1
+    def _admit(self) -> Any:
+        if self._closed:
+            raise RedisUnavailable("RedisBackend is closed")
         try:
             return self._breaker.acquire()
         except CircuitOpenError:
-            if blocking:
-                self._end()
             self._count("unavailable")
             raise RedisUnavailable(
                 f"Redis unavailable (no attempt for {self.cooldown:g} s after a failure)") from None
 
-    def _end(self) -> None:
-        """A blocking operation is over (answered or not)."""
-        with self._idle:
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.notify_all()
+    def _disconnect_idle(self) -> None:
+        """Closes the connections no operation uses; a blocking operation
+        that ends on a closed backend calls it for its own (close() left it
+        open for the operation to finish)."""
+        self._sync.connection_pool.disconnect(inuse_connections=False)
 
     def _count(self, name: str) -> None:
         with self._count_lock:
@@ -483,7 +473,7 @@ class RedisBackend:
         Redis's own errors (a script error) are raised as redis-py raises
         them. ``keys`` and ``args`` are lists or tuples."""
         _script_call(script, keys, args)
-        permit = self._admit(blocking=True)
+        permit = self._admit()
         client = self._sync
         try:
             if script.sha in self._loaded:
@@ -497,12 +487,14 @@ class RedisBackend:
                 self._count("script_loads")
                 self._loaded.add(script.sha)
         except BaseException as exc:
-            self._end()
+            if self._closed:
+                self._disconnect_idle()
             down = self._abandoned(permit, exc)
             if down is None:
                 raise
             raise down from exc
-        self._end()
+        if self._closed:
+            self._disconnect_idle()
         self._answered(permit)
         return result
 
@@ -537,16 +529,18 @@ class RedisBackend:
     def command(self, *args: Any) -> Any:
         """Runs one Redis command (``command("XRANGE", key, "-", "+")``) on the
         blocking client, guarded as :meth:`run` is."""
-        permit = self._admit(blocking=True)
+        permit = self._admit()
         try:
             result = self._sync.execute_command(*args)
         except BaseException as exc:
-            self._end()
+            if self._closed:
+                self._disconnect_idle()
             down = self._abandoned(permit, exc)
             if down is None:
                 raise
             raise down from exc
-        self._end()
+        if self._closed:
+            self._disconnect_idle()
         self._answered(permit)
         return result
 
@@ -636,8 +630,6 @@ class RedisBackend:
         # In a forked child the parent's thread is gone and the lock may be held.
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self._inflight = 0
-        self._idle = threading.Condition(self._count_lock)
         self._kick.queue = queue.SimpleQueue()
         self._kick.pending = False
         self._thread = None
@@ -649,19 +641,21 @@ class RedisBackend:
     def close(self) -> None:
         """Stops the background thread and closes the backend's connections
         (the client given stays open); operations then raise
-        :exc:`resil.RedisUnavailable`. Blocking operations under way finish
-        first (each within ``timeout``), so one that raised did not reach
-        Redis (unless Redis was slower than ``timeout``). Idempotent."""
-        with self._lock, self._count_lock:
+        :exc:`resil.RedisUnavailable`. Blocking operations under way are not
+        cut: each finishes (within ``timeout``) and its connection closes
+        then, so one that raised did not reach Redis (unless Redis was slower
+        than ``timeout``). Idempotent."""
+        with self._lock:
             self._closed = True
             self._tasks.clear()
             self._kick.kick()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(1.0, 4 * self.timeout))
-        with self._idle:  # a connect and a reply: each within timeout
-            self._idle.wait_for(lambda: not self._inflight, 2 * self.timeout + 0.05)
-        self._sync.connection_pool.disconnect()
+        # The connections idle now; each one under way closes when its
+        # operation ends (within timeout): cut, it would leave the caller
+        # unsure whether Redis applied the operation.
+        self._disconnect_idle()
 
     async def aclose(self) -> None:
         """:meth:`close`, then closes the asyncio connections."""
