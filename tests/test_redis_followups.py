@@ -54,6 +54,7 @@ def _clients(server: RedisServer, name: str) -> int:
 def no_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Fails the test when resil logs an error, a thread dies of an
     exception or a finalizer raises."""
+    gc.collect()  # earlier tests' garbage is theirs
     died: list[Any] = []
     old, old_unraisable = threading.excepthook, sys.unraisablehook
     threading.excepthook = sys.unraisablehook = died.append
@@ -207,20 +208,31 @@ def test_a_backend_dropped_with_every_component_on_it_is_collected(
 
 
 # ----------------------------------------------------------- lone surrogates
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "redis-asyncio", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
-    """A StreamStore on a real redis-server, or a SQLiteStore in a file."""
+    """A StreamStore on a real redis-server (through a blocking or an
+    asyncio client), or a SQLiteStore in a file."""
     if request.param == "sqlite":
         sqlite = resil.SQLiteStore(str(tmp_path / "events.db"))
         yield sqlite
         sqlite.close()
         return
     server = request.getfixturevalue("redis_clean")
-    backend = RedisBackend(server.client(), timeout=1.0)
+    client = server.async_client() if request.param == "redis-asyncio" else server.client()
+    backend = RedisBackend(client, timeout=1.0)
     stream = StreamStore(backend, "surrogates")
     yield stream
     stream.close()
     backend.close()
+
+
+async def _closed(bus: resil.EventBus, store: Any) -> None:
+    """Closes ``bus`` and the connections of the running loop to Redis,
+    before asyncio.run closes the loop."""
+    await bus.aclose()
+    backend = getattr(store, "backend", None)
+    if backend is not None and backend.is_async:
+        await backend._async_client().connection_pool.disconnect()
 
 
 BAD = "bad\ud800text"
@@ -251,7 +263,7 @@ def test_text_utf8_cannot_encode_is_refused_by_name_and_nothing_is_numbered(
         second = await bus.publish("ok", {"n": 3})
         assert second is not None and second.seq == 2  # no gap
         assert [row["seq"] for row in store.events()] == [1, 2]
-        await bus.aclose()
+        await _closed(bus, store)
     asyncio.run(main())
 
 
@@ -280,7 +292,7 @@ def test_payload_strings_with_lone_surrogates_round_trip_on_either_store(store: 
         assert event is not None and event.seq == 1
         bus.subscribe("t", lambda e: got.append(e.payload))
         assert await bus.replay() == 1
-        await bus.aclose()
+        await _closed(bus, store)
     asyncio.run(main())
     assert got[-1] == payload
 
@@ -384,7 +396,7 @@ def test_a_str_subclass_is_stored_as_its_text_on_either_store(store: Any) -> Non
         event = await bus.publish(_Sneaky("t"), {"n": 1}, idempotency_key=_Sneaky("k"),
                                   correlation_id=_Sneaky("c"), publisher=_Sneaky("p"))
         assert event is not None
-        await bus.aclose()
+        await _closed(bus, store)
     asyncio.run(main())
     [row] = store.events()
     assert (row["event_type"], row["idempotency_key"], row["correlation_id"],
