@@ -497,3 +497,33 @@ def test_components_dropped_while_their_backend_lives_leave_nothing_on_it(
         assert backend._tasks == [] and backend._restore_listeners == []
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_aclose_with_publishes_in_flight_delivers_or_refuses_every_one(
+        redis_clean: RedisServer, asynchronous: bool, no_errors: None) -> None:
+    """Publishes under way when aclose() is called either deliver their
+    event to the bus's own handlers before aclose() returns or raise
+    ResilError: none returns an event the bus never delivers."""
+    async def main() -> None:
+        client = redis_clean.async_client() if asynchronous else redis_clean.client()
+        backend = RedisBackend(client, timeout=1.0)
+        try:
+            for round_ in range(20):
+                bus = resil.EventBus(store=StreamStore(backend, f"inflight{round_}"))
+                got: list[int] = []
+                bus.subscribe("t", lambda e: got.append(e.payload["i"]))
+                await bus.publish("t", {"i": -1})
+                tasks = [asyncio.ensure_future(bus.publish("t", {"i": i})) for i in range(6)]
+                for _ in range(round_ % 4):
+                    await asyncio.sleep(0)
+                await bus.aclose()
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                published = [i for i, o in enumerate(outcomes) if isinstance(o, resil.Event)]
+                refused = [o for o in outcomes if not isinstance(o, resil.Event)]
+                assert all(isinstance(o, resil.ResilError) for o in refused), refused
+                assert sorted(got) == [-1, *published], (round_, got, outcomes)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(main())

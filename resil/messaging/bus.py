@@ -756,6 +756,10 @@ class EventBus:
             else:
                 self._busy, self._holder = True, _RUNNING.get(_running_loop())
         try:
+            if self._live and self._follower is None and not nested:
+                # aclose() came while this publish waited for the turn: its
+                # event would be stored but never read back and delivered here
+                raise ResilError("the EventBus is closed")
             if not nested and self._idle:
                 self._forget_idle()
             topic = self._topics.get(event_type)
@@ -894,20 +898,35 @@ class EventBus:
         first every event this bus published is read and delivered (for up
         to ``timeout`` seconds; those not read by then are logged), then
         the reader thread ends and the events it read are delivered; later
-        publishes raise ResilError. Idempotent; a bus on any other store
-        (or none) has nothing to stop and goes on working."""
+        publishes raise ResilError. Publishes under way when it is called
+        finish first (their events are among those delivered); those still
+        waiting for their turn raise ResilError. Idempotent; a bus on any
+        other store (or none) has nothing to stop and goes on working."""
         timeout = _check.seconds(timeout, "timeout", low=0.0, low_open=False, high=3600.0)
         self._closed = True
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            await asyncio.get_running_loop().run_in_executor(None, follower.close, timeout)
-            await asyncio.sleep(0)  # the last batch's call_soon_threadsafe runs
-            if follower.behind:
-                _log.error("EventBus closed before reading back every event it published "
-                           "(Redis did not answer within %g s)", timeout)
+        if self._follower is None:
+            pass
+        elif self._busy and self._holder is _RUNNING.get(_running_loop()):
+            await self._stop_following(timeout)  # from a handler: it holds the turn
+        else:
+            await self._take_turn()  # the publish under way stores its event first
+            try:
+                await self._stop_following(timeout)
+            finally:
+                self._release()
         while self._drainer is not None and not self._drainer.done():
             await asyncio.shield(self._drainer)
             await asyncio.sleep(0)
+
+    async def _stop_following(self, timeout: float) -> None:
+        follower, self._follower = self._follower, None
+        if follower is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, follower.close, timeout)
+        await asyncio.sleep(0)  # the last batch's call_soon_threadsafe runs
+        if follower.behind:
+            _log.error("EventBus closed before reading back every event it published "
+                       "(Redis did not answer within %g s)", timeout)
 
     def _circuit_error(self, topic: _Topic) -> TypeCircuitOpenError:
         error = TypeCircuitOpenError(topic.circuit.name, State.FORCED_OPEN, None)
