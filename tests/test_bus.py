@@ -539,6 +539,11 @@ def test_non_json_payload_with_a_store_is_refused_and_loses_nothing(tmp_path: An
             await bus.publish("t", {"when": datetime.datetime.now()})
         with pytest.raises(TypeError, match="not JSON-serialisable"):
             await bus.publish("t", {"x": float("nan")})
+        deep: Any = []
+        for _ in range(100_000):
+            deep = [deep]
+        with pytest.raises(TypeError, match="not JSON-serialisable"):
+            await bus.publish("t", {"deep": deep})           # nested deeper than JSON can go
         event = await bus.publish("t", {"ok": 2})
         assert event is not None and event.seq == 2
 

@@ -743,7 +743,7 @@ class EventBus:
         if self._store is not None:
             try:
                 payload_json = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # also nested too deep
                 raise TypeError(f"payload of a {event_type!r} event is not JSON-serialisable, "
                                 f"so it cannot be stored: {exc}") from exc
         # A handler publishing on the bus that is delivering to it runs in the
