@@ -527,3 +527,28 @@ def test_aclose_with_publishes_in_flight_delivers_or_refuses_every_one(
             await backend.aclose()
 
     asyncio.run(main())
+
+
+def test_a_brace_in_a_component_s_name_is_refused_by_name(redis_clean: RedisServer) -> None:
+    """The braces of a key's hash tag keep a component's keys in one slot; a
+    name holding one would change the tag and could meet another's keys."""
+    backend = RedisBackend(redis_clean.client())
+    try:
+        for bad in ("a}b", "{x}", "s}:key:k"):
+            with pytest.raises(ValueError, match=r"^stream must not contain '\}'"):
+                StreamStore(backend, bad)
+            with pytest.raises(ValueError, match=r"^name must not contain"):
+                resil.CircuitBreaker(bad, cluster=backend)
+            with pytest.raises(ValueError, match=r"^name must not contain"):
+                resil.Deduplicator(name=bad, cluster=backend)
+            with pytest.raises(ValueError, match=r"^kind must not contain"):
+                backend.key(bad, "n")
+        assert backend.key("k", "n", "a}b") == "resil:{k:n}:a}b"   # after the tag: any text
+        StreamStore(backend, "{x").close()                       # a '{' ends nothing
+        # A limiter takes any name: its '}' is escaped, so two names never meet.
+        one = resil.RateLimiter(1, burst=1, name="a}", cluster=backend)
+        other = resil.RateLimiter(1, burst=1, name="a%7D", cluster=backend)
+        assert one.try_acquire() and other.try_acquire() and not one.try_acquire()
+        StreamStore(backend, "fine").close()
+    finally:
+        backend.close()

@@ -132,6 +132,17 @@ def _derive(client: Any, timeout: float, asynchronous: bool) -> Any:
 _LONG_KEY = 256
 
 
+def hash_tag(text: str, name: str) -> str:
+    """``text``, the part of a component's keys between braces (its kind and
+    name), refused with ValueError naming ``name`` when it holds a ``}``:
+    that would end the hash tag which keeps all of a component's keys in
+    one slot early, and could make two components' keys meet."""
+    if "}" in text:
+        raise ValueError(f"{name} must not contain '}}' (it would end the Redis hash tag of "
+                         f"the keys), got {text!r}")
+    return text
+
+
 def key_bytes(key: Any, *, what: str, name: str = "key", surrogates: bool = False) -> bytes:
     """``key`` as the bytes a component puts after its own prefix in Redis:
     a type letter and the key's bytes (``s`` and a str's UTF-8, ``b`` and
@@ -346,9 +357,9 @@ class RedisBackend:
     def key(self, kind: str, name: str, *parts: str) -> str:
         """The Redis key of a component: ``prefix{kind:name}`` and parts joined
         by ``:``; the braces make every key of one component one hash slot.
-        Each is a non-empty str."""
-        _check.text(kind, "kind")
-        _check.text(name, "name")
+        Each is a non-empty str; kind and name hold no ``}``."""
+        hash_tag(_check.text(kind, "kind"), "kind")
+        hash_tag(_check.text(name, "name"), "name")
         for part in parts:
             _check.text(part, "parts")
         tail = "".join(":" + p for p in parts)

@@ -39,7 +39,7 @@ from typing import Any
 from resil import _check
 from resil._resil import Deduplicator
 from resil.errors import CANCELLATION, RedisUnavailable
-from resil.redis._backend import RedisBackend, Script, key_bytes
+from resil.redis._backend import RedisBackend, Script, hash_tag, key_bytes
 from resil.storage.sqlite import check_utf8
 
 __all__ = ["cluster_deduplicator", "cluster_idempotent", "encode_key"]
@@ -122,10 +122,7 @@ def encode_key(key: Any, name: str = "key") -> bytes:
 def _check_name(name: Any) -> str:
     text: str = _check.text(name, "name")
     check_utf8(name=text)
-    if "{" in text or "}" in text:
-        raise ValueError(f"name must not contain '{{' or '}}' with cluster= (they would change "
-                         f"the Redis hash tag), got {text!r}")
-    return text
+    return hash_tag(text, "name")
 
 
 def _ttl_ms(ttl: float) -> int:

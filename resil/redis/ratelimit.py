@@ -191,6 +191,7 @@ class ClusterRateLimiter(RateLimiter):
         a_ns, b_ns = self._interval
         self._args = interval_us(a_ns, b_ns, self.burst)[:3]
         self._backend = backend
+        # Any name: escaped so that no '}' ends the keys' hash tag early
         name = self.name.replace("%", "%25").replace("}", "%7D")
         self._base = backend.key("ratelimit", name).encode("utf-8", "surrogatepass") + b":"
         self._refused = OrderedDict()

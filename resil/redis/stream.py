@@ -18,7 +18,7 @@ import redis.exceptions
 from resil import _check
 from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, add_attempt
-from resil.redis._backend import _DOWN, RedisBackend, Script
+from resil.redis._backend import _DOWN, RedisBackend, Script, hash_tag
 from resil.storage.deadletters import _BeingReprocessed, decode, encode
 from resil.storage.sqlite import check_utf8
 
@@ -333,6 +333,7 @@ class StreamStore:
                             f"{type(backend).__name__}")
         _check.text(stream, "stream")
         check_utf8(stream=stream)
+        hash_tag(stream, "stream")
         stream = str.__str__(stream)  # the text, whatever a subclass's __format__ says
         if max_events is not None:
             _check.integer(max_events, "max_events", 1, 1 << 53, optional=True)
