@@ -152,6 +152,26 @@ def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     return value
 
 
+def utf8(**texts: str | None) -> None:
+    """Raises ValueError naming the first of ``texts`` (name=value) that
+    UTF-8 cannot encode - a str holding a lone surrogate, which neither a
+    SQLite file nor Redis can store - and TypeError naming one that is
+    neither a str nor None; None and ASCII pass at once."""
+    for name, value in texts.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
+            raise ValueError(f"{name} must be encodable as UTF-8 (it holds a lone surrogate, "
+                             f"{value[exc.start]!r} at index {exc.start}): {shown}") from None
+
+
 def event_bounds(from_seq: Any, to_seq: Any, since: Any, event_type: Any) -> float | None:
     """The bounds of a read of an event log, each None or: ``from_seq`` and
     ``to_seq`` ints (a signed 64-bit range, as a store's numbers are),
@@ -162,6 +182,7 @@ def event_bounds(from_seq: Any, to_seq: Any, since: Any, event_type: Any) -> flo
             integer(value, name, -(1 << 63), (1 << 63) - 1, optional=True)
     if event_type is not None:
         text(event_type, "event_type")
+        utf8(event_type=event_type)  # a lone surrogate: no stored event has it
     if since is None:
         return None
     return number(since, "since", what="Unix time", optional=True)

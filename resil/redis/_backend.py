@@ -24,7 +24,6 @@ from resil import _check
 from resil._resil import CircuitOpenError
 from resil.errors import RedisUnavailable
 from resil.policies.breaker import CircuitBreaker
-from resil.storage.sqlite import check_utf8
 
 try:
     import redis
@@ -304,7 +303,7 @@ class RedisBackend:
             raise TypeError(f"host must be a non-empty str or None, not {type(host).__name__}")
         elif not host:
             raise ValueError("host must be a non-empty str or None, got ''")
-        check_utf8(prefix=prefix, host=host)  # both are sent to Redis
+        _check.utf8(prefix=prefix, host=host)  # both are sent to Redis
         self.prefix = prefix
         self.on_unavailable = on_unavailable
         self.timeout = timeout

@@ -23,7 +23,6 @@ from resil._resil import Breaker as _Breaker
 from resil._resil import State
 from resil.errors import RedisUnavailable
 from resil.redis._backend import RedisBackend, Script
-from resil.storage.sqlite import check_utf8
 
 if TYPE_CHECKING:
     from resil.policies.breaker import CircuitBreaker
@@ -369,5 +368,5 @@ def attach(breaker: CircuitBreaker, cluster: Any, sync_interval: float,
            min_hosts: int) -> ClusterSync:
     """Checks ``cluster`` and the breaker's name (it goes into Redis keys)
     and starts the breaker's synchronisation."""
-    check_utf8(name=breaker.name)
+    _check.utf8(name=breaker.name)
     return ClusterSync(breaker, _check.cluster(cluster), sync_interval, min_hosts)

@@ -40,7 +40,6 @@ from resil import _check
 from resil._resil import Deduplicator
 from resil.errors import CANCELLATION, RedisUnavailable
 from resil.redis._backend import RedisBackend, Script, hash_tag, key_bytes
-from resil.storage.sqlite import check_utf8
 
 __all__ = ["cluster_deduplicator", "cluster_idempotent", "encode_key"]
 
@@ -121,7 +120,7 @@ def encode_key(key: Any, name: str = "key") -> bytes:
 
 def _check_name(name: Any) -> str:
     text: str = _check.text(name, "name")
-    check_utf8(name=text)
+    _check.utf8(name=text)
     return hash_tag(text, "name")
 
 

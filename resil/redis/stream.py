@@ -20,7 +20,7 @@ from resil.errors import RedisUnavailable
 from resil.messaging.deadletters import DeadLetter, add_attempt
 from resil.redis._backend import _DOWN, RedisBackend, Script, hash_tag
 from resil.storage.deadletters import _BeingReprocessed, decode, encode
-from resil.storage.sqlite import check_utf8
+from resil.storage.log import EventLog
 
 __all__ = ["StreamStore"]
 
@@ -261,7 +261,7 @@ def _row(fields: Any) -> dict[str, Any]:
         return {"seq": raw.get("seq"), "payload": None}
 
 
-class StreamStore:
+class StreamStore(EventLog):
     """The store of an :class:`resil.EventBus` and of
     :class:`resil.DeadLetterQueue` objects on Redis streams: every process
     on every host that makes a StreamStore of the same ``stream`` (on the
@@ -332,7 +332,7 @@ class StreamStore:
             raise TypeError(f"backend must be a resil.redis.RedisBackend, not "
                             f"{type(backend).__name__}")
         _check.text(stream, "stream")
-        check_utf8(stream=stream)
+        _check.utf8(stream=stream)
         hash_tag(stream, "stream")
         stream = str.__str__(stream)  # the text, whatever a subclass's __format__ says
         if max_events is not None:
@@ -447,7 +447,7 @@ class StreamStore:
     def _publish_call(self, event_id: str, event_type: str, payload_json: str, timestamp: float,
                       correlation_id: str, schema_version: str, idempotency_key: str | None,
                       publisher: str | None) -> tuple[list[str], list[Any]]:
-        check_utf8(event_id=event_id, event_type=event_type, payload=payload_json,
+        _check.utf8(event_id=event_id, event_type=event_type, payload=payload_json,
                    correlation_id=correlation_id, schema_version=schema_version,
                    idempotency_key=idempotency_key, publisher=publisher)
         # Exact strs: what a str subclass's encode() or __format__ says must
@@ -473,20 +473,6 @@ class StreamStore:
         for follower in followers:
             follower.appended(entry)
         return seq
-
-    def events(self, from_seq: int | None = None, *, to_seq: int | None = None,
-               since: float | None = None, event_type: str | None = None
-               ) -> Iterator[dict[str, Any]]:
-        """The events on the stream in its order (the numbers' order), bounds
-        inclusive, as dicts with the column names of a SQLiteStore's log
-        (``payload`` still JSON text); read in pages of 1,000. Raises
-        :exc:`resil.RedisUnavailable` when Redis does not answer, and
-        TypeError or ValueError (at once) for a bound that is not None or
-        an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
-        a non-empty str UTF-8 can encode (``event_type``)."""
-        since = _check.event_bounds(from_seq, to_seq, since, event_type)
-        check_utf8(event_type=event_type)  # a lone surrogate: no event has it
-        return self._events_from(from_seq, to_seq, since, event_type)
 
     def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,
                      event_type: str | None) -> Iterator[dict[str, Any]]:

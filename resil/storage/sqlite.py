@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from resil import _check
+from resil.storage.log import EventLog
 from resil._resil import ResilError
 from resil.messaging.deadletters import Attempt, add_attempt
 
@@ -79,26 +80,6 @@ _DLQ_COLUMNS = ("id", "item", "error", "error_type", "source", "attempts", "time
 _INT64_MAX = (1 << 63) - 1
 
 
-def check_utf8(**texts: str | None) -> None:
-    """Raises ValueError naming the first of ``texts`` (name=value) that
-    UTF-8 cannot encode - a str holding a lone surrogate, which neither a
-    SQLite file nor Redis can store - and TypeError naming one that is
-    neither a str nor None; None and ASCII pass at once."""
-    for name, value in texts.items():
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-        if value.isascii():
-            continue
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            shown = repr(value) if len(value) <= 80 else repr(value[:77]) + "..."
-            raise ValueError(f"{name} must be encodable as UTF-8 (it holds a lone surrogate, "
-                             f"{value[exc.start]!r} at index {exc.start}): {shown}") from None
-
-
 class StoreError(ResilError):
     """A store operation failed: the file is not a resil store, is corrupt,
     stayed locked longer than the busy timeout, or the disk refused a write.
@@ -119,7 +100,7 @@ def _rebuild_store_error(message: str, path: str, operation: str) -> StoreError:
     return StoreError(message, path=path, operation=operation)
 
 
-class SQLiteStore:
+class SQLiteStore(EventLog):
     """A SQLite file holding a bus's event log and dead-letter entries.
 
     ``SQLiteStore(path, *, max_events=None, retention=None, timeout=5.0)``:
@@ -336,7 +317,7 @@ class SQLiteStore:
         mark and prunes what ``max_events`` and ``retention`` leave out.
         A str UTF-8 cannot encode (a lone surrogate) raises ValueError
         naming it, and nothing is stored or numbered."""
-        check_utf8(event_id=event_id, event_type=event_type, payload=payload_json,
+        _check.utf8(event_id=event_id, event_type=event_type, payload=payload_json,
                    correlation_id=correlation_id, schema_version=schema_version,
                    idempotency_key=idempotency_key, publisher=publisher)
         max_events, retention = self._max_events, self._retention
@@ -405,18 +386,6 @@ class SQLiteStore:
         with self._lock:
             self._counts["pruned"] += removed
         return removed
-
-    def events(self, from_seq: int | None = None, *, to_seq: int | None = None,
-               since: float | None = None, event_type: str | None = None) -> Iterator[dict[str, Any]]:
-        """Stored events in sequence order, bounds inclusive, as dicts with
-        the column names (``payload`` still JSON text). Read in pages, so
-        the store is not locked while the caller works on a page. Raises
-        TypeError or ValueError (at once) for a bound that is not None or
-        an int (``from_seq``, ``to_seq``), a finite Unix time (``since``),
-        a non-empty str UTF-8 can encode (``event_type``)."""
-        since = _check.event_bounds(from_seq, to_seq, since, event_type)
-        check_utf8(event_type=event_type)  # a lone surrogate: no event has it
-        return self._events_from(from_seq, to_seq, since, event_type)
 
     def _events_from(self, from_seq: int | None, to_seq: int | None, since: float | None,
                      event_type: str | None) -> Iterator[dict[str, Any]]:
