@@ -397,13 +397,15 @@ def _redis_case_absent(case: Case) -> str | None:
 def _compared_per_op(case: Case, n1: int, n2: int, path: str) -> float | None:
     """The compared build's figure, or None when that build predates the
     case's component (its program fails on a name or an argument resil did
-    not have) or in a ``--smoke`` run."""
+    not have, or on an option it refused as not available yet) or in a
+    ``--smoke`` run."""
     try:
         return per_op(case, n1, n2, path)
     except RuntimeError as exc:
         if any(words in str(exc) for words in ("has no attribute", "ImportError",
                                                 "unexpected keyword argument",
-                                                "invalid keyword argument")):
+                                                "invalid keyword argument",
+                                                "not available yet")):
             return None
         raise
 
