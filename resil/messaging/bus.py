@@ -812,7 +812,10 @@ class EventBus:
             # A store shared live delivers the event from its stream, in its
             # order, as every bus on it gets it.
             if not self._live:
-                self._count_published(event)
+                # _count_published, inline on the path every publish takes
+                self._published[event_type] = self._published.get(event_type, 0) + 1
+                if publisher is not None:
+                    self._count_publisher(event_type, publisher)
                 if nested:
                     self._pending.append((topic, event))
                 else:
@@ -828,10 +831,13 @@ class EventBus:
         event_type = event.event_type
         self._published[event_type] = self._published.get(event_type, 0) + 1
         if event.publisher is not None:
-            named = self._publishers.get(event_type)
-            if named is None:
-                named = self._publishers[event_type] = set()
-            named.add(event.publisher)
+            self._count_publisher(event_type, event.publisher)
+
+    def _count_publisher(self, event_type: str, publisher: str) -> None:
+        named = self._publishers.get(event_type)
+        if named is None:
+            named = self._publishers[event_type] = set()
+        named.add(publisher)
 
     # ---- a store shared live ----------------------------------------------------
     def _follow(self, position: bool) -> None:
