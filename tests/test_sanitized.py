@@ -41,7 +41,8 @@ SANITIZED_TESTS = ["tests/test_breaker.py", "tests/test_breaker_model.py", "test
                    "tests/test_region_bulkhead.py",
                    "tests/test_redis_dedup.py",
                    "tests/test_redis_breaker.py",
-                   "tests/test_redis_ratelimit.py"]
+                   "tests/test_redis_ratelimit.py",
+                   "tests/test_review_s23.py"]
 # Subprocess-heavy tests that add minutes under ASan and no new C paths.
 SKIPPED_UNDER_ASAN = "not million"
 

@@ -12,19 +12,27 @@
  * once. Making and freeing one costs about a thousand instructions per
  * awaited call, so the module keeps the last one made and raises it again
  * while nothing else holds it: no reference but the module's, its args its
- * own 1-tuple, and no traceback, context, cause, notes or attributes (an
- * exception someone caught and still holds is never reused; a new one is
- * made and kept instead). It is raised as a new one is, so it gets the
- * same context. Its value is the result's until the awaitable that
- * returned it is freed, which is right after the await: then, held by the
- * module alone, it drops the value, the context and any traceback
- * (stop_iteration_release). The GIL makes each check and what follows one
- * step: the module declares it needs the GIL. */
+ * own 1-tuple, and no traceback, context, cause, notes, attributes or
+ * suppressed context (an exception someone caught and still holds is never
+ * reused; a new one is made and kept instead). While an exception is being
+ * handled a new one is made and not kept: it gets that exception as its
+ * context, which the module must not keep alive (an `async with` body's
+ * error, its traceback and its frames' locals). It carries only the result
+ * of an awaitable its caller holds the last reference to (aw_reuse_state),
+ * so its value is the result's until that awaitable is freed, right after
+ * the await: then, held by the module alone, it drops the value and any
+ * traceback; held by someone else too (caught by hand from an awaitable
+ * already gone), the module lets go of it, so it is freed with its value
+ * when they drop it (stop_iteration_release). Whatever was held is dropped
+ * only once the exception is whole again, and a new value is in place and
+ * raised before the old one is dropped: dropping runs any __del__, which
+ * may await guarded calls itself. The GIL makes each check and what
+ * follows one step: the module declares it needs the GIL. */
 static int stop_iteration_alone(PyObject *e) {
     PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
     return Py_REFCNT(e) == 1 && b->args && PyTuple_CheckExact(b->args) &&
            PyTuple_GET_SIZE(b->args) == 1 && Py_REFCNT(b->args) == 1 && !b->cause &&
-           !b->notes && !b->dict;
+           !b->notes && !b->dict && !b->suppress_context;
 }
 
 static int stop_iteration_reusable(PyObject *e) {
@@ -33,29 +41,41 @@ static int stop_iteration_reusable(PyObject *e) {
 }
 
 /* Puts value in the kept StopIteration (both where it is read: value and
- * args[0]); the old value is dropped last, once the exception is whole. */
-static void stop_iteration_hold(PyObject *e, PyObject *value) {
+ * args[0]) and hands back the two references to the old value, for the
+ * caller to drop once the exception is whole and in use. */
+static void stop_iteration_swap(PyObject *e, PyObject *value, PyObject **old_value,
+                                PyObject **old_arg) {
     PyStopIterationObject *si = (PyStopIterationObject *)e;
     PyObject *args = ((PyBaseExceptionObject *)e)->args;
-    PyObject *old_value = si->value, *old_arg = PyTuple_GET_ITEM(args, 0);
+    *old_value = si->value;
+    *old_arg = PyTuple_GET_ITEM(args, 0);
     si->value = Py_NewRef(value);
     PyTuple_SET_ITEM(args, 0, Py_NewRef(value));
-    Py_XDECREF(old_value);
-    Py_XDECREF(old_arg);
 }
 
 /* Called as an awaitable is freed: the kept StopIteration, when nothing
- * holds it, lets go of the result it carried and of where it was raised. */
+ * else holds it, lets go of the result it carried and of where it was
+ * raised; held elsewhere too, it is no longer the module's. */
 static void stop_iteration_release(resil_state *st) {
     PyObject *e = st->stop_iteration;
-    if (e && stop_iteration_alone(e)) {
-        PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
-        Py_CLEAR(b->traceback);
-        Py_CLEAR(b->context);
-        if (((PyStopIterationObject *)e)->value != Py_None) {
-            stop_iteration_hold(e, Py_None);
-        }
+    if (!e) {
+        return;
     }
+    if (!stop_iteration_alone(e)) {
+        Py_CLEAR(st->stop_iteration);
+        return;
+    }
+    PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
+    PyObject *tb = b->traceback, *context = b->context, *old_value = NULL, *old_arg = NULL;
+    b->traceback = NULL;
+    b->context = NULL;
+    if (((PyStopIterationObject *)e)->value != Py_None) {
+        stop_iteration_swap(e, Py_None, &old_value, &old_arg);
+    }
+    Py_XDECREF(tb);
+    Py_XDECREF(context);
+    Py_XDECREF(old_value);
+    Py_XDECREF(old_arg);
 }
 #else
 static inline void stop_iteration_release(resil_state *st) { (void)st; }
@@ -69,16 +89,20 @@ static void set_stop_iteration(resil_state *st, PyObject *value) {
         return;
     }
 #if PY_VERSION_HEX >= 0x030C0000
+    if (st) {
+        PyObject *handled = PyErr_GetHandledException();
+        if (RS_UNLIKELY(handled != NULL)) {
+            Py_DECREF(handled);
+            st = NULL; /* a new one, not kept: see above */
+        }
+    }
     PyObject *kept = st ? st->stop_iteration : NULL;
     if (kept && stop_iteration_reusable(kept)) {
-        stop_iteration_hold(kept, value);
-        PyObject *handled = PyErr_GetHandledException();
-        if (RS_LIKELY(!handled)) {
-            PyErr_SetRaisedException(Py_NewRef(kept)); /* no context to give it */
-        } else {
-            Py_DECREF(handled);
-            PyErr_SetObject(PyExc_StopIteration, kept);
-        }
+        PyObject *old_value, *old_arg;
+        stop_iteration_swap(kept, value, &old_value, &old_arg);
+        PyErr_SetRaisedException(Py_NewRef(kept)); /* nothing handled: no context to give it */
+        Py_XDECREF(old_value);
+        Py_XDECREF(old_arg);
         return;
     }
 #endif
@@ -86,14 +110,15 @@ static void set_stop_iteration(resil_state *st, PyObject *value) {
     if (!e) {
         return;
     }
+    PyErr_SetObject(PyExc_StopIteration, e);
 #if PY_VERSION_HEX >= 0x030C0000
     if (st) {
-        Py_XSETREF(st->stop_iteration, Py_NewRef(e));
+        Py_XSETREF(st->stop_iteration, e); /* may run a __del__: e is raised already */
+        return;
     }
 #else
     (void)st;
 #endif
-    PyErr_SetObject(PyExc_StopIteration, e);
     Py_DECREF(e);
 }
 
@@ -337,6 +362,15 @@ static PySendResult aw_send(AwaitObject *a, PyObject *arg, PyObject **result) {
     return aw_finish(a, r, result);
 }
 
+/* The state whose kept StopIteration an awaitable's result may leave
+ * through: only when the caller's reference is the awaitable's last, so it
+ * is freed (and the result let go of) as soon as the caller is done with
+ * it. An awaitable someone keeps (in a list, a variable) makes a new
+ * exception, as the result would otherwise outlive the await. */
+static inline resil_state *aw_reuse_state(AwaitObject *a) {
+    return Py_REFCNT(a) == 1 && a->breaker ? a->breaker->st : NULL;
+}
+
 static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
     PyObject *res;
     PySendResult r = aw_send(a, arg, &res);
@@ -344,7 +378,7 @@ static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
         return res;
     }
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
+        set_stop_iteration(aw_reuse_state(a), res);
         Py_DECREF(res);
     }
     return NULL;
@@ -358,7 +392,7 @@ static PyObject *aw_iternext(AwaitObject *a) {
     }
     if (r == PYGEN_RETURN) {
         if (res != Py_None) {
-            set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
+            set_stop_iteration(aw_reuse_state(a), res);
         }
         Py_DECREF(res);
     }
@@ -425,7 +459,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
     }
     r = aw_finish(a, r, &res);
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(a->breaker ? a->breaker->st : NULL, res);
+        set_stop_iteration(aw_reuse_state(a), res);
         Py_DECREF(res);
     }
     return NULL;

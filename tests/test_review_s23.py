@@ -1,0 +1,217 @@
+"""Review of an awaited guarded call's result (from CPython 3.12 it leaves
+through a StopIteration the module reuses), of the argument checks of the
+Redis layer and of the deduplicators' hit counts.
+
+The tests of results hold on every version; the ones about lifetimes and
+re-entry fail on 3.12+ against a module that keeps a result, a context or a
+changed value longer than a new exception would."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import weakref
+from typing import Any
+
+import pytest
+
+from resil import CircuitBreaker, VirtualClock
+
+from tests_support import run_threads
+
+
+def make() -> CircuitBreaker:
+    return CircuitBreaker("svc", clock=VirtualClock())
+
+
+class _Obj:
+    pass
+
+
+# ---- an awaited call's result ---------------------------------------------------
+
+
+def test_a_result_s_del_awaiting_a_guarded_call_does_not_change_the_next_result() -> None:
+    b = make()
+
+    @b
+    async def h(v: object) -> object:
+        return v
+
+    inner: list[object] = []
+
+    class Reenter:
+        def __del__(self) -> None:
+            # the first leaves the kept exception caught (with a traceback),
+            # so the second makes a new one and lets go of the kept one
+            for v in ("inner", "again"):
+                try:
+                    h(v).send(None)
+                except StopIteration as e:
+                    inner.append(e.value)
+
+    async def main() -> list[object]:
+        # an awaitable driven by a C iterator, which holds it past its end
+        z = zip(h(Reenter()).__await__())
+        for _ in z:
+            pass
+        got = [await h(42)]
+        del z
+        got.append(await h(43))
+        return got
+
+    assert asyncio.run(main()) == [42, 43]
+    assert inner == ["inner", "again"]
+
+
+def test_an_async_with_body_s_error_and_its_locals_are_freed_once_handled() -> None:
+    b = make()
+    refs: list[weakref.ref[_Obj]] = []
+
+    async def body() -> None:
+        o = _Obj()
+        refs.append(weakref.ref(o))
+        async with b:
+            raise ValueError("boom")
+
+    async def main() -> None:
+        with pytest.raises(ValueError):
+            await body()
+        assert refs[0]() is None            # nothing keeps the error's frame
+
+    asyncio.run(main())
+    assert b.stats()["failures"] == 1
+
+
+def test_results_of_awaitables_kept_in_a_list_are_freed_once_dropped() -> None:
+    b = make()
+
+    @b
+    async def h(v: object) -> object:
+        return v
+
+    async def main() -> None:
+        aws = [h(_Obj()) for _ in range(3)] + [b.call_async(h, _Obj())]
+        for a in aws:
+            r = await a
+            gone = weakref.ref(r)
+            del r
+            assert gone() is None
+
+    asyncio.run(main())
+
+
+def test_a_result_caught_by_hand_from_an_awaitable_gone_is_freed_with_the_exception() -> None:
+    b = make()
+
+    @b
+    async def h(v: object) -> object:
+        return v
+
+    def drive(step: Any) -> weakref.ref[_Obj]:
+        o = _Obj()
+        gone = weakref.ref(o)
+        try:
+            step(h(o).__await__())
+        except StopIteration as e:
+            assert e.value is o
+        return gone
+
+    for step in (next, lambda it: it.send(None)):
+        assert drive(step)() is None
+
+
+def test_a_caught_stop_iteration_s_suppressed_context_reaches_no_later_one() -> None:
+    b = make()
+
+    @b
+    async def h(v: object) -> object:
+        return v
+
+    it = h(1).__await__()
+    with pytest.raises(StopIteration) as first:
+        it.send(None)
+    first.value.__suppress_context__ = True
+    del first, it
+    for n in range(3):
+        try:
+            raise KeyError(n)
+        except KeyError as handled:
+            with pytest.raises(StopIteration) as stop:
+                h(n).send(None)
+            assert stop.value.value == n
+            assert stop.value.__context__ is handled
+            assert stop.value.__suppress_context__ is False
+
+
+def test_results_are_right_on_threads_each_running_a_loop() -> None:
+    b = make()
+
+    @b
+    async def quick(v: object) -> object:
+        return v
+
+    @b
+    async def slow(v: object) -> object:
+        await asyncio.sleep(0)
+        return v
+
+    bad: list[object] = []
+
+    def worker(k: int) -> None:
+        async def main() -> None:
+            for i in range(150):
+                for f in (quick, slow):
+                    r = await f((k, i))
+                    if r != (k, i):
+                        bad.append((r, k, i))
+                r = await b.call_async(quick, [k, i])
+                if r != [k, i]:
+                    bad.append((r, k, i))
+                async with b:
+                    pass
+                got = await asyncio.gather(*(quick((k, i, j)) for j in range(4)))
+                if got != [(k, i, j) for j in range(4)]:
+                    bad.append(got)
+        asyncio.run(main())
+
+    run_threads(worker, 4, switch=1e-6)
+    assert bad == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks and sys.monitoring: 3.12+")
+def test_results_reach_eager_tasks_and_monitoring_keeps_what_it_saw() -> None:
+    b = make()
+
+    @b
+    async def quick(v: object) -> object:
+        return v
+
+    async def eager() -> None:
+        asyncio.get_running_loop().set_task_factory(
+            asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        got = await asyncio.gather(*(asyncio.create_task(quick(("e", i))) for i in range(100)))
+        assert got == [("e", i) for i in range(100)]
+
+    asyncio.run(eager())
+    mon: Any = getattr(sys, "monitoring")
+    tool = 4
+    mon.use_tool_id(tool, "review")
+    seen: list[BaseException] = []
+    try:
+        mon.register_callback(tool, mon.events.RAISE, lambda code, off, exc: seen.append(exc))
+        mon.set_events(tool, mon.events.RAISE)
+
+        async def main() -> list[object]:
+            return [await quick(("m", i)) for i in range(40)]
+
+        assert asyncio.run(main()) == [("m", i) for i in range(40)]
+    finally:
+        mon.set_events(tool, 0)
+        mon.register_callback(tool, mon.events.RAISE, None)
+        mon.free_tool_id(tool)
+    mine = [e.value for e in seen if isinstance(e, StopIteration) and
+            isinstance(e.value, tuple) and e.value[:1] == ("m",)]
+    assert mine == [("m", i) for i in range(40)]     # each one seen keeps its own value
+    gc.collect()
