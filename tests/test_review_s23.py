@@ -215,3 +215,81 @@ def test_results_reach_eager_tasks_and_monitoring_keeps_what_it_saw() -> None:
             isinstance(e.value, tuple) and e.value[:1] == ("m",)]
     assert mine == [("m", i) for i in range(40)]     # each one seen keeps its own value
     gc.collect()
+
+
+# ---- hit counts ------------------------------------------------------------------
+
+
+class _Key:
+    """A key whose hash collides and whose __eq__ is Python code: threads
+    switch inside get()."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __hash__(self) -> int:
+        return self.v & 3
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.v == self.v
+
+
+def test_deduplicator_hits_are_exact_with_threads_switching_inside_get() -> None:
+    import resil
+
+    d = resil.Deduplicator(ttl=1000.0)
+    for i in range(20):
+        d.put(_Key(i), i)
+    wrong: list[object] = []
+
+    def worker(t: int) -> None:
+        for i in range(600):
+            got = d.get(_Key(i % 30))
+            if got != (i % 30 if i % 30 < 20 else None):
+                wrong.append(got)
+
+    run_threads(worker, 4, switch=1e-6)
+    assert wrong == []
+    assert d.stats()["hits"] == 4 * sum(1 for i in range(600) if i % 30 < 20)
+
+
+def test_idempotent_counts_are_exact_on_loops_in_threads_and_outlive_clearing() -> None:
+    import resil
+
+    @resil.idempotent(key=lambda x: x, ttl=1000.0)
+    async def f(x: tuple[int, ...]) -> tuple[int, ...]:
+        await asyncio.sleep(0)
+        if x[-1] % 7 == 0:
+            raise ValueError(x)
+        return x
+
+    n = 70
+    failing = sum(1 for i in range(n) if i % 7 == 0)
+
+    def worker(k: int) -> None:
+        async def one(x: tuple[int, ...]) -> None:
+            try:
+                await f(x)
+            except ValueError:
+                pass
+
+        async def main() -> None:
+            for _ in range(2):
+                for i in range(n):
+                    await one((k, i))
+            await asyncio.gather(*(one((k, -1, i % 10)) for i in range(50)))
+        asyncio.run(main())
+
+    run_threads(worker, 3, switch=1e-6)
+    # per thread: n runs, then failing runs and n - failing hits; 10 keys run
+    # once each by 50 callers (2 of them fail): 40 joined
+    runs, hits, waits = n + failing + 10, n - failing, 40
+    fails = 2 * failing + 2
+    want = {"runs": 3 * runs, "hits": 3 * hits, "waits": 3 * waits, "failures": 3 * fails,
+            "running": 0, "ttl": 1000.0}
+    assert f.stats() == want  # type: ignore[attr-defined]
+    f.cache_clear()  # type: ignore[attr-defined]
+    assert f.stats() == want  # type: ignore[attr-defined]
+    asyncio.run(f((0, 1)))
+    want["runs"] += 1
+    assert f.stats() == want  # type: ignore[attr-defined]
