@@ -14,20 +14,22 @@
  * while nothing else holds it: no reference but the module's, its args its
  * own 1-tuple, and no traceback, context, cause, notes, attributes or
  * suppressed context (an exception someone caught and still holds is never
- * reused; a new one is made and kept instead). While an exception is being
- * handled a new one is made and not kept: it gets that exception as its
- * context, which the module must not keep alive (an `async with` body's
- * error, its traceback and its frames' locals). It carries only the result
- * of an awaitable its caller holds the last reference to (aw_reuse_state),
- * so its value is the result's until that awaitable is freed, right after
- * the await: then, held by the module alone, it drops the value and any
- * traceback; held by someone else too (caught by hand from an awaitable
- * already gone), the module lets go of it, so it is freed with its value
- * when they drop it (stop_iteration_release). Whatever was held is dropped
- * only once the exception is whole again, and a new value is in place and
- * raised before the old one is dropped: dropping runs any __del__, which
- * may await guarded calls itself. The GIL makes each check and what
- * follows one step: the module declares it needs the GIL. */
+ * reused; a new one is made and kept instead). It is raised as a new one
+ * is, so it gets the same context. It carries only the result of an
+ * awaitable its caller holds the last reference to (aw_reuse_state), so
+ * its value (and context) are the result's until that awaitable is freed,
+ * right after the await: then, held by the module alone, it drops the
+ * value, the context and any traceback; held by someone else too (caught
+ * by hand from an awaitable already gone), the module lets go of it, so it
+ * is freed with its value when they drop it (stop_iteration_release). A
+ * Finished awaitable is never freed: while an exception is being handled
+ * it makes a new one and keeps none, or the module would keep that
+ * exception alive (an `async with` body's error, its traceback and its
+ * frames' locals). Whatever was held is dropped only once the exception is
+ * whole again, and a new value is in place and raised before the old one
+ * is dropped: dropping runs any __del__, which may await guarded calls
+ * itself. The GIL makes each check and what follows one step: the module
+ * declares it needs the GIL. */
 static int stop_iteration_alone(PyObject *e) {
     PyBaseExceptionObject *b = (PyBaseExceptionObject *)e;
     return Py_REFCNT(e) == 1 && b->args && PyTuple_CheckExact(b->args) &&
@@ -82,29 +84,42 @@ static inline void stop_iteration_release(resil_state *st) { (void)st; }
 #endif
 
 /* Raises StopIteration(value), the end of a send() or of tp_iternext. st:
- * the module's state (NULL: make a new exception). */
-static void set_stop_iteration(resil_state *st, PyObject *value) {
+ * the module's state (NULL: make a new exception). freed: the caller is an
+ * awaitable whose freeing releases the kept exception, so it may carry the
+ * context of an exception being handled until then; a Finished awaitable
+ * is never freed, so while an exception is handled it makes a new one. */
+static void set_stop_iteration(resil_state *st, PyObject *value, int freed) {
     if (value == Py_None) {
         PyErr_SetNone(PyExc_StopIteration);
         return;
     }
 #if PY_VERSION_HEX >= 0x030C0000
+    int handled = 0;
     if (st) {
-        PyObject *handled = PyErr_GetHandledException();
-        if (RS_UNLIKELY(handled != NULL)) {
-            Py_DECREF(handled);
-            st = NULL; /* a new one, not kept: see above */
+        PyObject *exc = PyErr_GetHandledException();
+        if (RS_UNLIKELY(exc != NULL)) {
+            Py_DECREF(exc);
+            handled = 1;
+            if (!freed) {
+                st = NULL; /* a new one, not kept: see above */
+            }
         }
     }
     PyObject *kept = st ? st->stop_iteration : NULL;
     if (kept && stop_iteration_reusable(kept)) {
         PyObject *old_value, *old_arg;
         stop_iteration_swap(kept, value, &old_value, &old_arg);
-        PyErr_SetRaisedException(Py_NewRef(kept)); /* nothing handled: no context to give it */
+        if (RS_LIKELY(!handled)) {
+            PyErr_SetRaisedException(Py_NewRef(kept)); /* no context to give it */
+        } else {
+            PyErr_SetObject(PyExc_StopIteration, kept);
+        }
         Py_XDECREF(old_value);
         Py_XDECREF(old_arg);
         return;
     }
+#else
+    (void)freed;
 #endif
     PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
     if (!e) {
@@ -378,7 +393,7 @@ static PyObject *aw_send_method(AwaitObject *a, PyObject *arg) {
         return res;
     }
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(aw_reuse_state(a), res);
+        set_stop_iteration(aw_reuse_state(a), res, 1);
         Py_DECREF(res);
     }
     return NULL;
@@ -392,7 +407,7 @@ static PyObject *aw_iternext(AwaitObject *a) {
     }
     if (r == PYGEN_RETURN) {
         if (res != Py_None) {
-            set_stop_iteration(aw_reuse_state(a), res);
+            set_stop_iteration(aw_reuse_state(a), res, 1);
         }
         Py_DECREF(res);
     }
@@ -459,7 +474,7 @@ static PyObject *aw_throw(AwaitObject *a, PyObject *const *args, Py_ssize_t narg
     }
     r = aw_finish(a, r, &res);
     if (r == PYGEN_RETURN) {
-        set_stop_iteration(aw_reuse_state(a), res);
+        set_stop_iteration(aw_reuse_state(a), res, 1);
         Py_DECREF(res);
     }
     return NULL;
@@ -641,7 +656,7 @@ static PySendResult fin_send(FinishedObject *f, PyObject *Py_UNUSED(arg), PyObje
 }
 
 static PyObject *fin_iternext(FinishedObject *f) {
-    set_stop_iteration((resil_state *)PyType_GetModuleState(Py_TYPE(f)), f->value);
+    set_stop_iteration((resil_state *)PyType_GetModuleState(Py_TYPE(f)), f->value, 0);
     return NULL;
 }
 
