@@ -75,10 +75,25 @@ def test_an_async_with_body_s_error_and_its_locals_are_freed_once_handled() -> N
         async with b:
             raise ValueError("boom")
 
+    @b
+    async def h(v: object) -> object:
+        return v
+
+    async def handling() -> None:
+        o = _Obj()
+        refs.append(weakref.ref(o))
+        try:
+            raise KeyError("handled")
+        except KeyError:
+            assert await h(1) == 1          # its StopIteration's context: the KeyError
+            assert await b.call_async(h, 2) == 2
+
     async def main() -> None:
         with pytest.raises(ValueError):
             await body()
         assert refs[0]() is None            # nothing keeps the error's frame
+        await handling()
+        assert refs[1]() is None
 
     asyncio.run(main())
     assert b.stats()["failures"] == 1
