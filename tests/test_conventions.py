@@ -766,16 +766,34 @@ METHOD_ARGUMENTS: dict[str, tuple[Callable[[], Callable[..., Any]], dict[str, An
         "cost": ("1", 2), "timeout": ("1", -1.0)}),
     "RateLimiter.acquire_async": (lambda: resil.RateLimiter(1).acquire_async, {}, {
         "cost": ("1", 2), "timeout": ("1", -1.0)}),
-    "SQLiteStore.events": (lambda: resil.SQLiteStore(":memory:").events, {}, {
+    "SQLiteStore.events": (lambda: _events_of_a_store, {}, {
         "from_seq": ("1", 2**63), "to_seq": (1.5, -2**64), "since": ("1", NAN),
         "event_type": (1, "")}),
-    "EventBus.replay": (lambda: resil.EventBus(store=resil.SQLiteStore(":memory:")).replay, {}, {
+    "EventBus.replay": (lambda: _replay_on_a_store, {}, {
         "from_seq": ("1", 2**63), "to_seq": (1.5, -2**64), "since": ("1", NAN),
         "event_type": (1, "")}),
     "EventEmitter.close": (lambda: resil.EventEmitter(print).close, {}, {
         "graceful": ("1", -1.0), "forced": ("1", -1.0)}),
 }
 C_METHOD_FAILURES: set[tuple[str, str, str]] = set()
+
+
+def _events_of_a_store(**kwargs: Any) -> Any:
+    """SQLiteStore.events(**kwargs) on a store closed afterwards."""
+    store = resil.SQLiteStore(":memory:")
+    try:
+        return store.events(**kwargs)
+    finally:
+        store.close()
+
+
+async def _replay_on_a_store(**kwargs: Any) -> int:
+    """EventBus.replay(**kwargs) on a bus whose store is closed afterwards."""
+    store = resil.SQLiteStore(":memory:")
+    try:
+        return await resil.EventBus(store=store).replay(**kwargs)
+    finally:
+        store.close()
 
 
 def _held(limiter: resil.AdaptiveLimiter) -> Callable[..., Any]:
