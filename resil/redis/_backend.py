@@ -483,30 +483,22 @@ class RedisBackend:
         Redis's own errors (a script error) are raised as redis-py raises
         them. ``keys`` and ``args`` are lists or tuples."""
         _script_call(script, keys, args)
-        permit = self._admit()
         client = self._sync
-        try:
+
+        def op() -> Any:
             if script.sha in self._loaded:
                 try:
-                    result = client.evalsha(script.sha, len(keys), *keys, *args)
+                    return client.evalsha(script.sha, len(keys), *keys, *args)
                 except redis.exceptions.NoScriptError:
                     result = client.eval(script.source, len(keys), *keys, *args)
                     self._count("script_loads")
-            else:  # first use, or after an outage: one round trip that loads it too
-                result = client.eval(script.source, len(keys), *keys, *args)
-                self._count("script_loads")
-                self._loaded.add(script.sha)
-        except BaseException as exc:
-            if self._closed:
-                self._disconnect_idle()
-            down = self._abandoned(permit, exc)
-            if down is None:
-                raise
-            raise down from exc
-        if self._closed:
-            self._disconnect_idle()
-        self._answered(permit)
-        return result
+                    return result
+            # first use, or after an outage: one round trip that loads it too
+            result = client.eval(script.source, len(keys), *keys, *args)
+            self._count("script_loads")
+            self._loaded.add(script.sha)
+            return result
+        return self._blocking(op)
 
     async def run_async(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """:meth:`run` for coroutines: awaits the asyncio client when the
@@ -539,9 +531,16 @@ class RedisBackend:
     def command(self, *args: Any) -> Any:
         """Runs one Redis command (``command("XRANGE", key, "-", "+")``) on the
         blocking client, guarded as :meth:`run` is."""
+        return self._blocking(lambda: self._sync.execute_command(*args))
+
+    def _blocking(self, op: Callable[[], Any]) -> Any:
+        """``op()``, one operation on the blocking client, guarded: admitted
+        by the backend's breaker, its failure turned into RedisUnavailable
+        when Redis is away, and on a closed backend its connection closed
+        once it ends (close() left it open for the operation to finish)."""
         permit = self._admit()
         try:
-            result = self._sync.execute_command(*args)
+            result = op()
         except BaseException as exc:
             if self._closed:
                 self._disconnect_idle()
